@@ -1,0 +1,151 @@
+"""The Faust app: one agent per declared source, raw bytes in, batches of messages at a time.
+
+Offsets are ours, not Faust's: input topics are consumed with acks off, so
+Faust never commits them; each :class:`PartitionRunner` commits offset + 1 after
+it has stored a checkpoint covering that offset (see ARCHITECTURE.md on why a
+Faust changelog is not trusted with the embedded broker).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+
+import faust
+import redis.asyncio as aioredis
+from faust.types import TP
+
+from agents.metrics import WorkerMetrics
+from agents.outputs import Outputs
+from agents.partition import Message, PartitionRunner
+from settings import Settings
+from state.checkpoint import CheckpointStore
+from streams.producer import BatchingProducer
+from streams.registry import Registry, Source
+from streams.topics import ensure_topics, warden_topics
+
+log = logging.getLogger("warden.worker")
+
+
+class Worker:
+    """Holds the Faust app and everything its agents share."""
+
+    def __init__(self, settings: Settings, registry: Registry):
+        self.settings, self.registry = settings, registry
+        session, rebalance, heartbeat = settings.consumer_timeouts()
+        self.app = faust.App(
+            settings.app_id,
+            broker=settings.faust_broker,
+            store="memory://",
+            topic_partitions=settings.partitions,
+            consumer_auto_offset_reset="earliest",
+            broker_session_timeout=session,
+            broker_rebalance_timeout=rebalance,
+            broker_heartbeat_interval=heartbeat,
+            web_host=settings.web_host,
+            web_bind=settings.web_host,
+            web_port=settings.web_port,
+        )
+        self.metrics = WorkerMetrics()
+        self.redis: aioredis.Redis | None = None
+        self.outputs: Outputs | None = None
+        self.producer: BatchingProducer | None = None
+        self.runners: dict[tuple[str, int], PartitionRunner] = {}
+        for source in registry.values():
+            self._add_agent(source)
+        self.app.on_partitions_revoked.connect(self._on_revoked)
+        self.app.service(self._Lifecycle(self))
+        self.app.timer(settings.checkpoint_interval_s)(self._checkpoint_all)
+        self.app.timer(1.0)(self._publish_metrics)
+        self.app.page("/health")(self._health_view())
+
+    class _Lifecycle(faust.Service):
+        """Starts the producer and Redis client before agents run; flushes and checkpoints on stop."""
+
+        def __init__(self, worker: Worker, **kwargs):
+            super().__init__(**kwargs)
+            self.worker = worker
+
+        async def on_start(self) -> None:
+            await self.worker.start()
+
+        async def on_stop(self) -> None:
+            await self.worker.stop()
+
+    async def start(self) -> None:
+        s = self.settings
+        await ensure_topics(s.bootstrap_servers, warden_topics(s, self.registry), s.partitions)
+        self.redis = aioredis.Redis.from_url(s.redis_url)
+        await self.redis.ping()
+        self.producer = BatchingProducer(s.bootstrap_servers, batch_records=s.producer_batch_records,
+                                         linger_ms=s.producer_linger_ms, client_id=f"{s.app_id}-worker")
+        await self.producer.start()
+        self.outputs = Outputs(self.producer, self.redis, s)
+        self.checkpoints = CheckpointStore(self.redis, s.app_id)
+
+    async def stop(self) -> None:
+        for runner in list(self.runners.values()):
+            try:
+                await runner.checkpoint()
+            except Exception:  # noqa: BLE001 - shutting down: log and go on with the others
+                log.exception("final checkpoint of %s/%d failed", runner.source.name, runner.partition)
+        if self.producer:
+            await self.producer.stop()
+        if self.redis:
+            await self._publish_metrics()
+            await self.redis.aclose()
+
+    def _add_agent(self, source: Source) -> None:
+        topic = self.app.topic(source.topic, key_type=bytes, value_type=bytes, key_serializer="raw",
+                               value_serializer="raw", acks=False, partitions=self.settings.partitions)
+        take, within = self.settings.agent_take_messages, self.settings.agent_take_within_s
+
+        async def ingest(stream):
+            async for events in stream.take_events(take, within=within):
+                by_partition: dict[int, list[Message]] = defaultdict(list)
+                for event in events:
+                    m = event.message
+                    by_partition[m.partition].append(Message(m.offset, m.value))
+                for partition, messages in by_partition.items():
+                    runner = await self._runner(source, partition)
+                    await runner.process(messages)
+
+        self.app.agent(topic, name=f"warden.ingest.{source.name}")(ingest)
+
+    async def _runner(self, source: Source, partition: int) -> PartitionRunner:
+        key = (source.name, partition)
+        runner = self.runners.get(key)
+        if runner is None:
+            runner = PartitionRunner(source, partition, self.settings, self.outputs, self.checkpoints,
+                                     self.metrics, self._commit)
+            await runner.restore()
+            self.runners[key] = runner
+        return runner
+
+    async def _commit(self, topic: str, partition: int, offset: int) -> None:
+        await self.app.consumer._commit_offsets({TP(topic, partition): offset})
+
+    async def _on_revoked(self, app, revoked, **_) -> None:
+        for tp in revoked:
+            source = self.registry.by_topic(tp.topic)
+            runner = self.runners.pop((source.name, tp.partition), None) if source else None
+            if runner is not None:
+                await runner.checkpoint()
+
+    async def _checkpoint_all(self) -> None:
+        for runner in list(self.runners.values()):
+            await runner.checkpoint()
+
+    async def _publish_metrics(self) -> None:
+        if self.redis is not None:
+            await self.metrics.publish(self.redis)
+
+    def _health_view(self):
+        worker = self
+
+        async def health(web, request):
+            snap = worker.metrics.snapshot()
+            return web.json({"status": "ok", "worker": snap["worker"], "partitions": len(worker.runners),
+                             "records": snap["records"], "dead_letters": snap["dead_letters"]})
+
+        return health

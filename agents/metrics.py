@@ -1,0 +1,77 @@
+"""Worker counters (records, dead letters by reason, alerts, state size), published to Redis."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections import Counter
+
+import orjson
+import psutil
+import redis.asyncio as aioredis
+
+METRICS_KEY = "warden:metrics:{}"
+METRICS_TTL_S = 30
+
+
+class WorkerMetrics:
+    """Counts what one worker did; :meth:`publish` writes a snapshot to Redis."""
+
+    def __init__(self, worker_id: str | None = None):
+        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}"
+        self.records: Counter[str] = Counter()
+        self.accepted: Counter[str] = Counter()
+        self.alerts: Counter[str] = Counter()
+        self.forwarded: Counter[str] = Counter()
+        self.dead_letters: Counter[str] = Counter()
+        self.state_bytes: dict[str, int] = {}
+        self.entities: dict[str, int] = {}
+        self.started = time.time()
+        self.first_record_at: float | None = None
+        self.last_record_at: float | None = None
+        self.rss_at_start = psutil.Process().memory_info().rss
+
+    def processed(self, source: str, records: int, accepted: int, alerts: int, forwarded: int) -> None:
+        now = time.time()
+        self.first_record_at = self.first_record_at or now
+        self.last_record_at = now
+        self.records[source] += records
+        self.accepted[source] += accepted
+        self.alerts[source] += alerts
+        self.forwarded[source] += forwarded
+
+    def dead(self, source: str, reason: str) -> None:
+        self.dead_letters[f"{source}:{reason}"] += 1
+
+    def checkpointed(self, source: str, partition: int, nbytes: int, entities: int) -> None:
+        self.state_bytes[f"{source}:{partition}"] = nbytes
+        self.entities[f"{source}:{partition}"] = entities
+
+    def snapshot(self) -> dict:
+        return {
+            "worker": self.worker_id,
+            "at": time.time(),
+            "started": self.started,
+            "records": dict(self.records),
+            "accepted": dict(self.accepted),
+            "alerts": dict(self.alerts),
+            "forwarded": dict(self.forwarded),
+            "dead_letters": dict(self.dead_letters),
+            "entities": sum(self.entities.values()),
+            "checkpoint_bytes": sum(self.state_bytes.values()),
+            "first_record_at": self.first_record_at,
+            "last_record_at": self.last_record_at,
+            "rss": psutil.Process().memory_info().rss,
+            "rss_at_start": self.rss_at_start,
+        }
+
+    async def publish(self, redis: aioredis.Redis) -> None:
+        await redis.set(METRICS_KEY.format(self.worker_id), orjson.dumps(self.snapshot()), ex=METRICS_TTL_S)
+
+
+async def read_all(redis: aioredis.Redis) -> list[dict]:
+    """Every live worker's latest snapshot."""
+    keys = [k async for k in redis.scan_iter(METRICS_KEY.format("*"))]
+    values = await redis.mget(keys) if keys else []
+    return [orjson.loads(v) for v in values if v]

@@ -1,0 +1,142 @@
+"""One source partition owned by this worker: its engine, offsets, outputs and checkpoints.
+
+Messages come in as (offset, key, value). Their records go through the
+:class:`~models.engine.SourceEngine` in one call; alerts, dead letters and
+records that belong to another partition go out through the batching producer.
+A checkpoint flushes those outputs first, then stores the state with the last
+offset it covers, then commits offset + 1 to Kafka - so the committed offset
+never runs ahead of the state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import orjson
+
+from agents.metrics import WorkerMetrics
+from agents.outputs import Outputs
+from models.engine import SourceEngine
+from settings import Settings
+from state.checkpoint import CheckpointStore
+from streams.deadletter import dead_letter
+from streams.envelope import decode
+from streams.partitioner import PartitionCache
+from streams.registry import Source
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class Message:
+    offset: int
+    value: bytes | None
+
+
+class PartitionRunner:
+    """Processes, checkpoints and restores one (source, partition)."""
+
+    def __init__(self, source: Source, partition: int, settings: Settings, outputs: Outputs,
+                 checkpoints: CheckpointStore, metrics: WorkerMetrics,
+                 commit: Callable[[str, int, int], Awaitable[None]]):
+        self.source, self.partition, self.settings = source, partition, settings
+        self.outputs, self.checkpoints, self.metrics = outputs, checkpoints, metrics
+        self.commit = commit
+        self.engine = SourceEngine(source, settings)
+        self.owner = PartitionCache(settings.partitions)
+        self.lock = asyncio.Lock()
+        self.restored_offset = -1   # records up to this offset are in the restored state
+        self.offset = -1            # last offset processed
+        self.checkpointed = -1
+        self.last_checkpoint = time.monotonic()
+
+    async def restore(self) -> None:
+        """Load the partition's checkpoint, if any (a layout change starts afresh from its offset)."""
+        found = await self.checkpoints.load(self.source.name, self.partition)
+        if found is None:
+            return
+        try:
+            self.engine.state.load_bytes(found.state)
+        except ValueError as exc:
+            log.warning("%s/%d: checkpoint not restored (%s); state starts empty at offset %d",
+                        self.source.name, self.partition, exc, found.offset)
+        self.restored_offset = self.offset = self.checkpointed = found.offset
+        log.info("%s/%d: restored %d entities at offset %d", self.source.name, self.partition,
+                 len(self.engine.state), found.offset)
+
+    async def process(self, messages: list[Message]) -> None:
+        """Process messages of this partition, in offset order."""
+        async with self.lock:
+            await self._process(messages)
+
+    async def _process(self, messages: list[Message]) -> None:
+        source, topic = self.source.name, self.source.topic
+        records: list = []
+        origin: list[tuple[int, int]] = []   # per record: (message index, index in message)
+        dead: list[dict] = []
+        for m_i, msg in enumerate(messages):
+            if msg.offset <= self.restored_offset:
+                continue  # already in the restored state
+            decoded = decode(msg.value, self.settings.max_message_bytes)
+            if decoded.reason:
+                dead.append(dead_letter(source, topic, self.partition, msg.offset, decoded.reason,
+                                        decoded.detail, msg.value or b""))
+                continue
+            records += decoded.records
+            origin += [(m_i, j) for j in range(len(decoded.records))]
+        if records:
+            out = self.engine.process(records, owner=lambda e: self.owner(e) == self.partition)
+            for rej in out.rejects:
+                m_i, j = origin[rej.position]
+                msg = messages[m_i]
+                raw = msg.value if _single(origin, rej.position) else _bytes(records[rej.position])
+                dead.append(dead_letter(source, topic, self.partition, msg.offset, rej.reason, rej.detail, raw))
+            for pos in out.forward:
+                rec = records[pos]
+                await self.outputs.forward(topic, rec[self.source.entity_field], rec)
+            await self.outputs.alerts(out.alerts)
+            self.metrics.processed(source, len(records), out.accepted, len(out.alerts), len(out.forward))
+        for d in dead:
+            self.metrics.dead(source, d["reason"])
+        await self.outputs.dead_letters(dead)
+        if messages:
+            self.offset = max(self.offset, messages[-1].offset)
+        if time.monotonic() - self.last_checkpoint >= self.settings.checkpoint_interval_s:
+            await self._checkpoint()
+
+    async def checkpoint(self) -> None:
+        """Flush outputs, store the state with its offset, commit the next offset."""
+        async with self.lock:
+            await self._checkpoint()
+
+    async def _checkpoint(self) -> None:
+        self.last_checkpoint = time.monotonic()
+        if self.offset <= self.checkpointed:
+            return
+        await self.outputs.flush()
+        blob = self.engine.state.to_bytes()
+        await self.checkpoints.save(self.source.name, self.partition, self.offset, blob)
+        self.checkpointed = self.offset
+        self.metrics.checkpointed(self.source.name, self.partition, len(blob), len(self.engine.state))
+        await self.commit(self.source.topic, self.partition, self.offset + 1)
+
+
+def _single(origin: list[tuple[int, int]], position: int) -> bool:
+    """Whether the record at ``position`` was a message on its own."""
+    m_i, j = origin[position]
+    if j != 0:
+        return False
+    nxt = position + 1
+    return nxt >= len(origin) or origin[nxt][0] != m_i
+
+
+def _bytes(record: object) -> bytes:
+    """A batch element re-encoded as JSON (its exact bytes are not kept by the parser)."""
+    try:
+        return orjson.dumps(record)
+    except TypeError:
+        return repr(record).encode()

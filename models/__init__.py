@@ -1,0 +1,1 @@
+"""Detectors and the detection engine: pure Python/NumPy, no Kafka."""

@@ -1,0 +1,44 @@
+"""Alerts: deterministic ids and the JSON shape every consumer reads.
+
+The id depends only on what happened (source, kind, entity, window start), so
+a record processed twice - after a crash, or in a replay - gives the same id.
+
+>>> alert_id("air", "pm25_over_limit", "st-1", 1700000000.0) == alert_id("air", "pm25_over_limit", "st-1", 1700000000)
+True
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+
+SEVERITIES = ("info", "warning", "major", "critical")
+
+
+def iso(ts: float) -> str:
+    """Epoch seconds as ISO-8601 UTC with a Z."""
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def alert_id(source: str, kind: str, entity: str, window_start: float) -> str:
+    """A stable 20-hex-digit id for one situation."""
+    key = f"{source}\x1f{kind}\x1f{entity}\x1f{int(window_start)}".encode()
+    return hashlib.blake2b(key, digest_size=10).hexdigest()
+
+
+def new_alert(*, source: str, kind: str, entity: str, ts: float, window_start: float, window_s: float,
+              score: float, severity: str, model: str, evidence: dict) -> dict:
+    """An alert as it goes to ``warden.alerts``."""
+    return {
+        "id": alert_id(source, kind, entity, window_start),
+        "source": source,
+        "kind": kind,
+        "entity": entity,
+        "ts": iso(ts),
+        "window_start": iso(window_start),
+        "window_s": window_s,
+        "score": round(float(score), 4),
+        "severity": severity,
+        "model": model,
+        "evidence": evidence,
+    }

@@ -1,0 +1,16 @@
+"""Detectors by the name a source declaration uses in its ``detectors`` list."""
+
+from __future__ import annotations
+
+from models.rules.threshold import ThresholdRules
+
+DETECTORS = {ThresholdRules.name: ThresholdRules}
+
+
+def build(source, state) -> list:
+    """The detectors a source declares, bound to its state; unknown names are an error."""
+    unknown = [d for d in source.detectors if d not in DETECTORS]
+    if unknown:
+        raise ValueError(f"source {source.name!r} names unknown detector(s) {unknown}; "
+                         f"known: {sorted(DETECTORS)}")
+    return [DETECTORS[name](source, state) for name in source.detectors]

@@ -1,0 +1,120 @@
+"""Threshold rules from a source declaration: a field above or below a limit.
+
+A rule ``over = "record"`` looks at each reading and raises at most one alert
+per entity and ``dedup_s`` period; a rule over a window ("1m", "15m", "1h")
+looks at the mean of each closed bucket (one no record can still enter), so
+its verdict does not depend on how records were batched.
+
+>>> import numpy as np
+>>> from streams.registry import RuleSpec
+>>> rule = RuleSpec(kind="hot", field="t", above=30)
+>>> exceeds(rule, np.array([10.0, 31.0, np.nan])).tolist()
+[False, True, False]
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from models.alert import new_alert
+from state.entity_state import EntityState
+from streams.registry import RuleSpec, Source
+from streams.validation import Batch
+
+MODEL = "threshold@1"
+
+
+def exceeds(rule: RuleSpec, values: np.ndarray) -> np.ndarray:
+    """Which values break the rule (NaN never does)."""
+    with np.errstate(invalid="ignore"):
+        return values > rule.above if rule.above is not None else values < rule.below
+
+
+def score(rule: RuleSpec, value: float) -> float:
+    """0.5 at the limit, rising to 1 at twice (or zero for 'below') the limit."""
+    limit = rule.above if rule.above is not None else rule.below
+    excess = (value - limit) if rule.above is not None else (limit - value)
+    return float(min(1.0, 0.5 + 0.5 * excess / max(abs(limit), 1e-9)))
+
+
+class ThresholdRules:
+    """Raises alerts for every threshold rule a source declares."""
+
+    name = "threshold"
+
+    def __init__(self, source: Source, state: EntityState):
+        self.source = source
+        self.record_rules = [r for r in source.rules if r.over == "record"]
+        self.window_rules = [r for r in source.rules if r.over != "record"]
+        if self.record_rules:
+            state.store.add("threshold.alerted", np.int64, (len(self.record_rules),), fill=-1)
+        for window in {r.over for r in self.window_rules}:
+            state.store.add(f"threshold.closed.{window}", np.int64, fill=np.iinfo(np.int64).min)
+
+    def detect(self, batch: Batch, rows: np.ndarray, state: EntityState) -> list[dict]:
+        """Alerts raised by ``batch`` (already folded into ``state`` at ``rows``)."""
+        alerts = []
+        for k, rule in enumerate(self.record_rules):
+            alerts += self._record_rule(k, rule, batch, rows, state)
+        if self.window_rules and len(rows):
+            alerts += self._window_rules(np.unique(rows), state)
+        return alerts
+
+    def _record_rule(self, k: int, rule: RuleSpec, batch: Batch, rows: np.ndarray,
+                     state: EntityState) -> list[dict]:
+        values = batch.columns[rule.field]
+        idx = np.flatnonzero(exceeds(rule, values))
+        if not len(idx):
+            return []
+        period = np.floor(batch.ts[idx] / rule.dedup_s).astype(np.int64)
+        r = rows[idx]
+        order = np.lexsort((idx, batch.ts[idx], period, r))
+        idx, period, r = idx[order], period[order], r[order]
+        first = np.ones(len(idx), dtype=bool)
+        first[1:] = (r[1:] != r[:-1]) | (period[1:] != period[:-1])
+        alerted = state.store["threshold.alerted"][:, k]
+        fire = first & (period > alerted[r])
+        np.maximum.at(alerted, r, period)
+        return [
+            new_alert(source=self.source.name, kind=rule.kind, entity=batch.entities[i],
+                      ts=float(batch.ts[i]), window_start=float(p * rule.dedup_s), window_s=rule.dedup_s,
+                      score=score(rule, float(values[i])), severity=rule.severity, model=MODEL,
+                      evidence={"field": rule.field, "value": float(values[i]), "limit": _limit(rule),
+                                "over": "record", "description": rule.description})
+            for i, p in zip(idx[fire], period[fire])
+        ]
+
+    def _window_rules(self, rows: np.ndarray, state: EntityState) -> list[dict]:
+        alerts = []
+        for window in sorted({r.over for r in self.window_rules}):
+            seconds, ring = state.windows[window]
+            done = state.store[f"threshold.closed.{window}"]
+            closed = state.closed_bucket(rows, window)
+            head = state.store[f"{window}.head"][rows].astype(np.int64)
+            start = np.maximum(done[rows] + 1, head - ring + 1)
+            for step in range(int(max(0, (closed - start).max() + 1)) if len(rows) else 0):
+                bucket = start + step
+                due = bucket <= closed
+                if not due.any():
+                    continue
+                r, b = rows[due], bucket[due]
+                means = state.window_means(window, r, b)
+                for rule in self.window_rules:
+                    if rule.over != window:
+                        continue
+                    col = means[:, state.windowed.index(rule.field)]
+                    for i in np.flatnonzero(exceeds(rule, col)):
+                        entity = state.slots.entities[r[i]]
+                        alerts.append(new_alert(
+                            source=self.source.name, kind=rule.kind, entity=entity,
+                            ts=float((b[i] + 1) * seconds), window_start=float(b[i] * seconds),
+                            window_s=seconds, score=score(rule, float(col[i])), severity=rule.severity,
+                            model=MODEL, evidence={"field": rule.field, "mean": float(col[i]),
+                                                   "limit": _limit(rule), "over": window,
+                                                   "description": rule.description}))
+            done[rows] = np.maximum(done[rows], closed)
+        return alerts
+
+
+def _limit(rule: RuleSpec) -> float:
+    return rule.above if rule.above is not None else rule.below

@@ -1,0 +1,1 @@
+"""Per-entity columnar state, window ring buffers, checkpoints, the embedded Redis."""

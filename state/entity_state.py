@@ -1,0 +1,139 @@
+"""Columnar per-entity state of one source on one partition.
+
+Per entity: last event time and last value of every numeric field; running
+count/mean/variance and tumbling-window rings (1 min, 15 min, 1 h by default)
+for every windowed field; plus any column a detector declares. Event time is
+per entity: a record more than the allowed lateness behind its entity's latest
+event time is late.
+
+>>> import numpy as np
+>>> st = EntityState(numeric=["value"], windowed=["value"], windows={"1m": 4}, lateness_s=60)
+>>> rows = st.update(["m1", "m1"], np.array([0.0, 30.0]), np.array([[1.0], [3.0]]))
+>>> float(st.store["mean"][0, 0]), st.late(["m1"], np.array([-100.0])).tolist()
+(2.0, [True])
+"""
+
+from __future__ import annotations
+
+import orjson
+import numpy as np
+
+from settings import WINDOW_SECONDS, Settings
+from state import stats, windows
+from state.columns import ColumnStore
+from state.slots import SlotMap
+
+FORMAT_VERSION = 1
+
+
+class EntityState:
+    """Slot map + columns + window rings for the entities of one source partition."""
+
+    def __init__(self, numeric: list[str], windowed: list[str], windows: dict[str, int],
+                 lateness_s: float, capacity: int = 1024):
+        self.numeric, self.windowed = list(numeric), list(windowed)
+        self.windows = {name: (WINDOW_SECONDS[name], ring) for name, ring in windows.items()}
+        self.lateness_s = lateness_s
+        self._windowed_idx = [self.numeric.index(f) for f in self.windowed]
+        self.slots = SlotMap()
+        self.meta: dict[str, object] = {}
+        store = self.store = ColumnStore(capacity)
+        store.add("last_ts", np.float64, fill=-np.inf)
+        store.add("last", np.float32, (len(self.numeric),), fill=np.nan)
+        nw = len(self.windowed)
+        if nw:
+            store.add("count", np.uint32, (nw,))
+            store.add("mean", np.float64, (nw,))
+            store.add("m2", np.float64, (nw,))
+            for name, (_, ring) in self.windows.items():
+                store.add(f"{name}.sum", np.float32, (nw, ring))
+                store.add(f"{name}.count", np.uint16, (nw, ring))
+                store.add(f"{name}.head", np.int32, fill=-1)
+
+    @classmethod
+    def for_source(cls, source, settings: Settings) -> EntityState:
+        return cls(source.numeric_fields, source.windowed_fields, settings.windows,
+                   settings.allowed_lateness_s, settings.state_initial_capacity)
+
+    def __len__(self) -> int:
+        return len(self.slots)
+
+    def late(self, entities: list[str], ts: np.ndarray) -> np.ndarray:
+        """Records older than their entity's event time (earlier records of the batch included) - lateness."""
+        n = len(entities)
+        if n == 0:
+            return np.zeros(0, dtype=bool)
+        get = self.slots.get
+        known = [get(e, -1) for e in entities]
+        rows = np.fromiter(known, dtype=np.int64, count=n)
+        prior = np.where(rows >= 0, self.store["last_ts"][np.maximum(rows, 0)], -np.inf)
+        # Running max per entity over the batch, exclusive of the record itself.
+        ids: dict[str, int] = {}
+        group = np.fromiter((ids.setdefault(e, len(ids)) for e in entities), dtype=np.int64, count=n)
+        order = np.lexsort((np.arange(n), group))
+        g, t = group[order], ts[order]
+        low = float(t.min())
+        span = float(t.max()) - low + 1.0
+        running = np.maximum.accumulate((t - low) + g * span) - g * span + low
+        before = np.full(n, -np.inf)
+        before[1:] = np.where(g[1:] == g[:-1], running[:-1], -np.inf)
+        within = np.empty(n)
+        within[order] = before
+        return ts < np.maximum(prior, within) - self.lateness_s
+
+    def update(self, entities: list[str], ts: np.ndarray, numeric: np.ndarray) -> np.ndarray:
+        """Fold records (numeric: records x numeric fields, NaN = absent) in; returns their rows."""
+        rows = self.slots.lookup(entities)
+        if len(rows) == 0:
+            return rows
+        self.store.ensure_rows(len(self.slots))
+        last_ts, last = self.store["last_ts"], self.store["last"]
+        # The newest record per entity sets last values (ties: the later record).
+        order = np.lexsort((np.arange(len(rows)), ts, rows))
+        r_sorted = rows[order]
+        newest = order[np.append(r_sorted[1:] != r_sorted[:-1], True)]
+        newer = ts[newest] >= last_ts[rows[newest]]
+        pick = newest[newer]
+        last_ts[rows[pick]] = ts[pick]
+        last[rows[pick]] = numeric[pick].astype(np.float32)
+        if self.windowed:
+            values = numeric[:, self._windowed_idx]
+            stats.update(self.store["count"], self.store["mean"], self.store["m2"], rows, values)
+            for name, (seconds, _) in self.windows.items():
+                buckets = np.floor(ts / seconds).astype(np.int64)
+                windows.add(self.store[f"{name}.sum"], self.store[f"{name}.count"],
+                            self.store[f"{name}.head"], rows, buckets, values)
+        return rows
+
+    def closed_bucket(self, rows: np.ndarray, window: str) -> np.ndarray:
+        """The newest bucket of ``window`` that no record can still enter, per entity."""
+        seconds, _ = self.windows[window]
+        return np.floor((self.store["last_ts"][rows] - self.lateness_s) / seconds).astype(np.int64) - 1
+
+    def window_means(self, window: str, rows: np.ndarray, buckets: np.ndarray) -> np.ndarray:
+        """Mean of each windowed field in bucket ``buckets`` of entity ``rows`` (NaN if empty/gone)."""
+        return windows.means(self.store[f"{window}.sum"], self.store[f"{window}.count"],
+                             self.store[f"{window}.head"], rows, buckets)
+
+    def bytes_per_entity(self) -> int:
+        """Column bytes per entity (excluding the slot map's Python objects)."""
+        return self.store.nbytes(1)
+
+    def to_bytes(self) -> bytes:
+        """A self-describing snapshot: header JSON line, then the columns as .npz."""
+        header = {"v": FORMAT_VERSION, "entities": self.slots.entities, "meta": self.meta,
+                  "numeric": self.numeric, "windowed": self.windowed}
+        return orjson.dumps(header) + b"\n" + self.store.to_bytes(len(self.slots))
+
+    def load_bytes(self, blob: bytes) -> None:
+        """Restore from :meth:`to_bytes`; ValueError if the layout differs."""
+        head, _, body = blob.partition(b"\n")
+        header = orjson.loads(head)
+        if header.get("v") != FORMAT_VERSION or header["numeric"] != self.numeric \
+                or header["windowed"] != self.windowed:
+            raise ValueError("checkpoint layout differs from the source declaration")
+        rows = self.store.load_bytes(body)
+        if rows != len(header["entities"]):
+            raise ValueError("checkpoint entity count does not match its columns")
+        self.slots = SlotMap(header["entities"])
+        self.meta = header["meta"]

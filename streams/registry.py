@@ -1,0 +1,177 @@
+"""The registry of sensor sources, declared in TOML files (one per source).
+
+A declaration names the topic, the entity and time fields, the typed fields with
+units and valid ranges, the detectors that apply and the threshold rules. A new
+file dropped in ``streams/sources/`` or a folder named in ``WARDEN_SOURCES_DIRS``
+becomes a consumed topic with no code change.
+
+>>> reg = load_registry()
+>>> reg["air"].topic, reg["air"].fields["pm25"].unit
+('telemetry.air', 'µg/m³')
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from settings import WINDOW_SECONDS, Settings, get_settings
+
+SHIPPED_DIR = Path(__file__).parent / "sources"
+
+
+class SourceError(ValueError):
+    """A source declaration that cannot be used, with the file it came from."""
+
+
+class FieldSpec(BaseModel):
+    """One typed field of a record."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["float", "int", "string", "bool"]
+    unit: str = ""
+    description: str = ""
+    min: float | None = None
+    max: float | None = None
+    required: bool = False
+    values: list[str] | None = Field(None, description="allowed values of a string field")
+    max_length: int = 256
+    window: bool = Field(False, description="keep running statistics and window buckets")
+
+    @property
+    def numeric(self) -> bool:
+        return self.type in ("float", "int")
+
+    @model_validator(mode="after")
+    def _check(self) -> FieldSpec:
+        if self.window and not self.numeric:
+            raise ValueError("only numeric fields can be windowed")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min {self.min} is above max {self.max}")
+        return self
+
+
+class RuleSpec(BaseModel):
+    """A threshold rule: a field above or below a limit, per record or on a window mean."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: str
+    field: str
+    above: float | None = None
+    below: float | None = None
+    over: Literal["record", "1m", "15m", "1h"] = "record"
+    severity: Literal["info", "warning", "major", "critical"] = "warning"
+    dedup_s: float = Field(3600.0, gt=0, description="one alert per entity and kind per this period")
+    description: str = ""
+
+    @model_validator(mode="after")
+    def _check(self) -> RuleSpec:
+        if (self.above is None) == (self.below is None):
+            raise ValueError("a rule needs exactly one of 'above' or 'below'")
+        return self
+
+
+class Source(BaseModel):
+    """A declared sensor source."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    topic: str
+    description: str = ""
+    entity_field: str = "entity"
+    time_field: str = "ts"
+    time_format: Literal["auto", "iso8601", "epoch_s", "epoch_ms"] = "auto"
+    expected_interval_s: float = Field(60.0, gt=0)
+    detectors: list[str] = Field(default_factory=lambda: ["threshold"])
+    fields: dict[str, FieldSpec]
+    rules: list[RuleSpec] = Field(default_factory=list)
+    path: Path | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> Source:
+        for reserved in (self.entity_field, self.time_field):
+            if reserved in self.fields:
+                raise ValueError(f"'{reserved}' is the entity/time field, not a typed field")
+        for rule in self.rules:
+            spec = self.fields.get(rule.field)
+            if spec is None or not spec.numeric:
+                raise ValueError(f"rule {rule.kind!r}: no numeric field {rule.field!r}")
+            if rule.over != "record" and not spec.window:
+                raise ValueError(f"rule {rule.kind!r}: field {rule.field!r} is not windowed")
+        return self
+
+    @property
+    def numeric_fields(self) -> list[str]:
+        return [n for n, f in self.fields.items() if f.numeric]
+
+    @property
+    def windowed_fields(self) -> list[str]:
+        return [n for n, f in self.fields.items() if f.window]
+
+    @property
+    def required_fields(self) -> list[str]:
+        return [n for n, f in self.fields.items() if f.required]
+
+
+def load_source(path: Path) -> Source:
+    """Read and validate one declaration; errors name the file and the field."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise SourceError(f"{path}: {exc}") from exc
+    try:
+        return Source(**data, path=path)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '(top)'}: {err['msg']}" for err in exc.errors()
+        )
+        raise SourceError(f"{path}: {problems}") from exc
+
+
+class Registry(Mapping[str, Source]):
+    """Sources by name, with a lookup by topic."""
+
+    def __init__(self, sources: Iterable[Source]):
+        self._by_name = {s.name: s for s in sources}
+        self._by_topic = {s.topic: s for s in self._by_name.values()}
+
+    def __getitem__(self, name: str) -> Source:
+        return self._by_name[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._by_name)
+
+    def __len__(self) -> int:
+        return len(self._by_name)
+
+    def by_topic(self, topic: str) -> Source | None:
+        return self._by_topic.get(topic)
+
+    @property
+    def topics(self) -> list[str]:
+        return list(self._by_topic)
+
+
+def load_registry(settings: Settings | None = None) -> Registry:
+    """All sources: the shipped ones, then each configured folder (later names win)."""
+    settings = settings or get_settings()
+    sources: dict[str, Source] = {}
+    for folder in [SHIPPED_DIR, *settings.sources_dirs]:
+        if not folder.is_dir():
+            raise SourceError(f"sources folder {folder} does not exist")
+        for path in sorted(folder.glob("*.toml")):
+            source = load_source(path)
+            sources[source.name] = source
+    return Registry(sources.values())
+
+
+def window_seconds(name: str) -> int:
+    """Length in seconds of a named tumbling window ("1m", "15m", "1h")."""
+    return WINDOW_SECONDS[name]

@@ -1,0 +1,42 @@
+"""Creating the topics Warden reads and writes, with the configured partition count."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
+
+from settings import Settings
+from streams.registry import Registry
+
+
+def warden_topics(settings: Settings, registry: Registry) -> list[str]:
+    """Every input topic of the registry plus alerts, dead letters and signals."""
+    return [*registry.topics, settings.alerts_topic, settings.deadletter_topic, settings.signals_topic]
+
+
+async def ensure_topics(bootstrap_servers: str, topics: list[str], partitions: int,
+                        timeout_s: float = 30.0, **client_options) -> None:
+    """Create the missing ones among ``topics`` (existing topics are left as they are)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, **client_options)
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        try:
+            await admin.start()
+            break
+        except KafkaConnectionError:
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(0.2)
+    try:
+        existing = set(await admin.list_topics())
+        missing = [NewTopic(t, num_partitions=partitions, replication_factor=1)
+                   for t in topics if t not in existing]
+        if missing:
+            try:
+                await admin.create_topics(missing)
+            except TopicAlreadyExistsError:
+                pass
+    finally:
+        await admin.close()

@@ -1,0 +1,218 @@
+"""Record validation against a source declaration, column by column over a batch.
+
+Valid records come out as NumPy columns (what state and detectors work on);
+each invalid one comes out as a :class:`Reject` with its position and reason.
+
+>>> from streams.registry import load_registry
+>>> v = Validator(load_registry()["metric"])
+>>> batch, rejects = v.validate([{"entity": "m1", "ts": 1700000000, "value": 1.5},
+...                              {"entity": "m1", "ts": "yesterday", "value": 2}])
+>>> batch.columns["value"].tolist(), rejects[0].reason
+([1.5], 'bad_timestamp')
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import numpy as np
+
+from settings import Settings, get_settings
+from streams.registry import Source
+
+_NUMBER_TYPES = frozenset({int, float, type(None)})
+_MAX_ENTITY_LEN = 256
+
+
+@dataclass(slots=True)
+class Reject:
+    """One record that was refused, and why."""
+
+    position: int
+    reason: str
+    detail: str
+
+
+@dataclass(slots=True)
+class Batch:
+    """Valid records of one source as columns; ``positions`` index the input list."""
+
+    positions: np.ndarray
+    entities: list[str]
+    ts: np.ndarray
+    columns: dict[str, np.ndarray]
+    strings: dict[str, list]
+
+    def __len__(self) -> int:
+        return len(self.entities)
+
+    def take(self, index: np.ndarray) -> Batch:
+        """The rows at ``index`` (a boolean mask or integer positions)."""
+        idx = np.flatnonzero(index) if index.dtype == bool else index
+        return Batch(
+            positions=self.positions[idx],
+            entities=[self.entities[i] for i in idx],
+            ts=self.ts[idx],
+            columns={k: v[idx] for k, v in self.columns.items()},
+            strings={k: [v[i] for i in idx] for k, v in self.strings.items()},
+        )
+
+
+def parse_time(value: object, fmt: str = "auto") -> float | None:
+    """Event time as UTC epoch seconds, or None when it cannot be read.
+
+    >>> parse_time("2014-07-01T00:00:00Z"), parse_time(1404172800000), parse_time(True)
+    (1404172800.0, 1404172800.0, None)
+    """
+    kind = type(value)
+    if kind is int or kind is float:
+        if fmt == "iso8601" or value != value:  # NaN
+            return None
+        if fmt == "epoch_ms" or (fmt == "auto" and abs(value) > 1e11):
+            return float(value) / 1000.0
+        return float(value)
+    if kind is str and fmt in ("auto", "iso8601"):
+        try:
+            dt = datetime.fromisoformat(value)
+        except ValueError:
+            return None
+        if dt.tzinfo is None:
+            dt = dt.replace(tzinfo=UTC)
+        return dt.timestamp()
+    return None
+
+
+class Validator:
+    """Checks records of one source and turns the valid ones into columns."""
+
+    def __init__(self, source: Source, settings: Settings | None = None):
+        settings = settings or get_settings()
+        self.source = source
+        self.min_ts = parse_time(settings.min_event_time) or 0.0
+        self.max_future_s = settings.max_future_s
+        self._numeric = [(n, f) for n, f in source.fields.items() if f.numeric]
+        self._strings = [(n, f) for n, f in source.fields.items() if f.type == "string"]
+        self._bools = [(n, f) for n, f in source.fields.items() if f.type == "bool"]
+
+    def validate(self, records: list) -> tuple[Batch, list[Reject]]:
+        """Split ``records`` into a valid :class:`Batch` and the rejects."""
+        n = len(records)
+        reasons: dict[int, tuple[str, str]] = {}
+
+        def reject(i: int, reason: str, detail: str) -> None:
+            reasons.setdefault(i, (reason, detail))
+
+        rows = records
+        if not all(type(r) is dict for r in records):
+            rows = []
+            for i, r in enumerate(records):
+                if type(r) is dict:
+                    rows.append(r)
+                else:
+                    reject(i, "not_object", f"record is a JSON {type(r).__name__}")
+                    rows.append({})
+
+        entities = self._entities(rows, reject)
+        ts = self._times(rows, reject)
+        columns = {name: self._number_column(rows, name, spec, reject) for name, spec in self._numeric}
+        columns.update({name: self._bool_column(rows, name, spec, reject) for name, spec in self._bools})
+        strings = {name: self._string_column(rows, name, spec, reject) for name, spec in self._strings}
+
+        if not reasons:
+            positions = np.arange(n)
+            return Batch(positions, entities, ts, columns, strings), []
+        keep = np.ones(n, dtype=bool)
+        keep[list(reasons)] = False
+        positions = np.flatnonzero(keep)
+        batch = Batch(np.arange(n), entities, ts, columns, strings).take(positions)
+        rejects = [Reject(i, r, d) for i, (r, d) in sorted(reasons.items())]
+        return batch, rejects
+
+    def _entities(self, rows: list[dict], reject) -> list[str]:
+        field = self.source.entity_field
+        col = [r.get(field) for r in rows]
+        if set(map(type, col)) == {str} and all(0 < len(e) <= _MAX_ENTITY_LEN for e in col):
+            return col
+        for i, e in enumerate(col):
+            if e is None:
+                reject(i, "missing_field", f"'{field}' is missing")
+            elif type(e) is not str:
+                reject(i, "wrong_type", f"'{field}' must be a string, got {type(e).__name__}")
+            elif not 0 < len(e) <= _MAX_ENTITY_LEN:
+                reject(i, "out_of_range", f"'{field}' must be 1..{_MAX_ENTITY_LEN} characters")
+        return ["" if type(e) is not str else e for e in col]
+
+    def _times(self, rows: list[dict], reject) -> np.ndarray:
+        field, fmt = self.source.time_field, self.source.time_format
+        col = [r.get(field) for r in rows]
+        ts = np.array([parse_time(v, fmt) for v in col], dtype=np.float64)  # None -> NaN
+        for i in np.flatnonzero(np.isnan(ts)):
+            value = col[i]
+            if value is None:
+                reject(int(i), "missing_field", f"'{field}' is missing")
+            else:
+                reject(int(i), "bad_timestamp", f"'{field}' is unreadable: {str(value)[:40]!r}")
+        latest = time.time() + self.max_future_s
+        with np.errstate(invalid="ignore"):
+            absurd = ~np.isnan(ts) & ((ts < self.min_ts) | (ts > latest))
+        for i in np.flatnonzero(absurd):
+            reject(int(i), "absurd_timestamp", f"'{field}' = {col[i]!r} is outside the accepted range")
+        return ts
+
+    def _number_column(self, rows: list[dict], name: str, spec, reject) -> np.ndarray:
+        col = [r.get(name) for r in rows]
+        types = set(map(type, col))
+        if not types <= _NUMBER_TYPES:
+            for i, v in enumerate(col):
+                if type(v) not in _NUMBER_TYPES:
+                    reject(i, "wrong_type", f"'{name}' must be a number, got {type(v).__name__}")
+                    col[i] = None
+        try:
+            values = np.array(col, dtype=np.float64)
+        except OverflowError:  # an integer beyond float range
+            values = np.array([float("inf") if type(v) is int and abs(v) > 1e308 else v for v in col],
+                              dtype=np.float64)
+        missing = np.array([v is None for v in col]) if type(None) in types or len(types) > 2 else None
+        if missing is not None and spec.required:
+            for i in np.flatnonzero(missing):
+                reject(int(i), "missing_field", f"'{name}' is missing")
+        present = ~missing if missing is not None else np.ones(len(col), dtype=bool)
+        bad = present & ~np.isfinite(values)
+        for i in np.flatnonzero(bad):
+            reject(int(i), "not_finite", f"'{name}' is not a finite number")
+        low = spec.min if spec.min is not None else -np.inf
+        high = spec.max if spec.max is not None else np.inf
+        with np.errstate(invalid="ignore"):
+            outside = present & ~bad & ((values < low) | (values > high))
+            if spec.type == "int":
+                outside |= present & ~bad & (values != np.floor(values))
+        for i in np.flatnonzero(outside):
+            reject(int(i), "out_of_range", f"'{name}' = {col[i]!r} outside [{low}, {high}]"
+                   + (" or not an integer" if spec.type == "int" else ""))
+        return values
+
+    def _bool_column(self, rows: list[dict], name: str, spec, reject) -> np.ndarray:
+        col = [r.get(name) for r in rows]
+        for i, v in enumerate(col):
+            if v is None and spec.required:
+                reject(i, "missing_field", f"'{name}' is missing")
+            elif v is not None and type(v) is not bool:
+                reject(i, "wrong_type", f"'{name}' must be true or false, got {type(v).__name__}")
+        return np.array([1.0 if v is True else 0.0 if v is False else np.nan for v in col])
+
+    def _string_column(self, rows: list[dict], name: str, spec, reject) -> list:
+        col = [r.get(name) for r in rows]
+        allowed = set(spec.values) if spec.values else None
+        for i, v in enumerate(col):
+            if v is None:
+                if spec.required:
+                    reject(i, "missing_field", f"'{name}' is missing")
+            elif type(v) is not str:
+                reject(i, "wrong_type", f"'{name}' must be a string, got {type(v).__name__}")
+            elif len(v) > spec.max_length:
+                reject(i, "out_of_range", f"'{name}' is longer than {spec.max_length} characters")
+            elif allowed is not None and v not in allowed:
+                reject(i, "out_of_range", f"'{name}' = {v[:40]!r} is not one of {sorted(allowed)}")
+        return col
