@@ -8,6 +8,7 @@ Faust changelog is not trusted with the embedded broker).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import defaultdict
 
@@ -51,6 +52,7 @@ class Worker:
         self.outputs: Outputs | None = None
         self.producer: BatchingProducer | None = None
         self.runners: dict[tuple[str, int], PartitionRunner] = {}
+        self.ready = asyncio.Event()  # agents wait for start(): Faust may start them first
         for source in registry.values():
             self._add_agent(source)
         self.app.on_partitions_revoked.connect(self._on_revoked)
@@ -82,6 +84,7 @@ class Worker:
         await self.producer.start()
         self.outputs = Outputs(self.producer, self.redis, s)
         self.checkpoints = CheckpointStore(self.redis, s.app_id)
+        self.ready.set()
 
     async def stop(self) -> None:
         for runner in list(self.runners.values()):
@@ -116,6 +119,7 @@ class Worker:
         key = (source.name, partition)
         runner = self.runners.get(key)
         if runner is None:
+            await self.ready.wait()
             runner = PartitionRunner(source, partition, self.settings, self.outputs, self.checkpoints,
                                      self.metrics, self._commit)
             await runner.restore()

@@ -143,3 +143,7 @@ def _wait_for_signal() -> None:
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cli()
+
+
+if __name__ == "__main__":
+    main()

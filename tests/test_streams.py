@@ -1,0 +1,96 @@
+"""Sources, envelopes, partitioning, validation and the simulator."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from settings import Settings
+from streams.envelope import decode
+from streams.partitioner import partition_for
+from streams.registry import SourceError, load_registry
+from streams.simulator import CitySimulator
+from streams.validation import Validator, parse_time
+
+TS = 1_767_225_600
+
+
+@pytest.mark.parametrize("key,java_murmur2", [
+    ("21", -973932308), ("foobar", -790332482), ("a-little-bit-long-string", -985981536),
+    ("a-little-bit-longer-string", -1486304829),
+    ("lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8", -58897971),
+])
+def test_partition_matches_the_java_client(key, java_murmur2):
+    # Kafka's UtilsTest vectors; the Java partitioner is toPositive(murmur2) % n.
+    for n in (1, 3, 8, 12):
+        assert partition_for(key, n) == (java_murmur2 & 0x7FFFFFFF) % n
+
+
+def test_envelope_reads_objects_arrays_and_refuses_the_rest():
+    assert decode(b'{"a": 1}').records == [{"a": 1}]
+    assert decode(b'[{"a": 1}, 2]').records == [{"a": 1}, 2]
+    assert decode(b"nope").reason == "not_json"
+    assert decode(b"").reason == "empty"
+    assert decode(b"1").reason == "not_object"
+    assert decode(b"[" * 100_000).reason == "not_json"          # deep nesting
+    assert decode(b"x" * 11, max_bytes=10).reason == "oversize"
+    # a huge number does not sink the whole batch: the finite record survives
+    out = decode(b'[{"v": 1e999}, {"v": 2}]')
+    assert out.records[1] == {"v": 2} and out.records[0]["v"] == float("inf")
+
+
+def test_registry_ships_six_sources_and_takes_new_declarations(tmp_path):
+    assert set(load_registry(Settings())) == {"power", "water", "gps", "video", "air", "metric"}
+    (tmp_path / "noise.toml").write_text(
+        'name = "noise"\ntopic = "telemetry.noise"\n[fields.db]\ntype = "float"\nunit = "dB(A)"\n'
+        'min = 0\nmax = 200\nrequired = true\nwindow = true\n'
+        '[[rules]]\nkind = "loud"\nfield = "db"\nabove = 85\n')
+    reg = load_registry(Settings(sources_dirs=[tmp_path]))
+    assert reg["noise"].topic == "telemetry.noise" and "telemetry.noise" in reg.topics
+    (tmp_path / "broken.toml").write_text('name = "broken"\ntopic = "t"\n[fields.x]\ntype = "complex"\n')
+    with pytest.raises(SourceError, match=r"broken.toml: fields.x.type"):
+        load_registry(Settings(sources_dirs=[tmp_path]))
+
+
+def test_validation_reasons():
+    v = Validator(load_registry(Settings())["video"], Settings())
+    records = [
+        {"entity": "cam-1", "ts": TS, "object": "boat", "count": 3, "confidence": 0.9, "zone": "<script>"},
+        {"entity": "cam-1", "ts": TS, "object": "dragon", "count": 3, "confidence": 0.9},
+        {"entity": "cam-1", "ts": TS, "object": "boat", "count": 2.5, "confidence": 0.9},
+        {"entity": "cam-1", "ts": TS, "object": "boat", "count": True, "confidence": 0.9},
+        {"entity": "cam-1", "ts": TS * 1000, "object": "boat", "count": 1, "confidence": 0.5},
+        {"entity": "", "ts": TS, "object": "boat", "count": 1, "confidence": 0.5},
+        ["not", "an", "object"],
+    ]
+    batch, rejects = v.validate(records)
+    assert batch.positions.tolist() == [0, 4]
+    assert batch.strings["zone"] == ["<script>", None]
+    assert batch.ts.tolist() == [TS, TS]          # epoch milliseconds read as such
+    assert [(r.position, r.reason) for r in rejects] == [
+        (1, "out_of_range"), (2, "out_of_range"), (3, "wrong_type"), (5, "out_of_range"), (6, "not_object")]
+
+
+def test_time_formats():
+    assert parse_time("2026-01-01T08:00:00+08:00") == TS
+    assert parse_time("2026-01-01T00:00:00") == TS   # naive means UTC
+    assert parse_time(TS, "epoch_ms") == TS / 1000
+    assert parse_time("2026-01-01", "epoch_s") is None
+    assert parse_time(float("nan")) is None
+
+
+def test_simulator_is_seeded_and_realistic():
+    def first(seed):
+        sim = CitySimulator(entities=300, seed=seed, start_ts=TS)
+        ticks = sim.ticks()
+        return [next(ticks) for _ in range(60)]
+    a, b, c = first(1), first(1), first(2)
+    assert a == b and a != c
+    records = [r for tick in a for r in tick]
+    reg = load_registry(Settings())
+    for name in ("power", "water", "gps", "video", "air"):
+        mine = [r for r in records if r["source"] == name]
+        batch, rejects = Validator(reg[name], Settings()).validate(mine)
+        assert mine and not rejects, (name, rejects[:3])
+    ts = np.array([r["ts"] for r in records])
+    assert ts.min() >= TS and ts.max() < TS + 600

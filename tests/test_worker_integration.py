@@ -1,0 +1,144 @@
+"""The worker end to end against the embedded broker and Redis (no mocks)."""
+
+from __future__ import annotations
+
+import base64
+
+import orjson
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from state.checkpoint import CheckpointStore  # noqa: F401 - documents where the key layout lives
+from state.entity_state import EntityState
+from streams.partitioner import partition_for
+from streams.registry import load_registry
+from tests.conftest import run, wait_until
+
+pytestmark = pytest.mark.integration
+TS = 1_767_225_600  # 2026-01-01T00:00:00Z
+
+
+async def _send(bootstrap: str, topic: str, values: list[tuple[bytes | None, bytes, int | None]]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, max_request_size=4_000_000)
+    await producer.start()
+    try:
+        for key, value, partition in values:
+            await producer.send_and_wait(topic, value, key=key, partition=partition)
+    finally:
+        await producer.stop()
+
+
+async def _read_topic(bootstrap: str, topic: str, want: int, timeout_s: float = 60.0) -> list[dict]:
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                                group_id=None, enable_auto_commit=False)
+    await consumer.start()
+    out: list[dict] = []
+    try:
+        import time
+        deadline = time.monotonic() + timeout_s
+        while len(out) < want and time.monotonic() < deadline:
+            for msgs in (await consumer.getmany(timeout_ms=500)).values():
+                for m in msgs:
+                    doc = orjson.loads(m.value)
+                    out += doc if isinstance(doc, list) else [doc]
+    finally:
+        await consumer.stop()
+    return out
+
+
+def _processed(stack, source: str) -> int:
+    return sum(m["records"].get(source, 0) for m in stack.metrics())
+
+
+def test_single_record_from_plain_client_raises_alert(stack):
+    stack.start_worker()
+    record = {"entity": "station-7", "ts": "2026-01-01T08:00:00Z", "pm25": 180.0, "pm10": 220.0}
+    run(_send(stack.settings.bootstrap_servers, "telemetry.air", [(b"station-7", orjson.dumps(record), None)]))
+    alerts = wait_until(lambda: stack.stream_alerts(), what="an alert in the Redis stream")
+    assert [(a["kind"], a["entity"], a["source"]) for a in alerts] == [("pm25_over_limit", "station-7", "air")]
+    assert alerts[0]["evidence"]["value"] == 180.0 and alerts[0]["ts"] == "2026-01-01T08:00:00.000Z"
+    on_topic = run(_read_topic(stack.settings.bootstrap_servers, "warden.alerts", 1))
+    assert [a["id"] for a in on_topic] == [alerts[0]["id"]]
+
+
+def test_malformed_records_go_to_dead_letters_and_worker_keeps_going(stack):
+    worker = stack.start_worker()
+    good = {"entity": "station-1", "ts": TS, "pm25": 20.0}
+    bad_messages = {
+        "not_json": b"{this is not json",
+        "not_object": b'"just a string"',
+        "empty": b"",
+        "missing_field": orjson.dumps({"entity": "s", "ts": TS}),
+        "wrong_type": orjson.dumps({"entity": "s", "ts": TS, "pm25": "high"}),
+        "out_of_range": orjson.dumps({"entity": "s", "ts": TS, "pm25": -5}),
+        "not_finite": b'{"entity": "s", "ts": 1767225600, "pm25": 1e999}',
+        "bad_timestamp": orjson.dumps({"entity": "s", "ts": "next tuesday", "pm25": 5}),
+        "absurd_timestamp": orjson.dumps({"entity": "s", "ts": 12, "pm25": 5}),
+        "oversize": b'{"entity": "s", "pad": "' + b"x" * 1_100_000 + b'"}',
+    }
+    values = [(b"s", v, 0) for v in bad_messages.values()]
+    # a batch mixing good and bad records: only the bad one is rejected
+    values.append((None, orjson.dumps([good, {"entity": 5, "ts": TS, "pm25": 1.0}]), None))
+    run(_send(stack.settings.bootstrap_servers, "telemetry.air", values))
+    letters = run(_read_topic(stack.settings.bootstrap_servers, "warden.deadletter", len(bad_messages) + 1))
+    reasons = sorted(d["reason"] for d in letters)
+    assert reasons == sorted([*bad_messages, "wrong_type"])
+    by_reason = {d["reason"]: d for d in letters}
+    assert base64.b64decode(by_reason["not_json"]["original"]) == b"{this is not json"
+    assert by_reason["not_json"]["source"] == "air" and by_reason["not_json"]["partition"] == 0
+    assert isinstance(by_reason["not_json"]["offset"], int) and by_reason["not_json"]["detail"]
+    assert worker.alive()
+    # late: a record far behind its entity's latest event time
+    run(_send(stack.settings.bootstrap_servers, "telemetry.air",
+              [(b"station-1", orjson.dumps({"entity": "station-1", "ts": TS - 7200, "pm25": 3.0}), None)]))
+    letters = run(_read_topic(stack.settings.bootstrap_servers, "warden.deadletter", len(letters) + 1))
+    assert "late" in {d["reason"] for d in letters}
+    wait_until(lambda: sum(sum(m["dead_letters"].values()) for m in stack.metrics()) == len(letters),
+               what="dead letters counted in metrics")
+    assert worker.alive()
+
+
+def test_records_on_the_wrong_partition_are_forwarded(stack):
+    stack.start_worker()
+    entity = "meter-x"
+    owner = partition_for(entity, 4)
+    wrong = (owner + 1) % 4
+    record = {"entity": entity, "ts": TS, "value": 3.0}
+    run(_send(stack.settings.bootstrap_servers, "telemetry.metric", [(None, orjson.dumps([record]), wrong)]))
+    wait_until(lambda: sum(m["forwarded"].get("metric", 0) for m in stack.metrics()) == 1, what="forward")
+    wait_until(lambda: sum(m["accepted"].get("metric", 0) for m in stack.metrics()) == 1, what="processing")
+    key = f"warden:ckpt:warden:metric:{owner}"
+    wait_until(lambda: stack.redis.exists(key), what="owner's checkpoint")
+
+
+def _checkpointed_count(stack, source: str, entity: str) -> int:
+    reg = load_registry(stack.settings)
+    for part in range(4):
+        blob = stack.redis.hget(f"warden:ckpt:warden:{source}:{part}", "state")
+        if blob:
+            st = EntityState.for_source(reg[source], stack.settings)
+            st.load_bytes(blob)
+            row = st.slots.get(entity)
+            if row is not None:
+                return int(st.store["count"][row, 0])
+    return 0
+
+
+def test_killed_worker_restores_state_from_checkpoint(stack):
+    worker = stack.start_worker()
+    entity = "sensor-1"
+    # 15 records in one message: the batch shape that trips Tansu's ListOffsets(latest).
+    first = [{"entity": entity, "ts": TS + i * 60, "value": float(i)} for i in range(15)]
+    run(_send(stack.settings.bootstrap_servers, "telemetry.metric", [(None, orjson.dumps(first), None)]))
+    wait_until(lambda: _checkpointed_count(stack, "metric", entity) == 15, what="checkpoint of 15 records")
+    worker.kill()
+    stack.start_worker()
+    second = [{"entity": entity, "ts": TS + (15 + i) * 60, "value": float(15 + i)} for i in range(10)]
+    run(_send(stack.settings.bootstrap_servers, "telemetry.metric", [(None, orjson.dumps(second), None)]))
+    # The running count continues from 15 (not restarting at 0, not re-counting the first 15).
+    wait_until(lambda: _checkpointed_count(stack, "metric", entity) == 25, what="count continuing to 25")
+    reg = load_registry(stack.settings)
+    part = partition_for(entity, 4)
+    st = EntityState.for_source(reg["metric"], stack.settings)
+    st.load_bytes(stack.redis.hget(f"warden:ckpt:warden:metric:{part}", "state"))
+    assert float(st.store["mean"][0, 0]) == pytest.approx(12.0)  # mean of 0..24
