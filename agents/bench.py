@@ -1,0 +1,170 @@
+"""``warden bench``: worker throughput, the raw consume ceiling, alert latency, bytes per entity.
+
+1. The simulated city (the default source mix) is written to the broker.
+2. A plain aiokafka consumer reads and decodes all of it: the ceiling.
+3. One worker process consumes the same backlog: records/s through the worker.
+4. With the worker caught up, background load runs at ``--latency-rate`` while
+   single records that must raise an alert are sent; the time from send to
+   the alert's entry in the Redis stream gives p50/p99.
+5. The worker's resident memory growth divided by its entities: bytes per entity.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+import orjson
+import redis.asyncio as aioredis
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from agents.metrics import read_all
+from agents.outputs import ALERT_STREAM
+from agents.stack import child_env, embedded_stack
+from settings import Settings
+from streams.broker import free_port
+from streams.producer import BatchingProducer
+from streams.registry import Registry
+from streams.simulator import CitySimulator, pump
+from streams.topics import ensure_topics, warden_topics
+
+BENCH_START_TS = 1_767_225_600.0   # simulated clock starts 2026-01-01T00:00:00Z
+console = Console(stderr=True)
+
+
+def run_bench(settings: Settings, registry: Registry, *, records: int, entities: int, as_json: bool,
+              latency_rate: float = 10_000.0, latency_probes: int = 200) -> dict:
+    """Run the whole benchmark and print its figures; returns them."""
+    with embedded_stack(settings) as live:
+        result = asyncio.run(_bench(live, registry, records, entities, latency_rate, latency_probes))
+    table = Table(title=f"warden bench: {records:,} records, {entities:,} entities")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    for key, value in result.items():
+        table.add_row(key, f"{value:,.1f}" if isinstance(value, float) else f"{value:,}")
+    console.print(table)
+    if as_json:
+        print(orjson.dumps(result).decode())
+    return result
+
+
+async def _bench(settings: Settings, registry: Registry, records: int, entities: int,
+                 latency_rate: float, probes: int) -> dict:
+    topics = {name: s.topic for name, s in registry.items()}
+    await ensure_topics(settings.bootstrap_servers, warden_topics(settings, registry), settings.partitions)
+    sim = CitySimulator(entities=entities, seed=7, start_ts=BENCH_START_TS, missing=0.0)
+    producer = BatchingProducer(settings.bootstrap_servers, batch_records=settings.producer_batch_records,
+                                linger_ms=settings.producer_linger_ms, client_id="warden-bench")
+    await producer.start()
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("sending", total=records)
+        await pump(sim, producer, topics, max_records=records,
+                   on_tick=lambda n, _ts: progress.advance(task, n))
+    raw_rate = await _raw_ceiling(settings, list(topics.values()), records)
+    redis = aioredis.Redis.from_url(settings.redis_url)
+    worker = _start_worker(settings)
+    try:
+        snap = await _wait_processed(redis, records, worker)
+        rate = records / max(snap["last_record_at"] - snap["first_record_at"], 1e-9)
+        latencies = await _latency(settings, redis, producer, sim, topics, latency_rate, probes)
+        snap = (await read_all(redis))[0]
+    finally:
+        worker.terminate()
+        worker.wait(30)
+        await producer.stop()
+        await redis.aclose()
+    known = max(snap["entities"], 1)
+    return {
+        "records": records,
+        "entities": snap["entities"],
+        "records_per_s": round(rate, 1),
+        "raw_records_per_s": round(raw_rate, 1),
+        "worker_vs_raw": round(rate / raw_rate, 3),
+        "p50_latency_ms": round(float(np.percentile(latencies, 50)), 1) if latencies else None,
+        "p99_latency_ms": round(float(np.percentile(latencies, 99)), 1) if latencies else None,
+        "alerts_measured": len(latencies),
+        "bytes_per_entity": round((snap["rss"] - snap["rss_at_start"]) / known, 1),
+        "checkpoint_bytes_per_entity": round(snap["checkpoint_bytes"] / known, 1),
+    }
+
+
+async def _raw_ceiling(settings: Settings, topics: list[str], records: int) -> float:
+    """Records/s of a bare aiokafka consume + orjson decode + per-entity dict update."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=None,
+                                enable_auto_commit=False, max_partition_fetch_bytes=8 * 1024 * 1024)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(t, p) for t in topics for p in range(settings.partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        seen: dict[str, float] = {}
+        n, start = 0, time.perf_counter()
+        while n < records:
+            for msgs in (await consumer.getmany(timeout_ms=1000, max_records=5000)).values():
+                for m in msgs:
+                    doc = orjson.loads(m.value)
+                    for r in doc if isinstance(doc, list) else [doc]:
+                        seen[r["entity"]] = r["ts"]
+                        n += 1
+        return n / (time.perf_counter() - start)
+    finally:
+        await consumer.stop()
+
+
+def _start_worker(settings: Settings) -> subprocess.Popen:
+    env = {**os.environ, **child_env(settings), "WARDEN_WEB_PORT": str(free_port())}
+    log = open(settings.data_dir / "bench-worker.log", "wb")
+    return subprocess.Popen([sys.executable, "-m", "agents.cli", "worker", "--loglevel", "warn"],
+                            env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+async def _wait_processed(redis: aioredis.Redis, records: int, worker: subprocess.Popen) -> dict:
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("worker", total=records)
+        while True:
+            if worker.poll() is not None:
+                raise RuntimeError("the bench worker exited; see .warden/bench-worker.log")
+            snaps = await read_all(redis)
+            done = sum(sum(s["records"].values()) for s in snaps)
+            progress.update(task, completed=done)
+            if snaps and done >= records:
+                return snaps[0]
+            await asyncio.sleep(0.25)
+
+
+async def _latency(settings: Settings, redis: aioredis.Redis, producer: BatchingProducer,
+                   sim: CitySimulator, topics: dict[str, str], rate: float, probes: int) -> list[float]:
+    """Send-to-stream milliseconds for ``probes`` alert-raising records under background load."""
+    last_id = (await redis.xrevrange(ALERT_STREAM, count=1) or [(b"0-0", None)])[0][0]
+    load = asyncio.create_task(pump(sim, producer, topics, rate=rate))
+    probe = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, linger_ms=0)
+    await probe.start()
+    sent: dict[str, float] = {}
+    try:
+        await asyncio.sleep(1.0)
+        for i in range(probes):
+            entity = f"bench-probe-{i:05d}"
+            record = {"entity": entity, "ts": time.time(), "pm25": 500.0}
+            sent[entity] = time.time()
+            await probe.send_and_wait(topics["air"], orjson.dumps(record), key=entity.encode())
+            await asyncio.sleep(0.02)
+        arrived: dict[str, float] = {}
+        deadline = time.monotonic() + 30
+        while len(arrived) < len(sent) and time.monotonic() < deadline:
+            for _, entries in await redis.xread({ALERT_STREAM: last_id}, count=1000, block=500) or []:
+                for entry_id, fields in entries:
+                    last_id = entry_id
+                    alert = orjson.loads(fields[b"alert"])
+                    if alert["entity"] in sent:
+                        arrived[alert["entity"]] = int(entry_id.split(b"-")[0]) / 1000.0
+    finally:
+        load.cancel()
+        await probe.stop()
+    return [(arrived[e] - sent[e]) * 1000.0 for e in arrived]

@@ -1,0 +1,109 @@
+"""The demo: embedded stack, a worker, the simulated city and a live terminal summary."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from collections import deque
+
+import orjson
+import redis.asyncio as aioredis
+from rich.console import Group
+from rich.live import Live
+from rich.panel import Panel
+from rich.table import Table
+
+from agents.metrics import read_all
+from agents.outputs import ALERT_STREAM
+from agents.stack import child_env, embedded_stack
+from settings import Settings
+from streams.producer import BatchingProducer
+from streams.registry import Registry
+from streams.simulator import CitySimulator, pump
+from streams.topics import ensure_topics, warden_topics
+
+SEVERITY_STYLE = {"info": "cyan", "warning": "yellow", "major": "bold red", "critical": "bold white on red"}
+
+
+class Summary:
+    """Turns worker metrics and the alert stream into the live panel."""
+
+    def __init__(self) -> None:
+        self.history: deque[tuple[float, dict[str, int]]] = deque(maxlen=6)
+
+    def render(self, metrics: list[dict], alerts: list[dict], sent: int, sim_ts: float) -> Group:
+        records: dict[str, int] = {}
+        for m in metrics:
+            for source, n in m["records"].items():
+                records[source] = records.get(source, 0) + n
+        now = time.monotonic()
+        self.history.append((now, records))
+        then, old = self.history[0]
+        span = max(now - then, 1e-9)
+        rates = Table(title="records per second", expand=True)
+        for col in ("source", "records/s", "total"):
+            rates.add_column(col, justify="right" if col != "source" else "left")
+        for source in sorted(records):
+            rate = (records[source] - old.get(source, 0)) / span if span > 0.5 else 0.0
+            rates.add_row(source, f"{rate:,.0f}", f"{records[source]:,}")
+        dead = sum(sum(m["dead_letters"].values()) for m in metrics)
+        raised = sum(sum(m["alerts"].values()) for m in metrics)
+        header = (f"workers {len(metrics)}   sent {sent:,}   simulated clock "
+                  f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(sim_ts))} UTC   "
+                  f"dead letters {dead:,}   alerts {raised:,}")
+        latest = Table(title="latest alerts", expand=True)
+        for col in ("event time", "severity", "kind", "entity", "evidence"):
+            latest.add_column(col)
+        for a in alerts:
+            ev = a.get("evidence", {})
+            what = f"{ev.get('field')}={ev.get('value', ev.get('mean'))} limit {ev.get('limit')} ({ev.get('over')})"
+            latest.add_row(a["ts"], a["severity"], a["kind"], a["entity"], what,
+                           style=SEVERITY_STYLE.get(a["severity"], ""))
+        return Group(Panel(header, title="Warden - city operations demo (Ctrl-C stops)"), rates, latest)
+
+
+def run_demo(settings: Settings, registry: Registry, *, entities: int, speed: float) -> None:
+    """Run until Ctrl-C, then stop the simulator, the worker and the embedded stack."""
+    with embedded_stack(settings) as live:
+        asyncio.run(ensure_topics(live.bootstrap_servers, warden_topics(live, registry), live.partitions))
+        log = open(live.data_dir / "worker.log", "wb")
+        worker = subprocess.Popen([sys.executable, "-m", "agents.cli", "worker"], stdout=log,
+                                  stderr=subprocess.STDOUT, env={**os.environ, **child_env(live)})
+        try:
+            asyncio.run(_demo_loop(live, registry, entities, speed))
+        except KeyboardInterrupt:
+            pass
+        finally:
+            worker.terminate()
+            try:
+                worker.wait(30)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+            log.close()
+
+
+async def _demo_loop(settings: Settings, registry: Registry, entities: int, speed: float) -> None:
+    sim = CitySimulator(entities=entities, seed=42, start_ts=time.time() - 2 * 3600)
+    producer = BatchingProducer(settings.bootstrap_servers, client_id="warden-simulator",
+                                batch_records=settings.producer_batch_records,
+                                linger_ms=settings.producer_linger_ms)
+    await producer.start()
+    redis = aioredis.Redis.from_url(settings.redis_url)
+    topics = {name: s.topic for name, s in registry.items()}
+    feeder = asyncio.create_task(pump(sim, producer, topics, speed=speed, not_after_now=True))
+    summary = Summary()
+    try:
+        with Live(refresh_per_second=2, screen=False) as view:
+            while not feeder.done():
+                metrics = await read_all(redis)
+                latest = [orjson.loads(f[b"alert"]) for _, f in await redis.xrevrange(ALERT_STREAM, count=12)]
+                view.update(summary.render(metrics, latest, producer.sent_records, sim.ts))
+                await asyncio.sleep(1.0)
+            feeder.result()
+    finally:
+        feeder.cancel()
+        await producer.stop()
+        await redis.aclose()
