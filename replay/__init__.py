@@ -1,0 +1,1 @@
+"""Replay logs: writing, reading, deterministic replay, training and evaluation from logs."""
