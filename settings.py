@@ -65,6 +65,7 @@ class Settings(BaseSettings):
     session_timeout_s: float = 30.0
     rebalance_timeout_s: float = 60.0
     heartbeat_interval_s: float = 3.0
+    fetch_max_wait_ms: int = Field(100, ge=1, description="consumer long-poll; bounds latency on Tansu")
 
     @field_validator("sources_dirs", mode="before")
     @classmethod

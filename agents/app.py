@@ -19,6 +19,7 @@ from faust.types import TP
 from agents.metrics import WorkerMetrics
 from agents.outputs import Outputs
 from agents.partition import Message, PartitionRunner
+from agents.transport import app_class
 from settings import Settings
 from state.checkpoint import CheckpointStore
 from streams.producer import BatchingProducer
@@ -34,7 +35,7 @@ class Worker:
     def __init__(self, settings: Settings, registry: Registry):
         self.settings, self.registry = settings, registry
         session, rebalance, heartbeat = settings.consumer_timeouts()
-        self.app = faust.App(
+        self.app = app_class(settings.fetch_max_wait_ms)(
             settings.app_id,
             broker=settings.faust_broker,
             store="memory://",

@@ -114,6 +114,7 @@ class Validator:
                     reject(i, "not_object", f"record is a JSON {type(r).__name__}")
                     rows.append({})
 
+        self._source_names(rows, reject)
         entities = self._entities(rows, reject)
         ts = self._times(rows, reject)
         columns = {name: self._number_column(rows, name, spec, reject) for name, spec in self._numeric}
@@ -129,6 +130,16 @@ class Validator:
         batch = Batch(np.arange(n), entities, ts, columns, strings).take(positions)
         rejects = [Reject(i, r, d) for i, (r, d) in sorted(reasons.items())]
         return batch, rejects
+
+    def _source_names(self, rows: list[dict], reject) -> None:
+        """A record may name its source; on this topic it must name this one."""
+        names = [r.get("source") for r in rows]
+        if set(names) <= {None, self.source.name}:
+            return
+        for i, name in enumerate(names):
+            if name is not None and name != self.source.name:
+                reject(i, "unknown_source", f"record names source {str(name)[:40]!r} on the topic of "
+                       f"{self.source.name!r}")
 
     def _entities(self, rows: list[dict], reject) -> list[str]:
         field = self.source.entity_field

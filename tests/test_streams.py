@@ -62,13 +62,15 @@ def test_validation_reasons():
         {"entity": "cam-1", "ts": TS * 1000, "object": "boat", "count": 1, "confidence": 0.5},
         {"entity": "", "ts": TS, "object": "boat", "count": 1, "confidence": 0.5},
         ["not", "an", "object"],
+        {"source": "sonar", "entity": "cam-1", "ts": TS, "object": "boat", "count": 1, "confidence": 0.5},
     ]
     batch, rejects = v.validate(records)
     assert batch.positions.tolist() == [0, 4]
     assert batch.strings["zone"] == ["<script>", None]
     assert batch.ts.tolist() == [TS, TS]          # epoch milliseconds read as such
     assert [(r.position, r.reason) for r in rejects] == [
-        (1, "out_of_range"), (2, "out_of_range"), (3, "wrong_type"), (5, "out_of_range"), (6, "not_object")]
+        (1, "out_of_range"), (2, "out_of_range"), (3, "wrong_type"), (5, "out_of_range"), (6, "not_object"),
+        (7, "unknown_source")]
 
 
 def test_time_formats():
