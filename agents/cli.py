@@ -6,6 +6,7 @@ import asyncio
 import logging
 import signal
 import time
+from pathlib import Path
 
 import typer
 from rich.console import Console
@@ -18,6 +19,8 @@ cli = typer.Typer(help="Warden: a real-time warning engine for a city's operatio
                   no_args_is_help=True, pretty_exceptions_enable=False)
 sources_cli = typer.Typer(help="Declared sensor sources.", no_args_is_help=True)
 cli.add_typer(sources_cli, name="sources")
+evaluate_cli = typer.Typer(help="Score detectors against labelled data.", no_args_is_help=True)
+cli.add_typer(evaluate_cli, name="evaluate")
 console = Console()
 
 
@@ -126,6 +129,76 @@ def bench(
     from agents.bench import run_bench
 
     run_bench(get_settings(), _registry(), records=records, entities=entities, as_json=json_out)
+
+
+@cli.command("replay")
+def replay_cmd(
+    files: list[Path] = typer.Argument(..., help="NDJSON files of records, replayed in the order given"),
+    alerts_out: Path = typer.Option(..., "--alerts-out", help="write every alert as one JSON line here"),
+    source: str = typer.Option(None, help="source of records that do not name one"),
+) -> None:
+    """Run records through the detection code in-process (no broker) and write the alerts."""
+    import orjson
+    from rich.progress import Progress
+
+    from replay.offline import read_ndjson, replay
+
+    settings, registry = get_settings(), _registry()
+    if source is not None and source not in registry:
+        console.print(f"[red]error:[/] unknown source {source!r}; known: {', '.join(registry)}")
+        raise typer.Exit(2)
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing:
+        console.print(f"[red]error:[/] no such file: {', '.join(missing)}")
+        raise typer.Exit(2)
+    with open(alerts_out, "wb") as out, Progress(console=console, transient=True) as progress:
+        task = progress.add_task("replaying", total=None)
+        started = time.perf_counter()
+        summary = replay(read_ndjson(files), registry, settings, source=source,
+                         on_alert=lambda a: out.write(orjson.dumps(a) + b"\n"),
+                         on_progress=lambda n: progress.advance(task, n))
+    elapsed = time.perf_counter() - started
+    console.print(f"{summary.records:,} records ({summary.records / max(elapsed, 1e-9):,.0f}/s), "
+                  f"{summary.accepted:,} accepted, {summary.alerts:,} alerts -> {alerts_out}")
+    for reason, n in sorted(summary.rejects.items()):
+        console.print(f"  rejected {reason}: {n:,}")
+
+
+@evaluate_cli.command("nab")
+def evaluate_nab(
+    nab: Path = typer.Option(..., "--nab", help="NAB folder with data/ and windows.json"),
+    profile: str = typer.Option("standard", help="standard, reward_low_FP_rate or reward_low_FN_rate"),
+    alerts_out: Path = typer.Option(None, "--alerts-out", help="also write the alerts as NDJSON"),
+    json_out: bool = typer.Option(False, "--json", help="end with one JSON line of the scores"),
+) -> None:
+    """Replay every NAB stream as `metric` records and score the alerts (one configuration for all)."""
+    import orjson
+
+    from replay import nab as nab_bench
+    from replay.offline import replay
+
+    if not (nab / "windows.json").is_file():
+        console.print(f"[red]error:[/] {nab} has no windows.json (is it a NAB folder?)")
+        raise typer.Exit(2)
+    if profile not in nab_bench.PROFILES:
+        console.print(f"[red]error:[/] unknown profile {profile!r}")
+        raise typer.Exit(2)
+    settings, registry = get_settings(), _registry()
+    streams = nab_bench.load(nab)
+    alerts: list[dict] = []
+    replay(nab_bench.records(streams), registry, settings, on_alert=alerts.append)
+    if alerts_out:
+        alerts_out.write_bytes(b"".join(orjson.dumps(a) + b"\n" for a in alerts))
+    scores = nab_bench.score(streams, alerts, profile)
+    table = Table(title=f"NAB ({profile} profile), {len(streams)} streams")
+    for col in ("category", "score", "tp", "fp", "fn"):
+        table.add_column(col, justify="left" if col == "category" else "right")
+    for group in sorted(scores, key=lambda g: (g == "all", g)):
+        s = scores[group]
+        table.add_row(group, f"{s['score']:.1f}", str(s["tp"]), str(s["fp"]), str(s["fn"]))
+    console.print(table)
+    if json_out:
+        print(orjson.dumps(scores).decode())
 
 
 def _wait_for_signal() -> None:

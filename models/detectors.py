@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from models.online.anomaly import AnomalyDetector
 from models.rules.threshold import ThresholdRules
 
-DETECTORS = {ThresholdRules.name: ThresholdRules}
+DETECTORS = {d.name: d for d in (ThresholdRules, AnomalyDetector)}
 
 
 def build(source, state) -> list:

@@ -19,7 +19,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from settings import WINDOW_SECONDS, Settings, get_settings
+from settings import Settings, get_settings
 
 SHIPPED_DIR = Path(__file__).parent / "sources"
 
@@ -42,6 +42,7 @@ class FieldSpec(BaseModel):
     values: list[str] | None = Field(None, description="allowed values of a string field")
     max_length: int = 256
     window: bool = Field(False, description="keep running statistics and window buckets")
+    anomaly: bool = Field(False, description="watched by the generic anomaly detector")
 
     @property
     def numeric(self) -> bool:
@@ -49,8 +50,8 @@ class FieldSpec(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> FieldSpec:
-        if self.window and not self.numeric:
-            raise ValueError("only numeric fields can be windowed")
+        if (self.window or self.anomaly) and not self.numeric:
+            raise ValueError("only numeric fields can be windowed or watched for anomalies")
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError(f"min {self.min} is above max {self.max}")
         return self
@@ -77,6 +78,23 @@ class RuleSpec(BaseModel):
         return self
 
 
+class AnomalySpec(BaseModel):
+    """Parameters of the generic anomaly detector (one configuration for every stream)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    level_alpha: float = Field(0.01, gt=0, lt=1, description="EW weight of the level model")
+    step_alpha: float = Field(0.05, gt=0, lt=1, description="EW weight of the step (difference) model")
+    scale_floor: float = Field(0.01, ge=0, description="z-score floor as a share of the range seen")
+    max_surprise: float = Field(50.0, gt=0)
+    short_window: int = Field(15, ge=1, description="records in the recent-surprise mean")
+    long_window: int = Field(2000, ge=10, description="records in the surprise's long-run distribution")
+    warmup: int = Field(100, ge=1, description="records learned before any alert")
+    threshold: float = Field(0.99999, gt=0.5, lt=1, description="likelihood that raises an alert")
+    refractory: int = Field(200, ge=0, description="records after an alert before the next")
+    severity: Literal["info", "warning", "major", "critical"] = "warning"
+
+
 class Source(BaseModel):
     """A declared sensor source."""
 
@@ -92,6 +110,7 @@ class Source(BaseModel):
     detectors: list[str] = Field(default_factory=lambda: ["threshold"])
     fields: dict[str, FieldSpec]
     rules: list[RuleSpec] = Field(default_factory=list)
+    anomaly: AnomalySpec = Field(default_factory=AnomalySpec)
     path: Path | None = None
 
     @model_validator(mode="after")
@@ -105,6 +124,8 @@ class Source(BaseModel):
                 raise ValueError(f"rule {rule.kind!r}: no numeric field {rule.field!r}")
             if rule.over != "record" and not spec.window:
                 raise ValueError(f"rule {rule.kind!r}: field {rule.field!r} is not windowed")
+        if "anomaly" in self.detectors and not any(f.anomaly for f in self.fields.values()):
+            raise ValueError("the anomaly detector needs a field marked anomaly = true")
         return self
 
     @property
@@ -170,8 +191,3 @@ def load_registry(settings: Settings | None = None) -> Registry:
             source = load_source(path)
             sources[source.name] = source
     return Registry(sources.values())
-
-
-def window_seconds(name: str) -> int:
-    """Length in seconds of a named tumbling window ("1m", "15m", "1h")."""
-    return WINDOW_SECONDS[name]
