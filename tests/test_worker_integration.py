@@ -8,8 +8,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from state.checkpoint import CheckpointStore  # noqa: F401 - documents where the key layout lives
-from state.entity_state import EntityState
+from models.engine import SourceEngine
 from streams.partitioner import partition_for
 from streams.registry import load_registry
 from tests.conftest import run, wait_until
@@ -116,7 +115,7 @@ def _checkpointed_count(stack, source: str, entity: str) -> int:
     for part in range(4):
         blob = stack.redis.hget(f"warden:ckpt:warden:{source}:{part}", "state")
         if blob:
-            st = EntityState.for_source(reg[source], stack.settings)
+            st = SourceEngine(reg[source], stack.settings).state   # with its detectors' columns
             st.load_bytes(blob)
             row = st.slots.get(entity)
             if row is not None:
@@ -139,6 +138,6 @@ def test_killed_worker_restores_state_from_checkpoint(stack):
     wait_until(lambda: _checkpointed_count(stack, "metric", entity) == 25, what="count continuing to 25")
     reg = load_registry(stack.settings)
     part = partition_for(entity, 4)
-    st = EntityState.for_source(reg["metric"], stack.settings)
+    st = SourceEngine(reg["metric"], stack.settings).state
     st.load_bytes(stack.redis.hget(f"warden:ckpt:warden:metric:{part}", "state"))
     assert float(st.store["mean"][0, 0]) == pytest.approx(12.0)  # mean of 0..24
