@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from models.online.anomaly import AnomalyDetector
+from models.rules.sensor_health import SensorHealth
 from models.rules.threshold import ThresholdRules
 
-DETECTORS = {d.name: d for d in (ThresholdRules, AnomalyDetector)}
+DETECTORS = {d.name: d for d in (ThresholdRules, AnomalyDetector, SensorHealth)}
 
 
 def build(source, state) -> list:

@@ -95,6 +95,18 @@ class AnomalySpec(BaseModel):
     severity: Literal["info", "warning", "major", "critical"] = "warning"
 
 
+class HealthSpec(BaseModel):
+    """Sensor-health checks: fields that must not repeat, registers that must not fall."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    stuck_fields: list[str] = Field(default_factory=list)
+    stuck_after: int = Field(20, ge=2, description="readings equal to the one before, in a row")
+    stuck_ignore_zero: bool = Field(True, description="a run of zeros is not a stuck sensor")
+    counters: list[str] = Field(default_factory=list, description="cumulative registers (kWh, m³)")
+    severity: Literal["info", "warning", "major", "critical"] = "warning"
+
+
 class Source(BaseModel):
     """A declared sensor source."""
 
@@ -111,6 +123,7 @@ class Source(BaseModel):
     fields: dict[str, FieldSpec]
     rules: list[RuleSpec] = Field(default_factory=list)
     anomaly: AnomalySpec = Field(default_factory=AnomalySpec)
+    health: HealthSpec = Field(default_factory=HealthSpec)
     path: Path | None = None
 
     @model_validator(mode="after")
@@ -124,6 +137,9 @@ class Source(BaseModel):
                 raise ValueError(f"rule {rule.kind!r}: no numeric field {rule.field!r}")
             if rule.over != "record" and not spec.window:
                 raise ValueError(f"rule {rule.kind!r}: field {rule.field!r} is not windowed")
+        for name in [*self.health.stuck_fields, *self.health.counters]:
+            if name not in self.fields or not self.fields[name].numeric:
+                raise ValueError(f"health: no numeric field {name!r}")
         if "anomaly" in self.detectors and not any(f.anomaly for f in self.fields.values()):
             raise ValueError("the anomaly detector needs a field marked anomaly = true")
         return self

@@ -1,0 +1,112 @@
+"""Sensor health: a reading stuck at one value, and a cumulative register running backwards or zeroed.
+
+A source declares which fields to watch in its ``[health]`` table. Stuck: the
+same value ``stuck_after`` times in a row (one alert when the run reaches it).
+Backwards: a counter (kWh, m³) lower than the entity's previous reading; zeroed
+when it falls to 0 - both signs of tampering or a meter swap.
+
+>>> import numpy as np
+>>> runs(np.array([0, 0, 0, 1, 1]), np.array([5.0, 5.0, 6.0, 2.0, 2.0]),
+...      prev=np.array([5.0, 9.0]), prev_run=np.array([3, 0])).tolist()
+[4, 5, 0, 0, 1]
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from models.alert import new_alert
+from state.entity_state import EntityState
+from streams.registry import Source
+from streams.validation import Batch
+
+MODEL = "sensor_health@1"
+
+
+def _in_order(rows: np.ndarray, ts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Record order by (entity, event time, arrival) and whether each is its entity's first."""
+    order = np.lexsort((np.arange(len(rows)), ts, rows))
+    r = rows[order]
+    first = np.ones(len(r), dtype=bool)
+    first[1:] = r[1:] != r[:-1]
+    return order, first
+
+
+def runs(group: np.ndarray, values: np.ndarray, prev: np.ndarray, prev_run: np.ndarray) -> np.ndarray:
+    """Length of the run of equal values ending at each record (records sorted by group).
+
+    ``prev``/``prev_run``: each group's stored last value and run, indexed by group id.
+    """
+    n = len(values)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    first = np.ones(n, dtype=bool)
+    first[1:] = group[1:] != group[:-1]
+    before = np.where(first, prev[group], np.roll(values, 1))
+    same = values == before
+    idx = np.arange(n)
+    start = np.maximum.accumulate(np.where(first, idx, 0))           # index of the group's first record
+    reset = np.maximum.accumulate(np.where(~same, idx, -1))          # last record that broke a run
+    carried = prev_run[group] + (idx - start + 1)                   # no break since the group began
+    return np.where(reset >= start, idx - reset, carried).astype(np.int64)
+
+
+class SensorHealth:
+    """Raises ``<field>_stuck``, ``<field>_backwards`` and ``<field>_zeroed`` for declared fields."""
+
+    name = "health"
+
+    def __init__(self, source: Source, state: EntityState):
+        self.source, self.spec = source, source.health
+        for f in self.spec.stuck_fields:
+            state.store.add(f"health.stuck.{f}.value", np.float64, fill=np.nan)
+            state.store.add(f"health.stuck.{f}.run", np.int32)
+        for f in self.spec.counters:
+            state.store.add(f"health.counter.{f}", np.float64, fill=np.nan)
+
+    def detect(self, batch: Batch, rows: np.ndarray, state: EntityState) -> list[dict]:
+        order, first = _in_order(rows, batch.ts)
+        r = rows[order]
+        alerts: list[dict] = []
+        for f in self.spec.stuck_fields:
+            alerts += self._stuck(f, batch, order, r, state)
+        for f in self.spec.counters:
+            alerts += self._counter(f, batch, order, r, first, state)
+        return alerts
+
+    def _stuck(self, f: str, batch: Batch, order, r, state: EntityState) -> list[dict]:
+        values = batch.columns[f][order]
+        keep = ~np.isnan(values)
+        values, r, idx = values[keep], r[keep], order[keep]
+        if not len(values):
+            return []
+        last, run = state.store[f"health.stuck.{f}.value"], state.store[f"health.stuck.{f}.run"]
+        lengths = runs(r, values, last, run.astype(np.int64))
+        watch = values != 0 if self.spec.stuck_ignore_zero else np.ones(len(values), dtype=bool)
+        hit = np.flatnonzero((lengths == self.spec.stuck_after) & watch)
+        tail = np.append(r[1:] != r[:-1], True)
+        last[r[tail]] = values[tail]
+        run[r[tail]] = np.minimum(lengths[tail], np.iinfo(np.int32).max)
+        return [self._alert(f"{f}_stuck", batch, int(idx[i]), {"field": f, "value": float(values[i]),
+                            "repeats": int(lengths[i])}, 0.7) for i in hit]
+
+    def _counter(self, f: str, batch: Batch, order, r, first, state: EntityState) -> list[dict]:
+        values = batch.columns[f][order]
+        stored = state.store[f"health.counter.{f}"]
+        before = np.where(first, stored[r], np.roll(values, 1))
+        with np.errstate(invalid="ignore"):
+            fell = values < before
+        alerts = []
+        for i in np.flatnonzero(fell):
+            kind = f"{f}_zeroed" if values[i] == 0 else f"{f}_backwards"
+            alerts.append(self._alert(kind, batch, int(order[i]), {"field": f, "value": float(values[i]),
+                                      "previous": float(before[i])}, 0.9))
+        tail = np.append(r[1:] != r[:-1], True)
+        ok = tail & ~np.isnan(values)
+        stored[r[ok]] = values[ok]
+        return alerts
+
+    def _alert(self, kind: str, batch: Batch, i: int, evidence: dict, score: float) -> dict:
+        ts = float(batch.ts[i])
+        return new_alert(source=self.source.name, kind=kind, entity=batch.entities[i], ts=ts, window_start=ts,
+                         window_s=0.0, score=score, severity=self.spec.severity, model=MODEL, evidence=evidence)
