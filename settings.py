@@ -51,7 +51,7 @@ class Settings(BaseSettings):
     min_event_time: str = "2000-01-01T00:00:00Z"
 
     # State: ring-buffer length per tumbling window.
-    windows: dict[str, int] = Field(default_factory=lambda: {"1m": 15, "15m": 8, "1h": 24})
+    windows: dict[str, int] = Field(default_factory=lambda: {"1m": 15, "15m": 8, "1h": 28})
     checkpoint_interval_s: float = Field(5.0, gt=0)
     state_initial_capacity: int = 1024
 

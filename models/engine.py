@@ -45,6 +45,11 @@ class SourceEngine:
         self.state = state or EntityState.for_source(source, settings)
         self.detectors = detectors.build(source, self.state)
         self._numeric = source.numeric_fields
+        spans = [d.max_span_s(self.state) for d in self.detectors if hasattr(d, "max_span_s")]
+        self._max_span = min(spans, default=float("inf"))
+        if self._max_span <= 0:
+            raise ValueError(f"source {source.name!r}: window rings too short for its detectors "
+                             "(raise the 1h ring in WARDEN_WINDOWS or lower the allowed lateness)")
 
     def process(self, records: list, owner: Callable[[str], bool] | None = None) -> Outcome:
         """Process records in order; ``owner(entity)`` says whether this partition owns it."""
@@ -63,9 +68,31 @@ class SourceEngine:
                 out.rejects.sort(key=lambda r: r.position)
                 batch = batch.take(~late)
         out.accepted = len(batch)
-        if out.accepted:
-            out.alerts = self._fold_and_detect(batch)
+        for part in self._time_slices(batch):
+            out.alerts += self._fold_and_detect(part)
         return out
+
+    def _time_slices(self, batch: Batch) -> list[Batch]:
+        """Consecutive pieces of the batch, each spanning less event time than the shortest ring.
+
+        Folding a piece advances each window ring to the piece's newest record;
+        detectors that evaluate closed buckets say how wide a piece may be
+        before buckets they still need are evicted. Slicing keeps their results
+        independent of batching.
+        """
+        if not len(batch):
+            return []
+        span = self._max_span
+        if float(batch.ts.max() - batch.ts.min()) < span:
+            return [batch]
+        cuts, low, high = [0], batch.ts[0], batch.ts[0]
+        for i, t in enumerate(batch.ts.tolist()):
+            low, high = min(low, t), max(high, t)
+            if high - low >= span:
+                cuts.append(i)
+                low = high = t
+        cuts.append(len(batch))
+        return [batch.take(np.arange(a, b)) for a, b in zip(cuts, cuts[1:]) if b > a]
 
     def _fold_and_detect(self, batch: Batch) -> list[dict]:
         numeric = np.column_stack([batch.columns[f] for f in self._numeric]) if self._numeric \

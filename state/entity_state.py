@@ -58,6 +58,12 @@ class EntityState:
     def __len__(self) -> int:
         return len(self.slots)
 
+    def span_for_closures(self, window: str, needed: int) -> float:
+        """Widest event-time span one update may cover so that each bucket closing in it still has
+        its last ``needed`` buckets in the ring when it is evaluated."""
+        seconds, ring = self.windows[window]
+        return seconds * (ring - needed - 2) - self.lateness_s
+
     def late(self, entities: list[str], ts: np.ndarray) -> np.ndarray:
         """Records older than their entity's event time (earlier records of the batch included) - lateness."""
         n = len(entities)
@@ -114,6 +120,43 @@ class EntityState:
         """Mean of each windowed field in bucket ``buckets`` of entity ``rows`` (NaN if empty/gone)."""
         return windows.means(self.store[f"{window}.sum"], self.store[f"{window}.count"],
                              self.store[f"{window}.head"], rows, buckets)
+
+    def newly_closed(self, rows: np.ndarray, window: str, done: np.ndarray):
+        """Yield (rows, buckets) for each ``window`` bucket closed since ``done`` (a per-entity column).
+
+        ``done`` is advanced, so each closed bucket is yielded once; only
+        buckets still held in the ring can be yielded.
+        """
+        if not len(rows):
+            return
+        rows = np.unique(rows)
+        _, ring = self.windows[window]
+        closed = self.closed_bucket(rows, window)
+        head = self.store[f"{window}.head"][rows].astype(np.int64)
+        start = np.maximum(done[rows] + 1, head - ring + 1)
+        for step in range(int(max(0, (closed - start).max() + 1))):
+            bucket = start + step
+            due = bucket <= closed
+            if due.any():
+                yield rows[due], bucket[due]
+        done[rows] = np.maximum(done[rows], closed)
+
+    def span_means(self, window: str, rows: np.ndarray, last: np.ndarray, buckets: int,
+                   min_filled: int) -> np.ndarray:
+        """Mean over the ``buckets`` buckets ending at ``last`` (NaN with under ``min_filled`` filled)."""
+        total = np.zeros((len(rows), len(self.windowed)))
+        count = np.zeros_like(total)
+        filled = np.zeros_like(total)
+        sums, counts = self.store[f"{window}.sum"], self.store[f"{window}.count"]
+        ring = sums.shape[2]
+        for k in range(buckets):
+            b = last - k
+            ok = windows.held(self.store[f"{window}.head"], rows, b, ring)[:, None]
+            c = np.where(ok, counts[rows, :, b % ring], 0).astype(np.float64)
+            total += np.where(ok, sums[rows, :, b % ring], 0.0)
+            count += c
+            filled += c > 0
+        return np.divide(total, count, out=np.full(total.shape, np.nan), where=(filled >= min_filled) & (count > 0))
 
     def bytes_per_entity(self) -> int:
         """Column bytes per entity (excluding the slot map's Python objects)."""

@@ -66,7 +66,7 @@ class RuleSpec(BaseModel):
     field: str
     above: float | None = None
     below: float | None = None
-    over: Literal["record", "1m", "15m", "1h"] = "record"
+    over: Literal["record", "1m", "15m", "1h", "24h"] = "record"
     severity: Literal["info", "warning", "major", "critical"] = "warning"
     dedup_s: float = Field(3600.0, gt=0, description="one alert per entity and kind per this period")
     description: str = ""
@@ -107,6 +107,14 @@ class HealthSpec(BaseModel):
     severity: Literal["info", "warning", "major", "critical"] = "warning"
 
 
+class AqiSpec(BaseModel):
+    """When the hourly AQI raises an alert."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    alert_from: float = Field(151.0, gt=0, le=500, description="AQI from which an hour is alerted")
+
+
 class Source(BaseModel):
     """A declared sensor source."""
 
@@ -124,6 +132,7 @@ class Source(BaseModel):
     rules: list[RuleSpec] = Field(default_factory=list)
     anomaly: AnomalySpec = Field(default_factory=AnomalySpec)
     health: HealthSpec = Field(default_factory=HealthSpec)
+    aqi: AqiSpec = Field(default_factory=AqiSpec)
     path: Path | None = None
 
     @model_validator(mode="after")

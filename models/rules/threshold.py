@@ -22,6 +22,7 @@ from streams.registry import RuleSpec, Source
 from streams.validation import Batch
 
 MODEL = "threshold@1"
+DAY_MIN_HOURS = 20   # GB 3095-2012: a 24-hour mean needs at least 20 hourly values
 
 
 def exceeds(rule: RuleSpec, values: np.ndarray) -> np.ndarray:
@@ -48,8 +49,14 @@ class ThresholdRules:
         self.window_rules = [r for r in source.rules if r.over != "record"]
         if self.record_rules:
             state.store.add("threshold.alerted", np.int64, (len(self.record_rules),), fill=-1)
-        for window in {r.over for r in self.window_rules}:
+        for window in {_bucket_window(r.over) for r in self.window_rules}:
             state.store.add(f"threshold.closed.{window}", np.int64, fill=np.iinfo(np.int64).min)
+
+    def max_span_s(self, state: EntityState) -> float:
+        """Event time one update may span before closed windows this detector reads are evicted."""
+        spans = [state.span_for_closures(_bucket_window(r.over), 24 if r.over == "24h" else 1)
+                 for r in self.window_rules]
+        return min(spans, default=float("inf"))
 
     def detect(self, batch: Batch, rows: np.ndarray, state: EntityState) -> list[dict]:
         """Alerts raised by ``batch`` (already folded into ``state`` at ``rows``)."""
@@ -57,7 +64,7 @@ class ThresholdRules:
         for k, rule in enumerate(self.record_rules):
             alerts += self._record_rule(k, rule, batch, rows, state)
         if self.window_rules and len(rows):
-            alerts += self._window_rules(np.unique(rows), state)
+            alerts += self._window_rules(rows, state)
         return alerts
 
     def _record_rule(self, k: int, rule: RuleSpec, batch: Batch, rows: np.ndarray,
@@ -86,34 +93,34 @@ class ThresholdRules:
 
     def _window_rules(self, rows: np.ndarray, state: EntityState) -> list[dict]:
         alerts = []
-        for window in sorted({r.over for r in self.window_rules}):
+        for window in sorted({_bucket_window(r.over) for r in self.window_rules}):
             seconds, ring = state.windows[window]
             done = state.store[f"threshold.closed.{window}"]
-            closed = state.closed_bucket(rows, window)
-            head = state.store[f"{window}.head"][rows].astype(np.int64)
-            start = np.maximum(done[rows] + 1, head - ring + 1)
-            for step in range(int(max(0, (closed - start).max() + 1)) if len(rows) else 0):
-                bucket = start + step
-                due = bucket <= closed
-                if not due.any():
-                    continue
-                r, b = rows[due], bucket[due]
-                means = state.window_means(window, r, b)
+            for r, b in state.newly_closed(rows, window, done):
                 for rule in self.window_rules:
-                    if rule.over != window:
+                    if _bucket_window(rule.over) != window:
                         continue
+                    if rule.over == "24h":
+                        means = state.span_means(window, r, b, 24, DAY_MIN_HOURS)
+                        start = (b - 23) * seconds
+                    else:
+                        means = state.window_means(window, r, b)
+                        start = b * seconds
                     col = means[:, state.windowed.index(rule.field)]
                     for i in np.flatnonzero(exceeds(rule, col)):
-                        entity = state.slots.entities[r[i]]
                         alerts.append(new_alert(
-                            source=self.source.name, kind=rule.kind, entity=entity,
-                            ts=float((b[i] + 1) * seconds), window_start=float(b[i] * seconds),
-                            window_s=seconds, score=score(rule, float(col[i])), severity=rule.severity,
-                            model=MODEL, evidence={"field": rule.field, "mean": float(col[i]),
-                                                   "limit": _limit(rule), "over": window,
-                                                   "description": rule.description}))
-            done[rows] = np.maximum(done[rows], closed)
+                            source=self.source.name, kind=rule.kind, entity=state.slots.entities[r[i]],
+                            ts=float((b[i] + 1) * seconds), window_start=float(start[i]),
+                            window_s=float((b[i] + 1) * seconds - start[i]), score=score(rule, float(col[i])),
+                            severity=rule.severity, model=MODEL,
+                            evidence={"field": rule.field, "mean": float(col[i]), "limit": _limit(rule),
+                                      "over": rule.over, "description": rule.description}))
         return alerts
+
+
+def _bucket_window(over: str) -> str:
+    """The ring a rule reads: a 24-hour mean is built from the 1-hour buckets."""
+    return "1h" if over == "24h" else over
 
 
 def _limit(rule: RuleSpec) -> float:
