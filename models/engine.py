@@ -83,7 +83,7 @@ class SourceEngine:
         if not len(batch):
             return []
         span = self._max_span
-        if float(batch.ts.max() - batch.ts.min()) < span:
+        if float(batch.ts.max() - batch.ts.min()) < span or _entity_span(batch) < span:
             return [batch]
         cuts, low, high = [0], batch.ts[0], batch.ts[0]
         for i, t in enumerate(batch.ts.tolist()):
@@ -102,3 +102,14 @@ class SourceEngine:
         for detector in self.detectors:
             alerts += detector.detect(batch, rows, self.state)
         return alerts
+
+
+def _entity_span(batch: Batch) -> float:
+    """The widest event-time span of any one entity's records in the batch."""
+    ids: dict[str, int] = {}
+    group = np.fromiter((ids.setdefault(e, len(ids)) for e in batch.entities), dtype=np.int64, count=len(batch))
+    low = np.full(len(ids), np.inf)
+    high = np.full(len(ids), -np.inf)
+    np.minimum.at(low, group, batch.ts)
+    np.maximum.at(high, group, batch.ts)
+    return float((high - low).max())

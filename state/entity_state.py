@@ -122,10 +122,10 @@ class EntityState:
                              self.store[f"{window}.head"], rows, buckets)
 
     def newly_closed(self, rows: np.ndarray, window: str, done: np.ndarray):
-        """Yield (rows, buckets) for each ``window`` bucket closed since ``done`` (a per-entity column).
+        """Yield (rows, buckets) for each ``window`` bucket with data closed since ``done``.
 
-        ``done`` is advanced, so each closed bucket is yielded once; only
-        buckets still held in the ring can be yielded.
+        ``done`` (a per-entity column) is advanced, so each closed bucket is
+        yielded once; only buckets still held in the ring can be yielded.
         """
         if not len(rows):
             return
@@ -134,9 +134,12 @@ class EntityState:
         closed = self.closed_bucket(rows, window)
         head = self.store[f"{window}.head"][rows].astype(np.int64)
         start = np.maximum(done[rows] + 1, head - ring + 1)
+        counts = self.store[f"{window}.count"]
         for step in range(int(max(0, (closed - start).max() + 1))):
             bucket = start + step
             due = bucket <= closed
+            if due.any():
+                due[due] = counts[rows[due], :, bucket[due] % ring].any(axis=1)
             if due.any():
                 yield rows[due], bucket[due]
         done[rows] = np.maximum(done[rows], closed)
@@ -144,18 +147,15 @@ class EntityState:
     def span_means(self, window: str, rows: np.ndarray, last: np.ndarray, buckets: int,
                    min_filled: int) -> np.ndarray:
         """Mean over the ``buckets`` buckets ending at ``last`` (NaN with under ``min_filled`` filled)."""
-        total = np.zeros((len(rows), len(self.windowed)))
-        count = np.zeros_like(total)
-        filled = np.zeros_like(total)
         sums, counts = self.store[f"{window}.sum"], self.store[f"{window}.count"]
         ring = sums.shape[2]
-        for k in range(buckets):
-            b = last - k
-            ok = windows.held(self.store[f"{window}.head"], rows, b, ring)[:, None]
-            c = np.where(ok, counts[rows, :, b % ring], 0).astype(np.float64)
-            total += np.where(ok, sums[rows, :, b % ring], 0.0)
-            count += c
-            filled += c > 0
+        wanted = last[:, None] - np.arange(buckets)[None, :]                       # (n, k)
+        age = self.store[f"{window}.head"][rows].astype(np.int64)[:, None] - wanted
+        ok = ((age >= 0) & (age < ring))[:, None, :]                              # (n, 1, k)
+        pos = wanted % ring
+        s = np.where(ok, np.take_along_axis(sums[rows], pos[:, None, :], axis=2), 0.0).astype(np.float64)
+        c = np.where(ok, np.take_along_axis(counts[rows], pos[:, None, :], axis=2), 0).astype(np.float64)
+        total, count, filled = s.sum(axis=2), c.sum(axis=2), (c > 0).sum(axis=2)
         return np.divide(total, count, out=np.full(total.shape, np.nan), where=(filled >= min_filled) & (count > 0))
 
     def bytes_per_entity(self) -> int:

@@ -107,7 +107,7 @@ class CitySimulator:
 
     def _gps(self, f: _Fleet, due: np.ndarray, ts: float) -> list[dict]:
         n = len(due)
-        speed = np.clip(self.rng.normal(45, 15, n) * (0.4 + _daily(ts, 9)), 0, 160)
+        speed = np.clip(self.rng.normal(40, 10, n) * (0.6 + 0.4 * _daily(ts, 9)), 0, 160)
         speed[self.rng.random(n) < 1e-4] = 115.0
         heading = self.rng.uniform(0, 360, n)
         step = speed * TICK_S / 3600 / 111.0

@@ -97,15 +97,18 @@ class ThresholdRules:
             seconds, ring = state.windows[window]
             done = state.store[f"threshold.closed.{window}"]
             for r, b in state.newly_closed(rows, window, done):
+                hour_means = day_means = None
                 for rule in self.window_rules:
                     if _bucket_window(rule.over) != window:
                         continue
                     if rule.over == "24h":
-                        means = state.span_means(window, r, b, 24, DAY_MIN_HOURS)
-                        start = (b - 23) * seconds
+                        if day_means is None:
+                            day_means = state.span_means(window, r, b, 24, DAY_MIN_HOURS)
+                        means, start = day_means, (b - 23) * seconds
                     else:
-                        means = state.window_means(window, r, b)
-                        start = b * seconds
+                        if hour_means is None:
+                            hour_means = state.window_means(window, r, b)
+                        means, start = hour_means, b * seconds
                     col = means[:, state.windowed.index(rule.field)]
                     for i in np.flatnonzero(exceeds(rule, col)):
                         alerts.append(new_alert(
