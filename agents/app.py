@@ -60,6 +60,7 @@ class Worker:
         self.app.service(self._Lifecycle(self))
         self.app.timer(settings.checkpoint_interval_s)(self._checkpoint_all)
         self.app.timer(1.0)(self._publish_metrics)
+        self.app.timer(5.0)(self._sweep_idle)
         self.app.page("/health")(self._health_view())
 
     class _Lifecycle(faust.Service):
@@ -140,6 +141,10 @@ class Worker:
     async def _checkpoint_all(self) -> None:
         for runner in list(self.runners.values()):
             await runner.checkpoint()
+
+    async def _sweep_idle(self) -> None:
+        for runner in list(self.runners.values()):
+            await runner.sweep_idle()
 
     async def _publish_metrics(self) -> None:
         if self.redis is not None:

@@ -53,6 +53,7 @@ class PartitionRunner:
         self.offset = -1            # last offset processed
         self.checkpointed = -1
         self.last_checkpoint = time.monotonic()
+        self.last_message_at = time.time()
 
     async def restore(self) -> None:
         """Load the partition's checkpoint, if any (a layout change starts afresh from its offset)."""
@@ -105,8 +106,23 @@ class PartitionRunner:
         await self.outputs.dead_letters(dead)
         if messages:
             self.offset = max(self.offset, messages[-1].offset)
+            self.last_message_at = time.time()
         if time.monotonic() - self.last_checkpoint >= self.settings.checkpoint_interval_s:
             await self._checkpoint()
+
+    async def sweep_idle(self) -> None:
+        """When no record has come for an expected interval, let event time run on with the wall clock.
+
+        Live only: a feed that dies entirely still makes its entities silent.
+        """
+        async with self.lock:
+            idle = time.time() - self.last_message_at
+            watermark = self.engine.state.meta.get("watermark")
+            if watermark is None or idle < self.source.expected_interval_s:
+                return
+            alerts = self.engine.sweep(float(watermark) + idle)
+            await self.outputs.alerts(alerts)
+            self.metrics.processed(self.source.name, 0, 0, len(alerts), 0)
 
     async def checkpoint(self) -> None:
         """Flush outputs, store the state with its offset, commit the next offset."""

@@ -5,9 +5,10 @@ from __future__ import annotations
 from models.online.anomaly import AnomalyDetector
 from models.rules.aqi import AirQualityIndex
 from models.rules.sensor_health import SensorHealth
+from models.rules.silence import SilenceWatch
 from models.rules.threshold import ThresholdRules
 
-DETECTORS = {d.name: d for d in (ThresholdRules, AnomalyDetector, SensorHealth, AirQualityIndex)}
+DETECTORS = {d.name: d for d in (ThresholdRules, AnomalyDetector, SensorHealth, AirQualityIndex, SilenceWatch)}
 
 
 def build(source, state) -> list:

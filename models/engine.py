@@ -72,6 +72,16 @@ class SourceEngine:
             out.alerts += self._fold_and_detect(part)
         return out
 
+    def sweep(self, now: float) -> list[dict]:
+        """Time-driven signals (silence) at event time ``now``, for a feed that has gone quiet."""
+        if not len(self.state):
+            return []
+        alerts = []
+        for detector in self.detectors:
+            if hasattr(detector, "sweep"):
+                alerts += detector.sweep(self.state, now)
+        return alerts
+
     def _time_slices(self, batch: Batch) -> list[Batch]:
         """Consecutive pieces of the batch, each spanning less event time than the shortest ring.
 

@@ -92,8 +92,10 @@ class EntityState:
         rows = self.slots.lookup(entities)
         if len(rows) == 0:
             return rows
+        self.meta["watermark"] = max(float(self.meta.get("watermark", -np.inf)), float(ts.max()))
         self.store.ensure_rows(len(self.slots))
         last_ts, last = self.store["last_ts"], self.store["last"]
+        self.prior_last_ts = last_ts[rows].copy()   # per record: its entity's time before this update
         # The newest record per entity sets last values (ties: the later record).
         order = np.lexsort((np.arange(len(rows)), ts, rows))
         r_sorted = rows[order]

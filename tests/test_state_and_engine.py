@@ -60,7 +60,7 @@ def test_checkpoint_bytes_round_trip():
     st.meta["x"] = 1
     again = _metric_state()
     again.load_bytes(st.to_bytes())
-    assert again.slots.entities == ["a", "b"] and again.meta == {"x": 1}
+    assert again.slots.entities == ["a", "b"] and again.meta == {"x": 1, "watermark": TS + 5.0}
     assert np.array_equal(again.store["mean"][:2], st.store["mean"][:2])
     other = EntityState(numeric=["v"], windowed=[], windows={}, lateness_s=1)
     with pytest.raises(ValueError):

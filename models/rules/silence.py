@@ -1,0 +1,88 @@
+"""Silence: an entity that stops reporting for longer than its source allows, and its recovery.
+
+"Now" is event time: the newest event time seen on the partition, so replay
+raises the same signals as the live run. A worker whose whole feed has gone
+quiet advances "now" by wall-clock time instead (see ``sweep``; that path is
+live only). An entity is silent once ``silence_factor`` x its source's
+expected interval has passed since its last record; its next record raises
+``silence_recovered``, which closes the episode. A gap found inside the
+records themselves raises both, so the signals do not depend on batching.
+
+>>> import numpy as np
+>>> from streams.registry import load_registry
+>>> from models.engine import SourceEngine
+>>> e = SourceEngine(load_registry()["power"])
+>>> _ = e.process([{"entity": "a", "ts": 1767225600, "kwh": 1, "kw": 1},
+...                {"entity": "b", "ts": 1767225600, "kwh": 1, "kw": 1}])
+>>> out = e.process([{"entity": "b", "ts": 1767225600 + 60 * k, "kwh": 1 + k, "kw": 1} for k in range(1, 6)])
+>>> [(a["kind"], a["entity"]) for a in out.alerts]
+[('silent', 'a')]
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from models.alert import new_alert
+from state.entity_state import EntityState
+from streams.registry import Source
+from streams.validation import Batch
+
+MODEL = "silence@1"
+
+
+class SilenceWatch:
+    """Raises ``silent`` when an entity misses its reports and ``silence_recovered`` when it is back."""
+
+    name = "silence"
+
+    def __init__(self, source: Source, state: EntityState):
+        self.source = source
+        self.limit_s = source.silence_factor * source.expected_interval_s
+        state.store.add("silence.open", np.int8)
+        state.store.add("silence.since", np.float64, fill=np.nan)
+
+    def detect(self, batch: Batch, rows: np.ndarray, state: EntityState) -> list[dict]:
+        alerts = self._recoveries(batch, rows, state)
+        now = float(state.meta.get("watermark", -np.inf))
+        if now - float(state.meta.get("silence.swept", -np.inf)) >= self.source.expected_interval_s:
+            alerts += self.sweep(state, now)
+        return alerts
+
+    def sweep(self, state: EntityState, now: float) -> list[dict]:
+        """Signals for every entity silent at event time ``now``."""
+        state.meta["silence.swept"] = now
+        n = len(state)
+        last_ts, open_ = state.store["last_ts"][:n], state.store["silence.open"][:n]
+        silent = np.flatnonzero((now - last_ts > self.limit_s) & (open_ == 0))
+        open_[silent] = 1
+        state.store["silence.since"][silent] = last_ts[silent]
+        return [self._silent(state.slots.entities[r], float(last_ts[r])) for r in silent.tolist()]
+
+    def _recoveries(self, batch: Batch, rows: np.ndarray, state: EntityState) -> list[dict]:
+        """Gaps longer than the limit inside the records, and entities back after a sweep found them silent."""
+        order = np.lexsort((np.arange(len(rows)), batch.ts, rows))
+        r, t = rows[order], batch.ts[order]
+        first = np.ones(len(r), dtype=bool)
+        first[1:] = r[1:] != r[:-1]
+        before = np.where(first, state.prior_last_ts[order], np.roll(t, 1))
+        open_, since = state.store["silence.open"], state.store["silence.since"]
+        was_open = first & (open_[r] == 1)
+        gap = ~was_open & (t - before > self.limit_s) & np.isfinite(before)
+        alerts = []
+        for i in np.flatnonzero(was_open | gap).tolist():
+            row, start = int(r[i]), float(since[r[i]] if was_open[i] else before[i])
+            entity = state.slots.entities[row]
+            if gap[i]:
+                alerts.append(self._silent(entity, start))
+            alerts.append(new_alert(source=self.source.name, kind="silence_recovered", entity=entity,
+                                    ts=float(t[i]), window_start=start, window_s=0.0, score=0.1, severity="info",
+                                    model=MODEL, evidence={"silent_since": start, "silent_for_s": float(t[i] - start)}))
+        open_[r[was_open]] = 0
+        return alerts
+
+    def _silent(self, entity: str, last_seen: float) -> dict:
+        return new_alert(source=self.source.name, kind="silent", entity=entity, ts=last_seen + self.limit_s,
+                         window_start=last_seen, window_s=0.0, score=0.6, severity="warning", model=MODEL,
+                         evidence={"last_seen": last_seen, "limit_s": self.limit_s,
+                                   "expected_interval_s": self.source.expected_interval_s})
