@@ -7,8 +7,10 @@ from models.rules.aqi import AirQualityIndex
 from models.rules.sensor_health import SensorHealth
 from models.rules.silence import SilenceWatch
 from models.rules.threshold import ThresholdRules
+from models.rules.video import VideoEvents
 
-DETECTORS = {d.name: d for d in (ThresholdRules, AnomalyDetector, SensorHealth, AirQualityIndex, SilenceWatch)}
+DETECTORS = {d.name: d for d in (ThresholdRules, AnomalyDetector, SensorHealth, AirQualityIndex, SilenceWatch,
+                                      VideoEvents)}
 
 
 def build(source, state) -> list:

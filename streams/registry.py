@@ -115,6 +115,33 @@ class AqiSpec(BaseModel):
     alert_from: float = Field(151.0, gt=0, le=500, description="AQI from which an hour is alerted")
 
 
+class BanSpec(BaseModel):
+    """Objects that must not be seen in some zones during a yearly period (e.g. a fishing ban)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    zones: list[str] = Field(description="zone names or shell patterns, e.g. 'river-bank-*'")
+    objects: list[str]
+    start: str = Field("01-01", pattern=r"^\d\d-\d\d$", description="MM-DD, local time")
+    end: str = Field("12-31", pattern=r"^\d\d-\d\d$")
+    severity: Literal["info", "warning", "major", "critical"] = "major"
+
+
+class VideoSpec(BaseModel):
+    """Camera-event rules: bans per zone, alarm objects, crowd limits, scene merging."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    bans: list[BanSpec] = Field(default_factory=list)
+    alarm_objects: list[str] = Field(default_factory=lambda: ["smoke", "fire"])
+    crowd_default: float = Field(50, gt=0)
+    crowd_limits: dict[str, float] = Field(default_factory=dict, description="zone pattern -> limit")
+    scene_gap_s: float = Field(600, ge=0, description="a camera quiet this long ends a scene")
+    min_confidence: float = Field(0.6, ge=0, le=1)
+    utc_offset_h: float = Field(8.0, ge=-12, le=14, description="local time of the ban periods")
+
+
 class Source(BaseModel):
     """A declared sensor source."""
 
@@ -134,6 +161,7 @@ class Source(BaseModel):
     anomaly: AnomalySpec = Field(default_factory=AnomalySpec)
     health: HealthSpec = Field(default_factory=HealthSpec)
     aqi: AqiSpec = Field(default_factory=AqiSpec)
+    video: VideoSpec = Field(default_factory=VideoSpec)
     path: Path | None = None
 
     @model_validator(mode="after")
@@ -150,6 +178,8 @@ class Source(BaseModel):
         for name in [*self.health.stuck_fields, *self.health.counters]:
             if name not in self.fields or not self.fields[name].numeric:
                 raise ValueError(f"health: no numeric field {name!r}")
+        if "video" in self.detectors and not {"object", "count", "confidence"} <= set(self.fields):
+            raise ValueError("the video detector needs object, count and confidence fields")
         if "anomaly" in self.detectors and not any(f.anomaly for f in self.fields.values()):
             raise ValueError("the anomaly detector needs a field marked anomaly = true")
         return self

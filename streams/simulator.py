@@ -23,7 +23,7 @@ TICK_S = 10                   # simulated seconds per tick
 
 # source -> (share of entities, reporting interval in seconds)
 MIX = {"power": (0.40, 60), "water": (0.30, 60), "gps": (0.15, 10), "video": (0.13, 60), "air": (0.02, 60)}
-OBJECTS = ("person", "boat", "vehicle", "truck", "smoke", "animal")
+OBJECTS = ("person", "boat", "vehicle", "truck", "animal")
 
 
 @dataclass
