@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from models.online.anomaly import AnomalyDetector
 from models.rules.aqi import AirQualityIndex
+from models.rules.night_flow import NightFlow
 from models.rules.sensor_health import SensorHealth
 from models.rules.silence import SilenceWatch
 from models.rules.threshold import ThresholdRules
 from models.rules.video import VideoEvents
 
 DETECTORS = {d.name: d for d in (ThresholdRules, AnomalyDetector, SensorHealth, AirQualityIndex, SilenceWatch,
-                                      VideoEvents)}
+                                      VideoEvents, NightFlow)}
 
 
 def build(source, state) -> list:

@@ -142,6 +142,20 @@ class VideoSpec(BaseModel):
     utc_offset_h: float = Field(8.0, ge=-12, le=14, description="local time of the ban periods")
 
 
+class NightFlowSpec(BaseModel):
+    """Minimum-night-flow leak check."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    field: str = "flow"
+    night_start_h: int = Field(1, ge=0, le=23, description="local hour the quiet night begins")
+    night_end_h: int = Field(5, ge=1, le=24)
+    min_flow: float = Field(0.02, ge=0, description="a night whose every reading is above this leaks")
+    min_readings: int = Field(30, ge=1, description="readings a night needs to be judged")
+    utc_offset_h: float = Field(8.0, ge=-12, le=14)
+    severity: Literal["info", "warning", "major", "critical"] = "warning"
+
+
 class Source(BaseModel):
     """A declared sensor source."""
 
@@ -162,6 +176,7 @@ class Source(BaseModel):
     health: HealthSpec = Field(default_factory=HealthSpec)
     aqi: AqiSpec = Field(default_factory=AqiSpec)
     video: VideoSpec = Field(default_factory=VideoSpec)
+    night_flow: NightFlowSpec = Field(default_factory=NightFlowSpec)
     path: Path | None = None
 
     @model_validator(mode="after")

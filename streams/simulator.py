@@ -97,7 +97,9 @@ class CitySimulator:
                                          f.total[due].tolist(), kw.tolist(), volt.tolist())]
 
     def _water(self, f: _Fleet, due: np.ndarray, ts: float) -> list[dict]:
+        in_use = self.rng.random(len(due)) < 0.2 + 0.6 * _daily(ts, 8)   # mostly idle at night
         flow = np.maximum(f.base[due] * 0.05 * (0.2 + 1.5 * _daily(ts, 8)) * self.rng.normal(1, 0.1, len(due)), 0)
+        flow = np.where(in_use, flow, 0.0)
         f.total[due] += flow * f.interval / 3600
         pressure = self.rng.normal(3.0, 0.2, len(due))
         return [{"source": "water", "entity": f.ids[i], "ts": t, "flow": round(q, 4), "total": round(v, 3),

@@ -57,3 +57,23 @@ def test_quiet_on_a_simulated_day():
                 alerts += engine.process(mine).alerts
     assert _health(alerts) == []
     assert sum(len(e.state) for e in engines.values()) > 400
+
+
+@pytest.mark.parametrize("cut", [7, 100_000])
+def test_night_flow_flags_a_leaking_meter_once_per_night(cut):
+    recs = []
+    for m in range(0, 2 * 24 * 60, 5):                  # two days, a reading every 5 minutes
+        ts = TS + m * 60                                # TS is 08:00 local (UTC+8)
+        local_h = ((m // 60) + 8) % 24
+        for k in range(10):
+            busy = (m // 5 + k) % 5 == 0                # a normal home draws now and then
+            flow = 0.5 if busy or local_h >= 6 else 0.0
+            if k == 3:
+                flow += 0.08                            # a leak: never below 0.08 m³/h
+            recs.append({"entity": f"w-{k}", "ts": ts, "flow": flow, "total": 100.0 + m, "pressure": 3.0})
+    engine = _engine("water")
+    alerts = []
+    for lo in range(0, len(recs), cut):
+        alerts += engine.process(recs[lo:lo + cut]).alerts
+    leaks = [(a["entity"], a["window_start"]) for a in alerts if a["kind"] == "night_flow"]
+    assert leaks == [("w-3", "2026-01-01T17:00:00.000Z"), ("w-3", "2026-01-02T17:00:00.000Z")]
