@@ -168,7 +168,7 @@ class Source(BaseModel):
     time_field: str = "ts"
     time_format: Literal["auto", "iso8601", "epoch_s", "epoch_ms"] = "auto"
     expected_interval_s: float = Field(60.0, gt=0)
-    silence_factor: float = Field(3.0, gt=1, description="silent after this many expected intervals")
+    silence_factor: float = Field(5.0, gt=1, description="silent after this many expected intervals")
     detectors: list[str] = Field(default_factory=lambda: ["threshold"])
     fields: dict[str, FieldSpec]
     rules: list[RuleSpec] = Field(default_factory=list)

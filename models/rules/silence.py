@@ -3,7 +3,7 @@
 "Now" is event time: the newest event time seen on the partition, so replay
 raises the same signals as the live run. A worker whose whole feed has gone
 quiet advances "now" by wall-clock time instead (see ``sweep``; that path is
-live only). An entity is silent once ``silence_factor`` x its source's
+live only). An entity is silent once ``silence_factor`` (default 5) x its source's
 expected interval has passed since its last record; its next record raises
 ``silence_recovered``, which closes the episode. A gap found inside the
 records themselves raises both, so the signals do not depend on batching.
@@ -14,7 +14,7 @@ records themselves raises both, so the signals do not depend on batching.
 >>> e = SourceEngine(load_registry()["power"])
 >>> _ = e.process([{"entity": "a", "ts": 1767225600, "kwh": 1, "kw": 1},
 ...                {"entity": "b", "ts": 1767225600, "kwh": 1, "kw": 1}])
->>> out = e.process([{"entity": "b", "ts": 1767225600 + 60 * k, "kwh": 1 + k, "kw": 1} for k in range(1, 6)])
+>>> out = e.process([{"entity": "b", "ts": 1767225600 + 60 * k, "kwh": 1 + k, "kw": 1} for k in range(1, 8)])
 >>> [(a["kind"], a["entity"]) for a in out.alerts]
 [('silent', 'a')]
 """
