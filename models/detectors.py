@@ -8,10 +8,11 @@ from models.rules.night_flow import NightFlow
 from models.rules.sensor_health import SensorHealth
 from models.rules.silence import SilenceWatch
 from models.rules.threshold import ThresholdRules
+from models.rules.vehicle import VehicleMovements
 from models.rules.video import VideoEvents
 
 DETECTORS = {d.name: d for d in (ThresholdRules, AnomalyDetector, SensorHealth, AirQualityIndex, SilenceWatch,
-                                      VideoEvents, NightFlow)}
+                                      VideoEvents, NightFlow, VehicleMovements)}
 
 
 def build(source, state) -> list:

@@ -156,6 +156,25 @@ class NightFlowSpec(BaseModel):
     severity: Literal["info", "warning", "major", "critical"] = "warning"
 
 
+class VehicleSpec(BaseModel):
+    """Vehicle-movement checks: dwell, restricted zones, night ban, lost signal."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    zones: str = Field("city_zones.geojson", description="GeoJSON beside the TOML or in state/data/")
+    restricted_kind: str = "restricted"
+    restricted_hazardous_only: bool = Field(True, description="zone entry alerts only for hazardous vehicles")
+    authorised_kind: str = "authorised_site"
+    stationary_kmh: float = Field(3.0, ge=0)
+    dwell_radius_m: float = Field(100.0, gt=0, description="moving less than this between fixes is standing")
+    dwell_limit_s: float = Field(1800.0, gt=0)
+    hazardous: list[str] = Field(default_factory=list, description="entity patterns of hazardous-goods vehicles")
+    night_start_h: int = Field(22, ge=0, le=23)
+    night_end_h: int = Field(6, ge=0, le=23)
+    signal_lost_s: float = Field(120.0, gt=0)
+    utc_offset_h: float = Field(8.0, ge=-12, le=14)
+
+
 class Source(BaseModel):
     """A declared sensor source."""
 
@@ -177,6 +196,7 @@ class Source(BaseModel):
     aqi: AqiSpec = Field(default_factory=AqiSpec)
     video: VideoSpec = Field(default_factory=VideoSpec)
     night_flow: NightFlowSpec = Field(default_factory=NightFlowSpec)
+    vehicle: VehicleSpec = Field(default_factory=VehicleSpec)
     path: Path | None = None
 
     @model_validator(mode="after")

@@ -1,0 +1,185 @@
+"""Vehicle movements: abnormal dwell, restricted zones, night driving of hazardous vehicles, signal lost while moving.
+
+Zones (restricted areas, authorised sites) come from a GeoJSON file named in
+the source's ``[vehicle]`` table; point-in-zone tests are vectorised over the
+batch. Which vehicles carry hazardous goods is, until the vehicle registry
+exists, a list of entity-id patterns in the same table.
+
+>>> import numpy as np
+>>> metres(np.array([120.0]), np.array([31.0]), np.array([120.001]), np.array([31.0])).round().tolist()
+[95.0]
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from pathlib import Path
+
+import numpy as np
+
+from models.alert import new_alert
+from models.rules.night_flow import local_day_hour
+from state.entity_state import EntityState
+from state.zones import Zones
+from streams.registry import Source
+from streams.validation import Batch
+
+MODEL = "vehicle@1"
+ZONES_DIR = Path(__file__).resolve().parents[2] / "state" / "data"
+
+
+def metres(lon0: np.ndarray, lat0: np.ndarray, lon1: np.ndarray, lat1: np.ndarray) -> np.ndarray:
+    """Distance in metres (equirectangular: exact enough within a city)."""
+    dx = (lon1 - lon0) * np.cos(np.radians((lat0 + lat1) / 2)) * 111_320.0
+    dy = (lat1 - lat0) * 110_540.0
+    return np.hypot(dx, dy)
+
+
+def _zones_for(source: Source) -> Zones:
+    name = source.vehicle.zones
+    if not name:
+        return Zones([], [], [], [])
+    candidates = [Path(name)] if Path(name).is_absolute() else \
+        [p / name for p in ((source.path.parent if source.path else None), ZONES_DIR) if p is not None]
+    for path in candidates:
+        if path.is_file():
+            return Zones.load(path)
+    raise ValueError(f"source {source.name!r}: zones file {name!r} not found in {[str(c) for c in candidates]}")
+
+
+class VehicleMovements:
+    """Raises ``dwell``, ``restricted_zone``, ``night_driving`` and ``signal_lost_moving``."""
+
+    name = "vehicle"
+
+    def __init__(self, source: Source, state: EntityState):
+        self.source, self.spec = source, source.vehicle
+        self.zones = _zones_for(source)
+        self.speed_i = state.numeric.index("speed")
+        for col, fill in (("prev_lon", np.nan), ("prev_lat", np.nan), ("since", np.nan), ("dwell_alerted", np.nan),
+                          ("zone", -1.0), ("night", np.nan), ("lost", 0.0), ("prev_speed", np.nan)):
+            state.store.add(f"vehicle.{col}", np.float64, fill=fill)
+        self._hazardous: dict[str, bool] = {}
+
+    def hazardous(self, entity: str) -> bool:
+        found = self._hazardous.get(entity)
+        if found is None:
+            found = self._hazardous[entity] = any(fnmatch.fnmatchcase(entity, p) for p in self.spec.hazardous)
+        return found
+
+    def detect(self, batch: Batch, rows: np.ndarray, state: EntityState) -> list[dict]:
+        order = np.lexsort((np.arange(len(rows)), batch.ts, rows))
+        r, ts = rows[order], batch.ts[order]
+        lon, lat, speed = batch.columns["lon"][order], batch.columns["lat"][order], batch.columns["speed"][order]
+        first = np.ones(len(r), dtype=bool)
+        first[1:] = r[1:] != r[:-1]
+        last = np.append(r[1:] != r[:-1], True)
+        st = {c: state.store[f"vehicle.{c}"] for c in ("prev_lon", "prev_lat", "since", "dwell_alerted", "zone",
+                                                        "night", "lost", "prev_speed")}
+        alerts = self._gaps(batch, order, r, ts, speed, first, state, st)
+        alerts += self._dwell(batch, order, r, ts, lon, lat, speed, first, last, st)
+        alerts += self._zones(batch, order, r, lon, lat, first, last, st)
+        alerts += self._night(batch, order, r, ts, speed, st)
+        st["prev_lon"][r[last]], st["prev_lat"][r[last]] = lon[last], lat[last]
+        st["prev_speed"][r[last]] = speed[last]
+        now = float(state.meta.get("watermark", -np.inf))
+        if now - float(state.meta.get("vehicle.swept", -np.inf)) >= self.spec.signal_lost_s / 2:
+            alerts += self.sweep(state, now)
+        return alerts
+
+    def _gaps(self, batch, order, r, ts, speed, first, state, st) -> list[dict]:
+        """Signal lost while moving, seen as a gap between two records of the batch (or since the last one)."""
+        sp = self.spec
+        was_lost = first & (st["lost"][r] == 1)
+        st["lost"][r] = 0.0   # a record: the signal is back
+        prev_ts = np.where(first, state.prior_last_ts[order], np.roll(ts, 1))
+        prev_speed = np.where(first, st["prev_speed"][r], np.roll(speed, 1))
+        with np.errstate(invalid="ignore"):
+            lost = (ts - prev_ts > sp.signal_lost_s) & (prev_speed >= sp.stationary_kmh) & ~was_lost
+        return [self._lost(batch.entities[order[i]], float(prev_ts[i]), float(prev_speed[i]))
+                for i in np.flatnonzero(lost).tolist()]
+
+    def _lost(self, entity: str, last_seen: float, speed: float) -> dict:
+        return new_alert(source=self.source.name, kind="signal_lost_moving", entity=entity,
+                         ts=last_seen + self.spec.signal_lost_s, window_start=last_seen, window_s=0.0, score=0.7,
+                         severity="major", model=MODEL, evidence={"last_seen": last_seen, "last_speed": speed})
+
+    def _dwell(self, batch, order, r, ts, lon, lat, speed, first, last, st) -> list[dict]:
+        sp = self.spec
+        plon = np.where(first, st["prev_lon"][r], np.roll(lon, 1))
+        plat = np.where(first, st["prev_lat"][r], np.roll(lat, 1))
+        moved = metres(plon, plat, lon, lat)
+        still = (speed < sp.stationary_kmh) & ~(moved > sp.dwell_radius_m)
+        idx = np.arange(len(r))
+        start = np.maximum.accumulate(np.where(first, idx, 0))
+        broke = np.maximum.accumulate(np.where(~still, idx, -1))
+        # run start time: carried from the stored run when nothing broke it in this batch
+        carried = first & still & ~np.isnan(st["since"][r])
+        run_first = np.where(broke >= start, broke + 1, start)
+        since = np.where(carried[run_first.clip(max=len(r) - 1)] & (broke < start), st["since"][r],
+                         ts[run_first.clip(max=len(r) - 1)])
+        since = np.where(still, since, np.nan)
+        due = still & (ts - since >= sp.dwell_limit_s) & (st["dwell_alerted"][r] != since)
+        alerts = []
+        if due.any():
+            hits = np.flatnonzero(due)
+            keep = np.ones(len(hits), dtype=bool)
+            keep[1:] = (r[hits][1:] != r[hits][:-1]) | (since[hits][1:] != since[hits][:-1])
+            hits = hits[keep]
+            allowed = self.zones.inside(lon[hits], lat[hits], sp.authorised_kind)
+            for i, ok in zip(hits.tolist(), allowed.tolist()):
+                st["dwell_alerted"][r[i]] = since[i]
+                if not ok:
+                    alerts.append(self._alert("dwell", batch, int(order[i]), float(since[i]), {
+                        "lat": float(lat[i]), "lon": float(lon[i]), "since": float(since[i]),
+                        "dwell_s": float(ts[i] - since[i]), "limit_s": sp.dwell_limit_s}))
+        st["since"][r[last]] = since[last]
+        return alerts
+
+    def _zones(self, batch, order, r, lon, lat, first, last, st) -> list[dict]:
+        zone = self.zones.zone_index(lon, lat, self.spec.restricted_kind).astype(np.float64)
+        before = np.where(first, st["zone"][r], np.roll(zone, 1))
+        entered = (zone >= 0) & (zone != before)
+        if self.spec.restricted_hazardous_only and entered.any():
+            entered &= np.array([self.hazardous(batch.entities[o]) for o in order.tolist()], dtype=bool)
+        st["zone"][r[last]] = zone[last]
+        return [self._alert("restricted_zone", batch, int(order[i]), float(batch.ts[order[i]]), {
+            "zone": self.zones.ids[int(zone[i])], "zone_name": self.zones.names[int(zone[i])],
+            "lat": float(lat[i]), "lon": float(lon[i])}) for i in np.flatnonzero(entered).tolist()]
+
+    def _night(self, batch, order, r, ts, speed, st) -> list[dict]:
+        sp = self.spec
+        if not sp.hazardous:
+            return []
+        day, hour = local_day_hour(ts, sp.utc_offset_h).T
+        banned = (hour >= sp.night_start_h) | (hour < sp.night_end_h)
+        night = np.where(hour < sp.night_end_h, day - 1, day)   # the night is named by its evening's date
+        moving = np.flatnonzero(banned & (speed >= sp.stationary_kmh))
+        moving = moving[np.fromiter((self.hazardous(batch.entities[o]) for o in order[moving].tolist()),
+                                    dtype=bool, count=len(moving))]
+        alerts = []
+        for i in moving.tolist():
+            row = int(r[i])
+            if st["night"][row] == night[i]:
+                continue
+            st["night"][row] = night[i]
+            alerts.append(self._alert("night_driving", batch, int(order[i]), float(ts[i]), {
+                "speed": float(speed[i]), "banned": f"{sp.night_start_h:02d}:00-{sp.night_end_h:02d}:00 local"}))
+        return alerts
+
+    def sweep(self, state: EntityState, now: float) -> list[dict]:
+        """``signal_lost_moving`` for vehicles that went quiet while driving."""
+        state.meta["vehicle.swept"] = now
+        n = len(state)
+        last_ts, lost = state.store["last_ts"][:n], state.store["vehicle.lost"][:n]
+        speed = state.store["last"][:n, self.speed_i]
+        quiet = np.flatnonzero((now - last_ts > self.spec.signal_lost_s) & (speed >= self.spec.stationary_kmh)
+                               & (lost == 0))
+        lost[quiet] = 1.0
+        return [self._lost(state.slots.entities[q], float(last_ts[q]), float(speed[q])) for q in quiet.tolist()]
+
+    def _alert(self, kind: str, batch: Batch, i: int, window_start: float, evidence: dict) -> dict:
+        return new_alert(source=self.source.name, kind=kind, entity=batch.entities[i], ts=float(batch.ts[i]),
+                         window_start=window_start, window_s=0.0, score=0.8,
+                         severity="major" if self.hazardous(batch.entities[i]) else "warning", model=MODEL,
+                         evidence=evidence)

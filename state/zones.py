@@ -1,0 +1,85 @@
+"""Zones: named polygons of the city (restricted areas, authorised sites, river banks), from GeoJSON.
+
+Point-in-zone tests run over a whole batch at once through a shapely STRtree.
+
+>>> z = Zones.from_geojson({"type": "FeatureCollection", "features": [{"type": "Feature",
+...     "properties": {"id": "z1", "name": "depot", "kind": "authorised_site"},
+...     "geometry": {"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [1, 1], [0, 1], [0, 0]]]}}]})
+>>> z.containing(np.array([0.5, 2.0]), np.array([0.5, 2.0]), "authorised_site")
+[['z1'], []]
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import orjson
+import shapely
+from shapely import STRtree
+from shapely.geometry import shape
+
+
+class ZoneError(ValueError):
+    """A zones file that cannot be used (names the file and the feature)."""
+
+
+class Zones:
+    """Polygons with an id, a name and a kind; vectorised "which zones contain these points"."""
+
+    def __init__(self, ids: list[str], names: list[str], kinds: list[str], geoms: list):
+        self.ids, self.names, self.kinds = ids, names, np.array(kinds, dtype=object)
+        self.geoms = geoms
+        self._tree = STRtree(geoms) if geoms else None
+
+    @classmethod
+    def from_geojson(cls, doc: dict, origin: str = "<geojson>") -> Zones:
+        ids, names, kinds, geoms = [], [], [], []
+        for k, feature in enumerate(doc.get("features", [])):
+            props = feature.get("properties") or {}
+            try:
+                geom = shape(feature["geometry"])
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                raise ZoneError(f"{origin}: feature {k}: bad geometry ({exc})") from None
+            if geom.geom_type not in ("Polygon", "MultiPolygon") or not geom.is_valid:
+                raise ZoneError(f"{origin}: feature {k}: needs a valid Polygon or MultiPolygon")
+            if not props.get("id") or not props.get("kind"):
+                raise ZoneError(f"{origin}: feature {k}: properties need 'id' and 'kind'")
+            ids.append(str(props["id"]))
+            names.append(str(props.get("name", props["id"])))
+            kinds.append(str(props["kind"]))
+            geoms.append(geom)
+        return cls(ids, names, kinds, geoms)
+
+    @classmethod
+    def load(cls, path: Path) -> Zones:
+        try:
+            doc = orjson.loads(path.read_bytes())
+        except (OSError, orjson.JSONDecodeError) as exc:
+            raise ZoneError(f"{path}: {exc}") from None
+        return cls.from_geojson(doc, str(path))
+
+    def containing(self, lon: np.ndarray, lat: np.ndarray, kind: str | None = None) -> list[list[str]]:
+        """Per point, the ids of the zones (of ``kind``) that contain it."""
+        out: list[list[str]] = [[] for _ in range(len(lon))]
+        if self._tree is None or not len(lon):
+            return out
+        pts, zone = self._tree.query(shapely.points(lon, lat), predicate="within")
+        for p, z in zip(pts.tolist(), zone.tolist()):
+            if kind is None or self.kinds[z] == kind:
+                out[p].append(self.ids[z])
+        return out
+
+    def zone_index(self, lon: np.ndarray, lat: np.ndarray, kind: str) -> np.ndarray:
+        """Per point, the index of a zone of ``kind`` containing it, or -1 (vectorised)."""
+        out = np.full(len(lon), -1, dtype=np.int64)
+        if self._tree is None or not len(lon):
+            return out
+        pts, zone = self._tree.query(shapely.points(lon, lat), predicate="within")
+        match = self.kinds[zone] == kind
+        out[pts[match]] = zone[match]
+        return out
+
+    def inside(self, lon: np.ndarray, lat: np.ndarray, kind: str) -> np.ndarray:
+        """Whether each point is inside any zone of ``kind``."""
+        return self.zone_index(lon, lat, kind) >= 0

@@ -1,0 +1,51 @@
+"""Vehicle movements on crafted tracks: dwell, restricted zones, night driving, lost signal."""
+
+from __future__ import annotations
+
+import pytest
+
+from models.engine import SourceEngine
+from settings import Settings
+from streams.registry import load_registry
+
+NOON = 1_767_240_000          # 2026-01-01 12:00 local (UTC+8)
+NIGHT = NOON + 11 * 3600      # 23:00 local
+
+
+def _track(entity, start, n, lon, lat, speed, dlon=0.0, every=10, park=True):
+    """``n`` fixes; with ``park`` the last one stands still (the driver switched off)."""
+    return [{"entity": entity, "ts": start + i * every, "lat": lat, "lon": lon + i * dlon,
+             "speed": 0.0 if park and i == n - 1 else speed, "heading": 90.0} for i in range(n)]
+
+
+def _vehicle(alerts):
+    return sorted((a["kind"], a["entity"]) for a in alerts if a["model"].startswith("vehicle"))
+
+
+@pytest.mark.parametrize("cut", [1, 13, 10_000])
+def test_each_movement_rule_fires_once_and_only_where_it_should(cut):
+    recs = (
+        _track("gps-0000001", NIGHT, 30, 120.50, 31.20, 50.0, dlon=0.0001)        # hazardous, driving at night
+        + _track("gps-0000100", NIGHT, 30, 120.50, 31.21, 50.0, dlon=0.0001)      # ordinary vehicle at night
+        + _track("gps-0000101", NOON, 260, 120.40, 31.10, 0.0)                    # stands 43 min in the open
+        + _track("gps-0000102", NOON, 260, 120.58, 31.36, 0.0)                    # stands in the authorised depot
+        + _track("gps-0000002", NOON, 40, 120.595, 31.31, 30.0, dlon=0.0005)      # hazardous, enters the old town
+        + _track("gps-0000103", NOON, 40, 120.595, 31.312, 30.0, dlon=0.0005)     # ordinary, same street
+        + _track("gps-0000104", NOON, 20, 120.30, 31.00, 60.0, dlon=0.001, park=False)  # moving, then nothing
+        + _track("gps-0000104", NOON + 600, 5, 120.32, 31.00, 60.0, dlon=0.001)   # back after a 7-min gap
+    )
+    recs.sort(key=lambda r: (r["ts"], r["entity"]))
+    engine = SourceEngine(load_registry(Settings())["gps"], Settings())
+    alerts = []
+    for lo in range(0, len(recs), cut):
+        alerts += engine.process(recs[lo:lo + cut]).alerts
+    assert _vehicle(alerts) == [
+        ("dwell", "gps-0000101"),
+        ("night_driving", "gps-0000001"),
+        ("restricted_zone", "gps-0000002"),
+        ("signal_lost_moving", "gps-0000104"),
+    ]
+    dwell = next(a for a in alerts if a["kind"] == "dwell")
+    assert dwell["evidence"]["dwell_s"] == 1800.0 and dwell["ts"] == "2026-01-01T04:30:00.000Z"
+    zone = next(a for a in alerts if a["kind"] == "restricted_zone")
+    assert zone["evidence"]["zone"] == "restricted-old-town" and zone["severity"] == "major"
