@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from models.online.anomaly import AnomalyDetector
+from models.online.consumption import ConsumptionProfile
 from models.rules.aqi import AirQualityIndex
 from models.rules.night_flow import NightFlow
 from models.rules.sensor_health import SensorHealth
@@ -12,7 +13,8 @@ from models.rules.vehicle import VehicleMovements
 from models.rules.video import VideoEvents
 
 DETECTORS = {d.name: d for d in (ThresholdRules, AnomalyDetector, SensorHealth, AirQualityIndex, SilenceWatch,
-                                      VideoEvents, NightFlow, VehicleMovements)}
+                                      VideoEvents, NightFlow, VehicleMovements,
+                                      ConsumptionProfile)}
 
 
 def build(source, state) -> list:

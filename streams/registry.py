@@ -175,6 +175,22 @@ class VehicleSpec(BaseModel):
     utc_offset_h: float = Field(8.0, ge=-12, le=14)
 
 
+class ConsumptionSpec(BaseModel):
+    """Per-meter hour-of-week profile: when an hour's use is abnormal for this meter."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    field: str = "kw"
+    floor: float = Field(0.05, gt=0, description="added to both sides of the ratio (near-zero use)")
+    min_change: float = Field(0.5, ge=0, description="smallest absolute difference worth an alert")
+    warmup: int = Field(3, ge=1, description="times a slot is seen before it can alert")
+    z_alert: float = Field(4.0, gt=0, description="log-ratio spreads that make an hour abnormal")
+    min_spread: float = Field(0.1, gt=0)
+    alpha: float = Field(0.2, gt=0, lt=1, description="EW weight of a new hour in the profile")
+    utc_offset_h: float = Field(8.0, ge=-12, le=14)
+    severity: Literal["info", "warning", "major", "critical"] = "warning"
+
+
 class Source(BaseModel):
     """A declared sensor source."""
 
@@ -197,6 +213,7 @@ class Source(BaseModel):
     video: VideoSpec = Field(default_factory=VideoSpec)
     night_flow: NightFlowSpec = Field(default_factory=NightFlowSpec)
     vehicle: VehicleSpec = Field(default_factory=VehicleSpec)
+    consumption: ConsumptionSpec = Field(default_factory=ConsumptionSpec)
     path: Path | None = None
 
     @model_validator(mode="after")

@@ -1,0 +1,92 @@
+"""Consumption abnormal for this meter at this hour: each meter learns its own weekly profile online.
+
+For every closed hour the meter's mean use is compared with what it usually
+uses at that hour of the day on that kind of day (weekday / weekend): 48 slots,
+kept as float16 exponentially weighted means (~150 bytes a meter with counts
+and spread). The surprise is the log ratio to the profile, in units of the
+meter's own spread of such ratios; an hour far off (either way) after the slot
+has been seen ``warmup`` times raises ``<field>_consumption_abnormal``.
+
+>>> slot_of(np.array([1767225600.0, 1767398400.0]), 8).tolist()   # Thu 08:00 local, Sat 08:00 local
+[8, 32]
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from models.alert import new_alert
+from state.entity_state import EntityState
+from streams.registry import Source
+from streams.validation import Batch
+
+MODEL = "consumption@1"
+SLOTS = 48
+
+
+def slot_of(ts: np.ndarray, utc_offset_h: float) -> np.ndarray:
+    """Profile slot of each time: local hour, +24 on Saturdays and Sundays."""
+    local = ts + utc_offset_h * 3600.0
+    hour = np.floor((local % 86400.0) / 3600.0).astype(np.int64)
+    weekday = (np.floor(local / 86400.0).astype(np.int64) + 3) % 7     # 1970-01-01 was a Thursday: 0 = Monday
+    return hour + 24 * (weekday >= 5)
+
+
+class ConsumptionProfile:
+    """Flags hours whose use is far from the meter's usual use at that hour of the week."""
+
+    name = "consumption"
+
+    def __init__(self, source: Source, state: EntityState):
+        self.source, self.spec = source, source.consumption
+        if self.spec.field not in state.windowed or "1h" not in state.windows:
+            raise ValueError(f"source {source.name!r}: consumption needs windowed field {self.spec.field!r} "
+                             "and the 1h window")
+        self.f = state.windowed.index(self.spec.field)
+        state.store.add("consumption.profile", np.float16, (SLOTS,), fill=np.nan)
+        state.store.add("consumption.seen", np.uint8, (SLOTS,))
+        state.store.add("consumption.var", np.float32, fill=np.nan)
+        state.store.add("consumption.closed", np.int64, fill=np.iinfo(np.int64).min)
+
+    def max_span_s(self, state: EntityState) -> float:
+        return state.span_for_closures("1h", 1)
+
+    def detect(self, batch: Batch, rows: np.ndarray, state: EntityState) -> list[dict]:
+        sp = self.spec
+        seconds, _ = state.windows["1h"]
+        profile, seen, var = (state.store[f"consumption.{c}"] for c in ("profile", "seen", "var"))
+        alerts = []
+        for r, b in state.newly_closed(rows, "1h", state.store["consumption.closed"]):
+            use = state.window_means("1h", r, b)[:, self.f]
+            ok = ~np.isnan(use)
+            r, b, use = r[ok], b[ok], use[ok]
+            slot = slot_of(b * float(seconds), sp.utc_offset_h)
+            expected = profile[r, slot].astype(np.float64)
+            n = seen[r, slot]
+            ratio = np.log((use + sp.floor) / (expected + sp.floor))
+            ready = (n >= sp.warmup) & ~np.isnan(expected)
+            spread = np.sqrt(np.where(np.isnan(var[r]), sp.min_spread ** 2, var[r])).clip(min=sp.min_spread)
+            z = np.abs(ratio) / spread
+            hit = ready & (z >= sp.z_alert) & (np.abs(use - expected) >= sp.min_change)
+            for i in np.flatnonzero(hit).tolist():
+                alerts.append(new_alert(
+                    source=self.source.name, kind=f"{sp.field}_consumption_abnormal",
+                    entity=state.slots.entities[r[i]], ts=float((b[i] + 1) * seconds),
+                    window_start=float(b[i] * seconds), window_s=float(seconds),
+                    score=float(min(1.0, z[i] / (2 * sp.z_alert))), severity=sp.severity, model=MODEL,
+                    evidence={"field": sp.field, "hour_mean": float(use[i]), "expected": float(expected[i]),
+                              "ratio": float(np.exp(ratio[i])), "z": float(z[i]),
+                              "direction": "high" if ratio[i] > 0 else "low", "slot": int(slot[i])}))
+            # learn: the ratio spread from ready hours (capped so one outlier cannot blow it up), then the profile
+            learn = ready & np.isfinite(ratio)
+            capped = np.clip(ratio[learn], -3 * spread[learn], 3 * spread[learn])
+            old = var[r[learn]].astype(np.float64)
+            var[r[learn]] = np.where(np.isnan(old), capped ** 2, (1 - sp.alpha) * old + sp.alpha * capped ** 2)
+            # the profile learns the hour with its ratio capped the same way: one odd hour barely moves it
+            fresh = np.isnan(expected)
+            bounded = np.where(ready, np.clip(ratio, -3 * spread, 3 * spread), ratio)
+            seen_use = np.where(ready, (expected + sp.floor) * np.exp(bounded) - sp.floor, use)
+            new = np.where(fresh, use, expected + sp.alpha * (seen_use - expected))
+            profile[r, slot] = new.astype(np.float16)
+            seen[r, slot] = np.minimum(n.astype(np.int64) + 1, 255).astype(np.uint8)
+        return alerts

@@ -1,0 +1,52 @@
+"""Hour-of-week consumption profiles on crafted meters."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from models.engine import SourceEngine
+from settings import Settings
+from streams.registry import load_registry
+
+TS = 1_767_196_800   # 2025-12-31 16:00 UTC = 2026-01-01 00:00 local (UTC+8)
+
+
+def _meters(days: int, spike_at: tuple[int, int] | None, seed: int = 1) -> list[dict]:
+    """Five homes, a reading every 10 min: evening peak, quiet nights; one hour may be abnormal."""
+    rng = np.random.default_rng(seed)
+    recs = []
+    for step in range(days * 144):
+        ts = TS + step * 600
+        hour = (step // 6) % 24
+        day = step // 144
+        for k in range(5):
+            base = 0.3 + (2.0 if 18 <= hour <= 21 else 0.0) + (0.5 if day % 7 in (2, 3) else 0.0)
+            kw = base * (1 + 0.1 * k) * rng.normal(1, 0.1)
+            if spike_at and k == 2 and (day, hour) == spike_at:
+                kw = 6.0      # a night of heavy use: ~20x this meter's usual 03:00
+            recs.append({"entity": f"home-{k}", "ts": ts + k, "kwh": 1000.0 + step, "kw": round(max(kw, 0), 3)})
+    return recs
+
+
+def _abnormal(alerts):
+    return [(a["entity"], a["window_start"]) for a in alerts if a["kind"] == "kw_consumption_abnormal"]
+
+
+@pytest.mark.parametrize("cut", [50, 100_000])
+def test_an_abnormal_hour_is_flagged_and_normal_weeks_are_not(cut):
+    engine = SourceEngine(load_registry(Settings())["power"], Settings())
+    recs = _meters(28, spike_at=(25, 3))
+    alerts = []
+    for lo in range(0, len(recs), cut):
+        alerts += engine.process(recs[lo:lo + cut]).alerts
+    # day 25, 03:00-04:00 local = 19:00 UTC the day before
+    assert _abnormal(alerts) == [("home-2", "2026-01-25T19:00:00.000Z")]
+    hit = next(a for a in alerts if a["kind"] == "kw_consumption_abnormal")
+    assert hit["evidence"]["direction"] == "high" and hit["evidence"]["ratio"] > 5
+
+
+@pytest.mark.parametrize("seed", [3, 4])
+def test_quiet_on_four_normal_weeks(seed):
+    engine = SourceEngine(load_registry(Settings())["power"], Settings())
+    assert _abnormal(engine.process(_meters(28, spike_at=None, seed=seed)).alerts) == []
