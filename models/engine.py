@@ -60,16 +60,17 @@ class SourceEngine:
             if not mine.all():
                 out.forward = batch.positions[~mine].tolist()
                 batch = batch.take(mine)
-        if len(batch):
-            late = self.state.late(batch.entities, batch.ts)
-            if late.any():
-                out.rejects += [Reject(int(p), "late", f"event time more than {self.state.lateness_s:g} s "
-                                       "behind the entity's latest") for p in batch.positions[late]]
-                out.rejects.sort(key=lambda r: r.position)
-                batch = batch.take(~late)
+        rows = self.state.locate(batch.entities)
+        late = self.state.late(rows, batch.ts)
+        if late.any():
+            out.rejects += [Reject(int(p), "late", f"event time more than {self.state.lateness_s:g} s "
+                                   "behind the entity's latest") for p in batch.positions[late]]
+            out.rejects.sort(key=lambda r: r.position)
+            batch, rows = batch.take(~late), rows[~late]
         out.accepted = len(batch)
-        for part in self._time_slices(batch):
-            out.alerts += self._fold_and_detect(part)
+        for piece in self._time_slices(batch, rows):
+            whole = len(piece) == len(batch)
+            out.alerts += self._fold_and_detect(batch if whole else batch.take(piece), rows[piece])
         return out
 
     def sweep(self, now: float) -> list[dict]:
@@ -82,8 +83,8 @@ class SourceEngine:
                 alerts += detector.sweep(self.state, now)
         return alerts
 
-    def _time_slices(self, batch: Batch) -> list[Batch]:
-        """Consecutive pieces of the batch, each spanning less event time than the shortest ring.
+    def _time_slices(self, batch: Batch, rows: np.ndarray) -> list[np.ndarray]:
+        """Consecutive pieces (index ranges) of the batch, each narrow enough for the detectors.
 
         Folding a piece advances each window ring to the piece's newest record;
         detectors that evaluate closed buckets say how wide a piece may be
@@ -93,8 +94,8 @@ class SourceEngine:
         if not len(batch):
             return []
         span = self._max_span
-        if float(batch.ts.max() - batch.ts.min()) < span or _entity_span(batch) < span:
-            return [batch]
+        if float(batch.ts.max() - batch.ts.min()) < span or _entity_span(rows, batch.ts) < span:
+            return [np.arange(len(batch))]
         cuts, low, high = [0], batch.ts[0], batch.ts[0]
         for i, t in enumerate(batch.ts.tolist()):
             low, high = min(low, t), max(high, t)
@@ -102,24 +103,23 @@ class SourceEngine:
                 cuts.append(i)
                 low = high = t
         cuts.append(len(batch))
-        return [batch.take(np.arange(a, b)) for a, b in zip(cuts, cuts[1:]) if b > a]
+        return [np.arange(a, b) for a, b in zip(cuts, cuts[1:]) if b > a]
 
-    def _fold_and_detect(self, batch: Batch) -> list[dict]:
+    def _fold_and_detect(self, batch: Batch, rows: np.ndarray) -> list[dict]:
         numeric = np.column_stack([batch.columns[f] for f in self._numeric]) if self._numeric \
             else np.empty((len(batch), 0))
-        rows = self.state.update(batch.entities, batch.ts, numeric)
+        self.state.update(rows, batch.ts, numeric)
         alerts = []
         for detector in self.detectors:
             alerts += detector.detect(batch, rows, self.state)
         return alerts
 
 
-def _entity_span(batch: Batch) -> float:
+def _entity_span(rows: np.ndarray, ts: np.ndarray) -> float:
     """The widest event-time span of any one entity's records in the batch."""
-    ids: dict[str, int] = {}
-    group = np.fromiter((ids.setdefault(e, len(ids)) for e in batch.entities), dtype=np.int64, count=len(batch))
-    low = np.full(len(ids), np.inf)
-    high = np.full(len(ids), -np.inf)
-    np.minimum.at(low, group, batch.ts)
-    np.maximum.at(high, group, batch.ts)
+    _, group = np.unique(rows, return_inverse=True)
+    low = np.full(group.max() + 1, np.inf)
+    high = np.full(group.max() + 1, -np.inf)
+    np.minimum.at(low, group, ts)
+    np.maximum.at(high, group, ts)
     return float((high - low).max())

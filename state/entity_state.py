@@ -8,8 +8,8 @@ event time is late.
 
 >>> import numpy as np
 >>> st = EntityState(numeric=["value"], windowed=["value"], windows={"1m": 4}, lateness_s=60)
->>> rows = st.update(["m1", "m1"], np.array([0.0, 30.0]), np.array([[1.0], [3.0]]))
->>> float(st.store["mean"][0, 0]), st.late(["m1"], np.array([-100.0])).tolist()
+>>> st.update(st.locate(["m1", "m1"]), np.array([0.0, 30.0]), np.array([[1.0], [3.0]]))
+>>> float(st.store["mean"][0, 0]), st.late(st.locate(["m1"]), np.array([-100.0])).tolist()
 (2.0, [True])
 """
 
@@ -21,6 +21,7 @@ import numpy as np
 from settings import WINDOW_SECONDS, Settings
 from state import stats, windows
 from state.columns import ColumnStore
+from state.sequence import EntitySequence
 from state.slots import SlotMap
 
 FORMAT_VERSION = 1
@@ -64,18 +65,20 @@ class EntityState:
         seconds, ring = self.windows[window]
         return seconds * (ring - needed - 2) - self.lateness_s
 
-    def late(self, entities: list[str], ts: np.ndarray) -> np.ndarray:
+    def locate(self, entities: list[str]) -> np.ndarray:
+        """Rows of ``entities`` (new ones get a row), with the columns grown to fit."""
+        rows = self.slots.lookup(entities)
+        self.store.ensure_rows(len(self.slots))
+        return rows
+
+    def late(self, rows: np.ndarray, ts: np.ndarray) -> np.ndarray:
         """Records older than their entity's event time (earlier records of the batch included) - lateness."""
-        n = len(entities)
+        n = len(rows)
         if n == 0:
             return np.zeros(0, dtype=bool)
-        get = self.slots.get
-        known = [get(e, -1) for e in entities]
-        rows = np.fromiter(known, dtype=np.int64, count=n)
-        prior = np.where(rows >= 0, self.store["last_ts"][np.maximum(rows, 0)], -np.inf)
+        prior = self.store["last_ts"][rows]
         # Running max per entity over the batch, exclusive of the record itself.
-        ids: dict[str, int] = {}
-        group = np.fromiter((ids.setdefault(e, len(ids)) for e in entities), dtype=np.int64, count=n)
+        _, group = np.unique(rows, return_inverse=True)
         order = np.lexsort((np.arange(n), group))
         g, t = group[order], ts[order]
         low = float(t.min())
@@ -87,19 +90,20 @@ class EntityState:
         within[order] = before
         return ts < np.maximum(prior, within) - self.lateness_s
 
-    def update(self, entities: list[str], ts: np.ndarray, numeric: np.ndarray) -> np.ndarray:
-        """Fold records (numeric: records x numeric fields, NaN = absent) in; returns their rows."""
-        rows = self.slots.lookup(entities)
+    def update(self, rows: np.ndarray, ts: np.ndarray, numeric: np.ndarray) -> None:
+        """Fold records of entity ``rows`` (numeric: records x numeric fields, NaN = absent) in.
+
+        Leaves ``sequence`` (the records in per-entity event order) and ``prior_last_ts`` (each
+        record's entity time before this update) for the detectors that run next.
+        """
         if len(rows) == 0:
-            return rows
+            return
         self.meta["watermark"] = max(float(self.meta.get("watermark", -np.inf)), float(ts.max()))
-        self.store.ensure_rows(len(self.slots))
         last_ts, last = self.store["last_ts"], self.store["last"]
-        self.prior_last_ts = last_ts[rows].copy()   # per record: its entity's time before this update
+        self.prior_last_ts = last_ts[rows].copy()
+        self.sequence = EntitySequence.of(rows, ts)
         # The newest record per entity sets last values (ties: the later record).
-        order = np.lexsort((np.arange(len(rows)), ts, rows))
-        r_sorted = rows[order]
-        newest = order[np.append(r_sorted[1:] != r_sorted[:-1], True)]
+        newest = self.sequence.order[self.sequence.last]
         newer = ts[newest] >= last_ts[rows[newest]]
         pick = newest[newer]
         last_ts[rows[pick]] = ts[pick]
@@ -111,7 +115,6 @@ class EntityState:
                 buckets = np.floor(ts / seconds).astype(np.int64)
                 windows.add(self.store[f"{name}.sum"], self.store[f"{name}.count"],
                             self.store[f"{name}.head"], rows, buckets, values)
-        return rows
 
     def closed_bucket(self, rows: np.ndarray, window: str) -> np.ndarray:
         """The newest bucket of ``window`` that no record can still enter, per entity."""
@@ -159,10 +162,6 @@ class EntityState:
         c = np.where(ok, np.take_along_axis(counts[rows], pos[:, None, :], axis=2), 0).astype(np.float64)
         total, count, filled = s.sum(axis=2), c.sum(axis=2), (c > 0).sum(axis=2)
         return np.divide(total, count, out=np.full(total.shape, np.nan), where=(filled >= min_filled) & (count > 0))
-
-    def bytes_per_entity(self) -> int:
-        """Column bytes per entity (excluding the slot map's Python objects)."""
-        return self.store.nbytes(1)
 
     def to_bytes(self) -> bytes:
         """A self-describing snapshot: header JSON line, then the columns as .npz."""

@@ -26,7 +26,7 @@ def test_running_stats_match_numpy_for_any_batching():
     ts = TS + np.arange(3000, dtype=float)
     st = _metric_state()
     for lo in range(0, 3000, 257):
-        st.update(entities[lo:lo + 257], ts[lo:lo + 257], values[lo:lo + 257, None])
+        st.update(st.locate(entities[lo:lo + 257]), ts[lo:lo + 257], values[lo:lo + 257, None])
     for e in ("e0", "e7", "e19"):
         mine = values[[i for i, x in enumerate(entities) if x == e]]
         mine = mine[~np.isnan(mine)]
@@ -38,25 +38,25 @@ def test_running_stats_match_numpy_for_any_batching():
 
 def test_window_ring_keeps_the_last_buckets_and_clears_old_ones():
     st = _metric_state()
-    st.update(["a"] * 4, np.array([0, 10, 70, 130.0]) + TS, np.array([[1.0], [3.0], [5.0], [7.0]]))
+    st.update(st.locate(["a"] * 4), np.array([0, 10, 70, 130.0]) + TS, np.array([[1.0], [3.0], [5.0], [7.0]]))
     rows = np.array([0, 0, 0])
     b0 = TS // 60
     assert st.window_means("1m", rows, np.array([b0, b0 + 1, b0 + 2])).ravel().tolist() == [2.0, 5.0, 7.0]
-    st.update(["a"], np.array([TS + 60 * 6.0]), np.array([[9.0]]))   # six minutes on: bucket b0 left the ring
+    st.update(st.locate(["a"]), np.array([TS + 60 * 6.0]), np.array([[9.0]]))   # six minutes on: bucket b0 left the ring
     means = st.window_means("1m", np.array([0, 0]), np.array([b0, b0 + 6])).ravel()
     assert np.isnan(means[0]) and means[1] == 9.0
 
 
 def test_late_records_by_entity_event_time():
     st = _metric_state(lateness_s=60)
-    st.update(["a", "b"], np.array([TS + 1000.0, TS]), np.array([[1.0], [1.0]]))
-    late = st.late(["a", "b", "c", "c"], np.array([TS + 900.0, TS - 30, TS, TS - 500]))
+    st.update(st.locate(["a", "b"]), np.array([TS + 1000.0, TS]), np.array([[1.0], [1.0]]))
+    late = st.late(st.locate(["a", "b", "c", "c"]), np.array([TS + 900.0, TS - 30, TS, TS - 500]))
     assert late.tolist() == [True, False, False, True]   # c's second record is behind c's first
 
 
 def test_checkpoint_bytes_round_trip():
     st = _metric_state()
-    st.update(["a", "b"], np.array([TS, TS + 5.0]), np.array([[1.0], [2.0]]))
+    st.update(st.locate(["a", "b"]), np.array([TS, TS + 5.0]), np.array([[1.0], [2.0]]))
     st.meta["x"] = 1
     again = _metric_state()
     again.load_bytes(st.to_bytes())

@@ -49,10 +49,10 @@ class NightFlow:
         at_night = (dh[:, 1] >= sp.night_start_h) & (dh[:, 1] < sp.night_end_h) & ~np.isnan(flow)
         day, low, n = state.store["night.day"], state.store["night.min"], state.store["night.n"]
         # night readings, and every reading of a meter with a night open (before or within the batch)
-        relevant = np.flatnonzero(at_night | ~np.isnan(day[rows]) | np.isin(rows, rows[at_night]))
-        if not len(relevant):
+        relevant = at_night | ~np.isnan(day[rows]) | np.isin(rows, rows[at_night])
+        if not relevant.any():
             return []
-        order = relevant[np.lexsort((relevant, batch.ts[relevant], rows[relevant]))]
+        order = state.sequence.order[relevant[state.sequence.order]]
         alerts = []
         for i in order.tolist():
             r, d = int(rows[i]), float(dh[i, 0])

@@ -17,19 +17,11 @@ import numpy as np
 
 from models.alert import new_alert
 from state.entity_state import EntityState
+from state.sequence import EntitySequence
 from streams.registry import Source
 from streams.validation import Batch
 
 MODEL = "sensor_health@1"
-
-
-def _in_order(rows: np.ndarray, ts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Record order by (entity, event time, arrival) and whether each is its entity's first."""
-    order = np.lexsort((np.arange(len(rows)), ts, rows))
-    r = rows[order]
-    first = np.ones(len(r), dtype=bool)
-    first[1:] = r[1:] != r[:-1]
-    return order, first
 
 
 def runs(group: np.ndarray, values: np.ndarray, prev: np.ndarray, prev_run: np.ndarray) -> np.ndarray:
@@ -37,16 +29,12 @@ def runs(group: np.ndarray, values: np.ndarray, prev: np.ndarray, prev_run: np.n
 
     ``prev``/``prev_run``: each group's stored last value and run, indexed by group id.
     """
-    n = len(values)
-    if n == 0:
+    if len(values) == 0:
         return np.zeros(0, dtype=np.int64)
-    first = np.ones(n, dtype=bool)
-    first[1:] = group[1:] != group[:-1]
-    before = np.where(first, prev[group], np.roll(values, 1))
-    same = values == before
-    idx = np.arange(n)
-    start = np.maximum.accumulate(np.where(first, idx, 0))           # index of the group's first record
-    reset = np.maximum.accumulate(np.where(~same, idx, -1))          # last record that broke a run
+    seq = EntitySequence.of_sorted(group)
+    same = values == seq.previous(values, prev)
+    start, reset = seq.run_start(~same)
+    idx = np.arange(len(values))
     carried = prev_run[group] + (idx - start + 1)                   # no break since the group began
     return np.where(reset >= start, idx - reset, carried).astype(np.int64)
 
@@ -65,45 +53,44 @@ class SensorHealth:
             state.store.add(f"health.counter.{f}", np.float64, fill=np.nan)
 
     def detect(self, batch: Batch, rows: np.ndarray, state: EntityState) -> list[dict]:
-        order, first = _in_order(rows, batch.ts)
-        r = rows[order]
+        seq = state.sequence
         alerts: list[dict] = []
         for f in self.spec.stuck_fields:
-            alerts += self._stuck(f, batch, order, r, state)
+            alerts += self._stuck(f, batch, seq, state)
         for f in self.spec.counters:
-            alerts += self._counter(f, batch, order, r, first, state)
+            alerts += self._counter(f, batch, seq, state)
         return alerts
 
-    def _stuck(self, f: str, batch: Batch, order, r, state: EntityState) -> list[dict]:
-        values = batch.columns[f][order]
+    def _stuck(self, f: str, batch: Batch, seq: EntitySequence, state: EntityState) -> list[dict]:
+        values = batch.columns[f][seq.order]
         keep = ~np.isnan(values)
-        values, r, idx = values[keep], r[keep], order[keep]
-        if not len(values):
+        if not keep.any():
             return []
+        seq, values = seq.subset(keep), values[keep]
+        r, idx = seq.rows, seq.order
         last, run = state.store[f"health.stuck.{f}.value"], state.store[f"health.stuck.{f}.run"]
         lengths = runs(r, values, last, run.astype(np.int64))
         watch = values != 0 if self.spec.stuck_ignore_zero else np.ones(len(values), dtype=bool)
         hit = np.flatnonzero((lengths == self.spec.stuck_after) & watch)
-        tail = np.append(r[1:] != r[:-1], True)
+        tail = seq.last
         last[r[tail]] = values[tail]
         run[r[tail]] = np.minimum(lengths[tail], np.iinfo(np.int32).max)
         return [self._alert(f"{f}_stuck", batch, int(idx[i]), {"field": f, "value": float(values[i]),
                             "repeats": int(lengths[i])}, 0.7) for i in hit]
 
-    def _counter(self, f: str, batch: Batch, order, r, first, state: EntityState) -> list[dict]:
-        values = batch.columns[f][order]
+    def _counter(self, f: str, batch: Batch, seq: EntitySequence, state: EntityState) -> list[dict]:
+        values = batch.columns[f][seq.order]
         stored = state.store[f"health.counter.{f}"]
-        before = np.where(first, stored[r], np.roll(values, 1))
+        before = seq.previous(values, stored)
         with np.errstate(invalid="ignore"):
             fell = values < before
         alerts = []
         for i in np.flatnonzero(fell):
             kind = f"{f}_zeroed" if values[i] == 0 else f"{f}_backwards"
-            alerts.append(self._alert(kind, batch, int(order[i]), {"field": f, "value": float(values[i]),
+            alerts.append(self._alert(kind, batch, int(seq.order[i]), {"field": f, "value": float(values[i]),
                                       "previous": float(before[i])}, 0.9))
-        tail = np.append(r[1:] != r[:-1], True)
-        ok = tail & ~np.isnan(values)
-        stored[r[ok]] = values[ok]
+        ok = seq.last & ~np.isnan(values)
+        stored[seq.rows[ok]] = values[ok]
         return alerts
 
     def _alert(self, kind: str, batch: Batch, i: int, evidence: dict, score: float) -> dict:

@@ -61,11 +61,9 @@ class SilenceWatch:
 
     def _recoveries(self, batch: Batch, rows: np.ndarray, state: EntityState) -> list[dict]:
         """Gaps longer than the limit inside the records, and entities back after a sweep found them silent."""
-        order = np.lexsort((np.arange(len(rows)), batch.ts, rows))
-        r, t = rows[order], batch.ts[order]
-        first = np.ones(len(r), dtype=bool)
-        first[1:] = r[1:] != r[:-1]
-        before = np.where(first, state.prior_last_ts[order], np.roll(t, 1))
+        seq = state.sequence
+        r, t, first = seq.rows, batch.ts[seq.order], seq.first
+        before = np.where(first, state.prior_last_ts[seq.order], np.roll(t, 1))
         open_, since = state.store["silence.open"], state.store["silence.since"]
         was_open = first & (open_[r] == 1)
         gap = ~was_open & (t - before > self.limit_s) & np.isfinite(before)

@@ -68,18 +68,16 @@ class VehicleMovements:
         return found
 
     def detect(self, batch: Batch, rows: np.ndarray, state: EntityState) -> list[dict]:
-        order = np.lexsort((np.arange(len(rows)), batch.ts, rows))
-        r, ts = rows[order], batch.ts[order]
-        lon, lat, speed = batch.columns["lon"][order], batch.columns["lat"][order], batch.columns["speed"][order]
-        first = np.ones(len(r), dtype=bool)
-        first[1:] = r[1:] != r[:-1]
-        last = np.append(r[1:] != r[:-1], True)
+        seq = state.sequence
+        ts, lon, lat, speed = (a[seq.order] for a in (batch.ts, batch.columns["lon"], batch.columns["lat"],
+                                                       batch.columns["speed"]))
         st = {c: state.store[f"vehicle.{c}"] for c in ("prev_lon", "prev_lat", "since", "dwell_alerted", "zone",
                                                         "night", "lost", "prev_speed")}
-        alerts = self._gaps(batch, order, r, ts, speed, first, state, st)
-        alerts += self._dwell(batch, order, r, ts, lon, lat, speed, first, last, st)
-        alerts += self._zones(batch, order, r, lon, lat, first, last, st)
-        alerts += self._night(batch, order, r, ts, speed, st)
+        alerts = self._gaps(batch, seq, ts, speed, state, st)
+        alerts += self._dwell(batch, seq, ts, lon, lat, speed, st)
+        alerts += self._zones(batch, seq, lon, lat, st)
+        alerts += self._night(batch, seq, ts, speed, st)
+        r, last = seq.rows, seq.last
         st["prev_lon"][r[last]], st["prev_lat"][r[last]] = lon[last], lat[last]
         st["prev_speed"][r[last]] = speed[last]
         now = float(state.meta.get("watermark", -np.inf))
@@ -87,13 +85,13 @@ class VehicleMovements:
             alerts += self.sweep(state, now)
         return alerts
 
-    def _gaps(self, batch, order, r, ts, speed, first, state, st) -> list[dict]:
+    def _gaps(self, batch, seq, ts, speed, state, st) -> list[dict]:
         """Signal lost while moving, seen as a gap between two records of the batch (or since the last one)."""
-        sp = self.spec
-        was_lost = first & (st["lost"][r] == 1)
+        sp, r, order = self.spec, seq.rows, seq.order
+        was_lost = seq.first & (st["lost"][r] == 1)
         st["lost"][r] = 0.0   # a record: the signal is back
-        prev_ts = np.where(first, state.prior_last_ts[order], np.roll(ts, 1))
-        prev_speed = np.where(first, st["prev_speed"][r], np.roll(speed, 1))
+        prev_ts = np.where(seq.first, state.prior_last_ts[order], np.roll(ts, 1))
+        prev_speed = seq.previous(speed, st["prev_speed"])
         with np.errstate(invalid="ignore"):
             lost = (ts - prev_ts > sp.signal_lost_s) & (prev_speed >= sp.stationary_kmh) & ~was_lost
         return [self._lost(batch.entities[order[i]], float(prev_ts[i]), float(prev_speed[i]))
@@ -104,21 +102,17 @@ class VehicleMovements:
                          ts=last_seen + self.spec.signal_lost_s, window_start=last_seen, window_s=0.0, score=0.7,
                          severity="major", model=MODEL, evidence={"last_seen": last_seen, "last_speed": speed})
 
-    def _dwell(self, batch, order, r, ts, lon, lat, speed, first, last, st) -> list[dict]:
-        sp = self.spec
-        plon = np.where(first, st["prev_lon"][r], np.roll(lon, 1))
-        plat = np.where(first, st["prev_lat"][r], np.roll(lat, 1))
-        moved = metres(plon, plat, lon, lat)
+    def _dwell(self, batch, seq, ts, lon, lat, speed, st) -> list[dict]:
+        sp, r, order = self.spec, seq.rows, seq.order
+        moved = metres(seq.previous(lon, st["prev_lon"]), seq.previous(lat, st["prev_lat"]), lon, lat)
         still = (speed < sp.stationary_kmh) & ~(moved > sp.dwell_radius_m)
-        idx = np.arange(len(r))
-        start = np.maximum.accumulate(np.where(first, idx, 0))
-        broke = np.maximum.accumulate(np.where(~still, idx, -1))
-        # run start time: carried from the stored run when nothing broke it in this batch
-        carried = first & still & ~np.isnan(st["since"][r])
-        run_first = np.where(broke >= start, broke + 1, start)
-        since = np.where(carried[run_first.clip(max=len(r) - 1)] & (broke < start), st["since"][r],
-                         ts[run_first.clip(max=len(r) - 1)])
-        since = np.where(still, since, np.nan)
+        start, broke = seq.run_start(~still)
+        # when the standing run began: after the last break, else carried over from before the batch
+        stored = st["since"][r]
+        unbroken = broke < start
+        began = np.where(unbroken & ~np.isnan(stored), stored,
+                         ts[np.where(unbroken, start, broke + 1).clip(max=len(r) - 1)])
+        since = np.where(still, began, np.nan)
         due = still & (ts - since >= sp.dwell_limit_s) & (st["dwell_alerted"][r] != since)
         alerts = []
         if due.any():
@@ -133,22 +127,23 @@ class VehicleMovements:
                     alerts.append(self._alert("dwell", batch, int(order[i]), float(since[i]), {
                         "lat": float(lat[i]), "lon": float(lon[i]), "since": float(since[i]),
                         "dwell_s": float(ts[i] - since[i]), "limit_s": sp.dwell_limit_s}))
-        st["since"][r[last]] = since[last]
+        st["since"][r[seq.last]] = since[seq.last]
         return alerts
 
-    def _zones(self, batch, order, r, lon, lat, first, last, st) -> list[dict]:
+    def _zones(self, batch, seq, lon, lat, st) -> list[dict]:
+        r, order = seq.rows, seq.order
         zone = self.zones.zone_index(lon, lat, self.spec.restricted_kind).astype(np.float64)
-        before = np.where(first, st["zone"][r], np.roll(zone, 1))
+        before = seq.previous(zone, st["zone"])
         entered = (zone >= 0) & (zone != before)
         if self.spec.restricted_hazardous_only and entered.any():
             entered &= np.array([self.hazardous(batch.entities[o]) for o in order.tolist()], dtype=bool)
-        st["zone"][r[last]] = zone[last]
+        st["zone"][r[seq.last]] = zone[seq.last]
         return [self._alert("restricted_zone", batch, int(order[i]), float(batch.ts[order[i]]), {
             "zone": self.zones.ids[int(zone[i])], "zone_name": self.zones.names[int(zone[i])],
             "lat": float(lat[i]), "lon": float(lon[i])}) for i in np.flatnonzero(entered).tolist()]
 
-    def _night(self, batch, order, r, ts, speed, st) -> list[dict]:
-        sp = self.spec
+    def _night(self, batch, seq, ts, speed, st) -> list[dict]:
+        sp, r, order = self.spec, seq.rows, seq.order
         if not sp.hazardous:
             return []
         day, hour = local_day_hour(ts, sp.utc_offset_h).T

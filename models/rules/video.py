@@ -72,11 +72,10 @@ class VideoEvents:
     def _scenes(self, kind: str, mask: np.ndarray, severity: str, batch: Batch, rows: np.ndarray,
                 state: EntityState, limits: np.ndarray) -> list[dict]:
         """One alert per scene: a hit more than ``scene_gap_s`` after the camera's previous hit of that kind."""
-        idx = np.flatnonzero(mask)
-        if not len(idx):
+        if not mask.any():
             return []
         seen = state.store[f"video.seen.{kind}"]
-        order = idx[np.lexsort((idx, batch.ts[idx], rows[idx]))]
+        order = state.sequence.order[mask[state.sequence.order]]
         alerts = []
         for i in order.tolist():
             row, t = int(rows[i]), float(batch.ts[i])
