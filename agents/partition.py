@@ -11,6 +11,7 @@ never runs ahead of the state.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -77,9 +78,10 @@ class PartitionRunner:
     async def _process(self, messages: list[Message]) -> None:
         source, topic = self.source.name, self.source.topic
         records: list = []
-        origin: list[tuple[int, int]] = []   # per record: (message index, index in message)
+        starts: list[int] = []          # per decoded message: index of its first record
+        decoded_from: list[Message] = []
         dead: list[dict] = []
-        for m_i, msg in enumerate(messages):
+        for msg in messages:
             if msg.offset <= self.restored_offset:
                 continue  # already in the restored state
             decoded = decode(msg.value, self.settings.max_message_bytes)
@@ -87,14 +89,17 @@ class PartitionRunner:
                 dead.append(dead_letter(source, topic, self.partition, msg.offset, decoded.reason,
                                         decoded.detail, msg.value or b""))
                 continue
+            starts.append(len(records))
+            decoded_from.append(msg)
             records += decoded.records
-            origin += [(m_i, j) for j in range(len(decoded.records))]
         if records:
             out = self.engine.process(records, owner=lambda e: self.owner(e) == self.partition)
+            starts.append(len(records))
             for rej in out.rejects:
-                m_i, j = origin[rej.position]
-                msg = messages[m_i]
-                raw = msg.value if _single(origin, rej.position) else _bytes(records[rej.position])
+                m_i = bisect.bisect_right(starts, rej.position) - 1
+                msg = decoded_from[m_i]
+                alone = starts[m_i + 1] - starts[m_i] == 1
+                raw = msg.value if alone else _bytes(records[rej.position])
                 dead.append(dead_letter(source, topic, self.partition, msg.offset, rej.reason, rej.detail, raw))
             for pos in out.forward:
                 rec = records[pos]
@@ -139,15 +144,6 @@ class PartitionRunner:
         self.checkpointed = self.offset
         self.metrics.checkpointed(self.source.name, self.partition, len(blob), len(self.engine.state))
         await self.commit(self.source.topic, self.partition, self.offset + 1)
-
-
-def _single(origin: list[tuple[int, int]], position: int) -> bool:
-    """Whether the record at ``position`` was a message on its own."""
-    m_i, j = origin[position]
-    if j != 0:
-        return False
-    nxt = position + 1
-    return nxt >= len(origin) or origin[nxt][0] != m_i
 
 
 def _bytes(record: object) -> bytes:

@@ -29,9 +29,6 @@ class ColumnStore:
     def __getitem__(self, name: str) -> np.ndarray:
         return self._cols[name]
 
-    def __contains__(self, name: str) -> bool:
-        return name in self._cols
-
     def ensure_rows(self, rows: int) -> None:
         """Grow every column so that ``rows`` entities fit."""
         if rows <= self.capacity:
@@ -44,11 +41,6 @@ class ColumnStore:
             grown[: self.capacity] = col
             self._cols[name] = grown
         self.capacity = capacity
-
-    def nbytes(self, rows: int | None = None) -> int:
-        """Bytes held for ``rows`` entities (all allocated rows by default)."""
-        per_row = sum(c.nbytes // c.shape[0] for c in self._cols.values())
-        return per_row * (self.capacity if rows is None else rows)
 
     def to_bytes(self, rows: int) -> bytes:
         """The first ``rows`` rows of every column as an .npz blob."""

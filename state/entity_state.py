@@ -155,8 +155,7 @@ class EntityState:
         sums, counts = self.store[f"{window}.sum"], self.store[f"{window}.count"]
         ring = sums.shape[2]
         wanted = last[:, None] - np.arange(buckets)[None, :]                       # (n, k)
-        age = self.store[f"{window}.head"][rows].astype(np.int64)[:, None] - wanted
-        ok = ((age >= 0) & (age < ring))[:, None, :]                              # (n, 1, k)
+        ok = windows.held(self.store[f"{window}.head"], rows[:, None], wanted, ring)[:, None, :]
         pos = wanted % ring
         s = np.where(ok, np.take_along_axis(sums[rows], pos[:, None, :], axis=2), 0.0).astype(np.float64)
         c = np.where(ok, np.take_along_axis(counts[rows], pos[:, None, :], axis=2), 0).astype(np.float64)

@@ -5,8 +5,9 @@ Point-in-zone tests run over a whole batch at once through a shapely STRtree.
 >>> z = Zones.from_geojson({"type": "FeatureCollection", "features": [{"type": "Feature",
 ...     "properties": {"id": "z1", "name": "depot", "kind": "authorised_site"},
 ...     "geometry": {"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [1, 1], [0, 1], [0, 0]]]}}]})
->>> z.containing(np.array([0.5, 2.0]), np.array([0.5, 2.0]), "authorised_site")
-[['z1'], []]
+>>> [z.ids[i] if i >= 0 else None for i in z.zone_index(np.array([0.5, 2.0]), np.array([0.5, 2.0]),
+...                                                    "authorised_site")]
+['z1', None]
 """
 
 from __future__ import annotations
@@ -58,17 +59,6 @@ class Zones:
         except (OSError, orjson.JSONDecodeError) as exc:
             raise ZoneError(f"{path}: {exc}") from None
         return cls.from_geojson(doc, str(path))
-
-    def containing(self, lon: np.ndarray, lat: np.ndarray, kind: str | None = None) -> list[list[str]]:
-        """Per point, the ids of the zones (of ``kind``) that contain it."""
-        out: list[list[str]] = [[] for _ in range(len(lon))]
-        if self._tree is None or not len(lon):
-            return out
-        pts, zone = self._tree.query(shapely.points(lon, lat), predicate="within")
-        for p, z in zip(pts.tolist(), zone.tolist()):
-            if kind is None or self.kinds[z] == kind:
-                out[p].append(self.ids[z])
-        return out
 
     def zone_index(self, lon: np.ndarray, lat: np.ndarray, kind: str) -> np.ndarray:
         """Per point, the index of a zone of ``kind`` containing it, or -1 (vectorised)."""

@@ -10,11 +10,6 @@ from __future__ import annotations
 import base64
 import time
 
-REASONS = (
-    "empty", "oversize", "not_json", "not_object", "missing_field", "wrong_type", "out_of_range",
-    "not_finite", "bad_timestamp", "absurd_timestamp", "late", "unknown_source",
-)
-
 
 def dead_letter(source: str | None, topic: str, partition: int, offset: int, reason: str, detail: str,
                 original: bytes) -> dict:

@@ -35,7 +35,6 @@ class BatchingProducer:
         self._pending: set[asyncio.Future] = set()
         self._lingerer: asyncio.Task | None = None
         self.sent_records = 0
-        self.sent_messages = 0
 
     async def start(self) -> None:
         await self._producer.start()
@@ -70,10 +69,6 @@ class BatchingProducer:
         if len(buf) >= self.batch_records:
             await self._send_batch(key)
 
-    async def send_many(self, topic: str, entities: list[str], records: list[dict]) -> None:
-        for entity, record in zip(entities, records):
-            await self.send(topic, entity, record)
-
     async def flush(self) -> None:
         """Send every queued record and wait until the broker has them all."""
         for key in list(self._buffers):
@@ -96,7 +91,6 @@ class BatchingProducer:
         self._pending.add(future)
         future.add_done_callback(self._pending.discard)
         self.sent_records += len(items)
-        self.sent_messages += 1
 
     async def _linger_loop(self) -> None:
         while True:

@@ -6,9 +6,6 @@ kept as float16 exponentially weighted means (~150 bytes a meter with counts
 and spread). The surprise is the log ratio to the profile, in units of the
 meter's own spread of such ratios; an hour far off (either way) after the slot
 has been seen ``warmup`` times raises ``<field>_consumption_abnormal``.
-
->>> slot_of(np.array([1767225600.0, 1767398400.0]), 8).tolist()   # Thu 08:00 local, Sat 08:00 local
-[8, 32]
 """
 
 from __future__ import annotations
@@ -16,20 +13,13 @@ from __future__ import annotations
 import numpy as np
 
 from models.alert import new_alert
+from models.calendar import slot_of
 from state.entity_state import EntityState
 from streams.registry import Source
 from streams.validation import Batch
 
 MODEL = "consumption@1"
 SLOTS = 48
-
-
-def slot_of(ts: np.ndarray, utc_offset_h: float) -> np.ndarray:
-    """Profile slot of each time: local hour, +24 on Saturdays and Sundays."""
-    local = ts + utc_offset_h * 3600.0
-    hour = np.floor((local % 86400.0) / 3600.0).astype(np.int64)
-    weekday = (np.floor(local / 86400.0).astype(np.int64) + 3) % 7     # 1970-01-01 was a Thursday: 0 = Monday
-    return hour + 24 * (weekday >= 5)
 
 
 class ConsumptionProfile:

@@ -4,9 +4,6 @@ Minimum night flow analysis: between ``night_start_h`` and ``night_end_h``
 local time a dwelling or a closed site draws (almost) nothing at some point;
 if every reading of the night stays above ``min_flow``, the night is flagged
 when it ends (at the meter's first reading after it), once per meter and night.
-
->>> local_day_hour(np.array([1767225600.0 + 3 * 3600]), 8).tolist()   # 03:00 UTC = 11:00 in UTC+8
-[[20454.0, 11.0]]
 """
 
 from __future__ import annotations
@@ -16,17 +13,12 @@ import math
 import numpy as np
 
 from models.alert import new_alert
+from models.calendar import local_day_hour
 from state.entity_state import EntityState
 from streams.registry import Source
 from streams.validation import Batch
 
 MODEL = "night_flow@1"
-
-
-def local_day_hour(ts: np.ndarray, utc_offset_h: float) -> np.ndarray:
-    """(local day number, local hour) for each event time."""
-    local = ts + utc_offset_h * 3600.0
-    return np.column_stack([np.floor(local / 86400.0), np.floor((local % 86400.0) / 3600.0)])
 
 
 class NightFlow:

@@ -33,7 +33,7 @@ def exceeds(rule: RuleSpec, values: np.ndarray) -> np.ndarray:
 
 def score(rule: RuleSpec, value: float) -> float:
     """0.5 at the limit, rising to 1 at twice (or zero for 'below') the limit."""
-    limit = rule.above if rule.above is not None else rule.below
+    limit = _limit(rule)
     excess = (value - limit) if rule.above is not None else (limit - value)
     return float(min(1.0, 0.5 + 0.5 * excess / max(abs(limit), 1e-9)))
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from models.alert import new_alert
-from models.rules.night_flow import local_day_hour
+from models.calendar import local_day_hour
 from state.entity_state import EntityState
 from state.zones import Zones
 from streams.registry import Source

@@ -3,32 +3,21 @@
 Cameras repeat a detection every few seconds while a scene lasts; one scene
 (camera, kind) raises one alert until the camera has been free of that kind
 for ``scene_gap_s``.
-
->>> in_period(np.array([1775001600.0, 1767225600.0]), "04-01", "06-30", 8).tolist()   # 1 Apr, 1 Jan
-[True, False]
 """
 
 from __future__ import annotations
 
 import fnmatch
-from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
 from models.alert import new_alert
+from models.calendar import in_period
 from state.entity_state import EntityState
 from streams.registry import Source
 from streams.validation import Batch
 
 MODEL = "video@1"
-
-
-def in_period(ts: np.ndarray, start: str, end: str, utc_offset_h: float) -> np.ndarray:
-    """Whether each event time falls between month-day ``start`` and ``end`` (inclusive, local time)."""
-    shift = timedelta(hours=utc_offset_h)
-    md = np.array([int((datetime.fromtimestamp(t, UTC) + shift).strftime("%m%d")) for t in ts.tolist()])
-    lo, hi = int(start.replace("-", "")), int(end.replace("-", ""))
-    return (md >= lo) & (md <= hi) if lo <= hi else (md >= lo) | (md <= hi)
 
 
 class VideoEvents:
@@ -44,24 +33,30 @@ class VideoEvents:
 
     def detect(self, batch: Batch, rows: np.ndarray, state: EntityState) -> list[dict]:
         objects = np.array(batch.strings["object"], dtype=object)
-        zones = np.array([z or "" for z in batch.strings.get("zone", [None] * len(batch))], dtype=object)
+        zones = np.array([z or "" for z in self._zones(batch)], dtype=object)
+        # zone patterns are matched once per distinct zone, not per record
+        names, zone_of = np.unique(zones, return_inverse=True)
         count = batch.columns["count"]
         confident = batch.columns["confidence"] >= self.spec.min_confidence
         hits: list[tuple[str, np.ndarray, str]] = []
         for ban in self.spec.bans:
             mask = confident & np.isin(objects, ban.objects) & (count > 0)
-            mask &= np.array([any(fnmatch.fnmatchcase(z, p) for p in ban.zones) for z in zones])
+            mask &= np.array([any(fnmatch.fnmatchcase(z, p) for p in ban.zones) for z in names])[zone_of]
             if mask.any():
                 mask &= in_period(batch.ts, ban.start, ban.end, self.spec.utc_offset_h)
             hits.append((f"ban_{ban.name}", mask, ban.severity))
         for obj in self.spec.alarm_objects:
             hits.append((obj, confident & (objects == obj) & (count > 0), "critical"))
-        limits = np.array([self._crowd_limit(z) for z in zones], dtype=np.float64)
+        limits = np.array([self._crowd_limit(z) for z in names], dtype=np.float64)[zone_of]
         hits.append(("crowd", confident & (count > limits), "warning"))
         alerts = []
         for kind, mask, severity in hits:
             alerts += self._scenes(kind, mask, severity, batch, rows, state, limits)
         return alerts
+
+    @staticmethod
+    def _zones(batch: Batch) -> list:
+        return batch.strings.get("zone") or [None] * len(batch)
 
     def _crowd_limit(self, zone: str) -> float:
         for pattern, limit in self.spec.crowd_limits.items():
@@ -80,7 +75,7 @@ class VideoEvents:
         for i in order.tolist():
             row, t = int(rows[i]), float(batch.ts[i])
             if t - seen[row] > self.spec.scene_gap_s:
-                obj, zone = batch.strings["object"][i], batch.strings.get("zone", [None] * len(batch))[i]
+                obj, zone = batch.strings["object"][i], self._zones(batch)[i]
                 alerts.append(new_alert(
                     source=self.source.name, kind=kind, entity=batch.entities[i], ts=t, window_start=t,
                     window_s=0.0, score=float(batch.columns["confidence"][i]), severity=severity, model=MODEL,
