@@ -15,10 +15,21 @@ from pathlib import Path
 import json
 from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 WINDOW_SECONDS = {"1m": 60, "15m": 900, "1h": 3600}
+
+
+class Webhook(BaseModel):
+    """An HTTP receiver of alerts in Prometheus Alertmanager's webhook format."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    url: str = Field(pattern=r"^https?://")
+    min_severity: str = "info"
+    kinds: list[str] = Field(default_factory=lambda: ["*"])
+    timeout_s: float = Field(5.0, gt=0)
+    max_backoff_s: float = Field(30.0, gt=0)
 
 
 class Settings(BaseSettings):
@@ -60,6 +71,16 @@ class Settings(BaseSettings):
     producer_linger_ms: int = Field(20, ge=0)
     agent_take_messages: int = Field(500, ge=1)
     agent_take_within_s: float = Field(0.02, gt=0)
+
+    # Alerts: merging, storage, delivery, API.
+    alert_quiet_s: dict[str, float] = Field(
+        default_factory=lambda: {"*": 1800.0, "silent": 86_400.0, "*_daily_over_limit": 86_400.0},
+        description="per alert kind (shell patterns, '*' default): signals this close to the last merge into it")
+    alert_retention_s: float = Field(30 * 86_400.0, gt=0)
+    alert_stream_maxlen: int = Field(100_000, ge=1_000)
+    webhooks: list[Webhook] = Field(default_factory=list, description='JSON list, e.g. [{"name": "ops", "url": ...}]')
+    api_token: SecretStr | None = Field(None, description="bearer token for the HTTP API")
+    refdata_refresh_s: float = Field(2.0, gt=0, description="how often workers look for new reference data")
 
     # Consumer group timing (shortened automatically for the embedded broker).
     session_timeout_s: float = 30.0

@@ -1,9 +1,10 @@
-"""The Faust app: one agent per declared source, raw bytes in, batches of messages at a time.
+"""The Faust app: one agent per declared source, the alert manager, delivery and the API.
 
-Offsets are ours, not Faust's: input topics are consumed with acks off, so
-Faust never commits them; each :class:`PartitionRunner` commits offset + 1 after
-it has stored a checkpoint covering that offset (see ARCHITECTURE.md on why a
-Faust changelog is not trusted with the embedded broker).
+Offsets are ours, not Faust's: topics are consumed with acks off, so Faust never
+commits them. Each :class:`PartitionRunner` commits offset + 1 after it has
+stored a checkpoint covering that offset (see ARCHITECTURE.md on why a Faust
+changelog is not trusted with the embedded broker); the alert manager commits
+a signals batch after its Redis transaction.
 """
 
 from __future__ import annotations
@@ -16,12 +17,19 @@ import faust
 import redis.asyncio as aioredis
 from faust.types import TP
 
+from agents import api
+from agents.alert_manager import AlertManager
+from agents.alert_store import AlertStore
+from agents.delivery import Delivery
 from agents.metrics import WorkerMetrics
 from agents.outputs import Outputs
 from agents.partition import Message, PartitionRunner
 from agents.transport import app_class
+from models.incidents import QuietPeriods
 from settings import Settings
 from state.checkpoint import CheckpointStore
+from state.refstore import RefCache
+from streams.envelope import decode
 from streams.producer import BatchingProducer
 from streams.registry import Registry, Source
 from streams.topics import ensure_topics, warden_topics
@@ -53,15 +61,23 @@ class Worker:
         self.outputs: Outputs | None = None
         self.producer: BatchingProducer | None = None
         self.runners: dict[tuple[str, int], PartitionRunner] = {}
+        self.store: AlertStore | None = None
+        self.alert_manager: AlertManager | None = None
+        self.delivery: Delivery | None = None
+        self.refdata: RefCache | None = None
         self.ready = asyncio.Event()  # agents wait for start(): Faust may start them first
         for source in registry.values():
             self._add_agent(source)
+        self._add_alert_manager()
         self.app.on_partitions_revoked.connect(self._on_revoked)
         self.app.service(self._Lifecycle(self))
         self.app.timer(settings.checkpoint_interval_s)(self._checkpoint_all)
         self.app.timer(1.0)(self._publish_metrics)
         self.app.timer(5.0)(self._sweep_idle)
+        self.app.timer(settings.refdata_refresh_s)(self._refresh_refdata)
+        self.app.timer(3600.0)(self._trim_alerts)
         self.app.page("/health")(self._health_view())
+        api.register(self.app, settings, lambda: self.store)
 
     class _Lifecycle(faust.Service):
         """Starts the producer and Redis client before agents run; flushes and checkpoints on stop."""
@@ -84,8 +100,14 @@ class Worker:
         self.producer = BatchingProducer(s.bootstrap_servers, batch_records=s.producer_batch_records,
                                          linger_ms=s.producer_linger_ms, client_id=f"{s.app_id}-worker")
         await self.producer.start()
-        self.outputs = Outputs(self.producer, self.redis, s)
+        self.outputs = Outputs(self.producer, s)
         self.checkpoints = CheckpointStore(self.redis, s.app_id)
+        self.refdata = RefCache(self.redis)
+        await self.refdata.refresh()
+        self.store = AlertStore(self.redis, s)
+        self.alert_manager = AlertManager(self.store, self.refdata, QuietPeriods(s.alert_quiet_s))
+        self.delivery = Delivery(self.redis, self.producer, s, self.metrics.worker_id)
+        self.delivery.start()
         self.ready.set()
 
     async def stop(self) -> None:
@@ -94,6 +116,8 @@ class Worker:
                 await runner.checkpoint()
             except Exception:  # noqa: BLE001 - shutting down: log and go on with the others
                 log.exception("final checkpoint of %s/%d failed", runner.source.name, runner.partition)
+        if self.delivery:
+            await self.delivery.stop()
         if self.producer:
             await self.producer.stop()
         if self.redis:
@@ -116,6 +140,42 @@ class Worker:
                     await runner.process(messages)
 
         self.app.agent(topic, name=f"warden.ingest.{source.name}")(ingest)
+
+    def _add_alert_manager(self) -> None:
+        s = self.settings
+        topic = self.app.topic(s.signals_topic, key_type=bytes, value_type=bytes, key_serializer="raw",
+                               value_serializer="raw", acks=False, partitions=s.partitions)
+
+        async def manage(stream):
+            async for events in stream.take_events(s.agent_take_messages, within=s.agent_take_within_s):
+                await self.ready.wait()
+                signals, ends = [], {}
+                for event in events:
+                    m = event.message
+                    decoded = decode(m.value, s.max_message_bytes)
+                    if decoded.reason:   # only our own producer writes here: log, never stall on it
+                        log.error("signals %d@%d unreadable (%s)", m.partition, m.offset, decoded.reason)
+                    else:
+                        signals += decoded.records
+                    ends[m.partition] = max(ends.get(m.partition, -1), m.offset + 1)
+                await self._manage(signals)
+                for partition, offset in ends.items():
+                    await self._commit(s.signals_topic, partition, offset)
+
+        self.app.agent(topic, name="warden.alert_manager")(manage)
+
+    async def _manage(self, signals: list[dict]) -> None:
+        """Merge and store a signals batch, retrying (with back-off) while Redis is unavailable."""
+        delay = 0.5
+        while True:
+            try:
+                alerts = await self.alert_manager.handle(signals)
+                self.metrics.alerted(alerts)
+                return
+            except (ConnectionError, OSError, aioredis.RedisError) as exc:
+                log.warning("alert manager: %s; retrying in %.1f s", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
 
     async def _runner(self, source: Source, partition: int) -> PartitionRunner:
         key = (source.name, partition)
@@ -146,6 +206,17 @@ class Worker:
         for runner in list(self.runners.values()):
             await runner.sweep_idle()
 
+    async def _refresh_refdata(self) -> None:
+        if self.refdata is not None:
+            try:
+                await self.refdata.refresh()
+            except ValueError as exc:   # stored by an older or newer release: keep what we have
+                log.error("reference data not refreshed: %s", exc)
+
+    async def _trim_alerts(self) -> None:
+        if self.store is not None:
+            await self.store.trim()
+
     async def _publish_metrics(self) -> None:
         if self.redis is not None:
             await self.metrics.publish(self.redis)
@@ -156,6 +227,9 @@ class Worker:
         async def health(web, request):
             snap = worker.metrics.snapshot()
             return web.json({"status": "ok", "worker": snap["worker"], "partitions": len(worker.runners),
-                             "records": snap["records"], "dead_letters": snap["dead_letters"]})
+                             "records": snap["records"], "dead_letters": snap["dead_letters"],
+                             "alerts": snap["alerts"],
+                             "refdata_version": worker.refdata.current.version if worker.refdata else None,
+                             "delivery": worker.delivery.status() if worker.delivery else {}})
 
         return health

@@ -26,7 +26,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from agents.metrics import read_all
-from agents.outputs import ALERT_STREAM
+from agents.alert_store import ALERT_STREAM
 from agents.stack import child_env, embedded_stack
 from settings import Settings
 from streams.broker import free_port
@@ -162,8 +162,8 @@ async def _latency(settings: Settings, redis: aioredis.Redis, producer: Batching
                 for entry_id, fields in entries:
                     last_id = entry_id
                     alert = orjson.loads(fields[b"alert"])
-                    if alert["entity"] in sent:
-                        arrived[alert["entity"]] = int(entry_id.split(b"-")[0]) / 1000.0
+                    if alert["entity"] in sent:   # its first alert; later ones are merges and other kinds
+                        arrived.setdefault(alert["entity"], int(entry_id.split(b"-")[0]) / 1000.0)
     finally:
         load.cancel()
         await probe.stop()

@@ -16,10 +16,13 @@ from rich.live import Live
 from rich.panel import Panel
 from rich.table import Table
 
+from agents.alert_store import ALERT_STREAM
 from agents.metrics import read_all
-from agents.outputs import ALERT_STREAM
 from agents.stack import child_env, embedded_stack
 from settings import Settings
+from state import refstore
+from state.refdata import RefData
+from streams.city import write_city
 from streams.producer import BatchingProducer
 from streams.registry import Registry
 from streams.simulator import CitySimulator, pump
@@ -50,17 +53,17 @@ class Summary:
             rate = (records[source] - old.get(source, 0)) / span if span > 0.5 else 0.0
             rates.add_row(source, f"{rate:,.0f}", f"{records[source]:,}")
         dead = sum(sum(m["dead_letters"].values()) for m in metrics)
-        raised = sum(sum(m["alerts"].values()) for m in metrics)
+        raised = sum(m["alerts"].get("opened", 0) for m in metrics)
         header = (f"workers {len(metrics)}   sent {sent:,}   simulated clock "
                   f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(sim_ts))} UTC   "
                   f"dead letters {dead:,}   alerts {raised:,}")
-        latest = Table(title="latest alerts", expand=True)
-        for col in ("event time", "severity", "kind", "entity", "evidence"):
-            latest.add_column(col)
+        latest = Table(title="latest alert changes", expand=True)
+        for col in ("last seen", "event", "severity", "kind", "entity", "count", "town", "department"):
+            latest.add_column(col, overflow="ellipsis", no_wrap=True)
         for a in alerts:
-            ev = a.get("evidence", {})
-            what = f"{ev.get('field')}={ev.get('value', ev.get('mean'))} limit {ev.get('limit')} ({ev.get('over')})"
-            latest.add_row(a["ts"], a["severity"], a["kind"], a["entity"], what,
+            area = a.get("area") or {}
+            latest.add_row(a["last_seen"], a["event"], a["severity"], a["kind"], a["entity"], str(a["count"]),
+                           area.get("town", ""), ", ".join(a.get("departments") or []),
                            style=SEVERITY_STYLE.get(a["severity"], ""))
         return Group(Panel(header, title="Warden - city operations demo (Ctrl-C stops)"), rates, latest)
 
@@ -87,11 +90,13 @@ def run_demo(settings: Settings, registry: Registry, *, entities: int, speed: fl
 
 async def _demo_loop(settings: Settings, registry: Registry, entities: int, speed: float) -> None:
     sim = CitySimulator(entities=entities, seed=42, start_ts=time.time() - 2 * 3600)
+    redis = aioredis.Redis.from_url(settings.redis_url)
+    write_city(settings.data_dir / "city", sim, seed=42)
+    await refstore.save(redis, RefData.load_dir(settings.data_dir / "city"))
     producer = BatchingProducer(settings.bootstrap_servers, client_id="warden-simulator",
                                 batch_records=settings.producer_batch_records,
                                 linger_ms=settings.producer_linger_ms)
     await producer.start()
-    redis = aioredis.Redis.from_url(settings.redis_url)
     topics = {name: s.topic for name, s in registry.items()}
     feeder = asyncio.create_task(pump(sim, producer, topics, speed=speed, not_after_now=True))
     summary = Summary()

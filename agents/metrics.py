@@ -1,4 +1,4 @@
-"""Worker counters (records, dead letters by reason, alerts, state size), published to Redis."""
+"""Worker counters (records, dead letters by reason, signals, alerts, state size), published to Redis."""
 
 from __future__ import annotations
 
@@ -22,7 +22,8 @@ class WorkerMetrics:
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}"
         self.records: Counter[str] = Counter()
         self.accepted: Counter[str] = Counter()
-        self.alerts: Counter[str] = Counter()
+        self.signals: Counter[str] = Counter()
+        self.alerts: Counter[str] = Counter()     # alert changes by event (opened, merged, ...)
         self.forwarded: Counter[str] = Counter()
         self.dead_letters: Counter[str] = Counter()
         self.state_bytes: dict[str, int] = {}
@@ -32,14 +33,17 @@ class WorkerMetrics:
         self.last_record_at: float | None = None
         self.rss_at_start = psutil.Process().memory_info().rss
 
-    def processed(self, source: str, records: int, accepted: int, alerts: int, forwarded: int) -> None:
+    def processed(self, source: str, records: int, accepted: int, signals: int, forwarded: int) -> None:
         now = time.time()
         self.first_record_at = self.first_record_at or now
         self.last_record_at = now
         self.records[source] += records
         self.accepted[source] += accepted
-        self.alerts[source] += alerts
+        self.signals[source] += signals
         self.forwarded[source] += forwarded
+
+    def alerted(self, alerts: list[dict]) -> None:
+        self.alerts.update(a["event"] for a in alerts)
 
     def dead(self, source: str, reason: str) -> None:
         self.dead_letters[f"{source}:{reason}"] += 1
@@ -55,6 +59,7 @@ class WorkerMetrics:
             "started": self.started,
             "records": dict(self.records),
             "accepted": dict(self.accepted),
+            "signals": dict(self.signals),
             "alerts": dict(self.alerts),
             "forwarded": dict(self.forwarded),
             "dead_letters": dict(self.dead_letters),

@@ -1,7 +1,7 @@
 """One source partition owned by this worker: its engine, offsets, outputs and checkpoints.
 
 Messages come in as (offset, key, value). Their records go through the
-:class:`~models.engine.SourceEngine` in one call; alerts, dead letters and
+:class:`~models.engine.SourceEngine` in one call; signals, dead letters and
 records that belong to another partition go out through the batching producer.
 A checkpoint flushes those outputs first, then stores the state with the last
 offset it covers, then commits offset + 1 to Kafka - so the committed offset
@@ -104,8 +104,8 @@ class PartitionRunner:
             for pos in out.forward:
                 rec = records[pos]
                 await self.outputs.forward(topic, rec[self.source.entity_field], rec)
-            await self.outputs.alerts(out.alerts)
-            self.metrics.processed(source, len(records), out.accepted, len(out.alerts), len(out.forward))
+            await self.outputs.signals(out.signals)
+            self.metrics.processed(source, len(records), out.accepted, len(out.signals), len(out.forward))
         for d in dead:
             self.metrics.dead(source, d["reason"])
         await self.outputs.dead_letters(dead)
@@ -125,9 +125,9 @@ class PartitionRunner:
             watermark = self.engine.state.meta.get("watermark")
             if watermark is None or idle < self.source.expected_interval_s:
                 return
-            alerts = self.engine.sweep(float(watermark) + idle)
-            await self.outputs.alerts(alerts)
-            self.metrics.processed(self.source.name, 0, 0, len(alerts), 0)
+            signals = self.engine.sweep(float(watermark) + idle)
+            await self.outputs.signals(signals)
+            self.metrics.processed(self.source.name, 0, 0, len(signals), 0)
 
     async def checkpoint(self) -> None:
         """Flush outputs, store the state with its offset, commit the next offset."""

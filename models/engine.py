@@ -2,12 +2,12 @@
 
 Faust agents call it live; replay calls it on archived records. It has no Kafka
 in it and is deterministic: the same records in the same order give the same
-alerts and state, however they are cut into batches.
+signals and state, however they are cut into batches.
 
 >>> from streams.registry import load_registry
 >>> engine = SourceEngine(load_registry()["air"])
 >>> out = engine.process([{"entity": "st-1", "ts": 1700000000, "pm25": 300.0}, {"entity": 5}])
->>> [a["kind"] for a in out.alerts], [r.reason for r in out.rejects]
+>>> [a["kind"] for a in out.signals], [r.reason for r in out.rejects]
 (['pm25_over_limit'], ['wrong_type'])
 """
 
@@ -29,7 +29,7 @@ from streams.validation import Batch, Reject, Validator
 class Outcome:
     """What processing one message's records produced."""
 
-    alerts: list[dict] = field(default_factory=list)
+    signals: list[dict] = field(default_factory=list)
     rejects: list[Reject] = field(default_factory=list)
     forward: list[int] = field(default_factory=list)  # positions owned by another partition
     accepted: int = 0
@@ -70,7 +70,7 @@ class SourceEngine:
         out.accepted = len(batch)
         for piece in self._time_slices(batch, rows):
             whole = len(piece) == len(batch)
-            out.alerts += self._fold_and_detect(batch if whole else batch.take(piece), rows[piece])
+            out.signals += self._fold_and_detect(batch if whole else batch.take(piece), rows[piece])
         return out
 
     def sweep(self, now: float) -> list[dict]:

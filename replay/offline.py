@@ -2,7 +2,8 @@
 
 Each source gets one :class:`~models.engine.SourceEngine` over all its
 entities; per-entity state does not depend on partitioning or batching, so the
-alerts are those a live worker raises for the same records.
+signals are those a live worker raises for the same records, and merged by an
+:class:`~models.incidents.IncidentBook` they give the same alerts (same ids).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ CHUNK = 20_000
 class ReplaySummary:
     records: int = 0
     accepted: int = 0
-    alerts: int = 0
+    signals: int = 0
     rejects: Counter = field(default_factory=Counter)
 
 
@@ -43,8 +44,8 @@ def read_ndjson(paths: Iterable[Path]) -> Iterator[object]:
 
 
 def replay(records: Iterable[object], registry: Registry, settings: Settings, *, source: str | None = None,
-           on_alert: Callable[[dict], None], on_progress: Callable[[int], None] | None = None) -> ReplaySummary:
-    """Run ``records`` through the engines in order; ``on_alert`` gets every alert."""
+           on_signal: Callable[[dict], None], on_progress: Callable[[int], None] | None = None) -> ReplaySummary:
+    """Run ``records`` through the engines in order; ``on_signal`` gets every detector signal."""
     engines: dict[str, SourceEngine] = {}
     pending: dict[str, list] = defaultdict(list)
     summary = ReplaySummary()
@@ -57,9 +58,9 @@ def replay(records: Iterable[object], registry: Registry, settings: Settings, *,
         out = engine.process(batch)
         summary.accepted += out.accepted
         summary.rejects.update(r.reason for r in out.rejects)
-        for alert in out.alerts:
-            on_alert(alert)
-        summary.alerts += len(out.alerts)
+        for sig in out.signals:
+            on_signal(sig)
+        summary.signals += len(out.signals)
         if on_progress:
             on_progress(len(batch))
 

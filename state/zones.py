@@ -8,6 +8,8 @@ Point-in-zone tests run over a whole batch at once through a shapely STRtree.
 >>> [z.ids[i] if i >= 0 else None for i in z.zone_index(np.array([0.5, 2.0]), np.array([0.5, 2.0]),
 ...                                                    "authorised_site")]
 ['z1', None]
+>>> metres(np.array([120.0]), np.array([31.0]), np.array([120.001]), np.array([31.0])).round().tolist()
+[95.0]
 """
 
 from __future__ import annotations
@@ -19,6 +21,13 @@ import orjson
 import shapely
 from shapely import STRtree
 from shapely.geometry import shape
+
+
+def metres(lon0: np.ndarray, lat0: np.ndarray, lon1: np.ndarray, lat1: np.ndarray) -> np.ndarray:
+    """Distance in metres (equirectangular: exact enough within a city)."""
+    dx = (lon1 - lon0) * np.cos(np.radians((lat0 + lat1) / 2)) * 111_320.0
+    dy = (lat1 - lat0) * 110_540.0
+    return np.hypot(dx, dy)
 
 
 class ZoneError(ValueError):

@@ -25,7 +25,7 @@ def _stream(values: np.ndarray, entity: str = "m1", step: float = 300.0) -> list
 def _alerts_at(values: np.ndarray, entity: str = "m1") -> list[int]:
     settings = Settings()
     engine = SourceEngine(load_registry(settings)["metric"], settings)
-    alerts = engine.process(_stream(values, entity)).alerts
+    alerts = engine.process(_stream(values, entity)).signals
     return [int((np.datetime64(a["ts"][:-1]).astype("datetime64[s]").astype(int) - TS) / 300) for a in alerts
             if a["kind"] == "value_anomaly"]
 
@@ -73,8 +73,8 @@ def test_entities_learn_separately_and_the_same_records_give_the_same_alerts():
     settings, registry = Settings(), load_registry(Settings())
     first: list[dict] = []
     second: list[dict] = []
-    replay(recs, registry, settings, source="metric", on_alert=first.append)
-    replay(iter(recs), registry, settings, source="metric", on_alert=second.append)
+    replay(recs, registry, settings, source="metric", on_signal=first.append)
+    replay(iter(recs), registry, settings, source="metric", on_signal=second.append)
     assert [x["id"] for x in first] == [x["id"] for x in second]
     learned = [x for x in first if x["ts"] >= "2026-01-02"]   # after the first (learning) day
     assert [(x["entity"], x["ts"]) for x in learned] == [("a", "2026-01-12T02:40:00.000Z")]
@@ -91,6 +91,6 @@ def test_nab_score_of_the_generic_detector():
     streams = nab.load(NAB_DIR)
     alerts: list[dict] = []
     settings = Settings()
-    replay(nab.records(streams), load_registry(settings), settings, on_alert=alerts.append)
+    replay(nab.records(streams), load_registry(settings), settings, on_signal=alerts.append)
     result = nab.score(streams, alerts)["all"]
     assert result["score"] >= NAB_FLOOR, result

@@ -39,7 +39,7 @@ def test_an_abnormal_hour_is_flagged_and_normal_weeks_are_not(cut):
     recs = _meters(28, spike_at=(25, 3))
     alerts = []
     for lo in range(0, len(recs), cut):
-        alerts += engine.process(recs[lo:lo + cut]).alerts
+        alerts += engine.process(recs[lo:lo + cut]).signals
     # day 25, 03:00-04:00 local = 19:00 UTC the day before
     assert _abnormal(alerts) == [("home-2", "2026-01-25T19:00:00.000Z")]
     hit = next(a for a in alerts if a["kind"] == "kw_consumption_abnormal")
@@ -49,4 +49,4 @@ def test_an_abnormal_hour_is_flagged_and_normal_weeks_are_not(cut):
 @pytest.mark.parametrize("seed", [3, 4])
 def test_quiet_on_four_normal_weeks(seed):
     engine = SourceEngine(load_registry(Settings())["power"], Settings())
-    assert _abnormal(engine.process(_meters(28, spike_at=None, seed=seed)).alerts) == []
+    assert _abnormal(engine.process(_meters(28, spike_at=None, seed=seed)).signals) == []

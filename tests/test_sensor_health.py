@@ -36,7 +36,7 @@ def test_stuck_backwards_and_zeroed_fire_once_each_however_batched(cut):
     engine = _engine("power")
     alerts = []
     for lo in range(0, len(recs), cut):
-        alerts += engine.process(recs[lo:lo + cut]).alerts
+        alerts += engine.process(recs[lo:lo + cut]).signals
     assert _health(alerts) == [
         ("kw_stuck", "m1", "2026-01-01T01:20:00.000Z"),
         ("kwh_backwards", "m1", "2026-01-01T02:00:00.000Z"),
@@ -54,7 +54,7 @@ def test_quiet_on_a_simulated_day():
         for name, engine in engines.items():
             mine = [r for r in tick if r["source"] == name]
             if mine:
-                alerts += engine.process(mine).alerts
+                alerts += engine.process(mine).signals
     quiet_models = ("sensor_health", "night_flow", "silence")
     assert [(a["kind"], a["entity"]) for a in alerts if a["model"].startswith(quiet_models)] == []
     assert sum(len(e.state) for e in engines.values()) > 400
@@ -75,6 +75,6 @@ def test_night_flow_flags_a_leaking_meter_once_per_night(cut):
     engine = _engine("water")
     alerts = []
     for lo in range(0, len(recs), cut):
-        alerts += engine.process(recs[lo:lo + cut]).alerts
+        alerts += engine.process(recs[lo:lo + cut]).signals
     leaks = [(a["entity"], a["window_start"]) for a in alerts if a["kind"] == "night_flow"]
     assert leaks == [("w-3", "2026-01-01T17:00:00.000Z"), ("w-3", "2026-01-02T17:00:00.000Z")]

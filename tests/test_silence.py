@@ -33,7 +33,7 @@ def test_silent_and_recovered_once_however_batched(cut):
     engine = SourceEngine(load_registry(Settings())["power"], Settings())
     alerts = []
     for lo in range(0, len(recs), cut):
-        alerts += engine.process(recs[lo:lo + cut]).alerts
+        alerts += engine.process(recs[lo:lo + cut]).signals
     got = _silence(alerts)
     # meter-05: last seen 00:29:05, silent 3 min later, back at 01:30:05; meter-07 never returns;
     # meter-09 misses two readings only (limit: 5 x 60 s) - no signal.

@@ -80,7 +80,7 @@ def _air_records(n_hours: int = 3, breach_hour: int = 1) -> list[dict]:
 def test_threshold_rules_fire_once_per_period_and_on_closed_windows():
     settings = Settings(allowed_lateness_s=120)
     engine = SourceEngine(load_registry(settings)["air"], settings)
-    alerts = [a for a in engine.process(_air_records()).alerts if a["model"].startswith("threshold")]
+    alerts = [a for a in engine.process(_air_records()).signals if a["model"].startswith("threshold")]
     got = sorted((a["kind"], a["entity"], a["window_start"]) for a in alerts)
     assert got == [
         ("no2_hourly_over_limit", "s1", "2026-01-01T01:00:00.000Z"),  # only the breaching hour, once
@@ -92,7 +92,7 @@ def test_threshold_rules_fire_once_per_period_and_on_closed_windows():
     # quiet data raises nothing
     quiet = SourceEngine(load_registry(settings)["air"], settings)
     calm = [dict(r, pm25=30.0) for r in _air_records(breach_hour=99)]
-    assert [a for a in quiet.process(calm).alerts if a["model"].startswith("threshold")] == []
+    assert [a for a in quiet.process(calm).signals if a["model"].startswith("threshold")] == []
 
 
 @pytest.mark.parametrize("cut", [1, 7, 100, 10_000])
@@ -100,11 +100,11 @@ def test_same_records_same_alerts_and_state_however_batched(cut):
     settings = Settings(allowed_lateness_s=120)
     records = _air_records()
     whole = SourceEngine(load_registry(settings)["air"], settings)
-    expected = whole.process(records).alerts
+    expected = whole.process(records).signals
     pieces = SourceEngine(load_registry(settings)["air"], settings)
     got = []
     for lo in range(0, len(records), cut):
-        got += pieces.process(records[lo:lo + cut]).alerts
+        got += pieces.process(records[lo:lo + cut]).signals
     assert sorted(a["id"] for a in got) == sorted(a["id"] for a in expected)
     assert pieces.state.slots.entities == whole.state.slots.entities
     for name in ("last_ts", "last", "count", "mean", "m2", "1h.sum", "1h.count", "threshold.alerted"):
@@ -122,7 +122,7 @@ def test_daily_limit_needs_twenty_hours_and_aqi_tracks_the_hour():
     engine = SourceEngine(load_registry(settings)["air"], settings)
     recs = sorted(_station_hours("dirty", 30, 95.0) + _station_hours("clean", 30, 20.0)
                   + _station_hours("short", 10, 200.0), key=lambda r: (r["ts"], r["entity"]))
-    alerts = engine.process(recs).alerts
+    alerts = engine.process(recs).signals
     daily = [(a["entity"], a["ts"]) for a in alerts if a["kind"] == "pm25_daily_over_limit"]
     # first closed hour with >= 20 hourly values: hour 19 closes when hour 20's first record arrives + lateness
     assert daily and {e for e, _ in daily} == {"dirty"}

@@ -38,7 +38,7 @@ def test_each_movement_rule_fires_once_and_only_where_it_should(cut):
     engine = SourceEngine(load_registry(Settings())["gps"], Settings())
     alerts = []
     for lo in range(0, len(recs), cut):
-        alerts += engine.process(recs[lo:lo + cut]).alerts
+        alerts += engine.process(recs[lo:lo + cut]).signals
     assert _vehicle(alerts) == [
         ("dwell", "gps-0000101"),
         ("night_driving", "gps-0000001"),

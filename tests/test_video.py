@@ -37,7 +37,7 @@ def test_each_rule_fires_once_per_scene_and_not_otherwise(cut):
     engine = SourceEngine(load_registry(Settings())["video"], Settings())
     alerts = []
     for lo in range(0, len(recs), cut):
-        alerts += engine.process(recs[lo:lo + cut]).alerts
+        alerts += engine.process(recs[lo:lo + cut]).signals
     assert _video(alerts) == [("ban_fishing", "cam-river-1"), ("crowd", "cam-street"),
                               ("smoke", "cam-plant"), ("smoke", "cam-plant")]
     smoke = next(a for a in alerts if a["kind"] == "smoke")

@@ -23,7 +23,7 @@ import math
 
 import numpy as np
 
-from models.alert import new_alert
+from models.signal import new_signal
 from state.entity_state import EntityState
 from streams.registry import AnomalySpec, Source
 from streams.validation import Batch
@@ -119,7 +119,7 @@ class AnomalyDetector:
                 likelihood = det.learn_score(x)
                 if det.should_alert(likelihood):
                     ts = float(batch.ts[i])
-                    alerts.append(new_alert(
+                    alerts.append(new_signal(
                         source=self.source.name, kind=f"{name}_anomaly", entity=batch.entities[i], ts=ts,
                         window_start=ts, window_s=0.0, score=likelihood, severity=self.spec.severity,
                         model=MODEL, evidence={"field": name, "value": x, "expected": round(expected, 6),

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from models.alert import new_alert
+from models.signal import new_signal
 from models.calendar import slot_of
 from state.entity_state import EntityState
 from streams.registry import Source
@@ -59,7 +59,7 @@ class ConsumptionProfile:
             z = np.abs(ratio) / spread
             hit = ready & (z >= sp.z_alert) & (np.abs(use - expected) >= sp.min_change)
             for i in np.flatnonzero(hit).tolist():
-                alerts.append(new_alert(
+                alerts.append(new_signal(
                     source=self.source.name, kind=f"{sp.field}_consumption_abnormal",
                     entity=state.slots.entities[r[i]], ts=float((b[i] + 1) * seconds),
                     window_start=float(b[i] * seconds), window_s=float(seconds),

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from models.alert import new_alert
+from models.signal import new_signal
 from state.entity_state import EntityState
 from streams.registry import Source
 from streams.validation import Batch
@@ -73,7 +73,7 @@ class AirQualityIndex:
                 value = float(np.ceil(aqi[i]))
                 name = category(value)
                 primary = self.pollutants[int(np.nanargmax(scores[i]))]
-                alerts.append(new_alert(
+                alerts.append(new_signal(
                     source=self.source.name, kind="aqi_polluted", entity=state.slots.entities[r[i]],
                     ts=float((b[i] + 1) * seconds), window_start=float(b[i] * seconds), window_s=float(seconds),
                     score=min(1.0, value / 500.0), severity=SEVERITY.get(name, "warning"), model=MODEL,

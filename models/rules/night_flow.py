@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from models.alert import new_alert
+from models.signal import new_signal
 from models.calendar import local_day_hour
 from state.entity_state import EntityState
 from streams.registry import Source
@@ -64,7 +64,7 @@ class NightFlow:
         sp = self.spec
         start = day * 86400 + sp.night_start_h * 3600 - sp.utc_offset_h * 3600
         end = day * 86400 + sp.night_end_h * 3600 - sp.utc_offset_h * 3600
-        return new_alert(source=self.source.name, kind="night_flow", entity=entity, ts=end, window_start=start,
+        return new_signal(source=self.source.name, kind="night_flow", entity=entity, ts=end, window_start=start,
                          window_s=end - start, score=min(1.0, 0.5 + low / (20 * sp.min_flow)),
                          severity=sp.severity, model=MODEL,
                          evidence={"field": sp.field, "min_flow": low, "floor": sp.min_flow, "readings": readings,

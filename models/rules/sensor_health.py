@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from models.alert import new_alert
+from models.signal import new_signal
 from state.entity_state import EntityState
 from state.sequence import EntitySequence
 from streams.registry import Source
@@ -95,5 +95,5 @@ class SensorHealth:
 
     def _alert(self, kind: str, batch: Batch, i: int, evidence: dict, score: float) -> dict:
         ts = float(batch.ts[i])
-        return new_alert(source=self.source.name, kind=kind, entity=batch.entities[i], ts=ts, window_start=ts,
+        return new_signal(source=self.source.name, kind=kind, entity=batch.entities[i], ts=ts, window_start=ts,
                          window_s=0.0, score=score, severity=self.spec.severity, model=MODEL, evidence=evidence)

@@ -15,7 +15,7 @@ records themselves raises both, so the signals do not depend on batching.
 >>> _ = e.process([{"entity": "a", "ts": 1767225600, "kwh": 1, "kw": 1},
 ...                {"entity": "b", "ts": 1767225600, "kwh": 1, "kw": 1}])
 >>> out = e.process([{"entity": "b", "ts": 1767225600 + 60 * k, "kwh": 1 + k, "kw": 1} for k in range(1, 8)])
->>> [(a["kind"], a["entity"]) for a in out.alerts]
+>>> [(a["kind"], a["entity"]) for a in out.signals]
 [('silent', 'a')]
 """
 
@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from models.alert import new_alert
+from models.signal import new_signal
 from state.entity_state import EntityState
 from streams.registry import Source
 from streams.validation import Batch
@@ -73,14 +73,14 @@ class SilenceWatch:
             entity = state.slots.entities[row]
             if gap[i]:
                 alerts.append(self._silent(entity, start))
-            alerts.append(new_alert(source=self.source.name, kind="silence_recovered", entity=entity,
+            alerts.append(new_signal(source=self.source.name, kind="silence_recovered", entity=entity,
                                     ts=float(t[i]), window_start=start, window_s=0.0, score=0.1, severity="info",
                                     model=MODEL, evidence={"silent_since": start, "silent_for_s": float(t[i] - start)}))
         open_[r[was_open]] = 0
         return alerts
 
     def _silent(self, entity: str, last_seen: float) -> dict:
-        return new_alert(source=self.source.name, kind="silent", entity=entity, ts=last_seen + self.limit_s,
+        return new_signal(source=self.source.name, kind="silent", entity=entity, ts=last_seen + self.limit_s,
                          window_start=last_seen, window_s=0.0, score=0.6, severity="warning", model=MODEL,
                          evidence={"last_seen": last_seen, "limit_s": self.limit_s,
                                    "expected_interval_s": self.source.expected_interval_s})

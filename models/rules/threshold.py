@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from models.alert import new_alert
+from models.signal import new_signal
 from state.entity_state import EntityState
 from streams.registry import RuleSpec, Source
 from streams.validation import Batch
@@ -83,7 +83,7 @@ class ThresholdRules:
         fire = first & (period > alerted[r])
         np.maximum.at(alerted, r, period)
         return [
-            new_alert(source=self.source.name, kind=rule.kind, entity=batch.entities[i],
+            new_signal(source=self.source.name, kind=rule.kind, entity=batch.entities[i],
                       ts=float(batch.ts[i]), window_start=float(p * rule.dedup_s), window_s=rule.dedup_s,
                       score=score(rule, float(values[i])), severity=rule.severity, model=MODEL,
                       evidence={"field": rule.field, "value": float(values[i]), "limit": _limit(rule),
@@ -111,7 +111,7 @@ class ThresholdRules:
                         means, start = hour_means, b * seconds
                     col = means[:, state.windowed.index(rule.field)]
                     for i in np.flatnonzero(exceeds(rule, col)):
-                        alerts.append(new_alert(
+                        alerts.append(new_signal(
                             source=self.source.name, kind=rule.kind, entity=state.slots.entities[r[i]],
                             ts=float((b[i] + 1) * seconds), window_start=float(start[i]),
                             window_s=float((b[i] + 1) * seconds - start[i]), score=score(rule, float(col[i])),

@@ -5,9 +5,6 @@ the source's ``[vehicle]`` table; point-in-zone tests are vectorised over the
 batch. Which vehicles carry hazardous goods is, until the vehicle registry
 exists, a list of entity-id patterns in the same table.
 
->>> import numpy as np
->>> metres(np.array([120.0]), np.array([31.0]), np.array([120.001]), np.array([31.0])).round().tolist()
-[95.0]
 """
 
 from __future__ import annotations
@@ -17,22 +14,15 @@ from pathlib import Path
 
 import numpy as np
 
-from models.alert import new_alert
+from models.signal import new_signal
 from models.calendar import local_day_hour
 from state.entity_state import EntityState
-from state.zones import Zones
+from state.zones import Zones, metres
 from streams.registry import Source
 from streams.validation import Batch
 
 MODEL = "vehicle@1"
 ZONES_DIR = Path(__file__).resolve().parents[2] / "state" / "data"
-
-
-def metres(lon0: np.ndarray, lat0: np.ndarray, lon1: np.ndarray, lat1: np.ndarray) -> np.ndarray:
-    """Distance in metres (equirectangular: exact enough within a city)."""
-    dx = (lon1 - lon0) * np.cos(np.radians((lat0 + lat1) / 2)) * 111_320.0
-    dy = (lat1 - lat0) * 110_540.0
-    return np.hypot(dx, dy)
 
 
 def _zones_for(source: Source) -> Zones:
@@ -98,7 +88,7 @@ class VehicleMovements:
                 for i in np.flatnonzero(lost).tolist()]
 
     def _lost(self, entity: str, last_seen: float, speed: float) -> dict:
-        return new_alert(source=self.source.name, kind="signal_lost_moving", entity=entity,
+        return new_signal(source=self.source.name, kind="signal_lost_moving", entity=entity,
                          ts=last_seen + self.spec.signal_lost_s, window_start=last_seen, window_s=0.0, score=0.7,
                          severity="major", model=MODEL, evidence={"last_seen": last_seen, "last_speed": speed})
 
@@ -174,7 +164,8 @@ class VehicleMovements:
         return [self._lost(state.slots.entities[q], float(last_ts[q]), float(speed[q])) for q in quiet.tolist()]
 
     def _alert(self, kind: str, batch: Batch, i: int, window_start: float, evidence: dict) -> dict:
-        return new_alert(source=self.source.name, kind=kind, entity=batch.entities[i], ts=float(batch.ts[i]),
+        return new_signal(source=self.source.name, kind=kind, entity=batch.entities[i], ts=float(batch.ts[i]),
                          window_start=window_start, window_s=0.0, score=0.8,
                          severity="major" if self.hazardous(batch.entities[i]) else "warning", model=MODEL,
-                         evidence=evidence)
+                         evidence={**evidence, "lon": float(batch.columns["lon"][i]),
+                                   "lat": float(batch.columns["lat"][i])})

@@ -11,7 +11,7 @@ import fnmatch
 
 import numpy as np
 
-from models.alert import new_alert
+from models.signal import new_signal
 from models.calendar import in_period
 from state.entity_state import EntityState
 from streams.registry import Source
@@ -76,7 +76,7 @@ class VideoEvents:
             row, t = int(rows[i]), float(batch.ts[i])
             if t - seen[row] > self.spec.scene_gap_s:
                 obj, zone = batch.strings["object"][i], self._zones(batch)[i]
-                alerts.append(new_alert(
+                alerts.append(new_signal(
                     source=self.source.name, kind=kind, entity=batch.entities[i], ts=t, window_start=t,
                     window_s=0.0, score=float(batch.columns["confidence"][i]), severity=severity, model=MODEL,
                     evidence={"object": obj, "count": float(batch.columns["count"][i]), "zone": zone,

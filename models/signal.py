@@ -1,9 +1,9 @@
-"""Alerts: deterministic ids and the JSON shape every consumer reads.
+"""Signals: what a detector emits - deterministic ids and the JSON shape the alert manager reads.
 
 The id depends only on what happened (source, kind, entity, window start), so
 a record processed twice - after a crash, or in a replay - gives the same id.
 
->>> alert_id("air", "pm25_over_limit", "st-1", 1700000000.0) == alert_id("air", "pm25_over_limit", "st-1", 1700000000)
+>>> signal_id("air", "pm25_over_limit", "st-1", 1700000000.0) == signal_id("air", "pm25_over_limit", "st-1", 1700000000)
 True
 """
 
@@ -20,17 +20,17 @@ def iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def alert_id(source: str, kind: str, entity: str, window_start: float) -> str:
-    """A stable 20-hex-digit id for one situation."""
+def signal_id(source: str, kind: str, entity: str, window_start: float) -> str:
+    """A stable 20-hex-digit id for one detection (source, kind, entity, window)."""
     key = f"{source}\x1f{kind}\x1f{entity}\x1f{int(window_start)}".encode()
     return hashlib.blake2b(key, digest_size=10).hexdigest()
 
 
-def new_alert(*, source: str, kind: str, entity: str, ts: float, window_start: float, window_s: float,
+def new_signal(*, source: str, kind: str, entity: str, ts: float, window_start: float, window_s: float,
               score: float, severity: str, model: str, evidence: dict) -> dict:
-    """An alert as it goes to ``warden.alerts``."""
+    """A signal as it goes to ``warden.signals`` (the alert manager turns it into an alert)."""
     return {
-        "id": alert_id(source, kind, entity, window_start),
+        "id": signal_id(source, kind, entity, window_start),
         "source": source,
         "kind": kind,
         "entity": entity,

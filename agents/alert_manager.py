@@ -1,0 +1,43 @@
+"""The alert manager: signals in, alerts out - merged by situation, routed, stored once.
+
+It runs on ``warden.signals`` (keyed by entity, so one worker owns each
+situation). A batch of signals is merged against the incidents in Redis, routed
+with the current reference data, and written in one Redis transaction together
+with the marks of the signals it merged; a redelivered signal finds its mark
+and changes nothing, so counts stay exact across crashes.
+"""
+
+from __future__ import annotations
+
+from agents.alert_store import AlertStore
+from models.incidents import QuietPeriods, merge, situation, to_alert
+from models.routing import route
+from state.refstore import RefCache
+
+_RANK = {"merged": 0, "reopened": 1, "opened": 2}
+
+
+class AlertManager:
+    """Merges, routes and stores a batch of signals; returns the alerts it changed."""
+
+    def __init__(self, store: AlertStore, refdata: RefCache, quiet: QuietPeriods):
+        self.store, self.refdata, self.quiet = store, refdata, quiet
+
+    async def handle(self, signals: list[dict]) -> list[dict]:
+        unique = list({s["id"]: s for s in signals}.values())
+        fresh = [s for s, new in zip(unique, await self.store.unseen([s["id"] for s in unique])) if new]
+        if not fresh:
+            return []
+        latest = await self.store.latest(sorted({situation(s) for s in fresh}))
+        changed: dict[str, tuple[dict, str]] = {}
+        for signal in fresh:
+            key = situation(signal)
+            incident, event = merge(latest.get(key), signal, self.quiet(signal["kind"]))
+            latest[key] = incident
+            before = changed.get(incident["id"])
+            if before is None or _RANK[event] > _RANK[before[1]]:
+                changed[incident["id"]] = (incident, event)
+        ref = self.refdata.current
+        rows = [(inc, to_alert(inc, route(inc, ref), event), event) for inc, event in changed.values()]
+        await self.store.commit(rows, [s["id"] for s in fresh])
+        return [alert for _, alert, _ in rows]

@@ -1,0 +1,194 @@
+"""Alerts in Redis: one hash per alert, indexes, transition history, the live stream and staff labels.
+
+Keys (``<id>`` is the alert id):
+
+- ``warden:alert:<id>`` hash: ``doc`` (the alert's JSON), ``incident`` (the merge state), ``status``, ``first_seen``,
+  ``stored_at``, ``updated_at`` and the latest transition's ``by`` / ``note`` / ``department``
+- ``warden:alert:<id>:history`` list of transitions (JSON: action, from, to, by, at, note)
+- ``warden:situation:<source>|<kind>|<entity>`` id of the situation's latest alert
+- ``warden:signal:<signal id>`` marks a signal already merged (redelivery changes nothing)
+- ``warden:alerts:idx:{time,status:<s>,kind:<k>,area:<id>,severity:<s>}`` sorted sets by the time
+  the alert was raised (or re-opened) here
+- ``warden:alerts:stream`` every change as it happens (the outbox: the console, ``alerts tail``,
+  the Kafka relay and the webhooks read it)
+- ``warden:labels`` stream of staff marks (resolved = true, false_positive = false) for learning
+
+Everything expires after ``alert_retention_s``; :meth:`AlertStore.trim` drops index entries as old.
+"""
+
+from __future__ import annotations
+
+import time
+
+import orjson
+import redis.asyncio as aioredis
+from redis.exceptions import WatchError
+
+from models.incidents import situation
+from models.lifecycle import LABELS, TransitionError, next_status
+from models.signal import iso
+from settings import Settings
+
+ALERT_KEY = "warden:alert:{}"
+HISTORY_KEY = "warden:alert:{}:history"
+SITUATION_KEY = "warden:situation:{}"
+SIGNAL_KEY = "warden:signal:{}"
+IDX = "warden:alerts:idx:{}"
+ALERT_STREAM = "warden:alerts:stream"
+LABEL_STREAM = "warden:labels"
+
+
+class AlertNotFound(KeyError):
+    """No alert with that id (never raised, or past retention)."""
+
+    def __str__(self) -> str:
+        return f"no alert {self.args[0]!r}"
+
+
+def _index_keys(alert: dict) -> list[str]:
+    keys = [IDX.format("time"), IDX.format(f"kind:{alert['kind']}"), IDX.format(f"severity:{alert['severity']}")]
+    keys += [IDX.format(f"area:{v}") for k, v in alert["area"].items() if k.endswith("_id")]
+    return keys
+
+
+class AlertStore:
+    """Reads and writes alerts; the alert manager merges into it, staff move alerts through their lifecycle."""
+
+    def __init__(self, redis: aioredis.Redis, settings: Settings):
+        self.redis = redis
+        self.retention = int(settings.alert_retention_s)
+        self.maxlen = settings.alert_stream_maxlen
+
+    # -- the alert manager's side -------------------------------------------------------------
+
+    async def unseen(self, signal_ids: list[str]) -> list[bool]:
+        """Per signal id: True if it has not been merged yet."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for sid in signal_ids:
+                pipe.exists(SIGNAL_KEY.format(sid))
+            return [not seen for seen in await pipe.execute()]
+
+    async def latest(self, situations: list[str]) -> dict[str, dict]:
+        """The latest incident (internal form, with its current status) of each situation that has one."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for key in situations:
+                pipe.get(SITUATION_KEY.format(key))
+            ids = await pipe.execute()
+        found = [(key, i.decode()) for key, i in zip(situations, ids) if i]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for _, alert_id in found:
+                pipe.hmget(ALERT_KEY.format(alert_id), "incident", "status")
+            rows = await pipe.execute()
+        out = {}
+        for (key, _), (raw, status) in zip(found, rows):
+            if raw is not None:
+                out[key] = {**orjson.loads(raw), "status": status.decode()}
+        return out
+
+    async def commit(self, changes: list[tuple[dict, dict, str]], signal_ids: list[str]) -> None:
+        """Store changed incidents ``(incident, public alert, event)`` and mark their signals merged, atomically."""
+        now = time.time()
+        async with self.redis.pipeline(transaction=True) as pipe:
+            for incident, alert, event in changes:
+                key = ALERT_KEY.format(alert["id"])
+                fields = {"incident": orjson.dumps({k: v for k, v in incident.items() if k != "status"}),
+                          "doc": orjson.dumps({k: v for k, v in alert.items() if k not in ("event", "status")}),
+                          "updated_at": now}
+                if event != "merged":   # opened or reopened: the merge decides the status
+                    fields["status"] = alert["status"]
+                    fields["stored_at"] = now
+                    pipe.zrem(IDX.format("status:resolved"), alert["id"])
+                    for idx in [IDX.format(f"status:{alert['status']}")] + _index_keys(alert):
+                        pipe.zadd(idx, {alert["id"]: now})
+                pipe.hset(key, mapping=fields)
+                pipe.expire(key, self.retention)
+                pipe.set(SITUATION_KEY.format(situation(incident)), alert["id"], ex=self.retention)
+                pipe.xadd(ALERT_STREAM, {"alert": orjson.dumps(alert)}, maxlen=self.maxlen, approximate=True)
+            for sid in signal_ids:
+                pipe.set(SIGNAL_KEY.format(sid), 1, ex=self.retention)
+            await pipe.execute()
+
+    # -- staff's side ---------------------------------------------------------------------------
+
+    async def get(self, alert_id: str, history: bool = True) -> dict:
+        """One alert with its current status (and its transitions)."""
+        doc, status, by, note, dept = await self.redis.hmget(ALERT_KEY.format(alert_id), "doc", "status", "by",
+                                                             "note", "department")
+        if doc is None:
+            raise AlertNotFound(alert_id)
+        alert = {**orjson.loads(doc), "status": status.decode()}
+        if dept:
+            alert["dispatched_to"] = dept.decode()
+        if history:
+            alert["history"] = [orjson.loads(h) for h in await self.redis.lrange(HISTORY_KEY.format(alert_id), 0, -1)]
+        return alert
+
+    async def list(self, *, status: str | None = None, kind: str | None = None, area: str | None = None,
+                   severity: str | None = None, limit: int = 50) -> list[dict]:
+        """Newest first (by when raised), filtered by any of status, kind, area id and severity."""
+        keys = [IDX.format(k) for k in ([f"status:{status}"] if status else []) + ([f"kind:{kind}"] if kind else [])
+                + ([f"area:{area}"] if area else []) + ([f"severity:{severity}"] if severity else [])]
+        if len(keys) > 1:
+            tmp = f"warden:alerts:tmp:{time.monotonic_ns()}"
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.zinterstore(tmp, keys, aggregate="MAX")
+                pipe.zrevrange(tmp, 0, limit - 1)
+                pipe.delete(tmp)
+                ids = (await pipe.execute())[1]
+        else:
+            ids = await self.redis.zrevrange(keys[0] if keys else IDX.format("time"), 0, limit - 1)
+        out = []
+        for alert_id in ids:
+            try:
+                out.append(await self.get(alert_id.decode(), history=False))
+            except AlertNotFound:
+                continue   # expired between index and hash; trim() will drop it
+        return out
+
+    async def transition(self, alert_id: str, action: str, by: str, note: str = "",
+                         department: str | None = None) -> dict:
+        """Move an alert one lifecycle step; raises :class:`TransitionError` for a step not allowed."""
+        if not by:
+            raise TransitionError("who did it is required")
+        if action == "dispatch" and not department:
+            raise TransitionError("dispatch needs the department it goes to")
+        key = ALERT_KEY.format(alert_id)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    await pipe.watch(key)
+                    doc, current, stored_at = await pipe.hmget(key, "doc", "status", "stored_at")
+                    if doc is None:
+                        raise AlertNotFound(alert_id)
+                    current = current.decode()
+                    to = next_status(current, action)
+                    now = time.time()
+                    step = {"action": action, "from": current, "to": to, "by": by, "at": iso(now), "note": note,
+                            **({"department": department} if department else {})}
+                    alert = {**orjson.loads(doc), "status": to, "event": to}
+                    pipe.multi()
+                    pipe.hset(key, mapping={"status": to, "updated_at": now, "by": by, "note": note,
+                                            **({"department": department} if department else {})})
+                    pipe.rpush(HISTORY_KEY.format(alert_id), orjson.dumps(step))
+                    pipe.expire(HISTORY_KEY.format(alert_id), self.retention)
+                    pipe.zrem(IDX.format(f"status:{current}"), alert_id)
+                    pipe.zadd(IDX.format(f"status:{to}"), {alert_id: float(stored_at)})
+                    pipe.xadd(ALERT_STREAM, {"alert": orjson.dumps({**alert, "transition": step})},
+                              maxlen=self.maxlen, approximate=True)
+                    if to in LABELS:
+                        pipe.xadd(LABEL_STREAM, {"label": orjson.dumps(
+                            {"id": alert_id, "label": LABELS[to], "by": by, "at": step["at"], "alert": alert})})
+                    await pipe.execute()
+                    return {**alert, "transition": step}
+                except WatchError:
+                    continue   # changed under us (a merge, another officer): read again
+
+    async def trim(self, now: float | None = None) -> int:
+        """Drop index entries of alerts past retention; returns how many."""
+        cutoff = (now or time.time()) - self.retention
+        dropped = 0
+        async for key in self.redis.scan_iter(match=IDX.format("*"), count=500):
+            dropped += await self.redis.zremrangebyscore(key, "-inf", cutoff)
+        await self.redis.xtrim(LABEL_STREAM, minid=f"{int(cutoff * 1000)}-0")
+        return dropped
+

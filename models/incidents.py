@@ -1,0 +1,113 @@
+"""Incidents: signals about one situation (source, kind, entity) merged into one alert.
+
+A signal within the kind's quiet period of the incident's last signal is a
+duplicate: it raises the count, moves ``last_seen`` and keeps the strongest
+evidence. After a resolution, a duplicate re-opens the incident (the
+situation recurred); one marked false positive absorbs it silently. Past the
+quiet period a new incident starts, whose id is its first signal's id, so the
+same signals always give the same alerts, live or replayed.
+
+>>> book = IncidentBook(QuietPeriods({"*": 600}))
+>>> s = {"id": "a1", "source": "air", "kind": "pm25_over_limit", "entity": "st-1", "ts": "2026-01-01T00:00:00Z",
+...      "score": 0.6, "severity": "major", "model": "threshold@1", "evidence": {"value": 80}}
+>>> [book.add(dict(s, id=i, ts=t, score=sc))[1] for i, t, sc in
+...  [("a1", "2026-01-01T00:00:00Z", 0.6), ("a2", "2026-01-01T00:05:00Z", 0.9), ("a3", "2026-01-01T01:00:00Z", 0.5)]]
+['opened', 'merged', 'opened']
+>>> first = book.incidents["a1"]
+>>> first["count"], first["score"], first["last_seen"] - first["first_seen"]
+(2, 0.9, 300.0)
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from fnmatch import fnmatchcase
+
+from models.signal import iso
+
+ACTIVE = ("open", "acknowledged", "dispatched")
+
+
+def epoch(iso_ts: str) -> float:
+    """ISO-8601 (with ``Z``) to epoch seconds."""
+    return datetime.fromisoformat(iso_ts).timestamp()
+
+
+def situation(signal: dict) -> str:
+    """The key duplicates share."""
+    return f"{signal['source']}|{signal['kind']}|{signal['entity']}"
+
+
+class QuietPeriods:
+    """Quiet period per alert kind, from shell patterns (first match; ``*`` is the default)."""
+
+    def __init__(self, periods: dict[str, float]):
+        self.periods = periods
+        self._cache: dict[str, float] = {}
+
+    def __call__(self, kind: str) -> float:
+        found = self._cache.get(kind)
+        if found is None:
+            found = next((s for p, s in self.periods.items() if p != "*" and fnmatchcase(kind, p)),
+                         self.periods.get("*", 0.0))
+            self._cache[kind] = found
+        return found
+
+
+def open_incident(signal: dict) -> dict:
+    """A new incident from its first signal."""
+    t = epoch(signal["ts"])
+    return {"id": signal["id"], "source": signal["source"], "kind": signal["kind"], "entity": signal["entity"],
+            "status": "open", "count": 1, "first_seen": t, "last_seen": t, "ts": signal["ts"],
+            "score": signal["score"], "detector_severity": signal["severity"], "model": signal["model"],
+            "evidence": signal["evidence"], "reopened": 0}
+
+
+def merge(incident: dict | None, signal: dict, quiet_s: float) -> tuple[dict, str]:
+    """Fold one signal into its situation's latest incident (or start one); returns it and what happened.
+
+    ``incident`` is changed in place when the signal merges into it.
+    """
+    t = epoch(signal["ts"])
+    if incident is None or t - incident["last_seen"] > quiet_s:
+        return open_incident(signal), "opened"
+    event = "merged"
+    if incident["status"] == "resolved":
+        incident["status"], incident["reopened"], event = "open", incident["reopened"] + 1, "reopened"
+    incident["count"] += 1
+    incident["first_seen"] = min(incident["first_seen"], t)
+    incident["last_seen"] = max(incident["last_seen"], t)
+    if signal["score"] > incident["score"]:
+        incident.update(score=signal["score"], evidence=signal["evidence"], model=signal["model"],
+                        detector_severity=signal["severity"])
+    return incident, event
+
+
+def to_alert(incident: dict, routed: dict, event: str) -> dict:
+    """The alert as consumers see it (stream, Kafka, API, webhooks, replay), ``routed`` by :func:`models.routing.route`."""
+    return {"id": incident["id"], "event": event, "status": incident["status"], "source": incident["source"],
+            "kind": incident["kind"], "entity": incident["entity"], "ts": incident["ts"],
+            "first_seen": iso(incident["first_seen"]), "last_seen": iso(incident["last_seen"]),
+            "count": incident["count"], "reopened": incident["reopened"], "score": incident["score"],
+            "severity": routed["severity"], "detector_severity": incident["detector_severity"],
+            "model": incident["model"], "evidence": incident["evidence"], "location": routed["location"],
+            "area": routed["area"], "departments": routed["departments"], "action": routed["action"],
+            "context": routed["context"]}
+
+
+class IncidentBook:
+    """Incidents kept in memory (replay); the live alert manager keeps the same ones in Redis."""
+
+    def __init__(self, quiet: QuietPeriods):
+        self.quiet = quiet
+        self.incidents: dict[str, dict] = {}
+        self.latest: dict[str, str] = {}   # situation -> id of its latest incident
+
+    def add(self, signal: dict) -> tuple[dict, str]:
+        key = situation(signal)
+        current = self.incidents.get(self.latest.get(key, ""))
+        incident, event = merge(current, signal, self.quiet(signal["kind"]))
+        if event == "opened":
+            self.incidents[incident["id"]] = incident
+            self.latest[key] = incident["id"]
+        return incident, event
