@@ -23,14 +23,14 @@ def _where(incident: dict, ref: RefData) -> tuple[float, float] | None:
     ev = incident.get("evidence") or {}
     if isinstance(ev.get("lon"), (int, float)) and isinstance(ev.get("lat"), (int, float)):
         return float(ev["lon"]), float(ev["lat"])
-    site = ref.sites.get(ref.device_site.get(incident["entity"], ""))
+    site = ref.device_site.get(incident["entity"])
     return (site.lon, site.lat) if site else None
 
 
 def context(incident: dict, ref: RefData) -> dict:
     """What the reference data says about the incident's entity: its site or vehicle."""
     out: dict = {}
-    site = ref.sites.get(ref.device_site.get(incident["entity"], ""))
+    site = ref.device_site.get(incident["entity"])
     if site is not None:
         out["site"] = {"id": site.id, "name": site.name, "category": site.category, "status": site.status}
     vehicle = ref.vehicles.get(incident["entity"])

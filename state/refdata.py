@@ -157,7 +157,7 @@ class RefData:
         self.doc, self.areas, self.zones, self.routes = doc, areas, zones, routes
         self.sites, self.vehicles, self.units, self.departments = sites, vehicles, units, departments
         self.version = version
-        self.device_site = {m: s for s in sites.values() for m in s.meters}
+        self.device_site = {m: s for s in sites.values() for m in s.meters}   # device id -> its Site
 
     # -- building -------------------------------------------------------------------------------
 

@@ -1,0 +1,282 @@
+"""Alerts: merging, routing, lifecycle and reference data (embedded Redis; the worker tests use the broker too)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import orjson
+import pytest
+import redis
+from aiohttp import web
+from typer.testing import CliRunner
+
+from agents.alert_manager import AlertManager
+from agents.alert_store import LABEL_STREAM, AlertStore
+from agents.cli import cli
+from models.incidents import QuietPeriods
+from models.lifecycle import TransitionError
+from models.routing import route
+from models.signal import new_signal
+from settings import Settings
+from state import refstore
+from state.redis_server import EmbeddedRedis
+from state.refdata import RefData, RefDataError
+from state.refstore import RefCache
+from streams.broker import free_port
+from streams.city import write_city
+from streams.simulator import CitySimulator
+from tests.conftest import run, wait_until
+from tests.test_worker_integration import _read_topic, _send
+
+TS = 1_767_225_600.0  # 2026-01-01T00:00:00Z
+
+
+@pytest.fixture(scope="module")
+def city(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("city")
+    write_city(folder, CitySimulator(entities=300, seed=3), seed=3)
+    return folder
+
+
+@pytest.fixture
+def redis_url():
+    server = EmbeddedRedis().start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+def _signal(entity: str, t: float, score: float = 0.5, kind: str = "pm25_over_limit", source: str = "air") -> dict:
+    return new_signal(source=source, kind=kind, entity=entity, ts=t, window_start=t, window_s=0.0, score=score,
+                      severity="warning", model="threshold@1", evidence={"value": 100 + score})
+
+
+# -- routing -------------------------------------------------------------------------------------
+
+def test_routing_picks_town_and_department_inside_and_on_borders(city):
+    ref = RefData.load_dir(city)
+    inside = ref.place(120.45, 31.10)
+    assert (inside["city"], inside["county"], inside["town"]) == ("Lakeside City", "West County", "West Lower Town")
+    # On the line between two towns of one county: both cover it, the smaller id wins, every time.
+    assert ref.place(120.45, 31.20)["town_id"] == "town-west-lower"
+    # On the county border (and a town corner): east < west by id.
+    corner = ref.place(120.60, 31.20)
+    assert (corner["county_id"], corner["town_id"]) == ("county-east", "town-east-lower")
+    assert ref.place(121.5, 31.2) == {}   # outside the city: no area, no crash
+
+    vehicle = next(v for v in ref.vehicles.values() if v.hazardous)
+    dwell = {"source": "gps", "kind": "dwell", "entity": vehicle.entity, "score": 0.8, "detector_severity": "major",
+             "model": "vehicle@1", "evidence": {"lon": 120.75, "lat": 31.45}}
+    routed = route(dwell, ref)
+    assert routed["area"]["town_id"] == "town-east-upper"
+    assert routed["departments"] == ["transport", "emergency_management"]
+    assert routed["action"]["unit"] == "unit-east-upper-transport"
+    assert routed["severity"] == "critical"   # major, raised one step for a hazardous-goods vehicle
+    assert routed["context"]["vehicle"]["plate"] == vehicle.plate
+
+    station = next(s for s in ref.sites.values() if s.category == "air_station")
+    air = route({"source": "air", "kind": "pm25_over_limit", "entity": station.meters[0], "score": 0.5,
+                 "detector_severity": "warning", "model": "threshold@1", "evidence": {}}, ref)
+    assert air["departments"] == ["ecology_environment"] and air["location"] == {"lon": station.lon, "lat": station.lat}
+    assert air["action"]["unit"].endswith("ecology_environment") and air["severity"] == "warning"
+    fishing = route({"source": "video", "kind": "ban_fishing", "entity": "cam-x", "score": 0.9,
+                     "detector_severity": "major", "model": "video@1", "evidence": {}}, ref)
+    assert fishing["departments"] == ["agriculture_rural_affairs"] and fishing["area"] == {}
+
+
+def test_reference_data_errors_name_file_line_and_field(city, tmp_path):
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for f in city.iterdir():
+        (bad / f.name).write_bytes(f.read_bytes())
+    lines = (bad / "sites.csv").read_text().splitlines()
+    lines[5] = lines[5].replace(",operating,", ",shut,")
+    (bad / "sites.csv").write_text("\n".join(lines) + "\n")
+    with pytest.raises(RefDataError, match=r"sites\.csv:6: status: Input should be 'operating', 'suspended' or "):
+        RefData.load_dir(bad)
+    result = CliRunner().invoke(cli, ["refdata", "load", str(bad)])
+    assert result.exit_code == 2 and "sites.csv:6: status" in result.output
+
+    (bad / "sites.csv").write_bytes((city / "sites.csv").read_bytes())
+    lines = (bad / "vehicles.csv").read_text().splitlines()
+    lines[1] = lines[1].replace("route-ring", "route-nowhere")
+    (bad / "vehicles.csv").write_text("\n".join(lines) + "\n")
+    with pytest.raises(RefDataError, match="vehicles.csv: vehicle 'gps-0000000': unknown route 'route-nowhere'"):
+        RefData.load_dir(bad)
+    (bad / "areas.geojson").write_text('{"type": "FeatureCollection", "features": [{"type": "Feature", '
+                                       '"properties": {"id": "x", "level": "town"}, "geometry": {"type": "Point", '
+                                       '"coordinates": [1, 2]}}]}')
+    with pytest.raises(RefDataError, match=r"areas\.geojson: feature 0 \(x\): needs a valid Polygon"):
+        RefData.load_dir(bad)
+
+
+# -- merging and lifecycle (real Redis) ------------------------------------------------------------
+
+def test_duplicates_merge_lifecycle_refuses_illegal_steps_and_recurrence_reopens(redis_url, city):
+    async def scenario():
+        import redis.asyncio as aioredis
+
+        r = aioredis.Redis.from_url(redis_url)
+        settings = Settings(redis_url=redis_url)
+        await refstore.save(r, RefData.load_dir(city))
+        cache = RefCache(r)
+        await cache.refresh()
+        store = AlertStore(r, settings)
+        manager = AlertManager(store, cache, QuietPeriods({"*": 1800.0}))
+        station = next(s for s in cache.current.sites.values() if s.category == "air_station").meters[0]
+
+        burst = [_signal(station, TS + 60 * i, score=0.5 + i / 100) for i in range(12)]
+        first = await manager.handle(burst[:5])
+        assert [a["event"] for a in first] == ["opened"]
+        again = await manager.handle(burst[3:])      # redelivered overlap: 3 and 4 count once
+        assert [a["event"] for a in again] == ["merged"]
+        assert await manager.handle(burst) == []     # everything redelivered: nothing changes
+        alert = await store.get(first[0]["id"])
+        assert (alert["count"], alert["status"], alert["first_seen"], alert["last_seen"]) == \
+            (12, "open", "2026-01-01T00:00:00.000Z", "2026-01-01T00:11:00.000Z")
+        assert alert["score"] == 0.61 and alert["area"]["city"] == "Lakeside City"
+        assert alert["departments"] == ["ecology_environment"]
+
+        aid = alert["id"]
+        with pytest.raises(TransitionError, match="dispatch needs the department"):
+            await store.transition(aid, "dispatch", "li.wei")
+        await store.transition(aid, "acknowledge", "li.wei")
+        with pytest.raises(TransitionError, match="cannot acknowledge an alert that is acknowledged"):
+            await store.transition(aid, "acknowledge", "li.wei")
+        await store.transition(aid, "dispatch", "li.wei", "send a patrol", "ecology_environment")
+        await store.transition(aid, "resolve", "zhang.min", "source found and stopped")
+        with pytest.raises(TransitionError, match="cannot false positive an alert that is resolved"):
+            await store.transition(aid, "false_positive", "zhang.min")
+        history = (await store.get(aid))["history"]
+        assert [(h["from"], h["to"], h["by"]) for h in history] == [
+            ("open", "acknowledged", "li.wei"), ("acknowledged", "dispatched", "li.wei"),
+            ("dispatched", "resolved", "zhang.min")]
+        labels = [orjson.loads(f[b"label"]) for _, f in await r.xrange(LABEL_STREAM)]
+        assert [(x["id"], x["label"], x["by"]) for x in labels] == [(aid, True, "zhang.min")]
+
+        recur = await manager.handle([_signal(station, TS + 60 * 20)])   # within the quiet period
+        assert [(a["id"], a["event"], a["status"], a["reopened"]) for a in recur] == [(aid, "reopened", "open", 1)]
+        later = await manager.handle([_signal(station, TS + 60 * 20 + 1801)])  # after it: a new alert
+        assert later[0]["event"] == "opened" and later[0]["id"] != aid
+        await store.transition(later[0]["id"], "false_positive", "li.wei")
+        with pytest.raises(TransitionError, match="cannot resolve an alert that is false_positive"):
+            await store.transition(later[0]["id"], "resolve", "li.wei")
+        assert [a["id"] for a in await store.list(status="open")] == [aid]
+        assert {a["id"] for a in await store.list(area="town-" + alert["area"]["town_id"][5:])} == \
+            {aid, later[0]["id"]}
+        await r.aclose()
+
+    run(scenario())
+
+
+# -- the worker end to end ------------------------------------------------------------------------
+
+class FlakyReceiver:
+    """An Alertmanager webhook receiver that answers 503 for ``fail_for_s`` after its first request, then 200."""
+
+    def __init__(self, fail_for_s: float):
+        self.fail_for_s = fail_for_s
+        self.first_request: float | None = None
+        self.port = free_port()
+        self.accepted: list[dict] = []
+        self.refused = 0
+        self.loop = None
+        threading.Thread(target=self._serve, daemon=True).start()
+        wait_until(lambda: self.loop is not None, what="the webhook receiver")
+
+    def _serve(self) -> None:
+        import asyncio
+
+        async def hook(request):
+            body = await request.json()
+            self.first_request = self.first_request or time.monotonic()
+            if time.monotonic() < self.first_request + self.fail_for_s:
+                self.refused += 1
+                return web.Response(status=503)
+            self.accepted += body["alerts"]
+            return web.Response(status=200)
+
+        async def main():
+            app = web.Application()
+            app.router.add_post("/hook", hook)
+            runner = web.AppRunner(app)
+            await runner.setup()
+            await web.TCPSite(runner, "127.0.0.1", self.port).start()
+            self.loop = asyncio.get_running_loop()
+            await asyncio.Event().wait()
+
+        asyncio.run(main())
+
+
+@pytest.mark.integration
+def test_worker_merges_routes_delivers_to_a_flaky_webhook_and_serves_the_api(stack, city):
+    receiver = FlakyReceiver(fail_for_s=4.0)
+    hooks = orjson.dumps([{"name": "ops", "url": f"http://127.0.0.1:{receiver.port}/hook",
+                           "max_backoff_s": 1.0}]).decode()
+    assert CliRunner().invoke(cli, ["refdata", "load", str(city)],
+                              env={"WARDEN_REDIS_URL": stack.settings.redis_url}).exit_code == 0
+    worker = stack.start_worker(WARDEN_WEBHOOKS=hooks, WARDEN_API_TOKEN="s3cret")
+    ref = RefData.load_dir(city)
+    stations = [s.meters[0] for s in ref.sites.values() if s.category == "air_station"][:6]
+    # Each station: 8 hourly readings over the limit (the rule signals once an hour) -> one alert of count 8.
+    records = [(st.encode(), orjson.dumps({"entity": st, "ts": TS + 3601 * i, "pm25": 120.0 + i}), None)
+               for i in range(8) for st in stations]
+    run(_send(stack.settings.bootstrap_servers, "telemetry.air", records))
+    client = redis.Redis.from_url(stack.settings.redis_url)
+
+    def stored() -> dict[str, dict]:
+        keys = [k for k in client.scan_iter("warden:alert:*") if k.count(b":") == 2]
+        return {k.decode().split(":")[2]: orjson.loads(client.hget(k, "doc")) for k in keys}
+
+    pm25 = wait_until(lambda: (a := {i: d for i, d in stored().items() if d["kind"] == "pm25_over_limit"})
+                      and len(a) == len(stations) and {d["count"] for d in a.values()} == {8} and a,
+                      what="each station's 8 hourly signals merged into one alert of count 8")
+    wait_until(lambda: {a["labels"]["id"] for a in receiver.accepted} >= set(stored()), timeout=90,
+               what="every alert delivered to the recovered webhook")
+    time.sleep(2.0)   # a duplicate delivery would arrive by now
+    ids = Counter(a["labels"]["id"] for a in receiver.accepted if a["status"] == "firing")
+    assert receiver.refused >= 1 and set(ids) == set(stored()) and set(ids.values()) == {1}
+    for a in receiver.accepted:
+        if a["labels"]["id"] in pm25:
+            assert a["labels"]["department"] == "ecology_environment" and a["labels"]["town"]
+
+    import urllib.error
+    import urllib.request
+
+    def call(path: str, body: dict | None = None, token: str | None = "s3cret") -> tuple[int, dict]:
+        req = urllib.request.Request(f"http://127.0.0.1:{worker.port}{path}", method="POST" if body else "GET",
+                                     data=orjson.dumps(body) if body else None,
+                                     headers={"Authorization": f"Bearer {token}"} if token else {})
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                return resp.status, orjson.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, orjson.loads(exc.read())
+
+    aid = sorted(pm25)[0]
+    assert call("/api/alerts", token=None)[0] == 401 and call("/api/alerts", token="wrong")[0] == 401
+    status, listed = call("/api/alerts?status=open&kind=pm25_over_limit")
+    assert status == 200 and {a["id"] for a in listed["alerts"]} == set(pm25)
+    assert call(f"/api/alerts/{aid}/false-positive", {"by": "wang.fang", "note": "calibration"})[0] == 200
+    status, err = call(f"/api/alerts/{aid}/resolve", {"by": "wang.fang"})
+    assert status == 409 and "cannot resolve an alert that is false_positive" in err["error"]
+    assert call(f"/api/alerts/{aid}/acknowledge", {"note": "no name"})[0] == 400
+    assert call("/api/alerts/0000/acknowledge", {"by": "x"})[0] == 404
+    status, shown = call(f"/api/alerts/{aid}")
+    assert shown["status"] == "false_positive" and shown["history"][0]["by"] == "wang.fang"
+    wait_until(lambda: any(a["status"] == "resolved" and a["labels"]["id"] == aid for a in receiver.accepted),
+               what="the closing notice at the webhook")
+    on_topic = run(_read_topic(stack.settings.bootstrap_servers, "warden.alerts", len(ids) + 1))
+    assert {a["id"] for a in on_topic if a["event"] == "opened"} == set(ids)
+
+    # New reference data reaches the running worker without a restart.
+    version = int(client.get("warden:refdata:version"))
+    assert CliRunner().invoke(cli, ["refdata", "load", str(city)],
+                              env={"WARDEN_REDIS_URL": stack.settings.redis_url}).exit_code == 0
+    import urllib.request as rq
+    wait_until(lambda: orjson.loads(rq.urlopen(f"http://127.0.0.1:{worker.port}/health").read())[
+        "refdata_version"] == version + 1, what="the worker to pick up new reference data")
