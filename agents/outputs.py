@@ -1,4 +1,4 @@
-"""Where a partition's results go: signals (to the alert manager), dead letters, and
+"""Where a partition's results go: signals (for downstream consumers), dead letters, and
 records forwarded to the partition that owns them - all through the batching producer."""
 
 from __future__ import annotations
@@ -14,12 +14,9 @@ class Outputs:
         self.producer, self.settings = producer, settings
 
     async def signals(self, signals: list[dict]) -> None:
-        """Detector signals to the alert manager, keyed by entity; sent at once (they are what latency is about)."""
-        if not signals:
-            return
+        """Detector signals to ``warden.signals``, keyed by entity, for consumers downstream."""
         for sig in signals:
             await self.producer.send(self.settings.signals_topic, sig["entity"], sig)
-        await self.producer.flush()
 
     async def dead_letters(self, letters: list[dict]) -> None:
         for d in letters:

@@ -1,8 +1,9 @@
 """One source partition owned by this worker: its engine, offsets, outputs and checkpoints.
 
 Messages come in as (offset, key, value). Their records go through the
-:class:`~models.engine.SourceEngine` in one call; signals, dead letters and
-records that belong to another partition go out through the batching producer.
+:class:`~models.engine.SourceEngine` in one call; its signals go to the alert
+manager at once, and with dead letters and records that belong to another
+partition out through the batching producer.
 A checkpoint flushes those outputs first, then stores the state with the last
 offset it covers, then commits offset + 1 to Kafka - so the committed offset
 never runs ahead of the state.
@@ -43,10 +44,11 @@ class PartitionRunner:
 
     def __init__(self, source: Source, partition: int, settings: Settings, outputs: Outputs,
                  checkpoints: CheckpointStore, metrics: WorkerMetrics,
-                 commit: Callable[[str, int, int], Awaitable[None]]):
+                 commit: Callable[[str, int, int], Awaitable[None]],
+                 alert: Callable[[list[dict]], Awaitable[None]]):
         self.source, self.partition, self.settings = source, partition, settings
         self.outputs, self.checkpoints, self.metrics = outputs, checkpoints, metrics
-        self.commit = commit
+        self.commit, self.alert = commit, alert
         self.engine = SourceEngine(source, settings)
         self.owner = PartitionCache(settings.partitions)
         self.lock = asyncio.Lock()
@@ -104,6 +106,7 @@ class PartitionRunner:
             for pos in out.forward:
                 rec = records[pos]
                 await self.outputs.forward(topic, rec[self.source.entity_field], rec)
+            await self.alert(out.signals)
             await self.outputs.signals(out.signals)
             self.metrics.processed(source, len(records), out.accepted, len(out.signals), len(out.forward))
         for d in dead:
@@ -126,6 +129,7 @@ class PartitionRunner:
             if watermark is None or idle < self.source.expected_interval_s:
                 return
             signals = self.engine.sweep(float(watermark) + idle)
+            await self.alert(signals)
             await self.outputs.signals(signals)
             self.metrics.processed(self.source.name, 0, 0, len(signals), 0)
 
