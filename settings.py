@@ -74,7 +74,8 @@ class Settings(BaseSettings):
 
     # Alerts: merging, storage, delivery, API.
     alert_quiet_s: dict[str, float] = Field(
-        default_factory=lambda: {"*": 7200.0, "silent": 86_400.0, "*_daily_over_limit": 86_400.0},
+        default_factory=lambda: {"*": 7200.0, "silent": 86_400.0, "*_daily_over_limit": 86_400.0,
+                                 "group_renting": 172_800.0},
         description="per alert kind (shell patterns, '*' default): signals this close to the last merge into it")
     alert_retention_s: float = Field(30 * 86_400.0, gt=0)
     alert_stream_maxlen: int = Field(100_000, ge=1_000)

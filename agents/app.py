@@ -165,7 +165,7 @@ class Worker:
         if runner is None:
             await self.ready.wait()
             runner = PartitionRunner(source, partition, self.settings, self.outputs, self.checkpoints,
-                                     self.metrics, self._commit, self._manage)
+                                     self.metrics, self._commit, self._manage, lambda: self.refdata.current)
             await runner.restore()
             self.runners[key] = runner
         return runner

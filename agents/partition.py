@@ -25,6 +25,7 @@ from agents.outputs import Outputs
 from models.engine import SourceEngine
 from settings import Settings
 from state.checkpoint import CheckpointStore
+from state.refdata import RefData
 from streams.deadletter import dead_letter
 from streams.envelope import decode
 from streams.partitioner import PartitionCache
@@ -45,11 +46,11 @@ class PartitionRunner:
     def __init__(self, source: Source, partition: int, settings: Settings, outputs: Outputs,
                  checkpoints: CheckpointStore, metrics: WorkerMetrics,
                  commit: Callable[[str, int, int], Awaitable[None]],
-                 alert: Callable[[list[dict]], Awaitable[None]]):
+                 alert: Callable[[list[dict]], Awaitable[None]], refdata: Callable[[], RefData]):
         self.source, self.partition, self.settings = source, partition, settings
         self.outputs, self.checkpoints, self.metrics = outputs, checkpoints, metrics
-        self.commit, self.alert = commit, alert
-        self.engine = SourceEngine(source, settings)
+        self.commit, self.alert, self.refdata = commit, alert, refdata
+        self.engine = SourceEngine(source, settings, refdata=refdata())
         self.owner = PartitionCache(settings.partitions)
         self.lock = asyncio.Lock()
         self.restored_offset = -1   # records up to this offset are in the restored state
@@ -68,6 +69,7 @@ class PartitionRunner:
         except ValueError as exc:
             log.warning("%s/%d: checkpoint not restored (%s); state starts empty at offset %d",
                         self.source.name, self.partition, exc, found.offset)
+        self.engine.use_refdata(self.refdata())   # lookups cached in the restored state may be stale
         self.restored_offset = self.offset = self.checkpointed = found.offset
         log.info("%s/%d: restored %d entities at offset %d", self.source.name, self.partition,
                  len(self.engine.state), found.offset)
@@ -95,6 +97,9 @@ class PartitionRunner:
             decoded_from.append(msg)
             records += decoded.records
         if records:
+            ref = self.refdata()
+            if ref is not self.engine.refdata:
+                self.engine.use_refdata(ref)
             out = self.engine.process(records, owner=lambda e: self.owner(e) == self.partition)
             starts.append(len(records))
             for rej in out.rejects:

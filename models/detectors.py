@@ -6,15 +6,17 @@ from models.online.anomaly import AnomalyDetector
 from models.online.consumption import ConsumptionProfile
 from models.rules.aqi import AirQualityIndex
 from models.rules.night_flow import NightFlow
+from models.rules.peer_use import PeerUse
 from models.rules.sensor_health import SensorHealth
 from models.rules.silence import SilenceWatch
+from models.rules.site_status import ClosedSiteUse
 from models.rules.threshold import ThresholdRules
 from models.rules.vehicle import VehicleMovements
 from models.rules.video import VideoEvents
 
 DETECTORS = {d.name: d for d in (ThresholdRules, AnomalyDetector, SensorHealth, AirQualityIndex, SilenceWatch,
                                       VideoEvents, NightFlow, VehicleMovements,
-                                      ConsumptionProfile)}
+                                      ConsumptionProfile, ClosedSiteUse, PeerUse)}
 
 
 def build(source, state) -> list:

@@ -21,6 +21,7 @@ import numpy as np
 from models import detectors
 from settings import Settings, get_settings
 from state.entity_state import EntityState
+from state.refdata import RefData
 from streams.registry import Source
 from streams.validation import Batch, Reject, Validator
 
@@ -38,7 +39,8 @@ class Outcome:
 class SourceEngine:
     """Runs one source's records through validation, state and its detectors."""
 
-    def __init__(self, source: Source, settings: Settings | None = None, state: EntityState | None = None):
+    def __init__(self, source: Source, settings: Settings | None = None, state: EntityState | None = None,
+                 refdata: RefData | None = None):
         settings = settings or get_settings()
         self.source = source
         self.validator = Validator(source, settings)
@@ -50,6 +52,15 @@ class SourceEngine:
         if self._max_span <= 0:
             raise ValueError(f"source {source.name!r}: window rings too short for its detectors "
                              "(raise the 1h ring in WARDEN_WINDOWS or lower the allowed lateness)")
+        self.refdata = RefData.empty()
+        self.use_refdata(refdata or self.refdata)
+
+    def use_refdata(self, ref: RefData) -> None:
+        """Give detectors that consult reference data (sites, vehicles, zones, routes) a new version."""
+        self.refdata = ref
+        for detector in self.detectors:
+            if hasattr(detector, "use_refdata"):
+                detector.use_refdata(ref)
 
     def process(self, records: list, owner: Callable[[str], bool] | None = None) -> Outcome:
         """Process records in order; ``owner(entity)`` says whether this partition owns it."""

@@ -168,10 +168,12 @@ class VehicleSpec(BaseModel):
     stationary_kmh: float = Field(3.0, ge=0)
     dwell_radius_m: float = Field(100.0, gt=0, description="moving less than this between fixes is standing")
     dwell_limit_s: float = Field(1800.0, gt=0)
-    hazardous: list[str] = Field(default_factory=list, description="entity patterns of hazardous-goods vehicles")
+    hazardous: list[str] = Field(default_factory=list, description="entity patterns of hazardous-goods vehicles "
+                                 "(used only while the reference data registers no vehicles)")
     night_start_h: int = Field(22, ge=0, le=23)
     night_end_h: int = Field(6, ge=0, le=23)
     signal_lost_s: float = Field(120.0, gt=0)
+    hazardous_max_kmh: float = Field(80.0, gt=0, description="speed limit of hazardous-goods vehicles")
     utc_offset_h: float = Field(8.0, ge=-12, le=14)
 
 
@@ -187,6 +189,35 @@ class ConsumptionSpec(BaseModel):
     z_alert: float = Field(4.0, gt=0, description="log-ratio spreads that make an hour abnormal")
     min_spread: float = Field(0.1, gt=0)
     alpha: float = Field(0.2, gt=0, lt=1, description="EW weight of a new hour in the profile")
+    utc_offset_h: float = Field(8.0, ge=-12, le=14)
+    severity: Literal["info", "warning", "major", "critical"] = "warning"
+
+
+class SiteStatusSpec(BaseModel):
+    """Use at a site whose registered status says it should have none (reference data)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    field: str = "kw"
+    min_use: float = Field(0.5, ge=0, description="readings above this are use")
+    statuses: list[str] = Field(default_factory=lambda: ["closed"])
+    dedup_s: float = Field(3600.0, gt=0, description="one signal per meter per this period")
+    severity: Literal["info", "warning", "major", "critical"] = "major"
+
+
+class PeerUseSpec(BaseModel):
+    """A site using several times what comparable sites (same category) use in a day."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    field: str = "kw"
+    categories: list[str] = Field(default_factory=lambda: ["dwelling"])
+    factor: float = Field(4.0, gt=1, description="times the peer median that counts as excessive")
+    days: int = Field(3, ge=1, description="consecutive excessive days before a signal")
+    min_hours: int = Field(20, ge=1, le=24, description="hours with readings for a day to count")
+    peers: int = Field(200, ge=10, description="recent peer days the median is taken over")
+    min_peers: int = Field(30, ge=5)
+    kind: str = "group_renting"
     utc_offset_h: float = Field(8.0, ge=-12, le=14)
     severity: Literal["info", "warning", "major", "critical"] = "warning"
 
@@ -214,6 +245,8 @@ class Source(BaseModel):
     night_flow: NightFlowSpec = Field(default_factory=NightFlowSpec)
     vehicle: VehicleSpec = Field(default_factory=VehicleSpec)
     consumption: ConsumptionSpec = Field(default_factory=ConsumptionSpec)
+    site_status: SiteStatusSpec = Field(default_factory=SiteStatusSpec)
+    peer_use: PeerUseSpec = Field(default_factory=PeerUseSpec)
     path: Path | None = None
 
     @model_validator(mode="after")
