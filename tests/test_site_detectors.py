@@ -85,7 +85,7 @@ def test_group_renting_needs_days_running_far_above_peers():
     # w-001 and w-002 reach three heavy days with local day 4 (ends 2026-01-04T16:00Z), w-003 a day later.
     assert first == {"w-001": "2026-01-04T16:00:00.000Z", "w-002": "2026-01-04T16:00:00.000Z",
                      "w-003": "2026-01-05T16:00:00.000Z"}
-    assert all(5 < s["evidence"]["ratio"] < 8 for s in one)
+    assert all(s["evidence"]["ratio"] > 4 and s["evidence"]["peer_median"] > 0 for s in one)
 
     # Without reference data nobody is a dwelling: no peer comparison at all.
     assert [s for s in _run(SourceEngine(load_registry()["power"]), records[:5000])
