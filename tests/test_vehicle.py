@@ -49,3 +49,44 @@ def test_each_movement_rule_fires_once_and_only_where_it_should(cut):
     assert dwell["evidence"]["dwell_s"] == 1800.0 and dwell["ts"] == "2026-01-01T04:30:00.000Z"
     zone = next(a for a in alerts if a["kind"] == "restricted_zone")
     assert zone["evidence"]["zone"] == "restricted-old-town" and zone["severity"] == "major"
+
+
+def _registry_city():
+    from state.refdata import RefData
+
+    return RefData.from_doc({
+        "routes": {"type": "FeatureCollection", "features": [{"type": "Feature",
+                   "properties": {"id": "r1", "corridor_m": 200},
+                   "geometry": {"type": "LineString", "coordinates": [[120.40, 31.10], [120.50, 31.10]]}}]},
+        "vehicles": [{"entity": "tanker-1", "plate": "苏E·00001", "hazard_class": "3", "routes": "r1"},
+                     {"entity": "tanker-2", "plate": "苏E·00002", "hazard_class": "2.1", "routes": "r1"},
+                     {"entity": "van-1", "plate": "苏E·00003", "routes": "r1"}]})
+
+
+@pytest.mark.parametrize("cut", [1, 7, 10_000])
+def test_route_corridor_and_hazardous_speed_from_the_vehicle_registry(cut):
+    def leg(entity, start, n, lat, speed, lon0=120.41):
+        return [{"entity": entity, "ts": start + i * 10, "lat": lat, "lon": lon0 + i * 0.0005, "speed": speed}
+                for i in range(n)]
+
+    on, off = 31.1005, 31.11          # 55 m and 1.1 km north of the route
+    recs = (leg("tanker-1", NOON, 10, on, 60.0) + leg("tanker-1", NOON + 100, 10, off, 60.0, 120.415)
+            + leg("tanker-1", NOON + 200, 10, on, 60.0, 120.42) + leg("tanker-1", NOON + 300, 5, off, 60.0, 120.425)
+            + leg("tanker-2", NOON, 30, on, 70.0) + leg("tanker-2", NOON + 300, 5, on, 95.0, 120.43)
+            + leg("tanker-2", NOON + 350, 5, on, 70.0, 120.44) + leg("tanker-2", NOON + 400, 5, on, 96.0, 120.45)
+            + leg("van-1", NOON, 20, off, 95.0))
+    recs.sort(key=lambda r: (r["ts"], r["entity"]))
+    engine = SourceEngine(load_registry(Settings())["gps"], Settings(), refdata=_registry_city())
+    alerts = []
+    for lo in range(0, len(recs), cut):
+        alerts += engine.process(recs[lo:lo + cut]).signals
+    got = [(a["kind"], a["entity"], a["ts"]) for a in alerts if a["kind"] in ("off_route", "speeding_hazardous")]
+    assert sorted(got) == [
+        ("off_route", "tanker-1", "2026-01-01T04:01:40.000Z"),
+        ("off_route", "tanker-1", "2026-01-01T04:05:00.000Z"),
+        ("speeding_hazardous", "tanker-2", "2026-01-01T04:05:00.000Z"),
+        ("speeding_hazardous", "tanker-2", "2026-01-01T04:06:40.000Z"),
+    ]
+    assert {a["evidence"]["routes"] == ["r1"] for a in alerts if a["kind"] == "off_route"} == {True}
+    # The van (not hazardous) drove off the route at 95 km/h: neither is an alert for it.
+    assert not [a for a in alerts if a["entity"] == "van-1" and a["kind"] != "signal_lost_moving"]

@@ -13,15 +13,20 @@ import fnmatch
 from pathlib import Path
 
 import numpy as np
+import shapely
+from shapely import STRtree
 
 from models.signal import new_signal
 from models.calendar import local_day_hour
 from state.entity_state import EntityState
+from state.refdata import RefData
 from state.zones import Zones, metres
 from streams.registry import Source
 from streams.validation import Batch
 
-MODEL = "vehicle@1"
+MODEL = "vehicle@2"
+M_PER_DEG_LAT = 110_540.0
+UNKNOWN = -1.0
 ZONES_DIR = Path(__file__).resolve().parents[2] / "state" / "data"
 
 
@@ -37,36 +42,81 @@ def _zones_for(source: Source) -> Zones:
     raise ValueError(f"source {source.name!r}: zones file {name!r} not found in {[str(c) for c in candidates]}")
 
 
+class Corridors:
+    """The authorised routes buffered by their corridor width; "which points lie in which corridors"."""
+
+    def __init__(self, ref: RefData):
+        self.ids = list(ref.routes)
+        lats = [c[1] for r in ref.routes.values() for c in shapely.get_coordinates(r["geom"]).tolist()]
+        self.fx = 111_320.0 * np.cos(np.radians(np.mean(lats) if lats else 0.0))
+        scale = np.array([self.fx, M_PER_DEG_LAT])
+        polys = [shapely.transform(r["geom"], lambda xy: xy * scale).buffer(r["corridor_m"])
+                 for r in ref.routes.values()]
+        self.tree = STRtree(polys) if polys else None
+        self.allowed = {v.entity: {self.ids.index(r) for r in v.routes} for v in ref.vehicles.values() if v.routes}
+
+    def outside(self, entities: list[str], lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+        """Per point: True if it lies in none of its vehicle's authorised corridors."""
+        out = np.ones(len(lon), dtype=bool)
+        if self.tree is None or not len(lon):
+            return out
+        pts, poly = self.tree.query(shapely.points(lon * self.fx, lat * M_PER_DEG_LAT), predicate="within")
+        for p, k in zip(pts.tolist(), poly.tolist()):
+            if k in self.allowed.get(entities[p], ()):
+                out[p] = False
+        return out
+
+
 class VehicleMovements:
-    """Raises ``dwell``, ``restricted_zone``, ``night_driving`` and ``signal_lost_moving``."""
+    """Raises ``dwell``, ``restricted_zone``, ``night_driving``, ``off_route``, ``speeding_hazardous`` and
+    ``signal_lost_moving``."""
 
     name = "vehicle"
 
     def __init__(self, source: Source, state: EntityState):
         self.source, self.spec = source, source.vehicle
-        self.zones = _zones_for(source)
+        self.file_zones = self.zones = _zones_for(source)
         self.speed_i = state.numeric.index("speed")
         for col, fill in (("prev_lon", np.nan), ("prev_lat", np.nan), ("since", np.nan), ("dwell_alerted", np.nan),
-                          ("zone", -1.0), ("night", np.nan), ("lost", 0.0), ("prev_speed", np.nan)):
+                          ("zone", -1.0), ("night", np.nan), ("lost", 0.0), ("prev_speed", np.nan),
+                          ("hazmat", UNKNOWN), ("off", 0.0), ("fast", 0.0)):
             state.store.add(f"vehicle.{col}", np.float64, fill=fill)
-        self._hazardous: dict[str, bool] = {}
+        self.state = state
+        self.use_refdata(RefData.empty())
+
+    def use_refdata(self, ref: RefData) -> None:
+        self.ref = ref
+        self.zones = ref.zones if ref.zones.ids else self.file_zones
+        self.corridors = Corridors(ref)
+        self.state.store["vehicle.hazmat"][:] = UNKNOWN
 
     def hazardous(self, entity: str) -> bool:
-        found = self._hazardous.get(entity)
-        if found is None:
-            found = self._hazardous[entity] = any(fnmatch.fnmatchcase(entity, p) for p in self.spec.hazardous)
-        return found
+        """From the vehicle registry once one is loaded, else from the declared id patterns."""
+        if self.ref.vehicles:
+            vehicle = self.ref.vehicles.get(entity)
+            return vehicle is not None and vehicle.hazardous
+        return any(fnmatch.fnmatchcase(entity, p) for p in self.spec.hazardous)
+
+    def _hazmat(self, rows: np.ndarray, state: EntityState) -> np.ndarray:
+        """Per record (rows in sequence order): whether its vehicle carries hazardous goods (cached per row)."""
+        col = state.store["vehicle.hazmat"]
+        for row in np.unique(rows[col[rows] == UNKNOWN]).tolist():
+            col[row] = float(self.hazardous(state.slots.entities[row]))
+        return col[rows] == 1.0
 
     def detect(self, batch: Batch, rows: np.ndarray, state: EntityState) -> list[dict]:
         seq = state.sequence
         ts, lon, lat, speed = (a[seq.order] for a in (batch.ts, batch.columns["lon"], batch.columns["lat"],
                                                        batch.columns["speed"]))
         st = {c: state.store[f"vehicle.{c}"] for c in ("prev_lon", "prev_lat", "since", "dwell_alerted", "zone",
-                                                        "night", "lost", "prev_speed")}
+                                                        "night", "lost", "prev_speed", "off", "fast")}
+        hazmat = self._hazmat(seq.rows, state)
         alerts = self._gaps(batch, seq, ts, speed, state, st)
         alerts += self._dwell(batch, seq, ts, lon, lat, speed, st)
-        alerts += self._zones(batch, seq, lon, lat, st)
-        alerts += self._night(batch, seq, ts, speed, st)
+        alerts += self._zones(batch, seq, lon, lat, st, hazmat)
+        alerts += self._night(batch, seq, ts, speed, st, hazmat)
+        alerts += self._route(batch, seq, lon, lat, speed, hazmat)
+        alerts += self._speed(batch, seq, speed, hazmat)
         r, last = seq.rows, seq.last
         st["prev_lon"][r[last]], st["prev_lat"][r[last]] = lon[last], lat[last]
         st["prev_speed"][r[last]] = speed[last]
@@ -120,28 +170,26 @@ class VehicleMovements:
         st["since"][r[seq.last]] = since[seq.last]
         return alerts
 
-    def _zones(self, batch, seq, lon, lat, st) -> list[dict]:
+    def _zones(self, batch, seq, lon, lat, st, hazmat) -> list[dict]:
         r, order = seq.rows, seq.order
         zone = self.zones.zone_index(lon, lat, self.spec.restricted_kind).astype(np.float64)
         before = seq.previous(zone, st["zone"])
         entered = (zone >= 0) & (zone != before)
         if self.spec.restricted_hazardous_only and entered.any():
-            entered &= np.array([self.hazardous(batch.entities[o]) for o in order.tolist()], dtype=bool)
+            entered &= hazmat
         st["zone"][r[seq.last]] = zone[seq.last]
         return [self._alert("restricted_zone", batch, int(order[i]), float(batch.ts[order[i]]), {
             "zone": self.zones.ids[int(zone[i])], "zone_name": self.zones.names[int(zone[i])],
             "lat": float(lat[i]), "lon": float(lon[i])}) for i in np.flatnonzero(entered).tolist()]
 
-    def _night(self, batch, seq, ts, speed, st) -> list[dict]:
+    def _night(self, batch, seq, ts, speed, st, hazmat) -> list[dict]:
         sp, r, order = self.spec, seq.rows, seq.order
-        if not sp.hazardous:
+        if not hazmat.any():
             return []
         day, hour = local_day_hour(ts, sp.utc_offset_h).T
         banned = (hour >= sp.night_start_h) | (hour < sp.night_end_h)
         night = np.where(hour < sp.night_end_h, day - 1, day)   # the night is named by its evening's date
-        moving = np.flatnonzero(banned & (speed >= sp.stationary_kmh))
-        moving = moving[np.fromiter((self.hazardous(batch.entities[o]) for o in order[moving].tolist()),
-                                    dtype=bool, count=len(moving))]
+        moving = np.flatnonzero(banned & (speed >= sp.stationary_kmh) & hazmat)
         alerts = []
         for i in moving.tolist():
             row = int(r[i])
@@ -151,6 +199,39 @@ class VehicleMovements:
             alerts.append(self._alert("night_driving", batch, int(order[i]), float(ts[i]), {
                 "speed": float(speed[i]), "banned": f"{sp.night_start_h:02d}:00-{sp.night_end_h:02d}:00 local"}))
         return alerts
+
+    def _route(self, batch, seq, lon, lat, speed, hazmat) -> list[dict]:
+        """``off_route``: a hazardous-goods vehicle with authorised routes drives outside all their corridors
+        and outside authorised sites; once per excursion (standing still neither starts nor ends one)."""
+        if not self.corridors.allowed or not hazmat.any():
+            return []
+        cand = hazmat & (speed >= self.spec.stationary_kmh)
+        cand[cand] = [batch.entities[o] in self.corridors.allowed for o in seq.order[cand].tolist()]
+        if not cand.any():
+            return []
+        sub = seq.subset(cand)
+        entities = [batch.entities[o] for o in sub.order.tolist()]
+        off = (self.corridors.outside(entities, lon[cand], lat[cand])
+               & ~self.zones.inside(lon[cand], lat[cand], self.spec.authorised_kind)).astype(np.float64)
+        return self._episodes("off_route", batch, sub, off, self.state.store["vehicle.off"],
+                              lambda o, k: {"routes": self.ref.vehicles[batch.entities[o]].routes,
+                                            "speed": float(speed[cand][k])})
+
+    def _speed(self, batch, seq, speed, hazmat) -> list[dict]:
+        """``speeding_hazardous``: a hazardous-goods vehicle above its class limit; once per episode."""
+        if not hazmat.any():
+            return []
+        limit, fast = self.spec.hazardous_max_kmh, speed[hazmat]
+        return self._episodes("speeding_hazardous", batch, seq.subset(hazmat), (fast > limit).astype(np.float64),
+                              self.state.store["vehicle.fast"],
+                              lambda o, k: {"speed": float(fast[k]), "limit": limit})
+
+    def _episodes(self, kind: str, batch, sub, flag: np.ndarray, stored: np.ndarray, evidence) -> list[dict]:
+        """A signal where ``flag`` (0/1, in ``sub``'s order) turns on; the last flag per entity is kept."""
+        starts = np.flatnonzero((flag == 1.0) & (sub.previous(flag, stored) == 0.0))
+        stored[sub.rows[sub.last]] = flag[sub.last]
+        return [self._alert(kind, batch, int(sub.order[k]), float(batch.ts[sub.order[k]]),
+                            evidence(int(sub.order[k]), k)) for k in starts.tolist()]
 
     def sweep(self, state: EntityState, now: float) -> list[dict]:
         """``signal_lost_moving`` for vehicles that went quiet while driving."""
