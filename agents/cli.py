@@ -370,7 +370,7 @@ def replay_cmd(
         task = progress.add_task("replaying", total=None)
         started = time.perf_counter()
         try:
-            summary = replay(read_ndjson(files), registry, settings, source=source, on_signal=on_signal,
+            summary = replay(read_ndjson(files), registry, settings, source=source, refdata=ref, on_signal=on_signal,
                              on_progress=lambda n: progress.advance(task, n))
         finally:
             if sig_file:

@@ -17,6 +17,8 @@ import orjson
 
 from models.engine import SourceEngine
 from settings import Settings
+from state.refdata import RefData
+from streams.partitioner import PartitionCache
 from streams.registry import Registry
 
 CHUNK = 20_000
@@ -44,17 +46,24 @@ def read_ndjson(paths: Iterable[Path]) -> Iterator[object]:
 
 
 def replay(records: Iterable[object], registry: Registry, settings: Settings, *, source: str | None = None,
-           on_signal: Callable[[dict], None], on_progress: Callable[[int], None] | None = None) -> ReplaySummary:
-    """Run ``records`` through the engines in order; ``on_signal`` gets every detector signal."""
-    engines: dict[str, SourceEngine] = {}
-    pending: dict[str, list] = defaultdict(list)
+           refdata: RefData | None = None, on_signal: Callable[[dict], None],
+           on_progress: Callable[[int], None] | None = None) -> ReplaySummary:
+    """Run ``records`` through the engines in order; ``on_signal`` gets every detector signal.
+
+    Records are split by partition exactly as the live topics split them
+    (``WARDEN_PARTITIONS``), each partition with its own engine, so detectors
+    that compare an entity with its partition's peers see what they saw live.
+    """
+    engines: dict[tuple[str, int], SourceEngine] = {}
+    pending: dict[tuple[str, int], list] = defaultdict(list)
+    partition_of = PartitionCache(settings.partitions)
     summary = ReplaySummary()
 
-    def run(name: str) -> None:
-        batch, pending[name] = pending[name], []
-        engine = engines.get(name)
+    def run(key: tuple[str, int]) -> None:
+        batch, pending[key] = pending[key], []
+        engine = engines.get(key)
         if engine is None:
-            engine = engines[name] = SourceEngine(registry[name], settings)
+            engine = engines[key] = SourceEngine(registry[key[0]], settings, refdata=refdata)
         out = engine.process(batch)
         summary.accepted += out.accepted
         summary.rejects.update(r.reason for r in out.rejects)
@@ -66,17 +75,20 @@ def replay(records: Iterable[object], registry: Registry, settings: Settings, *,
 
     for record in records:
         summary.records += 1
-        name = record.get("source", source) if isinstance(record, dict) else source
+        if not isinstance(record, dict):
+            summary.rejects["not_object" if isinstance(record, list) else "not_json"] += 1
+            continue
+        name = record.get("source", source)
         if name is None or name not in registry:
-            summary.rejects["unknown_source" if isinstance(record, dict) else "not_json"] += 1
+            summary.rejects["unknown_source"] += 1
             continue
-        if not isinstance(record, dict) and not isinstance(record, list):
-            summary.rejects["not_json"] += 1
-            continue
-        pending[name].append(record)
-        if len(pending[name]) >= CHUNK:
-            run(name)
-    for name in list(pending):
-        if pending[name]:
-            run(name)
+        entity = record.get(registry[name].entity_field)
+        key = (name, partition_of(entity) if isinstance(entity, str) else 0)
+        batch = pending[key]
+        batch.append(record)
+        if len(batch) >= CHUNK:
+            run(key)
+    for key in list(pending):
+        if pending[key]:
+            run(key)
     return summary
