@@ -183,6 +183,11 @@ class AlertStore:
                 except WatchError:
                     continue   # changed under us (a merge, another officer): read again
 
+    async def labels_after(self, cursor: str, count: int = 1000) -> list[tuple[str, dict]]:
+        """Staff labels after stream id ``cursor``, oldest first."""
+        got = await self.redis.xread({LABEL_STREAM: cursor}, count=count)
+        return [(i.decode(), orjson.loads(f[b"label"])) for _, entries in got or [] for i, f in entries]
+
     async def trim(self, now: float | None = None) -> int:
         """Drop index entries of alerts past retention; returns how many."""
         cutoff = (now or time.time()) - self.retention

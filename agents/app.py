@@ -79,6 +79,7 @@ class Worker:
         self.app.timer(5.0)(self._sweep_idle)
         self.app.timer(settings.refdata_refresh_s)(self._refresh_refdata)
         self.app.timer(3600.0)(self._trim_alerts)
+        self.app.timer(settings.refdata_refresh_s)(self._learn_labels)
         self.app.page("/health")(self._health_view())
         api.register(self.app, settings, lambda: self.store)
 
@@ -109,6 +110,7 @@ class Worker:
         await self.refdata.refresh()
         self.store = AlertStore(self.redis, s)
         self.alert_manager = AlertManager(self.store, self.refdata, QuietPeriods(s.alert_quiet_s))
+        await self.alert_manager.learn_labels()
         self.delivery = Delivery(self.redis, self.producer, s, self.metrics.worker_id)
         self.delivery.start()
         self.ready.set()
@@ -194,6 +196,10 @@ class Worker:
                 await self.refdata.refresh()
             except ValueError as exc:   # stored by an older or newer release: keep what we have
                 log.error("reference data not refreshed: %s", exc)
+
+    async def _learn_labels(self) -> None:
+        if self.alert_manager is not None:
+            await self.alert_manager.learn_labels()
 
     async def _trim_alerts(self) -> None:
         if self.store is not None:

@@ -280,3 +280,33 @@ def test_worker_merges_routes_delivers_to_a_flaky_webhook_and_serves_the_api(sta
     import urllib.request as rq
     wait_until(lambda: orjson.loads(rq.urlopen(f"http://127.0.0.1:{worker.port}/health").read())[
         "refdata_version"] == version + 1, what="the worker to pick up new reference data")
+
+
+def test_staff_marks_lower_the_severity_of_kinds_they_reject_but_never_of_limit_breaches(redis_url):
+    async def scenario():
+        import redis.asyncio as aioredis
+
+        r = aioredis.Redis.from_url(redis_url)
+        store = AlertStore(r, Settings(redis_url=redis_url))
+        cache = RefCache(r)
+        manager = AlertManager(store, cache, QuietPeriods({"*": 60.0}))
+
+        def sig(kind: str, model: str, i: int, source: str = "power") -> dict:
+            return new_signal(source=source, kind=kind, entity=f"m-{i}", ts=TS + i, window_start=TS + i,
+                              window_s=0.0, score=0.6, severity="warning", model=model, evidence={})
+
+        kinds = [("kw_consumption_abnormal", "consumption@1", False), ("night_flow", "night_flow@1", True),
+                 ("voltage_low", "threshold@1", False)]
+        for i in range(15):
+            for kind, model, real in kinds:
+                (alert,) = await manager.handle([sig(kind, model, i)])
+                await store.transition(alert["id"], "resolve" if real else "false_positive", "officer.chen")
+        assert await manager.learn_labels() == 45 and await manager.learn_labels() == 0
+        fresh = {a["kind"]: a for a in await manager.handle([sig(k, m, 100) for k, m, _ in kinds])}
+        assert fresh["kw_consumption_abnormal"]["severity"] == "info"
+        assert fresh["kw_consumption_abnormal"]["context"]["feedback"]["severity_was"] == "warning"
+        assert fresh["night_flow"]["severity"] == "warning"
+        assert fresh["voltage_low"]["severity"] == "warning"      # a limit breach is never lowered
+        await r.aclose()
+
+    run(scenario())
