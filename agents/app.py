@@ -98,7 +98,7 @@ class Worker:
 
     async def start(self) -> None:
         s = self.settings
-        await ensure_topics(s.bootstrap_servers, warden_topics(s, self.registry), s.partitions)
+        await ensure_topics(s.bootstrap_servers, warden_topics(s, self.registry))
         self.redis = aioredis.Redis.from_url(s.redis_url)
         await self.redis.ping()
         self.producer = BatchingProducer(s.bootstrap_servers, batch_records=s.producer_batch_records,
@@ -131,7 +131,8 @@ class Worker:
 
     def _add_agent(self, source: Source) -> None:
         topic = self.app.topic(source.topic, key_type=bytes, value_type=bytes, key_serializer="raw",
-                               value_serializer="raw", acks=False, partitions=self.settings.partitions)
+                               value_serializer="raw", acks=False,
+                               partitions=source.partition_count(self.settings.partitions))
         take, within = self.settings.agent_take_messages, self.settings.agent_take_within_s
 
         async def ingest(stream):

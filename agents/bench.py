@@ -58,7 +58,7 @@ def run_bench(settings: Settings, registry: Registry, *, records: int, entities:
 async def _bench(settings: Settings, registry: Registry, records: int, entities: int,
                  latency_rate: float, probes: int) -> dict:
     topics = {name: s.topic for name, s in registry.items()}
-    await ensure_topics(settings.bootstrap_servers, warden_topics(settings, registry), settings.partitions)
+    await ensure_topics(settings.bootstrap_servers, warden_topics(settings, registry))
     sim = CitySimulator(entities=entities, seed=7, start_ts=BENCH_START_TS, missing=0.0)
     producer = BatchingProducer(settings.bootstrap_servers, batch_records=settings.producer_batch_records,
                                 linger_ms=settings.producer_linger_ms, client_id="warden-bench")
@@ -67,7 +67,8 @@ async def _bench(settings: Settings, registry: Registry, records: int, entities:
         task = progress.add_task("sending", total=records)
         await pump(sim, producer, topics, max_records=records,
                    on_tick=lambda n, _ts: progress.advance(task, n))
-    raw_rate = await _raw_ceiling(settings, list(topics.values()), records)
+    raw_rate = await _raw_ceiling(settings, {t: n for t, n in warden_topics(settings, registry).items()
+                                             if t in topics.values()}, records)
     redis = aioredis.Redis.from_url(settings.redis_url)
     worker = _start_worker(settings)
     try:
@@ -95,13 +96,13 @@ async def _bench(settings: Settings, registry: Registry, records: int, entities:
     }
 
 
-async def _raw_ceiling(settings: Settings, topics: list[str], records: int) -> float:
+async def _raw_ceiling(settings: Settings, topics: dict[str, int], records: int) -> float:
     """Records/s of a bare aiokafka consume + orjson decode + per-entity dict update."""
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=None,
                                 enable_auto_commit=False, max_partition_fetch_bytes=8 * 1024 * 1024)
     await consumer.start()
     try:
-        tps = [TopicPartition(t, p) for t in topics for p in range(settings.partitions)]
+        tps = [TopicPartition(t, p) for t, n in topics.items() for p in range(n)]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         seen: dict[str, float] = {}

@@ -248,7 +248,7 @@ def up() -> None:
 
     settings, registry = get_settings(), _registry()
     with embedded_stack(settings) as live:
-        asyncio.run(ensure_topics(live.bootstrap_servers, warden_topics(live, registry), live.partitions))
+        asyncio.run(ensure_topics(live.bootstrap_servers, warden_topics(live, registry)))
         console.print(f"broker  [bold]{live.broker}[/]\nredis   [bold]{live.redis_url}[/]")
         console.print(f"export WARDEN_BROKER={live.broker} WARDEN_REDIS_URL={live.redis_url} "
                       "WARDEN_EMBEDDED=true", soft_wrap=True, highlight=False)

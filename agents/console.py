@@ -71,7 +71,7 @@ class Summary:
 def run_demo(settings: Settings, registry: Registry, *, entities: int, speed: float) -> None:
     """Run until Ctrl-C, then stop the simulator, the worker and the embedded stack."""
     with embedded_stack(settings) as live:
-        asyncio.run(ensure_topics(live.bootstrap_servers, warden_topics(live, registry), live.partitions))
+        asyncio.run(ensure_topics(live.bootstrap_servers, warden_topics(live, registry)))
         log = open(live.data_dir / "worker.log", "wb")
         worker = subprocess.Popen([sys.executable, "-m", "agents.cli", "worker"], stdout=log,
                                   stderr=subprocess.STDOUT, env={**os.environ, **child_env(live)})

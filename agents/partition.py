@@ -51,7 +51,7 @@ class PartitionRunner:
         self.outputs, self.checkpoints, self.metrics = outputs, checkpoints, metrics
         self.commit, self.alert, self.refdata = commit, alert, refdata
         self.engine = SourceEngine(source, settings, refdata=refdata())
-        self.owner = PartitionCache(settings.partitions)
+        self.owner = PartitionCache(source.partition_count(settings.partitions))
         self.lock = asyncio.Lock()
         self.restored_offset = -1   # records up to this offset are in the restored state
         self.offset = -1            # last offset processed

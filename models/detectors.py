@@ -10,13 +10,14 @@ from models.rules.peer_use import PeerUse
 from models.rules.sensor_health import SensorHealth
 from models.rules.silence import SilenceWatch
 from models.rules.site_status import ClosedSiteUse
+from models.rules.spatial import SpatialOutlier
 from models.rules.threshold import ThresholdRules
 from models.rules.vehicle import VehicleMovements
 from models.rules.video import VideoEvents
 
 DETECTORS = {d.name: d for d in (ThresholdRules, AnomalyDetector, SensorHealth, AirQualityIndex, SilenceWatch,
                                       VideoEvents, NightFlow, VehicleMovements,
-                                      ConsumptionProfile, ClosedSiteUse, PeerUse)}
+                                      ConsumptionProfile, ClosedSiteUse, PeerUse, SpatialOutlier)}
 
 
 def build(source, state) -> list:

@@ -56,7 +56,7 @@ def replay(records: Iterable[object], registry: Registry, settings: Settings, *,
     """
     engines: dict[tuple[str, int], SourceEngine] = {}
     pending: dict[tuple[str, int], list] = defaultdict(list)
-    partition_of = PartitionCache(settings.partitions)
+    partition_of = {name: PartitionCache(s.partition_count(settings.partitions)) for name, s in registry.items()}
     summary = ReplaySummary()
 
     def run(key: tuple[str, int]) -> None:
@@ -83,7 +83,7 @@ def replay(records: Iterable[object], registry: Registry, settings: Settings, *,
             summary.rejects["unknown_source"] += 1
             continue
         entity = record.get(registry[name].entity_field)
-        key = (name, partition_of(entity) if isinstance(entity, str) else 0)
+        key = (name, partition_of[name](entity) if isinstance(entity, str) else 0)
         batch = pending[key]
         batch.append(record)
         if len(batch) >= CHUNK:

@@ -222,6 +222,20 @@ class PeerUseSpec(BaseModel):
     severity: Literal["info", "warning", "major", "critical"] = "warning"
 
 
+class SpatialSpec(BaseModel):
+    """A station far above its neighbours in the same closed hour (needs every station in one partition)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    field: str = "pm25"
+    radius_km: float = Field(20.0, gt=0)
+    min_neighbours: int = Field(2, ge=1)
+    factor: float = Field(2.0, gt=1, description="times the neighbours' median")
+    min_excess: float = Field(35.0, ge=0, description="and at least this much above it, in the field's unit")
+    grace_s: float = Field(3600.0, ge=0, description="wait past the lateness before judging an hour")
+    severity: Literal["info", "warning", "major", "critical"] = "warning"
+
+
 class Source(BaseModel):
     """A declared sensor source."""
 
@@ -233,6 +247,8 @@ class Source(BaseModel):
     entity_field: str = "entity"
     time_field: str = "ts"
     time_format: Literal["auto", "iso8601", "epoch_s", "epoch_ms"] = "auto"
+    partitions: int | None = Field(None, ge=1, le=1024, description="partitions of the topic (default "
+                                   "WARDEN_PARTITIONS); 1 for a small feed whose detectors compare its entities")
     expected_interval_s: float = Field(60.0, gt=0)
     silence_factor: float = Field(5.0, gt=1, description="silent after this many expected intervals")
     detectors: list[str] = Field(default_factory=lambda: ["threshold"])
@@ -247,7 +263,12 @@ class Source(BaseModel):
     consumption: ConsumptionSpec = Field(default_factory=ConsumptionSpec)
     site_status: SiteStatusSpec = Field(default_factory=SiteStatusSpec)
     peer_use: PeerUseSpec = Field(default_factory=PeerUseSpec)
+    spatial: SpatialSpec = Field(default_factory=SpatialSpec)
     path: Path | None = None
+
+    def partition_count(self, default: int) -> int:
+        """Partitions of this source's topic."""
+        return self.partitions or default
 
     @model_validator(mode="after")
     def _check(self) -> Source:

@@ -1,4 +1,4 @@
-"""Creating the topics Warden reads and writes, with the configured partition count."""
+"""Creating the topics Warden reads and writes, each with its partition count."""
 
 from __future__ import annotations
 
@@ -11,12 +11,15 @@ from settings import Settings
 from streams.registry import Registry
 
 
-def warden_topics(settings: Settings, registry: Registry) -> list[str]:
-    """Every input topic of the registry plus alerts, dead letters and signals."""
-    return [*registry.topics, settings.alerts_topic, settings.deadletter_topic, settings.signals_topic]
+def warden_topics(settings: Settings, registry: Registry) -> dict[str, int]:
+    """Every input topic of the registry plus alerts, dead letters and signals, with their partitions."""
+    topics = {s.topic: s.partition_count(settings.partitions) for s in registry.values()}
+    topics.update(dict.fromkeys((settings.alerts_topic, settings.deadletter_topic, settings.signals_topic),
+                                settings.partitions))
+    return topics
 
 
-async def ensure_topics(bootstrap_servers: str, topics: list[str], partitions: int,
+async def ensure_topics(bootstrap_servers: str, topics: dict[str, int],
                         timeout_s: float = 30.0, **client_options) -> None:
     """Create the missing ones among ``topics`` (existing topics are left as they are)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, **client_options)
@@ -31,8 +34,8 @@ async def ensure_topics(bootstrap_servers: str, topics: list[str], partitions: i
             await asyncio.sleep(0.2)
     try:
         existing = set(await admin.list_topics())
-        missing = [NewTopic(t, num_partitions=partitions, replication_factor=1)
-                   for t in topics if t not in existing]
+        missing = [NewTopic(t, num_partitions=n, replication_factor=1)
+                   for t, n in topics.items() if t not in existing]
         if missing:
             try:
                 await admin.create_topics(missing)

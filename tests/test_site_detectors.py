@@ -90,3 +90,36 @@ def test_group_renting_needs_days_running_far_above_peers():
     # Without reference data nobody is a dwelling: no peer comparison at all.
     assert [s for s in _run(SourceEngine(load_registry()["power"]), records[:5000])
             if s["kind"] == "group_renting"] == []
+
+
+def test_a_station_far_above_its_neighbours_and_only_then():
+    rng = np.random.default_rng(2)
+    cluster = {f"st-{i}": (120.60 + 0.03 * (i % 3), 31.30 + 0.03 * (i // 3)) for i in range(6)}
+    cluster["st-far"] = (121.40, 31.30)                      # ~75 km away: no neighbours
+    ref = RefData.from_doc({"sites": [{"id": f"site-{e}", "lon": x, "lat": y, "category": "air_station",
+                                       "meters": e} for e, (x, y) in cluster.items()]})
+    records = []
+    for k in range(12 * 60):                                  # 12 hours, one reading a minute
+        t = T0 + 60 * k
+        hour = k // 60
+        for e in cluster:
+            pm25 = 40 + rng.normal(0, 4)
+            if e == "st-4" and 3 <= hour < 6:                  # a local source near st-4 for three hours
+                pm25 += 110
+            if e == "st-far" and hour == 4:                    # high, but nobody to compare with
+                pm25 += 200
+            if hour == 8:                                      # a regional episode: everyone high together
+                pm25 += 120
+            records.append({"entity": e, "ts": t, "pm25": round(float(pm25), 1)})
+
+    def spatial(chunk: int) -> list[dict]:
+        engine = SourceEngine(load_registry()["air"], refdata=ref)
+        return [s for s in _run(engine, records, chunk) if s["kind"] == "pm25_above_neighbours"]
+
+    whole, cut = spatial(len(records)), spatial(777)
+    assert [s["id"] for s in whole] == [s["id"] for s in cut]
+    # Judged once the hour is past the lateness (600 s) and the grace (3600 s): hours 3-5 are, by 12:00.
+    assert [(s["entity"], s["window_start"]) for s in whole] == [
+        ("st-4", "2025-12-31T19:00:00.000Z"), ("st-4", "2025-12-31T20:00:00.000Z"),
+        ("st-4", "2025-12-31T21:00:00.000Z")]
+    assert whole[0]["evidence"]["neighbours"] == 5 and 140 < whole[0]["evidence"]["hour_mean"] < 160

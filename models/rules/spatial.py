@@ -1,0 +1,107 @@
+"""A station far above its neighbours: the same closed hour, compared across stations within a radius.
+
+An hour is judged once the partition's event time has passed its end by the
+allowed lateness plus ``grace_s``, so every station's mean for it is final in
+practice; stations' positions come from the reference data (the site their
+device belongs to). It compares entities with each other, so the source
+declares one partition (``partitions = 1``) and the detector sees them all.
+
+>>> import numpy as np
+>>> outliers(np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [50.0, 0.0]]), np.array([40.0, 42.0, 130.0, 300.0]),
+...          radius_km=20, min_neighbours=2, factor=2.0, min_excess=35.0)[0].tolist()
+[2]
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from models.signal import new_signal
+from state.entity_state import EntityState
+from state.refdata import RefData
+from state.zones import metres
+from streams.registry import Source
+from streams.validation import Batch
+
+MODEL = "spatial@1"
+UNLOCATED = -1.0
+
+
+def outliers(xy_km: np.ndarray, values: np.ndarray, *, radius_km: float, min_neighbours: int, factor: float,
+             min_excess: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Indices of stations far above the median of their neighbours, those medians and neighbour counts."""
+    d = np.hypot(*(xy_km[:, None, :] - xy_km[None, :, :]).transpose(2, 0, 1))
+    near = (d <= radius_km) & ~np.eye(len(values), dtype=bool) & ~np.isnan(values)[None, :]
+    count = near.sum(axis=1)
+    with warnings.catch_warnings(), np.errstate(invalid="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)   # stations with no neighbour: an all-NaN row
+        median = np.nanmedian(np.where(near, values[None, :], np.nan), axis=1)
+        hit = (count >= min_neighbours) & (values > factor * median) & (values - median >= min_excess)
+    return np.flatnonzero(hit), median, count
+
+
+class SpatialOutlier:
+    """Raises ``<field>_above_neighbours`` for a station's hour far above nearby stations' same hour."""
+
+    name = "spatial"
+
+    def __init__(self, source: Source, state: EntityState):
+        self.source, self.spec = source, source.spatial
+        if self.spec.field not in state.windowed or "1h" not in state.windows:
+            raise ValueError(f"source {source.name!r}: spatial needs windowed field {self.spec.field!r} and 1h")
+        self.col = state.windowed.index(self.spec.field)
+        state.store.add("spatial.lon", np.float64, fill=np.nan)
+        state.store.add("spatial.lat", np.float64, fill=np.nan)
+        self.state = state
+        self.ref = RefData.empty()
+
+    def use_refdata(self, ref: RefData) -> None:
+        self.ref = ref
+        self.state.store["spatial.lon"][:] = np.nan
+
+    def max_span_s(self, state: EntityState) -> float:
+        return state.span_for_closures("1h", 1) - self.spec.grace_s
+
+    def detect(self, batch: Batch, rows: np.ndarray, state: EntityState) -> list[dict]:
+        if not self.ref.sites:
+            return []
+        seconds, ring = state.windows["1h"]
+        due = int(np.floor((float(state.meta["watermark"]) - state.lateness_s - self.spec.grace_s) / seconds)) - 1
+        done = int(state.meta.get("spatial.hour", due - 1))
+        state.meta["spatial.hour"] = max(done, due)
+        signals = []
+        for hour in range(max(done + 1, due - ring + 3), due + 1):
+            signals += self._judge(hour, state)
+        return signals
+
+    def _located(self, state: EntityState) -> np.ndarray:
+        n = len(state)
+        lon, lat = state.store["spatial.lon"], state.store["spatial.lat"]
+        for row in np.flatnonzero(np.isnan(lon[:n])).tolist():
+            site = self.ref.device_site.get(state.slots.entities[row])
+            lon[row], lat[row] = (site.lon, site.lat) if site else (UNLOCATED, UNLOCATED)
+        return np.flatnonzero(lon[:n] != UNLOCATED)
+
+    def _judge(self, hour: int, state: EntityState) -> list[dict]:
+        rows = self._located(state)
+        if len(rows) <= self.spec.min_neighbours:
+            return []
+        values = state.window_means("1h", rows, np.full(len(rows), hour))[:, self.col]
+        lon, lat = state.store["spatial.lon"][rows], state.store["spatial.lat"][rows]
+        lon0, lat0 = float(lon.mean()), float(lat.mean())
+        xy = np.column_stack([np.sign(lon - lon0) * metres(np.full(len(rows), lon0), lat, lon, lat),
+                              np.sign(lat - lat0) * metres(lon, np.full(len(rows), lat0), lon, lat)]) / 1000.0
+        sp = self.spec
+        hits, median, count = outliers(xy, values, radius_km=sp.radius_km, min_neighbours=sp.min_neighbours,
+                                       factor=sp.factor, min_excess=sp.min_excess)
+        seconds = state.windows["1h"][0]
+        return [new_signal(source=self.source.name, kind=f"{sp.field}_above_neighbours",
+                           entity=state.slots.entities[rows[i]], ts=float((hour + 1) * seconds),
+                           window_start=float(hour * seconds), window_s=float(seconds),
+                           score=float(min(1.0, 1.0 - median[i] / values[i])), severity=sp.severity, model=MODEL,
+                           evidence={"field": sp.field, "hour_mean": round(float(values[i]), 2),
+                                     "neighbours_median": round(float(median[i]), 2),
+                                     "neighbours": int(count[i]), "radius_km": sp.radius_km})
+                for i in hits.tolist()]
