@@ -4,6 +4,7 @@ records forwarded to the partition that owns them - all through the batching pro
 from __future__ import annotations
 
 from settings import Settings
+from streams.partitioner import PartitionCache
 from streams.producer import BatchingProducer
 
 
@@ -24,6 +25,10 @@ class Outputs:
 
     async def forward(self, topic: str, entity: str, record: dict) -> None:
         await self.producer.send(topic, entity, record)
+
+    async def partitioner(self, topic: str) -> PartitionCache:
+        """Entity -> partition for ``topic`` as its metadata says (what forwarding will use)."""
+        return await self.producer.partitions(topic)
 
     async def flush(self) -> None:
         await self.producer.flush()

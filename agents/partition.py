@@ -51,7 +51,7 @@ class PartitionRunner:
         self.outputs, self.checkpoints, self.metrics = outputs, checkpoints, metrics
         self.commit, self.alert, self.refdata = commit, alert, refdata
         self.engine = SourceEngine(source, settings, refdata=refdata())
-        self.owner = PartitionCache(source.partition_count(settings.partitions))
+        self.owner: PartitionCache | None = None   # from the topic's metadata, in restore()
         self.lock = asyncio.Lock()
         self.restored_offset = -1   # records up to this offset are in the restored state
         self.offset = -1            # last offset processed
@@ -60,7 +60,14 @@ class PartitionRunner:
         self.last_message_at = time.time()
 
     async def restore(self) -> None:
-        """Load the partition's checkpoint, if any (a layout change starts afresh from its offset)."""
+        """Learn the topic's real partition count; load the partition's checkpoint, if any (a layout
+        change starts afresh from its offset)."""
+        self.owner = await self.outputs.partitioner(self.source.topic)
+        declared = self.source.partition_count(self.settings.partitions)
+        if self.owner.partitions != declared:
+            log.warning("%s has %d partitions, %d declared: ownership follows the topic (create it with "
+                        "%d to get the declared layout)", self.source.topic, self.owner.partitions, declared,
+                        declared)
         found = await self.checkpoints.load(self.source.name, self.partition)
         if found is None:
             return
