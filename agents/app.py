@@ -26,6 +26,7 @@ from agents import api
 from agents.alert_manager import AlertManager
 from agents.alert_store import AlertStore
 from agents.delivery import Delivery
+from agents.health import Health
 from agents.metrics import WorkerMetrics
 from agents.outputs import Outputs
 from agents.partition import Message, PartitionRunner
@@ -61,6 +62,7 @@ class Worker:
             web_port=settings.web_port,
         )
         self.metrics = WorkerMetrics()
+        self.health = Health()
         self.redis: aioredis.Redis | None = None
         self.outputs: Outputs | None = None
         self.producer: BatchingProducer | None = None
@@ -74,12 +76,11 @@ class Worker:
             self._add_agent(source)
         self.app.on_partitions_revoked.connect(self._on_revoked)
         self.app.service(self._Lifecycle(self))
-        self.app.timer(settings.checkpoint_interval_s)(self._checkpoint_all)
-        self.app.timer(1.0)(self._publish_metrics)
-        self.app.timer(5.0)(self._sweep_idle)
-        self.app.timer(settings.refdata_refresh_s)(self._refresh_refdata)
-        self.app.timer(3600.0)(self._trim_alerts)
-        self.app.timer(settings.refdata_refresh_s)(self._learn_labels)
+        # Periodic work; a Redis outage skips a turn (and is reported) instead of crashing the app.
+        for every, work in ((settings.checkpoint_interval_s, self._checkpoint_all), (1.0, self._publish_metrics),
+                            (5.0, self._sweep_idle), (settings.refdata_refresh_s, self._refresh_refdata),
+                            (settings.refdata_refresh_s, self._learn_labels), (3600.0, self._trim_alerts)):
+            self.app.timer(every, name=f"warden.{work.__name__.strip('_')}")(self._guarded(work))
         self.app.page("/health")(self._health_view())
         api.register(self.app, settings, lambda: self.store)
 
@@ -126,7 +127,7 @@ class Worker:
         if self.producer:
             await self.producer.stop()
         if self.redis:
-            await self._publish_metrics()
+            await self.health.attempt("final metrics", self._publish_metrics)
             await self.redis.aclose()
 
     def _add_agent(self, source: Source) -> None:
@@ -147,20 +148,19 @@ class Worker:
 
         self.app.agent(topic, name=f"warden.ingest.{source.name}")(ingest)
 
+    def _guarded(self, work):
+        async def guarded() -> None:
+            await self.health.attempt(work.__name__.strip("_"), work)
+
+        guarded.__name__ = work.__name__
+        return guarded
+
     async def _manage(self, signals: list[dict]) -> None:
         """Merge and store a batch's signals, retrying (with back-off) while Redis is unavailable."""
         if not signals:
             return
-        delay = 0.5
-        while True:
-            try:
-                alerts = await self.alert_manager.handle(signals)
-                self.metrics.alerted(alerts)
-                return
-            except (ConnectionError, OSError, aioredis.RedisError) as exc:
-                log.warning("alert manager: %s; retrying in %.1f s", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 30.0)
+        alerts = await self.health.retry("alert manager", lambda: self.alert_manager.handle(signals))
+        self.metrics.alerted(alerts)
 
     async def _runner(self, source: Source, partition: int) -> PartitionRunner:
         key = (source.name, partition)
@@ -168,7 +168,8 @@ class Worker:
         if runner is None:
             await self.ready.wait()
             runner = PartitionRunner(source, partition, self.settings, self.outputs, self.checkpoints,
-                                     self.metrics, self._commit, self._manage, lambda: self.refdata.current)
+                                     self.metrics, self._commit, self._manage, lambda: self.refdata.current,
+                                     self.health)
             await runner.restore()
             self.runners[key] = runner
         return runner
@@ -215,7 +216,8 @@ class Worker:
 
         async def health(web, request):
             snap = worker.metrics.snapshot()
-            return web.json({"status": "ok", "worker": snap["worker"], "partitions": len(worker.runners),
+            return web.json({"status": worker.health.status, "problems": worker.health.problems,
+                             "worker": snap["worker"], "partitions": len(worker.runners),
                              "records": snap["records"], "dead_letters": snap["dead_letters"],
                              "alerts": snap["alerts"],
                              "refdata_version": worker.refdata.current.version if worker.refdata else None,

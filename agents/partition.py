@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import orjson
 
+from agents.health import UNAVAILABLE, Health
 from agents.metrics import WorkerMetrics
 from agents.outputs import Outputs
 from models.engine import SourceEngine
@@ -46,10 +47,11 @@ class PartitionRunner:
     def __init__(self, source: Source, partition: int, settings: Settings, outputs: Outputs,
                  checkpoints: CheckpointStore, metrics: WorkerMetrics,
                  commit: Callable[[str, int, int], Awaitable[None]],
-                 alert: Callable[[list[dict]], Awaitable[None]], refdata: Callable[[], RefData]):
+                 alert: Callable[[list[dict]], Awaitable[None]], refdata: Callable[[], RefData],
+                 health: Health):
         self.source, self.partition, self.settings = source, partition, settings
         self.outputs, self.checkpoints, self.metrics = outputs, checkpoints, metrics
-        self.commit, self.alert, self.refdata = commit, alert, refdata
+        self.commit, self.alert, self.refdata, self.health = commit, alert, refdata, health
         self.engine = SourceEngine(source, settings, refdata=refdata())
         self.owner: PartitionCache | None = None   # from the topic's metadata, in restore()
         self.lock = asyncio.Lock()
@@ -68,7 +70,8 @@ class PartitionRunner:
             log.warning("%s has %d partitions, %d declared: ownership follows the topic (create it with "
                         "%d to get the declared layout)", self.source.topic, self.owner.partitions, declared,
                         declared)
-        found = await self.checkpoints.load(self.source.name, self.partition)
+        found = await self.health.retry("checkpoint restore",
+                                        lambda: self.checkpoints.load(self.source.name, self.partition))
         if found is None:
             return
         try:
@@ -156,7 +159,11 @@ class PartitionRunner:
             return
         await self.outputs.flush()
         blob = self.engine.state.to_bytes()
-        await self.checkpoints.save(self.source.name, self.partition, self.offset, blob)
+        try:
+            await self.checkpoints.save(self.source.name, self.partition, self.offset, blob)
+        except UNAVAILABLE as exc:   # nothing committed: the next checkpoint covers these records
+            self.health.failed("redis", "checkpoint", exc)
+            return
         self.checkpointed = self.offset
         self.metrics.checkpointed(self.source.name, self.partition, len(blob), len(self.engine.state))
         await self.commit(self.source.topic, self.partition, self.offset + 1)
