@@ -28,6 +28,7 @@ from agents.alert_store import AlertStore
 from agents.delivery import Delivery
 from agents.health import Health
 from agents.metrics import WorkerMetrics
+from agents.prometheus import CONTENT_TYPE, WorkerCollector, WorkerPrometheus
 from agents.outputs import Outputs
 from agents.partition import Message, PartitionRunner
 from agents.transport import app_class
@@ -63,6 +64,9 @@ class Worker:
         )
         self.metrics = WorkerMetrics()
         self.health = Health()
+        self.prometheus = WorkerPrometheus(WorkerCollector(self.metrics.snapshot, self._lag,
+                                                           lambda: self.health.problems))
+        self.metrics.on_latency = self.prometheus.latency.observe
         self.redis: aioredis.Redis | None = None
         self.outputs: Outputs | None = None
         self.producer: BatchingProducer | None = None
@@ -82,6 +86,7 @@ class Worker:
                             (settings.refdata_refresh_s, self._learn_labels), (3600.0, self._trim_alerts)):
             self.app.timer(every, name=f"warden.{work.__name__.strip('_')}")(self._guarded(work))
         self.app.page("/health")(self._health_view())
+        self.app.page("/metrics")(self._metrics_view())
         api.register(self.app, settings, lambda: self.store)
 
     class _Lifecycle(faust.Service):
@@ -141,7 +146,7 @@ class Worker:
                 by_partition: dict[int, list[Message]] = defaultdict(list)
                 for event in events:
                     m = event.message
-                    by_partition[m.partition].append(Message(m.offset, m.value))
+                    by_partition[m.partition].append(Message(m.offset, m.value, m.timestamp))
                 for partition, messages in by_partition.items():
                     runner = await self._runner(source, partition)
                     await runner.process(messages)
@@ -211,6 +216,26 @@ class Worker:
         if self.redis is not None:
             await self.metrics.publish(self.redis)
 
+    def _lag(self) -> dict[tuple[str, int], int]:
+        """Per owned partition: messages in Kafka beyond the last one processed."""
+        out = {}
+        for runner in list(self.runners.values()):
+            try:
+                high = self.app.consumer.highwater(TP(runner.source.topic, runner.partition))
+            except Exception:  # noqa: BLE001 - no fetch yet for this partition: no figure
+                continue
+            if high is not None and high >= 0:
+                out[(runner.source.topic, runner.partition)] = max(0, int(high) - runner.offset - 1)
+        return out
+
+    def _metrics_view(self):
+        worker = self
+
+        async def metrics(web, request):
+            return web.bytes(worker.prometheus.render(), content_type=CONTENT_TYPE)
+
+        return metrics
+
     def _health_view(self):
         worker = self
 
@@ -219,7 +244,7 @@ class Worker:
             return web.json({"status": worker.health.status, "problems": worker.health.problems,
                              "worker": snap["worker"], "partitions": len(worker.runners),
                              "records": snap["records"], "dead_letters": snap["dead_letters"],
-                             "alerts": snap["alerts"],
+                             "alerts": snap["alerts"], "lag": sum(worker._lag().values()),
                              "refdata_version": worker.refdata.current.version if worker.refdata else None,
                              "delivery": worker.delivery.status() if worker.delivery else {}})
 

@@ -32,6 +32,7 @@ class WorkerMetrics:
         self.first_record_at: float | None = None
         self.last_record_at: float | None = None
         self.rss_at_start = psutil.Process().memory_info().rss
+        self.on_latency = None   # set by the worker: its Prometheus histogram's observe
 
     def processed(self, source: str, records: int, accepted: int, signals: int, forwarded: int) -> None:
         now = time.time()
@@ -44,6 +45,10 @@ class WorkerMetrics:
 
     def alerted(self, alerts: list[dict]) -> None:
         self.alerts.update(a["event"] for a in alerts)
+
+    def batch_latency(self, seconds: float) -> None:
+        if self.on_latency is not None:
+            self.on_latency(max(seconds, 0.0))
 
     def dead(self, source: str, reason: str) -> None:
         self.dead_letters[f"{source}:{reason}"] += 1

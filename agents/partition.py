@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 class Message:
     offset: int
     value: bytes | None
+    timestamp: float | None = None   # Kafka append (or create) time, epoch seconds
 
 
 class PartitionRunner:
@@ -130,6 +131,8 @@ class PartitionRunner:
         if messages:
             self.offset = max(self.offset, messages[-1].offset)
             self.last_message_at = time.time()
+            if messages[-1].timestamp:
+                self.metrics.batch_latency(self.last_message_at - messages[-1].timestamp)
         if time.monotonic() - self.last_checkpoint >= self.settings.checkpoint_interval_s:
             await self._checkpoint()
 
