@@ -24,6 +24,9 @@ from streams.registry import Source
 
 _NUMBER_TYPES = frozenset({int, float, type(None)})
 _MAX_ENTITY_LEN = 256
+# A field with no declared range still takes no more than this: beyond it, state
+# (float32 last values, squared deviations) would overflow to inf.
+MAX_MAGNITUDE = 1e15
 
 
 @dataclass(slots=True)
@@ -193,8 +196,8 @@ class Validator:
         bad = present & ~np.isfinite(values)
         for i in np.flatnonzero(bad):
             reject(int(i), "not_finite", f"'{name}' is not a finite number")
-        low = spec.min if spec.min is not None else -np.inf
-        high = spec.max if spec.max is not None else np.inf
+        low = spec.min if spec.min is not None else -MAX_MAGNITUDE
+        high = spec.max if spec.max is not None else MAX_MAGNITUDE
         with np.errstate(invalid="ignore"):
             outside = present & ~bad & ((values < low) | (values > high))
             if spec.type == "int":
