@@ -1,4 +1,4 @@
-"""Faults around the worker: Redis going away for a while (embedded broker and Redis, real processes)."""
+"""Faults around the worker: Redis going away, a worker killed under load (embedded broker and Redis, real processes)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import orjson
 import pytest
 
 from state.redis_server import EmbeddedRedis
+from streams.producer import BatchingProducer
 from tests.conftest import run, wait_until
 from tests.test_worker_integration import _send
 
@@ -63,3 +64,69 @@ def test_redis_outage_holds_alerts_back_reports_it_and_loses_nothing(stack, tmp_
     assert len({a["id"] for a in opened}) == len(opened)          # each alert exactly once
     assert sorted(a["entity"] for a in opened if a["kind"] == "pm25_over_limit") == sorted(["st-before", *stations])
     assert "redis available again" in worker.log.read_text().lower()
+
+
+async def _produce(bootstrap: str, topic: str, records: list[dict], pause_s: float = 0.0) -> None:
+    """Records keyed by entity, in per-partition batches, as the simulator and integrators' producers send them;
+    ``pause_s`` after every 100 records spreads them over time."""
+    import asyncio
+
+    producer = BatchingProducer(bootstrap, batch_records=50, linger_ms=5)
+    await producer.start()
+    try:
+        for i, r in enumerate(records):
+            await producer.send(topic, r["entity"], r)
+            if pause_s and i % 100 == 99:
+                await producer.flush()
+                await asyncio.sleep(pause_s)
+    finally:
+        await producer.stop()
+
+
+def test_worker_killed_under_load_partner_takes_over_every_alert_once_state_continues(stack):
+    import threading
+
+    from tests.test_worker_integration import _checkpointed_count
+
+    first, second = stack.start_worker(), stack.start_worker()
+    wait_until(lambda: len(stack.metrics()) == 2, what="two workers")
+    counters = [f"counter-{i}" for i in range(8)]
+    stations = [f"st-{i:03d}" for i in range(120)]
+    bootstrap = stack.settings.bootstrap_servers
+
+    def load(lo: int, hi: int, pause_s: float = 0.0) -> None:
+        run(_produce(bootstrap, "telemetry.metric", [{"entity": c, "ts": TS + 60 * k, "value": float(k)}
+                                                     for k in range(lo, hi) for c in counters], pause_s))
+        run(_produce(bootstrap, "telemetry.air", [{"entity": s, "ts": TS, "pm25": 150.0}
+                                                  for s in stations[lo // 5:hi // 5]]))
+
+    load(0, 300)
+    wait_until(lambda: sum(_checkpointed_count(stack, "metric", c) for c in counters) == 8 * 300, timeout=90,
+               what="the first half checkpointed")
+    feeder = threading.Thread(target=load, args=(300, 600, 0.1))    # 24 pauses: about 2.5 s of sending
+    feeder.start()
+    time.sleep(1.0)
+    assert feeder.is_alive()
+    first.kill()                                           # kill -9 in the middle of the run
+    feeder.join()
+
+    # The partner takes the dead worker's partitions over, restores their state and carries on.
+    wait_until(lambda: all(_checkpointed_count(stack, "metric", c) == 600 for c in counters), timeout=120,
+               what="every counter at 600 records: none lost, none counted twice")
+    opened = wait_until(lambda: (o := [a for a in stack.stream_alerts()
+                                       if a["event"] == "opened" and a["kind"] == "pm25_over_limit"])
+                        and len(o) >= len(stations) and o, timeout=60, what="an alert for every station")
+    time.sleep(2.0)
+    opened = [a for a in stack.stream_alerts() if a["event"] == "opened" and a["kind"] == "pm25_over_limit"]
+    assert sorted(a["entity"] for a in opened) == stations          # exactly once each
+    counts = {k.decode(): int(orjson.loads(stack.redis.hget(k, "doc"))["count"])
+              for k in stack.redis.scan_iter("warden:alert:*") if k.count(b":") == 2}
+    assert set(counts.values()) == {1}                               # redelivered signals merged once
+    assert second.alive()
+
+    restarted = stack.start_worker()                               # start it again: both share the work
+    wait_until(lambda: len(stack.metrics()) >= 2, what="the restarted worker reporting")
+    load(600, 650)
+    wait_until(lambda: all(_checkpointed_count(stack, "metric", c) == 650 for c in counters), timeout=90,
+               what="counting on with two workers again")
+    assert restarted.alive() and second.alive()
