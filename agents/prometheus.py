@@ -40,7 +40,7 @@ class WorkerCollector:
         for event, n in snap["alerts"].items():
             alerts.add_metric([event], n)
         yield alerts
-        lag = GaugeMetricFamily("warden_lag_records", "records in Kafka not yet processed",
+        lag = GaugeMetricFamily("warden_lag_messages", "messages in Kafka not yet processed (a message holds one record or a batch)",
                                 labels=["topic", "partition"])
         for (topic, partition), n in self.lag().items():
             lag.add_metric([topic, str(partition)], n)
