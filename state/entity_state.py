@@ -15,6 +15,8 @@ event time is late.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import orjson
 import numpy as np
 
@@ -115,6 +117,14 @@ class EntityState:
                 buckets = np.floor(ts / seconds).astype(np.int64)
                 windows.add(self.store[f"{name}.sum"], self.store[f"{name}.count"],
                             self.store[f"{name}.head"], rows, buckets, values)
+
+    def lookup(self, column: str, rows: np.ndarray, compute: Callable[[str], float]) -> np.ndarray:
+        """Values of a per-entity cache column for ``rows``; NaN entries (not yet known) are filled
+        once from ``compute(entity id)``. Reset a column to NaN when what it caches changes."""
+        col = self.store[column]
+        for row in np.unique(rows[np.isnan(col[rows])]).tolist():
+            col[row] = compute(self.slots.entities[row])
+        return col[rows]
 
     def closed_bucket(self, rows: np.ndarray, window: str) -> np.ndarray:
         """The newest bucket of ``window`` that no record can still enter, per entity."""

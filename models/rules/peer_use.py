@@ -27,7 +27,6 @@ from streams.validation import Batch
 
 MODEL = "peer_use@1"
 BINS, LOG_LOW, LOG_HIGH = 240, -4.0, 4.0   # 1e-4 .. 1e4 in the field's unit, 30 bins a decade
-UNKNOWN, OTHER, PEER = -1.0, 0.0, 1.0
 KEEP_DAYS = 3
 
 
@@ -53,7 +52,7 @@ class PeerUse:
         self.source, self.spec = source, source.peer_use
         if self.spec.field not in source.numeric_fields:
             raise ValueError(f"source {source.name!r}: peer_use field {self.spec.field!r} is not numeric")
-        for col, fill in (("member", UNKNOWN), ("day", np.nan), ("sum", 0.0), ("n", 0.0), ("hours", 0.0),
+        for col, fill in (("member", np.nan), ("day", np.nan), ("sum", 0.0), ("n", 0.0), ("hours", 0.0),
                           ("streak", 0.0), ("last_excess", np.nan)):
             state.store.add(f"peer.{col}", np.float64, fill=fill)
         self.state = state
@@ -61,15 +60,14 @@ class PeerUse:
 
     def use_refdata(self, ref: RefData) -> None:
         self.ref = ref
-        self.state.store["peer.member"][:] = UNKNOWN
+        self.state.store["peer.member"][:] = np.nan
 
     def detect(self, batch: Batch, rows: np.ndarray, state: EntityState) -> list[dict]:
         if not self.ref.sites:
             return []
         sp, seq = self.spec, state.sequence
-        st = {c: state.store[f"peer.{c}"] for c in ("member", "day", "sum", "n", "hours", "streak", "last_excess")}
-        self._membership(seq.rows, st["member"], state)
-        peers = st["member"][seq.rows] == PEER
+        st = {c: state.store[f"peer.{c}"] for c in ("day", "sum", "n", "hours", "streak", "last_excess")}
+        peers = state.lookup("peer.member", seq.rows, self._member) == 1.0
         if not peers.any():
             return []
         sub = seq.subset(peers)
@@ -106,10 +104,9 @@ class PeerUse:
         full = np.array([bin(int(h)).count("1") >= sp.min_hours for h in hours.tolist()], dtype=bool)
         return self._judge(days[full], rws[full], means[full], st, state)
 
-    def _membership(self, rows: np.ndarray, member: np.ndarray, state: EntityState) -> None:
-        for row in np.unique(rows[member[rows] == UNKNOWN]).tolist():
-            site = self.ref.device_site.get(state.slots.entities[row])
-            member[row] = PEER if site is not None and site.category in self.spec.categories else OTHER
+    def _member(self, entity: str) -> float:
+        site = self.ref.device_site.get(entity)
+        return float(site is not None and site.category in self.spec.categories)
 
     def _judge(self, days: np.ndarray, rows: np.ndarray, means: np.ndarray, st: dict, state: EntityState) \
             -> list[dict]:

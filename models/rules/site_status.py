@@ -27,7 +27,6 @@ from streams.registry import Source
 from streams.validation import Batch
 
 MODEL = "site_status@1"
-UNKNOWN, OPEN, SHUT = -1.0, 0.0, 1.0
 
 
 class ClosedSiteUse:
@@ -39,14 +38,14 @@ class ClosedSiteUse:
         self.source, self.spec = source, source.site_status
         if self.spec.field not in source.numeric_fields:
             raise ValueError(f"source {source.name!r}: site_status field {self.spec.field!r} is not numeric")
-        state.store.add("site.shut", np.float64, fill=UNKNOWN)
+        state.store.add("site.shut", np.float64, fill=np.nan)   # 1.0: the meter's site is shut
         state.store.add("site.alerted", np.float64, fill=np.nan)
         self.state = state
         self.ref = RefData.empty()
 
     def use_refdata(self, ref: RefData) -> None:
         self.ref = ref
-        self.state.store["site.shut"][:] = UNKNOWN
+        self.state.store["site.shut"][:] = np.nan
 
     def detect(self, batch: Batch, rows: np.ndarray, state: EntityState) -> list[dict]:
         if not self.ref.sites:
@@ -58,19 +57,20 @@ class ClosedSiteUse:
             using = value > sp.min_use
         if not using.any():
             return []
-        shut = state.store["site.shut"]
-        unknown = np.unique(r[using & (shut[r] == UNKNOWN)])
-        for row in unknown.tolist():
-            site = self.ref.device_site.get(state.slots.entities[row])
-            shut[row] = SHUT if site is not None and site.status in sp.statuses else OPEN
+        shut = np.zeros(len(r), dtype=bool)
+        shut[using] = state.lookup("site.shut", r[using], self._shut) == 1.0
         alerted = state.store["site.alerted"]
         signals = []
-        for i in np.flatnonzero(using & (shut[r] == SHUT)).tolist():
+        for i in np.flatnonzero(shut).tolist():
             row = int(r[i])
             if not ts[i] - alerted[row] < sp.dedup_s:     # NaN (never) compares False: raise
                 alerted[row] = ts[i]
                 signals.append(self._signal(batch, int(seq.order[i]), float(ts[i]), float(value[i])))
         return signals
+
+    def _shut(self, entity: str) -> float:
+        site = self.ref.device_site.get(entity)
+        return float(site is not None and site.status in self.spec.statuses)
 
     def _signal(self, batch: Batch, i: int, ts: float, value: float) -> dict:
         entity = batch.entities[i]

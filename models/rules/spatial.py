@@ -60,6 +60,7 @@ class SpatialOutlier:
     def use_refdata(self, ref: RefData) -> None:
         self.ref = ref
         self.state.store["spatial.lon"][:] = np.nan
+        self.state.store["spatial.lat"][:] = np.nan
 
     def max_span_s(self, state: EntityState) -> float:
         return state.span_for_closures("1h", 1) - self.spec.grace_s
@@ -77,12 +78,11 @@ class SpatialOutlier:
         return signals
 
     def _located(self, state: EntityState) -> np.ndarray:
-        n = len(state)
-        lon, lat = state.store["spatial.lon"], state.store["spatial.lat"]
-        for row in np.flatnonzero(np.isnan(lon[:n])).tolist():
-            site = self.ref.device_site.get(state.slots.entities[row])
-            lon[row], lat[row] = (site.lon, site.lat) if site else (UNLOCATED, UNLOCATED)
-        return np.flatnonzero(lon[:n] != UNLOCATED)
+        """Rows of stations whose position the reference data gives."""
+        rows = np.arange(len(state))
+        for axis in ("lon", "lat"):
+            state.lookup(f"spatial.{axis}", rows, lambda e, a=axis: getattr(self.ref.device_site.get(e), a, UNLOCATED))
+        return rows[state.store["spatial.lon"][rows] != UNLOCATED]
 
     def _judge(self, hour: int, state: EntityState) -> list[dict]:
         rows = self._located(state)

@@ -26,7 +26,6 @@ from streams.validation import Batch
 
 MODEL = "vehicle@2"
 M_PER_DEG_LAT = 110_540.0
-UNKNOWN = -1.0
 ZONES_DIR = Path(__file__).resolve().parents[2] / "state" / "data"
 
 
@@ -79,7 +78,7 @@ class VehicleMovements:
         self.speed_i = state.numeric.index("speed")
         for col, fill in (("prev_lon", np.nan), ("prev_lat", np.nan), ("since", np.nan), ("dwell_alerted", np.nan),
                           ("zone", -1.0), ("night", np.nan), ("lost", 0.0), ("prev_speed", np.nan),
-                          ("hazmat", UNKNOWN), ("off", 0.0), ("fast", 0.0)):
+                          ("hazmat", np.nan), ("off", 0.0), ("fast", 0.0)):
             state.store.add(f"vehicle.{col}", np.float64, fill=fill)
         self.state = state
         self.use_refdata(RefData.empty())
@@ -88,7 +87,7 @@ class VehicleMovements:
         self.ref = ref
         self.zones = ref.zones if ref.zones.ids else self.file_zones
         self.corridors = Corridors(ref)
-        self.state.store["vehicle.hazmat"][:] = UNKNOWN
+        self.state.store["vehicle.hazmat"][:] = np.nan
 
     def hazardous(self, entity: str) -> bool:
         """From the vehicle registry once one is loaded, else from the declared id patterns."""
@@ -99,10 +98,7 @@ class VehicleMovements:
 
     def _hazmat(self, rows: np.ndarray, state: EntityState) -> np.ndarray:
         """Per record (rows in sequence order): whether its vehicle carries hazardous goods (cached per row)."""
-        col = state.store["vehicle.hazmat"]
-        for row in np.unique(rows[col[rows] == UNKNOWN]).tolist():
-            col[row] = float(self.hazardous(state.slots.entities[row]))
-        return col[rows] == 1.0
+        return state.lookup("vehicle.hazmat", rows, lambda entity: float(self.hazardous(entity))) == 1.0
 
     def detect(self, batch: Batch, rows: np.ndarray, state: EntityState) -> list[dict]:
         seq = state.sequence
