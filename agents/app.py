@@ -117,8 +117,8 @@ class Worker:
         self.store = AlertStore(self.redis, s)
         self.alert_manager = AlertManager(self.store, self.refdata, QuietPeriods(s.alert_quiet_s))
         await self.alert_manager.learn_labels()
-        self.delivery = Delivery(self.redis, self.producer, s, self.metrics.worker_id)
-        self.delivery.start()
+        self.delivery = Delivery(self.redis, s, self.metrics.worker_id)
+        await self.delivery.start()
         self.ready.set()
 
     async def stop(self) -> None:

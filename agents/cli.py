@@ -264,6 +264,11 @@ def worker(loglevel: str = typer.Option("info", help="crit, error, warn, info or
     from agents.app import Worker
     from agents.stack import embedded_stack
 
+    import gc
+
+    # Fewer cyclic collections over a worker's many long-lived objects: `warden bench` p99 682 / 832 ms
+    # with this vs 1,234 / 1,286 ms without (100k entities, runs in the same hour; a noisy 2-core machine).
+    gc.set_threshold(100_000, 50, 1000)
     registry = _registry()
     with embedded_stack(get_settings()) as live:
         app = Worker(live, registry).app

@@ -154,14 +154,18 @@ def webhook_deliver(hook: Webhook, session: aiohttp.ClientSession) -> Callable[[
 class Delivery:
     """The worker's sinks: the Kafka alerts topic and each configured webhook."""
 
-    def __init__(self, redis: aioredis.Redis, producer: BatchingProducer, settings: Settings, consumer: str):
+    def __init__(self, redis: aioredis.Redis, settings: Settings, consumer: str):
         self.session = aiohttp.ClientSession()
-        self.sinks = [StreamSink(redis, "kafka", consumer, kafka_deliver(producer, settings.alerts_topic))]
+        # Its own producer: flushing alerts must not wait on (or hold up) the ingest path's batches.
+        self.producer = BatchingProducer(settings.bootstrap_servers, batch_records=settings.producer_batch_records,
+                                         linger_ms=settings.producer_linger_ms, client_id=f"{settings.app_id}-alerts")
+        self.sinks = [StreamSink(redis, "kafka", consumer, kafka_deliver(self.producer, settings.alerts_topic))]
         self.sinks += [StreamSink(redis, f"webhook:{h.name}", consumer, webhook_deliver(h, self.session),
                                   h.max_backoff_s) for h in settings.webhooks]
         self.tasks: list[asyncio.Task] = []
 
-    def start(self) -> None:
+    async def start(self) -> None:
+        await self.producer.start()
         self.tasks = [asyncio.create_task(s.run(), name=f"delivery-{s.group}") for s in self.sinks]
 
     async def stop(self) -> None:
@@ -169,6 +173,7 @@ class Delivery:
             t.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
         await self.session.close()
+        await self.producer.stop()
 
     def status(self) -> dict:
         return {s.group: {"delivered": s.delivered, "failures": s.failures, "last_error": s.last_error}
