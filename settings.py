@@ -71,6 +71,7 @@ class Settings(BaseSettings):
     producer_linger_ms: int = Field(20, ge=0)
     agent_take_messages: int = Field(500, ge=1)
     agent_take_within_s: float = Field(0.02, gt=0)
+    engine_batch_records: int = Field(20_000, ge=1, description="records per engine call before yielding")
 
     # Alerts: merging, storage, delivery, API.
     alert_quiet_s: dict[str, float] = Field(

@@ -107,24 +107,14 @@ class PartitionRunner:
             starts.append(len(records))
             decoded_from.append(msg)
             records += decoded.records
+            if len(records) >= self.settings.engine_batch_records:
+                # A bounded slice at a time, yielding in between: other partitions (and the
+                # alerts they hold) do not wait behind one partition's backlog.
+                await self._run(records, starts, decoded_from, dead)
+                records, starts, decoded_from = [], [], []
+                await asyncio.sleep(0)
         if records:
-            ref = self.refdata()
-            if ref is not self.engine.refdata:
-                self.engine.use_refdata(ref)
-            out = self.engine.process(records, owner=lambda e: self.owner(e) == self.partition)
-            starts.append(len(records))
-            for rej in out.rejects:
-                m_i = bisect.bisect_right(starts, rej.position) - 1
-                msg = decoded_from[m_i]
-                alone = starts[m_i + 1] - starts[m_i] == 1
-                raw = msg.value if alone else _bytes(records[rej.position])
-                dead.append(dead_letter(source, topic, self.partition, msg.offset, rej.reason, rej.detail, raw))
-            for pos in out.forward:
-                rec = records[pos]
-                await self.outputs.forward(topic, rec[self.source.entity_field], rec)
-            await self.alert(out.signals)
-            await self.outputs.signals(out.signals)
-            self.metrics.processed(source, len(records), out.accepted, len(out.signals), len(out.forward))
+            await self._run(records, starts, decoded_from, dead)
         for d in dead:
             self.metrics.dead(source, d["reason"])
         await self.outputs.dead_letters(dead)
@@ -135,6 +125,27 @@ class PartitionRunner:
                 self.metrics.batch_latency(self.last_message_at - messages[-1].timestamp)
         if time.monotonic() - self.last_checkpoint >= self.settings.checkpoint_interval_s:
             await self._checkpoint()
+
+    async def _run(self, records: list, starts: list[int], decoded_from: list[Message], dead: list[dict]) -> None:
+        """Records of consecutive messages through the engine; results out; rejects mapped to their message."""
+        source, topic = self.source.name, self.source.topic
+        ref = self.refdata()
+        if ref is not self.engine.refdata:
+            self.engine.use_refdata(ref)
+        out = self.engine.process(records, owner=lambda e: self.owner(e) == self.partition)
+        starts.append(len(records))
+        for rej in out.rejects:
+            m_i = bisect.bisect_right(starts, rej.position) - 1
+            msg = decoded_from[m_i]
+            alone = starts[m_i + 1] - starts[m_i] == 1
+            raw = msg.value if alone else _bytes(records[rej.position])
+            dead.append(dead_letter(source, topic, self.partition, msg.offset, rej.reason, rej.detail, raw))
+        for pos in out.forward:
+            rec = records[pos]
+            await self.outputs.forward(topic, rec[self.source.entity_field], rec)
+        await self.alert(out.signals)
+        await self.outputs.signals(out.signals)
+        self.metrics.processed(source, len(records), out.accepted, len(out.signals), len(out.forward))
 
     async def sweep_idle(self) -> None:
         """When no record has come for an expected interval, let event time run on with the wall clock.
