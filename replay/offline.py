@@ -57,6 +57,8 @@ def replay(records: Iterable[object], registry: Registry, settings: Settings, *,
     engines: dict[tuple[str, int], SourceEngine] = {}
     pending: dict[tuple[str, int], list] = defaultdict(list)
     partition_of = {name: PartitionCache(s.partition_count(settings.partitions)) for name, s in registry.items()}
+    entity_field = {name: s.entity_field for name, s in registry.items()}
+    key_of: dict[str, dict[str, tuple[str, int]]] = {name: {} for name in registry}   # entity -> engine key
     summary = ReplaySummary()
 
     def run(key: tuple[str, int]) -> None:
@@ -73,21 +75,26 @@ def replay(records: Iterable[object], registry: Registry, settings: Settings, *,
         if on_progress:
             on_progress(len(batch))
 
-    for record in records:
-        summary.records += 1
-        if not isinstance(record, dict):
+    # The per-record loop is replay's hot path: plain dict lookups only.
+    n = 0
+    for n, record in enumerate(records, start=1):
+        if type(record) is not dict:
             summary.rejects["not_object" if isinstance(record, list) else "not_json"] += 1
             continue
         name = record.get("source", source)
-        if name is None or name not in registry:
+        keys = key_of.get(name)
+        if keys is None:
             summary.rejects["unknown_source"] += 1
             continue
-        entity = record.get(registry[name].entity_field)
-        key = (name, partition_of[name](entity) if isinstance(entity, str) else 0)
+        entity = record.get(entity_field[name])
+        key = keys.get(entity) if type(entity) is str else (name, 0)
+        if key is None:
+            key = keys[entity] = (name, partition_of[name](entity))
         batch = pending[key]
         batch.append(record)
         if len(batch) >= CHUNK:
             run(key)
+    summary.records = n
     for key in list(pending):
         if pending[key]:
             run(key)
