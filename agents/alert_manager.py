@@ -10,7 +10,7 @@ and changes nothing, so counts stay exact across crashes.
 from __future__ import annotations
 
 from agents.alert_store import AlertStore
-from models.incidents import QuietPeriods, merge, situation, to_alert
+from models.incidents import IncidentBook, QuietPeriods, situation, to_alert
 from models.online.feedback import StaffFeedback
 from models.routing import route
 from state.refdata import RefData
@@ -54,12 +54,11 @@ class AlertManager:
         fresh = [s for s, new in zip(unique, await self.store.unseen([s["id"] for s in unique])) if new]
         if not fresh:
             return []
-        latest = await self.store.latest(sorted({situation(s) for s in fresh}))
+        book = IncidentBook(self.quiet)
+        book.seed(await self.store.latest(sorted({situation(s) for s in fresh})))
         changed: dict[str, tuple[dict, str]] = {}
         for signal in fresh:
-            key = situation(signal)
-            incident, event = merge(latest.get(key), signal, self.quiet(signal["kind"]))
-            latest[key] = incident
+            incident, event = book.add(signal)
             before = changed.get(incident["id"])
             if before is None or _RANK[event] > _RANK[before[1]]:
                 changed[incident["id"]] = (incident, event)

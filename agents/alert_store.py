@@ -3,7 +3,7 @@
 Keys (``<id>`` is the alert id):
 
 - ``warden:alert:<id>`` hash: ``doc`` (the alert's JSON), ``incident`` (the merge state), ``status``, ``first_seen``,
-  ``stored_at``, ``updated_at`` and the latest transition's ``by`` / ``note`` / ``department``
+  ``stored_at``, ``updated_at`` and the ``department`` it was dispatched to (who did what: the history)
 - ``warden:alert:<id>:history`` list of transitions (JSON: action, from, to, by, at, note)
 - ``warden:situation:<source>|<kind>|<entity>`` id of the situation's latest alert
 - ``warden:signal:<signal id>`` marks a signal already merged (redelivery changes nothing)
@@ -43,6 +43,20 @@ class AlertNotFound(KeyError):
 
     def __str__(self) -> str:
         return f"no alert {self.args[0]!r}"
+
+
+_READ_FIELDS = ("doc", "status", "department")
+
+
+def _alert(row: list) -> dict | None:
+    """An alert from its hash fields (:data:`_READ_FIELDS`), or None if it is gone."""
+    doc, status, department = row
+    if doc is None:
+        return None
+    alert = {**orjson.loads(doc), "status": status.decode()}
+    if department:
+        alert["dispatched_to"] = department.decode()
+    return alert
 
 
 def _index_keys(alert: dict) -> list[str]:
@@ -112,13 +126,9 @@ class AlertStore:
 
     async def get(self, alert_id: str, history: bool = True) -> dict:
         """One alert with its current status (and its transitions)."""
-        doc, status, by, note, dept = await self.redis.hmget(ALERT_KEY.format(alert_id), "doc", "status", "by",
-                                                             "note", "department")
-        if doc is None:
+        alert = _alert(await self.redis.hmget(ALERT_KEY.format(alert_id), *_READ_FIELDS))
+        if alert is None:
             raise AlertNotFound(alert_id)
-        alert = {**orjson.loads(doc), "status": status.decode()}
-        if dept:
-            alert["dispatched_to"] = dept.decode()
         if history:
             alert["history"] = [orjson.loads(h) for h in await self.redis.lrange(HISTORY_KEY.format(alert_id), 0, -1)]
         return alert
@@ -126,8 +136,8 @@ class AlertStore:
     async def list(self, *, status: str | None = None, kind: str | None = None, area: str | None = None,
                    severity: str | None = None, limit: int = 50) -> list[dict]:
         """Newest first (by when raised), filtered by any of status, kind, area id and severity."""
-        keys = [IDX.format(k) for k in ([f"status:{status}"] if status else []) + ([f"kind:{kind}"] if kind else [])
-                + ([f"area:{area}"] if area else []) + ([f"severity:{severity}"] if severity else [])]
+        filters = {"status": status, "kind": kind, "area": area, "severity": severity}
+        keys = [IDX.format(f"{name}:{value}") for name, value in filters.items() if value]
         if len(keys) > 1:
             tmp = f"warden:alerts:tmp:{time.monotonic_ns()}"
             async with self.redis.pipeline(transaction=True) as pipe:
@@ -137,13 +147,12 @@ class AlertStore:
                 ids = (await pipe.execute())[1]
         else:
             ids = await self.redis.zrevrange(keys[0] if keys else IDX.format("time"), 0, limit - 1)
-        out = []
-        for alert_id in ids:
-            try:
-                out.append(await self.get(alert_id.decode(), history=False))
-            except AlertNotFound:
-                continue   # expired between index and hash; trim() will drop it
-        return out
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for alert_id in ids:
+                pipe.hmget(ALERT_KEY.format(alert_id.decode()), *_READ_FIELDS)
+            rows = await pipe.execute()
+        # An alert expired between index and hash is skipped; trim() drops its index entries.
+        return [alert for alert in map(_alert, rows) if alert is not None]
 
     async def transition(self, alert_id: str, action: str, by: str, note: str = "",
                          department: str | None = None) -> dict:
@@ -167,7 +176,7 @@ class AlertStore:
                             **({"department": department} if department else {})}
                     alert = {**orjson.loads(doc), "status": to, "event": to}
                     pipe.multi()
-                    pipe.hset(key, mapping={"status": to, "updated_at": now, "by": by, "note": note,
+                    pipe.hset(key, mapping={"status": to, "updated_at": now,
                                             **({"department": department} if department else {})})
                     pipe.rpush(HISTORY_KEY.format(alert_id), orjson.dumps(step))
                     pipe.expire(HISTORY_KEY.format(alert_id), self.retention)

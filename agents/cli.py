@@ -10,6 +10,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from settings import get_settings
@@ -33,8 +34,7 @@ def _registry():
     try:
         return load_registry(get_settings())
     except SourceError as exc:
-        console.print(f"[red]error:[/] {exc}")
-        raise typer.Exit(2) from None
+        _fail(str(exc))
 
 
 @sources_cli.command("list")
@@ -88,7 +88,7 @@ def refdata_load(path: Path = typer.Argument(..., help="folder with areas.geojso
     except RefDataError as exc:
         _fail(str(exc))
     version = _with_redis(lambda r: refstore.save(r, ref))
-    console.print(f"reference data version {version}: " + ", ".join(f"{n:,} {k}" for k, n in ref.counts().items()))
+    console.print(f"reference data version {version}: {_counted(ref.counts())}")
 
 
 @refdata_cli.command("show")
@@ -97,7 +97,7 @@ def refdata_show() -> None:
     from state import refstore
 
     ref = _with_redis(refstore.load)
-    console.print(f"reference data version {ref.version}: " + ", ".join(f"{n:,} {k}" for k, n in ref.counts().items()))
+    console.print(f"reference data version {ref.version}: {_counted(ref.counts())}")
 
 
 @refdata_cli.command("city")
@@ -109,7 +109,11 @@ def refdata_city(path: Path = typer.Argument(..., help="folder to write"),
     from streams.simulator import CitySimulator
 
     counts = write_city(path, CitySimulator(entities=entities, seed=seed), seed)
-    console.print(f"wrote {path}: " + ", ".join(f"{n:,} {k}" for k, n in counts.items()))
+    console.print(f"wrote {path}: {_counted(counts)}")
+
+
+def _counted(counts: dict[str, int]) -> str:
+    return ", ".join(f"{n:,} {what}" for what, n in counts.items())
 
 
 def _alert_row(a: dict) -> list[str]:
@@ -429,7 +433,7 @@ def evaluate_nab(
 
 
 def _fail(message: str, code: int = 2) -> None:
-    console.print(f"[red]error:[/] {message}", highlight=False, soft_wrap=True)
+    console.print(f"[red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 

@@ -58,6 +58,7 @@ class SourceEngine:
     def use_refdata(self, ref: RefData) -> None:
         """Give detectors that consult reference data (sites, vehicles, zones, routes) a new version."""
         self.refdata = ref
+        self.state.forget_lookups()
         for detector in self.detectors:
             if hasattr(detector, "use_refdata"):
                 detector.use_refdata(ref)

@@ -96,12 +96,19 @@ def to_alert(incident: dict, routed: dict, event: str) -> dict:
 
 
 class IncidentBook:
-    """Incidents kept in memory (replay); the live alert manager keeps the same ones in Redis."""
+    """Incidents by id and each situation's latest: the whole replay in memory, or one live batch
+    on top of the incidents the alert manager read from Redis (:meth:`seed`)."""
 
     def __init__(self, quiet: QuietPeriods):
         self.quiet = quiet
         self.incidents: dict[str, dict] = {}
         self.latest: dict[str, str] = {}   # situation -> id of its latest incident
+
+    def seed(self, latest: dict[str, dict]) -> None:
+        """Start from known incidents, by situation."""
+        for key, incident in latest.items():
+            self.incidents[incident["id"]] = incident
+            self.latest[key] = incident["id"]
 
     def add(self, signal: dict) -> tuple[dict, str]:
         key = situation(signal)

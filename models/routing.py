@@ -13,7 +13,7 @@ or a hazardous-goods vehicle.
 
 from __future__ import annotations
 
-from models.signal import SEVERITIES
+from models.signal import SEVERITIES, is_limit_breach
 from state.refdata import RefData
 
 STRONG_SCORE = 0.9
@@ -42,7 +42,7 @@ def context(incident: dict, ref: RefData) -> dict:
 def severity(incident: dict, ctx: dict) -> str:
     """The detector's severity, raised by a strong score and by aggravating context."""
     level = SEVERITIES.index(incident["detector_severity"])
-    if incident["score"] >= STRONG_SCORE and not incident["model"].startswith("threshold"):
+    if incident["score"] >= STRONG_SCORE and not is_limit_breach(incident["model"]):
         level += 1
     if ctx.get("site", {}).get("status") in ("closed", "suspended") or ctx.get("vehicle", {}).get("hazard_class"):
         level += 1

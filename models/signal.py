@@ -13,6 +13,12 @@ import hashlib
 from datetime import UTC, datetime
 
 SEVERITIES = ("info", "warning", "major", "critical")
+LIMIT_MODELS = ("threshold@", "aqi@")   # their signals are breaches of a legal limit, not model opinions
+
+
+def is_limit_breach(model: str) -> bool:
+    """Whether a signal of ``model`` is a rule-mandated limit breach (its severity is never lowered)."""
+    return model.startswith(LIMIT_MODELS)
 
 
 def iso(ts: float) -> str:

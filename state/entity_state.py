@@ -40,6 +40,7 @@ class EntityState:
         self._windowed_idx = [self.numeric.index(f) for f in self.windowed]
         self.slots = SlotMap()
         self.meta: dict[str, object] = {}
+        self._lookups: list[str] = []
         store = self.store = ColumnStore(capacity)
         store.add("last_ts", np.float64, fill=-np.inf)
         store.add("last", np.float32, (len(self.numeric),), fill=np.nan)
@@ -118,9 +119,19 @@ class EntityState:
                 windows.add(self.store[f"{name}.sum"], self.store[f"{name}.count"],
                             self.store[f"{name}.head"], rows, buckets, values)
 
+    def add_lookup(self, column: str) -> None:
+        """A per-entity cache of a fact taken from reference data (NaN until looked up, see :meth:`lookup`)."""
+        self.store.add(column, np.float64, fill=np.nan)
+        self._lookups.append(column)
+
+    def forget_lookups(self) -> None:
+        """Reference data changed (or state was restored): every cached fact is looked up again."""
+        for column in self._lookups:
+            self.store[column][:] = np.nan
+
     def lookup(self, column: str, rows: np.ndarray, compute: Callable[[str], float]) -> np.ndarray:
-        """Values of a per-entity cache column for ``rows``; NaN entries (not yet known) are filled
-        once from ``compute(entity id)``. Reset a column to NaN when what it caches changes."""
+        """Values of a lookup column (:meth:`add_lookup`) for ``rows``; entries not yet known are
+        filled once from ``compute(entity id)``."""
         col = self.store[column]
         for row in np.unique(rows[np.isnan(col[rows])]).tolist():
             col[row] = compute(self.slots.entities[row])

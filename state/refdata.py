@@ -43,7 +43,9 @@ from shapely.geometry import shape
 from state.zones import Zones, ZoneError, metres
 
 LEVELS = ("city", "county", "town")
-DEFAULT_DEPARTMENTS = Path(__file__).resolve().parent / "data" / "departments.toml"
+DATA_DIR = Path(__file__).resolve().parent / "data"
+DEFAULT_DEPARTMENTS = DATA_DIR / "departments.toml"
+CITY_ZONES = DATA_DIR / "city_zones.geojson"
 
 
 class RefDataError(ValueError):
@@ -231,13 +233,13 @@ class RefData:
 
     def place(self, lon: float, lat: float) -> dict:
         """The names and ids of the city, county and town holding a point (levels with no area left out)."""
-        out: dict = {}
+        names, ids = {}, {}
         for level in LEVELS:
             i = int(self.areas.locate(np.array([lon]), np.array([lat]), level)[0])
             if i >= 0:
                 area = self.areas.area(level, i)
-                out[level], out[f"{level}_id"] = area["name"], area["id"]
-        return {k: out[k] for k in sorted(out, key=lambda k: (k.endswith("_id"), LEVELS.index(k.split("_")[0])))}
+                names[level], ids[f"{level}_id"] = area["name"], area["id"]
+        return {**names, **ids}
 
     def nearest_unit(self, department: str, town_id: str | None, lon: float, lat: float) -> Unit | None:
         """The department's unit nearest to the point, preferring units of the point's own town."""

@@ -23,11 +23,17 @@ from shapely import STRtree
 from shapely.geometry import shape
 
 
+M_PER_DEG_LON, M_PER_DEG_LAT = 111_320.0, 110_540.0   # a degree of longitude at the equator, of latitude
+
+
+def local_xy(lon: np.ndarray, lat: np.ndarray, lat0: float) -> tuple[np.ndarray, np.ndarray]:
+    """Metres east and north in a flat frame true around latitude ``lat0`` (exact enough within a city)."""
+    return lon * M_PER_DEG_LON * np.cos(np.radians(lat0)), lat * M_PER_DEG_LAT
+
+
 def metres(lon0: np.ndarray, lat0: np.ndarray, lon1: np.ndarray, lat1: np.ndarray) -> np.ndarray:
     """Distance in metres (equirectangular: exact enough within a city)."""
-    dx = (lon1 - lon0) * np.cos(np.radians((lat0 + lat1) / 2)) * 111_320.0
-    dy = (lat1 - lat0) * 110_540.0
-    return np.hypot(dx, dy)
+    return np.hypot(*local_xy(lon1 - lon0, lat1 - lat0, (lat0 + lat1) / 2))
 
 
 class ZoneError(ValueError):

@@ -19,16 +19,14 @@ and one enforcement unit per town and department. Same seed, same city.
 from __future__ import annotations
 
 import csv
-import tomllib
 from pathlib import Path
 
 import numpy as np
 import orjson
 
+from state.refdata import CITY_ZONES, RefData
 from streams.simulator import CENTRE, CitySimulator
 
-ZONES_FILE = Path(__file__).resolve().parents[1] / "state" / "data" / "city_zones.geojson"
-DEPARTMENTS_FILE = Path(__file__).resolve().parents[1] / "state" / "data" / "departments.toml"
 LAT0, LON0 = CENTRE[0] - 0.3, CENTRE[1] - 0.3
 HAZARDOUS = 10   # gps-0000000 .. gps-0000009, as in gps.toml's list
 DEPOTS = {"site-depot-north": ("Hazardous-goods depot (north)", 120.58, 31.36),
@@ -70,7 +68,7 @@ def write_city(folder: Path, sim: CitySimulator, seed: int = 42) -> dict[str, in
                                          rng.uniform(LAT0 + 0.01, LAT0 + 0.59, n)]), 6)
 
     (folder / "areas.geojson").write_bytes(orjson.dumps({"type": "FeatureCollection", "features": areas()}))
-    zones = orjson.loads(ZONES_FILE.read_bytes())
+    zones = orjson.loads(CITY_ZONES.read_bytes())
     for k in range(3):
         lat = LAT0 + 0.12 + 0.18 * k
         zones["features"].append(_feature({"id": f"river-bank-{k + 1:02d}", "name": f"River bank {k + 1}",
@@ -109,7 +107,7 @@ def write_city(folder: Path, sim: CitySimulator, seed: int = 42) -> dict[str, in
                  "route-depot-park;route-ring" if i < HAZARDOUS else "",
                  ";".join(DEPOTS) if i < HAZARDOUS else ""] for i, e in enumerate(ids.get("gps", []))]
     _csv(folder / "vehicles.csv", ["entity", "plate", "hazard_class", "operator", "routes", "sites"], vehicles)
-    departments = sorted({d for r in tomllib.loads(DEPARTMENTS_FILE.read_text())["rules"] for d in r["departments"]})
+    departments = sorted({d for rule in RefData.empty().departments for d in rule.departments})
     units = []
     for town in towns:
         (lon0, lat0), (lon1, _), _, (_, lat1), _ = town["geometry"]["coordinates"][0]

@@ -236,6 +236,11 @@ class SpatialSpec(BaseModel):
     severity: Literal["info", "warning", "major", "critical"] = "warning"
 
 
+# Detectors whose table names one field: whether that field must be windowed.
+FIELD_DETECTORS = {"night_flow": False, "consumption": True, "site_status": False, "peer_use": False,
+                   "spatial": True}
+
+
 class Source(BaseModel):
     """A declared sensor source."""
 
@@ -288,6 +293,12 @@ class Source(BaseModel):
             raise ValueError("the video detector needs object, count and confidence fields")
         if "anomaly" in self.detectors and not any(f.anomaly for f in self.fields.values()):
             raise ValueError("the anomaly detector needs a field marked anomaly = true")
+        for detector, windowed in FIELD_DETECTORS.items():
+            name = getattr(self, detector).field
+            spec = self.fields.get(name)
+            if detector in self.detectors and (spec is None or not spec.numeric or (windowed and not spec.window)):
+                raise ValueError(f"the {detector} detector needs a numeric{' windowed' if windowed else ''} "
+                                 f"field {name!r} (its [{detector}] table names it)")
         return self
 
     @property

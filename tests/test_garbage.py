@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import math
 
-import orjson
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from models.engine import SourceEngine

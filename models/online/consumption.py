@@ -29,9 +29,8 @@ class ConsumptionProfile:
 
     def __init__(self, source: Source, state: EntityState):
         self.source, self.spec = source, source.consumption
-        if self.spec.field not in state.windowed or "1h" not in state.windows:
-            raise ValueError(f"source {source.name!r}: consumption needs windowed field {self.spec.field!r} "
-                             "and the 1h window")
+        if "1h" not in state.windows:
+            raise ValueError(f"source {source.name!r}: the consumption detector needs the 1h window")
         self.f = state.windowed.index(self.spec.field)
         state.store.add("consumption.profile", np.float16, (SLOTS,), fill=np.nan)
         state.store.add("consumption.seen", np.uint8, (SLOTS,))

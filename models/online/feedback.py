@@ -25,9 +25,7 @@ from collections import Counter
 
 from river import linear_model, optim
 
-from models.signal import SEVERITIES
-
-RULE_MANDATED = ("threshold@", "aqi@")   # models whose alerts are legal limit breaches
+from models.signal import SEVERITIES, is_limit_breach
 
 
 def features(alert: dict) -> dict[str, float]:
@@ -55,7 +53,7 @@ class StaffFeedback:
 
     def adjust(self, alert: dict, severity: str) -> str:
         """``severity``, one step lower if staff keep rejecting alerts like this one (never for limit breaches)."""
-        if alert["model"].startswith(RULE_MANDATED) or self.labels[alert["kind"]] < self.min_labels:
+        if is_limit_breach(alert["model"]) or self.labels[alert["kind"]] < self.min_labels:
             return severity
         if self.confirm_proba(alert) >= self.reject_below:
             return severity

@@ -28,8 +28,6 @@ class NightFlow:
 
     def __init__(self, source: Source, state: EntityState):
         self.source, self.spec = source, source.night_flow
-        if self.spec.field not in source.fields:
-            raise ValueError(f"source {source.name!r}: night_flow field {self.spec.field!r} is not declared")
         state.store.add("night.day", np.float64, fill=np.nan)
         state.store.add("night.min", np.float64, fill=np.nan)
         state.store.add("night.n", np.int32)

@@ -50,17 +50,14 @@ class PeerUse:
 
     def __init__(self, source: Source, state: EntityState):
         self.source, self.spec = source, source.peer_use
-        if self.spec.field not in source.numeric_fields:
-            raise ValueError(f"source {source.name!r}: peer_use field {self.spec.field!r} is not numeric")
-        for col, fill in (("member", np.nan), ("day", np.nan), ("sum", 0.0), ("n", 0.0), ("hours", 0.0),
-                          ("streak", 0.0), ("last_excess", np.nan)):
+        state.add_lookup("peer.member")   # 1.0: the meter's site is one of the peer categories
+        for col, fill in (("day", np.nan), ("sum", 0.0), ("n", 0.0), ("hours", 0.0), ("streak", 0.0),
+                          ("last_excess", np.nan)):
             state.store.add(f"peer.{col}", np.float64, fill=fill)
-        self.state = state
         self.ref = RefData.empty()
 
     def use_refdata(self, ref: RefData) -> None:
         self.ref = ref
-        self.state.store["peer.member"][:] = np.nan
 
     def detect(self, batch: Batch, rows: np.ndarray, state: EntityState) -> list[dict]:
         if not self.ref.sites:
@@ -101,7 +98,7 @@ class PeerUse:
         st["day"][seg_row[keep]], st["sum"][seg_row[keep]] = seg_day[keep], seg_sum[keep]
         st["n"][seg_row[keep]], st["hours"][seg_row[keep]] = seg_n[keep], seg_hours[keep]
         days, rws, means, hours = (np.concatenate(parts) for parts in zip(*closed))
-        full = np.array([bin(int(h)).count("1") >= sp.min_hours for h in hours.tolist()], dtype=bool)
+        full = np.bitwise_count(hours) >= sp.min_hours
         return self._judge(days[full], rws[full], means[full], st, state)
 
     def _member(self, entity: str) -> float:

@@ -1,8 +1,8 @@
 """Use at a closed site: a meter of a site registered closed (or suspended) draws power or water.
 
 Which meter belongs to which site, and the site's status, come from the
-reference data; the per-meter answer is cached in a state column and worked
-out again when a new reference-data version arrives.
+reference data; the per-meter answer is cached in a lookup column of the state
+(worked out again when a new reference-data version arrives).
 
 >>> from state.refdata import RefData
 >>> from streams.registry import load_registry
@@ -36,16 +36,12 @@ class ClosedSiteUse:
 
     def __init__(self, source: Source, state: EntityState):
         self.source, self.spec = source, source.site_status
-        if self.spec.field not in source.numeric_fields:
-            raise ValueError(f"source {source.name!r}: site_status field {self.spec.field!r} is not numeric")
-        state.store.add("site.shut", np.float64, fill=np.nan)   # 1.0: the meter's site is shut
+        state.add_lookup("site.shut")   # 1.0: the meter's site is shut
         state.store.add("site.alerted", np.float64, fill=np.nan)
-        self.state = state
         self.ref = RefData.empty()
 
     def use_refdata(self, ref: RefData) -> None:
         self.ref = ref
-        self.state.store["site.shut"][:] = np.nan
 
     def detect(self, batch: Batch, rows: np.ndarray, state: EntityState) -> list[dict]:
         if not self.ref.sites:

@@ -21,7 +21,7 @@ import numpy as np
 from models.signal import new_signal
 from state.entity_state import EntityState
 from state.refdata import RefData
-from state.zones import metres
+from state.zones import local_xy
 from streams.registry import Source
 from streams.validation import Batch
 
@@ -49,18 +49,15 @@ class SpatialOutlier:
 
     def __init__(self, source: Source, state: EntityState):
         self.source, self.spec = source, source.spatial
-        if self.spec.field not in state.windowed or "1h" not in state.windows:
-            raise ValueError(f"source {source.name!r}: spatial needs windowed field {self.spec.field!r} and 1h")
+        if "1h" not in state.windows:
+            raise ValueError(f"source {source.name!r}: the spatial detector needs the 1h window")
         self.col = state.windowed.index(self.spec.field)
-        state.store.add("spatial.lon", np.float64, fill=np.nan)
-        state.store.add("spatial.lat", np.float64, fill=np.nan)
-        self.state = state
+        state.add_lookup("spatial.lon")
+        state.add_lookup("spatial.lat")
         self.ref = RefData.empty()
 
     def use_refdata(self, ref: RefData) -> None:
         self.ref = ref
-        self.state.store["spatial.lon"][:] = np.nan
-        self.state.store["spatial.lat"][:] = np.nan
 
     def max_span_s(self, state: EntityState) -> float:
         return state.span_for_closures("1h", 1) - self.spec.grace_s
@@ -90,9 +87,7 @@ class SpatialOutlier:
             return []
         values = state.window_means("1h", rows, np.full(len(rows), hour))[:, self.col]
         lon, lat = state.store["spatial.lon"][rows], state.store["spatial.lat"][rows]
-        lon0, lat0 = float(lon.mean()), float(lat.mean())
-        xy = np.column_stack([np.sign(lon - lon0) * metres(np.full(len(rows), lon0), lat, lon, lat),
-                              np.sign(lat - lat0) * metres(lon, np.full(len(rows), lat0), lon, lat)]) / 1000.0
+        xy = np.column_stack(local_xy(lon, lat, float(lat.mean()))) / 1000.0
         sp = self.spec
         hits, median, count = outliers(xy, values, radius_km=sp.radius_km, min_neighbours=sp.min_neighbours,
                                        factor=sp.factor, min_excess=sp.min_excess)

@@ -19,14 +19,12 @@ from shapely import STRtree
 from models.signal import new_signal
 from models.calendar import local_day_hour
 from state.entity_state import EntityState
-from state.refdata import RefData
-from state.zones import Zones, metres
+from state.refdata import DATA_DIR, RefData
+from state.zones import Zones, local_xy, metres
 from streams.registry import Source
 from streams.validation import Batch
 
 MODEL = "vehicle@2"
-M_PER_DEG_LAT = 110_540.0
-ZONES_DIR = Path(__file__).resolve().parents[2] / "state" / "data"
 
 
 def _zones_for(source: Source) -> Zones:
@@ -34,7 +32,7 @@ def _zones_for(source: Source) -> Zones:
     if not name:
         return Zones([], [], [], [])
     candidates = [Path(name)] if Path(name).is_absolute() else \
-        [p / name for p in ((source.path.parent if source.path else None), ZONES_DIR) if p is not None]
+        [p / name for p in ((source.path.parent if source.path else None), DATA_DIR) if p is not None]
     for path in candidates:
         if path.is_file():
             return Zones.load(path)
@@ -46,20 +44,20 @@ class Corridors:
 
     def __init__(self, ref: RefData):
         self.ids = list(ref.routes)
+        index = {rid: k for k, rid in enumerate(self.ids)}
         lats = [c[1] for r in ref.routes.values() for c in shapely.get_coordinates(r["geom"]).tolist()]
-        self.fx = 111_320.0 * np.cos(np.radians(np.mean(lats) if lats else 0.0))
-        scale = np.array([self.fx, M_PER_DEG_LAT])
-        polys = [shapely.transform(r["geom"], lambda xy: xy * scale).buffer(r["corridor_m"])
-                 for r in ref.routes.values()]
+        self.lat0 = float(np.mean(lats)) if lats else 0.0
+        polys = [shapely.transform(r["geom"], lambda ll: np.column_stack(local_xy(ll[:, 0], ll[:, 1], self.lat0)))
+                 .buffer(r["corridor_m"]) for r in ref.routes.values()]
         self.tree = STRtree(polys) if polys else None
-        self.allowed = {v.entity: {self.ids.index(r) for r in v.routes} for v in ref.vehicles.values() if v.routes}
+        self.allowed = {v.entity: {index[r] for r in v.routes} for v in ref.vehicles.values() if v.routes}
 
     def outside(self, entities: list[str], lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
         """Per point: True if it lies in none of its vehicle's authorised corridors."""
         out = np.ones(len(lon), dtype=bool)
         if self.tree is None or not len(lon):
             return out
-        pts, poly = self.tree.query(shapely.points(lon * self.fx, lat * M_PER_DEG_LAT), predicate="within")
+        pts, poly = self.tree.query(shapely.points(*local_xy(lon, lat, self.lat0)), predicate="within")
         for p, k in zip(pts.tolist(), poly.tolist()):
             if k in self.allowed.get(entities[p], ()):
                 out[p] = False
@@ -78,16 +76,16 @@ class VehicleMovements:
         self.speed_i = state.numeric.index("speed")
         for col, fill in (("prev_lon", np.nan), ("prev_lat", np.nan), ("since", np.nan), ("dwell_alerted", np.nan),
                           ("zone", -1.0), ("night", np.nan), ("lost", 0.0), ("prev_speed", np.nan),
-                          ("hazmat", np.nan), ("off", 0.0), ("fast", 0.0)):
+                          ("off", 0.0), ("fast", 0.0)):
             state.store.add(f"vehicle.{col}", np.float64, fill=fill)
-        self.state = state
+        state.add_lookup("vehicle.hazmat")
+        state.add_lookup("vehicle.routed")   # 1.0: the registry gives the vehicle authorised routes
         self.use_refdata(RefData.empty())
 
     def use_refdata(self, ref: RefData) -> None:
         self.ref = ref
         self.zones = ref.zones if ref.zones.ids else self.file_zones
         self.corridors = Corridors(ref)
-        self.state.store["vehicle.hazmat"][:] = np.nan
 
     def hazardous(self, entity: str) -> bool:
         """From the vehicle registry once one is loaded, else from the declared id patterns."""
@@ -111,8 +109,8 @@ class VehicleMovements:
         alerts += self._dwell(batch, seq, ts, lon, lat, speed, st)
         alerts += self._zones(batch, seq, lon, lat, st, hazmat)
         alerts += self._night(batch, seq, ts, speed, st, hazmat)
-        alerts += self._route(batch, seq, lon, lat, speed, hazmat)
-        alerts += self._speed(batch, seq, speed, hazmat)
+        alerts += self._route(batch, seq, lon, lat, speed, hazmat, st, state)
+        alerts += self._speed(batch, seq, speed, hazmat, st)
         r, last = seq.rows, seq.last
         st["prev_lon"][r[last]], st["prev_lat"][r[last]] = lon[last], lat[last]
         st["prev_speed"][r[last]] = speed[last]
@@ -196,30 +194,32 @@ class VehicleMovements:
                 "speed": float(speed[i]), "banned": f"{sp.night_start_h:02d}:00-{sp.night_end_h:02d}:00 local"}))
         return alerts
 
-    def _route(self, batch, seq, lon, lat, speed, hazmat) -> list[dict]:
+    def _route(self, batch, seq, lon, lat, speed, hazmat, st, state) -> list[dict]:
         """``off_route``: a hazardous-goods vehicle with authorised routes drives outside all their corridors
         and outside authorised sites; once per excursion (standing still neither starts nor ends one)."""
         if not self.corridors.allowed or not hazmat.any():
             return []
         cand = hazmat & (speed >= self.spec.stationary_kmh)
-        cand[cand] = [batch.entities[o] in self.corridors.allowed for o in seq.order[cand].tolist()]
+        cand[cand] = state.lookup("vehicle.routed", seq.rows[cand],
+                                  lambda entity: float(entity in self.corridors.allowed)) == 1.0
         if not cand.any():
             return []
         sub = seq.subset(cand)
         entities = [batch.entities[o] for o in sub.order.tolist()]
-        off = (self.corridors.outside(entities, lon[cand], lat[cand])
-               & ~self.zones.inside(lon[cand], lat[cand], self.spec.authorised_kind)).astype(np.float64)
-        return self._episodes("off_route", batch, sub, off, self.state.store["vehicle.off"],
+        lon, lat, speed = lon[cand], lat[cand], speed[cand]
+        off = (self.corridors.outside(entities, lon, lat)
+               & ~self.zones.inside(lon, lat, self.spec.authorised_kind)).astype(np.float64)
+        return self._episodes("off_route", batch, sub, off, st["off"],
                               lambda o, k: {"routes": self.ref.vehicles[batch.entities[o]].routes,
-                                            "speed": float(speed[cand][k])})
+                                            "speed": float(speed[k])})
 
-    def _speed(self, batch, seq, speed, hazmat) -> list[dict]:
+    def _speed(self, batch, seq, speed, hazmat, st) -> list[dict]:
         """``speeding_hazardous``: a hazardous-goods vehicle above its class limit; once per episode."""
         if not hazmat.any():
             return []
         limit, fast = self.spec.hazardous_max_kmh, speed[hazmat]
         return self._episodes("speeding_hazardous", batch, seq.subset(hazmat), (fast > limit).astype(np.float64),
-                              self.state.store["vehicle.fast"],
+                              st["fast"],
                               lambda o, k: {"speed": float(fast[k]), "limit": limit})
 
     def _episodes(self, kind: str, batch, sub, flag: np.ndarray, stored: np.ndarray, evidence) -> list[dict]:
