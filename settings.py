@@ -84,6 +84,14 @@ class Settings(BaseSettings):
     api_token: SecretStr | None = Field(None, description="bearer token for the HTTP API")
     refdata_refresh_s: float = Field(2.0, gt=0, description="how often workers look for new reference data")
 
+    # Replay logs (the archive) and model versions.
+    archive_enabled: bool = Field(True, description="write every accepted record to replay logs")
+    archive_dir: Path | None = Field(None, description="replay logs (default: <data_dir>/archive)")
+    archive_retention_s: float = Field(30 * 86_400.0, gt=0, description="segments older than this are deleted")
+    archive_max_bytes: int = Field(50 * 2**30, gt=0, description="oldest segments go first beyond this size")
+    archive_zstd_level: int = Field(3, ge=1, le=22)
+    models_dir: Path | None = Field(None, description="model version files (default: <data_dir>/models)")
+
     # Consumer group timing (shortened automatically for the embedded broker).
     session_timeout_s: float = 30.0
     rebalance_timeout_s: float = 60.0
@@ -113,6 +121,14 @@ class Settings(BaseSettings):
         if not self.broker:
             raise RuntimeError("no broker configured: set WARDEN_BROKER or run `warden up`")
         return ",".join(s.split("://", 1)[-1] for s in self.broker.split(","))
+
+    @property
+    def archive_path(self) -> Path:
+        return self.archive_dir or self.data_dir / "archive"
+
+    @property
+    def models_path(self) -> Path:
+        return self.models_dir or self.data_dir / "models"
 
     @property
     def faust_broker(self) -> str:

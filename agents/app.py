@@ -25,9 +25,11 @@ from faust.types import TP
 from agents import api
 from agents.alert_manager import AlertManager
 from agents.alert_store import AlertStore
+from agents.archiver import Archiver
 from agents.delivery import Delivery
 from agents.health import Health
 from agents.metrics import WorkerMetrics
+from agents.model_watch import ModelWatch
 from agents.prometheus import CONTENT_TYPE, WorkerCollector, WorkerPrometheus
 from agents.outputs import Outputs
 from agents.partition import Message, PartitionRunner
@@ -75,6 +77,8 @@ class Worker:
         self.alert_manager: AlertManager | None = None
         self.delivery: Delivery | None = None
         self.refdata: RefCache | None = None
+        self.archiver: Archiver | None = None
+        self.models: ModelWatch | None = None
         self.ready = asyncio.Event()  # agents wait for start(): Faust may start them first
         for source in registry.values():
             self._add_agent(source)
@@ -83,7 +87,9 @@ class Worker:
         # Periodic work; a Redis outage skips a turn (and is reported) instead of crashing the app.
         for every, work in ((settings.checkpoint_interval_s, self._checkpoint_all), (1.0, self._publish_metrics),
                             (5.0, self._sweep_idle), (settings.refdata_refresh_s, self._refresh_refdata),
-                            (settings.refdata_refresh_s, self._learn_labels), (3600.0, self._trim_alerts)):
+                            (settings.refdata_refresh_s, self._learn_labels), (3600.0, self._trim_alerts),
+                            (settings.refdata_refresh_s, self._refresh_models), (10.0, self._export_labels),
+                            (3600.0, self._prune_archive)):
             self.app.timer(every, name=f"warden.{work.__name__.strip('_')}")(self._guarded(work))
         self.app.page("/health")(self._health_view())
         self.app.page("/metrics")(self._metrics_view())
@@ -119,14 +125,19 @@ class Worker:
         await self.alert_manager.learn_labels()
         self.delivery = Delivery(self.redis, s, self.metrics.worker_id)
         await self.delivery.start()
+        self.archiver = Archiver(s, self.redis)
+        self.models = ModelWatch(self.redis, self.health)
+        await self.models.start()
         self.ready.set()
 
     async def stop(self) -> None:
         for runner in list(self.runners.values()):
             try:
-                await runner.checkpoint()
+                await runner.close()
             except Exception:  # noqa: BLE001 - shutting down: log and go on with the others
                 log.exception("final checkpoint of %s/%d failed", runner.source.name, runner.partition)
+        if self.models:
+            await self.models.stop()
         if self.delivery:
             await self.delivery.stop()
         if self.producer:
@@ -174,7 +185,8 @@ class Worker:
             await self.ready.wait()
             runner = PartitionRunner(source, partition, self.settings, self.outputs, self.checkpoints,
                                      self.metrics, self._commit, self._manage, lambda: self.refdata.current,
-                                     self.health)
+                                     self.health, archive=lambda: self.archiver.partition(source.name, partition),
+                                     model=lambda: self.models.get(source.name))
             await runner.restore()
             self.runners[key] = runner
         return runner
@@ -187,7 +199,7 @@ class Worker:
             source = self.registry.by_topic(tp.topic)
             runner = self.runners.pop((source.name, tp.partition), None) if source else None
             if runner is not None:
-                await runner.checkpoint()
+                await runner.close()
 
     async def _checkpoint_all(self) -> None:
         for runner in list(self.runners.values()):
@@ -203,6 +215,18 @@ class Worker:
                 await self.refdata.refresh()
             except ValueError as exc:   # stored by an older or newer release: keep what we have
                 log.error("reference data not refreshed: %s", exc)
+
+    async def _refresh_models(self) -> None:
+        if self.models is not None:
+            await self.models.refresh()
+
+    async def _export_labels(self) -> None:
+        if self.archiver is not None:
+            await self.archiver.export_labels()
+
+    async def _prune_archive(self) -> None:
+        if self.archiver is not None:
+            await self.archiver.prune()
 
     async def _learn_labels(self) -> None:
         if self.alert_manager is not None:
@@ -246,6 +270,7 @@ class Worker:
                              "records": snap["records"], "dead_letters": snap["dead_letters"],
                              "alerts": snap["alerts"], "lag": sum(worker._lag().values()),
                              "refdata_version": worker.refdata.current.version if worker.refdata else None,
+                             "model_versions": worker.models.versions() if worker.models else {},
                              "delivery": worker.delivery.status() if worker.delivery else {}})
 
         return health

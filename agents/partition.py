@@ -18,12 +18,14 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+import numpy as np
 import orjson
 
 from agents.health import UNAVAILABLE, Health
 from agents.metrics import WorkerMetrics
 from agents.outputs import Outputs
-from models.engine import SourceEngine
+from models.engine import Outcome, SourceEngine
+from replay.archive import PartitionArchive
 from settings import Settings
 from state.checkpoint import CheckpointStore
 from state.refdata import RefData
@@ -49,11 +51,16 @@ class PartitionRunner:
                  checkpoints: CheckpointStore, metrics: WorkerMetrics,
                  commit: Callable[[str, int, int], Awaitable[None]],
                  alert: Callable[[list[dict]], Awaitable[None]], refdata: Callable[[], RefData],
-                 health: Health):
+                 health: Health, archive: Callable[[], PartitionArchive | None] = lambda: None,
+                 model: Callable[[], object | None] = lambda: None):
         self.source, self.partition, self.settings = source, partition, settings
         self.outputs, self.checkpoints, self.metrics = outputs, checkpoints, metrics
         self.commit, self.alert, self.refdata, self.health = commit, alert, refdata, health
-        self.engine = SourceEngine(source, settings, refdata=refdata())
+        self.model = model
+        self.engine = SourceEngine(source, settings, refdata=refdata(), model=model())
+        self._open_archive = archive
+        self.archive: PartitionArchive | None = None
+        self.archiving = False
         self.owner: PartitionCache | None = None   # from the topic's metadata, in restore()
         self.lock = asyncio.Lock()
         self.restored_offset = -1   # records up to this offset are in the restored state
@@ -71,6 +78,8 @@ class PartitionRunner:
             log.warning("%s has %d partitions, %d declared: ownership follows the topic (create it with "
                         "%d to get the declared layout)", self.source.topic, self.owner.partitions, declared,
                         declared)
+        self.archive = await self._archive_call("open", self._open_archive)
+        self.archiving = self.archive is not None
         found = await self.health.retry("checkpoint restore",
                                         lambda: self.checkpoints.load(self.source.name, self.partition))
         if found is None:
@@ -129,11 +138,15 @@ class PartitionRunner:
     async def _run(self, records: list, starts: list[int], decoded_from: list[Message], dead: list[dict]) -> None:
         """Records of consecutive messages through the engine; results out; rejects mapped to their message."""
         source, topic = self.source.name, self.source.topic
-        ref = self.refdata()
+        ref, model = self.refdata(), self.model()
         if ref is not self.engine.refdata:
             self.engine.use_refdata(ref)
+        if model is not self.engine.model:
+            self.engine.use_model(model)   # a promoted version: swapped between batches, state kept
         out = self.engine.process(records, owner=lambda e: self.owner(e) == self.partition)
         starts.append(len(records))
+        if self.archive is not None and out.accepted:
+            self._archive(records, starts, decoded_from, out)
         for rej in out.rejects:
             m_i = bisect.bisect_right(starts, rej.position) - 1
             msg = decoded_from[m_i]
@@ -146,6 +159,31 @@ class PartitionRunner:
         await self.alert(out.signals)
         await self.outputs.signals(out.signals)
         self.metrics.processed(source, len(records), out.accepted, len(out.signals), len(out.forward))
+
+    def _archive(self, records: list, starts: list[int], decoded_from: list[Message], out: Outcome) -> None:
+        """Accepted records to the replay log, each with the offset of the message it came in."""
+        message_offsets = np.fromiter((m.offset for m in decoded_from), dtype=np.int64, count=len(decoded_from))
+        offsets = message_offsets[np.searchsorted(starts, out.positions, side="right") - 1]
+        try:
+            self.archive.append(offsets, out.ts, [records[i] for i in out.positions.tolist()])
+        except OSError as exc:
+            self._archive_failed("append", exc, int(offsets[0]))
+
+    def _archive_failed(self, where: str, exc: OSError, from_offset: int) -> None:
+        """A full or failing disk loses archive records, never live detection: report the gap's start."""
+        self.health.failed("archive", f"{self.source.name}/{self.partition} {where}", exc)
+        log.error("%s/%d: replay log not written from offset %d on (%s); it reopens at the next checkpoint",
+                  self.source.name, self.partition, from_offset, exc)
+        self.archive = None
+
+    async def _archive_call(self, where: str, work: Callable[[], object]) -> object:
+        try:
+            result = await asyncio.to_thread(work)
+        except OSError as exc:
+            self._archive_failed(where, exc, self.offset + 1)
+            return None
+        self.health.recovered("archive")
+        return result
 
     async def sweep_idle(self) -> None:
         """When no record has come for an expected interval, let event time run on with the wall clock.
@@ -167,11 +205,23 @@ class PartitionRunner:
         async with self.lock:
             await self._checkpoint()
 
+    async def close(self) -> None:
+        """A last checkpoint, then seal the replay log (shutdown, revocation)."""
+        async with self.lock:
+            await self._checkpoint()
+            if self.archive is not None:
+                await self._archive_call("close", self.archive.close)
+                self.archive = None
+
     async def _checkpoint(self) -> None:
         self.last_checkpoint = time.monotonic()
         if self.offset <= self.checkpointed:
             return
         await self.outputs.flush()
+        if self.archive is None and self.archiving:   # failed earlier: reopen (recovery cuts a torn tail)
+            self.archive = await self._archive_call("reopen", self._open_archive)
+        elif self.archive is not None:   # durable before the offsets it covers are committed
+            await self._archive_call("sync", self.archive.sync)
         blob = self.engine.state.to_bytes()
         try:
             await self.checkpoints.save(self.source.name, self.partition, self.offset, blob)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from models.batch.window_outlier import WindowOutlier
 from models.online.anomaly import AnomalyDetector
 from models.online.consumption import ConsumptionProfile
 from models.rules.aqi import AirQualityIndex
@@ -17,7 +18,7 @@ from models.rules.video import VideoEvents
 
 DETECTORS = {d.name: d for d in (ThresholdRules, AnomalyDetector, SensorHealth, AirQualityIndex, SilenceWatch,
                                       VideoEvents, NightFlow, VehicleMovements,
-                                      ConsumptionProfile, ClosedSiteUse, PeerUse, SpatialOutlier)}
+                                      ConsumptionProfile, ClosedSiteUse, PeerUse, SpatialOutlier, WindowOutlier)}
 
 
 def build(source, state) -> list:

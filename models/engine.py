@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from models import detectors
+from models.registry import BUILTIN, ModelVersion
 from settings import Settings, get_settings
 from state.entity_state import EntityState
 from state.refdata import RefData
@@ -34,13 +35,15 @@ class Outcome:
     rejects: list[Reject] = field(default_factory=list)
     forward: list[int] = field(default_factory=list)  # positions owned by another partition
     accepted: int = 0
+    positions: np.ndarray | None = None   # of the accepted records, in order
+    ts: np.ndarray | None = None          # their event times (epoch s)
 
 
 class SourceEngine:
     """Runs one source's records through validation, state and its detectors."""
 
     def __init__(self, source: Source, settings: Settings | None = None, state: EntityState | None = None,
-                 refdata: RefData | None = None):
+                 refdata: RefData | None = None, model: ModelVersion | None = None):
         settings = settings or get_settings()
         self.source = source
         self.validator = Validator(source, settings)
@@ -54,6 +57,9 @@ class SourceEngine:
                              "(raise the 1h ring in WARDEN_WINDOWS or lower the allowed lateness)")
         self.refdata = RefData.empty()
         self.use_refdata(refdata or self.refdata)
+        self.model: ModelVersion | None = None
+        self.model_version = BUILTIN
+        self.use_model(model)
 
     def use_refdata(self, ref: RefData) -> None:
         """Give detectors that consult reference data (sites, vehicles, zones, routes) a new version."""
@@ -62,6 +68,15 @@ class SourceEngine:
         for detector in self.detectors:
             if hasattr(detector, "use_refdata"):
                 detector.use_refdata(ref)
+
+    def use_model(self, model: ModelVersion | None) -> None:
+        """Run with a trained model version (None: the built-in detectors only); entity state is kept."""
+        if model is not None and model.source != self.source.name:
+            raise ValueError(f"model version {model.version} is for {model.source!r}, not {self.source.name!r}")
+        self.model, self.model_version = model, model.version if model else BUILTIN
+        for detector in self.detectors:
+            if hasattr(detector, "use_model"):
+                detector.use_model(model.window_model if model else None, self.state)
 
     def process(self, records: list, owner: Callable[[str], bool] | None = None) -> Outcome:
         """Process records in order; ``owner(entity)`` says whether this partition owns it."""
@@ -79,7 +94,7 @@ class SourceEngine:
                                    "behind the entity's latest") for p in batch.positions[late]]
             out.rejects.sort(key=lambda r: r.position)
             batch, rows = batch.take(~late), rows[~late]
-        out.accepted = len(batch)
+        out.accepted, out.positions, out.ts = len(batch), batch.positions, batch.ts
         for piece in self._time_slices(batch, rows):
             whole = len(piece) == len(batch)
             out.signals += self._fold_and_detect(batch if whole else batch.take(piece), rows[piece])
@@ -93,7 +108,12 @@ class SourceEngine:
         for detector in self.detectors:
             if hasattr(detector, "sweep"):
                 alerts += detector.sweep(self.state, now)
-        return alerts
+        return self._stamped(alerts)
+
+    def _stamped(self, signals: list[dict]) -> list[dict]:
+        for sig in signals:
+            sig["model_version"] = self.model_version
+        return signals
 
     def _time_slices(self, batch: Batch, rows: np.ndarray) -> list[np.ndarray]:
         """Consecutive pieces (index ranges) of the batch, each narrow enough for the detectors.
@@ -124,7 +144,7 @@ class SourceEngine:
         alerts = []
         for detector in self.detectors:
             alerts += detector.detect(batch, rows, self.state)
-        return alerts
+        return self._stamped(alerts)
 
 
 def _entity_span(rows: np.ndarray, ts: np.ndarray) -> float:

@@ -60,7 +60,7 @@ def open_incident(signal: dict) -> dict:
     return {"id": signal["id"], "source": signal["source"], "kind": signal["kind"], "entity": signal["entity"],
             "status": "open", "count": 1, "first_seen": t, "last_seen": t, "ts": signal["ts"],
             "score": signal["score"], "detector_severity": signal["severity"], "model": signal["model"],
-            "evidence": signal["evidence"], "reopened": 0}
+            "model_version": signal.get("model_version", "builtin"), "evidence": signal["evidence"], "reopened": 0}
 
 
 def merge(incident: dict | None, signal: dict, quiet_s: float) -> tuple[dict, str]:
@@ -79,7 +79,7 @@ def merge(incident: dict | None, signal: dict, quiet_s: float) -> tuple[dict, st
     incident["last_seen"] = max(incident["last_seen"], t)
     if signal["score"] > incident["score"]:
         incident.update(score=signal["score"], evidence=signal["evidence"], model=signal["model"],
-                        detector_severity=signal["severity"])
+                        model_version=signal.get("model_version", "builtin"), detector_severity=signal["severity"])
     return incident, event
 
 
@@ -90,7 +90,8 @@ def to_alert(incident: dict, routed: dict, event: str) -> dict:
             "first_seen": iso(incident["first_seen"]), "last_seen": iso(incident["last_seen"]),
             "count": incident["count"], "reopened": incident["reopened"], "score": incident["score"],
             "severity": routed["severity"], "detector_severity": incident["detector_severity"],
-            "model": incident["model"], "evidence": incident["evidence"], "location": routed["location"],
+            "model": incident["model"], "model_version": incident.get("model_version", "builtin"),
+            "evidence": incident["evidence"], "location": routed["location"],
             "area": routed["area"], "departments": routed["departments"], "action": routed["action"],
             "context": routed["context"]}
 

@@ -1,9 +1,11 @@
-"""In-process replay: records from NDJSON files through the same detection code, no broker.
+"""In-process replay: records from NDJSON files or the archive through the same detection code, no broker.
 
-Each source gets one :class:`~models.engine.SourceEngine` over all its
-entities; per-entity state does not depend on partitioning or batching, so the
-signals are those a live worker raises for the same records, and merged by an
+Each (source, partition) gets its own :class:`~models.engine.SourceEngine`,
+as live; per-entity state does not depend on batching, so the signals are
+those a live worker raises for the same records, and merged by an
 :class:`~models.incidents.IncidentBook` they give the same alerts (same ids).
+Archived records come with the partition that processed them live; NDJSON
+records are split by partition exactly as the live topics split them.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from pathlib import Path
 import orjson
 
 from models.engine import SourceEngine
+from models.registry import ModelVersion
+from replay.archive import Chunk
 from settings import Settings
 from state.refdata import RefData
 from streams.partitioner import PartitionCache
@@ -45,35 +49,71 @@ def read_ndjson(paths: Iterable[Path]) -> Iterator[object]:
                         yield line
 
 
+class Engines:
+    """One engine per (source, partition), created on first use, with the given model versions."""
+
+    def __init__(self, registry: Registry, settings: Settings, *, refdata: RefData | None = None,
+                 models: dict[str, ModelVersion] | None = None, on_signal: Callable[[dict], None],
+                 on_progress: Callable[[int], None] | None = None,
+                 setup: Callable[[SourceEngine], None] | None = None):
+        self.registry, self.settings, self.refdata, self.models = registry, settings, refdata, models or {}
+        self.on_signal, self.on_progress, self.setup = on_signal, on_progress, setup
+        self.engines: dict[tuple[str, int], SourceEngine] = {}
+        self.summary = ReplaySummary()
+
+    def engine(self, source: str, partition: int) -> SourceEngine:
+        found = self.engines.get((source, partition))
+        if found is None:
+            found = self.engines[(source, partition)] = SourceEngine(
+                self.registry[source], self.settings, refdata=self.refdata, model=self.models.get(source))
+            if self.setup:
+                self.setup(found)
+        return found
+
+    def run(self, source: str, partition: int, batch: list) -> None:
+        out = self.engine(source, partition).process(batch)
+        summary = self.summary
+        summary.records += len(batch)
+        summary.accepted += out.accepted
+        summary.rejects.update(r.reason for r in out.rejects)
+        for sig in out.signals:
+            self.on_signal(sig)
+        summary.signals += len(out.signals)
+        if self.on_progress:
+            self.on_progress(len(batch))
+
+
+def replay_archive(chunks: Iterable[Chunk], engines: Engines) -> ReplaySummary:
+    """Archived chunks through their partition's engine, in the order they were archived."""
+    for chunk in chunks:
+        if chunk.source in engines.registry:
+            engines.run(chunk.source, chunk.partition, chunk.records)
+        else:
+            engines.summary.records += len(chunk.records)
+            engines.summary.rejects["unknown_source"] += len(chunk.records)
+    return engines.summary
+
+
 def replay(records: Iterable[object], registry: Registry, settings: Settings, *, source: str | None = None,
-           refdata: RefData | None = None, on_signal: Callable[[dict], None],
-           on_progress: Callable[[int], None] | None = None) -> ReplaySummary:
+           refdata: RefData | None = None, models: dict[str, ModelVersion] | None = None,
+           on_signal: Callable[[dict], None], on_progress: Callable[[int], None] | None = None) -> ReplaySummary:
     """Run ``records`` through the engines in order; ``on_signal`` gets every detector signal.
 
     Records are split by partition exactly as the live topics split them
     (``WARDEN_PARTITIONS``), each partition with its own engine, so detectors
     that compare an entity with its partition's peers see what they saw live.
     """
-    engines: dict[tuple[str, int], SourceEngine] = {}
+    engines = Engines(registry, settings, refdata=refdata, models=models, on_signal=on_signal,
+                      on_progress=on_progress)
     pending: dict[tuple[str, int], list] = defaultdict(list)
     partition_of = {name: PartitionCache(s.partition_count(settings.partitions)) for name, s in registry.items()}
     entity_field = {name: s.entity_field for name, s in registry.items()}
     key_of: dict[str, dict[str, tuple[str, int]]] = {name: {} for name in registry}   # entity -> engine key
-    summary = ReplaySummary()
+    summary = engines.summary
 
     def run(key: tuple[str, int]) -> None:
         batch, pending[key] = pending[key], []
-        engine = engines.get(key)
-        if engine is None:
-            engine = engines[key] = SourceEngine(registry[key[0]], settings, refdata=refdata)
-        out = engine.process(batch)
-        summary.accepted += out.accepted
-        summary.rejects.update(r.reason for r in out.rejects)
-        for sig in out.signals:
-            on_signal(sig)
-        summary.signals += len(out.signals)
-        if on_progress:
-            on_progress(len(batch))
+        engines.run(key[0], key[1], batch)
 
     # The per-record loop is replay's hot path: plain dict lookups only.
     n = 0
@@ -94,8 +134,8 @@ def replay(records: Iterable[object], registry: Registry, settings: Settings, *,
         batch.append(record)
         if len(batch) >= CHUNK:
             run(key)
-    summary.records = n
     for key in list(pending):
         if pending[key]:
             run(key)
+    summary.records = n
     return summary

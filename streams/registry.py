@@ -95,6 +95,19 @@ class AnomalySpec(BaseModel):
     severity: Literal["info", "warning", "major", "critical"] = "warning"
 
 
+class WindowOutlierSpec(BaseModel):
+    """Parameters of the trained window-outlier model (an IsolationForest over hourly window features)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    trees: int = Field(100, ge=10, le=1000)
+    max_samples: int = Field(256, ge=16)
+    quantile: float = Field(0.999, gt=0.5, lt=1, description="alert above this share of training windows")
+    min_records: int = Field(48, ge=2, description="records an entity has before its hours are scored")
+    seed: int = 42
+    severity: Literal["info", "warning", "major", "critical"] = "warning"
+
+
 class HealthSpec(BaseModel):
     """Sensor-health checks: fields that must not repeat, registers that must not fall."""
 
@@ -269,6 +282,7 @@ class Source(BaseModel):
     site_status: SiteStatusSpec = Field(default_factory=SiteStatusSpec)
     peer_use: PeerUseSpec = Field(default_factory=PeerUseSpec)
     spatial: SpatialSpec = Field(default_factory=SpatialSpec)
+    window_outlier: WindowOutlierSpec = Field(default_factory=WindowOutlierSpec)
     path: Path | None = None
 
     def partition_count(self, default: int) -> int:
@@ -291,6 +305,8 @@ class Source(BaseModel):
                 raise ValueError(f"health: no numeric field {name!r}")
         if "video" in self.detectors and not {"object", "count", "confidence"} <= set(self.fields):
             raise ValueError("the video detector needs object, count and confidence fields")
+        if "window_outlier" in self.detectors and not self.windowed_fields:
+            raise ValueError("the window_outlier detector needs at least one windowed field")
         if "anomaly" in self.detectors and not any(f.anomaly for f in self.fields.values()):
             raise ValueError("the anomaly detector needs a field marked anomaly = true")
         for detector, windowed in FIELD_DETECTORS.items():

@@ -1,0 +1,84 @@
+"""Hours unlike the windows a trained model has seen: the promoted model version's IsolationForest.
+
+Inactive (and free) until a model version supplies a fitted
+:class:`~models.batch.isolation.WindowOutlierModel`; then every closed hour of
+an entity with enough history is scored and one more unusual than the
+model's training quantile raises ``window_outlier``. Training uses the same
+detector in collecting mode, so features are built by one piece of code.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from models.batch.isolation import WindowOutlierModel
+from models.batch.window_features import CONTEXT_HOURS, hour_features, names
+from models.signal import new_signal
+from state.entity_state import EntityState
+from streams.registry import Source
+from streams.validation import Batch
+
+MODEL = "window_outlier@1"
+DONE = "window_outlier.closed"
+
+
+class WindowOutlier:
+    """Scores each closed hour of each entity with the promoted version's window model."""
+
+    name = "window_outlier"
+
+    def __init__(self, source: Source, state: EntityState):
+        if "1h" not in state.windows:
+            raise ValueError(f"source {source.name!r}: the window_outlier detector needs the 1h window")
+        self.source, self.spec = source, source.window_outlier
+        self.fields = list(state.windowed)
+        self.model: WindowOutlierModel | None = None
+        self.collected: list[np.ndarray] | None = None   # training: feature rows of every closed hour
+        state.store.add(DONE, np.int64, fill=np.iinfo(np.int64).min)
+
+    def max_span_s(self, state: EntityState) -> float:
+        return state.span_for_closures("1h", CONTEXT_HOURS + 1)
+
+    def use_model(self, model: WindowOutlierModel | None, state: EntityState) -> None:
+        """Score with ``model`` from now on (hours already closed are not scored after the fact)."""
+        if model is not None and self.model is None and self.collected is None and len(state):
+            rows = np.arange(len(state))
+            state.store[DONE][rows] = state.closed_bucket(rows, "1h")
+        self.model = model
+
+    def collect(self) -> None:
+        """Keep the features of every closed hour (see :attr:`collected`) instead of, or as well as, scoring."""
+        self.collected = []
+
+    def detect(self, batch: Batch, rows: np.ndarray, state: EntityState) -> list[dict]:
+        if self.model is None and self.collected is None:
+            return []
+        seconds, _ = state.windows["1h"]
+        counts = state.store["count"]
+        alerts = []
+        for r, b in state.newly_closed(rows, "1h", state.store[DONE]):
+            ready = counts[r].min(axis=1) >= self.spec.min_records
+            r, b = r[ready], b[ready]
+            if not len(r):
+                continue
+            x = hour_features(state, r, b)
+            seen = ~np.isnan(x[:, 0])
+            r, b, x = r[seen], b[seen], x[seen]
+            if self.collected is not None:
+                self.collected.append(x)
+            if self.model is None or not len(r):
+                continue
+            hit = np.flatnonzero(self.model.flag(x))
+            if not len(hit):
+                continue
+            score = self.model.score(x[hit])
+            labels = names(self.fields)
+            for j, i in enumerate(hit.tolist()):
+                alerts.append(new_signal(
+                    source=self.source.name, kind="window_outlier", entity=state.slots.entities[r[i]],
+                    ts=float((b[i] + 1) * seconds), window_start=float(b[i] * seconds), window_s=float(seconds),
+                    score=float(score[j]), severity=self.spec.severity, model=MODEL,
+                    evidence={"features": dict(zip(labels, np.round(x[i], 3).tolist())),
+                              "hour_means": dict(zip(self.fields, np.round(
+                                  state.window_means("1h", r[i:i + 1], b[i:i + 1])[0], 4).tolist()))}))
+        return alerts

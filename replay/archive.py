@@ -1,0 +1,254 @@
+"""The replay-log archive: segments per source, partition and event-time hour; reading them back.
+
+Layout under the archive folder::
+
+    <source>/p<partition>/<YYYYmmddTHH>-<first offset>.wseg   segment (see replay.segments)
+    <source>/p<partition>/<YYYYmmddTHH>-<first offset>.json   its index entry, once sealed
+    labels/*.ndjson                                           staff marks and ground-truth files
+
+A partition's writer archives each Kafka offset once: it starts after the last
+offset already on disk, so records a restarted worker processes again (from
+its checkpoint) are not archived twice.
+
+>>> import tempfile, pathlib, numpy as np
+>>> root = pathlib.Path(tempfile.mkdtemp())
+>>> part = PartitionArchive(root, "metric", 0)
+>>> part.append(np.array([0, 1, 2]), np.array([0.0, 3599.0, 3600.0]), [{"v": 0}, {"v": 1}, {"v": 2}])
+>>> part.close()
+>>> [(s.entry["hour"], s.entry["records"]) for s in segments(root)]
+[(0, 2), (1, 1)]
+>>> PartitionArchive(root, "metric", 0).last_offset
+2
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import orjson
+
+from replay import segments as seg
+from replay.segments import CorruptSegment, SegmentWriter
+
+HOUR = 3600
+LABELS = "labels"
+
+
+def _hour_name(hour: int) -> str:
+    return datetime.fromtimestamp(hour * HOUR, UTC).strftime("%Y%m%dT%H")
+
+
+def _partition_dir(root: Path, source: str, partition: int) -> Path:
+    return root / source / f"p{partition:04d}"
+
+
+class PartitionArchive:
+    """Writes one source partition's accepted records; buffered until :meth:`sync` (at each checkpoint)."""
+
+    def __init__(self, root: Path, source: str, partition: int, level: int = 3, buffer_records: int = 20_000):
+        self.dir = _partition_dir(root, source, partition)
+        self.source, self.partition, self.level, self.buffer_records = source, partition, level, buffer_records
+        self.writer: SegmentWriter | None = None
+        self.hour = -1
+        self._buf: tuple[list, list, list] = ([], [], [])
+        self.last_offset = self._recover()
+
+    def _recover(self) -> int:
+        """Seal segments a crash left open; the last offset on disk (-1 for none)."""
+        last = -1
+        if not self.dir.is_dir():
+            return last
+        for path in sorted(self.dir.glob("*" + seg.SUFFIX)):
+            index = seg.index_path(path)
+            try:
+                entry = orjson.loads(index.read_bytes()) if index.exists() else \
+                    seg.recover(path, source=self.source, partition=self.partition, hour=_hour_of(path))
+            except CorruptSegment:
+                continue   # reported by whoever reads it; its offsets are not taken as archived
+            if entry["last_offset"] is not None:
+                last = max(last, entry["last_offset"])
+        return last
+
+    def append(self, offsets: np.ndarray, ts: np.ndarray, records: list) -> None:
+        """Accepted records in offset order, with their offsets and event times (epoch s).
+
+        Offsets at or below :attr:`last_offset` are already archived and skipped. A record
+        goes to the segment of the newest event-time hour seen so far, so one arriving
+        late stays in the newer segment (each segment's index keeps its true time range).
+        """
+        new = offsets > self.last_offset
+        if not new.any():
+            return
+        if not new.all():
+            keep = np.flatnonzero(new)
+            offsets, ts, records = offsets[keep], ts[keep], [records[i] for i in keep.tolist()]
+        hours = np.maximum.accumulate(np.maximum(np.floor(ts / HOUR).astype(np.int64), self.hour))
+        cuts = np.flatnonzero(np.diff(hours)) + 1
+        for a, b in zip([0, *cuts.tolist()], [*cuts.tolist(), len(hours)]):
+            hour = int(hours[a])
+            if hour != self.hour:
+                self._flush()
+                self._rotate(hour, int(offsets[a]))
+            o, t, r = self._buf
+            o += offsets[a:b].tolist()
+            t += ts[a:b].tolist()
+            r += records[a:b]
+        self.last_offset = int(offsets[-1])
+        if len(self._buf[0]) >= self.buffer_records:
+            self._flush()
+
+    def sync(self) -> None:
+        """Write what is buffered and fsync it: call before committing the offsets it covers."""
+        self._flush()
+        if self.writer is not None:
+            self.writer.sync()
+
+    def close(self) -> None:
+        """Seal the open segment (on shutdown, revocation)."""
+        self._flush()
+        if self.writer is not None:
+            self.writer.seal()
+            self.writer = None
+
+    def _flush(self) -> None:
+        o, t, r = self._buf
+        if o:
+            self.writer.append(o, t, r)
+            self._buf = ([], [], [])
+
+    def _rotate(self, hour: int, first_offset: int) -> None:
+        if self.writer is not None:
+            self.writer.seal()
+        self.hour = hour
+        path = self.dir / f"{_hour_name(hour)}-{first_offset:012d}{seg.SUFFIX}"
+        self.writer = SegmentWriter(path, source=self.source, partition=self.partition, hour=hour, level=self.level)
+
+
+def _hour_of(path: Path) -> int:
+    stamp = datetime.strptime(path.name.split("-", 1)[0], "%Y%m%dT%H").replace(tzinfo=UTC)
+    return int(stamp.timestamp()) // HOUR
+
+
+@dataclass(slots=True)
+class Segment:
+    path: Path
+    entry: dict      # the index entry; for an unsealed segment, what a scan of it found
+    sealed: bool
+
+
+def segments(root: Path, source: str | None = None, since: float | None = None, until: float | None = None,
+             on_corrupt: Callable[[CorruptSegment], None] | None = None) -> list[Segment]:
+    """Segments holding records of ``source`` with event times in [since, until), in replay order
+    (source, partition, first offset). An unsealed segment (being written, or cut by a crash) is
+    scanned for its range; one that cannot be read goes to ``on_corrupt``."""
+    found = []
+    for src_dir in sorted(p for p in root.glob("*") if p.is_dir() and p.name != LABELS):
+        if source is not None and src_dir.name != source:
+            continue
+        for path in sorted(src_dir.glob("p*/*" + seg.SUFFIX)):
+            index = seg.index_path(path)
+            try:
+                if index.exists():
+                    entry, sealed = orjson.loads(index.read_bytes()), True
+                else:
+                    entry, sealed = _scan(path, src_dir.name), False
+            except (CorruptSegment, orjson.JSONDecodeError, OSError) as exc:
+                if on_corrupt:
+                    on_corrupt(exc if isinstance(exc, CorruptSegment) else CorruptSegment(path, 0, str(exc), 0))
+                continue
+            if not entry["records"]:
+                continue
+            if since is not None and entry["max_ts"] < since or until is not None and entry["min_ts"] >= until:
+                continue
+            found.append(Segment(path, entry, sealed))
+    found.sort(key=lambda s: (s.entry["source"], s.entry["partition"], s.entry["first_offset"]))
+    return found
+
+
+def _scan(path: Path, source: str) -> dict:
+    entry = {"source": source, "partition": int(path.parent.name[1:]), "hour": _hour_of(path), "segment": path.name,
+             "first_offset": None, "last_offset": None, "records": 0, "frames": 0, "min_ts": None, "max_ts": None,
+             "bytes": path.stat().st_size}
+    for frame in seg.read(path, verify=False):
+        seg.account(entry, frame.offsets, frame.ts, 0)
+    return entry
+
+
+@dataclass(slots=True)
+class Chunk:
+    """Archived records of one source partition, in the order the live worker processed them."""
+
+    source: str
+    partition: int
+    records: list
+    ts: list[float]   # event times (epoch s), one per record
+
+
+def read_records(found: list[Segment], *, since: float | None = None, until: float | None = None,
+                 entity: str | None = None, entity_field: Callable[[str], str] = lambda s: "entity",
+                 on_corrupt: Callable[[CorruptSegment], None] | None = None) -> Iterator[Chunk]:
+    """The records of ``found`` segments (filtered by event time and entity), one chunk per frame.
+
+    A corrupt segment is skipped whole and goes to ``on_corrupt``: replay goes on with the rest.
+    """
+    for s in found:
+        src, part = s.entry["source"], s.entry["partition"]
+        field = entity_field(src)
+        try:
+            for frame in seg.read(s.path, size=s.entry["bytes"] if s.sealed else None):
+                records, ts = frame.records, frame.ts
+                if since is not None or until is not None:
+                    t = np.asarray(ts)
+                    keep = np.ones(len(t), dtype=bool)
+                    if since is not None:
+                        keep &= t >= since
+                    if until is not None:
+                        keep &= t < until
+                    if not keep.all():
+                        pick = np.flatnonzero(keep).tolist()
+                        records, ts = [records[i] for i in pick], [ts[i] for i in pick]
+                if entity is not None:
+                    pick = [i for i, r in enumerate(records) if r.get(field) == entity]
+                    records, ts = [records[i] for i in pick], [ts[i] for i in pick]
+                if records:
+                    yield Chunk(src, part, records, ts)
+        except CorruptSegment as exc:
+            if on_corrupt:
+                on_corrupt(exc)
+
+
+def prune(root: Path, now: float, retention_s: float, max_bytes: int) -> list[Path]:
+    """Delete sealed segments whose newest record is older than ``retention_s`` before ``now``, then
+    the oldest ones until the archive is within ``max_bytes``; returns what was deleted."""
+    sealed = [s for s in segments(root) if s.sealed]
+    sealed.sort(key=lambda s: s.entry["max_ts"])
+    total = sum(s.entry["bytes"] for s in sealed)
+    gone = []
+    for s in sealed:
+        if s.entry["max_ts"] >= now - retention_s and total <= max_bytes:
+            break
+        total -= s.entry["bytes"]
+        s.path.unlink(missing_ok=True)
+        seg.index_path(s.path).unlink(missing_ok=True)
+        gone.append(s.path)
+    return gone
+
+
+def append_labels(root: Path, name: str, labels: list[dict]) -> Path:
+    """Append labels (one JSON object each) to ``labels/<name>.ndjson`` and fsync it."""
+    path = root / LABELS / f"{name}.ndjson"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "ab") as f:
+        f.write(b"".join(orjson.dumps(x) + b"\n" for x in labels))
+        f.flush()
+        os.fsync(f.fileno())
+    return path
+
+
+def label_files(root: Path) -> list[Path]:
+    return sorted((root / LABELS).glob("*.ndjson"))

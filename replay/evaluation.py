@@ -1,0 +1,165 @@
+"""Alerts against labels: precision, recall, F1 and detection delay per alert kind; a timeline plot.
+
+Labels are windows: ground truth (``{"kind", "entity" | "entities", "start",
+"end"}``, optionally ``"alert_kinds"`` listing the alert kinds that detect it)
+and staff marks exported by the archiver (a resolved alert is a true window
+from its first to its last signal; a false positive adds no window, so its
+alerts count against precision). An alert detects a window of its kind and
+entity when its span [first seen, last seen] meets [start, end + grace].
+
+>>> w = [Window("leak", "m1", 100.0, 200.0)]
+>>> a = [{"kind": "leak", "entity": "m1", "first_seen": "1970-01-01T00:02:30Z", "last_seen": "1970-01-01T00:02:30Z"},
+...      {"kind": "leak", "entity": "m2", "first_seen": "1970-01-01T00:02:30Z", "last_seen": "1970-01-01T00:02:30Z"}]
+>>> r = score(a, w)["leak"]
+>>> r.precision, r.recall, r.median_delay_s
+(0.5, 1.0, 50.0)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from statistics import median
+
+import orjson
+
+from models.incidents import epoch
+from streams.validation import parse_time
+
+
+class LabelError(ValueError):
+    """A label file line that is not a label."""
+
+
+@dataclass(slots=True)
+class Window:
+    kind: str          # the alert kind that detects it
+    entity: str
+    start: float
+    end: float
+    source: str | None = None
+
+
+@dataclass
+class KindResult:
+    kind: str
+    alerts: int = 0
+    true_alerts: int = 0
+    windows: int = 0
+    detected: int = 0
+    delays: list[float] = field(default_factory=list)
+
+    @property
+    def precision(self) -> float | None:
+        return self.true_alerts / self.alerts if self.alerts and self.windows else None
+
+    @property
+    def recall(self) -> float | None:
+        return self.detected / self.windows if self.windows else None
+
+    @property
+    def f1(self) -> float | None:
+        p, r = self.precision, self.recall
+        return None if p is None or r is None else (2 * p * r / (p + r) if p + r else 0.0)
+
+    @property
+    def median_delay_s(self) -> float | None:
+        return median(self.delays) if self.delays else None
+
+    def row(self) -> dict:
+        return {"kind": self.kind, "alerts": self.alerts, "true_alerts": self.true_alerts, "windows": self.windows,
+                "detected": self.detected, "precision": self.precision, "recall": self.recall, "f1": self.f1,
+                "median_delay_s": self.median_delay_s}
+
+
+def read_labels(paths: Iterable[Path]) -> list[Window]:
+    """Windows from label files (ground truth and staff marks); a bad line is a :class:`LabelError`."""
+    windows, seen_staff = [], set()
+    for path in paths:
+        for n, line in enumerate(path.read_bytes().splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                doc = orjson.loads(line)
+                if doc.get("type") == "staff":
+                    if doc["id"] + doc["at"] in seen_staff:
+                        continue   # exported twice (a crash between write and cursor)
+                    seen_staff.add(doc["id"] + doc["at"])
+                    if doc["label"]:
+                        a = doc["alert"]
+                        windows.append(Window(a["kind"], a["entity"], epoch(a["first_seen"]), epoch(a["last_seen"]),
+                                              a.get("source")))
+                    continue
+                start, end = parse_time(doc["start"]), parse_time(doc["end"])
+                if start is None or end is None or end < start:
+                    raise ValueError("start and end must be times, start first")
+                entities = doc.get("entities") or [doc["entity"]]
+                for kind in doc.get("alert_kinds") or [doc["kind"]]:
+                    windows += [Window(kind, str(e), start, end, doc.get("source")) for e in entities]
+            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
+                raise LabelError(f"{path}:{n}: not a label ({type(exc).__name__}: {exc})") from None
+    return windows
+
+
+def score(alerts: list[dict], windows: list[Window], grace_s: float = 0.0) -> dict[str, KindResult]:
+    """Per alert kind: alerts, how many meet a labelled window, windows detected and their delays."""
+    results: dict[str, KindResult] = {}
+    by_key: dict[tuple[str, str], list[Window]] = {}
+    for w in windows:
+        by_key.setdefault((w.kind, w.entity), []).append(w)
+        results.setdefault(w.kind, KindResult(w.kind)).windows += 1
+    first_hit: dict[int, float] = {}
+    for a in alerts:
+        r = results.setdefault(a["kind"], KindResult(a["kind"]))
+        r.alerts += 1
+        lo, hi = epoch(a["first_seen"]), epoch(a["last_seen"])
+        hit = False
+        for w in by_key.get((a["kind"], a["entity"]), []):
+            if lo <= w.end + grace_s and hi >= w.start:
+                hit = True
+                first_hit[id(w)] = min(first_hit.get(id(w), float("inf")), max(lo, w.start))
+        r.true_alerts += hit
+    for w in windows:
+        if id(w) in first_hit:
+            r = results[w.kind]
+            r.detected += 1
+            r.delays.append(first_hit[id(w)] - w.start)
+    return dict(sorted(results.items()))
+
+
+def plot(path: Path, series: dict[str, tuple[list[float], list[float]]], windows: list[Window],
+         alerts_by_version: dict[str, list[dict]], title: str) -> None:
+    """A PNG: per entity, its readings over time, labelled windows shaded, each version's alerts marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.dates as mdates
+    import matplotlib.pyplot as plt
+    from datetime import UTC, datetime
+
+    def dt(t: float) -> datetime:
+        return datetime.fromtimestamp(t, UTC)
+
+    entities = list(series)
+    fig, axes = plt.subplots(len(entities), 1, figsize=(11, 2.6 * len(entities)), squeeze=False, sharex=False)
+    colours = ["tab:red", "tab:blue", "tab:green", "tab:purple"]
+    for ax, entity in zip(axes[:, 0], entities):
+        ts, values = series[entity]
+        ax.plot([dt(t) for t in ts], values, lw=0.7, color="0.3")
+        for w in windows:
+            if w.entity == entity:
+                ax.axvspan(dt(w.start), dt(w.end), color="gold", alpha=0.35, lw=0)
+        top = max(values) if values else 1.0
+        for i, (version, alerts) in enumerate(alerts_by_version.items()):
+            mine = [a for a in alerts if a["entity"] == entity]
+            ax.scatter([dt(epoch(a["first_seen"])) for a in mine], [top * (1.02 + 0.06 * i)] * len(mine),
+                       marker="v", color=colours[i % len(colours)], label=f"{version} ({len(mine)} alerts)", zorder=3)
+        ax.set_title(entity, fontsize=9, loc="left")
+        ax.legend(fontsize=7, loc="upper left")
+        ax.xaxis.set_major_formatter(mdates.DateFormatter("%m-%d %H:%M"))
+    fig.suptitle(title + "  (shaded: labelled windows; triangles: alerts)", fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

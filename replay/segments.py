@@ -1,0 +1,160 @@
+"""Replay-log segments: append-only files of zstandard frames, sealed with an index entry.
+
+A segment holds records of one source partition in offset order. Each frame
+is one batch the engine accepted: a 4-byte little-endian length, then a zstd
+frame (with its content checksum) of the JSON ``{"o": offsets, "t": event
+times, "r": records}``. Sealing fsyncs the file and writes its index entry
+(``<segment>.json``: offsets, event-time range, record count, bytes) by atomic
+rename. A segment left open by a crash is still readable up to its last whole
+frame; :func:`recover` cuts the torn tail and seals it.
+
+>>> import tempfile, pathlib
+>>> path = pathlib.Path(tempfile.mkdtemp()) / "s.wseg"
+>>> w = SegmentWriter(path, source="metric", partition=0, hour=0)
+>>> w.append([7, 7, 8], [60.0, 61.0, 62.0], [{"v": 1}, {"v": 2}, {"v": 3}])
+>>> entry = w.seal()
+>>> entry["records"], entry["first_offset"], entry["last_offset"], [len(f.records) for f in read(path)]
+(3, 7, 8, [3])
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+import zstandard
+
+MAGIC = b"WSEG1\n"
+SUFFIX = ".wseg"
+_LEN = struct.Struct("<I")
+
+
+class CorruptSegment(Exception):
+    """A segment whose bytes do not decode: where it broke and what was readable before that."""
+
+    def __init__(self, path: Path, at: int, reason: str, frames_ok: int):
+        super().__init__(f"{path}: corrupt at byte {at} ({reason}); {frames_ok} whole frame(s) before it")
+        self.path, self.at, self.reason, self.frames_ok = path, at, reason, frames_ok
+
+
+@dataclass(slots=True)
+class Frame:
+    offsets: list[int]
+    ts: list[float]
+    records: list
+
+
+def index_path(segment: Path) -> Path:
+    return segment.with_suffix(".json")
+
+
+class SegmentWriter:
+    """Appends accepted batches to one segment; :meth:`sync` makes them durable, :meth:`seal` closes it."""
+
+    def __init__(self, path: Path, *, source: str, partition: int, hour: int, level: int = 3):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.entry = {"source": source, "partition": partition, "hour": hour, "segment": path.name,
+                      "first_offset": None, "last_offset": None, "records": 0, "frames": 0,
+                      "min_ts": None, "max_ts": None, "bytes": len(MAGIC)}
+        self._zstd = zstandard.ZstdCompressor(level=level, write_checksum=True)
+        self._file = open(path, "xb")
+        self._file.write(MAGIC)
+
+    def append(self, offsets: list[int], ts: list[float], records: list) -> None:
+        """One frame of records (in offset order) with their Kafka offsets and event times."""
+        if not records:
+            return
+        body = self._zstd.compress(orjson.dumps({"o": offsets, "t": ts, "r": records}))
+        self._file.write(_LEN.pack(len(body)) + body)
+        account(self.entry, offsets, ts, _LEN.size + len(body))
+
+    def sync(self) -> None:
+        """Everything appended so far is on disk (flushed and fsynced)."""
+        self._file.flush()
+        os.fsync(self._file.fileno())
+
+    def seal(self) -> dict:
+        """Sync, close and write the index entry; returns it."""
+        self.sync()
+        self._file.close()
+        _write_index(self.path, self.entry)
+        return self.entry
+
+
+def read(path: Path, verify: bool = True, size: int | None = None) -> Iterator[Frame]:
+    """The frames of a segment, in order. A torn tail (an unsealed segment cut by a crash) ends it
+    quietly; anything else undecodable raises :class:`CorruptSegment` - before any frame is
+    yielded when ``verify`` (a segment is replayed whole or not at all). ``size`` is a sealed
+    segment's length from its index: a file of another length is corrupt."""
+    if size is not None and path.stat().st_size != size:
+        raise CorruptSegment(path, min(size, path.stat().st_size), f"{path.stat().st_size} bytes, "
+                             f"its index says {size}", 0)
+    if verify:
+        for _ in _frames(path):
+            pass
+    for raw in _frames(path):
+        doc = orjson.loads(raw)
+        yield Frame(doc["o"], doc["t"], doc["r"])
+
+
+def recover(path: Path, **known) -> dict:
+    """Seal a segment a crash left open: cut it after its last whole frame and write its index entry
+    (``known``: source, partition, hour)."""
+    entry = {**known, "segment": path.name, "first_offset": None, "last_offset": None, "records": 0, "frames": 0,
+             "min_ts": None, "max_ts": None, "bytes": len(MAGIC)}
+    for raw, size in _frames(path, sizes=True):
+        doc = orjson.loads(raw)
+        account(entry, doc["o"], doc["t"], size)
+    with open(path, "r+b") as f:
+        f.truncate(entry["bytes"])
+        os.fsync(f.fileno())
+    _write_index(path, entry)
+    return entry
+
+
+def _frames(path: Path, sizes: bool = False) -> Iterator:
+    """Decompressed frame payloads (with their on-disk size when ``sizes``)."""
+    unzstd = zstandard.ZstdDecompressor()
+    frames = 0
+    with open(path, "rb") as f:
+        if f.read(len(MAGIC)) != MAGIC:
+            raise CorruptSegment(path, 0, "not a Warden segment", 0)
+        at = len(MAGIC)
+        while True:
+            head = f.read(_LEN.size)
+            if len(head) < _LEN.size:
+                return   # end, or a length torn by a crash
+            (length,) = _LEN.unpack(head)
+            body = f.read(length)
+            if len(body) < length:
+                return   # a frame torn by a crash
+            try:
+                raw = unzstd.decompress(body)
+            except zstandard.ZstdError as exc:
+                raise CorruptSegment(path, at, str(exc), frames) from None
+            frames += 1
+            at += _LEN.size + length
+            yield (raw, _LEN.size + length) if sizes else raw
+
+
+def account(entry: dict, offsets: list[int], ts: list[float], size: int) -> None:
+    if entry["first_offset"] is None:
+        entry["first_offset"], entry["min_ts"], entry["max_ts"] = offsets[0], min(ts), max(ts)
+    entry["last_offset"] = offsets[-1]
+    entry["min_ts"], entry["max_ts"] = min(entry["min_ts"], min(ts)), max(entry["max_ts"], max(ts))
+    entry["records"] += len(offsets)
+    entry["frames"] += 1
+    entry["bytes"] += size
+
+
+def _write_index(path: Path, entry: dict) -> None:
+    tmp = index_path(path).with_suffix(".json.tmp")
+    tmp.write_bytes(orjson.dumps(entry, option=orjson.OPT_INDENT_2))
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, index_path(path))
