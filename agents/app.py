@@ -1,4 +1,4 @@
-"""The Faust app: one agent per declared source, the alert manager, delivery and the API.
+"""The Faust app: one agent per declared source, the alert manager, archiver, model watch, delivery and the API.
 
 Offsets are ours, not Faust's: input topics are consumed with acks off, so
 Faust never commits them; each :class:`PartitionRunner` commits offset + 1 after
@@ -185,7 +185,7 @@ class Worker:
             await self.ready.wait()
             runner = PartitionRunner(source, partition, self.settings, self.outputs, self.checkpoints,
                                      self.metrics, self._commit, self._manage, lambda: self.refdata.current,
-                                     self.health, archive=lambda: self.archiver.partition(source.name, partition),
+                                     self.health, archive=lambda run: self.archiver.partition(source.name, partition, run),
                                      model=lambda: self.models.get(source.name))
             await runner.restore()
             self.runners[key] = runner

@@ -51,7 +51,7 @@ class PartitionRunner:
                  checkpoints: CheckpointStore, metrics: WorkerMetrics,
                  commit: Callable[[str, int, int], Awaitable[None]],
                  alert: Callable[[list[dict]], Awaitable[None]], refdata: Callable[[], RefData],
-                 health: Health, archive: Callable[[], PartitionArchive | None] = lambda: None,
+                 health: Health, archive: Callable[[str | None], PartitionArchive | None] = lambda run: None,
                  model: Callable[[], object | None] = lambda: None):
         self.source, self.partition, self.settings = source, partition, settings
         self.outputs, self.checkpoints, self.metrics = outputs, checkpoints, metrics
@@ -78,12 +78,22 @@ class PartitionRunner:
             log.warning("%s has %d partitions, %d declared: ownership follows the topic (create it with "
                         "%d to get the declared layout)", self.source.topic, self.owner.partitions, declared,
                         declared)
-        self.archive = await self._archive_call("open", self._open_archive)
-        self.archiving = self.archive is not None
         found = await self.health.retry("checkpoint restore",
                                         lambda: self.checkpoints.load(self.source.name, self.partition))
-        if found is None:
-            return
+        if found is not None:
+            self._load(found)
+        self.archive = await self._archive_call("open", self._reopen_archive)
+        self.archiving = self.archiving or self.archive is not None
+
+    def _reopen_archive(self) -> PartitionArchive | None:
+        """The replay log of this partition's run: the checkpoint's, or a new one when starting afresh."""
+        archive = self._open_archive(self.engine.state.meta.get("archive_run"))
+        if archive is not None:
+            self.engine.state.meta["archive_run"] = archive.run
+        return archive
+
+    def _load(self, found) -> None:
+        """State from a checkpoint (or, for a layout change, empty state at its offset)."""
         try:
             self.engine.state.load_bytes(found.state)
         except ValueError as exc:
@@ -172,6 +182,7 @@ class PartitionRunner:
     def _archive_failed(self, where: str, exc: OSError, from_offset: int) -> None:
         """A full or failing disk loses archive records, never live detection: report the gap's start."""
         self.health.failed("archive", f"{self.source.name}/{self.partition} {where}", exc)
+        self.archiving = True
         log.error("%s/%d: replay log not written from offset %d on (%s); it reopens at the next checkpoint",
                   self.source.name, self.partition, from_offset, exc)
         self.archive = None
@@ -219,7 +230,7 @@ class PartitionRunner:
             return
         await self.outputs.flush()
         if self.archive is None and self.archiving:   # failed earlier: reopen (recovery cuts a torn tail)
-            self.archive = await self._archive_call("reopen", self._open_archive)
+            self.archive = await self._archive_call("reopen", self._reopen_archive)
         elif self.archive is not None:   # durable before the offsets it covers are committed
             await self._archive_call("sync", self.archive.sync)
         blob = self.engine.state.to_bytes()

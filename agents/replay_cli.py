@@ -438,7 +438,7 @@ def models_list() -> None:
     metas = with_redis(versions.listing)
     table = Table(title="model versions")
     for col in ("version", "source", "period", "windows", "threshold", "flag rate", "active"):
-        table.add_column(col)
+        table.add_column(col, no_wrap=col == "version")
     for m in metas:
         mx = m.get("metrics", {})
         table.add_row(m["version"], m["source"], f"{m['period']['since']} .. {m['period']['until']}",

@@ -2,13 +2,17 @@
 
 Layout under the archive folder::
 
-    <source>/p<partition>/<YYYYmmddTHH>-<first offset>.wseg   segment (see replay.segments)
-    <source>/p<partition>/<YYYYmmddTHH>-<first offset>.json   its index entry, once sealed
-    labels/*.ndjson                                           staff marks and ground-truth files
+    <source>/p<partition>/<YYYYmmddTHH>-<run>-<first offset>.wseg   segment (see replay.segments)
+    <source>/p<partition>/<YYYYmmddTHH>-<run>-<first offset>.json   its index entry, once sealed
+    labels/*.ndjson                                                 staff marks and ground-truth files
 
-A partition's writer archives each Kafka offset once: it starts after the last
-offset already on disk, so records a restarted worker processes again (from
-its checkpoint) are not archived twice.
+A *run* is one life of a partition's offsets: it begins when a worker starts
+the partition with no checkpoint (a new topic, or a new embedded broker whose
+offsets restart at 0) and continues through every restart that restores a
+checkpoint, which carries the run id. Within a run each Kafka offset is
+archived once: the writer starts after the run's last offset on disk, so
+records a restarted worker processes again (from its checkpoint) are not
+archived twice. Replay reads a partition run by run, in offset order.
 
 >>> import tempfile, pathlib, numpy as np
 >>> root = pathlib.Path(tempfile.mkdtemp())
@@ -17,13 +21,14 @@ its checkpoint) are not archived twice.
 >>> part.close()
 >>> [(s.entry["hour"], s.entry["records"]) for s in segments(root)]
 [(0, 2), (1, 1)]
->>> PartitionArchive(root, "metric", 0).last_offset
-2
+>>> PartitionArchive(root, "metric", 0, run=part.run).last_offset, PartitionArchive(root, "metric", 0).last_offset
+(2, -1)
 """
 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -50,24 +55,26 @@ def _partition_dir(root: Path, source: str, partition: int) -> Path:
 class PartitionArchive:
     """Writes one source partition's accepted records; buffered until :meth:`sync` (at each checkpoint)."""
 
-    def __init__(self, root: Path, source: str, partition: int, level: int = 3, buffer_records: int = 20_000):
+    def __init__(self, root: Path, source: str, partition: int, level: int = 3, buffer_records: int = 20_000,
+                 run: str | None = None):
         self.dir = _partition_dir(root, source, partition)
         self.source, self.partition, self.level, self.buffer_records = source, partition, level, buffer_records
+        self.run = run or _new_run()
         self.writer: SegmentWriter | None = None
         self.hour = -1
         self._buf: tuple[list, list, list] = ([], [], [])
-        self.last_offset = self._recover()
+        self.last_offset = self._recover() if run else -1
 
     def _recover(self) -> int:
-        """Seal segments a crash left open; the last offset on disk (-1 for none)."""
+        """Seal this run's segments a crash left open; the run's last offset on disk (-1 for none)."""
         last = -1
         if not self.dir.is_dir():
             return last
-        for path in sorted(self.dir.glob("*" + seg.SUFFIX)):
+        for path in sorted(self.dir.glob(f"*-{self.run}-*" + seg.SUFFIX)):
             index = seg.index_path(path)
             try:
                 entry = orjson.loads(index.read_bytes()) if index.exists() else \
-                    seg.recover(path, source=self.source, partition=self.partition, hour=_hour_of(path))
+                    seg.recover(path, **_named(path), source=self.source, partition=self.partition)
             except CorruptSegment:
                 continue   # reported by whoever reads it; its offsets are not taken as archived
             if entry["last_offset"] is not None:
@@ -125,13 +132,26 @@ class PartitionArchive:
         if self.writer is not None:
             self.writer.seal()
         self.hour = hour
-        path = self.dir / f"{_hour_name(hour)}-{first_offset:012d}{seg.SUFFIX}"
-        self.writer = SegmentWriter(path, source=self.source, partition=self.partition, hour=hour, level=self.level)
+        path = self.dir / f"{_hour_name(hour)}-{self.run}-{first_offset:012d}{seg.SUFFIX}"
+        self.writer = SegmentWriter(path, source=self.source, partition=self.partition, hour=hour, run=self.run,
+                                    level=self.level)
 
 
-def _hour_of(path: Path) -> int:
-    stamp = datetime.strptime(path.name.split("-", 1)[0], "%Y%m%dT%H").replace(tzinfo=UTC)
-    return int(stamp.timestamp()) // HOUR
+_last_run = 0
+
+
+def _new_run() -> str:
+    """A run id: wall-clock milliseconds, so later runs sort after earlier ones (unique in a process)."""
+    global _last_run
+    _last_run = max(time.time_ns() // 1_000_000, _last_run + 1)
+    return f"{_last_run:013d}"
+
+
+def _named(path: Path) -> dict:
+    """hour and run from a segment's file name."""
+    hour, run, _ = path.stem.split("-")
+    stamp = datetime.strptime(hour, "%Y%m%dT%H").replace(tzinfo=UTC)
+    return {"hour": int(stamp.timestamp()) // HOUR, "run": run}
 
 
 @dataclass(slots=True)
@@ -144,7 +164,7 @@ class Segment:
 def segments(root: Path, source: str | None = None, since: float | None = None, until: float | None = None,
              on_corrupt: Callable[[CorruptSegment], None] | None = None) -> list[Segment]:
     """Segments holding records of ``source`` with event times in [since, until), in replay order
-    (source, partition, first offset). An unsealed segment (being written, or cut by a crash) is
+    (source, partition, run, first offset). An unsealed segment (being written, or cut by a crash) is
     scanned for its range; one that cannot be read goes to ``on_corrupt``."""
     found = []
     for src_dir in sorted(p for p in root.glob("*") if p.is_dir() and p.name != LABELS):
@@ -166,12 +186,12 @@ def segments(root: Path, source: str | None = None, since: float | None = None, 
             if since is not None and entry["max_ts"] < since or until is not None and entry["min_ts"] >= until:
                 continue
             found.append(Segment(path, entry, sealed))
-    found.sort(key=lambda s: (s.entry["source"], s.entry["partition"], s.entry["first_offset"]))
+    found.sort(key=lambda s: (s.entry["source"], s.entry["partition"], s.entry["run"], s.entry["first_offset"]))
     return found
 
 
 def _scan(path: Path, source: str) -> dict:
-    entry = {"source": source, "partition": int(path.parent.name[1:]), "hour": _hour_of(path), "segment": path.name,
+    entry = {"source": source, "partition": int(path.parent.name[1:]), **_named(path), "segment": path.name,
              "first_offset": None, "last_offset": None, "records": 0, "frames": 0, "min_ts": None, "max_ts": None,
              "bytes": path.stat().st_size}
     for frame in seg.read(path, verify=False):

@@ -10,7 +10,7 @@ frame; :func:`recover` cuts the torn tail and seals it.
 
 >>> import tempfile, pathlib
 >>> path = pathlib.Path(tempfile.mkdtemp()) / "s.wseg"
->>> w = SegmentWriter(path, source="metric", partition=0, hour=0)
+>>> w = SegmentWriter(path, source="metric", partition=0, hour=0, run="1")
 >>> w.append([7, 7, 8], [60.0, 61.0, 62.0], [{"v": 1}, {"v": 2}, {"v": 3}])
 >>> entry = w.seal()
 >>> entry["records"], entry["first_offset"], entry["last_offset"], [len(f.records) for f in read(path)]
@@ -55,10 +55,10 @@ def index_path(segment: Path) -> Path:
 class SegmentWriter:
     """Appends accepted batches to one segment; :meth:`sync` makes them durable, :meth:`seal` closes it."""
 
-    def __init__(self, path: Path, *, source: str, partition: int, hour: int, level: int = 3):
+    def __init__(self, path: Path, *, source: str, partition: int, hour: int, run: str, level: int = 3):
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self.entry = {"source": source, "partition": partition, "hour": hour, "segment": path.name,
+        self.entry = {"source": source, "partition": partition, "hour": hour, "run": run, "segment": path.name,
                       "first_offset": None, "last_offset": None, "records": 0, "frames": 0,
                       "min_ts": None, "max_ts": None, "bytes": len(MAGIC)}
         self._zstd = zstandard.ZstdCompressor(level=level, write_checksum=True)
@@ -104,7 +104,7 @@ def read(path: Path, verify: bool = True, size: int | None = None) -> Iterator[F
 
 def recover(path: Path, **known) -> dict:
     """Seal a segment a crash left open: cut it after its last whole frame and write its index entry
-    (``known``: source, partition, hour)."""
+    (``known``: source, partition, hour, run)."""
     entry = {**known, "segment": path.name, "first_offset": None, "last_offset": None, "records": 0, "frames": 0,
              "min_ts": None, "max_ts": None, "bytes": len(MAGIC)}
     for raw, size in _frames(path, sizes=True):

@@ -32,13 +32,26 @@ def test_a_crash_mid_frame_loses_nothing_and_archives_nothing_twice(tmp_path):
         f.write(b"\x50\x00\x00\x00torn")
     part.writer._file = open(path, "ab")   # (the dead process's handle)
 
-    again = PartitionArchive(tmp_path, "metric", 0)   # restart: recovery cuts the torn tail and seals
+    again = PartitionArchive(tmp_path, "metric", 0, run=part.run)   # restart from the checkpoint (same run):
+    # recovery cuts the torn tail and seals
     assert again.last_offset == 14
     assert seg.index_path(path).exists()
     # the worker replays from its checkpoint (offset 10): those are already archived
     again.append(*_records(range(10, 20)))
     again.close()
     assert _archived_offsets(tmp_path) == list(range(20))
+
+
+def test_a_partition_started_afresh_is_a_new_run_replayed_after_the_old(tmp_path):
+    """A new embedded broker restarts offsets at 0: its records are archived, not taken as duplicates."""
+    old = PartitionArchive(tmp_path, "metric", 0)
+    old.append(*_records(range(5)))
+    old.close()
+    new = PartitionArchive(tmp_path, "metric", 0)   # no checkpoint: a new run
+    assert new.run > old.run and new.last_offset == -1
+    new.append(*_records(range(3), t0=T0 + 7200))
+    new.close()
+    assert _archived_offsets(tmp_path) == [0, 1, 2, 3, 4, 0, 1, 2]
 
 
 def test_corrupt_segment_is_skipped_whole_and_reported(tmp_path):
