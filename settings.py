@@ -89,7 +89,7 @@ class Settings(BaseSettings):
     archive_dir: Path | None = Field(None, description="replay logs (default: <data_dir>/archive)")
     archive_retention_s: float = Field(30 * 86_400.0, gt=0, description="segments older than this are deleted")
     archive_max_bytes: int = Field(50 * 2**30, gt=0, description="oldest segments go first beyond this size")
-    archive_zstd_level: int = Field(3, ge=1, le=22)
+    archive_zstd_level: int = Field(1, ge=1, le=22, description="1 compresses city records as well as 3, faster")
     models_dir: Path | None = Field(None, description="model version files (default: <data_dir>/models)")
 
     # Consumer group timing (shortened automatically for the embedded broker).

@@ -36,8 +36,7 @@ class Archiver:
         """The writer of a partition's run (None: a new run), or None when archiving is off."""
         if not self.settings.archive_enabled:
             return None
-        return PartitionArchive(self.root, source, partition, self.settings.archive_zstd_level,
-                                self.settings.engine_batch_records, run=run)
+        return PartitionArchive(self.root, source, partition, self.settings.archive_zstd_level, run=run)
 
     async def export_labels(self) -> int:
         """Copy staff marks made since the last export to the archive; one worker at a time."""

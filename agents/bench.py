@@ -7,15 +7,19 @@
    single records that must raise an alert are sent; the time from send to
    the alert's entry in the Redis stream gives p50/p99.
 5. The worker's resident memory growth divided by its entities: bytes per entity.
+6. The replay log it wrote (in a temporary folder, deleted after): bytes per record.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import orjson
@@ -70,7 +74,8 @@ async def _bench(settings: Settings, registry: Registry, records: int, entities:
     raw_rate = await _raw_ceiling(settings, {t: n for t, n in warden_topics(settings, registry).items()
                                              if t in topics.values()}, records)
     redis = aioredis.Redis.from_url(settings.redis_url)
-    worker = _start_worker(settings)
+    archive = Path(tempfile.mkdtemp(prefix="warden-bench-archive-"))
+    worker = _start_worker(settings, archive)
     try:
         snap = await _wait_processed(redis, records, worker)
         rate = records / max(snap["last_record_at"] - snap["first_record_at"], 1e-9)
@@ -81,6 +86,8 @@ async def _bench(settings: Settings, registry: Registry, records: int, entities:
         worker.wait(30)
         await producer.stop()
         await redis.aclose()
+        archived = sum(p.stat().st_size for p in archive.rglob("*.wseg"))
+        shutil.rmtree(archive, ignore_errors=True)
     known = max(snap["entities"], 1)
     return {
         "records": records,
@@ -93,6 +100,7 @@ async def _bench(settings: Settings, registry: Registry, records: int, entities:
         "alerts_measured": len(latencies),
         "bytes_per_entity": round((snap["rss"] - snap["rss_at_start"]) / known, 1),
         "checkpoint_bytes_per_entity": round(snap["checkpoint_bytes"] / known, 1),
+        "archive_bytes_per_record": round(archived / max(sum(snap["records"].values()), 1), 1),
     }
 
 
@@ -119,8 +127,8 @@ async def _raw_ceiling(settings: Settings, topics: dict[str, int], records: int)
         await consumer.stop()
 
 
-def _start_worker(settings: Settings) -> subprocess.Popen:
-    env = {**os.environ, **child_env(settings), "WARDEN_WEB_PORT": str(free_port())}
+def _start_worker(settings: Settings, archive: Path) -> subprocess.Popen:
+    env = {**os.environ, **child_env(settings), "WARDEN_WEB_PORT": str(free_port()), "WARDEN_ARCHIVE_DIR": str(archive)}
     log = open(settings.data_dir / "bench-worker.log", "wb")
     return subprocess.Popen([sys.executable, "-m", "agents.cli", "worker", "--loglevel", "warn"],
                             env=env, stdout=log, stderr=subprocess.STDOUT)

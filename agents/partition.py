@@ -156,7 +156,7 @@ class PartitionRunner:
         out = self.engine.process(records, owner=lambda e: self.owner(e) == self.partition)
         starts.append(len(records))
         if self.archive is not None and out.accepted:
-            self._archive(records, starts, decoded_from, out)
+            await self._archive(records, starts, decoded_from, out)
         for rej in out.rejects:
             m_i = bisect.bisect_right(starts, rej.position) - 1
             msg = decoded_from[m_i]
@@ -170,12 +170,16 @@ class PartitionRunner:
         await self.outputs.signals(out.signals)
         self.metrics.processed(source, len(records), out.accepted, len(out.signals), len(out.forward))
 
-    def _archive(self, records: list, starts: list[int], decoded_from: list[Message], out: Outcome) -> None:
-        """Accepted records to the replay log, each with the offset of the message it came in."""
+    async def _archive(self, records: list, starts: list[int], decoded_from: list[Message], out: Outcome) -> None:
+        """Accepted records to the replay log, each with the offset of the message it came in.
+
+        Encoding and compression run in a thread (zstd releases the GIL), so other partitions go on.
+        """
         message_offsets = np.fromiter((m.offset for m in decoded_from), dtype=np.int64, count=len(decoded_from))
         offsets = message_offsets[np.searchsorted(starts, out.positions, side="right") - 1]
+        accepted = [records[i] for i in out.positions.tolist()]
         try:
-            self.archive.append(offsets, out.ts, [records[i] for i in out.positions.tolist()])
+            await asyncio.to_thread(self.archive.append, offsets, out.ts, accepted)
         except OSError as exc:
             self._archive_failed("append", exc, int(offsets[0]))
 

@@ -53,16 +53,14 @@ def _partition_dir(root: Path, source: str, partition: int) -> Path:
 
 
 class PartitionArchive:
-    """Writes one source partition's accepted records; buffered until :meth:`sync` (at each checkpoint)."""
+    """Writes one source partition's accepted records: each batch one compressed frame, durable at :meth:`sync`."""
 
-    def __init__(self, root: Path, source: str, partition: int, level: int = 3, buffer_records: int = 20_000,
-                 run: str | None = None):
+    def __init__(self, root: Path, source: str, partition: int, level: int = 3, run: str | None = None):
         self.dir = _partition_dir(root, source, partition)
-        self.source, self.partition, self.level, self.buffer_records = source, partition, level, buffer_records
+        self.source, self.partition, self.level = source, partition, level
         self.run = run or _new_run()
         self.writer: SegmentWriter | None = None
         self.hour = -1
-        self._buf: tuple[list, list, list] = ([], [], [])
         self.last_offset = self._recover() if run else -1
 
     def _recover(self) -> int:
@@ -99,34 +97,20 @@ class PartitionArchive:
         for a, b in zip([0, *cuts.tolist()], [*cuts.tolist(), len(hours)]):
             hour = int(hours[a])
             if hour != self.hour:
-                self._flush()
                 self._rotate(hour, int(offsets[a]))
-            o, t, r = self._buf
-            o += offsets[a:b].tolist()
-            t += ts[a:b].tolist()
-            r += records[a:b]
+            self.writer.append(offsets[a:b].tolist(), ts[a:b].tolist(), records[a:b])
         self.last_offset = int(offsets[-1])
-        if len(self._buf[0]) >= self.buffer_records:
-            self._flush()
 
     def sync(self) -> None:
-        """Write what is buffered and fsync it: call before committing the offsets it covers."""
-        self._flush()
+        """Everything appended is on disk: call before committing the offsets it covers."""
         if self.writer is not None:
             self.writer.sync()
 
     def close(self) -> None:
         """Seal the open segment (on shutdown, revocation)."""
-        self._flush()
         if self.writer is not None:
             self.writer.seal()
             self.writer = None
-
-    def _flush(self) -> None:
-        o, t, r = self._buf
-        if o:
-            self.writer.append(o, t, r)
-            self._buf = ([], [], [])
 
     def _rotate(self, hour: int, first_offset: int) -> None:
         if self.writer is not None:

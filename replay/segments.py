@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import struct
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +49,20 @@ class Frame:
     records: list
 
 
+_contexts = threading.local()
+
+
+def _compressor(level: int) -> zstandard.ZstdCompressor:
+    """One compression context per level and thread (a context holds megabytes and segments are many;
+    a context must not be shared by threads)."""
+    found = getattr(_contexts, "by_level", None)
+    if found is None:
+        found = _contexts.by_level = {}
+    if level not in found:
+        found[level] = zstandard.ZstdCompressor(level=level, write_checksum=True)
+    return found[level]
+
+
 def index_path(segment: Path) -> Path:
     return segment.with_suffix(".json")
 
@@ -61,7 +76,7 @@ class SegmentWriter:
         self.entry = {"source": source, "partition": partition, "hour": hour, "run": run, "segment": path.name,
                       "first_offset": None, "last_offset": None, "records": 0, "frames": 0,
                       "min_ts": None, "max_ts": None, "bytes": len(MAGIC)}
-        self._zstd = zstandard.ZstdCompressor(level=level, write_checksum=True)
+        self.level = level
         self._file = open(path, "xb")
         self._file.write(MAGIC)
 
@@ -69,7 +84,7 @@ class SegmentWriter:
         """One frame of records (in offset order) with their Kafka offsets and event times."""
         if not records:
             return
-        body = self._zstd.compress(orjson.dumps({"o": offsets, "t": ts, "r": records}))
+        body = _compressor(self.level).compress(orjson.dumps({"o": offsets, "t": ts, "r": records}))
         self._file.write(_LEN.pack(len(body)) + body)
         account(self.entry, offsets, ts, _LEN.size + len(body))
 

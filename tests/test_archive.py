@@ -24,8 +24,7 @@ def test_a_crash_mid_frame_loses_nothing_and_archives_nothing_twice(tmp_path):
     part = PartitionArchive(tmp_path, "metric", 0)
     part.append(*_records(range(10)))
     part.sync()                       # a checkpoint: offsets 0..9 durable
-    part.append(*_records(range(10, 15)))
-    part._flush()                     # written but not synced, then the process dies mid-frame
+    part.append(*_records(range(10, 15)))   # written but not synced, then the process dies mid-frame
     path = part.writer.path
     part.writer._file.flush()
     with open(path, "ab") as f:

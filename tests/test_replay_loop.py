@@ -100,9 +100,14 @@ def test_archived_records_replay_to_the_live_alert_ids(stack, tmp_path):
     wait_until(lambda: _accepted(stack, "metric") == len(records), timeout=120, what="all records processed")
     live = {a["id"] for a in stack.stream_alerts()}
     assert len(live) >= 3
+    # a staff mark is copied beside the replay logs as a label
+    marked = sorted(live)[0]
+    _warden(stack, "alerts", "resolve", marked, "--by", "analyst")
+    archive = tmp_path / "data" / "archive"
+    staff = archive / "labels" / "staff.ndjson"
+    wait_until(lambda: staff.exists() and marked in staff.read_text(), timeout=30, what="the staff label archived")
     worker.stop()   # a clean stop seals every open segment
 
-    archive = tmp_path / "data" / "archive"
     found = segments(archive, "metric")
     assert sum(s.entry["records"] for s in found) == len(records)
     assert all(s.sealed and index_path(s.path).exists() for s in found)
