@@ -127,7 +127,8 @@ def replay_cmd(
 
     Signals are merged into alerts exactly as the live alert manager does (same
     ids, counts, first and last seen); each alert is written once, as it stands
-    at the end of the replay, in the order the alerts opened.
+    at the end of the replay, ordered by first seen (then id), so NDJSON and
+    archive replays of the same records write the same file.
     """
     from models.incidents import IncidentBook, QuietPeriods, to_alert
     from models.routing import route
@@ -177,7 +178,7 @@ def replay_cmd(
                 sig_file.close()
     elapsed = time.perf_counter() - started
     with open(alerts_out, "wb") as out:
-        for inc in book.incidents.values():
+        for inc in sorted(book.incidents.values(), key=lambda i: (i["first_seen"], i["id"])):
             out.write(orjson.dumps(to_alert(inc, route(inc, ref), "opened")) + b"\n")
     console.print(f"{summary.records:,} records ({summary.records / max(elapsed, 1e-9):,.0f}/s), "
                   f"{summary.accepted:,} accepted, {summary.signals:,} signals, "
