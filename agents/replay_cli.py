@@ -51,6 +51,7 @@ class _Period:
             fail(f"no archive at {self.root} (workers write it when WARDEN_ARCHIVE_ENABLED is on)")
         self.found = segments(self.root, source, self.since, self.until, on_corrupt=self.corrupt.append)
         if not self.found:
+            self.report()
             fail(f"no archived records{f' of source {source!r}' if source else ''} in {self._span()} under "
                  f"{self.root} (`warden archive list` shows what is there)")
         self.records = sum(s.entry["records"] for s in self.found)
@@ -58,6 +59,8 @@ class _Period:
     def _span(self) -> str:
         from models.signal import iso
 
+        if self.since is None and self.until is None:
+            return "any period"
         lo = iso(self.since) if self.since is not None else "the beginning"
         hi = iso(self.until) if self.until is not None else "the end"
         return f"{lo} .. {hi}"

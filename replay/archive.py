@@ -41,6 +41,8 @@ from replay import segments as seg
 from replay.segments import CorruptSegment, SegmentWriter
 
 HOUR = 3600
+ENTRY_KEYS = {"source", "partition", "hour", "run", "first_offset", "last_offset", "records", "min_ts", "max_ts",
+              "bytes"}
 LABELS = "labels"
 
 
@@ -159,9 +161,11 @@ def segments(root: Path, source: str | None = None, since: float | None = None, 
             try:
                 if index.exists():
                     entry, sealed = orjson.loads(index.read_bytes()), True
+                    if not isinstance(entry, dict) or not ENTRY_KEYS <= entry.keys():
+                        raise CorruptSegment(path, 0, f"its index {index.name} is not a segment index", 0)
                 else:
                     entry, sealed = _scan(path, src_dir.name), False
-            except (CorruptSegment, orjson.JSONDecodeError, OSError) as exc:
+            except (CorruptSegment, orjson.JSONDecodeError, OSError, ValueError) as exc:
                 if on_corrupt:
                     on_corrupt(exc if isinstance(exc, CorruptSegment) else CorruptSegment(path, 0, str(exc), 0))
                 continue

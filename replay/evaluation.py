@@ -150,15 +150,19 @@ def plot(path: Path, series: dict[str, tuple[list[float], list[float]]], windows
         for w in windows:
             if w.entity == entity:
                 ax.axvspan(dt(w.start), dt(w.end), color="gold", alpha=0.35, lw=0)
-        top = max(values) if values else 1.0
+        scores = ax.twinx()
+        scores.set_ylim(0, 1.1)
+        scores.set_ylabel("alert score", fontsize=7)
         for i, (version, alerts) in enumerate(alerts_by_version.items()):
             mine = [a for a in alerts if a["entity"] == entity]
-            ax.scatter([dt(epoch(a["first_seen"])) for a in mine], [top * (1.02 + 0.06 * i)] * len(mine),
-                       marker="v", color=colours[i % len(colours)], label=f"{version} ({len(mine)} alerts)", zorder=3)
+            scores.scatter([dt(epoch(a["first_seen"])) for a in mine], [a["score"] for a in mine],
+                           marker="v" if i == 0 else "^", s=40, color=colours[i % len(colours)],
+                           label=f"{version} ({len(mine)} alerts)", zorder=3)
         ax.set_title(entity, fontsize=9, loc="left")
-        ax.legend(fontsize=7, loc="upper left")
+        scores.legend(fontsize=7, loc="best")
         ax.xaxis.set_major_formatter(mdates.DateFormatter("%m-%d %H:%M"))
-    fig.suptitle(title + "  (shaded: labelled windows; triangles: alerts)", fontsize=10)
+    fig.suptitle(title + "  (line: readings; shaded: labelled windows; triangles: alerts at their score)",
+                 fontsize=10)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
