@@ -18,7 +18,7 @@ from streams.producer import BatchingProducer
 from streams.registry import Registry
 
 
-def _timed(partitions: list[Iterable[Chunk]]) -> Iterator[tuple[float, str, dict]]:
+def in_event_time_order(partitions: list[Iterable[Chunk]]) -> Iterator[tuple[float, str, dict]]:
     """(event time, source, record), the partitions' streams merged lazily into event-time order."""
     def one(part: Iterable[Chunk]) -> Iterator[tuple[float, str, dict]]:
         for c in part:
@@ -35,7 +35,7 @@ async def send(partitions: list[Iterable[Chunk]], registry: Registry, bootstrap:
     try:
         if speedup > 0:
             start_wall, start_event = time.monotonic(), None
-            for t, source, record in _timed(partitions):
+            for t, source, record in in_event_time_order(partitions):
                 start_event = t if start_event is None else start_event
                 ahead = (t - start_event) / speedup - (time.monotonic() - start_wall)
                 if ahead > 0.005:
