@@ -19,10 +19,11 @@ import logging
 from collections import defaultdict
 
 import faust
+import numpy as np
 import redis.asyncio as aioredis
 from faust.types import TP
 
-from agents import api
+from agents import api, web_console
 from agents.alert_manager import AlertManager
 from agents.alert_store import AlertStore
 from agents.archiver import Archiver
@@ -30,6 +31,7 @@ from agents.delivery import Delivery
 from agents.health import Health
 from agents.metrics import WorkerMetrics
 from agents.model_watch import ModelWatch
+from agents.sessions import Sessions
 from agents.prometheus import CONTENT_TYPE, WorkerCollector, WorkerPrometheus
 from agents.outputs import Outputs
 from agents.partition import Message, PartitionRunner
@@ -37,6 +39,7 @@ from agents.transport import app_class
 from models.incidents import QuietPeriods
 from settings import Settings
 from state.checkpoint import CheckpointStore
+from state.refdata import RefData
 from state.refstore import RefCache
 from streams.producer import BatchingProducer
 from streams.registry import Registry, Source
@@ -79,6 +82,7 @@ class Worker:
         self.refdata: RefCache | None = None
         self.archiver: Archiver | None = None
         self.models: ModelWatch | None = None
+        self.sessions: Sessions | None = None
         self.ready = asyncio.Event()  # agents wait for start(): Faust may start them first
         for source in registry.values():
             self._add_agent(source)
@@ -93,7 +97,9 @@ class Worker:
             self.app.timer(every, name=f"warden.{work.__name__.strip('_')}")(self._guarded(work))
         self.app.page("/health")(self._health_view())
         self.app.page("/metrics")(self._metrics_view())
-        api.register(self.app, settings, lambda: self.store)
+        api.register(self.app, settings, lambda: self.store, lambda: self.sessions)
+        web_console.register(self.app, settings, registry, lambda: self.store, lambda: self.sessions,
+                             lambda: self.refdata.current if self.refdata else RefData.empty(), self.positions)
 
     class _Lifecycle(faust.Service):
         """Starts the producer and Redis client before agents run; flushes and checkpoints on stop."""
@@ -121,6 +127,7 @@ class Worker:
         self.refdata = RefCache(self.redis)
         await self.refdata.refresh()
         self.store = AlertStore(self.redis, s)
+        self.sessions = Sessions(self.redis)
         self.alert_manager = AlertManager(self.store, self.refdata, QuietPeriods(s.alert_quiet_s))
         await self.alert_manager.learn_labels()
         self.delivery = Delivery(self.redis, s, self.metrics.worker_id)
@@ -239,6 +246,22 @@ class Worker:
     async def _publish_metrics(self) -> None:
         if self.redis is not None:
             await self.metrics.publish(self.redis)
+
+    def positions(self, limit: int = 5000) -> list[dict]:
+        """The latest position of each vehicle in the GPS partitions this worker owns (at most ``limit``)."""
+        out: list[dict] = []
+        for runner in list(self.runners.values()):
+            state = runner.engine.state
+            if not {"lat", "lon"} <= set(state.numeric):
+                continue
+            last = state.store["last"][:len(state)]
+            lat, lon = last[:, state.numeric.index("lat")], last[:, state.numeric.index("lon")]
+            seen = np.flatnonzero(~np.isnan(lat) & ~np.isnan(lon))[:limit - len(out)]
+            entities = state.slots.entities
+            out += [{"entity": entities[i], "lat": a, "lon": o, "ts": t} for i, a, o, t in zip(
+                seen.tolist(), lat[seen].round(6).tolist(), lon[seen].round(6).tolist(),
+                state.store["last_ts"][seen].tolist())]
+        return out
 
     def _lag(self) -> dict[tuple[str, int], int]:
         """Per owned partition: messages in Kafka beyond the last one processed."""

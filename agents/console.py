@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
+import socket
 import subprocess
 import sys
 import time
@@ -23,6 +25,7 @@ from settings import Settings
 from state import refstore
 from state.refdata import RefData
 from streams.city import write_city
+from streams.broker import free_port
 from streams.producer import BatchingProducer
 from streams.registry import Registry
 from streams.simulator import CitySimulator, pump
@@ -34,8 +37,9 @@ SEVERITY_STYLE = {"info": "cyan", "warning": "yellow", "major": "bold red", "cri
 class Summary:
     """Turns worker metrics and the alert stream into the live panel."""
 
-    def __init__(self) -> None:
+    def __init__(self, console_url: str = "", token: str = "") -> None:
         self.history: deque[tuple[float, dict[str, int]]] = deque(maxlen=6)
+        self.console_url, self.token = console_url, token
 
     def render(self, metrics: list[dict], alerts: list[dict], sent: int, sim_ts: float) -> Group:
         records: dict[str, int] = {}
@@ -56,7 +60,8 @@ class Summary:
         raised = sum(m["alerts"].get("opened", 0) for m in metrics)
         header = (f"workers {len(metrics)}   sent {sent:,}   simulated clock "
                   f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(sim_ts))} UTC   "
-                  f"dead letters {dead:,}   alerts {raised:,}")
+                  f"dead letters {dead:,}   alerts {raised:,}\n"
+                  f"web console {self.console_url}  (token {self.token})")
         latest = Table(title="latest alert changes", expand=True)
         for col in ("seen (UTC)", "event", "severity", "kind", "entity", "count", "town", "department"):
             latest.add_column(col, overflow="ellipsis", no_wrap=True)
@@ -70,13 +75,17 @@ class Summary:
 
 def run_demo(settings: Settings, registry: Registry, *, entities: int, speed: float) -> None:
     """Run until Ctrl-C, then stop the simulator, the worker and the embedded stack."""
+    token = settings.api_token.get_secret_value() if settings.api_token else secrets.token_urlsafe(12)
+    port = settings.web_port if _port_free(settings.web_host, settings.web_port) else free_port()
     with embedded_stack(settings) as live:
         asyncio.run(ensure_topics(live.bootstrap_servers, warden_topics(live, registry)))
         log = open(live.data_dir / "worker.log", "wb")
         worker = subprocess.Popen([sys.executable, "-m", "agents.cli", "worker"], stdout=log,
-                                  stderr=subprocess.STDOUT, env={**os.environ, **child_env(live)})
+                                  stderr=subprocess.STDOUT, env={**os.environ, **child_env(live),
+                                                                 "WARDEN_API_TOKEN": token, "WARDEN_WEB_PORT": str(port)})
+        summary = Summary(f"http://{settings.web_host}:{port}/", token)
         try:
-            asyncio.run(_demo_loop(live, registry, entities, speed))
+            asyncio.run(_demo_loop(live, registry, entities, speed, summary))
         except KeyboardInterrupt:
             pass
         finally:
@@ -88,7 +97,16 @@ def run_demo(settings: Settings, registry: Registry, *, entities: int, speed: fl
             log.close()
 
 
-async def _demo_loop(settings: Settings, registry: Registry, entities: int, speed: float) -> None:
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+async def _demo_loop(settings: Settings, registry: Registry, entities: int, speed: float, summary: Summary) -> None:
     sim = CitySimulator(entities=entities, seed=42, start_ts=time.time() - 2 * 3600)
     redis = aioredis.Redis.from_url(settings.redis_url)
     write_city(settings.data_dir / "city", sim, seed=42)
@@ -99,7 +117,7 @@ async def _demo_loop(settings: Settings, registry: Registry, entities: int, spee
     await producer.start()
     topics = {name: s.topic for name, s in registry.items()}
     feeder = asyncio.create_task(pump(sim, producer, topics, speed=speed, not_after_now=True))
-    summary = Summary()
+    print(f"web console: {summary.console_url}  token: {summary.token}", flush=True)
     try:
         with Live(refresh_per_second=2, screen=False) as view:
             while not feeder.done():

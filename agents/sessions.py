@@ -1,0 +1,52 @@
+"""Console sessions: a login with the API token gives an HttpOnly cookie and a CSRF token, kept in Redis.
+
+The cookie holds a random session id; Redis holds only its SHA-256, with the
+session's CSRF token and who logged in, for ``TTL_S``. State-changing requests
+made with the cookie must echo the CSRF token in ``X-CSRF-Token``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+
+import orjson
+import redis.asyncio as aioredis
+
+COOKIE = "warden_session"
+KEY = "warden:session:{}"
+TTL_S = 12 * 3600
+
+
+def _key(session_id: str) -> str:
+    return KEY.format(hashlib.sha256(session_id.encode()).hexdigest())
+
+
+class Sessions:
+    """Creates, reads and ends console sessions."""
+
+    def __init__(self, redis: aioredis.Redis):
+        self.redis = redis
+
+    async def create(self, who: str) -> tuple[str, dict]:
+        """A new session for ``who``: (cookie value, session)."""
+        session_id = secrets.token_urlsafe(32)
+        session = {"who": who, "csrf": secrets.token_urlsafe(24), "since": time.time()}
+        await self.redis.set(_key(session_id), orjson.dumps(session), ex=TTL_S)
+        return session_id, session
+
+    async def get(self, session_id: str | None) -> dict | None:
+        if not session_id:
+            return None
+        raw = await self.redis.get(_key(session_id))
+        return orjson.loads(raw) if raw else None
+
+    async def end(self, session_id: str | None) -> None:
+        if session_id:
+            await self.redis.delete(_key(session_id))
+
+
+def csrf_ok(session: dict, given: str | None) -> bool:
+    return bool(given) and hmac.compare_digest(session["csrf"].encode(), given.encode())

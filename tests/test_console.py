@@ -1,0 +1,134 @@
+"""The web console in headless Chromium (Debian's, driven by Playwright) against a live worker."""
+
+from __future__ import annotations
+
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+import sys
+import time
+
+from urllib.error import HTTPError
+from urllib.request import urlopen
+
+import orjson
+import pytest
+from playwright.sync_api import expect, sync_playwright
+
+from tests.conftest import ROOT, run
+from tests.test_worker_integration import _send
+
+pytestmark = pytest.mark.integration
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = ROOT / "test-artifacts"
+TOKEN = "console-test-token-4c1d"
+HOSTILE = "<script>window.__pwned = 1</script><img src=x onerror=window.__pwned=2>"
+
+
+def _warden(stack, *args: str) -> None:
+    done = subprocess.run([sys.executable, "-m", "agents.cli", *args], cwd=ROOT, env=stack.env(),
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def _wait_ready(base: str) -> None:
+    """Until the worker has started (its web server answers before its Redis client is up)."""
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            urlopen(f"{base}/console/session", timeout=2)
+        except HTTPError as exc:
+            if exc.code == 401:
+                return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise AssertionError("the worker did not start")
+        time.sleep(0.3)
+
+
+def _record(entity: str, pm25: float) -> bytes:
+    return orjson.dumps({"entity": entity, "ts": time.time(), "pm25": pm25})
+
+
+def test_console_login_live_alert_lifecycle_and_escaping(stack, tmp_path):
+    city = tmp_path / "city"
+    _warden(stack, "refdata", "city", str(city), "--entities", "300")
+    _warden(stack, "refdata", "load", str(city))
+    worker = stack.start_worker(WARDEN_API_TOKEN=TOKEN)
+    url = f"http://127.0.0.1:{worker.port}/"
+    station = "air-0000000"   # a registered air station: its alerts have a place on the map
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync"])
+        try:
+            page = browser.new_page(viewport={"width": 1500, "height": 900})
+            page.on("dialog", lambda d: d.dismiss())
+            _wait_ready(url.rstrip("/"))
+            page.goto(url)
+            csp = page.request.get(url).headers["content-security-policy"]
+            assert "script-src 'self'" in csp and "unsafe-inline" not in csp
+
+            # log in: a wrong token is refused, the right one opens the console
+            page.fill("#login-name", "Officer Li")
+            page.fill("#login-token", "not-the-token")
+            page.click("#login-form button")
+            expect(page.locator("#login-error")).to_have_text("wrong token", timeout=30_000)
+            page.fill("#login-token", TOKEN)
+            page.click("#login-form button")
+            expect(page.locator("#console")).to_be_visible()
+            expect(page.locator("#feed-state")).to_have_text("live", timeout=30_000)
+            expect(page.locator("#map .site").first).to_be_attached()
+
+            # a new alert arrives live, and a record's hostile text shows as text
+            with ThreadPoolExecutor(1) as pool:   # Playwright's sync API holds this thread's event loop
+                pool.submit(run, _send(stack.settings.bootstrap_servers, "telemetry.air",
+                                       [(station.encode(), _record(station, 180.0), None),
+                                        (HOSTILE.encode(), _record(HOSTILE, 190.0), None)])).result()
+            item = page.locator("#feed li", has_text=f"pm25_over_limit - {station}")
+            expect(item).to_be_visible(timeout=60_000)
+            hostile = page.locator("#feed li", has_text=HOSTILE)
+            expect(hostile).to_be_visible(timeout=60_000)
+            assert page.evaluate("window.__pwned") is None
+            assert page.locator("#feed script, #feed img").count() == 0
+            expect(page.locator("#map .alert")).to_have_count(1)   # the registered station has a place
+            expect(page.locator("#count-open")).to_have_text("2", timeout=10_000)
+
+            # open it, acknowledge, resolve
+            item.click()
+            expect(page.locator("#detail-title")).to_have_text(f"pm25_over_limit: {station}")
+            expect(page.locator("#detail-evidence")).to_contain_text("180")
+            page.click("button[data-action=acknowledge]")
+            expect(page.locator("#detail-status")).to_contain_text("acknowledged", timeout=10_000)
+            page.click("button[data-action=resolve]")
+            expect(page.locator("#detail-status")).to_contain_text("resolved", timeout=10_000)
+            expect(page.locator("#detail-history li")).to_have_count(2)
+            expect(page.locator("#detail-history li").first).to_contain_text("Officer Li")
+            page.click("button[data-action=resolve]")   # not allowed twice: the reason is shown
+            expect(page.locator("#action-error")).to_contain_text("cannot resolve", timeout=10_000)
+
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "console.png"), full_page=True)
+        finally:
+            browser.close()
+
+
+def test_console_refuses_without_session_and_writes_without_csrf(stack):
+    worker = stack.start_worker(WARDEN_API_TOKEN=TOKEN)
+    base = f"http://127.0.0.1:{worker.port}"
+    with sync_playwright() as pw:
+        ctx = pw.request.new_context(base_url=base)
+        try:
+            _wait_ready(base)
+            for path in ("/console/map", "/console/status", "/console/events", "/api/alerts"):
+                assert ctx.get(path).status == 401, path
+            login = ctx.post("/console/login", data={"name": "a", "token": TOKEN})
+            assert login.ok and "httponly" in login.headers["set-cookie"].lower()
+            assert ctx.get("/api/alerts").ok                     # the cookie reads
+            refused = ctx.post("/api/alerts/abc/acknowledge", data={"by": "a"})
+            assert refused.status == 403 and "CSRF" in refused.json()["error"]   # but cannot write alone
+            ok = ctx.post("/api/alerts/abc/acknowledge", data={"by": "a"},
+                          headers={"X-CSRF-Token": login.json()["csrf"]})
+            assert ok.status == 404                              # with the token it gets through
+        finally:
+            ctx.dispose()
