@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     # Sources: the shipped declarations plus any extra folders.
     sources_dirs: Annotated[list[Path], NoDecode] = Field(default_factory=list)
 
+    # Fusion: patterns besides the shipped ones (models/patterns).
+    fusion_patterns_dirs: Annotated[list[Path], NoDecode] = Field(default_factory=list)
+
     # Input limits.
     max_message_bytes: int = 1_000_000
     allowed_lateness_s: float = Field(600.0, ge=0)
@@ -98,7 +101,7 @@ class Settings(BaseSettings):
     heartbeat_interval_s: float = 3.0
     fetch_max_wait_ms: int = Field(100, ge=1, description="consumer long-poll; bounds latency on Tansu")
 
-    @field_validator("sources_dirs", mode="before")
+    @field_validator("sources_dirs", "fusion_patterns_dirs", mode="before")
     @classmethod
     def _split_dirs(cls, value: object) -> object:
         if isinstance(value, str):

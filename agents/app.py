@@ -28,6 +28,7 @@ from agents.alert_manager import AlertManager
 from agents.alert_store import AlertStore
 from agents.archiver import Archiver
 from agents.delivery import Delivery
+from agents.fusion import Fusion
 from agents.health import Health
 from agents.metrics import WorkerMetrics
 from agents.model_watch import ModelWatch
@@ -36,6 +37,7 @@ from agents.prometheus import CONTENT_TYPE, WorkerCollector, WorkerPrometheus
 from agents.outputs import Outputs
 from agents.partition import Message, PartitionRunner
 from agents.transport import app_class
+from models.fusion import load_patterns
 from models.incidents import QuietPeriods
 from settings import Settings
 from state.checkpoint import CheckpointStore
@@ -83,6 +85,8 @@ class Worker:
         self.archiver: Archiver | None = None
         self.models: ModelWatch | None = None
         self.sessions: Sessions | None = None
+        self.fusion: Fusion | None = None
+        self.patterns = load_patterns(settings.fusion_patterns_dirs)   # a bad pattern file stops the start
         self.ready = asyncio.Event()  # agents wait for start(): Faust may start them first
         for source in registry.values():
             self._add_agent(source)
@@ -132,6 +136,7 @@ class Worker:
         await self.alert_manager.learn_labels()
         self.delivery = Delivery(self.redis, s, self.metrics.worker_id)
         await self.delivery.start()
+        self.fusion = Fusion(self.redis, self.patterns, lambda: self.refdata.current)
         self.archiver = Archiver(s, self.redis)
         self.models = ModelWatch(self.redis, self.health)
         await self.models.start()
@@ -184,6 +189,10 @@ class Worker:
             return
         alerts = await self.health.retry("alert manager", lambda: self.alert_manager.handle(signals))
         self.metrics.alerted(alerts)
+        fused = await self.health.retry("fusion", lambda: self.fusion.handle(signals))
+        if fused:
+            alerts = await self.health.retry("alert manager", lambda: self.alert_manager.handle(fused))
+            self.metrics.alerted(alerts)
 
     async def _runner(self, source: Source, partition: int) -> PartitionRunner:
         key = (source.name, partition)

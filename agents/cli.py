@@ -237,7 +237,13 @@ def worker(loglevel: str = typer.Option("info", help="crit, error, warn, info or
     # Fewer cyclic collections over a worker's many long-lived objects: `warden bench` p99 682 / 832 ms
     # with this vs 1,234 / 1,286 ms without (100k entities, runs in the same hour; a noisy 2-core machine).
     gc.set_threshold(100_000, 50, 1000)
+    from models.fusion import PatternError, load_patterns
+
     registry = registry_or_fail()
+    try:
+        load_patterns(get_settings().fusion_patterns_dirs)
+    except PatternError as exc:
+        fail(str(exc))
     with embedded_stack(get_settings()) as live:
         app = Worker(live, registry).app
         faust.Worker(app, loglevel=loglevel, quiet=True).execute_from_commandline()

@@ -133,9 +133,10 @@ def replay_cmd(
     at the end of the replay, ordered by first seen (then id), so NDJSON and
     archive replays of the same records write the same file.
     """
+    from models.fusion import FusionBook, PatternError, load_patterns
     from models.incidents import IncidentBook, QuietPeriods, to_alert
     from models.routing import route
-    from replay.offline import Engines, read_ndjson, replay, replay_archive
+    from replay.offline import Engines, merger, read_ndjson, replay, replay_archive
     from state.refdata import RefData, RefDataError
 
     settings, registry = get_settings(), registry_or_fail()
@@ -157,13 +158,14 @@ def replay_cmd(
     except RefDataError as exc:
         fail(str(exc))
     models = _models(model or [], registry)
+    try:
+        fusion = FusionBook(load_patterns(settings.fusion_patterns_dirs))
+    except PatternError as exc:
+        fail(str(exc))
     book = IncidentBook(QuietPeriods(settings.alert_quiet_s))
     sig_file = open(signals_out, "wb") if signals_out else None
-
-    def on_signal(sig: dict) -> None:
-        book.add(sig)
-        if sig_file:
-            sig_file.write(orjson.dumps(sig) + b"\n")
+    on_signal = merger(book, fusion, ref, (lambda sig: sig_file.write(orjson.dumps(sig) + b"\n")) if sig_file
+                       else None)
 
     with _progress() as progress:
         task = progress.add_task("replaying", total=period.records if period else None)
@@ -255,16 +257,19 @@ def evaluate_cmd(
     labels: list[Path] = typer.Option(None, "--labels", help="label files besides the archive's labels/"),
     plot: Path = typer.Option(None, "--plot", help="write a PNG timeline of labelled entities here"),
     grace_s: float = typer.Option(3600.0, help="an alert this long after a window's end still detects it"),
+    refdata: Path = typer.Option(None, "--refdata", help="reference-data folder (site detectors, fusion)"),
     json_out: bool = typer.Option(False, "--json", help="end with one JSON line of the results"),
 ) -> None:
     """Replay a held-out period with one or two model versions and score the alerts against labels."""
     if ctx.invoked_subcommand is not None:
         return
+    from models.fusion import FusionBook, PatternError, load_patterns
     from models.incidents import IncidentBook, QuietPeriods
     from models.signal import iso
     from replay.archive import label_files
     from replay.evaluation import LabelError, plot as draw, read_labels, score
-    from replay.offline import Engines, replay_archive
+    from replay.offline import Engines, merger, replay_archive
+    from state.refdata import RefData, RefDataError
 
     settings, registry = get_settings(), registry_or_fail()
     if source is None:
@@ -274,6 +279,11 @@ def evaluate_cmd(
     names = model or ["builtin"]
     if len(names) > 2:
         fail("compare at most two model versions")
+    try:
+        ref = RefData.load_dir(refdata) if refdata else RefData.empty()
+        patterns = load_patterns(settings.fusion_patterns_dirs)
+    except (RefDataError, PatternError) as exc:
+        fail(str(exc))
     period = _Period(archive, source, since, until)
     files = label_files(period.root) + list(labels or [])
     missing = [str(f) for f in files if not f.is_file()]
@@ -296,7 +306,8 @@ def evaluate_cmd(
             models = _models([name], registry)
             book = IncidentBook(QuietPeriods(settings.alert_quiet_s))
             task = progress.add_task(f"replaying with {name}", total=period.records)
-            engines = Engines(registry, settings, models=models, on_signal=lambda s: book.add(s),
+            engines = Engines(registry, settings, refdata=ref, models=models,
+                              on_signal=merger(book, FusionBook(patterns), ref),
                               on_progress=lambda n: progress.advance(task, n))
             chunks = period.chunks()
             if i == 0 and field:

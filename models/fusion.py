@@ -1,0 +1,175 @@
+"""Cross-source fusion: signals from different sources about one site, within a window, become one alert.
+
+A *pattern* (a TOML file, no code) names the pieces of evidence it needs -
+each a source and the signal kinds that count, tied to the site either as one
+of its devices (a meter) or by a location within ``radius_m`` (a vehicle) - the
+sites it applies to (categories, registered statuses), the time window, and
+how many distinct pieces make a fused alert. The shipped
+``illegal_resumption`` pattern: a closed chemical plant drawing electricity
+and water while a hazardous-goods vehicle dwells at its gate.
+
+The logic is pure: :func:`site_pieces` ties a signal to (pattern, site,
+piece), :func:`fuse` decides on the pieces a site has, and
+:class:`FusionBook` keeps pieces in memory for replay; the live worker keeps
+them in Redis (``agents/fusion.py``).
+
+>>> p = Pattern(name="p", kind="k", window_s=3600, min_evidence=2, evidence=[
+...     EvidenceSpec(name="power", source="power", kinds=["closed_site_consumption"]),
+...     EvidenceSpec(name="truck", source="gps", kinds=["dwell"], radius_m=300)])
+>>> pieces = {"power": {"name": "power", "ts": 100.0, "score": 1.0}, "truck": {"name": "truck", "ts": 2000.0, "score": 0.5}}
+>>> fused = fuse(p, {"id": "plant-1", "name": "Plant"}, pieces)
+>>> fused["kind"], fused["entity"], [x["name"] for x in fused["evidence"]["pieces"]]
+('k', 'plant-1', ['power', 'truck'])
+>>> fuse(p, {"id": "plant-1"}, {"power": {"ts": 100.0, "score": 1.0}, "truck": {"ts": 9000.0, "score": 1.0}}) is None
+True
+"""
+
+from __future__ import annotations
+
+import tomllib
+from fnmatch import fnmatchcase
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from models.incidents import epoch
+from models.signal import new_signal
+from state.refdata import RefData, Site
+from state.zones import metres
+
+SOURCE = "fusion"
+MODEL = "fusion@1"
+PATTERNS_DIR = Path(__file__).parent / "patterns"
+
+
+class PatternError(ValueError):
+    """A pattern file that cannot be used (names the file and what is wrong)."""
+
+
+class EvidenceSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    source: str
+    kinds: list[str] = Field(min_length=1, description="signal kinds that count (shell patterns)")
+    radius_m: float = Field(0.0, ge=0, description="0: the signal's entity is one of the site's devices; "
+                                                  "else: the signal's location within this distance")
+
+    def matches(self, signal: dict) -> bool:
+        return signal["source"] == self.source and any(fnmatchcase(signal["kind"], k) for k in self.kinds)
+
+
+class Pattern(BaseModel):
+    """A fusion pattern: which evidence about one site, within which window, makes which alert."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    kind: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    description: str = ""
+    severity: Literal["info", "warning", "major", "critical"] = "major"
+    window_s: float = Field(gt=0)
+    min_evidence: int = Field(2, ge=1)
+    site_categories: list[str] = Field(default_factory=lambda: ["*"])
+    site_statuses: list[str] = Field(default_factory=lambda: ["operating", "suspended", "closed"])
+    evidence: list[EvidenceSpec] = Field(min_length=1)
+
+    def applies_to(self, site: Site) -> bool:
+        return site.status in self.site_statuses and any(fnmatchcase(site.category, c) for c in self.site_categories)
+
+
+def load_patterns(dirs: list[Path] | None = None) -> list[Pattern]:
+    """The shipped patterns plus any ``*.toml`` in ``dirs``; a bad file is a :class:`PatternError`."""
+    found: dict[str, Pattern] = {}
+    for folder in [PATTERNS_DIR, *(dirs or [])]:
+        for path in sorted(Path(folder).glob("*.toml")):
+            try:
+                pattern = Pattern(**tomllib.loads(path.read_text()))
+            except (tomllib.TOMLDecodeError, UnicodeDecodeError, TypeError) as exc:
+                raise PatternError(f"{path}: {exc}") from None
+            except ValidationError as exc:
+                err = exc.errors()[0]
+                raise PatternError(f"{path}: {'.'.join(map(str, err['loc']))}: {err['msg']}") from None
+            found[pattern.name] = pattern
+    return list(found.values())
+
+
+def site_pieces(signal: dict, patterns: list[Pattern], ref: RefData) -> list[tuple[Pattern, Site, str]]:
+    """(pattern, site, evidence name) for each piece of evidence ``signal`` gives about a site."""
+    out = []
+    for pattern in patterns:
+        for spec in pattern.evidence:
+            if not spec.matches(signal):
+                continue
+            for site in _sites(signal, spec, ref):
+                if pattern.applies_to(site):
+                    out.append((pattern, site, spec.name))
+    return out
+
+
+def _sites(signal: dict, spec: EvidenceSpec, ref: RefData) -> list[Site]:
+    if spec.radius_m <= 0:
+        site = ref.device_site.get(signal["entity"])
+        return [site] if site else []
+    ev = signal.get("evidence") or {}
+    lon, lat = ev.get("lon"), ev.get("lat")
+    if not isinstance(lon, (int, float)) or not isinstance(lat, (int, float)) or not ref.sites:
+        return []
+    sites = list(ref.sites.values())
+    d = metres(np.float64(lon), np.float64(lat), np.array([s.lon for s in sites]), np.array([s.lat for s in sites]))
+    return [sites[i] for i in np.flatnonzero(d <= spec.radius_m).tolist()]
+
+
+def piece(signal: dict, name: str) -> dict:
+    """What a fused alert cites of one signal."""
+    return {"name": name, "id": signal["id"], "source": signal["source"], "kind": signal["kind"],
+            "entity": signal["entity"], "ts": epoch(signal["ts"]), "score": signal["score"],
+            "evidence": signal.get("evidence", {})}
+
+
+def fuse(pattern: Pattern, site: dict, pieces: dict[str, dict]) -> dict | None:
+    """The fused signal if the site's pieces (evidence name -> its latest piece) make the pattern.
+
+    Pieces count when they lie within ``window_s`` of the newest; the fused
+    signal's time is the newest piece's, its window starts at the oldest piece
+    that counts (floored to the window), so the same pieces give the same id.
+    """
+    if not pieces:
+        return None
+    newest = max(p["ts"] for p in pieces.values())
+    live = sorted((p for p in pieces.values() if newest - p["ts"] <= pattern.window_s), key=lambda p: p["ts"])
+    if len(live) < pattern.min_evidence:
+        return None
+    start = live[0]["ts"] // pattern.window_s * pattern.window_s
+    score = sum(p["score"] for p in live) / len(pattern.evidence)   # mean score, missing pieces counting 0
+    return new_signal(source=SOURCE, kind=pattern.kind, entity=site["id"], ts=newest, window_start=start,
+                      window_s=pattern.window_s, score=score, severity=pattern.severity, model=MODEL,
+                      evidence={"pattern": pattern.name, "description": pattern.description,
+                                "site": site, "pieces": live,
+                                "lon": site.get("lon"), "lat": site.get("lat")})
+
+
+def site_doc(site: Site) -> dict:
+    return {"id": site.id, "name": site.name, "category": site.category, "status": site.status,
+            "lon": site.lon, "lat": site.lat}
+
+
+class FusionBook:
+    """Pieces per (pattern, site) in memory: fusion for replay, and the logic the live store follows."""
+
+    def __init__(self, patterns: list[Pattern]):
+        self.patterns = patterns
+        self.pieces: dict[tuple[str, str], dict[str, dict]] = {}
+
+    def add(self, signal: dict, ref: RefData) -> list[dict]:
+        """Fused signals that ``signal`` completes (or renews)."""
+        out = []
+        for pattern, site, name in site_pieces(signal, self.patterns, ref):
+            held = self.pieces.setdefault((pattern.name, site.id), {})
+            held[name] = piece(signal, name)
+            fused = fuse(pattern, site_doc(site), held)
+            if fused is not None:
+                out.append(fused)
+        return out
