@@ -1,11 +1,11 @@
 """Live fusion: each signal's pieces of evidence stored per (pattern, site) in Redis, fused alerts out.
 
-Pieces are kept in one Redis hash per pattern and site (evidence name -> the
-latest piece), expiring after the pattern's window, so workers that hold
-different sources' partitions (a plant's meters on one, the truck on another)
-fuse what they see together. Two workers completing a pattern at once can each
-emit a fused signal; the alert manager merges them into one alert (same
-source, kind and site within the quiet period).
+Pieces are kept in one Redis list per pattern, site and evidence name (capped,
+expiring after two windows), so workers that hold different sources'
+partitions (a plant's meters on one, the truck on another) fuse what they see
+together. A fused signal depends only on the pieces held, so a worker that
+completes the pattern again emits the same signal id, which the alert manager
+has already merged; two workers completing it at once emit the same id too.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from collections.abc import Callable
 import orjson
 import redis.asyncio as aioredis
 
-from models.fusion import SOURCE, Pattern, fuse, piece, site_doc, site_pieces
+from models.fusion import MAX_PIECES, SOURCE, Pattern, fuse, piece, site_doc, site_pieces
 from state.refdata import RefData
 
-KEY = "warden:fusion:{}:{}"
+KEY = "warden:fusion:{}:{}:{}"
 
 
 class Fusion:
@@ -38,16 +38,19 @@ class Fusion:
         touched = {}
         async with self.redis.pipeline(transaction=False) as pipe:
             for pattern, site, name, sig in found:
-                key = KEY.format(pattern.name, site.id)
-                pipe.hset(key, name, orjson.dumps(piece(sig, name)))
-                pipe.expire(key, int(pattern.window_s) + 60)
-                touched[key] = (pattern, site)
-            for key in touched:
-                pipe.hgetall(key)
-            held = (await pipe.execute())[-len(touched):]
+                key = KEY.format(pattern.name, site.id, name)
+                pipe.rpush(key, orjson.dumps(piece(sig, name)))
+                pipe.ltrim(key, -MAX_PIECES, -1)
+                pipe.expire(key, int(2 * pattern.window_s) + 60)
+                touched[(pattern.name, site.id)] = (pattern, site)
+            for pattern, site in touched.values():
+                for spec in pattern.evidence:
+                    pipe.lrange(KEY.format(pattern.name, site.id, spec.name), 0, -1)
+            held = iter((await pipe.execute())[3 * len(found):])
         fused = {}
-        for (pattern, site), pieces in zip(touched.values(), held):
-            out = fuse(pattern, site_doc(site), {k.decode(): orjson.loads(v) for k, v in pieces.items()})
+        for pattern, site in touched.values():
+            pieces = {spec.name: [orjson.loads(p) for p in next(held)] for spec in pattern.evidence}
+            out = fuse(pattern, site_doc(site), {name: got for name, got in pieces.items() if got})
             if out is not None:
                 fused[out["id"]] = out
         return list(fused.values())

@@ -9,18 +9,18 @@ how many distinct pieces make a fused alert. The shipped
 and water while a hazardous-goods vehicle dwells at its gate.
 
 The logic is pure: :func:`site_pieces` ties a signal to (pattern, site,
-piece), :func:`fuse` decides on the pieces a site has, and
+piece), :func:`keep` bounds the pieces held, :func:`fuse` decides on them, and
 :class:`FusionBook` keeps pieces in memory for replay; the live worker keeps
 them in Redis (``agents/fusion.py``).
 
 >>> p = Pattern(name="p", kind="k", window_s=3600, min_evidence=2, evidence=[
 ...     EvidenceSpec(name="power", source="power", kinds=["closed_site_consumption"]),
 ...     EvidenceSpec(name="truck", source="gps", kinds=["dwell"], radius_m=300)])
->>> pieces = {"power": {"name": "power", "ts": 100.0, "score": 1.0}, "truck": {"name": "truck", "ts": 2000.0, "score": 0.5}}
+>>> pieces = {"power": [{"name": "power", "ts": 100.0, "score": 1.0}], "truck": [{"name": "truck", "ts": 2000.0, "score": 0.5}]}
 >>> fused = fuse(p, {"id": "plant-1", "name": "Plant"}, pieces)
 >>> fused["kind"], fused["entity"], [x["name"] for x in fused["evidence"]["pieces"]]
 ('k', 'plant-1', ['power', 'truck'])
->>> fuse(p, {"id": "plant-1"}, {"power": {"ts": 100.0, "score": 1.0}, "truck": {"ts": 9000.0, "score": 1.0}}) is None
+>>> fuse(p, {"id": "plant-1"}, {"power": [{"ts": 100.0, "score": 1.0}], "truck": [{"ts": 9000.0, "score": 1.0}]}) is None
 True
 """
 
@@ -42,6 +42,7 @@ from state.zones import metres
 SOURCE = "fusion"
 MODEL = "fusion@1"
 PATTERNS_DIR = Path(__file__).parent / "patterns"
+MAX_PIECES = 16   # per pattern, site and evidence name
 
 
 class PatternError(ValueError):
@@ -129,26 +130,36 @@ def piece(signal: dict, name: str) -> dict:
             "evidence": signal.get("evidence", {})}
 
 
-def fuse(pattern: Pattern, site: dict, pieces: dict[str, dict]) -> dict | None:
-    """The fused signal if the site's pieces (evidence name -> its latest piece) make the pattern.
+def fuse(pattern: Pattern, site: dict, pieces: dict[str, list[dict]]) -> dict | None:
+    """The fused signal if the site's pieces (evidence name -> its recent pieces) make the pattern.
 
-    Pieces count when they lie within ``window_s`` of the newest; the fused
-    signal's time is the newest piece's, its window starts at the oldest piece
-    that counts (floored to the window), so the same pieces give the same id.
+    The pattern completes at the earliest time ``T`` by which ``min_evidence``
+    names each have a piece within ``window_s`` before ``T``; the fused signal
+    has that time and cites, per name, its latest piece in that span. The
+    result depends on the pieces only, not on the order they arrived in (a
+    replay interleaves sources differently from the live run).
     """
-    if not pieces:
+    times = sorted({p["ts"] for held in pieces.values() for p in held})
+    for t in times:
+        cited = [max((p for p in held if t - pattern.window_s <= p["ts"] <= t), key=lambda p: p["ts"], default=None)
+                 for held in pieces.values()]
+        cited = sorted((p for p in cited if p is not None), key=lambda p: p["ts"])
+        if len(cited) >= pattern.min_evidence:
+            break
+    else:
         return None
-    newest = max(p["ts"] for p in pieces.values())
-    live = sorted((p for p in pieces.values() if newest - p["ts"] <= pattern.window_s), key=lambda p: p["ts"])
-    if len(live) < pattern.min_evidence:
-        return None
-    start = live[0]["ts"] // pattern.window_s * pattern.window_s
-    score = sum(p["score"] for p in live) / len(pattern.evidence)   # mean score, missing pieces counting 0
-    return new_signal(source=SOURCE, kind=pattern.kind, entity=site["id"], ts=newest, window_start=start,
+    start = cited[0]["ts"] // pattern.window_s * pattern.window_s
+    score = sum(p["score"] for p in cited) / len(pattern.evidence)   # mean score, missing pieces counting 0
+    return new_signal(source=SOURCE, kind=pattern.kind, entity=site["id"], ts=t, window_start=start,
                       window_s=pattern.window_s, score=score, severity=pattern.severity, model=MODEL,
                       evidence={"pattern": pattern.name, "description": pattern.description,
-                                "site": site, "pieces": live,
-                                "lon": site.get("lon"), "lat": site.get("lat")})
+                                "site": site, "pieces": cited, "lon": site.get("lon"), "lat": site.get("lat")})
+
+
+def keep(held: list[dict], new: dict, window_s: float) -> list[dict]:
+    """A name's pieces with ``new`` added: the recent ones (``MAX_PIECES``, none older than two windows)."""
+    held = sorted([*held, new], key=lambda p: p["ts"])[-MAX_PIECES:]
+    return [p for p in held if p["ts"] >= held[-1]["ts"] - 2 * window_s]
 
 
 def site_doc(site: Site) -> dict:
@@ -161,15 +172,17 @@ class FusionBook:
 
     def __init__(self, patterns: list[Pattern]):
         self.patterns = patterns
-        self.pieces: dict[tuple[str, str], dict[str, dict]] = {}
+        self.pieces: dict[tuple[str, str], dict[str, list[dict]]] = {}
+        self.emitted: set[str] = set()   # live, the alert manager's merged-signal marks do this
 
     def add(self, signal: dict, ref: RefData) -> list[dict]:
-        """Fused signals that ``signal`` completes (or renews)."""
+        """Fused signals that ``signal`` completes (each fused signal once)."""
         out = []
         for pattern, site, name in site_pieces(signal, self.patterns, ref):
             held = self.pieces.setdefault((pattern.name, site.id), {})
-            held[name] = piece(signal, name)
+            held[name] = keep(held.get(name, []), piece(signal, name), pattern.window_s)
             fused = fuse(pattern, site_doc(site), held)
-            if fused is not None:
+            if fused is not None and fused["id"] not in self.emitted:
+                self.emitted.add(fused["id"])
                 out.append(fused)
         return out

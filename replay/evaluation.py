@@ -167,3 +167,76 @@ def plot(path: Path, series: dict[str, tuple[list[float], list[float]]], windows
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+@dataclass(slots=True)
+class Truth:
+    """One incident from a ground-truth file: what happened, to which entities, and what should detect it."""
+
+    incident: str
+    entities: list[str]
+    start: float
+    end: float
+    observable: float
+    alert_kinds: list[str]
+    explains: list[tuple[str, str]] = field(default_factory=list)   # (entity, alert kind) it also causes
+
+
+def read_ground_truth(paths: Iterable[Path]) -> list[Truth]:
+    """Incidents from ground-truth files (``warden simulate`` writes them); a bad line is a :class:`LabelError`."""
+    out = []
+    for path in paths:
+        for n, line in enumerate(path.read_bytes().splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                doc = orjson.loads(line)
+                start, end = parse_time(doc["start"]), parse_time(doc["end"])
+                observable = parse_time(doc.get("observable", doc["start"]))
+                if None in (start, end, observable) or end < start:
+                    raise ValueError("start, end (and observable) must be times, start first")
+                incident = doc.get("incident") or doc["kind"]
+                out.append(Truth(str(incident), [str(e) for e in doc.get("entities") or [doc["entity"]]], start, end,
+                                 observable, [str(k) for k in doc.get("alert_kinds") or [doc["kind"]]],
+                                 [(str(e), str(k)) for e, k in doc.get("explains", [])]))
+            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
+                raise LabelError(f"{path}:{n}: not a ground-truth line ({type(exc).__name__}: {exc})") from None
+    return out
+
+
+def score_incidents(alerts: list[dict], truths: list[Truth], grace_s: float = 0.0,
+                    until: float | None = None) -> dict[str, KindResult]:
+    """Per incident kind: recall (incidents with a matching alert), precision (of the alerts of the kinds
+    that detect it, those explained by one of its incidents - alerts another incident explains are left
+    out), and the median delay from when each incident became observable to its first matching alert.
+    Incidents not yet observable at ``until`` (the end of the data) still explain alerts but are not
+    counted as missed."""
+    def during(a: dict, t: Truth) -> bool:
+        return epoch(a["first_seen"]) <= t.end + grace_s and epoch(a["last_seen"]) >= t.start
+
+    def matches(a: dict, t: Truth) -> bool:
+        return a["kind"] in t.alert_kinds and a["entity"] in t.entities and during(a, t)
+
+    def explained(a: dict, t: Truth) -> bool:
+        return matches(a, t) or ((a["entity"], a["kind"]) in t.explains and during(a, t))
+
+    results: dict[str, KindResult] = {}
+    for kind in dict.fromkeys(t.incident for t in truths):
+        mine = [t for t in truths if t.incident == kind]
+        due = [t for t in mine if until is None or t.observable <= until]
+        detecting = {k for t in mine for k in t.alert_kinds}
+        r = results[kind] = KindResult(kind, windows=len(due))
+        for a in alerts:
+            if a["kind"] not in detecting:
+                continue
+            ours = any(matches(a, t) for t in mine)
+            if not ours and any(explained(a, t) for t in truths):
+                continue   # caused by another incident (or a piece of this one's fused evidence)
+            r.alerts += 1
+            r.true_alerts += ours
+        for t in due:
+            hits = [epoch(a["first_seen"]) for a in alerts if matches(a, t)]
+            if hits:
+                r.detected += 1
+                r.delays.append(max(0.0, min(hits) - t.observable))
+    return dict(sorted(results.items()))

@@ -19,6 +19,7 @@ and one enforcement unit per town and department. Same seed, same city.
 from __future__ import annotations
 
 import csv
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -118,6 +119,13 @@ def write_city(folder: Path, sim: CitySimulator, seed: int = 42) -> dict[str, in
     _csv(folder / "units.csv", ["id", "name", "department", "town", "lon", "lat"], units)
     return {"areas": len(areas()), "zones": len(zones["features"]), "routes": len(routes), "sites": len(sites),
             "vehicles": len(vehicles), "units": len(units)}
+
+
+def city_ref(sim: CitySimulator, seed: int = 42) -> RefData:
+    """The city's reference data for ``sim`` (as `warden refdata city` writes it), in memory."""
+    with tempfile.TemporaryDirectory() as folder:
+        write_city(Path(folder), sim, seed)
+        return RefData.load_dir(Path(folder))
 
 
 def _csv(path: Path, header: list[str], rows: list[list]) -> None:

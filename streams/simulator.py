@@ -146,19 +146,20 @@ class CitySimulator:
 
 async def pump(sim: CitySimulator, producer, topics: dict[str, str], *, speed: float = 0.0,
                rate: float = 0.0, max_records: int | None = None, duration_s: float | None = None,
-               not_after_now: bool = False, on_tick=None) -> int:
+               not_after_now: bool = False, on_tick=None, ticks=None) -> int:
     """Send the simulator's ticks through ``producer``; returns the number of records sent.
 
     ``speed``: simulated seconds per wall second (0: as fast as possible);
     ``rate``: cap in records per wall second (0: none); ``not_after_now``: wait
-    rather than emit event times in the future.
+    rather than emit event times in the future; ``ticks``: the ticks to send
+    instead of ``sim.ticks()`` (a :class:`~streams.scenario.Scenario`'s).
     """
     import asyncio
     import time
 
     sent, started = 0, time.monotonic()
     sim_start = sim.ts
-    for batch in sim.ticks():
+    for batch in ticks if ticks is not None else sim.ticks():
         if max_records is not None and sent >= max_records:
             break
         if duration_s is not None and time.monotonic() - started >= duration_s:

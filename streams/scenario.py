@@ -1,0 +1,211 @@
+"""Seeded incidents injected into the simulated city, with their ground truth.
+
+A :class:`Scenario` wraps a :class:`~streams.simulator.CitySimulator` and the
+city's reference data. It keeps normal traffic consistent with the register
+(meters of closed sites read zero; air stations stay under the hourly limits),
+and every ``every_s`` simulated seconds it starts the next incident of
+:data:`KINDS`, in turn, on entities drawn with its own seeded generator. Each
+incident becomes a ground-truth line: its kind, entities, start and end, when
+it becomes observable to a detector, and the alert kinds that detect it.
+
+>>> from streams.city import city_ref
+>>> from streams.simulator import CitySimulator
+>>> sim = CitySimulator(entities=400, seed=3, start_ts=1_767_225_600)
+>>> sc = Scenario(sim, city_ref(sim), seed=3, first_at=1_767_225_600 + 60, every_s=600)
+>>> ticks = sc.ticks()
+>>> _ = [next(ticks) for _ in range(400)]
+>>> [i.kind for i in sc.started][:3]
+['tampered_meter', 'sensor_dies', 'hazardous_dwell']
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from models.signal import iso
+from state.refdata import RefData
+from streams.simulator import TICK_S, CitySimulator
+
+KINDS = ("tampered_meter", "sensor_dies", "hazardous_dwell", "pollution_episode", "illegal_resumption",
+         "regional_pollution")
+DWELL_S = 1800 + 900          # 45 min standing: the dwell rule fires after 30
+SILENT_AFTER_S = 5 * 60       # power's silence_factor x expected_interval_s
+PM25_NORMAL_MAX = 60.0        # normal traffic stays under the 75 ug/m3 limit
+
+
+@dataclass
+class Incident:
+    kind: str
+    entities: list[str]
+    start: float
+    end: float
+    observable: float
+    alert_kinds: list[str]
+    source: str | None = None
+    detail: dict = field(default_factory=dict)
+    explains: list[tuple[str, str]] = field(default_factory=list)   # (entity, alert kind) it also causes
+
+    def doc(self) -> dict:
+        """The ground-truth line (see replay/evaluation.py for how it is read)."""
+        return {"incident": self.kind, "kind": self.kind, "entities": self.entities, "start": iso(self.start),
+                "end": iso(self.end), "observable": iso(self.observable), "alert_kinds": self.alert_kinds,
+                **({"source": self.source} if self.source else {}), **({"detail": self.detail} if self.detail else {}),
+                **({"explains": [list(x) for x in self.explains]} if self.explains else {})}
+
+
+class Scenario:
+    """Normal traffic kept consistent with the register, plus one seeded incident every ``every_s``."""
+
+    def __init__(self, sim: CitySimulator, ref: RefData, seed: int, first_at: float, every_s: float = 900.0):
+        self.sim, self.ref, self.every_s = sim, ref, every_s
+        self.rng = np.random.default_rng(seed + 7)
+        self.next_at, self.turn = first_at, 0
+        self.started: list[Incident] = []
+        self.active: list[Incident] = []
+        ids = {f.source: f.ids for f in sim.fleets}
+        self.ids = ids
+        self.closed_meters = {m for s in ref.sites.values() if s.status == "closed" for m in s.meters}
+        self.closed_plants = [s for s in ref.sites.values() if s.status == "closed" and s.category == "chemical_plant"]
+        self.hazardous = [e for e in ids.get("gps", []) if e in ref.vehicles and ref.vehicles[e].hazardous]
+        self.stations = ids.get("air", [])
+        self.used: set[str] = set()
+        self.dead: set[str] = set()
+        self.register: dict[str, float] = {}   # a tampered meter's register as it runs backwards
+
+    def ticks(self) -> Iterator[list[dict]]:
+        """The simulator's ticks with normal traffic adjusted and incidents applied."""
+        for batch in self.sim.ticks():
+            ts = self.sim.ts   # the tick's start (the simulator advances after the consumer takes it)
+            while ts >= self.next_at:
+                self._start(self.next_at)
+                self.next_at += self.every_s
+            yield self._apply(ts, batch)
+
+    # -- planning ----------------------------------------------------------------------------------
+
+    def _pick(self, pool: list[str]) -> str | None:
+        free = [e for e in pool if e not in self.used]
+        if not free:
+            return None
+        choice = free[int(self.rng.integers(len(free)))]
+        self.used.add(choice)
+        return choice
+
+    def _start(self, t: float) -> None:
+        for _ in range(len(KINDS)):
+            kind = KINDS[self.turn % len(KINDS)]
+            self.turn += 1
+            incident = getattr(self, f"_plan_{kind}")(t)
+            if incident is not None:
+                self.started.append(incident)
+                self.active.append(incident)
+                return
+
+    def _plan_tampered_meter(self, t: float) -> Incident | None:
+        meter = self._pick([m for m in self.ids.get("power", []) if m not in self.closed_meters])
+        if meter is None:
+            return None
+        return Incident("tampered_meter", [meter], t, t + 3600, t + 60, ["kwh_backwards", "kwh_zeroed"], "power")
+
+    def _plan_sensor_dies(self, t: float) -> Incident | None:
+        meter = self._pick([m for m in self.ids.get("power", []) if m not in self.closed_meters])
+        if meter is None:
+            return None
+        return Incident("sensor_dies", [meter], t, t + 6 * 3600, t + 60 + SILENT_AFTER_S, ["silent"], "power")
+
+    def _plan_hazardous_dwell(self, t: float) -> Incident | None:
+        truck = self._pick(self.hazardous)
+        if truck is None:
+            return None
+        lon, lat = self._away_from_sites()
+        return Incident("hazardous_dwell", [truck], t, t + DWELL_S, t + 1800, ["dwell"], "gps",
+                        {"lon": lon, "lat": lat})
+
+    def _plan_pollution_episode(self, t: float) -> Incident | None:
+        station = self._pick(self.stations)
+        if station is None:
+            return None
+        return Incident("pollution_episode", [station], t, t + 3600, t + 60,
+                        ["pm25_over_limit", "pm25_above_neighbours", "aqi_polluted"], "air")
+
+    def _plan_regional_pollution(self, t: float) -> Incident | None:
+        free = [s for s in self.stations if s not in self.used]
+        if len(free) < 3:
+            return None
+        chosen = [free[i] for i in sorted(self.rng.choice(len(free), size=max(3, len(free) // 2), replace=False))]
+        self.used.update(chosen)
+        return Incident("regional_pollution", chosen, t, t + 3600, t + 60,
+                        ["pm25_over_limit", "aqi_polluted", "pm25_above_neighbours"], "air")
+
+    def _plan_illegal_resumption(self, t: float) -> Incident | None:
+        power, water = set(self.ids.get("power", [])), set(self.ids.get("water", []))
+        plants = [p for p in self.closed_plants if p.id not in self.used
+                  and power & set(p.meters) and water & set(p.meters)]   # the pattern needs both
+        truck = self._pick(self.hazardous)
+        if not plants or truck is None:
+            return None
+        plant = plants[int(self.rng.integers(len(plants)))]
+        self.used.add(plant.id)
+        return Incident("illegal_resumption", [plant.id], t, t + 2 * 3600, t + 1800,
+                        ["suspected_illegal_resumption"], "fusion",
+                        {"truck": truck, "meters": plant.meters, "lon": plant.lon, "lat": plant.lat + 0.0004},
+                        [(truck, "dwell")] + [(m, "closed_site_consumption") for m in plant.meters])
+
+    def _away_from_sites(self) -> tuple[float, float]:
+        """A spot at least 1 km from every registered site (an unauthorised place to stand)."""
+        sites = np.array([[s.lon, s.lat] for s in self.ref.sites.values()]) if self.ref.sites else np.empty((0, 2))
+        for _ in range(200):
+            lon, lat = self.rng.uniform(120.32, 120.88), self.rng.uniform(31.02, 31.58)
+            if not len(sites) or (np.hypot((sites[:, 0] - lon) * 95_000, (sites[:, 1] - lat) * 111_000) > 1000).all():
+                return round(float(lon), 6), round(float(lat), 6)
+        return round(float(lon), 6), round(float(lat), 6)
+
+    # -- applying -----------------------------------------------------------------------------------
+
+    def _apply(self, ts: float, batch: list[dict]) -> list[dict]:
+        self.active = [i for i in self.active if i.end > ts or i.kind == "sensor_dies"]
+        by_entity: dict[str, list[Incident]] = {}
+        for inc in self.active:
+            for e in inc.entities + ([inc.detail["truck"]] if "truck" in inc.detail else []) + \
+                    list(inc.detail.get("meters", [])):
+                by_entity.setdefault(e, []).append(inc)
+        out = []
+        for r in batch:
+            e = r["entity"]
+            if e in self.closed_meters:   # a closed site draws nothing (unless an incident says otherwise)
+                r = {**r, **({"kw": 0.0} if r["source"] == "power" else {"flow": 0.0})}
+            if r["source"] == "air" and r["pm25"] > PM25_NORMAL_MAX:
+                pm25 = round(PM25_NORMAL_MAX - 5 + r["pm25"] % 5, 1)
+                r = {**r, "pm25": pm25, "pm10": round(pm25 * 1.6, 1)}
+            for inc in by_entity.get(e, []):
+                r = self._incident_record(inc, r)
+                if r is None:
+                    break
+            if r is not None:
+                out.append(r)
+        return out
+
+    def _incident_record(self, inc: Incident, r: dict) -> dict | None:
+        e, t = r["entity"], r["ts"]
+        if t < inc.start:
+            return r
+        if inc.kind == "sensor_dies":
+            return None
+        if inc.kind == "tampered_meter":
+            reg = self.register.setdefault(e, r["kwh"])
+            self.register[e] = reg - 0.5
+            return {**r, "kwh": round(max(reg - 0.5, 0.0), 3)}
+        if inc.kind in ("hazardous_dwell", "illegal_resumption") and e == inc.detail.get("truck", e) \
+                and r["source"] == "gps":
+            return {**r, "lon": inc.detail["lon"], "lat": inc.detail["lat"], "speed": 0.0}
+        if inc.kind == "illegal_resumption" and r["source"] == "power":
+            return {**r, "kw": round(30 + float(self.rng.normal(0, 2)), 3)}
+        if inc.kind == "illegal_resumption" and r["source"] == "water":
+            return {**r, "flow": round(1.5 + float(self.rng.normal(0, 0.1)), 4)}
+        if inc.kind in ("pollution_episode", "regional_pollution"):
+            pm25 = round(150 + float(self.rng.normal(0, 8)), 1)
+            return {**r, "pm25": pm25, "pm10": round(pm25 * 1.5, 1)}
+        return r
