@@ -257,14 +257,30 @@ def simulate(
     rate: float = typer.Option(0.0, help="cap in records per second (0: none)"),
     hours_back: float = typer.Option(0.0, help="start this many hours before now (catch up at --speed)"),
     records: int = typer.Option(0, help="stop after this many records (0: run until Ctrl-C)"),
+    incidents: bool = typer.Option(True, "--incidents/--no-incidents", help="inject seeded incidents"),
+    incident_every: float = typer.Option(600.0, help="simulated seconds between incidents"),
+    ground_truth: Path = typer.Option(None, help="append each incident here (default <data dir>/ground-truth.ndjson)"),
 ) -> None:
-    """Send realistic, seeded city telemetry through the batching producer."""
+    """Send realistic, seeded city telemetry through the batching producer, with seeded incidents.
+
+    The incidents need the city's reference data as `warden refdata city` writes it (same --entities
+    and --seed); their ground truth goes to --ground-truth for `warden evaluate --ground-truth`.
+    """
+    from streams.city import city_ref
     from streams.producer import BatchingProducer
+    from streams.scenario import Scenario
     from streams.simulator import CitySimulator, pump
 
     settings, registry = get_settings(), registry_or_fail()
     sim = CitySimulator(entities=entities, seed=seed, start_ts=time.time() - hours_back * 3600)
     topics = {name: s.topic for name, s in registry.items()}
+    ticks = None
+    if incidents:
+        truth = ground_truth or settings.data_dir / "ground-truth.ndjson"
+        truth.parent.mkdir(parents=True, exist_ok=True)
+        ticks = Scenario(sim, city_ref(sim, seed), seed, first_at=sim.ts + incident_every, every_s=incident_every,
+                         truth=truth).ticks()
+        console.print(f"incidents every {incident_every:g} simulated seconds; ground truth -> {truth}")
 
     async def run() -> int:
         producer = BatchingProducer(settings.bootstrap_servers, batch_records=settings.producer_batch_records,
@@ -272,7 +288,7 @@ def simulate(
         await producer.start()
         try:
             return await pump(sim, producer, topics, speed=speed, rate=rate,
-                              max_records=records or None, not_after_now=True)
+                              max_records=records or None, not_after_now=True, ticks=ticks)
         finally:
             await producer.stop()
 

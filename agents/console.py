@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import shutil
 import socket
 import subprocess
 import sys
 import time
 from collections import deque
+from pathlib import Path
 
 import orjson
 import redis.asyncio as aioredis
@@ -27,6 +29,7 @@ from state.refdata import RefData
 from streams.city import write_city
 from streams.broker import free_port
 from streams.producer import BatchingProducer
+from streams.scenario import Scenario
 from streams.registry import Registry
 from streams.simulator import CitySimulator, pump
 from streams.topics import ensure_topics, warden_topics
@@ -40,6 +43,7 @@ class Summary:
     def __init__(self, console_url: str = "", token: str = "") -> None:
         self.history: deque[tuple[float, dict[str, int]]] = deque(maxlen=6)
         self.console_url, self.token = console_url, token
+        self.scenario: Scenario | None = None
 
     def render(self, metrics: list[dict], alerts: list[dict], sent: int, sim_ts: float) -> Group:
         records: dict[str, int] = {}
@@ -61,7 +65,9 @@ class Summary:
         header = (f"workers {len(metrics)}   sent {sent:,}   simulated clock "
                   f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(sim_ts))} UTC   "
                   f"dead letters {dead:,}   alerts {raised:,}\n"
-                  f"web console {self.console_url}  (token {self.token})")
+                  f"web console {self.console_url}  (token {self.token})\n"
+                  f"incidents injected {len(self.scenario.started) if self.scenario else 0} "
+                  f"(ground truth in .warden/ground-truth.ndjson; the detection report prints on Ctrl-C)")
         latest = Table(title="latest alert changes", expand=True)
         for col in ("seen (UTC)", "event", "severity", "kind", "entity", "count", "town", "department"):
             latest.add_column(col, overflow="ellipsis", no_wrap=True)
@@ -77,15 +83,21 @@ def run_demo(settings: Settings, registry: Registry, *, entities: int, speed: fl
     """Run until Ctrl-C, then stop the simulator, the worker and the embedded stack."""
     token = settings.api_token.get_secret_value() if settings.api_token else secrets.token_urlsafe(12)
     port = settings.web_port if _port_free(settings.web_host, settings.web_port) else free_port()
+    archive = settings.data_dir / "demo-archive"   # the demo's own replay logs, fresh each run
+    shutil.rmtree(archive, ignore_errors=True)
+    truth = settings.data_dir / "ground-truth.ndjson"
+    truth.parent.mkdir(parents=True, exist_ok=True)
+    truth.write_bytes(b"")
     with embedded_stack(settings) as live:
         asyncio.run(ensure_topics(live.bootstrap_servers, warden_topics(live, registry)))
         log = open(live.data_dir / "worker.log", "wb")
         worker = subprocess.Popen([sys.executable, "-m", "agents.cli", "worker"], stdout=log,
                                   stderr=subprocess.STDOUT, env={**os.environ, **child_env(live),
-                                                                 "WARDEN_API_TOKEN": token, "WARDEN_WEB_PORT": str(port)})
+                                                                 "WARDEN_API_TOKEN": token, "WARDEN_WEB_PORT": str(port),
+                                                                 "WARDEN_ARCHIVE_DIR": str(archive)})
         summary = Summary(f"http://{settings.web_host}:{port}/", token)
         try:
-            asyncio.run(_demo_loop(live, registry, entities, speed, summary))
+            asyncio.run(_demo_loop(live, registry, entities, speed, summary, truth))
         except KeyboardInterrupt:
             pass
         finally:
@@ -95,6 +107,10 @@ def run_demo(settings: Settings, registry: Registry, *, entities: int, speed: fl
             except subprocess.TimeoutExpired:
                 worker.kill()
             log.close()
+    if truth.stat().st_size:   # the detection report over what the demo ran
+        from agents.replay_cli import incident_report
+
+        incident_report([truth], archive=archive, refdata=settings.data_dir / "city")
 
 
 def _port_free(host: str, port: int) -> bool:
@@ -106,17 +122,22 @@ def _port_free(host: str, port: int) -> bool:
     return True
 
 
-async def _demo_loop(settings: Settings, registry: Registry, entities: int, speed: float, summary: Summary) -> None:
+async def _demo_loop(settings: Settings, registry: Registry, entities: int, speed: float, summary: Summary,
+                     truth: Path) -> None:
     sim = CitySimulator(entities=entities, seed=42, start_ts=time.time() - 2 * 3600)
     redis = aioredis.Redis.from_url(settings.redis_url)
     write_city(settings.data_dir / "city", sim, seed=42)
-    await refstore.save(redis, RefData.load_dir(settings.data_dir / "city"))
+    ref = RefData.load_dir(settings.data_dir / "city")
+    await refstore.save(redis, ref)
+    scenario = Scenario(sim, ref, seed=42, first_at=sim.ts + 600, every_s=600, truth=truth)
+    summary.scenario = scenario
     producer = BatchingProducer(settings.bootstrap_servers, client_id="warden-simulator",
                                 batch_records=settings.producer_batch_records,
                                 linger_ms=settings.producer_linger_ms)
     await producer.start()
     topics = {name: s.topic for name, s in registry.items()}
-    feeder = asyncio.create_task(pump(sim, producer, topics, speed=speed, not_after_now=True))
+    feeder = asyncio.create_task(pump(sim, producer, topics, speed=speed, not_after_now=True,
+                                      ticks=scenario.ticks()))
     print(f"web console: {summary.console_url}  token: {summary.token}", flush=True)
     try:
         with Live(refresh_per_second=2, screen=False) as view:

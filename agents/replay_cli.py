@@ -258,10 +258,22 @@ def evaluate_cmd(
     plot: Path = typer.Option(None, "--plot", help="write a PNG timeline of labelled entities here"),
     grace_s: float = typer.Option(3600.0, help="an alert this long after a window's end still detects it"),
     refdata: Path = typer.Option(None, "--refdata", help="reference-data folder (site detectors, fusion)"),
+    ground_truth: list[Path] = typer.Option(None, "--ground-truth", help="incident ground truth (as `warden "
+                                            "simulate` writes it): a detection report per incident kind"),
     json_out: bool = typer.Option(False, "--json", help="end with one JSON line of the results"),
 ) -> None:
-    """Replay a held-out period with one or two model versions and score the alerts against labels."""
+    """Replay a held-out period with one or two model versions and score the alerts against labels.
+
+    With --ground-truth: replay every source of the period (with reference data and fusion) and report
+    recall, precision and median detection delay per incident kind.
+    """
     if ctx.invoked_subcommand is not None:
+        return
+    if ground_truth:
+        results = incident_report(ground_truth, archive=archive, refdata=refdata, source=source, since=since,
+                                  until=until, grace_s=grace_s)
+        if json_out:
+            print(orjson.dumps({k: r.row() for k, r in results.items()}).decode())
         return
     from models.fusion import FusionBook, PatternError, load_patterns
     from models.incidents import IncidentBook, QuietPeriods
@@ -336,6 +348,57 @@ def evaluate_cmd(
         console.print(f"plot -> {plot}")
     if json_out:
         print(orjson.dumps({name: {k: r.row() for k, r in res.items()} for name, res in results.items()}).decode())
+
+
+def incident_report(truth_files: list[Path], *, archive: Path | None = None, refdata: Path | None = None,
+                    source: str | None = None, since: str | None = None, until: str | None = None,
+                    grace_s: float = 3600.0) -> dict:
+    """Replay the archived period of the incidents and print recall, precision and median delay per kind."""
+    from models.fusion import FusionBook, PatternError, load_patterns
+    from models.incidents import IncidentBook, QuietPeriods
+    from models.signal import iso
+    from replay.evaluation import LabelError, read_ground_truth, score_incidents
+    from replay.offline import Engines, merger, replay_archive
+    from state.refdata import RefData, RefDataError
+
+    settings, registry = get_settings(), registry_or_fail()
+    missing = [str(f) for f in truth_files if not f.is_file()]
+    if missing:
+        fail(f"no such ground-truth file: {', '.join(missing)}")
+    try:
+        truths = read_ground_truth(truth_files)
+        ref = RefData.load_dir(refdata) if refdata else RefData.empty()
+        patterns = load_patterns(settings.fusion_patterns_dirs)
+    except (LabelError, RefDataError, PatternError) as exc:
+        fail(str(exc))
+    if not truths:
+        fail("the ground truth lists no incidents")
+    # by default, the period the incidents cover (with an hour before, for the detectors to warm up)
+    since = since if since is not None else str(min(t.start for t in truths) - 3600)
+    period = _Period(archive, source, since, until)
+    book = IncidentBook(QuietPeriods(settings.alert_quiet_s))
+    with _progress() as progress:
+        task = progress.add_task("replaying", total=period.records)
+        summary = replay_archive(period.chunks(), Engines(
+            registry, settings, refdata=ref, on_signal=merger(book, FusionBook(patterns), ref),
+            on_progress=lambda n: progress.advance(task, n)))
+    period.report()
+    last = max(s.entry["max_ts"] for s in period.found)
+    alerts = [{**inc, "first_seen": iso(inc["first_seen"]), "last_seen": iso(inc["last_seen"])}
+              for inc in book.incidents.values()]
+    results = score_incidents(alerts, truths, grace_s, until=last)
+    table = Table(title=f"detection report: {summary.accepted:,} records, {len(alerts):,} alerts, "
+                        f"{period._span()}")
+    for col in ("incident", "incidents", "detected", "recall", "alerts", "precision", "median delay"):
+        table.add_column(col, justify="left" if col == "incident" else "right")
+    for kind, r in results.items():
+        table.add_row(kind, str(r.windows), str(r.detected), _pct(r.recall), str(r.alerts), _pct(r.precision),
+                      _delay(r.median_delay_s))
+    console.print(table)
+    pending = sum(1 for t in truths if t.observable > last)
+    if pending:
+        console.print(f"{pending} incident(s) not yet observable when the data ends: not counted")
+    return results
 
 
 def _tap(chunks, series: dict, entity_field: str, field: str):

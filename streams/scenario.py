@@ -22,12 +22,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
+import orjson
 
 from models.signal import iso
 from state.refdata import RefData
-from streams.simulator import TICK_S, CitySimulator
+from streams.simulator import CitySimulator
 
 KINDS = ("tampered_meter", "sensor_dies", "hazardous_dwell", "pollution_episode", "illegal_resumption",
          "regional_pollution")
@@ -59,8 +61,9 @@ class Incident:
 class Scenario:
     """Normal traffic kept consistent with the register, plus one seeded incident every ``every_s``."""
 
-    def __init__(self, sim: CitySimulator, ref: RefData, seed: int, first_at: float, every_s: float = 900.0):
-        self.sim, self.ref, self.every_s = sim, ref, every_s
+    def __init__(self, sim: CitySimulator, ref: RefData, seed: int, first_at: float, every_s: float = 900.0,
+                 truth: Path | None = None):
+        self.sim, self.ref, self.every_s, self.truth = sim, ref, every_s, truth
         self.rng = np.random.default_rng(seed + 7)
         self.next_at, self.turn = first_at, 0
         self.started: list[Incident] = []
@@ -102,6 +105,9 @@ class Scenario:
             if incident is not None:
                 self.started.append(incident)
                 self.active.append(incident)
+                if self.truth is not None:
+                    with open(self.truth, "ab") as f:
+                        f.write(orjson.dumps(incident.doc()) + b"\n")
                 return
 
     def _plan_tampered_meter(self, t: float) -> Incident | None:
