@@ -50,7 +50,6 @@ class Fusion:
         fused = {}
         for pattern, site in touched.values():
             pieces = {spec.name: [orjson.loads(p) for p in next(held)] for spec in pattern.evidence}
-            out = fuse(pattern, site_doc(site), {name: got for name, got in pieces.items() if got})
-            if out is not None:
-                fused[out["id"]] = out
+            for out in fuse(pattern, site_doc(site), {name: got for name, got in pieces.items() if got}):
+                fused[out["id"]] = out   # ones already merged are skipped by the alert manager (same id)
         return list(fused.values())

@@ -17,11 +17,11 @@ them in Redis (``agents/fusion.py``).
 ...     EvidenceSpec(name="power", source="power", kinds=["closed_site_consumption"]),
 ...     EvidenceSpec(name="truck", source="gps", kinds=["dwell"], radius_m=300)])
 >>> pieces = {"power": [{"name": "power", "ts": 100.0, "score": 1.0}], "truck": [{"name": "truck", "ts": 2000.0, "score": 0.5}]}
->>> fused = fuse(p, {"id": "plant-1", "name": "Plant"}, pieces)
+>>> (fused,) = fuse(p, {"id": "plant-1", "name": "Plant"}, pieces)
 >>> fused["kind"], fused["entity"], [x["name"] for x in fused["evidence"]["pieces"]]
 ('k', 'plant-1', ['power', 'truck'])
->>> fuse(p, {"id": "plant-1"}, {"power": [{"ts": 100.0, "score": 1.0}], "truck": [{"ts": 9000.0, "score": 1.0}]}) is None
-True
+>>> fuse(p, {"id": "plant-1"}, {"power": [{"ts": 100.0, "score": 1.0}], "truck": [{"ts": 9000.0, "score": 1.0}]})
+[]
 """
 
 from __future__ import annotations
@@ -130,30 +130,32 @@ def piece(signal: dict, name: str) -> dict:
             "evidence": signal.get("evidence", {})}
 
 
-def fuse(pattern: Pattern, site: dict, pieces: dict[str, list[dict]]) -> dict | None:
-    """The fused signal if the site's pieces (evidence name -> its recent pieces) make the pattern.
+def fuse(pattern: Pattern, site: dict, pieces: dict[str, list[dict]]) -> list[dict]:
+    """The fused signals the site's pieces (evidence name -> its recent pieces) make, oldest first.
 
-    The pattern completes at the earliest time ``T`` by which ``min_evidence``
-    names each have a piece within ``window_s`` before ``T``; the fused signal
-    has that time and cites, per name, its latest piece in that span. The
-    result depends on the pieces only, not on the order they arrived in (a
+    The pattern completes at each time ``T`` (a piece's time) by which
+    ``min_evidence`` names each have a piece that is within ``window_s`` before
+    ``T`` and newer than the previous completion: evidence is used once, so a
+    recurrence gives a new fused signal (which merges into the same alert while
+    it is open). A fused signal cites, per name, its latest piece in the span.
+    The result depends on the pieces only, not on the order they arrived in (a
     replay interleaves sources differently from the live run).
     """
-    times = sorted({p["ts"] for held in pieces.values() for p in held})
-    for t in times:
-        cited = [max((p for p in held if t - pattern.window_s <= p["ts"] <= t), key=lambda p: p["ts"], default=None)
-                 for held in pieces.values()]
+    out: list[dict] = []
+    last = -float("inf")
+    for t in sorted({p["ts"] for held in pieces.values() for p in held}):
+        cited = [max((p for p in held if p["ts"] > last and t - pattern.window_s <= p["ts"] <= t),
+                     key=lambda p: p["ts"], default=None) for held in pieces.values()]
         cited = sorted((p for p in cited if p is not None), key=lambda p: p["ts"])
-        if len(cited) >= pattern.min_evidence:
-            break
-    else:
-        return None
-    start = cited[0]["ts"] // pattern.window_s * pattern.window_s
-    score = sum(p["score"] for p in cited) / len(pattern.evidence)   # mean score, missing pieces counting 0
-    return new_signal(source=SOURCE, kind=pattern.kind, entity=site["id"], ts=t, window_start=start,
-                      window_s=pattern.window_s, score=score, severity=pattern.severity, model=MODEL,
-                      evidence={"pattern": pattern.name, "description": pattern.description,
-                                "site": site, "pieces": cited, "lon": site.get("lon"), "lat": site.get("lat")})
+        if len(cited) < pattern.min_evidence:
+            continue
+        last = t
+        score = sum(p["score"] for p in cited) / len(pattern.evidence)   # mean score, missing pieces counting 0
+        out.append(new_signal(source=SOURCE, kind=pattern.kind, entity=site["id"], ts=t, window_start=t,
+                              window_s=pattern.window_s, score=score, severity=pattern.severity, model=MODEL,
+                              evidence={"pattern": pattern.name, "description": pattern.description, "site": site,
+                                        "pieces": cited, "lon": site.get("lon"), "lat": site.get("lat")}))
+    return out
 
 
 def keep(held: list[dict], new: dict, window_s: float) -> list[dict]:
@@ -181,8 +183,8 @@ class FusionBook:
         for pattern, site, name in site_pieces(signal, self.patterns, ref):
             held = self.pieces.setdefault((pattern.name, site.id), {})
             held[name] = keep(held.get(name, []), piece(signal, name), pattern.window_s)
-            fused = fuse(pattern, site_doc(site), held)
-            if fused is not None and fused["id"] not in self.emitted:
-                self.emitted.add(fused["id"])
-                out.append(fused)
+            for fused in fuse(pattern, site_doc(site), held):
+                if fused["id"] not in self.emitted:
+                    self.emitted.add(fused["id"])
+                    out.append(fused)
         return out

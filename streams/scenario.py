@@ -32,10 +32,13 @@ from state.refdata import RefData
 from streams.simulator import CitySimulator
 
 KINDS = ("tampered_meter", "sensor_dies", "hazardous_dwell", "pollution_episode", "illegal_resumption",
-         "regional_pollution")
+         "regional_pollution", "night_driving", "off_route")
 DWELL_S = 1800 + 900          # 45 min standing: the dwell rule fires after 30
 SILENT_AFTER_S = 5 * 60       # power's silence_factor x expected_interval_s
 PM25_NORMAL_MAX = 60.0        # normal traffic stays under the 75 ug/m3 limit
+NIGHT = (22, 6)               # hazardous goods may not move (local hours, as gps.toml says)
+TRUCK_KMH = 40.0
+OFF_ROUTE_KMH = 30.0          # leaving the corridor sideways
 
 
 @dataclass
@@ -75,8 +78,9 @@ class Scenario:
         self.hazardous = [e for e in ids.get("gps", []) if e in ref.vehicles and ref.vehicles[e].hazardous]
         self.stations = ids.get("air", [])
         self.used: set[str] = set()
-        self.dead: set[str] = set()
         self.register: dict[str, float] = {}   # a tampered meter's register as it runs backwards
+        self.tracks = {e: _Track(ref, e, k) for k, e in enumerate(self.hazardous)}
+        self.night_of: dict[str, float] = {}   # truck -> the last night it was made to drive
 
     def ticks(self) -> Iterator[list[dict]]:
         """The simulator's ticks with normal traffic adjusted and incidents applied."""
@@ -160,6 +164,25 @@ class Scenario:
                         {"truck": truck, "meters": plant.meters, "lon": plant.lon, "lat": plant.lat + 0.0004},
                         [(truck, "dwell")] + [(m, "closed_site_consumption") for m in plant.meters])
 
+    def _plan_night_driving(self, t: float) -> Incident | None:
+        if not _night(t):
+            return None
+        night = (t / 3600 + 8 - NIGHT[1]) // 24   # the rule alerts once per truck and night
+        truck = self._pick([e for e in self.hazardous if self.night_of.get(e) != night])
+        if truck is None:
+            return None
+        self.night_of[truck] = night
+        return Incident("night_driving", [truck], t, t + 3600, t, ["night_driving"], "gps")
+
+    def _plan_off_route(self, t: float) -> Incident | None:
+        if _night(t) or _night(t + 1800):
+            return None
+        truck = self._pick(self.hazardous)
+        if truck is None:
+            return None
+        corridor = min((self.ref.routes[r]["corridor_m"] for r in self.ref.vehicles[truck].routes), default=300.0)
+        return Incident("off_route", [truck], t, t + 1800, t + corridor / (OFF_ROUTE_KMH / 3.6), ["off_route"], "gps")
+
     def _away_from_sites(self) -> tuple[float, float]:
         """A spot at least 1 km from every registered site (an unauthorised place to stand)."""
         sites = np.array([[s.lon, s.lat] for s in self.ref.sites.values()]) if self.ref.sites else np.empty((0, 2))
@@ -172,6 +195,8 @@ class Scenario:
     # -- applying -----------------------------------------------------------------------------------
 
     def _apply(self, ts: float, batch: list[dict]) -> list[dict]:
+        for done in [i for i in self.active if i.end <= ts and i.kind != "sensor_dies"]:   # a dead sensor stays dead
+            self.used -= {*done.entities, *done.detail.get("meters", []), done.detail.get("truck")}
         self.active = [i for i in self.active if i.end > ts or i.kind == "sensor_dies"]
         by_entity: dict[str, list[Incident]] = {}
         for inc in self.active:
@@ -181,6 +206,8 @@ class Scenario:
         out = []
         for r in batch:
             e = r["entity"]
+            if e in self.tracks:   # hazardous trucks drive their route by day and park at their depot at night
+                r = {**r, **self.tracks[e].at(r["ts"], driving=not _night(r["ts"]))}
             if e in self.closed_meters:   # a closed site draws nothing (unless an incident says otherwise)
                 r = {**r, **({"kw": 0.0} if r["source"] == "power" else {"flow": 0.0})}
             if r["source"] == "air" and r["pm25"] > PM25_NORMAL_MAX:
@@ -211,7 +238,48 @@ class Scenario:
             return {**r, "kw": round(30 + float(self.rng.normal(0, 2)), 3)}
         if inc.kind == "illegal_resumption" and r["source"] == "water":
             return {**r, "flow": round(1.5 + float(self.rng.normal(0, 0.1)), 4)}
+        if inc.kind == "night_driving":
+            return {**r, **self.tracks[e].at(t, driving=True)}
+        if inc.kind == "off_route":   # sideways, away from the route where it left it
+            track = self.tracks[e]
+            on, ahead = track.at(inc.start, driving=True), track.at(inc.start + 60, driving=True)
+            east, north = (ahead["lon"] - on["lon"]) * 95_000, (ahead["lat"] - on["lat"]) * 111_000
+            norm = max(np.hypot(east, north), 1e-9)
+            out_m = (t - inc.start) * OFF_ROUTE_KMH / 3.6
+            return {**r, "lon": round(float(on["lon"] - north / norm * out_m / 95_000), 6),
+                    "lat": round(float(on["lat"] + east / norm * out_m / 111_000), 6), "speed": OFF_ROUTE_KMH}
         if inc.kind in ("pollution_episode", "regional_pollution"):
             pm25 = round(150 + float(self.rng.normal(0, 8)), 1)
             return {**r, "pm25": pm25, "pm10": round(pm25 * 1.5, 1)}
         return r
+
+
+def _night(t: float) -> bool:
+    hour = (t / 3600 + 8) % 24
+    return hour >= NIGHT[0] or hour < NIGHT[1]
+
+
+class _Track:
+    """A hazardous truck's normal day: back and forth along its first authorised route; nights at its depot."""
+
+    def __init__(self, ref: RefData, truck: str, k: int):
+        vehicle = ref.vehicles[truck]
+        route = ref.routes[vehicle.routes[0]] if vehicle.routes else None
+        line = route["geom"] if route else None
+        line = line.geoms[0] if line is not None and line.geom_type == "MultiLineString" else line
+        coords = np.array(line.coords if line is not None else [[120.6, 31.3], [120.6, 31.3]], float)
+        seg = np.hypot(np.diff(coords[:, 0]) * 95_000, np.diff(coords[:, 1]) * 111_000)
+        self.coords, self.cum = coords, np.concatenate([[0.0], np.cumsum(seg)])
+        depot = ref.sites.get(vehicle.sites[0]) if vehicle.sites else None
+        self.depot = (depot.lon, depot.lat) if depot else tuple(coords[0])
+        self.phase_m = k * 1_700.0
+
+    def at(self, t: float, driving: bool) -> dict:
+        if not driving:
+            return {"lon": round(self.depot[0], 6), "lat": round(self.depot[1], 6), "speed": 0.0}
+        length = max(self.cum[-1], 1.0)
+        d = (t * TRUCK_KMH / 3.6 + self.phase_m) % (2 * length)
+        d = d if d <= length else 2 * length - d          # there and back
+        lon = float(np.interp(d, self.cum, self.coords[:, 0]))
+        lat = float(np.interp(d, self.cum, self.coords[:, 1]))
+        return {"lon": round(lon, 6), "lat": round(lat, 6), "speed": TRUCK_KMH}

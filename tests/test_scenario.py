@@ -13,7 +13,7 @@ from streams.registry import load_registry
 from streams.scenario import KINDS, Scenario
 from streams.simulator import CitySimulator
 
-T0 = 1_767_225_600 + 10 * 3600   # 18:00 local: evening into night
+T0 = 1_767_225_600 + 11 * 3600   # 19:00 local: evening into night (day and night rules both apply)
 
 
 def test_every_incident_kind_is_detected_with_few_false_alarms(tmp_path):
