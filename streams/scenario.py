@@ -32,13 +32,15 @@ from state.refdata import RefData
 from streams.simulator import CitySimulator
 
 KINDS = ("tampered_meter", "sensor_dies", "hazardous_dwell", "pollution_episode", "illegal_resumption",
-         "regional_pollution", "night_driving", "off_route")
+         "regional_pollution", "night_driving", "off_route", "water_leak")
 DWELL_S = 1800 + 900          # 45 min standing: the dwell rule fires after 30
 SILENT_AFTER_S = 5 * 60       # power's silence_factor x expected_interval_s
 PM25_NORMAL_MAX = 60.0        # normal traffic stays under the 75 ug/m3 limit
 NIGHT = (22, 6)               # hazardous goods may not move (local hours, as gps.toml says)
 TRUCK_KMH = 40.0
 OFF_ROUTE_KMH = 30.0          # leaving the corridor sideways
+LEAK_NIGHT = (1, 5)           # water.toml's [night_flow] hours: a leak shows when such a night ends
+LEAK_M3H = 0.15
 
 
 @dataclass
@@ -183,6 +185,19 @@ class Scenario:
         corridor = min((self.ref.routes[r]["corridor_m"] for r in self.ref.vehicles[truck].routes), default=300.0)
         return Incident("off_route", [truck], t, t + 1800, t + corridor / (OFF_ROUTE_KMH / 3.6), ["off_route"], "gps")
 
+    def _plan_water_leak(self, t: float) -> Incident | None:
+        meter = self._pick([m for m in self.ids.get("water", []) if m not in self.closed_meters])
+        if meter is None:
+            return None
+        # it becomes observable when the first night it covers whole has ended
+        local = t + 8 * 3600
+        day_start = local - local % 86_400
+        night_start = day_start + LEAK_NIGHT[0] * 3600
+        if local > night_start:
+            night_start += 86_400
+        night_end = night_start - LEAK_NIGHT[0] * 3600 + LEAK_NIGHT[1] * 3600 - 8 * 3600
+        return Incident("water_leak", [meter], t, night_end + 1800, night_end + 60, ["night_flow"], "water")
+
     def _away_from_sites(self) -> tuple[float, float]:
         """A spot at least 1 km from every registered site (an unauthorised place to stand)."""
         sites = np.array([[s.lon, s.lat] for s in self.ref.sites.values()]) if self.ref.sites else np.empty((0, 2))
@@ -248,6 +263,8 @@ class Scenario:
             out_m = (t - inc.start) * OFF_ROUTE_KMH / 3.6
             return {**r, "lon": round(float(on["lon"] - north / norm * out_m / 95_000), 6),
                     "lat": round(float(on["lat"] + east / norm * out_m / 111_000), 6), "speed": OFF_ROUTE_KMH}
+        if inc.kind == "water_leak":
+            return {**r, "flow": round(r["flow"] + LEAK_M3H + float(self.rng.normal(0, 0.01)), 4)}
         if inc.kind in ("pollution_episode", "regional_pollution"):
             pm25 = round(150 + float(self.rng.normal(0, 8)), 1)
             return {**r, "pm25": pm25, "pm10": round(pm25 * 1.5, 1)}

@@ -13,15 +13,15 @@ from streams.registry import load_registry
 from streams.scenario import KINDS, Scenario
 from streams.simulator import CitySimulator
 
-T0 = 1_767_225_600 + 11 * 3600   # 19:00 local: evening into night (day and night rules both apply)
+T0 = 1_767_225_600 + 10 * 3600   # 18:00 local to 06:00: day and night rules, a whole leak night
 
 
 def test_every_incident_kind_is_detected_with_few_false_alarms(tmp_path):
-    sim = CitySimulator(entities=1500, seed=11, start_ts=T0)
+    sim = CitySimulator(entities=1200, seed=11, start_ts=T0)
     ref = city_ref(sim, seed=11)
     truth_file = tmp_path / "truth.ndjson"
     scenario = Scenario(sim, ref, seed=11, first_at=T0 + 600, every_s=600, truth=truth_file)
-    end = T0 + 4 * 3600
+    end = T0 + 12 * 3600
     records = []
     for batch in scenario.ticks():
         records += batch
