@@ -17,7 +17,7 @@ entity when its span [first seen, last seen] meets [start, end + grace].
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from statistics import median
@@ -73,32 +73,42 @@ class KindResult:
                 "median_delay_s": self.median_delay_s}
 
 
+def _docs(paths: Iterable[Path], what: str) -> Iterator[tuple[dict, str]]:
+    """(parsed line, "file:line") for each non-blank line; one that is not JSON is a :class:`LabelError`."""
+    for path in paths:
+        for n, line in enumerate(path.read_bytes().splitlines(), start=1):
+            if line.strip():
+                try:
+                    yield orjson.loads(line), f"{path}:{n}"
+                except orjson.JSONDecodeError as exc:
+                    raise LabelError(f"{path}:{n}: not a {what} ({type(exc).__name__}: {exc})") from None
+
+
+BAD_LINE = (KeyError, TypeError, ValueError, AttributeError)
+
+
 def read_labels(paths: Iterable[Path]) -> list[Window]:
     """Windows from label files (ground truth and staff marks); a bad line is a :class:`LabelError`."""
     windows, seen_staff = [], set()
-    for path in paths:
-        for n, line in enumerate(path.read_bytes().splitlines(), start=1):
-            if not line.strip():
+    for doc, where in _docs(paths, "label"):
+        try:
+            if doc.get("type") == "staff":
+                if doc["id"] + doc["at"] in seen_staff:
+                    continue   # exported twice (a crash between write and cursor)
+                seen_staff.add(doc["id"] + doc["at"])
+                if doc["label"]:
+                    a = doc["alert"]
+                    windows.append(Window(a["kind"], a["entity"], epoch(a["first_seen"]), epoch(a["last_seen"]),
+                                          a.get("source")))
                 continue
-            try:
-                doc = orjson.loads(line)
-                if doc.get("type") == "staff":
-                    if doc["id"] + doc["at"] in seen_staff:
-                        continue   # exported twice (a crash between write and cursor)
-                    seen_staff.add(doc["id"] + doc["at"])
-                    if doc["label"]:
-                        a = doc["alert"]
-                        windows.append(Window(a["kind"], a["entity"], epoch(a["first_seen"]), epoch(a["last_seen"]),
-                                              a.get("source")))
-                    continue
-                start, end = parse_time(doc["start"]), parse_time(doc["end"])
-                if start is None or end is None or end < start:
-                    raise ValueError("start and end must be times, start first")
-                entities = doc.get("entities") or [doc["entity"]]
-                for kind in doc.get("alert_kinds") or [doc["kind"]]:
-                    windows += [Window(kind, str(e), start, end, doc.get("source")) for e in entities]
-            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
-                raise LabelError(f"{path}:{n}: not a label ({type(exc).__name__}: {exc})") from None
+            start, end = parse_time(doc["start"]), parse_time(doc["end"])
+            if start is None or end is None or end < start:
+                raise ValueError("start and end must be times, start first")
+            entities = doc.get("entities") or [doc["entity"]]
+            for kind in doc.get("alert_kinds") or [doc["kind"]]:
+                windows += [Window(kind, str(e), start, end, doc.get("source")) for e in entities]
+        except BAD_LINE as exc:
+            raise LabelError(f"{where}: not a label ({type(exc).__name__}: {exc})") from None
     return windows
 
 
@@ -185,22 +195,18 @@ class Truth:
 def read_ground_truth(paths: Iterable[Path]) -> list[Truth]:
     """Incidents from ground-truth files (``warden simulate`` writes them); a bad line is a :class:`LabelError`."""
     out = []
-    for path in paths:
-        for n, line in enumerate(path.read_bytes().splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                doc = orjson.loads(line)
-                start, end = parse_time(doc["start"]), parse_time(doc["end"])
-                observable = parse_time(doc.get("observable", doc["start"]))
-                if None in (start, end, observable) or end < start:
-                    raise ValueError("start, end (and observable) must be times, start first")
-                incident = doc.get("incident") or doc["kind"]
-                out.append(Truth(str(incident), [str(e) for e in doc.get("entities") or [doc["entity"]]], start, end,
-                                 observable, [str(k) for k in doc.get("alert_kinds") or [doc["kind"]]],
-                                 [(str(e), str(k)) for e, k in doc.get("explains", [])]))
-            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
-                raise LabelError(f"{path}:{n}: not a ground-truth line ({type(exc).__name__}: {exc})") from None
+    for doc, where in _docs(paths, "ground-truth line"):
+        try:
+            start, end = parse_time(doc["start"]), parse_time(doc["end"])
+            observable = parse_time(doc.get("observable", doc["start"]))
+            if None in (start, end, observable) or end < start:
+                raise ValueError("start, end (and observable) must be times, start first")
+            out.append(Truth(str(doc.get("incident") or doc["kind"]),
+                             [str(e) for e in doc.get("entities") or [doc["entity"]]], start, end, observable,
+                             [str(k) for k in doc.get("alert_kinds") or [doc["kind"]]],
+                             [(str(e), str(k)) for e, k in doc.get("explains", [])]))
+        except BAD_LINE as exc:
+            raise LabelError(f"{where}: not a ground-truth line ({type(exc).__name__}: {exc})") from None
     return out
 
 

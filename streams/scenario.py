@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +33,7 @@ from state.refdata import RefData
 from streams.simulator import CitySimulator
 
 KINDS = ("tampered_meter", "sensor_dies", "hazardous_dwell", "pollution_episode", "illegal_resumption",
-         "regional_pollution", "night_driving", "off_route", "water_leak")
+         "regional_pollution", "night_driving", "off_route", "water_leak", "illegal_fishing")
 DWELL_S = 1800 + 900          # 45 min standing: the dwell rule fires after 30
 SILENT_AFTER_S = 5 * 60       # power's silence_factor x expected_interval_s
 PM25_NORMAL_MAX = 60.0        # normal traffic stays under the 75 ug/m3 limit
@@ -67,8 +68,11 @@ class Scenario:
     """Normal traffic kept consistent with the register, plus one seeded incident every ``every_s``."""
 
     def __init__(self, sim: CitySimulator, ref: RefData, seed: int, first_at: float, every_s: float = 900.0,
-                 truth: Path | None = None):
-        self.sim, self.ref, self.every_s, self.truth = sim, ref, every_s, truth
+                 truth: Path | None = None, kinds: tuple[str, ...] = KINDS,
+                 bans: list[tuple[str, str, str]] | None = None):
+        """``bans``: (zone pattern prefix, first "MM-DD", last "MM-DD") of the fishing ban (video.toml's)."""
+        self.sim, self.ref, self.every_s, self.truth, self.kinds = sim, ref, every_s, truth, kinds
+        self.bans = bans if bans is not None else [("river-bank-", "03-01", "06-30")]
         self.rng = np.random.default_rng(seed + 7)
         self.next_at, self.turn = first_at, 0
         self.started: list[Incident] = []
@@ -104,8 +108,8 @@ class Scenario:
         return choice
 
     def _start(self, t: float) -> None:
-        for _ in range(len(KINDS)):
-            kind = KINDS[self.turn % len(KINDS)]
+        for _ in range(len(self.kinds)):
+            kind = self.kinds[self.turn % len(self.kinds)]
             self.turn += 1
             incident = getattr(self, f"_plan_{kind}")(t)
             if incident is not None:
@@ -198,6 +202,16 @@ class Scenario:
         night_end = night_start - LEAK_NIGHT[0] * 3600 + LEAK_NIGHT[1] * 3600 - 8 * 3600
         return Incident("water_leak", [meter], t, night_end + 1800, night_end + 60, ["night_flow"], "water")
 
+    def _plan_illegal_fishing(self, t: float) -> Incident | None:
+        day = datetime.fromtimestamp(t + 8 * 3600, UTC).strftime("%m-%d")
+        bank = next((prefix for prefix, first, last in self.bans
+                     if (first <= day <= last if first <= last else (day >= first or day <= last))), None)
+        camera = self._pick(self.ids.get("video", [])) if bank is not None else None
+        if camera is None:
+            return None
+        zone = f"{bank}{int(self.rng.integers(1, 4)):02d}"
+        return Incident("illegal_fishing", [camera], t, t + 1800, t, ["ban_fishing"], "video", {"zone": zone})
+
     def _away_from_sites(self) -> tuple[float, float]:
         """A spot at least 1 km from every registered site (an unauthorised place to stand)."""
         sites = np.array([[s.lon, s.lat] for s in self.ref.sites.values()]) if self.ref.sites else np.empty((0, 2))
@@ -263,6 +277,9 @@ class Scenario:
             out_m = (t - inc.start) * OFF_ROUTE_KMH / 3.6
             return {**r, "lon": round(float(on["lon"] - north / norm * out_m / 95_000), 6),
                     "lat": round(float(on["lat"] + east / norm * out_m / 111_000), 6), "speed": OFF_ROUTE_KMH}
+        if inc.kind == "illegal_fishing":
+            return {**r, "zone": inc.detail["zone"], "object": "boat" if int(t) % 120 < 60 else "person",
+                    "count": 2, "confidence": 0.9}
         if inc.kind == "water_leak":
             return {**r, "flow": round(r["flow"] + LEAK_M3H + float(self.rng.normal(0, 0.01)), 4)}
         if inc.kind in ("pollution_episode", "regional_pollution"):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from models.fusion import FusionBook, load_patterns
 from models.incidents import IncidentBook, QuietPeriods
 from models.signal import iso
-from replay.evaluation import read_ground_truth, score_incidents
+from replay.evaluation import Truth, read_ground_truth, score_incidents
 from replay.offline import merger, replay
 from settings import Settings
 from streams.city import city_ref
@@ -14,6 +14,15 @@ from streams.scenario import KINDS, Scenario
 from streams.simulator import CitySimulator
 
 T0 = 1_767_225_600 + 10 * 3600   # 18:00 local to 06:00: day and night rules, a whole leak night
+
+
+def _alerts(records: list[dict], ref) -> list[dict]:
+    """The alerts a worker would raise for ``records``: replayed in-process with fusion, merged."""
+    settings = Settings(partitions=4)
+    book = IncidentBook(QuietPeriods(settings.alert_quiet_s))
+    replay(records, load_registry(settings), settings, refdata=ref,
+           on_signal=merger(book, FusionBook(load_patterns()), ref))
+    return [{**i, "first_seen": iso(i["first_seen"]), "last_seen": iso(i["last_seen"])} for i in book.incidents.values()]
 
 
 def test_every_incident_kind_is_detected_with_few_false_alarms(tmp_path):
@@ -27,18 +36,33 @@ def test_every_incident_kind_is_detected_with_few_false_alarms(tmp_path):
         records += batch
         if sim.ts >= end:
             break
-    settings = Settings(partitions=4)
-    book = IncidentBook(QuietPeriods(settings.alert_quiet_s))
-    replay(records, load_registry(settings), settings, refdata=ref,
-           on_signal=merger(book, FusionBook(load_patterns()), ref))
-    alerts = [{**i, "first_seen": iso(i["first_seen"]), "last_seen": iso(i["last_seen"])}
-              for i in book.incidents.values()]
+    alerts = _alerts(records, ref)
     truths = read_ground_truth([truth_file])
     assert [t.incident for t in truths] == [i.kind for i in scenario.started]
     results = score_incidents(alerts, truths, grace_s=4200, until=end - 600)
-    assert set(results) == set(KINDS)
+    assert set(results) == set(KINDS) - {"illegal_fishing"}   # January: no fishing ban, so none is injected
     for kind, r in results.items():
         assert r.windows >= 1, kind
         assert r.recall == 1.0, (kind, r.row())
         assert r.precision >= 0.9, (kind, r.row())
         assert r.median_delay_s <= 60, (kind, r.row())
+
+
+def test_illegal_fishing_during_the_ban_is_detected_and_none_is_injected_outside_it():
+    may = 1_779_148_800   # 2026-05-19T00:00:00Z, inside the fishing ban (03-01 .. 06-30)
+    for start, expected in ((may, 6), (T0, 0)):
+        sim = CitySimulator(entities=600, seed=5, start_ts=start)
+        ref = city_ref(sim, seed=5)
+        scenario = Scenario(sim, ref, seed=5, first_at=start + 300, every_s=600, kinds=("illegal_fishing",))
+        records = []
+        for batch in scenario.ticks():
+            records += batch
+            if sim.ts >= start + 3600:
+                break
+        assert len(scenario.started) == expected
+        if not expected:
+            continue
+        alerts = _alerts(records, ref)
+        truths = [Truth(i.kind, i.entities, i.start, i.end, i.observable, i.alert_kinds) for i in scenario.started]
+        r = score_incidents(alerts, truths, grace_s=600)["illegal_fishing"]
+        assert (r.recall, r.precision) == (1.0, 1.0) and r.median_delay_s <= 60, r.row()
