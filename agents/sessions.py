@@ -18,6 +18,8 @@ import redis.asyncio as aioredis
 COOKIE = "warden_session"
 KEY = "warden:session:{}"
 TTL_S = 12 * 3600
+FAILED_KEY = "warden:login-failures:{}"
+MAX_FAILURES, FAILURE_WINDOW_S = 5, 900   # per client address: 5 wrong tokens, then 15 minutes locked out
 
 
 def _key(session_id: str) -> str:
@@ -42,6 +44,20 @@ class Sessions:
             return None
         raw = await self.redis.get(_key(session_id))
         return orjson.loads(raw) if raw else None
+
+    async def locked_out(self, client: str) -> int:
+        """Seconds ``client`` must still wait after too many failed logins (0: may try)."""
+        key = FAILED_KEY.format(client)
+        failures = int(await self.redis.get(key) or 0)
+        return max(int(await self.redis.ttl(key)), 1) if failures >= MAX_FAILURES else 0
+
+    async def failed(self, client: str) -> None:
+        """Count a failed login; the count expires ``FAILURE_WINDOW_S`` after the first."""
+        key = FAILED_KEY.format(client)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.set(key, 0, ex=FAILURE_WINDOW_S, nx=True)   # the window starts at the first failure
+            pipe.incr(key)                                    # (INCR keeps the key's expiry)
+            await pipe.execute()
 
     async def end(self, session_id: str | None) -> None:
         if session_id:

@@ -2,7 +2,8 @@
 
 - ``GET /`` the page (static HTML, JS and CSS from ``agents/static``; no external assets, works offline),
   sent with a strict Content-Security-Policy;
-- ``POST /console/login`` ``{"token", "name"}`` -> session cookie (HttpOnly, SameSite=Strict) + CSRF token;
+- ``POST /console/login`` ``{"token", "name"}`` -> session cookie (HttpOnly, SameSite=Strict) + CSRF token
+  (after 5 wrong tokens from one address within 15 minutes: 429 until the window ends);
   ``POST /console/logout``; ``GET /console/session``;
 - ``GET /console/events`` the live alert feed (server-sent events from the Redis stream, resumable
   with ``Last-Event-ID``);
@@ -85,8 +86,15 @@ def register(app: faust.App, settings: Settings, registry: Registry, store: Call
             name = str(body.get("name") or "").strip()[:64]
             if not name:
                 return self.error(400, "say who you are (name)")
+            client = request.remote or "unknown"
+            wait = await sessions().locked_out(client)
+            if wait:
+                resp = self.error(429, f"too many failed logins: try again in {wait} s")
+                resp.headers["Retry-After"] = str(wait)
+                return resp
             if not token_ok(settings, body["token"]):
-                await asyncio.sleep(0.5)   # slows guessing; issue 8 adds rate limits per client
+                await sessions().failed(client)
+                await asyncio.sleep(0.5)   # slows guessing further
                 return self.error(401, "wrong token")
             session_id, session = await sessions().create(name)
             resp = self.json({"who": name, "csrf": session["csrf"]})

@@ -130,5 +130,10 @@ def test_console_refuses_without_session_and_writes_without_csrf(stack):
             ok = ctx.post("/api/alerts/abc/acknowledge", data={"by": "a"},
                           headers={"X-CSRF-Token": login.json()["csrf"]})
             assert ok.status == 404                              # with the token it gets through
+            # guessing: five wrong tokens, then even the right one is refused for a while
+            assert [ctx.post("/console/login", data={"name": "x", "token": f"guess-{i}"}).status
+                    for i in range(5)] == [401] * 5
+            locked = ctx.post("/console/login", data={"name": "a", "token": TOKEN})
+            assert locked.status == 429 and 0 < int(locked.headers["retry-after"]) <= 900
         finally:
             ctx.dispose()
