@@ -92,13 +92,19 @@ class Worker:
             self._add_agent(source)
         self.app.on_partitions_revoked.connect(self._on_revoked)
         self.app.service(self._Lifecycle(self))
-        # Periodic work; a Redis outage skips a turn (and is reported) instead of crashing the app.
-        for every, work in ((settings.checkpoint_interval_s, self._checkpoint_all), (1.0, self._publish_metrics),
-                            (5.0, self._sweep_idle), (settings.refdata_refresh_s, self._refresh_refdata),
-                            (settings.refdata_refresh_s, self._learn_labels), (3600.0, self._trim_alerts),
-                            (settings.refdata_refresh_s, self._refresh_models), (10.0, self._export_labels),
-                            (3600.0, self._prune_archive)):
-            self.app.timer(every, name=f"warden.{work.__name__.strip('_')}")(self._guarded(work))
+        # Periodic work, from start() on; a Redis outage skips a turn (and is reported) instead of crashing the app.
+        refresh = settings.refdata_refresh_s
+        for name, every, work in (
+                ("checkpoint_all", settings.checkpoint_interval_s, self._checkpoint_all),
+                ("publish_metrics", 1.0, lambda: self.metrics.publish(self.redis)),
+                ("sweep_idle", 5.0, self._sweep_idle),
+                ("refresh_refdata", refresh, self._refresh_refdata),
+                ("learn_labels", refresh, lambda: self.alert_manager.learn_labels()),
+                ("refresh_models", refresh, lambda: self.models.refresh()),
+                ("trim_alerts", 3600.0, lambda: self.store.trim()),
+                ("export_labels", 10.0, lambda: self.archiver.export_labels()),
+                ("prune_archive", 3600.0, lambda: self.archiver.prune())):
+            self.app.timer(every, name=f"warden.{name}")(self._guarded(name, work))
         self.app.page("/health")(self._health_view())
         self.app.page("/metrics")(self._metrics_view())
         api.register(self.app, settings, lambda: self.store, lambda: self.sessions)
@@ -155,7 +161,7 @@ class Worker:
         if self.producer:
             await self.producer.stop()
         if self.redis:
-            await self.health.attempt("final metrics", self._publish_metrics)
+            await self.health.attempt("final metrics", lambda: self.metrics.publish(self.redis))
             await self.redis.aclose()
 
     def _add_agent(self, source: Source) -> None:
@@ -176,11 +182,12 @@ class Worker:
 
         self.app.agent(topic, name=f"warden.ingest.{source.name}")(ingest)
 
-    def _guarded(self, work):
+    def _guarded(self, name: str, work):
         async def guarded() -> None:
-            await self.health.attempt(work.__name__.strip("_"), work)
+            if self.ready.is_set():   # Faust may start timers before start() has run
+                await self.health.attempt(name, work)
 
-        guarded.__name__ = work.__name__
+        guarded.__name__ = name
         return guarded
 
     async def _manage(self, signals: list[dict]) -> None:
@@ -226,35 +233,10 @@ class Worker:
             await runner.sweep_idle()
 
     async def _refresh_refdata(self) -> None:
-        if self.refdata is not None:
-            try:
-                await self.refdata.refresh()
-            except ValueError as exc:   # stored by an older or newer release: keep what we have
-                log.error("reference data not refreshed: %s", exc)
-
-    async def _refresh_models(self) -> None:
-        if self.models is not None:
-            await self.models.refresh()
-
-    async def _export_labels(self) -> None:
-        if self.archiver is not None:
-            await self.archiver.export_labels()
-
-    async def _prune_archive(self) -> None:
-        if self.archiver is not None:
-            await self.archiver.prune()
-
-    async def _learn_labels(self) -> None:
-        if self.alert_manager is not None:
-            await self.alert_manager.learn_labels()
-
-    async def _trim_alerts(self) -> None:
-        if self.store is not None:
-            await self.store.trim()
-
-    async def _publish_metrics(self) -> None:
-        if self.redis is not None:
-            await self.metrics.publish(self.redis)
+        try:
+            await self.refdata.refresh()
+        except ValueError as exc:   # stored by an older or newer release: keep what we have
+            log.error("reference data not refreshed: %s", exc)
 
     def positions(self, limit: int = 5000) -> list[dict]:
         """The latest position of each vehicle in the GPS partitions this worker owns (at most ``limit``)."""

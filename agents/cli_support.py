@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
 
 import typer
 from rich.console import Console
@@ -11,6 +10,7 @@ from rich.markup import escape
 
 from settings import get_settings
 from streams.registry import SourceError, load_registry
+from streams.validation import parse_time
 
 console = Console()
 
@@ -58,11 +58,9 @@ def when(text: str | None, option: str) -> float | None:
     if text is None:
         return None
     try:
-        return float(text)
+        found = parse_time(float(text), "epoch_s")
     except ValueError:
-        pass
-    try:
-        stamp = datetime.fromisoformat(text)
-    except ValueError:
+        found = parse_time(text, "iso8601")
+    if found is None:
         fail(f"{option}: {text!r} is not a time (use ISO-8601 like 2026-01-01T00:00:00Z, or epoch seconds)")
-    return (stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)).timestamp()
+    return found

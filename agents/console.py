@@ -21,7 +21,7 @@ from rich.panel import Panel
 from rich.table import Table
 
 from agents.alert_store import ALERT_STREAM
-from agents.metrics import read_all
+from agents.metrics import read_all, totals
 from agents.stack import child_env, embedded_stack
 from settings import Settings
 from state import refstore
@@ -46,10 +46,7 @@ class Summary:
         self.scenario: Scenario | None = None
 
     def render(self, metrics: list[dict], alerts: list[dict], sent: int, sim_ts: float) -> Group:
-        records: dict[str, int] = {}
-        for m in metrics:
-            for source, n in m["records"].items():
-                records[source] = records.get(source, 0) + n
+        records, dead = totals(metrics)
         now = time.monotonic()
         self.history.append((now, records))
         then, old = self.history[0]
@@ -60,7 +57,6 @@ class Summary:
         for source in sorted(records):
             rate = (records[source] - old.get(source, 0)) / span if span > 0.5 else 0.0
             rates.add_row(source, f"{rate:,.0f}", f"{records[source]:,}")
-        dead = sum(sum(m["dead_letters"].values()) for m in metrics)
         raised = sum(m["alerts"].get("opened", 0) for m in metrics)
         header = (f"workers {len(metrics)}   sent {sent:,}   simulated clock "
                   f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(sim_ts))} UTC   "

@@ -85,3 +85,12 @@ async def read_all(redis: aioredis.Redis) -> list[dict]:
     keys = [k async for k in redis.scan_iter(METRICS_KEY.format("*"))]
     values = await redis.mget(keys) if keys else []
     return [orjson.loads(v) for v in values if v]
+
+
+def totals(snapshots: list[dict]) -> tuple[dict[str, int], int]:
+    """Records per source and dead letters, summed over workers' snapshots."""
+    records: dict[str, int] = {}
+    for snap in snapshots:
+        for source, n in snap["records"].items():
+            records[source] = records.get(source, 0) + n
+    return records, sum(sum(snap["dead_letters"].values()) for snap in snapshots)

@@ -60,7 +60,7 @@ class PartitionRunner:
         self.engine = SourceEngine(source, settings, refdata=refdata(), model=model())
         self._open_archive = archive
         self.archive: PartitionArchive | None = None
-        self.archiving = False
+        self.archiving = settings.archive_enabled   # a replay log to keep (reopened after a failure)
         self.owner: PartitionCache | None = None   # from the topic's metadata, in restore()
         self.lock = asyncio.Lock()
         self.restored_offset = -1   # records up to this offset are in the restored state
@@ -83,7 +83,6 @@ class PartitionRunner:
         if found is not None:
             self._load(found)
         self.archive = await self._archive_call("open", self._reopen_archive)
-        self.archiving = self.archiving or self.archive is not None
 
     def _reopen_archive(self) -> PartitionArchive | None:
         """The replay log of this partition's run: the checkpoint's, or a new one when starting afresh."""
@@ -186,7 +185,6 @@ class PartitionRunner:
     def _archive_failed(self, where: str, exc: OSError, from_offset: int) -> None:
         """A full or failing disk loses archive records, never live detection: report the gap's start."""
         self.health.failed("archive", f"{self.source.name}/{self.partition} {where}", exc)
-        self.archiving = True
         log.error("%s/%d: replay log not written from offset %d on (%s); it reopens at the next checkpoint",
                   self.source.name, self.partition, from_offset, exc)
         self.archive = None

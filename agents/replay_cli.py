@@ -52,11 +52,11 @@ class _Period:
         self.found = segments(self.root, source, self.since, self.until, on_corrupt=self.corrupt.append)
         if not self.found:
             self.report()
-            fail(f"no archived records{f' of source {source!r}' if source else ''} in {self._span()} under "
+            fail(f"no archived records{f' of source {source!r}' if source else ''} in {self.span()} under "
                  f"{self.root} (`warden archive list` shows what is there)")
         self.records = sum(s.entry["records"] for s in self.found)
 
-    def _span(self) -> str:
+    def span(self) -> str:
         from models.signal import iso
 
         if self.since is None and self.until is None:
@@ -85,6 +85,35 @@ class _Period:
             if str(exc.path) not in seen:
                 seen.add(str(exc.path))
                 console.print(f"[yellow]skipped corrupt segment[/] {exc}", highlight=False, soft_wrap=True)
+
+
+def _refdata_and_patterns(refdata: Path | None) -> tuple:
+    """The reference data (empty without a folder) and the fusion patterns, or a clear failure."""
+    from models.fusion import PatternError, load_patterns
+    from state.refdata import RefData, RefDataError
+
+    try:
+        return (RefData.load_dir(refdata) if refdata else RefData.empty(),
+                load_patterns(get_settings().fusion_patterns_dirs))
+    except (RefDataError, PatternError) as exc:
+        fail(str(exc))
+
+
+def _replayed_alerts(chunks, registry, ref, patterns, models: dict, on_progress) -> tuple[list[dict], object]:
+    """Alerts (times as ISO strings, as the scorers read them) and the summary of replaying ``chunks``."""
+    from models.fusion import FusionBook
+    from models.incidents import IncidentBook, QuietPeriods
+    from models.signal import iso
+    from replay.offline import Engines, merger, replay_archive
+
+    settings = get_settings()
+    book = IncidentBook(QuietPeriods(settings.alert_quiet_s))
+    summary = replay_archive(chunks, Engines(registry, settings, refdata=ref, models=models,
+                                             on_signal=merger(book, FusionBook(patterns), ref),
+                                             on_progress=on_progress))
+    alerts = sorted(({**inc, "first_seen": iso(inc["first_seen"]), "last_seen": iso(inc["last_seen"])}
+                     for inc in book.incidents.values()), key=lambda a: a["first_seen"])
+    return alerts, summary
 
 
 def _models(names: list[str], registry) -> dict:
@@ -133,11 +162,10 @@ def replay_cmd(
     at the end of the replay, ordered by first seen (then id), so NDJSON and
     archive replays of the same records write the same file.
     """
-    from models.fusion import FusionBook, PatternError, load_patterns
+    from models.fusion import FusionBook
     from models.incidents import IncidentBook, QuietPeriods, to_alert
     from models.routing import route
     from replay.offline import Engines, merger, read_ndjson, replay, replay_archive
-    from state.refdata import RefData, RefDataError
 
     settings, registry = get_settings(), registry_or_fail()
     if source is not None and source not in registry:
@@ -153,15 +181,9 @@ def replay_cmd(
     if to_kafka:
         _replay_to_kafka(period, registry, speedup)
         return
-    try:
-        ref = RefData.load_dir(refdata) if refdata else RefData.empty()
-    except RefDataError as exc:
-        fail(str(exc))
+    ref, patterns = _refdata_and_patterns(refdata)
     models = _models(model or [], registry)
-    try:
-        fusion = FusionBook(load_patterns(settings.fusion_patterns_dirs))
-    except PatternError as exc:
-        fail(str(exc))
+    fusion = FusionBook(patterns)
     book = IncidentBook(QuietPeriods(settings.alert_quiet_s))
     sig_file = open(signals_out, "wb") if signals_out else None
     on_signal = merger(book, fusion, ref, (lambda sig: sig_file.write(orjson.dumps(sig) + b"\n")) if sig_file
@@ -275,15 +297,10 @@ def evaluate_cmd(
         if json_out:
             print(orjson.dumps({k: r.row() for k, r in results.items()}).decode())
         return
-    from models.fusion import FusionBook, PatternError, load_patterns
-    from models.incidents import IncidentBook, QuietPeriods
-    from models.signal import iso
     from replay.archive import label_files
     from replay.evaluation import LabelError, plot as draw, read_labels, score
-    from replay.offline import Engines, merger, replay_archive
-    from state.refdata import RefData, RefDataError
 
-    settings, registry = get_settings(), registry_or_fail()
+    registry = registry_or_fail()
     if source is None:
         fail("say which source: --source NAME (or use `warden evaluate nab`)")
     if source not in registry:
@@ -291,11 +308,7 @@ def evaluate_cmd(
     names = model or ["builtin"]
     if len(names) > 2:
         fail("compare at most two model versions")
-    try:
-        ref = RefData.load_dir(refdata) if refdata else RefData.empty()
-        patterns = load_patterns(settings.fusion_patterns_dirs)
-    except (RefDataError, PatternError) as exc:
-        fail(str(exc))
+    ref, patterns = _refdata_and_patterns(refdata)
     period = _Period(archive, source, since, until)
     files = label_files(period.root) + list(labels or [])
     missing = [str(f) for f in files if not f.is_file()]
@@ -315,22 +328,16 @@ def evaluate_cmd(
     results, alerts_by = {}, {}
     with _progress() as progress:
         for i, name in enumerate(names):
-            models = _models([name], registry)
-            book = IncidentBook(QuietPeriods(settings.alert_quiet_s))
             task = progress.add_task(f"replaying with {name}", total=period.records)
-            engines = Engines(registry, settings, refdata=ref, models=models,
-                              on_signal=merger(book, FusionBook(patterns), ref),
-                              on_progress=lambda n: progress.advance(task, n))
             chunks = period.chunks()
             if i == 0 and field:
                 chunks = _tap(chunks, series, registry[source].entity_field, field)
-            replay_archive(chunks, engines)
-            alerts = sorted(({**inc, "first_seen": iso(inc["first_seen"]), "last_seen": iso(inc["last_seen"])}
-                             for inc in book.incidents.values()), key=lambda a: a["first_seen"])
+            alerts, _ = _replayed_alerts(chunks, registry, ref, patterns, _models([name], registry),
+                                         lambda n: progress.advance(task, n))
             alerts_by[name] = alerts
             results[name] = score(alerts, windows, grace_s)
     period.report()
-    table = Table(title=f"{source}: {period._span()}, {len(windows)} labelled window(s)")
+    table = Table(title=f"{source}: {period.span()}, {len(windows)} labelled window(s)")
     for col in ("kind", "version", "alerts", "labelled", "detected", "precision", "recall", "F1", "median delay"):
         table.add_column(col, justify="left" if col in ("kind", "version") else "right")
     kinds = sorted({k for r in results.values() for k in r})
@@ -354,41 +361,31 @@ def incident_report(truth_files: list[Path], *, archive: Path | None = None, ref
                     source: str | None = None, since: str | None = None, until: str | None = None,
                     grace_s: float = 3600.0) -> dict:
     """Replay the archived period of the incidents and print recall, precision and median delay per kind."""
-    from models.fusion import FusionBook, PatternError, load_patterns
-    from models.incidents import IncidentBook, QuietPeriods
-    from models.signal import iso
     from replay.evaluation import LabelError, read_ground_truth, score_incidents
-    from replay.offline import Engines, merger, replay_archive
-    from state.refdata import RefData, RefDataError
 
-    settings, registry = get_settings(), registry_or_fail()
+    registry = registry_or_fail()
     missing = [str(f) for f in truth_files if not f.is_file()]
     if missing:
         fail(f"no such ground-truth file: {', '.join(missing)}")
     try:
         truths = read_ground_truth(truth_files)
-        ref = RefData.load_dir(refdata) if refdata else RefData.empty()
-        patterns = load_patterns(settings.fusion_patterns_dirs)
-    except (LabelError, RefDataError, PatternError) as exc:
+    except LabelError as exc:
         fail(str(exc))
+    ref, patterns = _refdata_and_patterns(refdata)
     if not truths:
         fail("the ground truth lists no incidents")
     # by default, the period the incidents cover (with an hour before, for the detectors to warm up)
     since = since if since is not None else str(min(t.start for t in truths) - 3600)
     period = _Period(archive, source, since, until)
-    book = IncidentBook(QuietPeriods(settings.alert_quiet_s))
     with _progress() as progress:
         task = progress.add_task("replaying", total=period.records)
-        summary = replay_archive(period.chunks(), Engines(
-            registry, settings, refdata=ref, on_signal=merger(book, FusionBook(patterns), ref),
-            on_progress=lambda n: progress.advance(task, n)))
+        alerts, summary = _replayed_alerts(period.chunks(), registry, ref, patterns, {},
+                                           lambda n: progress.advance(task, n))
     period.report()
     last = max(s.entry["max_ts"] for s in period.found)
-    alerts = [{**inc, "first_seen": iso(inc["first_seen"]), "last_seen": iso(inc["last_seen"])}
-              for inc in book.incidents.values()]
     results = score_incidents(alerts, truths, grace_s, until=last)
     table = Table(title=f"detection report: {summary.accepted:,} records, {len(alerts):,} alerts, "
-                        f"{period._span()}")
+                        f"{period.span()}")
     for col in ("incident", "incidents", "detected", "recall", "alerts", "precision", "median delay"):
         table.add_column(col, justify="left" if col == "incident" else "right")
     for kind, r in results.items():

@@ -27,7 +27,7 @@ from faust.web import Request, Response, View
 
 from agents.alert_store import ALERT_STREAM, IDX, AlertStore
 from agents.api import token_ok
-from agents.metrics import read_all
+from agents.metrics import read_all, totals
 from agents.sessions import COOKIE, TTL_S, Sessions
 from replay.archive import read_records, segments
 from settings import Settings
@@ -140,12 +140,7 @@ def register(app: faust.App, settings: Settings, registry: Registry, store: Call
             if await self.session(request) is None:
                 return self.refused()
             snaps = await read_all(store().redis)
-            records: dict[str, int] = {}
-            dead = 0
-            for snap in snaps:
-                for source, n in snap["records"].items():
-                    records[source] = records.get(source, 0) + n
-                dead += sum(snap["dead_letters"].values())
+            records, dead = totals(snaps)
             redis = store().redis
             async with redis.pipeline(transaction=False) as pipe:
                 for status in ("open", "acknowledged", "dispatched"):

@@ -22,9 +22,15 @@ DETECTORS = {d.name: d for d in (ThresholdRules, AnomalyDetector, SensorHealth, 
 
 
 def build(source, state) -> list:
-    """The detectors a source declares, bound to its state; unknown names are an error."""
+    """The detectors a source declares, bound to its state; unknown names, or window rings a detector needs
+    and the settings leave out, are an error."""
     unknown = [d for d in source.detectors if d not in DETECTORS]
     if unknown:
         raise ValueError(f"source {source.name!r} names unknown detector(s) {unknown}; "
                          f"known: {sorted(DETECTORS)}")
+    for name in source.detectors:
+        missing = [w for w in getattr(DETECTORS[name], "windows", ()) if w not in state.windows]
+        if missing:
+            raise ValueError(f"source {source.name!r}: the {name} detector needs the {', '.join(missing)} "
+                             "window (WARDEN_WINDOWS)")
     return [DETECTORS[name](source, state) for name in source.detectors]

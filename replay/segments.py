@@ -104,15 +104,13 @@ class SegmentWriter:
 def read(path: Path, verify: bool = True, size: int | None = None) -> Iterator[Frame]:
     """The frames of a segment, in order. A torn tail (an unsealed segment cut by a crash) ends it
     quietly; anything else undecodable raises :class:`CorruptSegment` - before any frame is
-    yielded when ``verify`` (a segment is replayed whole or not at all). ``size`` is a sealed
-    segment's length from its index: a file of another length is corrupt."""
+    yielded when ``verify`` (a segment is replayed whole or not at all: its frames are all
+    decompressed, once, before the first is parsed). ``size`` is a sealed segment's length from
+    its index: a file of another length is corrupt."""
     if size is not None and path.stat().st_size != size:
         raise CorruptSegment(path, min(size, path.stat().st_size), f"{path.stat().st_size} bytes, "
                              f"its index says {size}", 0)
-    if verify:
-        for _ in _frames(path):
-            pass
-    for raw in _frames(path):
+    for raw in list(_frames(path)) if verify else _frames(path):
         doc = orjson.loads(raw)
         yield Frame(doc["o"], doc["t"], doc["r"])
 

@@ -26,12 +26,12 @@ class WindowOutlier:
     """Scores each closed hour of each entity with the promoted version's window model."""
 
     name = "window_outlier"
+    windows = ("1h",)   # checked by detectors.build
 
     def __init__(self, source: Source, state: EntityState):
-        if "1h" not in state.windows:
-            raise ValueError(f"source {source.name!r}: the window_outlier detector needs the 1h window")
         self.source, self.spec = source, source.window_outlier
         self.fields = list(state.windowed)
+        self.labels = names(self.fields)
         self.model: WindowOutlierModel | None = None
         self.collected: list[np.ndarray] | None = None   # training: feature rows of every closed hour
         state.store.add(DONE, np.int64, fill=np.iinfo(np.int64).min)
@@ -72,13 +72,12 @@ class WindowOutlier:
             if not len(hit):
                 continue
             score = self.model.score(x[hit])
-            labels = names(self.fields)
             for j, i in enumerate(hit.tolist()):
                 alerts.append(new_signal(
                     source=self.source.name, kind="window_outlier", entity=state.slots.entities[r[i]],
                     ts=float((b[i] + 1) * seconds), window_start=float(b[i] * seconds), window_s=float(seconds),
                     score=float(score[j]), severity=self.spec.severity, model=MODEL,
-                    evidence={"features": dict(zip(labels, np.round(x[i], 3).tolist())),
+                    evidence={"features": dict(zip(self.labels, np.round(x[i], 3).tolist())),
                               "hour_means": dict(zip(self.fields, np.round(
                                   state.window_means("1h", r[i:i + 1], b[i:i + 1])[0], 4).tolist()))}))
         return alerts

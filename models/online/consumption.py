@@ -26,11 +26,10 @@ class ConsumptionProfile:
     """Flags hours whose use is far from the meter's usual use at that hour of the week."""
 
     name = "consumption"
+    windows = ("1h",)   # checked by detectors.build
 
     def __init__(self, source: Source, state: EntityState):
         self.source, self.spec = source, source.consumption
-        if "1h" not in state.windows:
-            raise ValueError(f"source {source.name!r}: the consumption detector needs the 1h window")
         self.f = state.windowed.index(self.spec.field)
         state.store.add("consumption.profile", np.float16, (SLOTS,), fill=np.nan)
         state.store.add("consumption.seen", np.uint8, (SLOTS,))

@@ -48,13 +48,13 @@ class AirQualityIndex:
     """Computes each station's hourly AQI when the hour closes; alerts on polluted hours."""
 
     name = "aqi"
+    windows = ("1h",)   # checked by detectors.build
 
     def __init__(self, source: Source, state: EntityState):
         self.source = source
         self.pollutants = [p for p in BREAKPOINTS if p in state.windowed]
-        if not self.pollutants or "1h" not in state.windows:
-            raise ValueError(f"source {source.name!r}: the aqi detector needs windowed pollutant fields and "
-                             "the 1h window")
+        if not self.pollutants:
+            raise ValueError(f"source {source.name!r}: the aqi detector needs windowed pollutant fields")
         self.alert_from = source.aqi.alert_from
         state.store.add("aqi.closed", np.int64, fill=np.iinfo(np.int64).min)
 

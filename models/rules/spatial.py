@@ -46,11 +46,10 @@ class SpatialOutlier:
     """Raises ``<field>_above_neighbours`` for a station's hour far above nearby stations' same hour."""
 
     name = "spatial"
+    windows = ("1h",)   # checked by detectors.build
 
     def __init__(self, source: Source, state: EntityState):
         self.source, self.spec = source, source.spatial
-        if "1h" not in state.windows:
-            raise ValueError(f"source {source.name!r}: the spatial detector needs the 1h window")
         self.col = state.windowed.index(self.spec.field)
         state.add_lookup("spatial.lon")
         state.add_lookup("spatial.lat")
