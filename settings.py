@@ -9,13 +9,13 @@ needs from :func:`get_settings` (or from a ``Settings`` passed in by a test).
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated, Literal
+from urllib.parse import urlsplit, urlunsplit
 
-import json
-from typing import Annotated
-
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 WINDOW_SECONDS = {"1m": 60, "15m": 900, "1h": 3600}
@@ -32,6 +32,10 @@ class Webhook(BaseModel):
     max_backoff_s: float = Field(30.0, gt=0)
 
 
+class ConfigError(RuntimeError):
+    """A setting that cannot work; the message names the setting and what is wrong (never a secret)."""
+
+
 class Settings(BaseSettings):
     """Typed configuration for workers, tools and tests."""
 
@@ -42,6 +46,25 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(None, description="redis://host:6379/0")
     embedded: bool = Field(False, description="set by `warden up`: the broker is Tansu")
     data_dir: Path = Path(".warden")
+
+    # Secured connections. Each secret comes from its variable or from the file its *_FILE setting names.
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_sasl_password_file: Path | None = None
+    kafka_ssl_cafile: Path | None = Field(None, description="CA bundle that signed the brokers' certificates")
+    kafka_ssl_certfile: Path | None = Field(None, description="client certificate (mutual TLS)")
+    kafka_ssl_keyfile: Path | None = None
+    kafka_ssl_key_password: SecretStr | None = None
+    kafka_ssl_key_password_file: Path | None = None
+    redis_username: str | None = Field(None, description="Redis ACL user (default: the default user)")
+    redis_password: SecretStr | None = None
+    redis_password_file: Path | None = None
+    redis_ssl_cafile: Path | None = Field(None, description="CA bundle for rediss:// (default: the system's)")
+    redis_ssl_certfile: Path | None = None
+    redis_ssl_keyfile: Path | None = None
+    connect_timeout_s: float = Field(10.0, gt=0, description="a broker or Redis that does not answer fails the start")
 
     # Topics and the Faust app.
     app_id: str = "warden"
@@ -118,6 +141,57 @@ class Settings(BaseSettings):
             raise ValueError("each window needs at least one bucket")
         return value
 
+    @model_validator(mode="after")
+    def _secured_connections(self) -> Settings:
+        problems = []
+        sasl, tls = self.kafka_security_protocol.startswith("SASL"), self.kafka_security_protocol.endswith("SSL")
+        if sasl and not self.kafka_sasl_username:
+            problems.append(f"WARDEN_KAFKA_SASL_USERNAME: required by WARDEN_KAFKA_SECURITY_PROTOCOL="
+                            f"{self.kafka_security_protocol}")
+        if sasl and self.kafka_sasl_password is None and self.kafka_sasl_password_file is None:
+            problems.append("WARDEN_KAFKA_SASL_PASSWORD (or WARDEN_KAFKA_SASL_PASSWORD_FILE): required by "
+                            f"WARDEN_KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol}")
+        kafka_tls_files = ("kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile")
+        if not tls:
+            problems += [f"{_env(n)}: set, but WARDEN_KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol} does "
+                         "not use TLS (SSL or SASL_SSL)" for n in kafka_tls_files if getattr(self, n)]
+        for cert, key in (("kafka_ssl_certfile", "kafka_ssl_keyfile"), ("redis_ssl_certfile", "redis_ssl_keyfile")):
+            if bool(getattr(self, cert)) != bool(getattr(self, key)):
+                problems.append(f"{_env(cert)} and {_env(key)}: a client certificate needs both")
+        redis_tls = ("redis_ssl_cafile", "redis_ssl_certfile", "redis_ssl_keyfile")
+        if self.redis_url and not self.redis_url.startswith("rediss://"):
+            problems += [f"{_env(n)}: set, but WARDEN_REDIS_URL does not use TLS (rediss://)"
+                         for n in redis_tls if getattr(self, n)]
+        if self.redis_url and urlsplit(self.redis_url).password and (self.redis_password or self.redis_password_file):
+            problems.append("WARDEN_REDIS_URL holds a password and WARDEN_REDIS_PASSWORD(_FILE) is set too: keep one")
+        for name in ("kafka_sasl_password", "kafka_ssl_key_password", "redis_password"):
+            if getattr(self, name) is not None and getattr(self, f"{name}_file") is not None:
+                problems.append(f"{_env(name)} and {_env(name + '_file')}: set one, not both")
+        for name in (*kafka_tls_files, *redis_tls, "kafka_sasl_password_file", "kafka_ssl_key_password_file",
+                     "redis_password_file"):
+            path = getattr(self, name)
+            if path is not None and not path.is_file():
+                problems.append(f"{_env(name)}: no readable file at {path}")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def secret(self, name: str) -> str | None:
+        """The secret setting ``name`` (e.g. ``redis_password``), from its variable or its ``*_file``."""
+        value: SecretStr | None = getattr(self, name)
+        if value is not None:
+            return value.get_secret_value()
+        path: Path | None = getattr(self, f"{name}_file")
+        try:
+            return path.read_text().rstrip("\r\n") if path is not None else None
+        except OSError as exc:
+            raise ConfigError(f"{_env(name + '_file')}: cannot read {path} ({exc.strerror})") from None
+
+    @property
+    def redis_display_url(self) -> str:
+        """``redis_url`` without its password, for messages."""
+        return redacted_url(self.redis_url or "")
+
     @property
     def bootstrap_servers(self) -> str:
         """The broker as aiokafka wants it (no ``kafka://`` scheme)."""
@@ -144,7 +218,37 @@ class Settings(BaseSettings):
         return self.session_timeout_s, self.rebalance_timeout_s, self.heartbeat_interval_s
 
 
+def _env(name: str) -> str:
+    return f"WARDEN_{name.upper()}"
+
+
+def redacted_url(url: str) -> str:
+    """``url`` with any password replaced by ``***``.
+
+    >>> redacted_url("redis://ops:hunter2@db:6379/0")
+    'redis://ops:***@db:6379/0'
+    """
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
+
+
+def describe(error: ValidationError) -> str:
+    """A settings validation error as lines ``WARDEN_<SETTING>: what is wrong``, without the values given."""
+    lines = []
+    for e in error.errors(include_input=False, include_url=False):
+        message = e["msg"].removeprefix("Value error, ")
+        field = ".".join(str(part) for part in e["loc"])
+        lines += [f"{_env(field)}: {message}"] if field else message.split("; ")
+    return "\n".join(lines)
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """The process-wide settings, read once."""
-    return Settings()
+    """The process-wide settings, read once; a wrong one raises :class:`ConfigError` naming it."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise ConfigError("configuration error:\n" + describe(exc)) from None

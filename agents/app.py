@@ -36,13 +36,15 @@ from agents.sessions import Sessions
 from agents.prometheus import CONTENT_TYPE, WorkerCollector, WorkerPrometheus
 from agents.outputs import Outputs
 from agents.partition import Message, PartitionRunner
-from agents.transport import app_class
+from agents.transport import app_class, credentials
 from models.fusion import load_patterns
 from models.incidents import QuietPeriods
 from settings import Settings
+from state.redis_client import redis_client
 from state.checkpoint import CheckpointStore
 from state.refdata import RefData
 from state.refstore import RefCache
+from streams.kafka_client import kafka_options
 from streams.producer import BatchingProducer
 from streams.registry import Registry, Source
 from streams.topics import ensure_topics, warden_topics
@@ -59,6 +61,7 @@ class Worker:
         self.app = app_class(settings.fetch_max_wait_ms)(
             settings.app_id,
             broker=settings.faust_broker,
+            broker_credentials=credentials(settings),
             store="memory://",
             topic_partitions=settings.partitions,
             consumer_auto_offset_reset="earliest",
@@ -126,10 +129,10 @@ class Worker:
 
     async def start(self) -> None:
         s = self.settings
-        await ensure_topics(s.bootstrap_servers, warden_topics(s, self.registry))
-        self.redis = aioredis.Redis.from_url(s.redis_url)
+        await ensure_topics(s, warden_topics(s, self.registry))
+        self.redis = redis_client(s)
         await self.redis.ping()
-        self.producer = BatchingProducer(s.bootstrap_servers, batch_records=s.producer_batch_records,
+        self.producer = BatchingProducer(**kafka_options(s), batch_records=s.producer_batch_records,
                                          linger_ms=s.producer_linger_ms, client_id=f"{s.app_id}-worker")
         await self.producer.start()
         self.outputs = Outputs(self.producer, s)

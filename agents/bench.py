@@ -33,7 +33,9 @@ from agents.metrics import read_all
 from agents.alert_store import ALERT_STREAM
 from agents.stack import child_env, embedded_stack
 from settings import Settings
+from state.redis_client import redis_client
 from streams.broker import free_port
+from streams.kafka_client import kafka_options
 from streams.producer import BatchingProducer
 from streams.registry import Registry
 from streams.simulator import CitySimulator, pump
@@ -62,9 +64,9 @@ def run_bench(settings: Settings, registry: Registry, *, records: int, entities:
 async def _bench(settings: Settings, registry: Registry, records: int, entities: int,
                  latency_rate: float, probes: int) -> dict:
     topics = {name: s.topic for name, s in registry.items()}
-    await ensure_topics(settings.bootstrap_servers, warden_topics(settings, registry))
+    await ensure_topics(settings, warden_topics(settings, registry))
     sim = CitySimulator(entities=entities, seed=7, start_ts=BENCH_START_TS, missing=0.0)
-    producer = BatchingProducer(settings.bootstrap_servers, batch_records=settings.producer_batch_records,
+    producer = BatchingProducer(**kafka_options(settings), batch_records=settings.producer_batch_records,
                                 linger_ms=settings.producer_linger_ms, client_id="warden-bench")
     await producer.start()
     with Progress(console=console, transient=True) as progress:
@@ -73,7 +75,7 @@ async def _bench(settings: Settings, registry: Registry, records: int, entities:
                    on_tick=lambda n, _ts: progress.advance(task, n))
     raw_rate = await _raw_ceiling(settings, {t: n for t, n in warden_topics(settings, registry).items()
                                              if t in topics.values()}, records)
-    redis = aioredis.Redis.from_url(settings.redis_url)
+    redis = redis_client(settings)
     archive = Path(tempfile.mkdtemp(prefix="warden-bench-archive-"))
     worker = _start_worker(settings, archive)
     try:
@@ -106,7 +108,7 @@ async def _bench(settings: Settings, registry: Registry, records: int, entities:
 
 async def _raw_ceiling(settings: Settings, topics: dict[str, int], records: int) -> float:
     """Records/s of a bare aiokafka consume + orjson decode + per-entity dict update."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=None,
+    consumer = AIOKafkaConsumer(**kafka_options(settings), group_id=None,
                                 enable_auto_commit=False, max_partition_fetch_bytes=8 * 1024 * 1024)
     await consumer.start()
     try:
@@ -153,7 +155,7 @@ async def _latency(settings: Settings, redis: aioredis.Redis, producer: Batching
     """Send-to-stream milliseconds for ``probes`` alert-raising records under background load."""
     last_id = (await redis.xrevrange(ALERT_STREAM, count=1) or [(b"0-0", None)])[0][0]
     load = asyncio.create_task(pump(sim, producer, topics, rate=rate))
-    probe = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, linger_ms=0)
+    probe = AIOKafkaProducer(**kafka_options(settings), linger_ms=0)
     await probe.start()
     sent: dict[str, float] = {}
     try:

@@ -9,11 +9,13 @@ import time
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from agents import replay_cli
-from agents.cli_support import console, fail, registry_or_fail, with_redis
-from settings import get_settings
+from agents.cli_support import console, fail, preflight, registry_or_fail, with_redis
+from settings import ConfigError, get_settings
+from streams.kafka_client import kafka_options
 
 cli = typer.Typer(help="Warden: a real-time warning engine for a city's operations centre.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -216,7 +218,7 @@ def up() -> None:
 
     settings, registry = get_settings(), registry_or_fail()
     with embedded_stack(settings) as live:
-        asyncio.run(ensure_topics(live.bootstrap_servers, warden_topics(live, registry)))
+        asyncio.run(ensure_topics(live, warden_topics(live, registry)))
         console.print(f"broker  [bold]{live.broker}[/]\nredis   [bold]{live.redis_url}[/]")
         console.print(f"export WARDEN_BROKER={live.broker} WARDEN_REDIS_URL={live.redis_url} "
                       "WARDEN_EMBEDDED=true", soft_wrap=True, highlight=False)
@@ -245,6 +247,7 @@ def worker(loglevel: str = typer.Option("info", help="crit, error, warn, info or
     except PatternError as exc:
         fail(str(exc))
     with embedded_stack(get_settings()) as live:
+        preflight(live)
         app = Worker(live, registry).app
         faust.Worker(app, loglevel=loglevel, quiet=True).execute_from_commandline()
 
@@ -283,7 +286,7 @@ def simulate(
         console.print(f"incidents every {incident_every:g} simulated seconds; ground truth -> {truth}")
 
     async def run() -> int:
-        producer = BatchingProducer(settings.bootstrap_servers, batch_records=settings.producer_batch_records,
+        producer = BatchingProducer(**kafka_options(settings), batch_records=settings.producer_batch_records,
                                     linger_ms=settings.producer_linger_ms, client_id="warden-simulator")
         await producer.start()
         try:
@@ -335,7 +338,11 @@ def _wait_for_signal() -> None:
 
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    cli()
+    try:
+        cli()
+    except ConfigError as exc:   # a wrong setting found anywhere: its message, not a stack trace
+        console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

@@ -8,7 +8,9 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from settings import get_settings
+from settings import ConfigError, Settings, get_settings
+from state.redis_client import check_redis, redis_client
+from streams.kafka_client import check_kafka
 from streams.registry import SourceError, load_registry
 from streams.validation import parse_time
 
@@ -22,30 +24,38 @@ def registry_or_fail():
         fail(str(exc))
 
 
-def redis_client():
-    import redis.asyncio as aioredis
+def preflight(settings: Settings, kafka: bool = True, redis: bool = True) -> None:
+    """Connect to the broker and Redis once; a refusal or a wrong setting ends the command with a clear error."""
+    async def run():
+        if kafka:
+            await check_kafka(settings)
+        if redis:
+            await check_redis(settings)
 
-    settings = get_settings()
-    if not settings.redis_url:
-        fail("no Redis configured: set WARDEN_REDIS_URL (`warden up` prints it)")
-    return aioredis.Redis.from_url(settings.redis_url)
+    try:
+        asyncio.run(run())
+    except ConfigError as exc:
+        fail(str(exc))
 
 
 def with_redis(work):
-    """Run ``work(redis)`` (a coroutine function) against the configured Redis, with a clear error if down."""
-    import redis.exceptions
+    """Run ``work(redis)`` (a coroutine function) against the configured Redis, with a clear error if it fails."""
+    settings = get_settings()
+    preflight(settings, kafka=False)
 
     async def run():
-        client = redis_client()
+        client = redis_client(settings)
         try:
             return await work(client)
         finally:
             await client.aclose()
 
+    import redis.exceptions
+
     try:
         return asyncio.run(run())
-    except redis.exceptions.ConnectionError as exc:
-        fail(f"cannot reach Redis at {get_settings().redis_url}: {exc}")
+    except redis.exceptions.ConnectionError:
+        fail(f"lost the connection to Redis at {settings.redis_display_url}")
 
 
 def fail(message: str, code: int = 2) -> None:

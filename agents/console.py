@@ -14,7 +14,6 @@ from collections import deque
 from pathlib import Path
 
 import orjson
-import redis.asyncio as aioredis
 from rich.console import Group
 from rich.live import Live
 from rich.panel import Panel
@@ -25,8 +24,10 @@ from agents.metrics import read_all, totals
 from agents.stack import child_env, embedded_stack
 from settings import Settings
 from state import refstore
+from state.redis_client import redis_client
 from state.refdata import RefData
 from streams.city import write_city
+from streams.kafka_client import kafka_options
 from streams.broker import free_port
 from streams.producer import BatchingProducer
 from streams.scenario import Scenario
@@ -85,7 +86,7 @@ def run_demo(settings: Settings, registry: Registry, *, entities: int, speed: fl
     truth.parent.mkdir(parents=True, exist_ok=True)
     truth.write_bytes(b"")
     with embedded_stack(settings) as live:
-        asyncio.run(ensure_topics(live.bootstrap_servers, warden_topics(live, registry)))
+        asyncio.run(ensure_topics(live, warden_topics(live, registry)))
         log = open(live.data_dir / "worker.log", "wb")
         worker = subprocess.Popen([sys.executable, "-m", "agents.cli", "worker"], stdout=log,
                                   stderr=subprocess.STDOUT, env={**os.environ, **child_env(live),
@@ -121,13 +122,13 @@ def _port_free(host: str, port: int) -> bool:
 async def _demo_loop(settings: Settings, registry: Registry, entities: int, speed: float, summary: Summary,
                      truth: Path) -> None:
     sim = CitySimulator(entities=entities, seed=42, start_ts=time.time() - 2 * 3600)
-    redis = aioredis.Redis.from_url(settings.redis_url)
+    redis = redis_client(settings)
     write_city(settings.data_dir / "city", sim, seed=42)
     ref = RefData.load_dir(settings.data_dir / "city")
     await refstore.save(redis, ref)
     scenario = Scenario(sim, ref, seed=42, first_at=sim.ts + 600, every_s=600, truth=truth)
     summary.scenario = scenario
-    producer = BatchingProducer(settings.bootstrap_servers, client_id="warden-simulator",
+    producer = BatchingProducer(**kafka_options(settings), client_id="warden-simulator",
                                 batch_records=settings.producer_batch_records,
                                 linger_ms=settings.producer_linger_ms)
     await producer.start()

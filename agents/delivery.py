@@ -22,6 +22,7 @@ from redis.exceptions import ResponseError
 from agents.alert_store import ALERT_STREAM
 from models.signal import SEVERITIES
 from settings import Settings, Webhook
+from streams.kafka_client import kafka_options
 from streams.producer import BatchingProducer
 
 log = logging.getLogger(__name__)
@@ -157,7 +158,7 @@ class Delivery:
     def __init__(self, redis: aioredis.Redis, settings: Settings, consumer: str):
         self.session = aiohttp.ClientSession()
         # Its own producer: flushing alerts must not wait on (or hold up) the ingest path's batches.
-        self.producer = BatchingProducer(settings.bootstrap_servers, batch_records=settings.producer_batch_records,
+        self.producer = BatchingProducer(**kafka_options(settings), batch_records=settings.producer_batch_records,
                                          linger_ms=settings.producer_linger_ms, client_id=f"{settings.app_id}-alerts")
         self.sinks = [StreamSink(redis, "kafka", consumer, kafka_deliver(self.producer, settings.alerts_topic))]
         self.sinks += [StreamSink(redis, f"webhook:{h.name}", consumer, webhook_deliver(h, self.session),

