@@ -107,7 +107,9 @@ class Settings(BaseSettings):
     alert_retention_s: float = Field(30 * 86_400.0, gt=0)
     alert_stream_maxlen: int = Field(100_000, ge=1_000)
     webhooks: list[Webhook] = Field(default_factory=list, description='JSON list, e.g. [{"name": "ops", "url": ...}]')
-    api_token: SecretStr | None = Field(None, description="bearer token for the HTTP API")
+    api_token: SecretStr | None = Field(None, description="an admin token for the API and console (more, with "
+                                        "roles: `warden tokens create`)")
+    audit_retention_s: float = Field(365 * 86_400.0, gt=0, description="audit entries older than this are deleted")
     refdata_refresh_s: float = Field(2.0, gt=0, description="how often workers look for new reference data")
 
     # Replay logs (the archive) and model versions.

@@ -198,11 +198,12 @@ class AlertStore:
         return [(i.decode(), orjson.loads(f[b"label"])) for _, entries in got or [] for i, f in entries]
 
     async def trim(self, now: float | None = None) -> int:
-        """Drop index entries of alerts past retention; returns how many."""
+        """Drop index entries, stream entries and labels past retention; returns how many index entries."""
         cutoff = (now or time.time()) - self.retention
         dropped = 0
         async for key in self.redis.scan_iter(match=IDX.format("*"), count=500):
             dropped += await self.redis.zremrangebyscore(key, "-inf", cutoff)
-        await self.redis.xtrim(LABEL_STREAM, minid=f"{int(cutoff * 1000)}-0")
+        for stream in (LABEL_STREAM, ALERT_STREAM):
+            await self.redis.xtrim(stream, minid=f"{int(cutoff * 1000)}-0")
         return dropped
 

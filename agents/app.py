@@ -24,9 +24,11 @@ import redis.asyncio as aioredis
 from faust.types import TP
 
 from agents import api, web_console
+from agents.access import Services
 from agents.alert_manager import AlertManager
 from agents.alert_store import AlertStore
 from agents.archiver import Archiver
+from agents.audit import Audit
 from agents.delivery import Delivery
 from agents.fusion import Fusion
 from agents.health import Health
@@ -36,6 +38,7 @@ from agents.sessions import Sessions
 from agents.prometheus import CONTENT_TYPE, WorkerCollector, WorkerPrometheus
 from agents.outputs import Outputs
 from agents.partition import Message, PartitionRunner
+from agents.tokens import TokenStore
 from agents.transport import app_class, credentials
 from models.fusion import load_patterns
 from models.incidents import QuietPeriods
@@ -87,7 +90,7 @@ class Worker:
         self.refdata: RefCache | None = None
         self.archiver: Archiver | None = None
         self.models: ModelWatch | None = None
-        self.sessions: Sessions | None = None
+        self.services: Services | None = None   # the API's and console's, once started
         self.fusion: Fusion | None = None
         self.patterns = load_patterns(settings.fusion_patterns_dirs)   # a bad pattern file stops the start
         self.ready = asyncio.Event()  # agents wait for start(): Faust may start them first
@@ -110,8 +113,8 @@ class Worker:
             self.app.timer(every, name=f"warden.{name}")(self._guarded(name, work))
         self.app.page("/health")(self._health_view())
         self.app.page("/metrics")(self._metrics_view())
-        api.register(self.app, settings, lambda: self.store, lambda: self.sessions)
-        web_console.register(self.app, settings, registry, lambda: self.store, lambda: self.sessions,
+        api.register(self.app, settings, lambda: self.services)
+        web_console.register(self.app, settings, registry, lambda: self.services,
                              lambda: self.refdata.current if self.refdata else RefData.empty(), self.positions)
 
     class _Lifecycle(faust.Service):
@@ -140,7 +143,6 @@ class Worker:
         self.refdata = RefCache(self.redis)
         await self.refdata.refresh()
         self.store = AlertStore(self.redis, s)
-        self.sessions = Sessions(self.redis)
         self.alert_manager = AlertManager(self.store, self.refdata, QuietPeriods(s.alert_quiet_s))
         await self.alert_manager.learn_labels()
         self.delivery = Delivery(self.redis, s, self.metrics.worker_id)
@@ -149,6 +151,7 @@ class Worker:
         self.archiver = Archiver(s, self.redis)
         self.models = ModelWatch(self.redis, self.health)
         await self.models.start()
+        self.services = Services(self.store, Sessions(self.redis), TokenStore(self.redis, s), Audit(self.redis, s))
         self.ready.set()
 
     async def stop(self) -> None:

@@ -19,6 +19,7 @@ import redis.asyncio as aioredis
 from agents.alert_store import LABEL_STREAM
 from replay.archive import PartitionArchive, append_labels, prune
 from settings import Settings
+from streams.privacy import mask_alert
 
 log = logging.getLogger("warden.archiver")
 CURSOR = "warden:archive:labels:cursor"
@@ -48,7 +49,7 @@ class Archiver:
             entries = [(i.decode(), orjson.loads(f[b"label"])) for _, batch in got or [] for i, f in batch]
             if not entries:
                 return 0
-            labels = [{"type": "staff", "stream_id": i, **label} for i, label in entries]
+            labels = [mask_alert({"type": "staff", "stream_id": i, **label}) for i, label in entries]   # an export
             await asyncio.to_thread(append_labels, self.root, "staff", labels)
             await self.redis.set(CURSOR, entries[-1][0])
             return len(entries)

@@ -12,9 +12,10 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from agents import replay_cli
-from agents.cli_support import console, fail, preflight, registry_or_fail, with_redis
+from agents import access_cli, replay_cli
+from agents.cli_support import PERSONAL, audit, console, fail, login_name, preflight, registry_or_fail, with_redis
 from settings import ConfigError, get_settings
+from streams.privacy import mask_alert, mask_logs
 from streams.kafka_client import kafka_options
 
 cli = typer.Typer(help="Warden: a real-time warning engine for a city's operations centre.",
@@ -27,6 +28,7 @@ alerts_cli = typer.Typer(help="Alerts: watch, list, show, and move them through 
                          no_args_is_help=True)
 cli.add_typer(alerts_cli, name="alerts")
 replay_cli.register(cli)
+access_cli.register(cli)
 
 
 @sources_cli.command("list")
@@ -53,7 +55,12 @@ def refdata_load(path: Path = typer.Argument(..., help="folder with areas.geojso
         ref = RefData.load_dir(path)
     except RefDataError as exc:
         fail(str(exc))
-    version = with_redis(lambda r: refstore.save(r, ref))
+    async def work(r):
+        version = await refstore.save(r, ref)
+        await audit(r, "refdata.load", f"version {version}", ref.counts())
+        return version
+
+    version = with_redis(work)
     console.print(f"reference data version {version}: {_counted(ref.counts())}")
 
 
@@ -103,7 +110,8 @@ def _alerts_table(title: str, alerts: list[dict]) -> Table:
 def alerts_list(status: str = typer.Option(None, help="open, acknowledged, dispatched, resolved, false_positive"),
                 kind: str = typer.Option(None), area: str = typer.Option(None, help="city, county or town id"),
                 severity: str = typer.Option(None), limit: int = typer.Option(50, min=1, max=1000),
-                json_out: bool = typer.Option(False, "--json", help="one JSON object per line")) -> None:
+                json_out: bool = typer.Option(False, "--json", help="one JSON object per line"),
+                personal: bool = PERSONAL) -> None:
     """Alerts, newest first."""
     import orjson
 
@@ -111,6 +119,7 @@ def alerts_list(status: str = typer.Option(None, help="open, acknowledged, dispa
 
     alerts = with_redis(lambda r: AlertStore(r, get_settings()).list(status=status, kind=kind, area=area,
                                                                       severity=severity, limit=limit))
+    alerts = alerts if personal else [mask_alert(a) for a in alerts]
     if json_out:
         for a in alerts:
             print(orjson.dumps(a).decode())
@@ -119,7 +128,7 @@ def alerts_list(status: str = typer.Option(None, help="open, acknowledged, dispa
 
 
 @alerts_cli.command("show")
-def alerts_show(alert_id: str = typer.Argument(...)) -> None:
+def alerts_show(alert_id: str = typer.Argument(...), personal: bool = PERSONAL) -> None:
     """One alert in full, with its history."""
     import orjson
 
@@ -129,15 +138,19 @@ def alerts_show(alert_id: str = typer.Argument(...)) -> None:
         alert = with_redis(lambda r: AlertStore(r, get_settings()).get(alert_id))
     except AlertNotFound as exc:
         fail(str(exc), 1)
-    print(orjson.dumps(alert, option=orjson.OPT_INDENT_2).decode())
+    print(orjson.dumps(alert if personal else mask_alert(alert), option=orjson.OPT_INDENT_2).decode())
 
 
 @alerts_cli.command("tail")
-def alerts_tail(history: int = typer.Option(10, help="show this many recent changes first")) -> None:
+def alerts_tail(history: int = typer.Option(10, help="show this many recent changes first"),
+                personal: bool = PERSONAL) -> None:
     """Follow alert changes live (Ctrl-C stops)."""
     import orjson
 
     from agents.alert_store import ALERT_STREAM
+
+    def _print_change(a: dict) -> None:
+        _print_alert_change(a if personal else mask_alert(a))
 
     async def follow(r):
         last = "$"
@@ -155,7 +168,7 @@ def alerts_tail(history: int = typer.Option(10, help="show this many recent chan
         pass
 
 
-def _print_change(a: dict) -> None:
+def _print_alert_change(a: dict) -> None:
     from agents.console import SEVERITY_STYLE
 
     area = a.get("area") or {}
@@ -168,17 +181,16 @@ def _transition(alert_id: str, action: str, by: str, note: str, department: str 
     from agents.alert_store import AlertNotFound, AlertStore
     from models.lifecycle import TransitionError
 
+    async def work(r):
+        alert = await AlertStore(r, get_settings()).transition(alert_id, action, by, note, department)
+        await audit(r, f"alert.{action}", alert_id, {"note": note, "status": alert["status"]}, by=by)
+        return alert
+
     try:
-        alert = with_redis(lambda r: AlertStore(r, get_settings()).transition(alert_id, action, by, note, department))
+        alert = with_redis(work)
     except (AlertNotFound, TransitionError) as exc:
         fail(str(exc), 1)
     console.print(f"{alert_id}: {alert['transition']['from']} -> {alert['status']} by {by}", highlight=False)
-
-
-def _who() -> str:
-    import getpass
-
-    return getpass.getuser()
 
 
 BY = typer.Option(None, "--by", help="who is doing this (default: your login name)")
@@ -188,26 +200,26 @@ NOTE = typer.Option("", "--note", help="a note kept in the alert's history")
 @alerts_cli.command("ack")
 def alerts_ack(alert_id: str, by: str = BY, note: str = NOTE) -> None:
     """Acknowledge an open alert."""
-    _transition(alert_id, "acknowledge", by or _who(), note)
+    _transition(alert_id, "acknowledge", by or login_name(), note)
 
 
 @alerts_cli.command("dispatch")
 def alerts_dispatch(alert_id: str, to: str = typer.Option(..., "--to", help="department it goes to"),
                     by: str = BY, note: str = NOTE) -> None:
     """Dispatch an alert to a department."""
-    _transition(alert_id, "dispatch", by or _who(), note, to)
+    _transition(alert_id, "dispatch", by or login_name(), note, to)
 
 
 @alerts_cli.command("resolve")
 def alerts_resolve(alert_id: str, by: str = BY, note: str = NOTE) -> None:
     """Resolve an alert (a true alert: a label for learning)."""
-    _transition(alert_id, "resolve", by or _who(), note)
+    _transition(alert_id, "resolve", by or login_name(), note)
 
 
 @alerts_cli.command("false-positive")
 def alerts_false_positive(alert_id: str, by: str = BY, note: str = NOTE) -> None:
     """Mark an alert false positive (a label for learning)."""
-    _transition(alert_id, "false_positive", by or _who(), note)
+    _transition(alert_id, "false_positive", by or login_name(), note)
 
 
 @cli.command()
@@ -219,8 +231,8 @@ def up() -> None:
     settings, registry = get_settings(), registry_or_fail()
     with embedded_stack(settings) as live:
         asyncio.run(ensure_topics(live, warden_topics(live, registry)))
-        console.print(f"broker  [bold]{live.broker}[/]\nredis   [bold]{live.redis_url}[/]")
-        console.print(f"export WARDEN_BROKER={live.broker} WARDEN_REDIS_URL={live.redis_url} "
+        console.print(f"broker  [bold]{live.broker}[/]\nredis   [bold]{live.redis_display_url}[/]")
+        console.print(f"export WARDEN_BROKER={live.broker} WARDEN_REDIS_URL={live.redis_display_url} "
                       "WARDEN_EMBEDDED=true", soft_wrap=True, highlight=False)
         console.print("[dim]Ctrl-C stops both.[/]")
         _wait_for_signal()
@@ -338,6 +350,7 @@ def _wait_for_signal() -> None:
 
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    mask_logs()
     try:
         cli()
     except ConfigError as exc:   # a wrong setting found anywhere: its message, not a stack trace

@@ -58,6 +58,24 @@ def with_redis(work):
         fail(f"lost the connection to Redis at {settings.redis_display_url}")
 
 
+def login_name() -> str:
+    import getpass
+
+    return getpass.getuser()
+
+
+async def audit(redis, action: str, target: str, detail: dict | None = None, by: str | None = None) -> None:
+    """Record a change made from the command line (whoever holds the Redis credentials has the admin's rights)."""
+    from agents.audit import Audit
+    from agents.tokens import Identity
+
+    await Audit(redis, get_settings()).record(Identity(by or login_name(), "admin"), action, target, "cli", detail)
+
+
+PERSONAL = typer.Option(False, "--personal", help="show plates, dwellings and person counts in full "
+                                                  "(masked by default)")
+
+
 def fail(message: str, code: int = 2) -> None:
     console.print(f"[red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)

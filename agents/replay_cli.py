@@ -11,8 +11,9 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from agents.cli_support import console, fail, registry_or_fail, when, with_redis
+from agents.cli_support import audit, console, fail, registry_or_fail, when, with_redis
 from settings import get_settings
+from streams.privacy import mask_alert
 
 archive_cli = typer.Typer(help="Replay logs: list segments, apply retention, add label files.", no_args_is_help=True)
 models_cli = typer.Typer(help="Model versions: list, promote, roll back.", no_args_is_help=True)
@@ -154,6 +155,8 @@ def replay_cmd(
     to_kafka: bool = typer.Option(False, "--to-kafka", help="send the archived records to their input topics "
                                                             "instead of detecting in-process"),
     speedup: float = typer.Option(0.0, help="with --to-kafka: event seconds per wall second (0: full speed)"),
+    personal: bool = typer.Option(False, "--personal", help="write plates, dwellings and person counts in full "
+                                                           "(masked by default)"),
 ) -> None:
     """Run records through the detection code in-process (no broker) and write the alerts.
 
@@ -186,8 +189,9 @@ def replay_cmd(
     fusion = FusionBook(patterns)
     book = IncidentBook(QuietPeriods(settings.alert_quiet_s))
     sig_file = open(signals_out, "wb") if signals_out else None
-    on_signal = merger(book, fusion, ref, (lambda sig: sig_file.write(orjson.dumps(sig) + b"\n")) if sig_file
-                       else None)
+    exported = (lambda doc: doc) if personal else mask_alert
+    on_signal = merger(book, fusion, ref, (lambda sig: sig_file.write(orjson.dumps(exported(sig)) + b"\n"))
+                       if sig_file else None)
 
     with _progress() as progress:
         task = progress.add_task("replaying", total=period.records if period else None)
@@ -206,7 +210,7 @@ def replay_cmd(
     elapsed = time.perf_counter() - started
     with open(alerts_out, "wb") as out:
         for inc in sorted(book.incidents.values(), key=lambda i: (i["first_seen"], i["id"])):
-            out.write(orjson.dumps(to_alert(inc, route(inc, ref), "opened")) + b"\n")
+            out.write(orjson.dumps(exported(to_alert(inc, route(inc, ref), "opened"))) + b"\n")
     console.print(f"{summary.records:,} records ({summary.records / max(elapsed, 1e-9):,.0f}/s), "
                   f"{summary.accepted:,} accepted, {summary.signals:,} signals, "
                   f"{len(book.incidents):,} alerts -> {alerts_out}")
@@ -529,7 +533,12 @@ def models_promote(version: str = typer.Argument(...)) -> None:
     from models import registry as versions
 
     try:
-        meta = with_redis(lambda r: versions.promote(r, version))
+        async def promote(r):
+            meta = await versions.promote(r, version)
+            await audit(r, "model.promote", meta["source"], {"now": version})
+            return meta
+
+        meta = with_redis(promote)
     except versions.VersionError as exc:
         fail(str(exc))
     console.print(f"{meta['source']}: promoted {version}")
@@ -541,7 +550,12 @@ def models_rollback(source: str = typer.Option(..., help="the source to roll bac
     from models import registry as versions
 
     try:
-        back = with_redis(lambda r: versions.rollback(r, source))
+        async def rollback(r):
+            back = await versions.rollback(r, source)
+            await audit(r, "model.rollback", source, {"now": back})
+            return back
+
+        back = with_redis(rollback)
     except versions.VersionError as exc:
         fail(str(exc))
     console.print(f"{source}: now {back}")

@@ -1,7 +1,7 @@
 """Console sessions: a login with the API token gives an HttpOnly cookie and a CSRF token, kept in Redis.
 
 The cookie holds a random session id; Redis holds only its SHA-256, with the
-session's CSRF token and who logged in, for ``TTL_S``. State-changing requests
+session's CSRF token, who logged in and their role, for ``TTL_S``. State-changing requests
 made with the cookie must echo the CSRF token in ``X-CSRF-Token``.
 """
 
@@ -18,6 +18,7 @@ import redis.asyncio as aioredis
 COOKIE = "warden_session"
 KEY = "warden:session:{}"
 TTL_S = 12 * 3600
+TOKEN_SESSIONS_KEY = "warden:token-sessions:{}"   # a token's name -> the session keys it opened (ended on revoke)
 FAILED_KEY = "warden:login-failures:{}"
 MAX_FAILURES, FAILURE_WINDOW_S = 5, 900   # per client address: 5 wrong tokens, then 15 minutes locked out
 
@@ -32,12 +33,23 @@ class Sessions:
     def __init__(self, redis: aioredis.Redis):
         self.redis = redis
 
-    async def create(self, who: str) -> tuple[str, dict]:
-        """A new session for ``who``: (cookie value, session)."""
+    async def create(self, who: str, role: str, token_name: str) -> tuple[str, dict]:
+        """A new session for ``who`` with ``role``, opened with the token named ``token_name``: (cookie, session)."""
         session_id = secrets.token_urlsafe(32)
-        session = {"who": who, "csrf": secrets.token_urlsafe(24), "since": time.time()}
-        await self.redis.set(_key(session_id), orjson.dumps(session), ex=TTL_S)
+        session = {"who": who, "role": role, "csrf": secrets.token_urlsafe(24), "since": time.time()}
+        opened = TOKEN_SESSIONS_KEY.format(token_name)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.set(_key(session_id), orjson.dumps(session), ex=TTL_S)
+            pipe.sadd(opened, _key(session_id))
+            pipe.expire(opened, TTL_S)
+            await pipe.execute()
         return session_id, session
+
+    async def end_all(self, token_name: str) -> None:
+        """End every session opened with the token named ``token_name``."""
+        opened = TOKEN_SESSIONS_KEY.format(token_name)
+        keys = await self.redis.smembers(opened)
+        await self.redis.delete(opened, *keys)
 
     async def get(self, session_id: str | None) -> dict | None:
         if not session_id:

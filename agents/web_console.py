@@ -2,7 +2,8 @@
 
 - ``GET /`` the page (static HTML, JS and CSS from ``agents/static``; no external assets, works offline),
   sent with a strict Content-Security-Policy;
-- ``POST /console/login`` ``{"token", "name"}`` -> session cookie (HttpOnly, SameSite=Strict) + CSRF token
+- ``POST /console/login`` ``{"token"}`` (``"name"`` too with the shared ``WARDEN_API_TOKEN``) -> session cookie
+  (HttpOnly, SameSite=Strict) + CSRF token; the session carries the token's name and role
   (after 5 wrong tokens from one address within 15 minutes: 429 until the window ends);
   ``POST /console/logout``; ``GET /console/session``;
 - ``GET /console/events`` the live alert feed (server-sent events from the Redis stream, resumable
@@ -12,7 +13,8 @@
   latest vehicle positions this worker holds;
 - ``GET /console/readings?source=&entity=&ts=`` an entity's readings around a time, from the replay logs.
 
-Everything that came from a record is inserted by the page as text, never as markup.
+Everything that came from a record is inserted by the page as text, never as markup. Viewers get
+personal data masked (plates, dwellings, person counts) in the feed and the vehicle layer.
 """
 
 from __future__ import annotations
@@ -21,14 +23,17 @@ import asyncio
 from collections.abc import Callable
 from importlib.resources import files
 
-from aiohttp import web as aioweb
 import faust
+import orjson
+from aiohttp import web as aioweb
 from faust.web import Request, Response, View
 
-from agents.alert_store import ALERT_STREAM, IDX, AlertStore
-from agents.api import token_ok
+from agents.access import Caller, Services, caller
+from agents.alert_store import ALERT_STREAM, IDX
+from agents.api import shown
 from agents.metrics import read_all, totals
-from agents.sessions import COOKIE, TTL_S, Sessions
+from agents.sessions import COOKIE, TTL_S
+from agents.tokens import BOOTSTRAP_NAME
 from replay.archive import read_records, segments
 from settings import Settings
 from state.refdata import RefData
@@ -44,9 +49,8 @@ FEED_BACKLOG = 200
 READINGS_BEFORE_S, READINGS_AFTER_S, MAX_POINTS = 3 * 3600, 3600, 600
 
 
-def register(app: faust.App, settings: Settings, registry: Registry, store: Callable[[], AlertStore | None],
-             sessions: Callable[[], Sessions | None], refdata: Callable[[], RefData],
-             positions: Callable[[], list[dict]]) -> None:
+def register(app: faust.App, settings: Settings, registry: Registry, services: Callable[[], Services | None],
+             refdata: Callable[[], RefData], positions: Callable[[], list[dict]]) -> None:
     """Add the console's views to ``app``."""
     assets = {path: (files("agents").joinpath("static", name).read_bytes(), ctype)
               for path, (name, ctype) in ASSETS.items()}
@@ -64,8 +68,11 @@ def register(app: faust.App, settings: Settings, registry: Registry, store: Call
         app.page(path)(asset_view(path))
 
     class _Console(View):
-        async def session(self, request: Request) -> dict | None:
-            return await sessions().get(request.cookies.get(COOKIE)) if sessions() else None
+        async def session(self, request: Request) -> Caller | None:
+            """The logged-in caller (console pages take the session cookie only, not bearer tokens)."""
+            if services() is None or not request.cookies.get(COOKIE):
+                return None
+            return await caller(request, services())
 
         def refused(self) -> Response:
             return self.error(401, "log in first")
@@ -73,39 +80,43 @@ def register(app: faust.App, settings: Settings, registry: Registry, store: Call
     @app.page("/console/login")
     class Login(_Console):
         async def post(self, request: Request) -> Response:
-            if settings.api_token is None:
-                return self.error(503, "the console is off: set WARDEN_API_TOKEN")
-            if sessions() is None:
+            if services() is None:
                 return self.error(503, "the worker is starting")
+            sessions = services().sessions
             try:
                 body = await request.json()
             except ValueError:
                 return self.error(400, "the body must be JSON")
             if not isinstance(body, dict) or not isinstance(body.get("token"), str):
                 return self.error(400, 'the body needs "token"')
-            name = str(body.get("name") or "").strip()[:64]
-            if not name:
-                return self.error(400, "say who you are (name)")
             client = request.remote or "unknown"
-            wait = await sessions().locked_out(client)
+            wait = await sessions.locked_out(client)
             if wait:
                 resp = self.error(429, f"too many failed logins: try again in {wait} s")
                 resp.headers["Retry-After"] = str(wait)
                 return resp
-            if not token_ok(settings, body["token"]):
-                await sessions().failed(client)
+            identity = await services().tokens.resolve(body["token"])
+            if identity is None:
+                await sessions.failed(client)
                 await asyncio.sleep(0.5)   # slows guessing further
                 return self.error(401, "wrong token")
-            session_id, session = await sessions().create(name)
-            resp = self.json({"who": name, "csrf": session["csrf"]})
+            who = identity.who
+            if who == BOOTSTRAP_NAME:   # the shared admin token: the person says who they are
+                name = str(body.get("name") or "").strip()[:64]
+                if not name:
+                    return self.error(400, "say who you are (name): this token is shared")
+                who = f"{name} ({BOOTSTRAP_NAME})"
+            session_id, session = await sessions.create(who, identity.role, identity.who)
+            await services().audit.record(identity, "console.login", who, "console", {"client": client})
+            resp = self.json({"who": who, "role": identity.role, "csrf": session["csrf"]})
             resp.set_cookie(COOKIE, session_id, max_age=TTL_S, httponly=True, samesite="Strict", path="/")
             return resp
 
     @app.page("/console/logout")
     class Logout(_Console):
         async def post(self, request: Request) -> Response:
-            if sessions() is not None:
-                await sessions().end(request.cookies.get(COOKIE))
+            if services() is not None:
+                await services().sessions.end(request.cookies.get(COOKIE))
             resp = self.json({"ok": True})
             resp.del_cookie(COOKIE, path="/")
             return resp
@@ -113,42 +124,42 @@ def register(app: faust.App, settings: Settings, registry: Registry, store: Call
     @app.page("/console/session")
     class Session(_Console):
         async def get(self, request: Request) -> Response:
-            if sessions() is None:
+            if services() is None:
                 return self.error(503, "the worker is starting")
-            session = await self.session(request)
-            if session is None:
+            who = await self.session(request)
+            if who is None:
                 return self.refused()
-            return self.json({"who": session["who"], "csrf": session["csrf"]})
+            return self.json({"who": who.identity.who, "role": who.identity.role, "csrf": who.session["csrf"]})
 
     @app.page("/console/map")
     class Map(_Console):
         async def get(self, request: Request) -> Response:
-            if await self.session(request) is None:
+            if (who := await self.session(request)) is None:
                 return self.refused()
             ref = refdata()
             doc = ref.doc
             return self.json({
                 "version": ref.version, "areas": doc.get("areas") or {}, "zones": doc.get("zones") or {},
                 "routes": doc.get("routes") or {},
-                "sites": [{"id": s.id, "name": s.name, "lon": s.lon, "lat": s.lat, "category": s.category,
-                           "status": s.status} for s in ref.sites.values()],
+                "sites": [shown({"id": s.id, "name": s.name, "lon": s.lon, "lat": s.lat, "category": s.category,
+                                 "status": s.status}, who) for s in ref.sites.values()],
                 "departments": sorted({d for rule in ref.departments for d in rule.departments})})
 
     @app.page("/console/status")
     class Status(_Console):
         async def get(self, request: Request) -> Response:
-            if await self.session(request) is None:
+            if (who := await self.session(request)) is None:
                 return self.refused()
-            snaps = await read_all(store().redis)
+            redis = services().store.redis
+            snaps = await read_all(redis)
             records, dead = totals(snaps)
-            redis = store().redis
             async with redis.pipeline(transaction=False) as pipe:
                 for status in ("open", "acknowledged", "dispatched"):
                     pipe.zcard(IDX.format(f"status:{status}"))
                 open_, acked, dispatched = await pipe.execute()
             return self.json({"records": records, "dead_letters": dead, "workers": len(snaps),
                               "alerts": {"open": open_, "acknowledged": acked, "dispatched": dispatched},
-                              "vehicles": positions()})
+                              "vehicles": [shown(v, who) for v in positions()]})
 
     @app.page("/console/readings")
     class Readings(_Console):
@@ -173,9 +184,9 @@ def register(app: faust.App, settings: Settings, registry: Registry, store: Call
     @app.page("/console/events")
     class Events(_Console):
         async def get(self, request: Request):
-            if await self.session(request) is None:
+            if (who := await self.session(request)) is None:
                 return self.refused()
-            return await _feed(request, store().redis)
+            return await _feed(request, services().store.redis, lambda alert: shown(alert, who))
 
 
 def _readings(settings: Settings, entity_field: str, source: str, entity: str, field: str, ts: float) -> list:
@@ -196,8 +207,8 @@ def _readings(settings: Settings, entity_field: str, source: str, entity: str, f
     return points[::step]
 
 
-async def _feed(request: Request, redis) -> aioweb.StreamResponse:
-    """Server-sent events: recent alert changes, then each new one as it is stored."""
+async def _feed(request: Request, redis, view: Callable[[dict], dict]) -> aioweb.StreamResponse:
+    """Server-sent events: recent alert changes, then each new one as it is stored, each as ``view`` shows it."""
     resp = aioweb.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
                                           **SECURITY_HEADERS})
     await resp.prepare(request)
@@ -210,7 +221,8 @@ async def _feed(request: Request, redis) -> aioweb.StreamResponse:
         while True:
             for entry_id, fields in entries:
                 last = entry_id.decode()
-                await resp.write(b"id: " + entry_id + b"\ndata: " + fields[b"alert"] + b"\n\n")
+                data = orjson.dumps(view(orjson.loads(fields[b"alert"])))
+                await resp.write(b"id: " + entry_id + b"\ndata: " + data + b"\n\n")
             got = await redis.xread({ALERT_STREAM: last or "$"}, block=15_000, count=500)
             entries = [e for _, batch in got or [] for e in batch]
             if not entries:

@@ -267,7 +267,7 @@ def test_worker_merges_routes_delivers_to_a_flaky_webhook_and_serves_the_api(sta
     assert call(f"/api/alerts/{aid}/acknowledge", {"note": "no name"})[0] == 400
     assert call("/api/alerts/0000/acknowledge", {"by": "x"})[0] == 404
     status, shown = call(f"/api/alerts/{aid}")
-    assert shown["status"] == "false_positive" and shown["history"][0]["by"] == "wang.fang"
+    assert shown["status"] == "false_positive" and shown["history"][0]["by"] == "wang.fang (WARDEN_API_TOKEN)"
     wait_until(lambda: any(a["status"] == "resolved" and a["labels"]["id"] == aid for a in receiver.accepted),
                what="the closing notice at the webhook")
     on_topic = run(_read_topic(stack.settings.bootstrap_servers, "warden.alerts", len(ids) + 1))

@@ -57,6 +57,10 @@ function enter(session) {
   state.who = session.who;
   state.csrf = session.csrf;
   $("who").textContent = session.who;
+  $("role").textContent = session.role;
+  const viewer = session.role === "viewer";
+  $("viewer-note").hidden = !viewer;
+  for (const control of document.querySelectorAll(".actions button, .actions select")) control.hidden = viewer;
   $("login").hidden = true;
   $("console").hidden = false;
   loadMap().then(connectFeed);
@@ -296,7 +300,7 @@ for (const button of document.querySelectorAll(".actions button")) {
     const id = state.selected;
     if (!id) return;
     const action = button.dataset.action;
-    const body = { by: state.who, note: "" };
+    const body = { note: "" };
     if (action === "dispatch") body.department = $("dispatch-to").value;
     $("action-error").textContent = "";
     try {
