@@ -92,7 +92,9 @@ def run_demo(settings: Settings, registry: Registry, *, entities: int, speed: fl
                                   stderr=subprocess.STDOUT, env={**os.environ, **child_env(live),
                                                                  "WARDEN_API_TOKEN": token, "WARDEN_WEB_PORT": str(port),
                                                                  "WARDEN_ARCHIVE_DIR": str(archive)})
-        summary = Summary(f"http://{settings.web_host}:{port}/", token)
+        # A token of the user's own is a secret and is not shown; the demo's fresh one is its login, shown once.
+        summary = Summary(f"http://{settings.web_host}:{port}/", "your WARDEN_API_TOKEN" if settings.api_token
+                          else token)
         try:
             asyncio.run(_demo_loop(live, registry, entities, speed, summary, truth))
         except KeyboardInterrupt:
