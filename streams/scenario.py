@@ -33,7 +33,7 @@ from state.refdata import RefData
 from streams.simulator import CitySimulator
 
 KINDS = ("tampered_meter", "sensor_dies", "hazardous_dwell", "pollution_episode", "illegal_resumption",
-         "regional_pollution", "night_driving", "off_route", "water_leak", "illegal_fishing")
+         "regional_pollution", "night_driving", "off_route", "water_leak", "illegal_fishing", "group_renting")
 DWELL_S = 1800 + 900          # 45 min standing: the dwell rule fires after 30
 SILENT_AFTER_S = 5 * 60       # power's silence_factor x expected_interval_s
 PM25_NORMAL_MAX = 60.0        # normal traffic stays under the 75 ug/m3 limit
@@ -42,6 +42,8 @@ TRUCK_KMH = 40.0
 OFF_ROUTE_KMH = 30.0          # leaving the corridor sideways
 LEAK_NIGHT = (1, 5)           # water.toml's [night_flow] hours: a leak shows when such a night ends
 LEAK_M3H = 0.15
+RENTING_USE = 6.0             # a group-rented dwelling uses 6x the typical dwelling (peer_use fires above 4x) ...
+RENTING_DAYS = 4              # ... from a local midnight, for 4 days: observable when the 3rd whole day ends
 
 
 @dataclass
@@ -86,6 +88,9 @@ class Scenario:
         self.used: set[str] = set()
         self.register: dict[str, float] = {}   # a tampered meter's register as it runs backwards
         self.tracks = {e: _Track(ref, e, k) for k, e in enumerate(self.hazardous)}
+        self.base = {e: float(b) for f in sim.fleets for e, b in zip(f.ids, f.base)}
+        self.dwellings = [s for s in ref.sites.values() if s.category == "dwelling" and s.status == "operating"
+                          and s.meters]
         self.night_of: dict[str, float] = {}   # truck -> the last night it was made to drive
 
     def ticks(self) -> Iterator[list[dict]]:
@@ -212,6 +217,20 @@ class Scenario:
         zone = f"{bank}{int(self.rng.integers(1, 4)):02d}"
         return Incident("illegal_fishing", [camera], t, t + 1800, t, ["ban_fishing"], "video", {"zone": zone})
 
+    def _plan_group_renting(self, t: float) -> Incident | None:
+        site_id = self._pick([s.id for s in self.dwellings])
+        if site_id is None:
+            return None
+        meters = list(self.ref.sites[site_id].meters)
+        self.used.update(meters)
+        local = t + 8 * 3600
+        start = local - local % 86_400 + 86_400 - 8 * 3600     # from the next local midnight
+        end = start + RENTING_DAYS * 86_400
+        explains = [(m, k) for m in meters for k in (("kw_consumption_abnormal",) if m.startswith("power")
+                                                     else ("flow_consumption_abnormal", "night_flow"))]
+        return Incident("group_renting", meters, start, end, start + 3 * 86_400, ["group_renting"],
+                        detail={"site": site_id}, explains=explains)
+
     def _away_from_sites(self) -> tuple[float, float]:
         """A spot at least 1 km from every registered site (an unauthorised place to stand)."""
         sites = np.array([[s.lon, s.lat] for s in self.ref.sites.values()]) if self.ref.sites else np.empty((0, 2))
@@ -225,7 +244,8 @@ class Scenario:
 
     def _apply(self, ts: float, batch: list[dict]) -> list[dict]:
         for done in [i for i in self.active if i.end <= ts and i.kind != "sensor_dies"]:   # a dead sensor stays dead
-            self.used -= {*done.entities, *done.detail.get("meters", []), done.detail.get("truck")}
+            self.used -= {*done.entities, *done.detail.get("meters", []), done.detail.get("truck"),
+                          done.detail.get("site")}
         self.active = [i for i in self.active if i.end > ts or i.kind == "sensor_dies"]
         by_entity: dict[str, list[Incident]] = {}
         for inc in self.active:
@@ -280,6 +300,9 @@ class Scenario:
         if inc.kind == "illegal_fishing":
             return {**r, "zone": inc.detail["zone"], "object": "boat" if int(t) % 120 < 60 else "person",
                     "count": 2, "confidence": 0.9}
+        if inc.kind == "group_renting":   # as much as RENTING_USE typical dwellings, whatever this one used
+            field = "kw" if r["source"] == "power" else "flow"
+            return {**r, field: round(r[field] * RENTING_USE / self.base.get(e, 1.0), 4)}
         if inc.kind == "water_leak":
             return {**r, "flow": round(r["flow"] + LEAK_M3H + float(self.rng.normal(0, 0.01)), 4)}
         if inc.kind in ("pollution_episode", "regional_pollution"):

@@ -55,7 +55,9 @@ class CitySimulator:
             n = max(3, int(round(entities * share)))
             ids = [f"{source}-{i:07d}" for i in range(n)]
             phase = self.rng.integers(0, interval // TICK_S, n) if interval > TICK_S else np.zeros(n, int)
-            base = self.rng.lognormal(0.0, 0.5, n)
+            # The biggest household uses at most 3x the typical one: beyond 4x for days is group renting
+            # (models/rules/peer_use.py), which the scenario injects rather than leaving to chance.
+            base = np.minimum(self.rng.lognormal(0.0, 0.5, n), 3.0)
             if source == "gps":
                 total = np.column_stack([CENTRE[0] + self.rng.normal(0, 0.05, n),
                                          CENTRE[1] + self.rng.normal(0, 0.05, n)])

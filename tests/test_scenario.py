@@ -40,7 +40,10 @@ def test_every_incident_kind_is_detected_with_few_false_alarms(tmp_path):
     truths = read_ground_truth([truth_file])
     assert [t.incident for t in truths] == [i.kind for i in scenario.started]
     results = score_incidents(alerts, truths, grace_s=4200, until=end - 600)
-    assert set(results) == set(KINDS) - {"illegal_fishing"}   # January: no fishing ban, so none is injected
+    # Group renting shows after three whole days (its own test): here it is injected but not yet observable.
+    renting = results.pop("group_renting")
+    assert "group_renting" in [i.kind for i in scenario.started] and (renting.windows, renting.alerts) == (0, 0)
+    assert set(results) == set(KINDS) - {"illegal_fishing", "group_renting"}   # January: no fishing ban
     for kind, r in results.items():
         assert r.windows >= 1, kind
         assert r.recall == 1.0, (kind, r.row())
@@ -66,3 +69,31 @@ def test_illegal_fishing_during_the_ban_is_detected_and_none_is_injected_outside
         truths = [Truth(i.kind, i.entities, i.start, i.end, i.observable, i.alert_kinds) for i in scenario.started]
         r = score_incidents(alerts, truths, grace_s=600)["illegal_fishing"]
         assert (r.recall, r.precision) == (1.0, 1.0) and r.median_delay_s <= 60, r.row()
+
+
+def test_group_renting_is_detected_when_its_third_whole_day_ends_and_no_other_dwelling_is_flagged():
+    midnight = T0 - 18 * 3600   # local: a whole first day, the peers' yardstick for the incident's first
+    sim = CitySimulator(entities=400, seed=8, start_ts=midnight)
+    ref = city_ref(sim, seed=8)
+    scenario = Scenario(sim, ref, seed=8, first_at=midnight + 600, every_s=10 * 86_400, kinds=("group_renting",))
+    end = midnight + 4 * 86_400 + 3600
+
+    def meters():   # only what the detector reads: power and water, streamed (about 1.8M records)
+        for batch in scenario.ticks():
+            yield from (r for r in batch if r["source"] in ("power", "water"))
+            if sim.ts >= end:
+                return
+
+    settings = Settings(partitions=2)   # 400 entities: enough dwellings per partition to be each other's peers
+    book = IncidentBook(QuietPeriods(settings.alert_quiet_s))
+    replay(meters(), load_registry(settings), settings, refdata=ref,
+           on_signal=merger(book, FusionBook(load_patterns()), ref))
+    alerts = [{**i, "first_seen": iso(i["first_seen"]), "last_seen": iso(i["last_seen"])}
+              for i in book.incidents.values()]
+    (incident,) = scenario.started
+    assert incident.observable < end
+    truths = [Truth(i.kind, i.entities, i.start, i.end, i.observable, i.alert_kinds, i.explains)
+              for i in scenario.started]
+    r = score_incidents(alerts, truths, grace_s=600)["group_renting"]
+    assert (r.recall, r.precision) == (1.0, 1.0) and r.median_delay_s <= 60, r.row()
+    assert {a["entity"] for a in alerts if a["kind"] == "group_renting"} <= set(incident.entities)
