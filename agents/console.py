@@ -30,7 +30,7 @@ from streams.city import write_city
 from streams.kafka_client import kafka_options
 from streams.broker import free_port
 from streams.producer import BatchingProducer
-from streams.scenario import Scenario
+from streams.scenario import KINDS, Scenario
 from streams.registry import Registry
 from streams.simulator import CitySimulator, pump
 from streams.topics import ensure_topics, warden_topics
@@ -128,7 +128,10 @@ async def _demo_loop(settings: Settings, registry: Registry, entities: int, spee
     write_city(settings.data_dir / "city", sim, seed=42)
     ref = RefData.load_dir(settings.data_dir / "city")
     await refstore.save(redis, ref)
-    scenario = Scenario(sim, ref, seed=42, first_at=sim.ts + 600, every_s=600, truth=truth)
+    # Group renting shows after three whole days of a dwelling's use: longer than a demo runs (`warden simulate
+    # --incidents` over days injects it, and tests/test_scenario.py detects it).
+    kinds = tuple(k for k in KINDS if k != "group_renting")
+    scenario = Scenario(sim, ref, seed=42, first_at=sim.ts + 600, every_s=600, truth=truth, kinds=kinds)
     summary.scenario = scenario
     producer = BatchingProducer(**kafka_options(settings), client_id="warden-simulator",
                                 batch_records=settings.producer_batch_records,

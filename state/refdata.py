@@ -13,6 +13,7 @@ document (see :mod:`state.refstore` for Redis). Every name a file may hold:
 ``vehicles.csv``       entity (GPS device id), plate, hazard_class, operator, routes, sites
 ``units.csv``          enforcement units: id, name, department, town, lon, lat
 ``departments.toml``   which department handles which alert kinds (default: shipped)
+``holidays.toml``      public holidays and make-up working days (default: shipped, see state/holidays.py)
 =====================  ==========================================================
 
 >>> ref = RefData.from_doc({"areas": {"type": "FeatureCollection", "features": [
@@ -40,6 +41,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from shapely import STRtree
 from shapely.geometry import shape
 
+from state.holidays import HolidayError, RestDays
 from state.zones import Zones, ZoneError, metres
 
 LEVELS = ("city", "county", "town")
@@ -155,10 +157,11 @@ class RefData:
 
     def __init__(self, doc: dict, areas: Areas, zones: Zones, routes: dict[str, dict], sites: dict[str, Site],
                  vehicles: dict[str, Vehicle], units: list[Unit], departments: list[DepartmentRule],
-                 version: int = 0):
+                 version: int = 0, rest_days: RestDays | None = None):
         self.doc, self.areas, self.zones, self.routes = doc, areas, zones, routes
         self.sites, self.vehicles, self.units, self.departments = sites, vehicles, units, departments
         self.version = version
+        self.rest_days = rest_days or RestDays.shipped()
         self.device_site = {m: s for s in sites.values() for m in s.meters}   # device id -> its Site
 
     # -- building -------------------------------------------------------------------------------
@@ -182,12 +185,13 @@ class RefData:
             path = folder / f"{name}.csv"
             if path.exists():
                 doc[name] = _read_csv(path)
-        path = folder / "departments.toml"
-        if path.exists():
-            try:
-                doc["departments"] = tomllib.loads(path.read_text())
-            except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-                raise RefDataError(f"{path}: {exc}") from None
+        for name in ("departments", "holidays"):
+            path = folder / f"{name}.toml"
+            if path.exists():
+                try:
+                    doc[name] = tomllib.loads(path.read_text())
+                except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+                    raise RefDataError(f"{path}: {exc}") from None
         if not doc:
             raise RefDataError(f"{folder}: no reference-data files (areas.geojson, sites.csv, ...)")
         return cls.from_doc(doc, origin=folder)
@@ -206,7 +210,12 @@ class RefData:
         vehicles = _rows(Vehicle, doc.get("vehicles"), where("vehicles.csv"), key="entity")
         units = list(_rows(Unit, doc.get("units"), where("units.csv"), key="id").values())
         departments = _departments(doc.get("departments"), where("departments.toml"))
-        ref = cls(doc, areas, zones, routes, sites, vehicles, units, departments, version)
+        try:
+            rest_days = RestDays.from_doc(doc["holidays"], where("holidays.toml")) if "holidays" in doc \
+                else RestDays.shipped()
+        except HolidayError as exc:
+            raise RefDataError(str(exc)) from None
+        ref = cls(doc, areas, zones, routes, sites, vehicles, units, departments, version, rest_days)
         ref._cross_check(where)
         return ref
 

@@ -1,6 +1,7 @@
 """A seeded simulated city: meters, vehicles, cameras and air stations reporting telemetry.
 
-Readings follow daily cycles with noise; about 1% of readings go missing; now
+Readings follow daily cycles with noise (homes use more by day on weekends and
+public holidays, from the shipped calendar); about 1% of readings go missing; now
 and then a value breaks a declared limit, so the demo shows alerts. The same
 seed gives the same records.
 
@@ -17,6 +18,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
+
+from state.holidays import RestDays
 
 CENTRE = (31.30, 120.60)      # lat, lon of the simulated city
 TICK_S = 10                   # simulated seconds per tick
@@ -46,8 +49,9 @@ class CitySimulator:
     """Generates the city's records in event-time order, one tick of ``TICK_S`` at a time."""
 
     def __init__(self, entities: int = 3000, seed: int = 42, start_ts: float = 1_767_225_600.0,
-                 missing: float = 0.01):
+                 missing: float = 0.01, rest_days: RestDays | None = None):
         self.rng = np.random.default_rng(seed)
+        self.rest_days = rest_days or RestDays.shipped()
         self.ts = float(start_ts) - float(start_ts) % TICK_S
         self.missing = missing
         self.fleets: list[_Fleet] = []
@@ -87,8 +91,13 @@ class CitySimulator:
     def _stamps(self, n: int, ts: float) -> np.ndarray:
         return np.round(ts + self.rng.uniform(0, TICK_S, n), 3)
 
+    def _at_home(self, ts: float) -> float:
+        """Extra daytime use on rest days (weekends and public holidays): 0 on working days."""
+        day = int((ts + 8 * 3600) // 86400)
+        return 0.4 * _daily(ts, 13) if self.rest_days.is_rest(np.array([day]))[0] else 0.0
+
     def _power(self, f: _Fleet, due: np.ndarray, ts: float) -> list[dict]:
-        kw = f.base[due] * (0.3 + 1.2 * _daily(ts, 19)) * self.rng.normal(1, 0.08, len(due))
+        kw = f.base[due] * (0.3 + 1.2 * _daily(ts, 19) + self._at_home(ts)) * self.rng.normal(1, 0.08, len(due))
         kw = np.maximum(kw, 0)
         f.total[due] += kw * f.interval / 3600
         volt = self.rng.normal(230, 4, len(due))
@@ -100,7 +109,8 @@ class CitySimulator:
 
     def _water(self, f: _Fleet, due: np.ndarray, ts: float) -> list[dict]:
         in_use = self.rng.random(len(due)) < 0.2 + 0.6 * _daily(ts, 8)   # mostly idle at night
-        flow = np.maximum(f.base[due] * 0.05 * (0.2 + 1.5 * _daily(ts, 8)) * self.rng.normal(1, 0.1, len(due)), 0)
+        flow = np.maximum(f.base[due] * 0.05 * (0.2 + 1.5 * _daily(ts, 8) + self._at_home(ts))
+                          * self.rng.normal(1, 0.1, len(due)), 0)
         flow = np.where(in_use, flow, 0.0)
         f.total[due] += flow * f.interval / 3600
         pressure = self.rng.normal(3.0, 0.2, len(due))

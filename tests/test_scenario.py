@@ -97,3 +97,18 @@ def test_group_renting_is_detected_when_its_third_whole_day_ends_and_no_other_dw
     r = score_incidents(alerts, truths, grace_s=600)["group_renting"]
     assert (r.recall, r.precision) == (1.0, 1.0) and r.median_delay_s <= 60, r.row()
     assert {a["entity"] for a in alerts if a["kind"] == "group_renting"} <= set(incident.entities)
+
+
+def test_normal_traffic_keeps_public_holidays_like_weekends():
+    """Daytime use on National Day (Thu 1 Oct 2026) is like a Sunday's, above the working Wednesday before."""
+    def daytime_kw(local_midnight: float) -> float:   # mean kW 10:00-14:00 local
+        sim = CitySimulator(entities=200, seed=2, start_ts=local_midnight + 10 * 3600)
+        kw: list[float] = []
+        for batch in sim.ticks():
+            kw += [r["kw"] for r in batch if r["source"] == "power"]
+            if sim.ts >= local_midnight + 14 * 3600:
+                return sum(kw) / len(kw)
+
+    wednesday = 1_790_726_400 - 8 * 3600   # 2026-09-30 00:00 local
+    working, holiday, sunday = (daytime_kw(wednesday + d * 86_400) for d in (0, 1, -17))   # Wed, Thu 1 Oct, 13 Sep
+    assert holiday > 1.15 * working and abs(holiday - sunday) < 0.05 * sunday, (working, holiday, sunday)

@@ -1,7 +1,8 @@
 """Consumption abnormal for this meter at this hour: each meter learns its own weekly profile online.
 
 For every closed hour the meter's mean use is compared with what it usually
-uses at that hour of the day on that kind of day (weekday / weekend): 48 slots,
+uses at that hour of the day on that kind of day (working day / rest day: weekends and
+public holidays, from the reference data's calendar): 48 slots,
 kept as float16 exponentially weighted means (~150 bytes a meter with counts
 and spread). The surprise is the log ratio to the profile, in units of the
 meter's own spread of such ratios; an hour far off (either way) after the slot
@@ -15,6 +16,8 @@ import numpy as np
 from models.signal import new_signal
 from models.calendar import slot_of
 from state.entity_state import EntityState
+from state.holidays import RestDays
+from state.refdata import RefData
 from streams.registry import Source
 from streams.validation import Batch
 
@@ -35,6 +38,10 @@ class ConsumptionProfile:
         state.store.add("consumption.seen", np.uint8, (SLOTS,))
         state.store.add("consumption.var", np.float32, fill=np.nan)
         state.store.add("consumption.closed", np.int64, fill=np.iinfo(np.int64).min)
+        self.rest_days = RestDays.shipped()
+
+    def use_refdata(self, ref: RefData) -> None:
+        self.rest_days = ref.rest_days
 
     def max_span_s(self, state: EntityState) -> float:
         return state.span_for_closures("1h", 1)
@@ -48,7 +55,7 @@ class ConsumptionProfile:
             use = state.window_means("1h", r, b)[:, self.f]
             ok = ~np.isnan(use)
             r, b, use = r[ok], b[ok], use[ok]
-            slot = slot_of(b * float(seconds), sp.utc_offset_h)
+            slot = slot_of(b * float(seconds), sp.utc_offset_h, self.rest_days)
             expected = profile[r, slot].astype(np.float64)
             n = seen[r, slot]
             ratio = np.log((use + sp.floor) / (expected + sp.floor))
