@@ -23,7 +23,7 @@ import numpy as np
 import redis.asyncio as aioredis
 from faust.types import TP
 
-from agents import api, web_console
+from agents import api, positions, web_console
 from agents.access import Services
 from agents.alert_manager import AlertManager
 from agents.alert_store import AlertStore
@@ -103,6 +103,7 @@ class Worker:
         for name, every, work in (
                 ("checkpoint_all", settings.checkpoint_interval_s, self._checkpoint_all),
                 ("publish_metrics", 1.0, lambda: self.metrics.publish(self.redis)),
+                ("share_positions", 2.0, lambda: positions.share(self.redis, self.metrics.worker_id, self.positions)),
                 ("sweep_idle", 5.0, self._sweep_idle),
                 ("refresh_refdata", refresh, self._refresh_refdata),
                 ("learn_labels", refresh, lambda: self.alert_manager.learn_labels()),

@@ -10,7 +10,7 @@
   with ``Last-Event-ID``);
 - ``GET /console/map`` the reference data to draw (areas, zones, routes, sites);
 - ``GET /console/status`` header counters (records per source, open alerts, dead letters) and the
-  latest vehicle positions this worker holds;
+  latest vehicle positions, from every worker (see :mod:`agents.positions`);
 - ``GET /console/readings?source=&entity=&ts=`` an entity's readings around a time, from the replay logs.
 
 Everything that came from a record is inserted by the page as text, never as markup. Viewers get
@@ -28,6 +28,7 @@ import orjson
 from aiohttp import web as aioweb
 from faust.web import Request, Response, View
 
+from agents import positions as vehicles
 from agents.access import Caller, Services, caller
 from agents.alert_store import ALERT_STREAM, IDX
 from agents.api import shown
@@ -159,7 +160,7 @@ def register(app: faust.App, settings: Settings, registry: Registry, services: C
                 open_, acked, dispatched = await pipe.execute()
             return self.json({"records": records, "dead_letters": dead, "workers": len(snaps),
                               "alerts": {"open": open_, "acknowledged": acked, "dispatched": dispatched},
-                              "vehicles": [shown(v, who) for v in positions()]})
+                              "vehicles": [shown(v, who) for v in await vehicles.gather(redis, positions())]})
 
     @app.page("/console/readings")
     class Readings(_Console):

@@ -137,3 +137,31 @@ def test_console_refuses_without_session_and_writes_without_csrf(stack):
             assert locked.status == 429 and 0 < int(locked.headers["retry-after"]) <= 900
         finally:
             ctx.dispose()
+
+
+def test_the_map_shows_vehicles_from_every_worker(stack):
+    """Two workers share the GPS partitions; the console served by one shows the vehicles the other holds."""
+    workers = [stack.start_worker(WARDEN_API_TOKEN=TOKEN) for _ in range(2)]
+    base = f"http://127.0.0.1:{workers[0].port}"
+    vehicles = [f"truck-{i}" for i in range(12)]
+    with sync_playwright() as pw:
+        ctx = pw.request.new_context(base_url=base)
+        try:
+            _wait_ready(base)
+            _wait_ready(f"http://127.0.0.1:{workers[1].port}")
+            assert ctx.post("/console/login", data={"name": "a", "token": TOKEN}).ok
+            shown: set[str] = set()
+            deadline = time.monotonic() + 120
+            while shown != set(vehicles) and time.monotonic() < deadline:   # until both own partitions
+                fixes = [(v.encode(), orjson.dumps({"entity": v, "ts": time.time(), "lat": 31.2 + i / 100,
+                                                    "lon": 120.5, "speed": 30.0}), None)
+                         for i, v in enumerate(vehicles)]
+                with ThreadPoolExecutor(1) as pool:
+                    pool.submit(run, _send(stack.settings.bootstrap_servers, "telemetry.gps", fixes)).result()
+                time.sleep(3)
+                shown = {v["entity"] for v in ctx.get("/console/status").json()["vehicles"]}
+            assert shown == set(vehicles)
+            owners = [orjson.loads(stack.redis.get(k)) for k in stack.redis.scan_iter("warden:positions:*")]
+            assert len(owners) == 2 and all(owners), "both workers hold some of the vehicles"
+        finally:
+            ctx.dispose()
