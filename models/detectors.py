@@ -21,6 +21,14 @@ DETECTORS = {d.name: d for d in (ThresholdRules, AnomalyDetector, SensorHealth, 
                                       ConsumptionProfile, ClosedSiteUse, PeerUse, SpatialOutlier, WindowOutlier)}
 
 
+def windows_needed(source) -> set[str]:
+    """The window rings a source's rules and detectors read (the only ones its state keeps)."""
+    needed = {"1h" if rule.over == "24h" else rule.over for rule in source.rules if rule.over != "record"}
+    for name in source.detectors:
+        needed.update(getattr(DETECTORS.get(name), "windows", ()))
+    return needed
+
+
 def build(source, state) -> list:
     """The detectors a source declares, bound to its state; unknown names, or window rings a detector needs
     and the settings leave out, are an error."""

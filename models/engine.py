@@ -47,7 +47,7 @@ class SourceEngine:
         settings = settings or get_settings()
         self.source = source
         self.validator = Validator(source, settings)
-        self.state = state or EntityState.for_source(source, settings)
+        self.state = state or EntityState.for_source(source, settings, detectors.windows_needed(source))
         self.detectors = detectors.build(source, self.state)
         self._numeric = source.numeric_fields
         spans = [d.max_span_s(self.state) for d in self.detectors if hasattr(d, "max_span_s")]
