@@ -21,11 +21,15 @@ DETECTORS = {d.name: d for d in (ThresholdRules, AnomalyDetector, SensorHealth, 
                                       ConsumptionProfile, ClosedSiteUse, PeerUse, SpatialOutlier, WindowOutlier)}
 
 
-def windows_needed(source) -> set[str]:
-    """The window rings a source's rules and detectors read (the only ones its state keeps)."""
-    needed = {"1h" if rule.over == "24h" else rule.over for rule in source.rules if rule.over != "record"}
+def windows_needed(source) -> dict[str, int]:
+    """Window -> how many closed buckets a source's rules and detectors read at most (the only rings its
+    state keeps, sized by this)."""
+    needed: dict[str, int] = {}
+    reads = [("1h", 24) if rule.over == "24h" else (rule.over, 1) for rule in source.rules if rule.over != "record"]
     for name in source.detectors:
-        needed.update(getattr(DETECTORS.get(name), "windows", ()))
+        reads += getattr(DETECTORS.get(name), "windows", {}).items()
+    for window, buckets in reads:
+        needed[window] = max(needed.get(window, 0), buckets)
     return needed
 
 

@@ -15,6 +15,7 @@ event time is late.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import orjson
@@ -27,6 +28,7 @@ from state.sequence import EntitySequence
 from state.slots import SlotMap
 
 FORMAT_VERSION = 1
+SPAN_BUCKETS = 3   # of a ring's length, the buckets one update may span beyond what is read and late
 
 
 class EntityState:
@@ -55,10 +57,16 @@ class EntityState:
                 store.add(f"{name}.head", np.int32, fill=-1)
 
     @classmethod
-    def for_source(cls, source, settings: Settings, windows: set[str] | None = None) -> EntityState:
-        """State for ``source``, keeping only the rings in ``windows`` (all the settings name if None): a
-        ring nobody reads costs ~70 bytes per windowed field per entity and an update per record."""
-        rings = {w: n for w, n in settings.windows.items() if windows is None or w in windows}
+    def for_source(cls, source, settings: Settings, reads: dict[str, int] | None = None) -> EntityState:
+        """State for ``source`` with the rings its detectors read (window -> closed buckets read; all the
+        settings name, at their length, if None). A ring holds what is read, the buckets late records may
+        still reach, and ``SPAN_BUCKETS`` for one update's span, at most the settings' length: each bucket
+        costs 6 bytes per windowed field per entity."""
+        if reads is None:
+            rings = dict(settings.windows)
+        else:
+            rings = {w: min(n, reads[w] + 2 + math.ceil(settings.allowed_lateness_s / WINDOW_SECONDS[w]) + SPAN_BUCKETS)
+                     for w, n in settings.windows.items() if w in reads}
         return cls(source.numeric_fields, source.windowed_fields, rings,
                    settings.allowed_lateness_s, settings.state_initial_capacity)
 

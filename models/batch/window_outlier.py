@@ -26,7 +26,7 @@ class WindowOutlier:
     """Scores each closed hour of each entity with the promoted version's window model."""
 
     name = "window_outlier"
-    windows = ("1h",)   # checked by detectors.build
+    windows = {"1h": CONTEXT_HOURS + 1}   # window -> closed buckets it reads (sizes the ring; checked by detectors.build)
 
     def __init__(self, source: Source, state: EntityState):
         self.source, self.spec = source, source.window_outlier

@@ -29,7 +29,7 @@ class ConsumptionProfile:
     """Flags hours whose use is far from the meter's usual use at that hour of the week."""
 
     name = "consumption"
-    windows = ("1h",)   # checked by detectors.build
+    windows = {"1h": 1}   # window -> closed buckets it reads (sizes the ring; checked by detectors.build)
 
     def __init__(self, source: Source, state: EntityState):
         self.source, self.spec = source, source.consumption

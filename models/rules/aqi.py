@@ -48,7 +48,7 @@ class AirQualityIndex:
     """Computes each station's hourly AQI when the hour closes; alerts on polluted hours."""
 
     name = "aqi"
-    windows = ("1h",)   # checked by detectors.build
+    windows = {"1h": 1}   # window -> closed buckets it reads (sizes the ring; checked by detectors.build)
 
     def __init__(self, source: Source, state: EntityState):
         self.source = source

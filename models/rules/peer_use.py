@@ -51,9 +51,10 @@ class PeerUse:
     def __init__(self, source: Source, state: EntityState):
         self.source, self.spec = source, source.peer_use
         state.add_lookup("peer.member")   # 1.0: the meter's site is one of the peer categories
+        # float32 holds day numbers, counts and the 24-bit hour mask exactly, and a day's sum well enough
         for col, fill in (("day", np.nan), ("sum", 0.0), ("n", 0.0), ("hours", 0.0), ("streak", 0.0),
                           ("last_excess", np.nan)):
-            state.store.add(f"peer.{col}", np.float64, fill=fill)
+            state.store.add(f"peer.{col}", np.float32, fill=fill)
         self.ref = RefData.empty()
 
     def use_refdata(self, ref: RefData) -> None:

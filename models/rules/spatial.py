@@ -46,7 +46,7 @@ class SpatialOutlier:
     """Raises ``<field>_above_neighbours`` for a station's hour far above nearby stations' same hour."""
 
     name = "spatial"
-    windows = ("1h",)   # checked by detectors.build
+    windows = {"1h": 1}   # window -> closed buckets it reads (sizes the ring; checked by detectors.build)
 
     def __init__(self, source: Source, state: EntityState):
         self.source, self.spec = source, source.spatial
