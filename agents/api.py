@@ -41,22 +41,14 @@ from state.refdata import RefData, RefDataError
 from streams.privacy import mask_alert
 
 MAX_LIMIT = 1000
-SECRET_SHOWN = "**********"
-
-
 def shown(alert: dict, who: Caller) -> dict:
     """``alert`` as ``who`` may see it: personal data in full for operators and admins, masked for viewers."""
     return alert if who.identity.may("operator") else mask_alert(alert)
 
 
 def settings_view(settings: Settings) -> dict:
-    """The settings as JSON, secrets replaced and the Redis URL without its password."""
-    doc = settings.model_dump(mode="json")
-    for name, value in doc.items():
-        if value is not None and type(getattr(settings, name)).__name__ == "SecretStr":
-            doc[name] = SECRET_SHOWN
-    doc["redis_url"] = settings.redis_display_url or None
-    return doc
+    """The settings as JSON (pydantic shows secrets as ``**********``), the Redis URL without its password."""
+    return {**settings.model_dump(mode="json"), "redis_url": settings.redis_display_url or None}
 
 
 def register(app: faust.App, settings: Settings, services: Callable[[], Services | None]) -> None:

@@ -23,7 +23,8 @@ import numpy as np
 import redis.asyncio as aioredis
 from faust.types import TP
 
-from agents import api, positions, web_console
+from agents import api, web_console
+from agents import positions as vehicles
 from agents.access import Services
 from agents.alert_manager import AlertManager
 from agents.alert_store import AlertStore
@@ -34,17 +35,17 @@ from agents.fusion import Fusion
 from agents.health import Health
 from agents.metrics import WorkerMetrics
 from agents.model_watch import ModelWatch
-from agents.sessions import Sessions
-from agents.prometheus import CONTENT_TYPE, WorkerCollector, WorkerPrometheus
 from agents.outputs import Outputs
 from agents.partition import Message, PartitionRunner
+from agents.prometheus import CONTENT_TYPE, WorkerCollector, WorkerPrometheus
+from agents.sessions import Sessions
 from agents.tokens import TokenStore
 from agents.transport import app_class, credentials
 from models.fusion import load_patterns
 from models.incidents import QuietPeriods
 from settings import Settings
-from state.redis_client import redis_client
 from state.checkpoint import CheckpointStore
+from state.redis_client import redis_client
 from state.refdata import RefData
 from state.refstore import RefCache
 from streams.kafka_client import kafka_options
@@ -103,7 +104,7 @@ class Worker:
         for name, every, work in (
                 ("checkpoint_all", settings.checkpoint_interval_s, self._checkpoint_all),
                 ("publish_metrics", 1.0, lambda: self.metrics.publish(self.redis)),
-                ("share_positions", 2.0, lambda: positions.share(self.redis, self.metrics.worker_id, self.positions)),
+                ("share_positions", 2.0, lambda: vehicles.share(self.redis, self.metrics.worker_id, self.positions)),
                 ("sweep_idle", 5.0, self._sweep_idle),
                 ("refresh_refdata", refresh, self._refresh_refdata),
                 ("learn_labels", refresh, lambda: self.alert_manager.learn_labels()),

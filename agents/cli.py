@@ -55,6 +55,7 @@ def refdata_load(path: Path = typer.Argument(..., help="folder with areas.geojso
         ref = RefData.load_dir(path)
     except RefDataError as exc:
         fail(str(exc))
+
     async def work(r):
         version = await refstore.save(r, ref)
         await audit(r, "refdata.load", f"version {version}", ref.counts())
@@ -251,16 +252,15 @@ def worker(loglevel: str = typer.Option("info", help="crit, error, warn, info or
     # Fewer cyclic collections over a worker's many long-lived objects: `warden bench` p99 682 / 832 ms
     # with this vs 1,234 / 1,286 ms without (100k entities, runs in the same hour; a noisy 2-core machine).
     gc.set_threshold(100_000, 50, 1000)
-    from models.fusion import PatternError, load_patterns
+    from models.fusion import PatternError
 
     registry = registry_or_fail()
-    try:
-        load_patterns(get_settings().fusion_patterns_dirs)
-    except PatternError as exc:
-        fail(str(exc))
     with embedded_stack(get_settings()) as live:
         preflight(live)
-        app = Worker(live, registry).app
+        try:
+            app = Worker(live, registry).app   # loads the fusion patterns: a bad file stops the start
+        except PatternError as exc:
+            fail(str(exc))
         faust.Worker(app, loglevel=loglevel, quiet=True).execute_from_commandline()
 
 

@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from settings import ConfigError, Settings, get_settings
-from state.redis_client import check_redis, redis_client
+from state.redis_client import check_redis, connected
 from streams.kafka_client import check_kafka
 from streams.registry import SourceError, load_registry
 from streams.validation import parse_time
@@ -40,20 +40,21 @@ def preflight(settings: Settings, kafka: bool = True, redis: bool = True) -> Non
 
 def with_redis(work):
     """Run ``work(redis)`` (a coroutine function) against the configured Redis, with a clear error if it fails."""
+    import redis.exceptions
+
     settings = get_settings()
-    preflight(settings, kafka=False)
 
     async def run():
-        client = redis_client(settings)
+        client = await connected(settings)
         try:
             return await work(client)
         finally:
             await client.aclose()
 
-    import redis.exceptions
-
     try:
         return asyncio.run(run())
+    except ConfigError as exc:
+        fail(str(exc))
     except redis.exceptions.ConnectionError:
         fail(f"lost the connection to Redis at {settings.redis_display_url}")
 

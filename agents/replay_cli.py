@@ -527,21 +527,32 @@ def models_list() -> None:
     console.print(table if metas else "no model versions registered (`warden train` makes one)")
 
 
+def _model_change(step: str, change) -> tuple[str, str]:
+    """Run ``change(redis) -> (source, version now running)``, audited as ``model.<step>``; a version error
+    ends the command."""
+    from models import registry as versions
+
+    async def work(r):
+        source, now = await change(r)
+        await audit(r, f"model.{step}", source, {"now": now})
+        return source, now
+
+    try:
+        return with_redis(work)
+    except versions.VersionError as exc:
+        fail(str(exc))
+
+
 @models_cli.command("promote")
 def models_promote(version: str = typer.Argument(...)) -> None:
     """Make VERSION its source's running version; workers swap to it between batches."""
     from models import registry as versions
 
-    try:
-        async def promote(r):
-            meta = await versions.promote(r, version)
-            await audit(r, "model.promote", meta["source"], {"now": version})
-            return meta
+    async def promote(r):
+        return (await versions.promote(r, version))["source"], version
 
-        meta = with_redis(promote)
-    except versions.VersionError as exc:
-        fail(str(exc))
-    console.print(f"{meta['source']}: promoted {version}")
+    source, _ = _model_change("promote", promote)
+    console.print(f"{source}: promoted {version}")
 
 
 @models_cli.command("rollback")
@@ -549,13 +560,8 @@ def models_rollback(source: str = typer.Option(..., help="the source to roll bac
     """Back to the version promoted before the current one (or the built-in detectors)."""
     from models import registry as versions
 
-    try:
-        async def rollback(r):
-            back = await versions.rollback(r, source)
-            await audit(r, "model.rollback", source, {"now": back})
-            return back
+    async def rollback(r):
+        return source, await versions.rollback(r, source)
 
-        back = with_redis(rollback)
-    except versions.VersionError as exc:
-        fail(str(exc))
+    _, back = _model_change("rollback", rollback)
     console.print(f"{source}: now {back}")

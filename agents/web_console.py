@@ -38,6 +38,7 @@ from agents.tokens import BOOTSTRAP_NAME
 from replay.archive import read_records, segments
 from settings import Settings
 from state.refdata import RefData
+from streams.privacy import mask_alert
 from streams.registry import Registry
 
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
@@ -187,7 +188,7 @@ def register(app: faust.App, settings: Settings, registry: Registry, services: C
         async def get(self, request: Request):
             if (who := await self.session(request)) is None:
                 return self.refused()
-            return await _feed(request, services().store.redis, lambda alert: shown(alert, who))
+            return await _feed(request, services().store.redis, masked=not who.identity.may("operator"))
 
 
 def _readings(settings: Settings, entity_field: str, source: str, entity: str, field: str, ts: float) -> list:
@@ -208,8 +209,9 @@ def _readings(settings: Settings, entity_field: str, source: str, entity: str, f
     return points[::step]
 
 
-async def _feed(request: Request, redis, view: Callable[[dict], dict]) -> aioweb.StreamResponse:
-    """Server-sent events: recent alert changes, then each new one as it is stored, each as ``view`` shows it."""
+async def _feed(request: Request, redis, masked: bool) -> aioweb.StreamResponse:
+    """Server-sent events: recent alert changes, then each new one as it is stored (personal data masked if
+    ``masked``; otherwise the stored bytes as they are)."""
     resp = aioweb.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
                                           **SECURITY_HEADERS})
     await resp.prepare(request)
@@ -222,7 +224,7 @@ async def _feed(request: Request, redis, view: Callable[[dict], dict]) -> aioweb
         while True:
             for entry_id, fields in entries:
                 last = entry_id.decode()
-                data = orjson.dumps(view(orjson.loads(fields[b"alert"])))
+                data = orjson.dumps(mask_alert(orjson.loads(fields[b"alert"]))) if masked else fields[b"alert"]
                 await resp.write(b"id: " + entry_id + b"\ndata: " + data + b"\n\n")
             got = await redis.xread({ALERT_STREAM: last or "$"}, block=15_000, count=500)
             entries = [e for _, batch in got or [] for e in batch]

@@ -21,15 +21,19 @@ DETECTORS = {d.name: d for d in (ThresholdRules, AnomalyDetector, SensorHealth, 
                                       ConsumptionProfile, ClosedSiteUse, PeerUse, SpatialOutlier, WindowOutlier)}
 
 
+def _reads(detector: type, source) -> dict[str, int]:
+    """Window -> closed buckets a detector reads: its ``windows``, or ``reads(source)`` where its source's
+    rules decide."""
+    return detector.reads(source) if hasattr(detector, "reads") else getattr(detector, "windows", {})
+
+
 def windows_needed(source) -> dict[str, int]:
-    """Window -> how many closed buckets a source's rules and detectors read at most (the only rings its
-    state keeps, sized by this)."""
+    """Window -> how many closed buckets a source's detectors read at most (the only rings its state keeps,
+    sized by this)."""
     needed: dict[str, int] = {}
-    reads = [("1h", 24) if rule.over == "24h" else (rule.over, 1) for rule in source.rules if rule.over != "record"]
     for name in source.detectors:
-        reads += getattr(DETECTORS.get(name), "windows", {}).items()
-    for window, buckets in reads:
-        needed[window] = max(needed.get(window, 0), buckets)
+        for window, buckets in _reads(DETECTORS.get(name), source).items():
+            needed[window] = max(needed.get(window, 0), buckets)
     return needed
 
 
@@ -41,7 +45,7 @@ def build(source, state) -> list:
         raise ValueError(f"source {source.name!r} names unknown detector(s) {unknown}; "
                          f"known: {sorted(DETECTORS)}")
     for name in source.detectors:
-        missing = [w for w in getattr(DETECTORS[name], "windows", ()) if w not in state.windows]
+        missing = [w for w in _reads(DETECTORS[name], source) if w not in state.windows]
         if missing:
             raise ValueError(f"source {source.name!r}: the {name} detector needs the {', '.join(missing)} "
                              "window (WARDEN_WINDOWS)")

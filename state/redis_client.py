@@ -1,6 +1,6 @@
 """How every Redis client of ours connects: URL, ACL user and password, TLS from the settings.
 
-:func:`check_redis` pings once at start and turns a refusal into a
+:func:`connected` pings before handing a client out and turns a refusal into a
 :class:`settings.ConfigError` naming the setting (never the password).
 """
 
@@ -55,15 +55,21 @@ def _explain(exc: BaseException, settings: Settings) -> str:
     return f"{where}: {exc.__class__.__name__} while connecting"
 
 
-async def check_redis(settings: Settings) -> None:
-    """Ping the configured Redis once; raise :class:`ConfigError` saying what is wrong if that fails."""
+async def connected(settings: Settings) -> aioredis.Redis:
+    """A client that has answered a ping; a refusal raises :class:`ConfigError` saying what is wrong."""
     client = redis_client(settings)
     try:
         await asyncio.wait_for(client.ping(), settings.connect_timeout_s + 1)
+        return client
     except asyncio.TimeoutError:
+        await client.aclose()
         raise ConfigError(f"Redis at {settings.redis_display_url}: no answer within "
                           f"{settings.connect_timeout_s:.0f} s (WARDEN_REDIS_URL)") from None
     except exceptions.RedisError as exc:
-        raise ConfigError(_explain(exc, settings)) from None
-    finally:
         await client.aclose()
+        raise ConfigError(_explain(exc, settings)) from None
+
+
+async def check_redis(settings: Settings) -> None:
+    """Ping the configured Redis once; raise :class:`ConfigError` saying what is wrong if that fails."""
+    await (await connected(settings)).aclose()

@@ -161,7 +161,7 @@ class RefData:
         self.doc, self.areas, self.zones, self.routes = doc, areas, zones, routes
         self.sites, self.vehicles, self.units, self.departments = sites, vehicles, units, departments
         self.version = version
-        self.rest_days = rest_days or RestDays.shipped()
+        self.rest_days = rest_days if rest_days is not None else RestDays.shipped()
         self.device_site = {m: s for s in sites.values() for m in s.meters}   # device id -> its Site
 
     # -- building -------------------------------------------------------------------------------
@@ -211,8 +211,7 @@ class RefData:
         units = list(_rows(Unit, doc.get("units"), where("units.csv"), key="id").values())
         departments = _departments(doc.get("departments"), where("departments.toml"))
         try:
-            rest_days = RestDays.from_doc(doc["holidays"], where("holidays.toml")) if "holidays" in doc \
-                else RestDays.shipped()
+            rest_days = RestDays.from_doc(doc["holidays"], where("holidays.toml")) if "holidays" in doc else None
         except HolidayError as exc:
             raise RefDataError(str(exc)) from None
         ref = cls(doc, areas, zones, routes, sites, vehicles, units, departments, version, rest_days)

@@ -52,10 +52,19 @@ class ThresholdRules:
         for window in {_bucket_window(r.over) for r in self.window_rules}:
             state.store.add(f"threshold.closed.{window}", np.int64, fill=np.iinfo(np.int64).min)
 
+    @staticmethod
+    def reads(source: Source) -> dict[str, int]:
+        """Window -> closed buckets the source's rules read (a 24-hour mean reads 24 of the 1-hour ring)."""
+        out: dict[str, int] = {}
+        for rule in source.rules:
+            if rule.over != "record":
+                window = _bucket_window(rule.over)
+                out[window] = max(out.get(window, 0), 24 if rule.over == "24h" else 1)
+        return out
+
     def max_span_s(self, state: EntityState) -> float:
         """Event time one update may span before closed windows this detector reads are evicted."""
-        spans = [state.span_for_closures(_bucket_window(r.over), 24 if r.over == "24h" else 1)
-                 for r in self.window_rules]
+        spans = [state.span_for_closures(window, n) for window, n in self.reads(self.source).items()]
         return min(spans, default=float("inf"))
 
     def detect(self, batch: Batch, rows: np.ndarray, state: EntityState) -> list[dict]:
