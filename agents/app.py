@@ -251,7 +251,7 @@ class Worker:
         out: list[dict] = []
         for runner in list(self.runners.values()):
             state = runner.engine.state
-            if not {"lat", "lon"} <= set(state.numeric):
+            if not {"lat", "lon"} <= set(state.numeric) or "last" not in state.store:
                 continue
             last = state.store["last"][:len(state)]
             lat, lon = last[:, state.numeric.index("lat")], last[:, state.numeric.index("lon")]

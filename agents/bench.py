@@ -162,7 +162,9 @@ async def _latency(settings: Settings, redis: aioredis.Redis, producer: Batching
         await asyncio.sleep(1.0)
         for i in range(probes):
             entity = f"bench-probe-{i:05d}"
-            record = {"entity": entity, "ts": time.time(), "pm25": 500.0}
+            # Stamped on the simulated city's clock: a wall-clock stamp would move the air partition's event
+            # time months ahead and make every station "silent" at once, and that storm is what got measured.
+            record = {"entity": entity, "ts": sim.ts, "pm25": 500.0}
             sent[entity] = time.time()
             await probe.send_and_wait(topics["air"], orjson.dumps(record), key=entity.encode())
             await asyncio.sleep(0.02)

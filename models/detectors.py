@@ -37,6 +37,11 @@ def windows_needed(source) -> dict[str, int]:
     return needed
 
 
+def keeps_needed(source) -> frozenset[str]:
+    """The optional state columns (``EntityState``'s ``OPTIONAL``) that the source's detectors read."""
+    return frozenset().union(*(getattr(DETECTORS.get(name), "keeps", ()) for name in source.detectors))
+
+
 def build(source, state) -> list:
     """The detectors a source declares, bound to its state; unknown names, or window rings a detector needs
     and the settings leave out, are an error."""

@@ -47,7 +47,8 @@ class SourceEngine:
         settings = settings or get_settings()
         self.source = source
         self.validator = Validator(source, settings)
-        self.state = state or EntityState.for_source(source, settings, detectors.windows_needed(source))
+        self.state = state or EntityState.for_source(source, settings, detectors.windows_needed(source),
+                                                     detectors.keeps_needed(source))
         self.detectors = detectors.build(source, self.state)
         self._numeric = source.numeric_fields
         spans = [d.max_span_s(self.state) for d in self.detectors if hasattr(d, "max_span_s")]
@@ -79,15 +80,16 @@ class SourceEngine:
                 detector.use_model(model.window_model if model else None, self.state)
 
     def process(self, records: list, owner: Callable[[str], bool] | None = None) -> Outcome:
-        """Process records in order; ``owner(entity)`` says whether this partition owns it."""
+        """Process records in order; ``owner(entity)`` says whether this partition owns an entity it
+        has not seen yet (records of the others are to be forwarded)."""
         batch, rejects = self.validator.validate(records)
         out = Outcome(rejects=rejects)
+        rows = self.state.locate(batch.entities, owner)
         if owner is not None and len(batch):
-            mine = np.fromiter(map(owner, batch.entities), dtype=bool, count=len(batch))
+            mine = rows >= 0
             if not mine.all():
                 out.forward = batch.positions[~mine].tolist()
-                batch = batch.take(mine)
-        rows = self.state.locate(batch.entities)
+                batch, rows = batch.take(mine), rows[mine]
         late = self.state.late(rows, batch.ts)
         if late.any():
             out.rejects += [Reject(int(p), "late", f"event time more than {self.state.lateness_s:g} s "

@@ -13,8 +13,11 @@ import io
 import numpy as np
 
 
+GROWTH = 1.25   # doubling would leave up to half of a million entities' columns allocated and unused
+
+
 class ColumnStore:
-    """Named arrays whose first axis is the entity slot; capacity doubles on demand."""
+    """Named arrays whose first axis is the entity slot; capacity grows by a quarter on demand."""
 
     def __init__(self, capacity: int = 1024):
         self.capacity = max(1, capacity)
@@ -29,13 +32,17 @@ class ColumnStore:
     def __getitem__(self, name: str) -> np.ndarray:
         return self._cols[name]
 
+    def __contains__(self, name: str) -> bool:
+        return name in self._cols
+
+    def names(self) -> list[str]:
+        return list(self._cols)
+
     def ensure_rows(self, rows: int) -> None:
         """Grow every column so that ``rows`` entities fit."""
         if rows <= self.capacity:
             return
-        capacity = self.capacity
-        while capacity < rows:
-            capacity *= 2
+        capacity = max(rows, int(self.capacity * GROWTH) + 1)
         for name, col in self._cols.items():
             grown = np.full((capacity, *col.shape[1:]), self._fill[name], dtype=col.dtype)
             grown[: self.capacity] = col

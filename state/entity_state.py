@@ -1,8 +1,9 @@
 """Columnar per-entity state of one source on one partition.
 
-Per entity: last event time and last value of every numeric field; running
-count/mean/variance and tumbling-window rings (1 min, 15 min, 1 h by default)
-for every windowed field; plus any column a detector declares. Event time is
+Per entity: last event time; tumbling-window rings (1 min, 15 min, 1 h by
+default) of every windowed field; where detectors read them, the last value of
+every numeric field and each windowed field's running count/mean/variance;
+plus any column a detector declares. Event time is
 per entity: a record more than the allowed lateness behind its entity's latest
 event time is late.
 
@@ -28,14 +29,18 @@ from state.sequence import EntitySequence
 from state.slots import SlotMap
 
 FORMAT_VERSION = 1
-SPAN_BUCKETS = 3   # of a ring's length, the buckets one update may span beyond what is read and late
+NEVER = np.iinfo(np.int32).min   # a bucket marker not yet set
+# Columns kept only where a detector reads them: each windowed field's running count/mean/variance
+# (20 bytes a field), and the last value of every numeric field (4 bytes a field).
+OPTIONAL = frozenset({"running_stats", "last_values"})
+SPAN_BUCKETS = 2   # of a ring's length, the buckets one update may span beyond what is read and late
 
 
 class EntityState:
     """Slot map + columns + window rings for the entities of one source partition."""
 
     def __init__(self, numeric: list[str], windowed: list[str], windows: dict[str, int],
-                 lateness_s: float, capacity: int = 1024):
+                 lateness_s: float, capacity: int = 1024, keeps: frozenset[str] = OPTIONAL):
         self.numeric, self.windowed = list(numeric), list(windowed)
         self.windows = {name: (WINDOW_SECONDS[name], ring) for name, ring in windows.items()}
         self.lateness_s = lateness_s
@@ -45,30 +50,36 @@ class EntityState:
         self._lookups: list[str] = []
         store = self.store = ColumnStore(capacity)
         store.add("last_ts", np.float64, fill=-np.inf)
-        store.add("last", np.float32, (len(self.numeric),), fill=np.nan)
+        self.keeps = keeps
+        if "last_values" in keeps:
+            store.add("last", np.float32, (len(self.numeric),), fill=np.nan)
         nw = len(self.windowed)
-        if nw:
+        self.running_stats = bool(nw) and "running_stats" in keeps
+        if self.running_stats:
             store.add("count", np.uint32, (nw,))
             store.add("mean", np.float64, (nw,))
             store.add("m2", np.float64, (nw,))
+        if nw:
             for name, (_, ring) in self.windows.items():
                 store.add(f"{name}.sum", np.float32, (nw, ring))
                 store.add(f"{name}.count", np.uint16, (nw, ring))
                 store.add(f"{name}.head", np.int32, fill=-1)
 
     @classmethod
-    def for_source(cls, source, settings: Settings, reads: dict[str, int] | None = None) -> EntityState:
+    def for_source(cls, source, settings: Settings, reads: dict[str, int] | None = None,
+                   keeps: frozenset[str] = OPTIONAL) -> EntityState:
         """State for ``source`` with the rings its detectors read (window -> closed buckets read; all the
         settings name, at their length, if None). A ring holds what is read, the buckets late records may
         still reach, and ``SPAN_BUCKETS`` for one update's span, at most the settings' length: each bucket
-        costs 6 bytes per windowed field per entity."""
+        costs 6 bytes per windowed field per entity. ``keeps``: which of the :data:`OPTIONAL` columns to
+        keep, those the detectors read."""
         if reads is None:
             rings = dict(settings.windows)
         else:
             rings = {w: min(n, reads[w] + 2 + math.ceil(settings.allowed_lateness_s / WINDOW_SECONDS[w]) + SPAN_BUCKETS)
                      for w, n in settings.windows.items() if w in reads}
         return cls(source.numeric_fields, source.windowed_fields, rings,
-                   settings.allowed_lateness_s, settings.state_initial_capacity)
+                   settings.allowed_lateness_s, settings.state_initial_capacity, keeps)
 
     def __len__(self) -> int:
         return len(self.slots)
@@ -79,9 +90,10 @@ class EntityState:
         seconds, ring = self.windows[window]
         return seconds * (ring - needed - 2) - self.lateness_s
 
-    def locate(self, entities: list[str]) -> np.ndarray:
-        """Rows of ``entities`` (new ones get a row), with the columns grown to fit."""
-        rows = self.slots.lookup(entities)
+    def locate(self, entities: list[str], admit: Callable[[str], bool] | None = None) -> np.ndarray:
+        """Rows of ``entities`` (new ones that ``admit`` accepts get a row, refused ones -1), with the
+        columns grown to fit."""
+        rows = self.slots.lookup(entities, admit)
         self.store.ensure_rows(len(self.slots))
         return rows
 
@@ -113,7 +125,7 @@ class EntityState:
         if len(rows) == 0:
             return
         self.meta["watermark"] = max(float(self.meta.get("watermark", -np.inf)), float(ts.max()))
-        last_ts, last = self.store["last_ts"], self.store["last"]
+        last_ts = self.store["last_ts"]
         self.prior_last_ts = last_ts[rows].copy()
         self.sequence = EntitySequence.of(rows, ts)
         # The newest record per entity sets last values (ties: the later record).
@@ -121,18 +133,21 @@ class EntityState:
         newer = ts[newest] >= last_ts[rows[newest]]
         pick = newest[newer]
         last_ts[rows[pick]] = ts[pick]
-        last[rows[pick]] = numeric[pick].astype(np.float32)
+        if "last_values" in self.keeps:
+            self.store["last"][rows[pick]] = numeric[pick].astype(np.float32)
         if self.windowed:
             values = numeric[:, self._windowed_idx]
-            stats.update(self.store["count"], self.store["mean"], self.store["m2"], rows, values)
+            if self.running_stats:
+                stats.update(self.store["count"], self.store["mean"], self.store["m2"], rows, values)
             for name, (seconds, _) in self.windows.items():
                 buckets = np.floor(ts / seconds).astype(np.int64)
                 windows.add(self.store[f"{name}.sum"], self.store[f"{name}.count"],
                             self.store[f"{name}.head"], rows, buckets, values)
 
     def add_lookup(self, column: str) -> None:
-        """A per-entity cache of a fact taken from reference data (NaN until looked up, see :meth:`lookup`)."""
-        self.store.add(column, np.float64, fill=np.nan)
+        """A per-entity cache of a fact taken from reference data (NaN until looked up, see :meth:`lookup`):
+        a flag, or a coordinate (float32: a metre or so)."""
+        self.store.add(column, np.float32, fill=np.nan)
         self._lookups.append(column)
 
     def forget_lookups(self) -> None:
@@ -147,6 +162,11 @@ class EntityState:
         for row in np.unique(rows[np.isnan(col[rows])]).tolist():
             col[row] = compute(self.slots.entities[row])
         return col[rows]
+
+    def add_marker(self, column: str) -> None:
+        """A per-entity window bucket index (int32), e.g. the last closed bucket a detector judged
+        (:meth:`newly_closed`'s ``done``); :data:`NEVER` until set."""
+        self.store.add(column, np.int32, fill=NEVER)
 
     def closed_bucket(self, rows: np.ndarray, window: str) -> np.ndarray:
         """The newest bucket of ``window`` that no record can still enter, per entity."""

@@ -68,7 +68,7 @@ class RuleSpec(BaseModel):
     below: float | None = None
     over: Literal["record", "1m", "15m", "1h", "24h"] = "record"
     severity: Literal["info", "warning", "major", "critical"] = "warning"
-    dedup_s: float = Field(3600.0, gt=0, description="one alert per entity and kind per this period")
+    dedup_s: float = Field(3600.0, ge=60, description="one alert per entity and kind per this period")
     description: str = ""
 
     @model_validator(mode="after")
@@ -198,7 +198,7 @@ class ConsumptionSpec(BaseModel):
     field: str = "kw"
     floor: float = Field(0.05, gt=0, description="added to both sides of the ratio (near-zero use)")
     min_change: float = Field(0.5, ge=0, description="smallest absolute difference worth an alert")
-    warmup: int = Field(3, ge=1, description="times a slot is seen before it can alert")
+    warmup: int = Field(3, ge=1, le=15, description="times a slot is seen before it can alert")
     z_alert: float = Field(4.0, gt=0, description="log-ratio spreads that make an hour abnormal")
     min_spread: float = Field(0.1, gt=0)
     alpha: float = Field(0.2, gt=0, lt=1, description="EW weight of a new hour in the profile")

@@ -27,6 +27,7 @@ class WindowOutlier:
 
     name = "window_outlier"
     windows = {"1h": CONTEXT_HOURS + 1}   # window -> closed buckets it reads (sizes the ring; checked by detectors.build)
+    keeps = {"running_stats"}            # its features include the entity's count/mean/variance
 
     def __init__(self, source: Source, state: EntityState):
         self.source, self.spec = source, source.window_outlier
@@ -34,7 +35,7 @@ class WindowOutlier:
         self.labels = names(self.fields)
         self.model: WindowOutlierModel | None = None
         self.collected: list[np.ndarray] | None = None   # training: feature rows of every closed hour
-        state.store.add(DONE, np.int64, fill=np.iinfo(np.int64).min)
+        state.add_marker(DONE)
 
     def max_span_s(self, state: EntityState) -> float:
         return state.span_for_closures("1h", CONTEXT_HOURS + 1)

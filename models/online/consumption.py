@@ -3,7 +3,7 @@
 For every closed hour the meter's mean use is compared with what it usually
 uses at that hour of the day on that kind of day (working day / rest day: weekends and
 public holidays, from the reference data's calendar): 48 slots,
-kept as float16 exponentially weighted means (~150 bytes a meter with counts
+kept as float16 exponentially weighted means (~130 bytes a meter with counts
 and spread). The surprise is the log ratio to the profile, in units of the
 meter's own spread of such ratios; an hour far off (either way) after the slot
 has been seen ``warmup`` times raises ``<field>_consumption_abnormal``.
@@ -15,6 +15,7 @@ import numpy as np
 
 from models.signal import new_signal
 from models.calendar import slot_of
+from state import nibbles
 from state.entity_state import EntityState
 from state.holidays import RestDays
 from state.refdata import RefData
@@ -35,9 +36,9 @@ class ConsumptionProfile:
         self.source, self.spec = source, source.consumption
         self.f = state.windowed.index(self.spec.field)
         state.store.add("consumption.profile", np.float16, (SLOTS,), fill=np.nan)
-        state.store.add("consumption.seen", np.uint8, (SLOTS,))
+        state.store.add("consumption.seen", np.uint8, (SLOTS // 2,))   # times each slot was learned, 0..15
         state.store.add("consumption.var", np.float32, fill=np.nan)
-        state.store.add("consumption.closed", np.int64, fill=np.iinfo(np.int64).min)
+        state.add_marker("consumption.closed")
         self.rest_days = RestDays.shipped()
 
     def use_refdata(self, ref: RefData) -> None:
@@ -57,7 +58,7 @@ class ConsumptionProfile:
             r, b, use = r[ok], b[ok], use[ok]
             slot = slot_of(b * float(seconds), sp.utc_offset_h, self.rest_days)
             expected = profile[r, slot].astype(np.float64)
-            n = seen[r, slot]
+            n = nibbles.counts(seen, r, slot)
             ratio = np.log((use + sp.floor) / (expected + sp.floor))
             ready = (n >= sp.warmup) & ~np.isnan(expected)
             spread = np.sqrt(np.where(np.isnan(var[r]), sp.min_spread ** 2, var[r])).clip(min=sp.min_spread)
@@ -83,5 +84,5 @@ class ConsumptionProfile:
             seen_use = np.where(ready, (expected + sp.floor) * np.exp(bounded) - sp.floor, use)
             new = np.where(fresh, use, expected + sp.alpha * (seen_use - expected))
             profile[r, slot] = new.astype(np.float16)
-            seen[r, slot] = np.minimum(n.astype(np.int64) + 1, 255).astype(np.uint8)
+            nibbles.bump(seen, r, slot)
         return alerts

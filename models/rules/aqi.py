@@ -56,7 +56,7 @@ class AirQualityIndex:
         if not self.pollutants:
             raise ValueError(f"source {source.name!r}: the aqi detector needs windowed pollutant fields")
         self.alert_from = source.aqi.alert_from
-        state.store.add("aqi.closed", np.int64, fill=np.iinfo(np.int64).min)
+        state.add_marker("aqi.closed")
 
     def max_span_s(self, state: EntityState) -> float:
         return state.span_for_closures("1h", 1)

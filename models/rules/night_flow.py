@@ -28,8 +28,8 @@ class NightFlow:
 
     def __init__(self, source: Source, state: EntityState):
         self.source, self.spec = source, source.night_flow
-        state.store.add("night.day", np.float64, fill=np.nan)
-        state.store.add("night.min", np.float64, fill=np.nan)
+        state.store.add("night.day", np.float32, fill=np.nan)   # local day number of the night open
+        state.store.add("night.min", np.float32, fill=np.nan)
         state.store.add("night.n", np.int32)
 
     def detect(self, batch: Batch, rows: np.ndarray, state: EntityState) -> list[dict]:

@@ -39,8 +39,7 @@ class SilenceWatch:
     def __init__(self, source: Source, state: EntityState):
         self.source = source
         self.limit_s = source.silence_factor * source.expected_interval_s
-        state.store.add("silence.open", np.int8)
-        state.store.add("silence.since", np.float64, fill=np.nan)
+        state.store.add("silence.open", np.int8)   # its silence began at its last_ts, which stays put
 
     def detect(self, batch: Batch, rows: np.ndarray, state: EntityState) -> list[dict]:
         alerts = self._recoveries(batch, rows, state)
@@ -56,7 +55,6 @@ class SilenceWatch:
         last_ts, open_ = state.store["last_ts"][:n], state.store["silence.open"][:n]
         silent = np.flatnonzero((now - last_ts > self.limit_s) & (open_ == 0))
         open_[silent] = 1
-        state.store["silence.since"][silent] = last_ts[silent]
         return [self._silent(state.slots.entities[r], float(last_ts[r])) for r in silent.tolist()]
 
     def _recoveries(self, batch: Batch, rows: np.ndarray, state: EntityState) -> list[dict]:
@@ -64,12 +62,12 @@ class SilenceWatch:
         seq = state.sequence
         r, t, first = seq.rows, batch.ts[seq.order], seq.first
         before = np.where(first, state.prior_last_ts[seq.order], np.roll(t, 1))
-        open_, since = state.store["silence.open"], state.store["silence.since"]
+        open_ = state.store["silence.open"]
         was_open = first & (open_[r] == 1)
         gap = ~was_open & (t - before > self.limit_s) & np.isfinite(before)
         alerts = []
         for i in np.flatnonzero(was_open | gap).tolist():
-            row, start = int(r[i]), float(since[r[i]] if was_open[i] else before[i])
+            row, start = int(r[i]), float(before[i])
             entity = state.slots.entities[row]
             if gap[i]:
                 alerts.append(self._silent(entity, start))

@@ -48,9 +48,10 @@ class ThresholdRules:
         self.record_rules = [r for r in source.rules if r.over == "record"]
         self.window_rules = [r for r in source.rules if r.over != "record"]
         if self.record_rules:
-            state.store.add("threshold.alerted", np.int64, (len(self.record_rules),), fill=-1)
+            # the dedup period last alerted (int32: dedup periods are a minute or more)
+            state.store.add("threshold.alerted", np.int32, (len(self.record_rules),), fill=-1)
         for window in {_bucket_window(r.over) for r in self.window_rules}:
-            state.store.add(f"threshold.closed.{window}", np.int64, fill=np.iinfo(np.int64).min)
+            state.add_marker(f"threshold.closed.{window}")
 
     @staticmethod
     def reads(source: Source) -> dict[str, int]:

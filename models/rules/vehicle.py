@@ -69,15 +69,18 @@ class VehicleMovements:
     ``signal_lost_moving``."""
 
     name = "vehicle"
+    keeps = {"last_values"}   # the sweep reads each vehicle's last speed; the console its last position
 
     def __init__(self, source: Source, state: EntityState):
         self.source, self.spec = source, source.vehicle
         self.file_zones = self.zones = _zones_for(source)
         self.speed_i = state.numeric.index("speed")
-        for col, fill in (("prev_lon", np.nan), ("prev_lat", np.nan), ("since", np.nan), ("dwell_alerted", np.nan),
-                          ("zone", -1.0), ("night", np.nan), ("lost", 0.0), ("prev_speed", np.nan),
-                          ("off", 0.0), ("fast", 0.0)):
+        for col, fill in (("since", np.nan), ("dwell_alerted", np.nan), ("night", np.nan)):   # times
             state.store.add(f"vehicle.{col}", np.float64, fill=fill)
+        # positions to a metre or so, speeds, a zone index and flags
+        for col, fill in (("prev_lon", np.nan), ("prev_lat", np.nan), ("zone", -1.0), ("lost", 0.0),
+                          ("prev_speed", np.nan), ("off", 0.0), ("fast", 0.0)):
+            state.store.add(f"vehicle.{col}", np.float32, fill=fill)
         state.add_lookup("vehicle.hazmat")
         state.add_lookup("vehicle.routed")   # 1.0: the registry gives the vehicle authorised routes
         self.use_refdata(RefData.empty())
