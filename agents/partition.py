@@ -31,7 +31,7 @@ from state.checkpoint import CheckpointStore
 from state.refdata import RefData
 from streams.deadletter import dead_letter
 from streams.envelope import decode
-from streams.partitioner import partition_for
+from streams.partitioner import partitions_of
 from streams.registry import Source
 
 log = logging.getLogger(__name__)
@@ -151,8 +151,8 @@ class PartitionRunner:
             self.engine.use_refdata(ref)
         if model is not self.engine.model:
             self.engine.use_model(model)   # a promoted version: swapped between batches, state kept
-        # Ownership is judged once, when an entity is first seen (murmur2 in Python is ~3 µs a key).
-        out = self.engine.process(records, owner=lambda e: partition_for(e, self.partitions) == self.partition)
+        # Ownership is judged once, when an entity is first seen.
+        out = self.engine.process(records, owner=lambda new: partitions_of(new, self.partitions) == self.partition)
         starts.append(len(records))
         if self.archive is not None and out.accepted:
             await self._archive(records, starts, decoded_from, out)

@@ -79,9 +79,9 @@ class SourceEngine:
             if hasattr(detector, "use_model"):
                 detector.use_model(model.window_model if model else None, self.state)
 
-    def process(self, records: list, owner: Callable[[str], bool] | None = None) -> Outcome:
-        """Process records in order; ``owner(entity)`` says whether this partition owns an entity it
-        has not seen yet (records of the others are to be forwarded)."""
+    def process(self, records: list, owner: Callable[[list[str]], np.ndarray] | None = None) -> Outcome:
+        """Process records in order; ``owner(entities)`` says which entities new to this state the
+        partition owns (records of the others are to be forwarded)."""
         batch, rejects = self.validator.validate(records)
         out = Outcome(rejects=rejects)
         rows = self.state.locate(batch.entities, owner)

@@ -90,7 +90,7 @@ class EntityState:
         seconds, ring = self.windows[window]
         return seconds * (ring - needed - 2) - self.lateness_s
 
-    def locate(self, entities: list[str], admit: Callable[[str], bool] | None = None) -> np.ndarray:
+    def locate(self, entities: list[str], admit: Callable[[list[str]], np.ndarray] | None = None) -> np.ndarray:
         """Rows of ``entities`` (new ones that ``admit`` accepts get a row, refused ones -1), with the
         columns grown to fit."""
         rows = self.slots.lookup(entities, admit)

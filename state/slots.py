@@ -3,8 +3,8 @@
 >>> s = SlotMap()
 >>> s.lookup(["a", "b", "a"]).tolist(), len(s)
 ([0, 1, 0], 2)
->>> s.lookup(["c", "a", "d"], admit=lambda e: e != "c").tolist()
-[-1, 0, 2]
+>>> s.lookup(["c", "a", "d", "c"], admit=lambda new: np.array([e != "c" for e in new])).tolist()
+[-1, 0, 2, -1]
 """
 
 from __future__ import annotations
@@ -27,20 +27,17 @@ class SlotMap:
     def get(self, entity: str, default: int | None = None) -> int | None:
         return self._slot.get(entity, default)
 
-    def lookup(self, entities: list[str], admit: Callable[[str], bool] | None = None) -> np.ndarray:
-        """Rows of ``entities``, adding the ones never seen that ``admit`` accepts (all by default);
-        -1 for the ones it refuses."""
+    def lookup(self, entities: list[str], admit: Callable[[list[str]], np.ndarray] | None = None) -> np.ndarray:
+        """Rows of ``entities``, adding the ones never seen that ``admit`` accepts (given the new ids,
+        it says yes or no to each; all by default); -1 for the ones it refuses."""
         get = self._slot.get
         rows = [get(e, -1) for e in entities]
         if -1 in rows:
-            for i, row in enumerate(rows):
-                if row == -1:
-                    e = entities[i]
-                    row = self._slot.get(e)
-                    if row is None:
-                        if admit is not None and not admit(e):
-                            continue
-                        row = self._slot[e] = len(self.entities)
-                        self.entities.append(e)
-                    rows[i] = row
+            new = list(dict.fromkeys([e for e, row in zip(entities, rows) if row == -1]))
+            if admit is not None:
+                new = [e for e, ok in zip(new, admit(new).tolist()) if ok]
+            start = len(self.entities)
+            self._slot.update(zip(new, range(start, start + len(new))))
+            self.entities += new
+            rows = [get(e, -1) for e in entities]
         return np.fromiter(rows, dtype=np.int64, count=len(rows))

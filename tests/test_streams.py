@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import random
+
 import numpy as np
 import pytest
 
 from settings import Settings
 from streams.envelope import decode
-from streams.partitioner import partition_for
+from streams.partitioner import partition_for, partitions_of
 from streams.registry import SourceError, load_registry
 from streams.simulator import CitySimulator
 from streams.validation import Validator, parse_time
@@ -24,6 +26,14 @@ def test_partition_matches_the_java_client(key, java_murmur2):
     # Kafka's UtilsTest vectors; the Java partitioner is toPositive(murmur2) % n.
     for n in (1, 3, 8, 12):
         assert partition_for(key, n) == (java_murmur2 & 0x7FFFFFFF) % n
+        assert partitions_of([key], n).tolist() == [(java_murmur2 & 0x7FFFFFFF) % n]
+
+
+def test_batch_partitioner_agrees_with_the_per_key_one():
+    rng = random.Random(3)
+    keys = ["".join(rng.choice("abcXYZ0123苏E·-é") for _ in range(rng.randint(0, 40))) for _ in range(5000)]
+    for n in (1, 4, 7, 8):
+        assert partitions_of(keys, n).tolist() == [partition_for(k, n) for k in keys]
 
 
 def test_envelope_reads_objects_arrays_and_refuses_the_rest():
