@@ -90,6 +90,8 @@ class Settings(BaseSettings):
     # State: ring-buffer length per tumbling window.
     windows: dict[str, int] = Field(default_factory=lambda: {"1m": 15, "15m": 8, "1h": 28})
     checkpoint_interval_s: float = Field(5.0, gt=0)
+    checkpoint_max_share: float = Field(0.05, gt=0, le=1, description="most of a partition's time its checkpoints "
+                                        "may take: a big state is checkpointed less often than the interval")
     state_initial_capacity: int = 1024
 
     # Batching: producer and agent.

@@ -67,6 +67,7 @@ class PartitionRunner:
         self.offset = -1            # last offset processed
         self.checkpointed = -1
         self.last_checkpoint = time.monotonic()
+        self.checkpoint_cost = 0.0   # seconds the last checkpoint took
         self.last_message_at = time.time()
 
     async def restore(self) -> None:
@@ -140,7 +141,7 @@ class PartitionRunner:
             self.last_message_at = time.time()
             if messages[-1].timestamp:
                 self.metrics.batch_latency(self.last_message_at - messages[-1].timestamp)
-        if time.monotonic() - self.last_checkpoint >= self.settings.checkpoint_interval_s:
+        if self._checkpoint_due():
             await self._checkpoint()
 
     async def _run(self, records: list, starts: list[int], decoded_from: list[Message], dead: list[dict]) -> None:
@@ -214,9 +215,16 @@ class PartitionRunner:
             self.metrics.processed(self.source.name, 0, 0, len(signals), 0)
 
     async def checkpoint(self) -> None:
-        """Flush outputs, store the state with its offset, commit the next offset."""
+        """Flush outputs, store the state with its offset, commit the next offset (when one is due)."""
         async with self.lock:
-            await self._checkpoint()
+            if self._checkpoint_due():
+                await self._checkpoint()
+
+    def _checkpoint_due(self) -> bool:
+        """The interval has passed, and long enough since the last one that checkpoints take at most
+        ``checkpoint_max_share`` of the time (a million entities' state takes a while to write)."""
+        wait = max(self.settings.checkpoint_interval_s, self.checkpoint_cost / self.settings.checkpoint_max_share)
+        return time.monotonic() - self.last_checkpoint >= wait
 
     async def close(self) -> None:
         """A last checkpoint, then seal the replay log (shutdown, revocation)."""
@@ -227,7 +235,7 @@ class PartitionRunner:
                 self.archive = None
 
     async def _checkpoint(self) -> None:
-        self.last_checkpoint = time.monotonic()
+        started = self.last_checkpoint = time.monotonic()
         if self.offset <= self.checkpointed:
             return
         await self.outputs.flush()
@@ -235,7 +243,8 @@ class PartitionRunner:
             self.archive = await self._archive_call("reopen", self._reopen_archive)
         elif self.archive is not None:   # durable before the offsets it covers are committed
             await self._archive_call("sync", self.archive.sync)
-        blob = self.engine.state.to_bytes()
+        # In a thread, so other partitions go on; this one's state is still, under its lock.
+        blob = await asyncio.to_thread(self.engine.state.to_bytes)
         try:
             await self.checkpoints.save(self.source.name, self.partition, self.offset, blob)
         except UNAVAILABLE as exc:   # nothing committed: the next checkpoint covers these records
@@ -244,6 +253,7 @@ class PartitionRunner:
         self.checkpointed = self.offset
         self.metrics.checkpointed(self.source.name, self.partition, len(blob), len(self.engine.state))
         await self.commit(self.source.topic, self.partition, self.offset + 1)
+        self.checkpoint_cost = time.monotonic() - started
 
 
 def _bytes(record: object) -> bytes:
