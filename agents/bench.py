@@ -6,7 +6,7 @@
 4. With the worker caught up, background load runs at ``--latency-rate`` while
    single records that must raise an alert are sent; the time from send to
    the alert's entry in the Redis stream gives p50/p99.
-5. The worker's resident memory growth divided by its entities: bytes per entity.
+5. The worker's resident memory at the end, and its growth divided by its entities: bytes per entity.
 6. The replay log it wrote (in a temporary folder, deleted after): bytes per record.
 """
 
@@ -101,6 +101,7 @@ async def _bench(settings: Settings, registry: Registry, records: int, entities:
         "p99_latency_ms": round(float(np.percentile(latencies, 99)), 1) if latencies else None,
         "alerts_measured": len(latencies),
         "bytes_per_entity": round((snap["rss"] - snap["rss_at_start"]) / known, 1),
+        "worker_rss_mb": round(snap["rss"] / 2**20, 1),
         "checkpoint_bytes_per_entity": round(snap["checkpoint_bytes"] / known, 1),
         "archive_bytes_per_record": round(archived / max(sum(snap["records"].values()), 1), 1),
     }
