@@ -1,19 +1,23 @@
 """Generic online anomaly detection for any numeric field, with its own threshold.
 
-Per entity and field, two exponentially weighted models learn from the first
-record: the level (slow mean/variance) and the step (mean/variance of the first
-difference). A record's raw surprise is the larger of its two z-scores. An
-anomaly *likelihood* turns that into a calibrated number: how unusual the
-recent surprise (a short EW mean) is against the surprise's own long-run EW
-distribution. An alert is raised when the likelihood passes a fixed, very
-high threshold, at most once per refractory run of records, so no per-stream
-tuning is needed.
+Per entity and field, exponentially weighted models learn from the first
+record: the level (slow mean/variance), the step (mean/variance of the first
+difference), and the same two per time of day (``daily_slots``, from the
+second day a slot is seen), so a daily cycle is learned as normal. A record's
+raw surprise is the larger of its level and step z-scores, each the smaller of
+the all-day and the time-of-day model's. An anomaly *likelihood* turns that
+into a calibrated number: how unusual the recent surprise (a short EW mean) is
+against the surprise's own long-run EW distribution. An alert is raised when
+the likelihood passes a fixed, high threshold, or when a value lands well
+beyond the whole range seen so far, at most once per refractory run of
+records, so no per-stream tuning is needed.
 
 >>> import numpy as np
 >>> det = AnomalyState(AnomalySpec())
->>> quiet = [det.learn_score(10.0 + 0.1 * np.sin(i / 5)) for i in range(600)]
->>> spike = det.learn_score(40.0)
->>> max(quiet) < 0.99999 <= spike
+>>> ts = 1767225600 + 300 * np.arange(2001)
+>>> quiet = [det.learn_score(10.0 + 0.1 * np.sin(i / 5), ts[i]) for i in range(2000)]
+>>> spike = det.learn_score(40.0, ts[2000])
+>>> max(quiet[300:]) < AnomalySpec().threshold <= spike
 True
 """
 
@@ -28,40 +32,54 @@ from state.entity_state import EntityState
 from streams.registry import AnomalySpec, Source
 from streams.validation import Batch
 
-MODEL = "anomaly@1"
+MODEL = "anomaly@2"
 # Per entity and field, in this order (one float64 column each).
 COLUMNS = ("n", "mean", "var", "prev", "dmean", "dvar", "lo", "hi", "s_mean", "s_var", "s_short", "last_alert")
+# Per entity, field and time of day, in this order (float32), and how often the slot was learned (uint8).
+SLOT_STATS = ("mean", "var", "dmean", "dvar")
 _SQRT2 = math.sqrt(2.0)
 
 
 class AnomalyState:
     """The detector's state for one entity and field; ``learn_one`` and score in one step."""
 
-    __slots__ = ("spec", "v")
+    __slots__ = ("spec", "v", "slots", "seen")
 
-    def __init__(self, spec: AnomalySpec, values: list[float] | None = None):
+    def __init__(self, spec: AnomalySpec, values: list[float] | None = None,
+                 slots: list[float] | None = None, seen: list[int] | None = None):
         self.spec = spec
         self.v = values if values is not None else [0.0] * len(COLUMNS)
         if values is None:
             self.v[COLUMNS.index("last_alert")] = -1e18
+        self.slots = slots if slots is not None else [0.0] * (spec.daily_slots * len(SLOT_STATS))
+        self.seen = seen if seen is not None else [0] * spec.daily_slots
 
-    def learn_score(self, x: float) -> float:
-        """Likelihood in [0, 1] that ``x`` starts something unusual; then learn ``x``."""
-        n, mean, var, prev, dmean, dvar, lo, hi, s_mean, s_var, s_short, last = self.v
+    def learn_score(self, x: float, ts: float = 0.0) -> float:
+        """Likelihood in [0, 1] that ``x`` (at event time ``ts``) starts something unusual; then learn ``x``."""
+        n, mean, var, prev, dmean, dvar, lo0, hi0, s_mean, s_var, s_short, last = self.v
         sp = self.spec
         if n == 0:
-            mean, prev, lo, hi = x, x, x, x
-        lo, hi = min(lo, x), max(hi, x)
+            mean, prev, lo0, hi0 = x, x, x, x
+        lo, hi = min(lo0, x), max(hi0, x)
         floor = sp.scale_floor * max(hi - lo, 1e-9)
-        z = abs(x - mean) / (math.sqrt(var) + floor)
         d = x - prev
+        z = abs(x - mean) / (math.sqrt(var) + floor)
         zd = abs(d - dmean) / (math.sqrt(dvar) + floor)
+        k = int(ts % 86400.0 * sp.daily_slots // 86400.0) if sp.daily_slots else -1
+        at = 4 * k
+        slot = self.slots
+        if k >= 0 and self.seen[k] >= sp.slot_warmup:
+            z = min(z, abs(x - slot[at]) / (math.sqrt(slot[at + 1]) + floor))
+            zd = min(zd, abs(d - slot[at + 2]) / (math.sqrt(slot[at + 3]) + floor))
         raw = min(max(z, zd), sp.max_surprise)
         s_short = raw if n == 0 else s_short + (2.0 / (sp.short_window + 1)) * (raw - s_short)
         likelihood = 0.5
         if n >= sp.warmup:
             spread = math.sqrt(max(s_var, 1e-12)) / math.sqrt(sp.short_window)
             likelihood = 0.5 * math.erfc(-(s_short - s_mean) / spread / _SQRT2)
+            reach = sp.beyond_range * (hi0 - lo0)
+            if sp.beyond_range and (x > hi0 + reach or x < lo0 - reach):
+                likelihood = max(likelihood, sp.threshold)
         a_long = 1.0 / sp.long_window
         if n == 0:
             s_mean = raw
@@ -69,14 +87,15 @@ class AnomalyState:
             delta = raw - s_mean
             s_mean += a_long * delta
             s_var = (1 - a_long) * (s_var + a_long * delta * delta)
-        a = sp.level_alpha
-        delta = x - mean
-        mean += a * delta
-        var = (1 - a) * (var + a * delta * delta)
-        a = sp.step_alpha
-        delta = d - dmean
-        dmean += a * delta
-        dvar = (1 - a) * (dvar + a * delta * delta)
+        mean, var = _ew(mean, var, x, sp.level_alpha)
+        dmean, dvar = _ew(dmean, dvar, d, sp.step_alpha)
+        if k >= 0:
+            if self.seen[k] == 0:
+                slot[at], slot[at + 2] = x, d
+            else:
+                slot[at], slot[at + 1] = _ew(slot[at], slot[at + 1], x, sp.slot_alpha)
+                slot[at + 2], slot[at + 3] = _ew(slot[at + 2], slot[at + 3], d, sp.slot_alpha)
+            self.seen[k] = min(self.seen[k] + 1, 255)
         self.v = [n + 1, mean, var, x, dmean, dvar, lo, hi, s_mean, s_var, s_short, last]
         return likelihood
 
@@ -87,6 +106,12 @@ class AnomalyState:
             self.v[-1] = n
             return True
         return False
+
+
+def _ew(mean: float, var: float, x: float, alpha: float) -> tuple[float, float]:
+    """One exponentially weighted update of a mean and variance."""
+    delta = x - mean
+    return mean + alpha * delta, (1 - alpha) * (var + alpha * delta * delta)
 
 
 class AnomalyDetector:
@@ -101,22 +126,29 @@ class AnomalyDetector:
         for name in self.fields:
             for col, start in zip(COLUMNS, fresh):
                 state.store.add(f"anomaly.{name}.{col}", np.float64, fill=start)
+            if self.spec.daily_slots:
+                state.store.add(f"anomaly.{name}.slots", np.float32, (self.spec.daily_slots * len(SLOT_STATS),))
+                state.store.add(f"anomaly.{name}.seen", np.uint8, (self.spec.daily_slots,))
 
     def detect(self, batch: Batch, rows: np.ndarray, state: EntityState) -> list[dict]:
         """Score and learn every record in order; alerts for the ones that pass."""
         alerts = []
         for name in self.fields:
             cols = [state.store[f"anomaly.{name}.{c}"] for c in COLUMNS]
+            daily = self.spec.daily_slots > 0
+            slots, seen = (state.store[f"anomaly.{name}.{c}"] for c in ("slots", "seen")) if daily else (None, None)
             values = batch.columns[name]
             live: dict[int, AnomalyState] = {}
             for i in np.flatnonzero(~np.isnan(values)).tolist():
                 row = int(rows[i])
                 det = live.get(row)
                 if det is None:
-                    det = live[row] = AnomalyState(self.spec, [float(c[row]) for c in cols])
+                    det = live[row] = AnomalyState(self.spec, [float(c[row]) for c in cols],
+                                                   slots[row].tolist() if daily else None,
+                                                   seen[row].tolist() if daily else None)
                 expected = det.v[1]
                 x = float(values[i])
-                likelihood = det.learn_score(x)
+                likelihood = det.learn_score(x, float(batch.ts[i]))
                 if det.should_alert(likelihood):
                     ts = float(batch.ts[i])
                     alerts.append(new_signal(
@@ -127,4 +159,6 @@ class AnomalyDetector:
             for row, det in live.items():
                 for c, value in zip(cols, det.v):
                     c[row] = value
+                if daily:
+                    slots[row], seen[row] = det.slots, det.seen
         return alerts
