@@ -24,7 +24,7 @@ from models.registry import ModelVersion
 from replay.archive import Chunk
 from settings import Settings
 from state.refdata import RefData
-from streams.partitioner import PartitionCache
+from streams.partitioner import partition_for
 from streams.registry import Registry
 
 CHUNK = 20_000
@@ -123,7 +123,7 @@ def replay(records: Iterable[object], registry: Registry, settings: Settings, *,
     engines = Engines(registry, settings, refdata=refdata, models=models, on_signal=on_signal,
                       on_progress=on_progress)
     pending: dict[tuple[str, int], list] = defaultdict(list)
-    partition_of = {name: PartitionCache(s.partition_count(settings.partitions)) for name, s in registry.items()}
+    partitions = {name: s.partition_count(settings.partitions) for name, s in registry.items()}
     entity_field = {name: s.entity_field for name, s in registry.items()}
     key_of: dict[str, dict[str, tuple[str, int]]] = {name: {} for name in registry}   # entity -> engine key
     summary = engines.summary
@@ -146,7 +146,7 @@ def replay(records: Iterable[object], registry: Registry, settings: Settings, *,
         entity = record.get(entity_field[name])
         key = keys.get(entity) if type(entity) is str else (name, 0)
         if key is None:
-            key = keys[entity] = (name, partition_of[name](entity))
+            key = keys[entity] = (name, partition_for(entity, partitions[name]))
         batch = pending[key]
         batch.append(record)
         if len(batch) >= CHUNK:

@@ -50,12 +50,10 @@ class EntityState:
         self._lookups: list[str] = []
         store = self.store = ColumnStore(capacity)
         store.add("last_ts", np.float64, fill=-np.inf)
-        self.keeps = keeps
         if "last_values" in keeps:
             store.add("last", np.float32, (len(self.numeric),), fill=np.nan)
         nw = len(self.windowed)
-        self.running_stats = bool(nw) and "running_stats" in keeps
-        if self.running_stats:
+        if nw and "running_stats" in keeps:
             store.add("count", np.uint32, (nw,))
             store.add("mean", np.float64, (nw,))
             store.add("m2", np.float64, (nw,))
@@ -133,11 +131,11 @@ class EntityState:
         newer = ts[newest] >= last_ts[rows[newest]]
         pick = newest[newer]
         last_ts[rows[pick]] = ts[pick]
-        if "last_values" in self.keeps:
+        if "last" in self.store:
             self.store["last"][rows[pick]] = numeric[pick].astype(np.float32)
         if self.windowed:
             values = numeric[:, self._windowed_idx]
-            if self.running_stats:
+            if "count" in self.store:
                 stats.update(self.store["count"], self.store["mean"], self.store["m2"], rows, values)
             for name, (seconds, _) in self.windows.items():
                 buckets = np.floor(ts / seconds).astype(np.int64)

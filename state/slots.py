@@ -33,11 +33,13 @@ class SlotMap:
         get = self._slot.get
         rows = [get(e, -1) for e in entities]
         if -1 in rows:
-            new = list(dict.fromkeys([e for e, row in zip(entities, rows) if row == -1]))
+            missing = [i for i, row in enumerate(rows) if row == -1]
+            new = list(dict.fromkeys([entities[i] for i in missing]))
             if admit is not None:
                 new = [e for e, ok in zip(new, admit(new).tolist()) if ok]
             start = len(self.entities)
             self._slot.update(zip(new, range(start, start + len(new))))
             self.entities += new
-            rows = [get(e, -1) for e in entities]
+            for i in missing:
+                rows[i] = get(entities[i], -1)
         return np.fromiter(rows, dtype=np.int64, count=len(rows))

@@ -133,9 +133,9 @@ class AnomalyDetector:
     def detect(self, batch: Batch, rows: np.ndarray, state: EntityState) -> list[dict]:
         """Score and learn every record in order; alerts for the ones that pass."""
         alerts = []
+        daily = self.spec.daily_slots > 0
         for name in self.fields:
             cols = [state.store[f"anomaly.{name}.{c}"] for c in COLUMNS]
-            daily = self.spec.daily_slots > 0
             slots, seen = (state.store[f"anomaly.{name}.{c}"] for c in ("slots", "seen")) if daily else (None, None)
             values = batch.columns[name]
             live: dict[int, AnomalyState] = {}
