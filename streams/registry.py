@@ -91,15 +91,17 @@ class AnomalySpec(BaseModel):
     long_window: int = Field(2000, ge=10, description="records in the surprise's long-run distribution")
     warmup: int = Field(100, ge=1, description="records learned before any alert")
     threshold: float = Field(0.99999, gt=0.5, lt=1, description="likelihood that raises an alert")
-    refractory: int = Field(200, ge=0, description="records after an alert before the next")
+    refractory: int = Field(120, ge=0, description="records after an alert before the next")
     daily_slots: int = Field(24, ge=0, le=288, description="times of day with their own level and step models "
                              "(0: none; each costs 17 bytes per entity and field)")
     slot_alpha: float = Field(0.05, gt=0, lt=1, description="EW weight of a time of day's models")
-    slot_warmup: int = Field(2, ge=1, le=255, description="days a time of day is seen before its models count")
-    # Off by default: 0.02 lifts the NAB score (53.9 -> 65.3) but flags a clean daily cycle's noise when it
-    # sets a new extreme, days after learning, which staff would see as false alarms.
-    beyond_range: float = Field(0.0, ge=0, description="a value this share of the range seen beyond it is "
-                                "anomalous whatever its likelihood (0: off)")
+    slot_warmup: int = Field(6, ge=2, le=255, description="records a time of day has learned before its models count")
+    bias_alpha: float = Field(0.005, gt=0, lt=1, description="EW weight of the offset between the level and the "
+                              "time of day's mean (how fast a lasting level shift is absorbed)")
+    beyond_range: float = Field(0.02, ge=0, description="a value this share of the range seen beyond it is "
+                                "anomalous whatever its likelihood (0: off) ...")
+    beyond_z: float = Field(3.0, ge=0, description="... if it is also this many deviations from what is expected "
+                            "there (a clean cycle's noise setting a new extreme is not)")
     severity: Literal["info", "warning", "major", "critical"] = "warning"
 
 

@@ -2,21 +2,26 @@
 
 Per entity and field, exponentially weighted models learn from the first
 record: the level (slow mean/variance), the step (mean/variance of the first
-difference), and the same two per time of day (``daily_slots``, from the
-second day a slot is seen), so a daily cycle is learned as normal. A record's
-raw surprise is the larger of its level and step z-scores, each the smaller of
-the all-day and the time-of-day model's. An anomaly *likelihood* turns that
-into a calibrated number: how unusual the recent surprise (a short EW mean) is
-against the surprise's own long-run EW distribution. An alert is raised when
-the likelihood passes a fixed, high threshold, or when a value lands well
-beyond the whole range seen so far, at most once per refractory run of
-records, so no per-stream tuning is needed.
+difference), and the same two per time of day (``daily_slots``, once a slot
+has ``slot_warmup`` records), so a daily cycle is learned as normal. Against a
+time of day, the level is read as the slot's mean plus a slowly learned offset
+(``bias_alpha``), Holt-Winters style: a day that breaks the cycle stands out,
+and a lasting level shift is absorbed instead of raising an alert at every
+hour. The level z-score is the mean of the all-day and the time-of-day one,
+the step z-score the smaller; a record's raw surprise is the larger of the
+two.
+An anomaly *likelihood* turns that into a calibrated number: how unusual the
+recent surprise (a short EW mean) is against the surprise's own long-run EW
+distribution. An alert is raised when the likelihood passes a fixed, high
+threshold, or when a value lands beyond the whole range seen so far and is
+unusual where it lands (``beyond_range``, ``beyond_z``), at most once per
+refractory run of records, so no per-stream tuning is needed.
 
 >>> import numpy as np
->>> det = AnomalyState(AnomalySpec())
+>>> det, rng = AnomalyState(AnomalySpec()), np.random.default_rng(0)
 >>> ts = 1767225600 + 300 * np.arange(2001)
->>> quiet = [det.learn_score(10.0 + 0.1 * np.sin(i / 5), ts[i]) for i in range(2000)]
->>> spike = det.learn_score(40.0, ts[2000])
+>>> quiet = [det.learn_score(10.0 + np.sin(i / 5) + rng.normal(0, 0.2), ts[i]) for i in range(2000)]
+>>> spike = det.learn_score(14.0, ts[2000])
 >>> max(quiet[300:]) < AnomalySpec().threshold <= spike
 True
 """
@@ -32,9 +37,9 @@ from state.entity_state import EntityState
 from streams.registry import AnomalySpec, Source
 from streams.validation import Batch
 
-MODEL = "anomaly@2"
+MODEL = "anomaly@3"
 # Per entity and field, in this order (one float64 column each).
-COLUMNS = ("n", "mean", "var", "prev", "dmean", "dvar", "lo", "hi", "s_mean", "s_var", "s_short", "last_alert")
+COLUMNS = ("n", "mean", "var", "prev", "dmean", "dvar", "lo", "hi", "s_mean", "s_var", "s_short", "bias", "last_alert")
 # Per entity, field and time of day, in this order (float32), and how often the slot was learned (uint8).
 SLOT_STATS = ("mean", "var", "dmean", "dvar")
 _SQRT2 = math.sqrt(2.0)
@@ -56,7 +61,7 @@ class AnomalyState:
 
     def learn_score(self, x: float, ts: float = 0.0) -> float:
         """Likelihood in [0, 1] that ``x`` (at event time ``ts``) starts something unusual; then learn ``x``."""
-        n, mean, var, prev, dmean, dvar, lo0, hi0, s_mean, s_var, s_short, last = self.v
+        n, mean, var, prev, dmean, dvar, lo0, hi0, s_mean, s_var, s_short, bias, last = self.v
         sp = self.spec
         if n == 0:
             mean, prev, lo0, hi0 = x, x, x, x
@@ -65,12 +70,18 @@ class AnomalyState:
         d = x - prev
         z = abs(x - mean) / (math.sqrt(var) + floor)
         zd = abs(d - dmean) / (math.sqrt(dvar) + floor)
+        near = z      # how far x is from what is expected where it lands, for beyond_range
         k = int(ts % 86400.0 * sp.daily_slots // 86400.0) if sp.daily_slots else -1
         at = 4 * k
         slot = self.slots
         if k >= 0 and self.seen[k] >= sp.slot_warmup:
-            z = min(z, abs(x - slot[at]) / (math.sqrt(slot[at + 1]) + floor))
-            zd = min(zd, abs(d - slot[at + 2]) / (math.sqrt(slot[at + 3]) + floor))
+            # EW variances start from zero: unbias them by the weight learned so far
+            unbias = 1.0 / (1.0 - (1.0 - sp.slot_alpha) ** (self.seen[k] - 1))
+            z_slot = abs(x - slot[at] - bias) / (math.sqrt(slot[at + 1] * unbias) + floor)
+            near = min(z, z_slot)
+            z = 0.5 * (z + z_slot)   # neither model alone: early slots are noisy, all-day ones blind to the hour
+            zd = min(zd, abs(d - slot[at + 2]) / (math.sqrt(slot[at + 3] * unbias) + floor))
+            bias += sp.bias_alpha * (x - slot[at] - bias)
         raw = min(max(z, zd), sp.max_surprise)
         s_short = raw if n == 0 else s_short + (2.0 / (sp.short_window + 1)) * (raw - s_short)
         likelihood = 0.5
@@ -78,7 +89,7 @@ class AnomalyState:
             spread = math.sqrt(max(s_var, 1e-12)) / math.sqrt(sp.short_window)
             likelihood = 0.5 * math.erfc(-(s_short - s_mean) / spread / _SQRT2)
             reach = sp.beyond_range * (hi0 - lo0)
-            if sp.beyond_range and (x > hi0 + reach or x < lo0 - reach):
+            if sp.beyond_range and near >= sp.beyond_z and (x > hi0 + reach or x < lo0 - reach):
                 likelihood = max(likelihood, sp.threshold)
         a_long = 1.0 / sp.long_window
         if n == 0:
@@ -96,7 +107,7 @@ class AnomalyState:
                 slot[at], slot[at + 1] = _ew(slot[at], slot[at + 1], x, sp.slot_alpha)
                 slot[at + 2], slot[at + 3] = _ew(slot[at + 2], slot[at + 3], d, sp.slot_alpha)
             self.seen[k] = min(self.seen[k] + 1, 255)
-        self.v = [n + 1, mean, var, x, dmean, dvar, lo, hi, s_mean, s_var, s_short, last]
+        self.v = [n + 1, mean, var, x, dmean, dvar, lo, hi, s_mean, s_var, s_short, bias, last]
         return likelihood
 
     def should_alert(self, likelihood: float) -> bool:
