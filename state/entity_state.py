@@ -28,7 +28,7 @@ from state.columns import ColumnStore
 from state.sequence import EntitySequence
 from state.slots import SlotMap
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 NEVER = np.iinfo(np.int32).min   # a bucket marker not yet set
 # Columns kept only where a detector reads them: each windowed field's running count/mean/variance
 # (20 bytes a field), and the last value of every numeric field (4 bytes a field).
@@ -213,7 +213,7 @@ class EntityState:
         return np.divide(total, count, out=np.full(total.shape, np.nan), where=(filled >= min_filled) & (count > 0))
 
     def to_bytes(self) -> bytes:
-        """A self-describing snapshot: header JSON line, then the columns as .npz."""
+        """A self-describing snapshot: header JSON line, then the columns (see :meth:`ColumnStore.to_bytes`)."""
         header = {"v": FORMAT_VERSION, "entities": self.slots.entities, "meta": self.meta,
                   "numeric": self.numeric, "windowed": self.windowed}
         return orjson.dumps(header) + b"\n" + self.store.to_bytes(len(self.slots))

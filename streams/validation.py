@@ -16,6 +16,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import repeat
 
 import numpy as np
 
@@ -71,11 +72,15 @@ def parse_time(value: object, fmt: str = "auto") -> float | None:
     """
     kind = type(value)
     if kind is int or kind is float:
-        if fmt == "iso8601" or value != value:  # NaN
+        try:
+            seconds = float(value)
+        except OverflowError:   # an integer beyond float range
             return None
-        if fmt == "epoch_ms" or (fmt == "auto" and abs(value) > 1e11):
-            return float(value) / 1000.0
-        return float(value)
+        if fmt == "iso8601" or seconds != seconds:  # NaN
+            return None
+        if fmt == "epoch_ms" or (fmt == "auto" and abs(seconds) > 1e11):
+            return seconds / 1000.0
+        return seconds
     if kind is str and fmt in ("auto", "iso8601"):
         try:
             dt = datetime.fromisoformat(value)
@@ -85,6 +90,29 @@ def parse_time(value: object, fmt: str = "auto") -> float | None:
             dt = dt.replace(tzinfo=UTC)
         return dt.timestamp()
     return None
+
+
+def _column(rows: list[dict], name: str) -> list:
+    """``[r.get(name) for r in rows]``, without a Python-level loop."""
+    return list(map(dict.get, rows, repeat(name)))
+
+
+def _epoch_numbers(col: list, fmt: str) -> np.ndarray | None:
+    """The batch's event times when every one is a plain number (the common case), as
+    :func:`parse_time` reads them; None when any needs reading one by one."""
+    if fmt == "iso8601" or not col or not set(map(type, col)) <= {int, float}:
+        return None
+    try:
+        ts = np.array(col, dtype=np.float64)
+    except OverflowError:
+        return None
+    if fmt == "epoch_ms":
+        return ts / 1000.0
+    if fmt == "auto":
+        with np.errstate(invalid="ignore"):
+            ms = np.abs(ts) > 1e11
+        ts[ms] /= 1000.0
+    return ts
 
 
 class Validator:
@@ -108,7 +136,7 @@ class Validator:
             reasons.setdefault(i, (reason, detail))
 
         rows = records
-        if not all(type(r) is dict for r in records):
+        if set(map(type, records)) != {dict}:
             rows = []
             for i, r in enumerate(records):
                 if type(r) is dict:
@@ -136,7 +164,7 @@ class Validator:
 
     def _source_names(self, rows: list[dict], reject) -> None:
         """A record may name its source; on this topic it must name this one."""
-        names = [r.get("source") for r in rows]
+        names = _column(rows, "source")
         if set(names) <= {None, self.source.name}:
             return
         for i, name in enumerate(names):
@@ -146,8 +174,8 @@ class Validator:
 
     def _entities(self, rows: list[dict], reject) -> list[str]:
         field = self.source.entity_field
-        col = [r.get(field) for r in rows]
-        if set(map(type, col)) == {str} and all(0 < len(e) <= _MAX_ENTITY_LEN for e in col):
+        col = _column(rows, field)
+        if set(map(type, col)) == {str} and 0 < min(map(len, col)) and max(map(len, col)) <= _MAX_ENTITY_LEN:
             return col
         for i, e in enumerate(col):
             if e is None:
@@ -160,8 +188,10 @@ class Validator:
 
     def _times(self, rows: list[dict], reject) -> np.ndarray:
         field, fmt = self.source.time_field, self.source.time_format
-        col = [r.get(field) for r in rows]
-        ts = np.array([parse_time(v, fmt) for v in col], dtype=np.float64)  # None -> NaN
+        col = _column(rows, field)
+        ts = _epoch_numbers(col, fmt)
+        if ts is None:
+            ts = np.array([parse_time(v, fmt) for v in col], dtype=np.float64)  # None -> NaN
         for i in np.flatnonzero(np.isnan(ts)):
             value = col[i]
             if value is None:
@@ -176,7 +206,7 @@ class Validator:
         return ts
 
     def _number_column(self, rows: list[dict], name: str, spec, reject) -> np.ndarray:
-        col = [r.get(name) for r in rows]
+        col = _column(rows, name)
         types = set(map(type, col))
         if not types <= _NUMBER_TYPES:
             for i, v in enumerate(col):
@@ -208,7 +238,9 @@ class Validator:
         return values
 
     def _bool_column(self, rows: list[dict], name: str, spec, reject) -> np.ndarray:
-        col = [r.get(name) for r in rows]
+        col = _column(rows, name)
+        if set(map(type, col)) == {bool}:
+            return np.array(col, dtype=np.float64)
         for i, v in enumerate(col):
             if v is None and spec.required:
                 reject(i, "missing_field", f"'{name}' is missing")
@@ -217,8 +249,11 @@ class Validator:
         return np.array([1.0 if v is True else 0.0 if v is False else np.nan for v in col])
 
     def _string_column(self, rows: list[dict], name: str, spec, reject) -> list:
-        col = [r.get(name) for r in rows]
+        col = _column(rows, name)
         allowed = set(spec.values) if spec.values else None
+        if set(map(type, col)) == {str} and max(map(len, col)) <= spec.max_length \
+                and (allowed is None or set(col) <= allowed):
+            return col
         for i, v in enumerate(col):
             if v is None:
                 if spec.required:

@@ -91,6 +91,22 @@ def test_time_formats():
     assert parse_time(float("nan")) is None
 
 
+@pytest.mark.parametrize("fmt", ["auto", "epoch_s", "epoch_ms", "iso8601"])
+def test_a_batch_of_numeric_times_reads_as_one_record_at_a_time(fmt):
+    """All-number times take a vectorised path; one odd record sends the batch one record at a time."""
+    metric = load_registry(Settings())["metric"].model_copy(update={"time_format": fmt})
+    v, rng = Validator(metric, Settings()), random.Random(7)
+    times = [TS + rng.randint(0, 10**6), float(TS) + rng.random(), TS * 1000 + 5, float(TS * 1000), 0, -TS,
+             float("nan"), float("inf"), -float("inf"), 10**400, 1e300, TS * 10**6]
+    records = [{"entity": f"m{i}", "ts": t, "value": 1.0} for i, t in enumerate(times)]
+    fast = v.validate(records)
+    slow = v.validate(records + [{"entity": "m", "ts": "2026-01-01T00:00:00Z", "value": 1.0}])
+    assert fast[0].positions.tolist() == slow[0].positions.tolist()[:len(fast[0])]
+    assert fast[0].ts.tolist() == slow[0].ts.tolist()[:len(fast[0])]
+    assert [(r.position, r.reason) for r in fast[1]] == [(r.position, r.reason) for r in slow[1]
+                                                         if r.position < len(records)]
+
+
 def test_simulator_is_seeded_and_realistic():
     def first(seed):
         sim = CitySimulator(entities=300, seed=seed, start_ts=TS)
