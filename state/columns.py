@@ -56,7 +56,7 @@ class ColumnStore:
         """
         header = {"rows": rows, "columns": [[name, col.dtype.str, list(col.shape[1:])]
                                             for name, col in self._cols.items()]}
-        return b"".join([orjson.dumps(header), b"\n", *(memoryview(col[:rows]).cast("B")
+        return b"".join([orjson.dumps(header), b"\n", *(col[:rows].reshape(-1).view(np.uint8)
                                                          for col in self._cols.values())])
 
     def load_bytes(self, blob: bytes) -> int:

@@ -62,9 +62,16 @@ def test_checkpoint_bytes_round_trip():
     again.load_bytes(st.to_bytes())
     assert again.slots.entities == ["a", "b"] and again.meta == {"x": 1, "watermark": TS + 5.0}
     assert np.array_equal(again.store["mean"][:2], st.store["mean"][:2])
+    for name in st.store.names():   # every column, window rings (several axes) included
+        assert np.array_equal(again.store[name][:2], st.store[name][:2], equal_nan=True), name
     other = EntityState(numeric=["v"], windowed=[], windows={}, lateness_s=1)
     with pytest.raises(ValueError):
         other.load_bytes(st.to_bytes())
+    with pytest.raises(ValueError, match="bytes"):
+        _metric_state().load_bytes(st.to_bytes()[:-3])      # cut short
+    empty = _metric_state()
+    empty.load_bytes(_metric_state().to_bytes())            # a partition that has seen no entity yet
+    assert len(empty.slots) == 0
 
 
 def _air_records(n_hours: int = 3, breach_hour: int = 1) -> list[dict]:
