@@ -48,25 +48,29 @@ class ColumnStore:
             self._cols[name] = grown
         self.capacity = capacity
 
-    def to_bytes(self, rows: int) -> bytes:
-        """The first ``rows`` rows of every column: a JSON header line, then the raw arrays in its order.
+    def to_bytes(self, rows: int, prefix: bytes = b"") -> bytes:
+        """``prefix``, then the first ``rows`` rows of every column: a JSON header line and the raw arrays
+        in its order.
 
-        One copy of each column and no per-column archive overhead: a million entities' state is
-        serialised on every checkpoint.
+        Each column is copied once, straight into the blob (a million entities' state is serialised on
+        every checkpoint; the caller's own header goes in as ``prefix`` rather than by copying it again).
         """
         header = {"rows": rows, "columns": [[name, col.dtype.str, list(col.shape[1:])]
                                             for name, col in self._cols.items()]}
-        return b"".join([orjson.dumps(header), b"\n", *(col[:rows].reshape(-1).view(np.uint8)
-                                                         for col in self._cols.values())])
+        return b"".join([prefix, orjson.dumps(header), b"\n", *(col[:rows].reshape(-1).view(np.uint8)
+                                                                 for col in self._cols.values())])
 
-    def load_bytes(self, blob: bytes) -> int:
-        """Fill declared columns from :meth:`to_bytes` output; returns the row count.
+    def load_bytes(self, blob: bytes, start: int = 0) -> int:
+        """Fill declared columns from :meth:`to_bytes` output that begins at ``start`` in ``blob`` (read in
+        place, not copied); returns the row count.
 
         Raises ValueError when the blob's columns do not match the declared ones, or it is cut short.
         """
-        head, _, body = bytes(blob).partition(b"\n")
+        cut = blob.find(b"\n", start)
+        if cut < 0:
+            raise ValueError("no column header")
         try:
-            header = orjson.loads(head)
+            header = orjson.loads(blob[start:cut])
             rows, saved = int(header["rows"]), header["columns"]
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"unreadable column header: {exc}") from exc
@@ -79,13 +83,13 @@ class ColumnStore:
                 raise ValueError(f"column {name!r} has shape/dtype {tuple(tail)}/{np.dtype(dtype)}, "
                                  f"declared {col.shape[1:]}/{col.dtype}")
         sizes = [rows * self._cols[name][0].nbytes for name in names]
-        if sum(sizes) != len(body):
-            raise ValueError(f"column data is {len(body)} bytes, its header says {sum(sizes)}")
+        at = cut + 1
+        if sum(sizes) != len(blob) - at:
+            raise ValueError(f"column data is {len(blob) - at} bytes, its header says {sum(sizes)}")
         self.ensure_rows(rows)
-        at = 0
         for name, size in zip(names, sizes):
             col = self._cols[name]
-            col[:rows] = np.frombuffer(body, dtype=col.dtype, count=size // col.itemsize, offset=at) \
+            col[:rows] = np.frombuffer(blob, dtype=col.dtype, count=size // col.itemsize, offset=at) \
                 .reshape((rows, *col.shape[1:]))
             at += size
         return rows

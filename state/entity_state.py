@@ -216,16 +216,16 @@ class EntityState:
         """A self-describing snapshot: header JSON line, then the columns (see :meth:`ColumnStore.to_bytes`)."""
         header = {"v": FORMAT_VERSION, "entities": self.slots.entities, "meta": self.meta,
                   "numeric": self.numeric, "windowed": self.windowed}
-        return orjson.dumps(header) + b"\n" + self.store.to_bytes(len(self.slots))
+        return self.store.to_bytes(len(self.slots), prefix=orjson.dumps(header) + b"\n")
 
     def load_bytes(self, blob: bytes) -> None:
         """Restore from :meth:`to_bytes`; ValueError if the layout differs."""
-        head, _, body = blob.partition(b"\n")
-        header = orjson.loads(head)
+        cut = blob.index(b"\n")
+        header = orjson.loads(blob[:cut])
         if header.get("v") != FORMAT_VERSION or header["numeric"] != self.numeric \
                 or header["windowed"] != self.windowed:
             raise ValueError("checkpoint layout differs from the source declaration")
-        rows = self.store.load_bytes(body)
+        rows = self.store.load_bytes(blob, cut + 1)
         if rows != len(header["entities"]):
             raise ValueError("checkpoint entity count does not match its columns")
         self.slots = SlotMap(header["entities"])

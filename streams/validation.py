@@ -28,6 +28,8 @@ _MAX_ENTITY_LEN = 256
 # A field with no declared range still takes no more than this: beyond it, state
 # (float32 last values, squared deviations) would overflow to inf.
 MAX_MAGNITUDE = 1e15
+# An "auto" epoch number above this is in milliseconds (1e11 s is the year 5138; 1e11 ms is 1973).
+_MS_ABOVE = 1e11
 
 
 @dataclass(slots=True)
@@ -78,7 +80,7 @@ def parse_time(value: object, fmt: str = "auto") -> float | None:
             return None
         if fmt == "iso8601" or seconds != seconds:  # NaN
             return None
-        if fmt == "epoch_ms" or (fmt == "auto" and abs(seconds) > 1e11):
+        if fmt == "epoch_ms" or (fmt == "auto" and abs(seconds) > _MS_ABOVE):
             return seconds / 1000.0
         return seconds
     if kind is str and fmt in ("auto", "iso8601"):
@@ -110,7 +112,7 @@ def _epoch_numbers(col: list, fmt: str) -> np.ndarray | None:
         return ts / 1000.0
     if fmt == "auto":
         with np.errstate(invalid="ignore"):
-            ms = np.abs(ts) > 1e11
+            ms = np.abs(ts) > _MS_ABOVE
         ts[ms] /= 1000.0
     return ts
 
