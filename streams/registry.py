@@ -102,7 +102,20 @@ class AnomalySpec(BaseModel):
                                 "anomalous whatever its likelihood (0: off) ...")
     beyond_z: float = Field(3.0, ge=0, description="... if it is also this many deviations from what is expected "
                             "there (a clean cycle's noise setting a new extreme is not)")
+    shape_memory: int = Field(2048, ge=0, description="records remembered per entity and field, to recognise a "
+                              "shape seen before at this time of day (0: off; each costs 8 bytes per entity and field)")
+    shape_length: int = Field(24, ge=2, description="records in a shape: the recent run compared with the memory")
+    shape_tolerance: float = Field(0.065, ge=0, description="a remembered shape matches when no record of it is "
+                                   "further than this share of the range seen from the recent run's")
+    shape_phase_s: float = Field(3600.0, ge=0, le=43200, description="how far apart in time of day a remembered "
+                                 "shape may end")
     severity: Literal["info", "warning", "major", "critical"] = "warning"
+
+    @model_validator(mode="after")
+    def _check(self) -> AnomalySpec:
+        if 0 < self.shape_memory < 2 * self.shape_length:
+            raise ValueError(f"shape_memory must be 0 (off) or at least twice shape_length ({2 * self.shape_length})")
+        return self
 
 
 class WindowOutlierSpec(BaseModel):

@@ -15,7 +15,11 @@ recent surprise (a short EW mean) is against the surprise's own long-run EW
 distribution. An alert is raised when the likelihood passes a fixed, high
 threshold, or when a value lands beyond the whole range seen so far and is
 unusual where it lands (``beyond_range``, ``beyond_z``), at most once per
-refractory run of records, so no per-stream tuning is needed.
+refractory run of records, so no per-stream tuning is needed. Last, a sequence
+memory (:class:`~models.online.shape_memory.ShapeMemory`, ``shape_*``) keeps
+quiet about a run of records whose shape the entity has shown before at this
+time of day: a routine the hourly statistics cannot hold (a nightly job's
+spike) is not news.
 
 >>> import numpy as np
 >>> det, rng = AnomalyState(AnomalySpec()), np.random.default_rng(0)
@@ -32,12 +36,13 @@ import math
 
 import numpy as np
 
+from models.online.shape_memory import ShapeMemory
 from models.signal import new_signal
 from state.entity_state import EntityState
 from streams.registry import AnomalySpec, Source
 from streams.validation import Batch
 
-MODEL = "anomaly@3"
+MODEL = "anomaly@4"
 # Per entity and field, in this order (one float64 column each).
 COLUMNS = ("n", "mean", "var", "prev", "dmean", "dvar", "lo", "hi", "s_mean", "s_var", "s_short", "bias", "last_alert")
 # Per entity, field and time of day, in this order (float32), and how often the slot was learned (uint8).
@@ -48,11 +53,15 @@ _SQRT2 = math.sqrt(2.0)
 class AnomalyState:
     """The detector's state for one entity and field; ``learn_one`` and score in one step."""
 
-    __slots__ = ("spec", "v", "slots", "seen")
+    __slots__ = ("spec", "v", "slots", "seen", "memory")
 
     def __init__(self, spec: AnomalySpec, values: list[float] | None = None,
-                 slots: list[float] | None = None, seen: list[int] | None = None):
+                 slots: list[float] | None = None, seen: list[int] | None = None,
+                 memory: ShapeMemory | None = None):
         self.spec = spec
+        if memory is None and spec.shape_memory:
+            memory = ShapeMemory(spec.shape_memory, spec.shape_length, spec.shape_phase_s)
+        self.memory = memory
         self.v = values if values is not None else [0.0] * len(COLUMNS)
         if values is None:
             self.v[COLUMNS.index("last_alert")] = -1e18
@@ -107,16 +116,22 @@ class AnomalyState:
                 slot[at], slot[at + 1] = _ew(slot[at], slot[at + 1], x, sp.slot_alpha)
                 slot[at + 2], slot[at + 3] = _ew(slot[at + 2], slot[at + 3], d, sp.slot_alpha)
             self.seen[k] = min(self.seen[k] + 1, 255)
+        if self.memory is not None:
+            self.memory.learn_one(int(n), x, ts)
         self.v = [n + 1, mean, var, x, dmean, dvar, lo, hi, s_mean, s_var, s_short, bias, last]
         return likelihood
 
     def should_alert(self, likelihood: float) -> bool:
-        """Past the threshold and outside the refractory run after the last alert."""
-        n, last = self.v[0], self.v[-1]
-        if likelihood >= self.spec.threshold and n - last > self.spec.refractory:
-            self.v[-1] = n
-            return True
-        return False
+        """Past the threshold, outside the refractory run after the last alert, and not a shape seen before."""
+        sp, (n, last) = self.spec, (self.v[0], self.v[-1])
+        if likelihood < sp.threshold or n - last <= sp.refractory:
+            return False
+        if self.memory is not None:
+            lo, hi = self.v[6], self.v[7]
+            if self.memory.seen_before(int(n), sp.shape_tolerance * max(hi - lo, 1e-12)):
+                return False
+        self.v[-1] = n
+        return True
 
 
 def _ew(mean: float, var: float, x: float, alpha: float) -> tuple[float, float]:
@@ -140,23 +155,30 @@ class AnomalyDetector:
             if self.spec.daily_slots:
                 state.store.add(f"anomaly.{name}.slots", np.float32, (self.spec.daily_slots * len(SLOT_STATS),))
                 state.store.add(f"anomaly.{name}.seen", np.uint8, (self.spec.daily_slots,))
+            for col in ("memory", "memory_tod") if self.spec.shape_memory else ():
+                state.store.add(f"anomaly.{name}.{col}", np.float32, (self.spec.shape_memory,))
 
     def detect(self, batch: Batch, rows: np.ndarray, state: EntityState) -> list[dict]:
         """Score and learn every record in order; alerts for the ones that pass."""
         alerts = []
-        daily = self.spec.daily_slots > 0
+        sp = self.spec
+        daily = sp.daily_slots > 0
         for name in self.fields:
             cols = [state.store[f"anomaly.{name}.{c}"] for c in COLUMNS]
             slots, seen = (state.store[f"anomaly.{name}.{c}"] for c in ("slots", "seen")) if daily else (None, None)
+            memory, tod = (state.store[f"anomaly.{name}.{c}"] for c in ("memory", "memory_tod")) \
+                if sp.shape_memory else (None, None)
             values = batch.columns[name]
             live: dict[int, AnomalyState] = {}
             for i in np.flatnonzero(~np.isnan(values)).tolist():
                 row = int(rows[i])
                 det = live.get(row)
                 if det is None:
-                    det = live[row] = AnomalyState(self.spec, [float(c[row]) for c in cols],
-                                                   slots[row].tolist() if daily else None,
-                                                   seen[row].tolist() if daily else None)
+                    det = live[row] = AnomalyState(
+                        sp, [float(c[row]) for c in cols], slots[row].tolist() if daily else None,
+                        seen[row].tolist() if daily else None,
+                        ShapeMemory(sp.shape_memory, sp.shape_length, sp.shape_phase_s, memory[row], tod[row])
+                        if memory is not None else None)
                 expected = det.v[1]
                 x = float(values[i])
                 likelihood = det.learn_score(x, float(batch.ts[i]))
