@@ -24,3 +24,6 @@ def test_bench_json_reports_all_figures(tmp_path):
         assert figures[key] and figures[key] > 0, key
     assert figures["alerts_measured"] == 200
     assert figures["p50_latency_ms"] <= figures["p99_latency_ms"]
+    passes = figures["raw_passes_per_s"]
+    assert len(passes) == 3 and figures["raw_records_per_s"] == sorted(passes)[1]   # the median pass
+    assert figures["signals"] >= 200 and figures["alert_changes"] >= 200   # each probe raised one at least
