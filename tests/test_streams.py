@@ -60,6 +60,11 @@ def test_registry_ships_six_sources_and_takes_new_declarations(tmp_path):
     (tmp_path / "broken.toml").write_text('name = "broken"\ntopic = "t"\n[fields.x]\ntype = "complex"\n')
     with pytest.raises(SourceError, match=r"broken.toml: fields.x.type"):
         load_registry(Settings(sources_dirs=[tmp_path]))
+    (tmp_path / "broken.toml").unlink()
+    (tmp_path / "short.toml").write_text('name = "short"\ntopic = "t2"\ndetectors = ["anomaly"]\n[fields.x]\n'
+                                         'type = "float"\nanomaly = true\n[anomaly]\nshape_memory = 10\n')
+    with pytest.raises(SourceError, match=r"short.toml: anomaly: .*shape_memory must be 0 \(off\) or at least"):
+        load_registry(Settings(sources_dirs=[tmp_path]))
 
 
 def test_validation_reasons():
