@@ -47,6 +47,7 @@ MODEL = "anomaly@4"
 COLUMNS = ("n", "mean", "var", "prev", "dmean", "dvar", "lo", "hi", "s_mean", "s_var", "s_short", "bias", "last_alert")
 # Per entity, field and time of day, in this order (float32), and how often the slot was learned (uint8).
 SLOT_STATS = ("mean", "var", "dmean", "dvar")
+_LO, _HI = COLUMNS.index("lo"), COLUMNS.index("hi")
 _SQRT2 = math.sqrt(2.0)
 
 
@@ -127,8 +128,8 @@ class AnomalyState:
         if likelihood < sp.threshold or n - last <= sp.refractory:
             return False
         if self.memory is not None:
-            lo, hi = self.v[6], self.v[7]
-            if self.memory.seen_before(int(n), sp.shape_tolerance * max(hi - lo, 1e-12)):
+            seen_range = self.v[_HI] - self.v[_LO]
+            if self.memory.seen_before(int(n), sp.shape_tolerance * max(seen_range, 1e-12)):
                 return False
         self.v[-1] = n
         return True
