@@ -25,7 +25,7 @@ class ColumnStore:
 
     def add(self, name: str, dtype, tail: tuple[int, ...] = (), fill: object = 0) -> None:
         """Declare a column of ``dtype`` with per-entity shape ``tail``."""
-        self._cols[name] = np.full((self.capacity, *tail), fill, dtype=dtype)
+        self._cols[name] = _blank((self.capacity, *tail), dtype, fill)
         self._fill[name] = fill
 
     def __getitem__(self, name: str) -> np.ndarray:
@@ -43,7 +43,7 @@ class ColumnStore:
             return
         capacity = max(rows, int(self.capacity * GROWTH) + 1)
         for name, col in self._cols.items():
-            grown = np.full((capacity, *col.shape[1:]), self._fill[name], dtype=col.dtype)
+            grown = _blank((capacity, *col.shape[1:]), col.dtype, self._fill[name])
             grown[: self.capacity] = col
             self._cols[name] = grown
         self.capacity = capacity
@@ -93,3 +93,12 @@ class ColumnStore:
                 .reshape((rows, *col.shape[1:]))
             at += size
         return rows
+
+
+def _blank(shape: tuple[int, ...], dtype, fill: object) -> np.ndarray:
+    """A new column of ``fill``. Zeros come from calloc: the OS maps their pages only when a row is
+    written, so rows reserved for entities not yet seen (a wide column, such as a shape memory's
+    2,048 values, reserves megabytes) cost no resident memory."""
+    if fill == 0:
+        return np.zeros(shape, dtype=dtype)
+    return np.full(shape, fill, dtype=dtype)

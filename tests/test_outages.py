@@ -170,4 +170,4 @@ def test_backlog_faster_than_the_worker_becomes_lag_not_memory(stack):
     assert processed == total and lags[-1] == 0
     assert max(lags) > 3_000                       # the backlog (6,000 messages of 50) showed as lag ...
     print(f"backlog {total:,} records: peak lag {max(lags):,.0f} messages, RSS growth {(peak - baseline) / 2**20:.0f} MiB")
-    assert peak - baseline < 100 * 2**20           # ... and was not pulled into memory (measured: ~21 MiB)
+    assert peak - baseline < 100 * 2**20           # ... and was not pulled into memory (measured: ~50 MiB, the metric state included)
