@@ -14,7 +14,7 @@ from aiohttp import web
 from typer.testing import CliRunner
 
 from agents.alert_manager import AlertManager
-from agents.alert_store import LABEL_STREAM, AlertStore
+from agents.alert_store import ALERT_STREAM, LABEL_STREAM, AlertStore
 from agents.cli import cli
 from models.incidents import QuietPeriods
 from models.lifecycle import TransitionError
@@ -130,8 +130,12 @@ def test_duplicates_merge_lifecycle_refuses_illegal_steps_and_recurrence_reopens
         station = next(s for s in cache.current.sites.values() if s.category == "air_station").meters[0]
 
         burst = [_signal(station, TS + 60 * i, score=0.5 + i / 100) for i in range(12)]
+        for signal in burst:
+            signal["evidence"]["note"] = "河岸 \"quoted\" \\ ✓"   # stored byte for byte through the Lua commit
         first = await manager.handle(burst[:5])
         assert [a["event"] for a in first] == ["opened"]
+        assert "河岸" in orjson.dumps(first[0]).decode()
+        assert (await r.xrange(ALERT_STREAM))[-1][1][b"alert"] == orjson.dumps(first[0])
         again = await manager.handle(burst[3:])      # redelivered overlap: 3 and 4 count once
         assert [a["event"] for a in again] == ["merged"]
         assert await manager.handle(burst) == []     # everything redelivered: nothing changes
