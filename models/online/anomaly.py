@@ -58,11 +58,11 @@ class AnomalyState:
 
     def __init__(self, spec: AnomalySpec, values: list[float] | None = None,
                  slots: list[float] | None = None, seen: list[int] | None = None,
-                 memory: ShapeMemory | None = None):
+                 memory: tuple[np.ndarray, np.ndarray] | None = None):
         self.spec = spec
-        if memory is None and spec.shape_memory:
-            memory = ShapeMemory(spec.shape_memory, spec.shape_length, spec.shape_phase_s)
-        self.memory = memory
+        # ``memory``: the entity's rows of the shape-memory columns (values, times of day), learned in place
+        self.memory = ShapeMemory(spec.shape_memory, spec.shape_length, spec.shape_phase_s, *(memory or ())) \
+            if spec.shape_memory else None
         self.v = values if values is not None else [0.0] * len(COLUMNS)
         if values is None:
             self.v[COLUMNS.index("last_alert")] = -1e18
@@ -177,9 +177,7 @@ class AnomalyDetector:
                 if det is None:
                     det = live[row] = AnomalyState(
                         sp, [float(c[row]) for c in cols], slots[row].tolist() if daily else None,
-                        seen[row].tolist() if daily else None,
-                        ShapeMemory(sp.shape_memory, sp.shape_length, sp.shape_phase_s, memory[row], tod[row])
-                        if memory is not None else None)
+                        seen[row].tolist() if daily else None, (memory[row], tod[row]) if memory is not None else None)
                 expected = det.v[1]
                 x = float(values[i])
                 likelihood = det.learn_score(x, float(batch.ts[i]))
