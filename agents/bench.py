@@ -70,24 +70,14 @@ def _shown(value) -> str:
 
 async def _bench(settings: Settings, registry: Registry, records: int, entities: int,
                  latency_rate: float, probes: int) -> dict:
-    topics = {name: s.topic for name, s in registry.items()}
-    await ensure_topics(settings, warden_topics(settings, registry))
-    sim = CitySimulator(entities=entities, seed=7, start_ts=BENCH_START_TS, missing=0.0)
-    producer = BatchingProducer(**kafka_options(settings), batch_records=settings.producer_batch_records,
-                                linger_ms=settings.producer_linger_ms, client_id="warden-bench")
-    await producer.start()
-    with Progress(console=console, transient=True) as progress:
-        task = progress.add_task("sending", total=records)
-        await pump(sim, producer, topics, max_records=records,
-                   on_tick=lambda n, _ts: progress.advance(task, n))
-    raw_rates = await _raw_ceiling(settings, {t: n for t, n in warden_topics(settings, registry).items()
-                                              if t in topics.values()}, records)
+    sim, producer, topics = await send_backlog(settings, registry, records, entities)
+    raw_rates = await raw_ceiling(settings, registry, records)
     raw_rate = float(np.median(raw_rates))
     redis = redis_client(settings)
     archive = Path(tempfile.mkdtemp(prefix="warden-bench-archive-"))
-    worker = _start_worker(settings, archive)
+    worker = start_worker(settings, archive)
     try:
-        snap = await _wait_processed(redis, records, worker)
+        snap = (await wait_processed(redis, records, [worker]))[0]
         rate = records / max(snap["last_record_at"] - snap["first_record_at"], 1e-9)
         latencies = await _latency(settings, redis, producer, sim, topics, latency_rate, probes)
         snap = (await read_all(redis))[0]
@@ -118,8 +108,27 @@ async def _bench(settings: Settings, registry: Registry, records: int, entities:
     }
 
 
-async def _raw_ceiling(settings: Settings, topics: dict[str, int], records: int, passes: int = 3) -> list[float]:
+async def send_backlog(settings: Settings, registry: Registry, records: int,
+                       entities: int) -> tuple[CitySimulator, BatchingProducer, dict[str, str]]:
+    """Write ``records`` of the seeded city to the source topics; returns the simulator, the started producer
+    (the caller stops it) and each source's topic."""
+    topics = {name: s.topic for name, s in registry.items()}
+    await ensure_topics(settings, warden_topics(settings, registry))
+    sim = CitySimulator(entities=entities, seed=7, start_ts=BENCH_START_TS, missing=0.0)
+    producer = BatchingProducer(**kafka_options(settings), batch_records=settings.producer_batch_records,
+                                linger_ms=settings.producer_linger_ms, client_id="warden-bench")
+    await producer.start()
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("sending", total=records)
+        await pump(sim, producer, topics, max_records=records,
+                   on_tick=lambda n, _ts: progress.advance(task, n))
+    return sim, producer, topics
+
+
+async def raw_ceiling(settings: Settings, registry: Registry, records: int, passes: int = 3) -> list[float]:
     """Records/s of a bare aiokafka consume + orjson decode + per-entity dict update, per pass over the backlog."""
+    sources = {s.topic for s in registry.values()}
+    topics = {t: n for t, n in warden_topics(settings, registry).items() if t in sources}
     consumer = AIOKafkaConsumer(**kafka_options(settings), group_id=None,
                                 enable_auto_commit=False, max_partition_fetch_bytes=8 * 1024 * 1024)
     await consumer.start()
@@ -144,24 +153,30 @@ async def _raw_ceiling(settings: Settings, topics: dict[str, int], records: int,
         await consumer.stop()
 
 
-def _start_worker(settings: Settings, archive: Path) -> subprocess.Popen:
-    env = {**os.environ, **child_env(settings), "WARDEN_WEB_PORT": str(free_port()), "WARDEN_ARCHIVE_DIR": str(archive)}
-    log = open(settings.data_dir / "bench-worker.log", "wb")
+def start_worker(settings: Settings, archive: Path, name: str = "bench-worker", **env: str) -> subprocess.Popen:
+    """One ``warden worker`` on the bench's broker and Redis; ``env``: more WARDEN_* variables."""
+    env = {**os.environ, **child_env(settings), "WARDEN_WEB_PORT": str(free_port()),
+           "WARDEN_ARCHIVE_DIR": str(archive), **env}
+    log = open(settings.data_dir / f"{name}.log", "wb")
     return subprocess.Popen([sys.executable, "-m", "agents.cli", "worker", "--loglevel", "warn"],
                             env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
-async def _wait_processed(redis: aioredis.Redis, records: int, worker: subprocess.Popen) -> dict:
+async def wait_processed(redis: aioredis.Redis, records: int, workers: list[subprocess.Popen],
+                         on_poll=None) -> list[dict]:
+    """Every worker's snapshot once together they have processed ``records``; ``on_poll(done)`` at each look."""
     with Progress(console=console, transient=True) as progress:
-        task = progress.add_task("worker", total=records)
+        task = progress.add_task(f"{len(workers)} worker(s)", total=records)
         while True:
-            if worker.poll() is not None:
-                raise RuntimeError("the bench worker exited; see .warden/bench-worker.log")
+            if any(w.poll() is not None for w in workers):
+                raise RuntimeError("a bench worker exited; see its log in the data folder (.warden)")
             snaps = await read_all(redis)
             done = sum(sum(s["records"].values()) for s in snaps)
             progress.update(task, completed=done)
+            if on_poll is not None:
+                on_poll(done)
             if snaps and done >= records:
-                return snaps[0]
+                return snaps
             await asyncio.sleep(0.25)
 
 

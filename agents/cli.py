@@ -349,11 +349,23 @@ def bench(
     records: int = typer.Option(1_000_000, help="records to send"),
     entities: int = typer.Option(100_000, help="distinct entities"),
     json_out: bool = typer.Option(False, "--json", help="end with one JSON line of the figures"),
+    workers: str | None = typer.Option(None, help="scale-out instead: worker counts to compare, e.g. 1,2,4,8 "
+                                       "(each a consumer group of its own over the same backlog)"),
 ) -> None:
     """Measure worker throughput, the raw consume ceiling, alert latency and state bytes per entity."""
-    from agents.bench import run_bench
+    if workers is None:
+        from agents.bench import run_bench
 
-    run_bench(get_settings(), registry_or_fail(), records=records, entities=entities, as_json=json_out)
+        run_bench(get_settings(), registry_or_fail(), records=records, entities=entities, as_json=json_out)
+        return
+    from agents.bench_scale import run_scale, worker_counts
+
+    settings = get_settings()
+    try:
+        counts = worker_counts(workers, settings.partitions)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--workers") from None
+    run_scale(settings, registry_or_fail(), counts=counts, records=records, entities=entities, as_json=json_out)
 
 
 def _wait_for_signal() -> None:

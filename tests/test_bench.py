@@ -27,3 +27,28 @@ def test_bench_json_reports_all_figures(tmp_path):
     passes = figures["raw_passes_per_s"]
     assert len(passes) == 3 and figures["raw_records_per_s"] == sorted(passes)[1]   # the median pass
     assert figures["signals"] >= 200 and figures["alert_changes"] >= 200   # each probe raised one at least
+
+
+def test_scale_out_steps_share_the_backlog_and_raise_the_same_alerts(tmp_path):
+    env = {"PATH": "/usr/bin:/bin", "WARDEN_DATA_DIR": str(tmp_path), "WARDEN_PARTITIONS": "2"}
+    out = subprocess.run([sys.executable, "-m", "agents.cli", "bench", "--records", "20000", "--entities", "2000",
+                          "--workers", "1,2", "--json"], cwd=ROOT, env=env, capture_output=True, timeout=240)
+    assert out.returncode == 0, out.stderr.decode()[-2000:]
+    figures = orjson.loads(out.stdout.decode().strip().splitlines()[-1])
+    one, two = figures["steps"]
+    assert (one["workers"], two["workers"]) == (1, 2)
+    assert (one["workers_reporting"], two["workers_reporting"]) == (1, 2)   # each worker took a partition
+    assert one["signals"] > 0 and one["signals"] == two["signals"]          # same records, same alerts
+    assert one["alert_changes"] == two["alert_changes"]
+    for step in (one, two):
+        assert step["records_per_s"] > 0 and step["cores"]["workers"] > 0
+        assert step["start_skew_s"] <= step["span_s"]
+    assert one["speedup"] == 1.0
+
+
+def test_scale_out_refuses_more_workers_than_partitions(tmp_path):
+    env = {"PATH": "/usr/bin:/bin", "WARDEN_DATA_DIR": str(tmp_path), "WARDEN_PARTITIONS": "2"}
+    out = subprocess.run([sys.executable, "-m", "agents.cli", "bench", "--records", "1000", "--workers", "1,3"],
+                         cwd=ROOT, env=env, capture_output=True, timeout=120)
+    assert out.returncode == 2
+    assert "3 workers for 2 partitions" in out.stderr.decode()

@@ -1,0 +1,181 @@
+"""``warden bench --workers 1,2,4,8``: how throughput grows with the workers of one consumer group.
+
+The city's backlog is written once and the raw consume ceiling measured once. Then, for each count, that
+many workers start as a new consumer group (an app id of their own, so offsets and checkpoints of their own)
+over a Redis database of their own (so every step raises the same alerts into an empty store), read the
+whole backlog, and stop. A step's records/s is the backlog over the span from the group's first record
+to its last, so the rebalances as its workers join count against it; its start skew (the last worker's first
+record after the group's first) and a worker's own rate (median over the workers, each over its own span)
+tell that cost apart from the work. Beside them come the CPU cores each part of the pipeline used
+while it ran (the workers, the broker, Redis) and the share of the machine's cores that were busy: a part
+near one whole core (Redis is single-threaded) or a machine near all its cores is where growth stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import numpy as np
+import orjson
+import psutil
+from rich.table import Table
+
+from agents.bench import console, raw_ceiling, send_backlog, start_worker, wait_processed
+from agents.stack import embedded_stack
+from settings import Settings
+from state.redis_client import redis_client
+from streams.registry import Registry
+
+MAX_STEPS = 15   # Redis databases 1..15, one a step (0 is left to the bench's own use)
+
+
+def worker_counts(text: str, partitions: int) -> list[int]:
+    """The counts of ``--workers``, checked against the partitions.
+
+    >>> worker_counts("1,2,4", 8)
+    [1, 2, 4]
+    >>> worker_counts("1,12", 8)
+    Traceback (most recent call last):
+    ...
+    ValueError: 12 workers for 8 partitions (WARDEN_PARTITIONS): the workers beyond 8 would idle
+    """
+    try:
+        counts = [int(c) for c in text.split(",")]
+    except ValueError:
+        raise ValueError(f"{text!r}: worker counts separated by commas, e.g. 1,2,4,8") from None
+    if not 1 <= len(counts) <= MAX_STEPS or min(counts) < 1:
+        raise ValueError(f"between 1 and {MAX_STEPS} counts, each at least 1")
+    if max(counts) > partitions:
+        raise ValueError(f"{max(counts)} workers for {partitions} partitions (WARDEN_PARTITIONS): "
+                         f"the workers beyond {partitions} would idle")
+    return counts
+
+
+def run_scale(settings: Settings, registry: Registry, *, counts: list[int], records: int, entities: int,
+              as_json: bool) -> dict:
+    """Measure each worker count in ``counts`` over one backlog; print the table; returns the figures."""
+    with embedded_stack(settings) as live:
+        result = asyncio.run(_scale(live, registry, counts, records, entities))
+    table = Table(title=f"warden bench --workers: {records:,} records, {entities:,} entities, "
+                        f"{result['cpu_count']} cores; raw ceiling {result['raw_records_per_s']:,.0f} rec/s")
+    for column in ("workers", "records/s", "speed-up", "a worker's own rec/s", "span s", "start skew s",
+                   "worker cores", "broker cores", "redis cores", "machine busy"):
+        table.add_column(column, justify="right")
+    for step in result["steps"]:
+        table.add_row(str(step["workers"]), f"{step['records_per_s']:,.0f}", f"{step['speedup']:.2f}x",
+                      f"{step['worker_median_records_per_s']:,.0f}", f"{step['span_s']:.1f}",
+                      f"{step['start_skew_s']:.1f}",
+                      f"{step['cores']['workers']:.2f}", f"{step['cores']['broker']:.2f}",
+                      f"{step['cores']['redis']:.2f}", f"{step['machine_busy']:.0%}")
+    console.print(table)
+    if as_json:
+        print(orjson.dumps(result).decode())
+    return result
+
+
+async def _scale(settings: Settings, registry: Registry, counts: list[int], records: int, entities: int) -> dict:
+    _, producer, _ = await send_backlog(settings, registry, records, entities)
+    await producer.stop()
+    raw_rates = await raw_ceiling(settings, registry, records)
+    steps = []
+    for db, count in enumerate(counts, start=1):
+        steps.append(await _step(settings, count, db, records))
+        steps[-1]["speedup"] = round(steps[-1]["records_per_s"] / steps[0]["records_per_s"] * counts[0], 2)
+    return {"records": records, "entities": entities, "cpu_count": os.cpu_count(),
+            "raw_records_per_s": round(float(np.median(raw_rates)), 1),
+            "raw_passes_per_s": [round(r, 1) for r in raw_rates], "steps": steps}
+
+
+async def _step(settings: Settings, count: int, db: int, records: int) -> dict:
+    """``count`` workers, a new consumer group, Redis database ``db``: the whole backlog once."""
+    step = settings.model_copy(update={"redis_url": _with_db(settings.redis_url, db)})
+    redis = redis_client(step)
+    if await redis.dbsize():
+        await redis.aclose()
+        raise RuntimeError(f"Redis database {db} is not empty: the scale bench uses databases 1..{MAX_STEPS} "
+                           "and clears each one it used, so it needs them empty")
+    archive = Path(tempfile.mkdtemp(prefix="warden-bench-archive-"))
+    env = {"WARDEN_APP_ID": f"{settings.app_id}-bench-{count}w", "WARDEN_REDIS_URL": step.redis_url}
+    workers = [start_worker(step, archive / str(i), name=f"bench-worker-{count}w-{i}", **env) for i in range(count)]
+    meter = _CpuMeter(settings, workers)
+    try:
+        snaps = await wait_processed(redis, records, workers, on_poll=lambda _done: meter.read())
+        await asyncio.sleep(0.3)   # a reading after the last record (snapshots are published each second)
+        meter.read()
+    finally:
+        for w in workers:
+            w.terminate()
+        for w in workers:
+            w.wait(30)
+        await redis.flushdb()
+        await redis.aclose()
+        shutil.rmtree(archive, ignore_errors=True)
+    busy_workers = [s for s in snaps if s["first_record_at"]]
+    starts = [s["first_record_at"] for s in busy_workers]
+    first, last = min(starts), max(s["last_record_at"] for s in busy_workers)
+    own_rates = [sum(s["records"].values()) / max(s["last_record_at"] - s["first_record_at"], 1e-9)
+                 for s in busy_workers]
+    cores, busy = meter.between(first, last)
+    return {"workers": count, "records_per_s": round(records / max(last - first, 1e-9), 1),
+            "span_s": round(last - first, 2), "start_skew_s": round(max(starts) - first, 2),
+            "worker_median_records_per_s": round(float(np.median(own_rates)), 1),
+            "workers_reporting": len(snaps), "cores": cores, "machine_busy": busy,
+            "signals": sum(sum(s["signals"].values()) for s in snaps),
+            "alert_changes": sum(sum(s["alerts"].values()) for s in snaps)}
+
+
+def _with_db(url: str, db: int) -> str:
+    """The same Redis, another database.
+
+    >>> _with_db("redis://:secret@127.0.0.1:6390/0", 3)
+    'redis://:secret@127.0.0.1:6390/3'
+    """
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{db}"))
+
+
+class _CpuMeter:
+    """CPU cores used by the workers, the broker and Redis between :meth:`start` and :meth:`stop`."""
+
+    def __init__(self, settings: Settings, workers: list):
+        ports = {"broker": urlsplit(settings.broker).port, "redis": urlsplit(settings.redis_url).port}
+        listeners = {c.laddr.port: c.pid for c in psutil.net_connections("tcp")
+                     if c.status == psutil.CONN_LISTEN and c.pid}
+        self.parts = {"workers": [psutil.Process(w.pid) for w in workers]}
+        for part, port in ports.items():
+            self.parts[part] = [psutil.Process(listeners[port])] if port in listeners else []
+
+        self.readings: list[tuple[float, dict[str, float], float]] = []
+
+    def read(self) -> None:
+        """Note the time, each part's CPU seconds so far and the machine's idle seconds so far."""
+        seconds = {part: sum(_cpu_seconds(p) for p in procs) for part, procs in self.parts.items()}
+        times = psutil.cpu_times()
+        self.readings.append((time.time(), seconds, times.idle + getattr(times, "iowait", 0.0)))
+
+    def between(self, start: float, end: float) -> tuple[dict[str, float], float]:
+        """Cores used by each part from the last reading at or before ``start`` (wall clock) to the first
+        at or after ``end``, and the share of the machine's cores that were busy."""
+        t0, s0, idle0 = max((r for r in self.readings if r[0] <= start), default=self.readings[0], key=_at)
+        t1, s1, idle1 = min((r for r in self.readings if r[0] >= end), default=self.readings[-1], key=_at)
+        wall = max(t1 - t0, 1e-9)
+        idle_share = (idle1 - idle0) / (wall * (os.cpu_count() or 1))
+        return {part: round((s1[part] - s0[part]) / wall, 2) for part in s0}, round(max(0.0, 1.0 - idle_share), 3)
+
+
+def _at(reading: tuple) -> float:
+    return reading[0]
+
+
+def _cpu_seconds(proc: psutil.Process) -> float:
+    try:
+        t = proc.cpu_times()
+    except psutil.Error:
+        return 0.0
+    return t.user + t.system
