@@ -58,10 +58,13 @@ def worker_counts(text: str, partitions: int) -> list[int]:
 
 
 def run_scale(settings: Settings, registry: Registry, *, counts: list[int], records: int, entities: int,
-              as_json: bool) -> dict:
-    """Measure each worker count in ``counts`` over one backlog; print the table; returns the figures."""
+              as_json: bool, plot: Path | None = None) -> dict:
+    """Measure each worker count in ``counts`` over one backlog; print the table (and ``plot`` it);
+    returns the figures."""
     with embedded_stack(settings) as live:
         result = asyncio.run(_scale(live, registry, counts, records, entities))
+    if plot is not None:
+        plot_scale(plot, result)
     table = Table(title=f"warden bench --workers: {records:,} records, {entities:,} entities, "
                         f"{result['cpu_count']} cores; raw ceiling {result['raw_records_per_s']:,.0f} rec/s")
     for column in ("workers", "records/s", "speed-up", "a worker's own rec/s", "span s", "start skew s",
@@ -71,12 +74,42 @@ def run_scale(settings: Settings, registry: Registry, *, counts: list[int], reco
         table.add_row(str(step["workers"]), f"{step['records_per_s']:,.0f}", f"{step['speedup']:.2f}x",
                       f"{step['worker_median_records_per_s']:,.0f}", f"{step['span_s']:.1f}",
                       f"{step['start_skew_s']:.1f}",
-                      f"{step['cores']['workers']:.2f}", f"{step['cores']['broker']:.2f}",
-                      f"{step['cores']['redis']:.2f}", f"{step['machine_busy']:.0%}")
+                      *(_cores(step["cores"][part]) for part in ("workers", "broker", "redis")),
+                      f"{step['machine_busy']:.0%}")
     console.print(table)
     if as_json:
         print(orjson.dumps(result).decode())
     return result
+
+
+def plot_scale(path: Path, result: dict) -> None:
+    """A PNG: records/s against workers beside linear growth from the first step, and the cores each part used."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = result["steps"]
+    workers = [s["workers"] for s in steps]
+    fig, (rate_ax, cores_ax) = plt.subplots(1, 2, figsize=(11, 4))
+    rate_ax.plot(workers, [s["records_per_s"] for s in steps], "o-", label="measured")
+    per_worker = steps[0]["records_per_s"] / steps[0]["workers"]
+    rate_ax.plot(workers, [per_worker * w for w in workers], "--", color="0.5", label="linear from the first step")
+    rate_ax.set(xlabel="workers", ylabel="records/s", xticks=workers, title="throughput")
+    rate_ax.legend(fontsize=8)
+    bottom = np.zeros(len(steps))
+    for part in ("workers", "broker", "redis"):
+        used = np.array([s["cores"][part] or 0.0 for s in steps])
+        cores_ax.bar([str(w) for w in workers], used, bottom=bottom, label=part)
+        bottom += used
+    cores_ax.axhline(result["cpu_count"], color="0.5", ls="--", lw=0.8, label=f"{result['cpu_count']} cores")
+    cores_ax.set(xlabel="workers", ylabel="CPU cores used", title="CPU while the backlog was read")
+    cores_ax.legend(fontsize=8)
+    fig.suptitle(f"warden bench --workers: {result['records']:,} records, {result['entities']:,} entities", fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 async def _scale(settings: Settings, registry: Registry, counts: list[int], records: int, entities: int) -> dict:
@@ -130,6 +163,10 @@ async def _step(settings: Settings, count: int, db: int, records: int) -> dict:
             "alert_changes": sum(sum(s["alerts"].values()) for s in snaps)}
 
 
+def _cores(value: float | None) -> str:
+    return "elsewhere" if value is None else f"{value:.2f}"
+
+
 def _with_db(url: str, db: int) -> str:
     """The same Redis, another database.
 
@@ -141,16 +178,16 @@ def _with_db(url: str, db: int) -> str:
 
 
 class _CpuMeter:
-    """CPU cores used by the workers, the broker and Redis between :meth:`start` and :meth:`stop`."""
+    """CPU cores used by the workers, the broker and Redis (where they run on this machine) between readings."""
 
     def __init__(self, settings: Settings, workers: list):
-        ports = {"broker": urlsplit(settings.broker).port, "redis": urlsplit(settings.redis_url).port}
         listeners = {c.laddr.port: c.pid for c in psutil.net_connections("tcp")
                      if c.status == psutil.CONN_LISTEN and c.pid}
         self.parts = {"workers": [psutil.Process(w.pid) for w in workers]}
-        for part, port in ports.items():
-            self.parts[part] = [psutil.Process(listeners[port])] if port in listeners else []
-
+        for part, url in (("broker", settings.broker), ("redis", settings.redis_url)):
+            port = urlsplit(url.split(",")[0]).port   # the first of several bootstrap servers
+            if port in listeners:
+                self.parts[part] = [psutil.Process(listeners[port])]
         self.readings: list[tuple[float, dict[str, float], float]] = []
 
     def read(self) -> None:
@@ -159,14 +196,16 @@ class _CpuMeter:
         times = psutil.cpu_times()
         self.readings.append((time.time(), seconds, times.idle + getattr(times, "iowait", 0.0)))
 
-    def between(self, start: float, end: float) -> tuple[dict[str, float], float]:
+    def between(self, start: float, end: float) -> tuple[dict[str, float | None], float]:
         """Cores used by each part from the last reading at or before ``start`` (wall clock) to the first
-        at or after ``end``, and the share of the machine's cores that were busy."""
+        at or after ``end`` (None: not on this machine), and the share of the machine's cores that were busy."""
         t0, s0, idle0 = max((r for r in self.readings if r[0] <= start), default=self.readings[0], key=_at)
         t1, s1, idle1 = min((r for r in self.readings if r[0] >= end), default=self.readings[-1], key=_at)
         wall = max(t1 - t0, 1e-9)
         idle_share = (idle1 - idle0) / (wall * (os.cpu_count() or 1))
-        return {part: round((s1[part] - s0[part]) / wall, 2) for part in s0}, round(max(0.0, 1.0 - idle_share), 3)
+        cores = {part: round((s1[part] - s0[part]) / wall, 2) if part in s0 else None
+                 for part in ("workers", "broker", "redis")}
+        return cores, round(max(0.0, 1.0 - idle_share), 3)
 
 
 def _at(reading: tuple) -> float:

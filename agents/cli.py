@@ -351,6 +351,7 @@ def bench(
     json_out: bool = typer.Option(False, "--json", help="end with one JSON line of the figures"),
     workers: str | None = typer.Option(None, help="scale-out instead: worker counts to compare, e.g. 1,2,4,8 "
                                        "(each a consumer group of its own over the same backlog)"),
+    plot: Path = typer.Option(None, "--plot", help="with --workers: write a PNG of throughput and cores here"),
 ) -> None:
     """Measure worker throughput, the raw consume ceiling, alert latency and state bytes per entity."""
     if workers is None:
@@ -365,7 +366,8 @@ def bench(
         counts = worker_counts(workers, settings.partitions)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--workers") from None
-    run_scale(settings, registry_or_fail(), counts=counts, records=records, entities=entities, as_json=json_out)
+    run_scale(settings, registry_or_fail(), counts=counts, records=records, entities=entities, as_json=json_out,
+              plot=plot)
 
 
 def _wait_for_signal() -> None:

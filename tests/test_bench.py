@@ -32,7 +32,8 @@ def test_bench_json_reports_all_figures(tmp_path):
 def test_scale_out_steps_share_the_backlog_and_raise_the_same_alerts(tmp_path):
     env = {"PATH": "/usr/bin:/bin", "WARDEN_DATA_DIR": str(tmp_path), "WARDEN_PARTITIONS": "2"}
     out = subprocess.run([sys.executable, "-m", "agents.cli", "bench", "--records", "20000", "--entities", "2000",
-                          "--workers", "1,2", "--json"], cwd=ROOT, env=env, capture_output=True, timeout=240)
+                          "--workers", "1,2", "--json", "--plot", str(tmp_path / "scale.png")],
+                         cwd=ROOT, env=env, capture_output=True, timeout=240)
     assert out.returncode == 0, out.stderr.decode()[-2000:]
     figures = orjson.loads(out.stdout.decode().strip().splitlines()[-1])
     one, two = figures["steps"]
@@ -42,8 +43,10 @@ def test_scale_out_steps_share_the_backlog_and_raise_the_same_alerts(tmp_path):
     assert one["alert_changes"] == two["alert_changes"]
     for step in (one, two):
         assert step["records_per_s"] > 0 and step["cores"]["workers"] > 0
+        assert step["cores"]["broker"] is not None and step["cores"]["redis"] is not None   # both local here
         assert step["start_skew_s"] <= step["span_s"]
     assert one["speedup"] == 1.0
+    assert (tmp_path / "scale.png").read_bytes().startswith(b"\x89PNG")
 
 
 def test_scale_out_refuses_more_workers_than_partitions(tmp_path):
