@@ -188,6 +188,8 @@ class PartitionRunner:
         self.health.failed("archive", f"{self.source.name}/{self.partition} {where}", exc)
         log.error("%s/%d: replay log not written from offset %d on (%s); it reopens at the next checkpoint",
                   self.source.name, self.partition, from_offset, exc)
+        if self.archive is not None:
+            self.archive.abandon()
         self.archive = None
 
     async def _archive_call(self, where: str, work: Callable[[], object]) -> object:

@@ -108,6 +108,12 @@ class PartitionArchive:
         if self.writer is not None:
             self.writer.sync()
 
+    def abandon(self) -> None:
+        """Let go of the open segment after a write failed, unsealed (a reopen recovers it)."""
+        if self.writer is not None:
+            self.writer.abandon()
+            self.writer = None
+
     def close(self) -> None:
         """Seal the open segment (on shutdown, revocation)."""
         if self.writer is not None:

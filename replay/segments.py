@@ -93,6 +93,14 @@ class SegmentWriter:
         self._file.flush()
         os.fsync(self._file.fileno())
 
+    def abandon(self) -> None:
+        """Close the file unsealed after a failed write, flushing what it can: no buffered bytes may reach
+        it later (when the object is collected), after a reopen has recovered the segment."""
+        try:
+            self._file.close()
+        except OSError:
+            pass
+
     def seal(self) -> dict:
         """Sync, close and write the index entry; returns it."""
         self.sync()
