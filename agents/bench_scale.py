@@ -119,6 +119,7 @@ async def _scale(settings: Settings, registry: Registry, counts: list[int], reco
     steps = []
     for db, count in enumerate(counts, start=1):
         steps.append(await _step(settings, count, db, records))
+        # Against one worker; when the first step has more, its rate per worker stands for one.
         steps[-1]["speedup"] = round(steps[-1]["records_per_s"] / steps[0]["records_per_s"] * counts[0], 2)
     return {"records": records, "entities": entities, "cpu_count": os.cpu_count(),
             "raw_records_per_s": round(float(np.median(raw_rates)), 1),
