@@ -18,6 +18,7 @@ import os
 import shutil
 import tempfile
 import time
+from operator import itemgetter
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -135,8 +136,8 @@ async def _step(settings: Settings, count: int, db: int, records: int) -> dict:
         raise RuntimeError(f"Redis database {db} is not empty: the scale bench uses databases 1..{MAX_STEPS} "
                            "and clears each one it used, so it needs them empty")
     archive = Path(tempfile.mkdtemp(prefix="warden-bench-archive-"))
-    env = {"WARDEN_APP_ID": f"{settings.app_id}-bench-{count}w", "WARDEN_REDIS_URL": step.redis_url}
-    workers = [start_worker(step, archive / str(i), name=f"bench-worker-{count}w-{i}", **env) for i in range(count)]
+    workers = [start_worker(step, archive / str(i), name=f"bench-worker-{count}w-{i}",
+                            WARDEN_APP_ID=f"{settings.app_id}-bench-{count}w") for i in range(count)]
     meter = _CpuMeter(settings, workers)
     try:
         snaps = await wait_processed(redis, records, workers, on_poll=lambda _done: meter.read())
@@ -200,17 +201,13 @@ class _CpuMeter:
     def between(self, start: float, end: float) -> tuple[dict[str, float | None], float]:
         """Cores used by each part from the last reading at or before ``start`` (wall clock) to the first
         at or after ``end`` (None: not on this machine), and the share of the machine's cores that were busy."""
-        t0, s0, idle0 = max((r for r in self.readings if r[0] <= start), default=self.readings[0], key=_at)
-        t1, s1, idle1 = min((r for r in self.readings if r[0] >= end), default=self.readings[-1], key=_at)
+        t0, s0, idle0 = max((r for r in self.readings if r[0] <= start), default=self.readings[0], key=itemgetter(0))
+        t1, s1, idle1 = min((r for r in self.readings if r[0] >= end), default=self.readings[-1], key=itemgetter(0))
         wall = max(t1 - t0, 1e-9)
         idle_share = (idle1 - idle0) / (wall * (os.cpu_count() or 1))
         cores = {part: round((s1[part] - s0[part]) / wall, 2) if part in s0 else None
                  for part in ("workers", "broker", "redis")}
         return cores, round(max(0.0, 1.0 - idle_share), 3)
-
-
-def _at(reading: tuple) -> float:
-    return reading[0]
 
 
 def _cpu_seconds(proc: psutil.Process) -> float:

@@ -19,6 +19,7 @@ frame; :func:`recover` cuts the torn tail and seals it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import struct
 import threading
@@ -96,10 +97,8 @@ class SegmentWriter:
     def abandon(self) -> None:
         """Close the file unsealed after a failed write, flushing what it can: no buffered bytes may reach
         it later (when the object is collected), after a reopen has recovered the segment."""
-        try:
+        with contextlib.suppress(OSError):
             self._file.close()
-        except OSError:
-            pass
 
     def seal(self) -> dict:
         """Sync, close and write the index entry; returns it."""
