@@ -14,6 +14,7 @@ near one whole core (Redis is single-threaded) or a machine near all its cores i
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import shutil
 import tempfile
@@ -25,8 +26,10 @@ from urllib.parse import urlsplit, urlunsplit
 import numpy as np
 import orjson
 import psutil
+import redis.asyncio as aioredis
 from rich.table import Table
 
+from agents.alert_store import ALERT_KEY, IDX
 from agents.bench import console, raw_ceiling, send_backlog, start_worker, wait_processed
 from agents.stack import embedded_stack
 from settings import Settings
@@ -69,14 +72,14 @@ def run_scale(settings: Settings, registry: Registry, *, counts: list[int], reco
     table = Table(title=f"warden bench --workers: {records:,} records, {entities:,} entities, "
                         f"{result['cpu_count']} cores; raw ceiling {result['raw_records_per_s']:,.0f} rec/s")
     for column in ("workers", "records/s", "speed-up", "a worker's own rec/s", "span s", "start skew s",
-                   "worker cores", "broker cores", "redis cores", "machine busy"):
+                   "worker cores", "broker cores", "redis cores", "machine busy", "alerts"):
         table.add_column(column, justify="right")
     for step in result["steps"]:
         table.add_row(str(step["workers"]), f"{step['records_per_s']:,.0f}", f"{step['speedup']:.2f}x",
                       f"{step['worker_median_records_per_s']:,.0f}", f"{step['span_s']:.1f}",
                       f"{step['start_skew_s']:.1f}",
                       *(_cores(step["cores"][part]) for part in ("workers", "broker", "redis")),
-                      f"{step['machine_busy']:.0%}")
+                      f"{step['machine_busy']:.0%}", f"{step['alerts']:,} ({step['alerts_digest'][:6]})")
     console.print(table)
     if as_json:
         print(orjson.dumps(result).decode())
@@ -143,6 +146,7 @@ async def _step(settings: Settings, count: int, db: int, records: int) -> dict:
         snaps = await wait_processed(redis, records, workers, on_poll=lambda _done: meter.read())
         await asyncio.sleep(0.3)   # a reading after the last record (snapshots are published each second)
         meter.read()
+        alerts, digest = await stored_alerts(redis)
     finally:
         for w in workers:
             w.terminate()
@@ -162,7 +166,23 @@ async def _step(settings: Settings, count: int, db: int, records: int) -> dict:
             "worker_median_records_per_s": round(float(np.median(own_rates)), 1),
             "workers_reporting": len(snaps), "cores": cores, "machine_busy": busy,
             "signals": sum(sum(s["signals"].values()) for s in snaps),
-            "alert_changes": sum(sum(s["alerts"].values()) for s in snaps)}
+            "alert_changes": sum(sum(s["alerts"].values()) for s in snaps),
+            "alerts": alerts, "alerts_digest": digest}
+
+
+async def stored_alerts(redis: aioredis.Redis) -> tuple[int, str]:
+    """How many alerts the store holds, and a digest of their documents (the same records give the same one).
+
+    The changes each worker counted are not compared: one alert change stands for however many of a
+    situation's signals fell in one batch, and where batches end depends on timing.
+    """
+    ids = await redis.zrange(IDX.format("time"), 0, -1)
+    async with redis.pipeline(transaction=False) as pipe:
+        for alert_id in ids:
+            pipe.hget(ALERT_KEY.format(alert_id.decode()), "doc")
+        docs = await pipe.execute()
+    digest = hashlib.sha256(b"\n".join(sorted(d for d in docs if d is not None)))
+    return len(ids), digest.hexdigest()[:16]
 
 
 def _cores(value: float | None) -> str:
