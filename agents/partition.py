@@ -15,7 +15,7 @@ import asyncio
 import bisect
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,7 +30,7 @@ from settings import Settings
 from state.checkpoint import CheckpointStore
 from state.refdata import RefData
 from streams.deadletter import dead_letter
-from streams.envelope import decode
+from streams.envelope import Decoded, decode, decoded, parse_all
 from streams.partitioner import partitions_of
 from streams.registry import Source
 
@@ -109,30 +109,18 @@ class PartitionRunner:
             await self._process(messages)
 
     async def _process(self, messages: list[Message]) -> None:
-        source, topic = self.source.name, self.source.topic
-        records: list = []
-        starts: list[int] = []          # per decoded message: index of its first record
-        decoded_from: list[Message] = []
+        source = self.source.name
         dead: list[dict] = []
-        for msg in messages:
-            if msg.offset <= self.restored_offset:
-                continue  # already in the restored state
-            decoded = decode(msg.value, self.settings.max_message_bytes)
-            if decoded.reason:
-                dead.append(dead_letter(source, topic, self.partition, msg.offset, decoded.reason,
-                                        decoded.detail, msg.value or b""))
-                continue
-            starts.append(len(records))
-            decoded_from.append(msg)
-            records += decoded.records
-            if len(records) >= self.settings.engine_batch_records:
-                # A bounded slice at a time, yielding in between: other partitions (and the
-                # alerts they hold) do not wait behind one partition's backlog.
-                await self._run(records, starts, decoded_from, dead)
-                records, starts, decoded_from = [], [], []
-                await asyncio.sleep(0)
-        if records:
-            await self._run(records, starts, decoded_from, dead)
+        fresh = messages
+        if messages and messages[0].offset <= self.restored_offset:   # some are in the restored state
+            fresh = [m for m in messages if m.offset > self.restored_offset]
+        limit = self.settings.max_message_bytes
+        docs = parse_all([m.value for m in fresh], limit)
+        if docs is not None and set(map(type, docs)) == {dict}:
+            await self._process_sent_records(fresh, docs, dead)
+        else:
+            held = map(decoded, docs) if docs is not None else (decode(m.value, limit) for m in fresh)
+            await self._process_each(fresh, held, dead)
         for d in dead:
             self.metrics.dead(source, d["reason"])
         await self.outputs.dead_letters(dead)
@@ -144,8 +132,44 @@ class PartitionRunner:
         if self._checkpoint_due():
             await self._checkpoint()
 
-    async def _run(self, records: list, starts: list[int], decoded_from: list[Message], dead: list[dict]) -> None:
-        """Records of consecutive messages through the engine; results out; rejects mapped to their message."""
+    async def _process_sent_records(self, messages: list[Message], records: list[dict], dead: list[dict]) -> None:
+        """Messages that each hold one record (``records``), through the engine in bounded slices."""
+        step = self.settings.engine_batch_records
+        for a in range(0, len(records), step):
+            if a:
+                await asyncio.sleep(0)   # between slices, as in _process_each
+            piece = records[a:a + step]
+            await self._run(piece, list(range(len(piece))), messages[a:a + step], dead, as_sent=True)
+
+    async def _process_each(self, messages: list[Message], held: Iterable[Decoded], dead: list[dict]) -> None:
+        """Messages with what each holds: batches of records through the engine, bad messages to ``dead``."""
+        source, topic = self.source.name, self.source.topic
+        records: list = []
+        starts: list[int] = []          # per decoded message: index of its first record
+        decoded_from: list[Message] = []
+        for msg, got in zip(messages, held):
+            if got.reason:
+                dead.append(dead_letter(source, topic, self.partition, msg.offset, got.reason, got.detail,
+                                        msg.value or b""))
+                continue
+            starts.append(len(records))
+            decoded_from.append(msg)
+            records += got.records
+            if len(records) >= self.settings.engine_batch_records:
+                # A bounded slice at a time, yielding in between: other partitions (and the
+                # alerts they hold) do not wait behind one partition's backlog.
+                await self._run(records, starts, decoded_from, dead)
+                records, starts, decoded_from = [], [], []
+                await asyncio.sleep(0)
+        if records:
+            await self._run(records, starts, decoded_from, dead)
+
+    async def _run(self, records: list, starts: list[int], decoded_from: list[Message], dead: list[dict],
+                   as_sent: bool = False) -> None:
+        """Records of consecutive messages through the engine; results out; rejects mapped to their message.
+
+        ``as_sent``: each record is the whole of its message, read by orjson, so its value is the record's JSON.
+        """
         source, topic = self.source.name, self.source.topic
         ref, model = self.refdata(), self.model()
         if ref is not self.engine.refdata:
@@ -156,7 +180,7 @@ class PartitionRunner:
         out = self.engine.process(records, owner=lambda new: partitions_of(new, self.partitions) == self.partition)
         starts.append(len(records))
         if self.archive is not None and out.accepted:
-            await self._archive(records, starts, decoded_from, out)
+            await self._archive(records, starts, decoded_from, out, as_sent)
         for rej in out.rejects:
             m_i = bisect.bisect_right(starts, rej.position) - 1
             msg = decoded_from[m_i]
@@ -170,14 +194,17 @@ class PartitionRunner:
         await self.outputs.signals(out.signals)
         self.metrics.processed(source, len(records), out.accepted, len(out.signals), len(out.forward))
 
-    async def _archive(self, records: list, starts: list[int], decoded_from: list[Message], out: Outcome) -> None:
+    async def _archive(self, records: list, starts: list[int], decoded_from: list[Message], out: Outcome,
+                       as_sent: bool) -> None:
         """Accepted records to the replay log, each with the offset of the message it came in.
 
-        Encoding and compression run in a thread (zstd releases the GIL), so other partitions go on.
+        Records that came as sent are archived as their message's bytes, not encoded again. Compression
+        runs in a thread (zstd releases the GIL), so other partitions go on.
         """
         message_offsets = np.fromiter((m.offset for m in decoded_from), dtype=np.int64, count=len(decoded_from))
         offsets = message_offsets[np.searchsorted(starts, out.positions, side="right") - 1]
-        accepted = [records[i] for i in out.positions.tolist()]
+        positions = out.positions.tolist()
+        accepted = [decoded_from[i].value for i in positions] if as_sent else [records[i] for i in positions]
         try:
             await asyncio.to_thread(self.archive.append, offsets, out.ts, accepted)
         except OSError as exc:

@@ -82,7 +82,8 @@ class PartitionArchive:
         return last
 
     def append(self, offsets: np.ndarray, ts: np.ndarray, records: list) -> None:
-        """Accepted records in offset order, with their offsets and event times (epoch s).
+        """Accepted records in offset order (dicts, or each one's JSON as bytes), with their offsets and
+        event times (epoch s).
 
         Offsets at or below :attr:`last_offset` are already archived and skipped. A record
         goes to the segment of the newest event-time hour seen so far, so one arriving

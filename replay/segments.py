@@ -82,10 +82,15 @@ class SegmentWriter:
         self._file.write(MAGIC)
 
     def append(self, offsets: list[int], ts: list[float], records: list) -> None:
-        """One frame of records (in offset order) with their Kafka offsets and event times."""
+        """One frame of records (in offset order) with their Kafka offsets and event times; ``records``
+        are dicts, or each record's JSON as bytes (as it came: it goes in without being encoded again)."""
         if not records:
             return
-        body = _compressor(self.level).compress(orjson.dumps({"o": offsets, "t": ts, "r": records}))
+        if type(records[0]) is bytes:
+            doc = b'{"o":%b,"t":%b,"r":[%b]}' % (orjson.dumps(offsets), orjson.dumps(ts), b",".join(records))
+        else:
+            doc = orjson.dumps({"o": offsets, "t": ts, "r": records})
+        body = _compressor(self.level).compress(doc)
         self._file.write(_LEN.pack(len(body)) + body)
         account(self.entry, offsets, ts, _LEN.size + len(body))
 

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from itertools import repeat
 
 import numpy as np
 
@@ -31,7 +32,7 @@ class SlotMap:
         """Rows of ``entities``, adding the ones never seen that ``admit`` accepts (given the new ids,
         it says yes or no to each; all by default); -1 for the ones it refuses."""
         get = self._slot.get
-        rows = [get(e, -1) for e in entities]
+        rows = list(map(get, entities, repeat(-1)))
         if -1 in rows:
             missing = [i for i, row in enumerate(rows) if row == -1]
             new = list(dict.fromkeys([entities[i] for i in missing]))

@@ -208,3 +208,32 @@ def test_a_failing_disk_loses_archive_records_never_detection(tmp_path):
     assert len(opened) == 2 and committed[-1] == 160
     # The first batch, then nothing until the log was reopened: the gap is 40..119, and it was reported.
     assert _archived_offsets(tmp_path / "archive") == [*range(40), *range(120, 160)]
+
+
+def test_records_are_archived_as_they_were_read_whether_sent_alone_or_in_arrays(tmp_path):
+    """A batch of one-record messages is archived from the messages' own bytes; a batch with an array,
+    a bad message and a NaN literal (read by the standard library) goes record by record. Replay reads
+    back exactly the accepted records, with their offsets."""
+    def rec(o, **extra):
+        return {"entity": f"m{o % 3}", "ts": T0 + 60.0 * o, "value": float(o), **extra}
+
+    alone = [Message(o, b" " + orjson.dumps(rec(o, note="\u6c34 \"q\"")) + b"\n") for o in range(4)]
+    mixed = [Message(4, orjson.dumps([rec(4), rec(5)])), Message(5, b"{not json"),
+             Message(6, b'{"entity": "m0", "ts": %r, "value": 6.0, "spare": NaN}' % (T0 + 360.0)),
+             Message(7, orjson.dumps(rec(7, value="seven")))]   # rejected: wrong type
+
+    async def run():
+        runner, _ = _runner(tmp_path, lambda run: PartitionArchive(tmp_path / "archive", "metric", 0, run=run))
+        await runner.restore()
+        await runner.process(alone)
+        await runner.process(mixed)
+        await runner.close()
+        return runner
+
+    runner = asyncio.run(run())
+    frames = [f for path in sorted((tmp_path / "archive").rglob("*.wseg")) for f in seg.read(path)]
+    assert [f.offsets for f in frames] == [[0, 1, 2, 3], [4, 4, 6]]
+    assert [r for f in frames for r in f.records] == [
+        *(rec(o, note="\u6c34 \"q\"") for o in range(4)), rec(4), rec(5),
+        {"entity": "m0", "ts": T0 + 360.0, "value": 6.0, "spare": None}]
+    assert runner.metrics.dead_letters == {"metric:not_json": 1, "metric:wrong_type": 1}
