@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from itertools import repeat
+from itertools import compress, repeat
 
 import numpy as np
 
@@ -32,15 +32,15 @@ class SlotMap:
         """Rows of ``entities``, adding the ones never seen that ``admit`` accepts (given the new ids,
         it says yes or no to each; all by default); -1 for the ones it refuses."""
         get = self._slot.get
-        rows = list(map(get, entities, repeat(-1)))
-        if -1 in rows:
-            missing = [i for i, row in enumerate(rows) if row == -1]
-            new = list(dict.fromkeys([entities[i] for i in missing]))
+        rows = np.fromiter(map(get, entities, repeat(-1)), dtype=np.int64, count=len(entities))
+        missing = np.flatnonzero(rows < 0)
+        if len(missing):
+            unseen = [entities[i] for i in missing.tolist()]
+            new = list(dict.fromkeys(unseen))
             if admit is not None:
-                new = [e for e, ok in zip(new, admit(new).tolist()) if ok]
+                new = list(compress(new, admit(new).tolist()))
             start = len(self.entities)
             self._slot.update(zip(new, range(start, start + len(new))))
             self.entities += new
-            for i in missing:
-                rows[i] = get(entities[i], -1)
-        return np.fromiter(rows, dtype=np.int64, count=len(rows))
+            rows[missing] = np.fromiter(map(get, unseen, repeat(-1)), dtype=np.int64, count=len(unseen))
+        return rows

@@ -10,6 +10,7 @@ exists, a list of entity-id patterns in the same table.
 from __future__ import annotations
 
 import fnmatch
+import re
 from pathlib import Path
 
 import numpy as np
@@ -73,6 +74,8 @@ class VehicleMovements:
 
     def __init__(self, source: Source, state: EntityState):
         self.source, self.spec = source, source.vehicle
+        # One regex for the id patterns (none: "(?!)" matches nothing), asked once per vehicle first seen.
+        self.hazardous_id = re.compile("|".join(map(fnmatch.translate, self.spec.hazardous)) or "(?!)").match
         self.file_zones = self.zones = _zones_for(source)
         self.speed_i = state.numeric.index("speed")
         for col, fill in (("since", np.nan), ("dwell_alerted", np.nan), ("night", np.nan)):   # times
@@ -95,7 +98,7 @@ class VehicleMovements:
         if self.ref.vehicles:
             vehicle = self.ref.vehicles.get(entity)
             return vehicle is not None and vehicle.hazardous
-        return any(fnmatch.fnmatchcase(entity, p) for p in self.spec.hazardous)
+        return self.hazardous_id(entity) is not None
 
     def _hazmat(self, rows: np.ndarray, state: EntityState) -> np.ndarray:
         """Per record (rows in sequence order): whether its vehicle carries hazardous goods (cached per row)."""
