@@ -231,6 +231,7 @@ class Worker:
             runner = self.runners.pop((source.name, tp.partition), None) if source else None
             if runner is not None:
                 await runner.close()
+                self.metrics.released(source.name, tp.partition)
 
     async def _checkpoint_all(self) -> None:
         for runner in list(self.runners.values()):

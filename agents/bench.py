@@ -103,7 +103,7 @@ async def _bench(settings: Settings, registry: Registry, records: int, entities:
         "alert_changes": sum(snap["alerts"].values()),
         "bytes_per_entity": round((snap["rss"] - snap["rss_at_start"]) / known, 1),
         "worker_rss_mb": round(snap["rss"] / 2**20, 1),
-        "checkpoint_bytes_per_entity": round(snap["checkpoint_bytes"] / known, 1),
+        "checkpoint_bytes_per_entity": round(snap["checkpoint_bytes"] / max(snap["checkpoint_entities"], 1), 1),
         "archive_bytes_per_record": round(archived / max(sum(snap["records"].values()), 1), 1),
     }
 

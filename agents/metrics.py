@@ -26,8 +26,10 @@ class WorkerMetrics:
         self.alerts: Counter[str] = Counter()     # alert changes by event (opened, merged, ...)
         self.forwarded: Counter[str] = Counter()
         self.dead_letters: Counter[str] = Counter()
-        self.state_bytes: dict[str, int] = {}
+        # per "source:partition" held here: entities in state now, and bytes and entities of the last checkpoint
         self.entities: dict[str, int] = {}
+        self.state_bytes: dict[str, int] = {}
+        self.checkpoint_entities: dict[str, int] = {}
         self.started = time.time()
         self.first_record_at: float | None = None
         self.last_record_at: float | None = None
@@ -53,9 +55,17 @@ class WorkerMetrics:
     def dead(self, source: str, reason: str) -> None:
         self.dead_letters[f"{source}:{reason}"] += 1
 
+    def held(self, source: str, partition: int, entities: int) -> None:
+        self.entities[f"{source}:{partition}"] = entities
+
     def checkpointed(self, source: str, partition: int, nbytes: int, entities: int) -> None:
         self.state_bytes[f"{source}:{partition}"] = nbytes
-        self.entities[f"{source}:{partition}"] = entities
+        self.checkpoint_entities[f"{source}:{partition}"] = entities
+
+    def released(self, source: str, partition: int) -> None:
+        """The partition went to another worker: its state is no longer counted here."""
+        for counts in (self.entities, self.state_bytes, self.checkpoint_entities):
+            counts.pop(f"{source}:{partition}", None)
 
     def snapshot(self) -> dict:
         return {
@@ -70,6 +80,7 @@ class WorkerMetrics:
             "dead_letters": dict(self.dead_letters),
             "entities": sum(self.entities.values()),
             "checkpoint_bytes": sum(self.state_bytes.values()),
+            "checkpoint_entities": sum(self.checkpoint_entities.values()),
             "first_record_at": self.first_record_at,
             "last_record_at": self.last_record_at,
             "rss": psutil.Process().memory_info().rss,

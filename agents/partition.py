@@ -100,6 +100,7 @@ class PartitionRunner:
                         self.source.name, self.partition, exc, found.offset)
         self.engine.use_refdata(self.refdata())   # lookups cached in the restored state may be stale
         self.restored_offset = self.offset = self.checkpointed = found.offset
+        self.metrics.held(self.source.name, self.partition, len(self.engine.state))
         log.info("%s/%d: restored %d entities at offset %d", self.source.name, self.partition,
                  len(self.engine.state), found.offset)
 
@@ -193,6 +194,7 @@ class PartitionRunner:
         await self.alert(out.signals)
         await self.outputs.signals(out.signals)
         self.metrics.processed(source, len(records), out.accepted, len(out.signals), len(out.forward))
+        self.metrics.held(source, self.partition, len(self.engine.state))
 
     async def _archive(self, records: list, starts: list[int], decoded_from: list[Message], out: Outcome,
                        as_sent: bool) -> None:
