@@ -26,10 +26,9 @@ from urllib.parse import urlsplit, urlunsplit
 import numpy as np
 import orjson
 import psutil
-import redis.asyncio as aioredis
 from rich.table import Table
 
-from agents.alert_store import ALERT_KEY, IDX
+from agents.alert_store import AlertStore
 from agents.bench import console, raw_ceiling, send_backlog, start_worker, wait_processed
 from agents.stack import embedded_stack
 from settings import Settings
@@ -146,7 +145,7 @@ async def _step(settings: Settings, count: int, db: int, records: int) -> dict:
         snaps = await wait_processed(redis, records, workers, on_poll=lambda _done: meter.read())
         await asyncio.sleep(0.3)   # a reading after the last record (snapshots are published each second)
         meter.read()
-        alerts, digest = await stored_alerts(redis)
+        alerts, digest = await _stored_alerts(AlertStore(redis, step))
     finally:
         for w in workers:
             w.terminate()
@@ -170,19 +169,15 @@ async def _step(settings: Settings, count: int, db: int, records: int) -> dict:
             "alerts": alerts, "alerts_digest": digest}
 
 
-async def stored_alerts(redis: aioredis.Redis) -> tuple[int, str]:
-    """How many alerts the store holds, and a digest of their documents (the same records give the same one).
+async def _stored_alerts(store: AlertStore) -> tuple[int, str]:
+    """How many alerts the store holds, and a digest of them (the same records give the same one).
 
     The changes each worker counted are not compared: one alert change stands for however many of a
     situation's signals fell in one batch, and where batches end depends on timing.
     """
-    ids = await redis.zrange(IDX.format("time"), 0, -1)
-    async with redis.pipeline(transaction=False) as pipe:
-        for alert_id in ids:
-            pipe.hget(ALERT_KEY.format(alert_id.decode()), "doc")
-        docs = await pipe.execute()
-    digest = hashlib.sha256(b"\n".join(sorted(d for d in docs if d is not None)))
-    return len(ids), digest.hexdigest()[:16]
+    alerts = await store.list(limit=2**31)
+    digest = hashlib.sha256(b"\n".join(sorted(orjson.dumps(a, option=orjson.OPT_SORT_KEYS) for a in alerts)))
+    return len(alerts), digest.hexdigest()[:16]
 
 
 def _cores(value: float | None) -> str:

@@ -30,7 +30,7 @@ from settings import Settings
 from state.checkpoint import CheckpointStore
 from state.refdata import RefData
 from streams.deadletter import dead_letter
-from streams.envelope import Decoded, decode, decoded, parse_all
+from streams.envelope import Decoded, decode, from_doc, parse_all
 from streams.partitioner import partitions_of
 from streams.registry import Source
 
@@ -120,7 +120,7 @@ class PartitionRunner:
         if docs is not None and set(map(type, docs)) == {dict}:
             await self._process_sent_records(fresh, docs, dead)
         else:
-            held = map(decoded, docs) if docs is not None else (decode(m.value, limit) for m in fresh)
+            held = map(from_doc, docs) if docs is not None else (decode(m.value, limit) for m in fresh)
             await self._process_each(fresh, held, dead)
         for d in dead:
             self.metrics.dead(source, d["reason"])

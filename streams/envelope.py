@@ -46,10 +46,10 @@ def decode(value: bytes | None, max_bytes: int = 1_000_000) -> Decoded:
             doc = json.loads(value)
         except (ValueError, RecursionError) as exc:
             return Decoded(reason="not_json", detail=str(exc)[:200])
-    return decoded(doc)
+    return from_doc(doc)
 
 
-def decoded(doc: object) -> Decoded:
+def from_doc(doc: object) -> Decoded:
     """What a message holds, given its parsed JSON."""
     if isinstance(doc, list):
         return Decoded(records=doc, batch=True)

@@ -139,9 +139,9 @@ def _runner(tmp_path, archive_factory):
 
     async def alert(signals): pass
 
-    settings = Settings(partitions=1, data_dir=tmp_path, checkpoint_interval_s=3600.0)
+    settings, ref = Settings(partitions=1, data_dir=tmp_path, checkpoint_interval_s=3600.0), RefData.empty()
     runner = PartitionRunner(load_registry()["metric"], 0, settings, _Outputs(), _Checkpoints(), WorkerMetrics(),
-                             commit, alert, RefData.empty, Health(), archive=archive_factory)
+                             commit, alert, lambda: ref, Health(), archive=archive_factory)
     return runner, committed
 
 
@@ -150,8 +150,12 @@ def _messages(first: int, n: int) -> list[Message]:
             for o in range(first, first + n)]
 
 
+def _frames(root) -> list[seg.Frame]:
+    return [frame for path in sorted(root.rglob("*.wseg")) for frame in seg.read(path)]
+
+
 def _frames_offsets(root) -> list[int]:
-    return [o for path in sorted(root.rglob("*.wseg")) for frame in seg.read(path) for o in frame.offsets]
+    return [o for frame in _frames(root) for o in frame.offsets]
 
 
 def test_every_record_is_archived_and_synced_before_its_offset_is_committed(tmp_path):
@@ -231,7 +235,7 @@ def test_records_are_archived_as_they_were_read_whether_sent_alone_or_in_arrays(
         return runner
 
     runner = asyncio.run(run())
-    frames = [f for path in sorted((tmp_path / "archive").rglob("*.wseg")) for f in seg.read(path)]
+    frames = _frames(tmp_path / "archive")
     assert [f.offsets for f in frames] == [[0, 1, 2, 3], [4, 4, 6]]
     assert [r for f in frames for r in f.records] == [
         *(rec(o, note="\u6c34 \"q\"") for o in range(4)), rec(4), rec(5),
