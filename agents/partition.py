@@ -36,6 +36,9 @@ from streams.registry import Source
 
 log = logging.getLogger(__name__)
 
+SENT_RECORDS = "records"     # each message value is one record's JSON, read by orjson
+SENT_MESSAGES = "messages"   # every message value was read by orjson (a record or an array of them)
+
 
 @dataclass(slots=True)
 class Message:
@@ -61,6 +64,7 @@ class PartitionRunner:
         self._open_archive = archive
         self.archive: PartitionArchive | None = None
         self.archiving = settings.archive_enabled   # a replay log to keep (reopened after a failure)
+        self._appending: tuple[asyncio.Future, int] | None = None   # the append in flight, its first offset
         self.partitions = source.partition_count(settings.partitions)   # the topic's real count, in restore()
         self.lock = asyncio.Lock()
         self.restored_offset = -1   # records up to this offset are in the restored state
@@ -120,8 +124,10 @@ class PartitionRunner:
         if docs is not None and set(map(type, docs)) == {dict}:
             await self._process_sent_records(fresh, docs, dead)
         else:
-            held = map(from_doc, docs) if docs is not None else (decode(m.value, limit) for m in fresh)
-            await self._process_each(fresh, held, dead)
+            if docs is not None:
+                await self._process_each(fresh, map(from_doc, docs), dead, sent=SENT_MESSAGES)
+            else:
+                await self._process_each(fresh, (decode(m.value, limit) for m in fresh), dead)
         for d in dead:
             self.metrics.dead(source, d["reason"])
         await self.outputs.dead_letters(dead)
@@ -140,9 +146,10 @@ class PartitionRunner:
             if a:
                 await asyncio.sleep(0)   # between slices, as in _process_each
             piece = records[a:a + step]
-            await self._run(piece, list(range(len(piece))), messages[a:a + step], dead, as_sent=True)
+            await self._run(piece, list(range(len(piece))), messages[a:a + step], dead, sent=SENT_RECORDS)
 
-    async def _process_each(self, messages: list[Message], held: Iterable[Decoded], dead: list[dict]) -> None:
+    async def _process_each(self, messages: list[Message], held: Iterable[Decoded], dead: list[dict],
+                            sent: str | None = None) -> None:
         """Messages with what each holds: batches of records through the engine, bad messages to ``dead``."""
         source, topic = self.source.name, self.source.topic
         records: list = []
@@ -159,17 +166,17 @@ class PartitionRunner:
             if len(records) >= self.settings.engine_batch_records:
                 # A bounded slice at a time, yielding in between: other partitions (and the
                 # alerts they hold) do not wait behind one partition's backlog.
-                await self._run(records, starts, decoded_from, dead)
+                await self._run(records, starts, decoded_from, dead, sent)
                 records, starts, decoded_from = [], [], []
                 await asyncio.sleep(0)
         if records:
-            await self._run(records, starts, decoded_from, dead)
+            await self._run(records, starts, decoded_from, dead, sent)
 
     async def _run(self, records: list, starts: list[int], decoded_from: list[Message], dead: list[dict],
-                   as_sent: bool = False) -> None:
+                   sent: str | None = None) -> None:
         """Records of consecutive messages through the engine; results out; rejects mapped to their message.
 
-        ``as_sent``: each record is the whole of its message, read by orjson, so its value is the record's JSON.
+        ``sent``: what the message values are to the replay log (see :meth:`_archive`).
         """
         source, topic = self.source.name, self.source.topic
         ref, model = self.refdata(), self.model()
@@ -181,7 +188,7 @@ class PartitionRunner:
         out = self.engine.process(records, owner=lambda new: partitions_of(new, self.partitions) == self.partition)
         starts.append(len(records))
         if self.archive is not None and out.accepted:
-            await self._archive(records, starts, decoded_from, out, as_sent)
+            await self._archive(records, starts, decoded_from, out, sent)
         for rej in out.rejects:
             m_i = bisect.bisect_right(starts, rej.position) - 1
             msg = decoded_from[m_i]
@@ -197,20 +204,39 @@ class PartitionRunner:
         self.metrics.held(source, self.partition, len(self.engine.state))
 
     async def _archive(self, records: list, starts: list[int], decoded_from: list[Message], out: Outcome,
-                       as_sent: bool) -> None:
+                       sent: str | None) -> None:
         """Accepted records to the replay log, each with the offset of the message it came in.
 
-        Records that came as sent are archived as their message's bytes, not encoded again. Compression
-        runs in a thread (zstd releases the GIL), so other partitions go on.
+        Records go in as their message's bytes, not encoded again, where those are known to be their JSON:
+        ``sent`` is SENT_RECORDS when each message is one record read by orjson, SENT_MESSAGES when every
+        message was read by orjson (a message whose records are all accepted goes in as sent). The append
+        runs in a thread (zstd releases the GIL) while this partition goes on with its next batch: one
+        append in flight at a time, in order, and settled before a checkpoint syncs the log.
         """
         message_offsets = np.fromiter((m.offset for m in decoded_from), dtype=np.int64, count=len(decoded_from))
         offsets = message_offsets[np.searchsorted(starts, out.positions, side="right") - 1]
         positions = out.positions.tolist()
-        accepted = [decoded_from[i].value for i in positions] if as_sent else [records[i] for i in positions]
+        spans = []
+        if sent == SENT_RECORDS:
+            accepted = [decoded_from[i].value for i in positions]
+        else:
+            accepted = [records[i] for i in positions]
+            if sent == SENT_MESSAGES:
+                spans = _whole_messages(starts, out.positions, [m.value for m in decoded_from])
+        await self._archive_settled()
+        if self.archive is not None:   # None: the append before failed
+            append = asyncio.ensure_future(asyncio.to_thread(self.archive.append, offsets, out.ts, accepted, spans))
+            self._appending = append, int(offsets[0])
+
+    async def _archive_settled(self) -> None:
+        """Wait for the append in flight, if any; a failed one is reported as a gap from its first offset."""
+        if self._appending is None:
+            return
+        (append, first), self._appending = self._appending, None
         try:
-            await asyncio.to_thread(self.archive.append, offsets, out.ts, accepted)
+            await append
         except OSError as exc:
-            self._archive_failed("append", exc, int(offsets[0]))
+            self._archive_failed("append", exc, first)
 
     def _archive_failed(self, where: str, exc: OSError, from_offset: int) -> None:
         """A full or failing disk loses archive records, never live detection: report the gap's start."""
@@ -267,6 +293,7 @@ class PartitionRunner:
 
     async def _checkpoint(self) -> None:
         started = self.last_checkpoint = time.monotonic()
+        await self._archive_settled()
         if self.offset <= self.checkpointed:
             return
         await self.outputs.flush()
@@ -285,6 +312,19 @@ class PartitionRunner:
         self.metrics.checkpointed(self.source.name, self.partition, len(blob), len(self.engine.state))
         await self.commit(self.source.topic, self.partition, self.offset + 1)
         self.checkpoint_cost = time.monotonic() - started
+
+
+def _whole_messages(starts: list[int], positions: np.ndarray, values: list[bytes]) -> list[tuple[int, int, bytes]]:
+    """Runs of the accepted records (``positions``; indexes into them) that are all the records of one message
+    (``starts``: each message's first record, then the end), with the message's JSON elements as sent."""
+    bounds = np.searchsorted(positions, starts).tolist()
+    spans = []
+    for i in range(len(values)):
+        took = bounds[i + 1] - bounds[i]
+        if took and took == starts[i + 1] - starts[i]:
+            raw = values[i].strip()   # whitespace as JSON reads it: orjson refused any other
+            spans.append((bounds[i], bounds[i + 1], raw[1:-1] if raw[:1] == b"[" else raw))
+    return spans
 
 
 def _bytes(record: object) -> bytes:

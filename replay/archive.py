@@ -81,9 +81,10 @@ class PartitionArchive:
                 last = max(last, entry["last_offset"])
         return last
 
-    def append(self, offsets: np.ndarray, ts: np.ndarray, records: list) -> None:
+    def append(self, offsets: np.ndarray, ts: np.ndarray, records: list,
+               spans: list[tuple[int, int, bytes]] = ()) -> None:
         """Accepted records in offset order (dicts, or each one's JSON as bytes), with their offsets and
-        event times (epoch s).
+        event times (epoch s); ``spans``: runs of them as they came (see :meth:`SegmentWriter.append`).
 
         Offsets at or below :attr:`last_offset` are already archived and skipped. A record
         goes to the segment of the newest event-time hour seen so far, so one arriving
@@ -95,13 +96,16 @@ class PartitionArchive:
         if not new.all():
             keep = np.flatnonzero(new)
             offsets, ts, records = offsets[keep], ts[keep], [records[i] for i in keep.tolist()]
+            spans = ()   # partly archived before (a batch seen again after a restore): encoded
         hours = np.maximum.accumulate(np.maximum(np.floor(ts / HOUR).astype(np.int64), self.hour))
         cuts = np.flatnonzero(np.diff(hours)) + 1
         for a, b in zip([0, *cuts.tolist()], [*cuts.tolist(), len(hours)]):
             hour = int(hours[a])
             if hour != self.hour:
                 self._rotate(hour, int(offsets[a]))
-            self.writer.append(offsets[a:b].tolist(), ts[a:b].tolist(), records[a:b])
+            # A span cut by the hour goes in encoded.
+            self.writer.append(offsets[a:b].tolist(), ts[a:b].tolist(), records[a:b],
+                               [(s - a, e - a, raw) for s, e, raw in spans if a <= s and e <= b])
         self.last_offset = int(offsets[-1])
 
     def sync(self) -> None:

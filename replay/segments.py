@@ -81,15 +81,16 @@ class SegmentWriter:
         self._file = open(path, "xb")
         self._file.write(MAGIC)
 
-    def append(self, offsets: list[int], ts: list[float], records: list) -> None:
-        """One frame of records (in offset order) with their Kafka offsets and event times; ``records``
-        are dicts, or each record's JSON as bytes (as it came: it goes in without being encoded again)."""
+    def append(self, offsets: list[int], ts: list[float], records: list,
+               spans: list[tuple[int, int, bytes]] = ()) -> None:
+        """One frame of records (in offset order) with their Kafka offsets and event times. ``records``
+        are dicts, or each record's JSON as bytes (as it came: it goes in without being encoded again).
+        ``spans`` (start, end, raw): ``records[start:end]`` as they came, comma-separated JSON (an array
+        message's elements); those go in as sent too."""
         if not records:
             return
-        if type(records[0]) is bytes:
-            doc = b'{"o":%b,"t":%b,"r":[%b]}' % (orjson.dumps(offsets), orjson.dumps(ts), b",".join(records))
-        else:
-            doc = orjson.dumps({"o": offsets, "t": ts, "r": records})
+        joined = b",".join(records) if type(records[0]) is bytes else _joined(records, spans)
+        doc = b'{"o":%b,"t":%b,"r":[%b]}' % (orjson.dumps(offsets), orjson.dumps(ts), joined)
         body = _compressor(self.level).compress(doc)
         self._file.write(_LEN.pack(len(body)) + body)
         account(self.entry, offsets, ts, _LEN.size + len(body))
@@ -111,6 +112,19 @@ class SegmentWriter:
         self._file.close()
         _write_index(self.path, self.entry)
         return self.entry
+
+
+def _joined(records: list, spans: list[tuple[int, int, bytes]]) -> bytes:
+    """The records as comma-separated JSON: the spans' bytes as they came, the rest encoded."""
+    parts, at = [], 0
+    for start, end, raw in spans:
+        if at < start:
+            parts.append(orjson.dumps(records[at:start])[1:-1])
+        parts.append(raw)
+        at = end
+    if at < len(records):
+        parts.append(orjson.dumps(records[at:])[1:-1])
+    return b",".join(parts)
 
 
 def read(path: Path, verify: bool = True, size: int | None = None) -> Iterator[Frame]:

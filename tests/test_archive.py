@@ -241,3 +241,36 @@ def test_records_are_archived_as_they_were_read_whether_sent_alone_or_in_arrays(
         *(rec(o, note="\u6c34 \"q\"") for o in range(4)), rec(4), rec(5),
         {"entity": "m0", "ts": T0 + 360.0, "value": 6.0, "spare": None}]
     assert runner.metrics.dead_letters == {"metric:not_json": 1, "metric:wrong_type": 1}
+
+
+def test_array_messages_go_to_the_replay_log_as_sent_unless_a_record_or_the_hour_splits_them(tmp_path):
+    """Messages all read by orjson: an array whose records are all accepted is archived as its own bytes;
+    one with a rejected record, or one cut by the hour, is encoded; a lone record keeps its bytes. Replay
+    reads back exactly the accepted records with their offsets either way."""
+    def rec(o, minute=None, **extra):
+        return {"entity": f"m{o % 3}", "ts": T0 + 60.0 * (o if minute is None else minute), "value": float(o), **extra}
+
+    whole = b'[ {"entity": "m1",  "ts": %r, "value": 1.0, "note": "\\u6c34"},\n {"entity": "m2", "ts": %r, ' \
+            b'"value": 2.0} ]' % (T0 + 60.0, T0 + 120.0)
+    batch = [Message(0, b"[]"), Message(1, whole),
+             Message(2, orjson.dumps([rec(3), rec(4, value="four"), rec(5)])),   # one rejected: wrong type
+             Message(3, b' {"entity": "m0",   "ts": %r, "value": 6.0}' % (T0 + 360.0)),
+             Message(4, orjson.dumps([rec(7, minute=59), rec(8, minute=61)]))]   # the hour cuts it
+
+    async def run():
+        runner, _ = _runner(tmp_path, lambda run: PartitionArchive(tmp_path / "archive", "metric", 0, run=run))
+        await runner.restore()
+        await runner.process(batch)
+        await runner.close()
+        return runner
+
+    runner = asyncio.run(run())
+    frames = _frames(tmp_path / "archive")
+    assert [f.offsets for f in frames] == [[1, 1, 2, 2, 3, 4], [4]]
+    assert [r for f in frames for r in f.records] == [
+        {"entity": "m1", "ts": T0 + 60.0, "value": 1.0, "note": "\u6c34"}, {"entity": "m2", "ts": T0 + 120.0, "value": 2.0},
+        rec(3), rec(5), {"entity": "m0", "ts": T0 + 360.0, "value": 6.0}, rec(7, minute=59), rec(8, minute=61)]
+    payload = b"".join(raw for path in sorted((tmp_path / "archive").rglob("*.wseg")) for raw in seg._frames(path))
+    assert whole.strip()[1:-1] in payload and b' {"entity": "m0",   "ts"' not in payload   # stripped, as sent
+    assert b'{"entity": "m0",   "ts"' in payload and orjson.dumps(rec(3)) in payload
+    assert runner.metrics.dead_letters == {"metric:wrong_type": 1}
