@@ -33,14 +33,17 @@ class SlotMap:
         it says yes or no to each; all by default); -1 for the ones it refuses."""
         get = self._slot.get
         rows = np.fromiter(map(get, entities, repeat(-1)), dtype=np.int64, count=len(entities))
-        missing = np.flatnonzero(rows < 0)
-        if len(missing):
-            unseen = [entities[i] for i in missing.tolist()]
+        missing = rows < 0
+        if missing.any():
+            unseen = list(compress(entities, missing.tolist()))
             new = list(dict.fromkeys(unseen))
             if admit is not None:
                 new = list(compress(new, admit(new).tolist()))
             start = len(self.entities)
             self._slot.update(zip(new, range(start, start + len(new))))
             self.entities += new
-            rows[missing] = np.fromiter(map(get, unseen, repeat(-1)), dtype=np.int64, count=len(unseen))
+            if len(new) == len(unseen):   # each once, all admitted: rows in order of appearance
+                rows[missing] = np.arange(start, start + len(new))
+            else:
+                rows[missing] = np.fromiter(map(get, unseen, repeat(-1)), dtype=np.int64, count=len(unseen))
         return rows
