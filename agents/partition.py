@@ -121,13 +121,12 @@ class PartitionRunner:
             fresh = [m for m in messages if m.offset > self.restored_offset]
         limit = self.settings.max_message_bytes
         docs = parse_all([m.value for m in fresh], limit)
-        if docs is not None and set(map(type, docs)) == {dict}:
+        if docs is None:   # a message orjson cannot read alone: one by one, each bad one with its reason
+            await self._process_each(fresh, (decode(m.value, limit) for m in fresh), dead)
+        elif set(map(type, docs)) == {dict}:
             await self._process_sent_records(fresh, docs, dead)
         else:
-            if docs is not None:
-                await self._process_each(fresh, map(from_doc, docs), dead, sent=SENT_MESSAGES)
-            else:
-                await self._process_each(fresh, (decode(m.value, limit) for m in fresh), dead)
+            await self._process_each(fresh, map(from_doc, docs), dead, sent=SENT_MESSAGES)
         for d in dead:
             self.metrics.dead(source, d["reason"])
         await self.outputs.dead_letters(dead)
