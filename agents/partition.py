@@ -215,13 +215,11 @@ class PartitionRunner:
         message_offsets = np.fromiter((m.offset for m in decoded_from), dtype=np.int64, count=len(decoded_from))
         offsets = message_offsets[np.searchsorted(starts, out.positions, side="right") - 1]
         positions = out.positions.tolist()
-        spans = []
         if sent == SENT_RECORDS:
-            accepted = [decoded_from[i].value for i in positions]
+            accepted, spans = [decoded_from[i].value for i in positions], ()
         else:
             accepted = [records[i] for i in positions]
-            if sent == SENT_MESSAGES:
-                spans = _whole_messages(starts, out.positions, [m.value for m in decoded_from])
+            spans = _whole_messages(starts, out.positions, decoded_from) if sent == SENT_MESSAGES else ()
         await self._archive_settled()
         if self.archive is not None:   # None: the append before failed
             append = asyncio.ensure_future(asyncio.to_thread(self.archive.append, offsets, out.ts, accepted, spans))
@@ -313,15 +311,15 @@ class PartitionRunner:
         self.checkpoint_cost = time.monotonic() - started
 
 
-def _whole_messages(starts: list[int], positions: np.ndarray, values: list[bytes]) -> list[tuple[int, int, bytes]]:
+def _whole_messages(starts: list[int], positions: np.ndarray, messages: list[Message]) -> list[tuple[int, int, bytes]]:
     """Runs of the accepted records (``positions``; indexes into them) that are all the records of one message
     (``starts``: each message's first record, then the end), with the message's JSON elements as sent."""
     bounds = np.searchsorted(positions, starts).tolist()
     spans = []
-    for i in range(len(values)):
+    for i, message in enumerate(messages):
         took = bounds[i + 1] - bounds[i]
         if took and took == starts[i + 1] - starts[i]:
-            raw = values[i].strip()   # whitespace as JSON reads it: orjson refused any other
+            raw = message.value.strip()   # whitespace as JSON reads it: orjson refused any other
             spans.append((bounds[i], bounds[i + 1], raw[1:-1] if raw[:1] == b"[" else raw))
     return spans
 
