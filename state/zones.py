@@ -24,6 +24,7 @@ from shapely.geometry import shape
 
 
 M_PER_DEG_LON, M_PER_DEG_LAT = 111_320.0, 110_540.0   # a degree of longitude at the equator, of latitude
+GRID_CELLS = 256   # per side of the coarse grid over a kind's zones (see :class:`CellGrid`)
 
 
 def local_xy(lon: np.ndarray, lat: np.ndarray, lat0: float) -> tuple[np.ndarray, np.ndarray]:
@@ -47,6 +48,7 @@ class Zones:
         self.ids, self.names, self.kinds = ids, names, np.array(kinds, dtype=object)
         self.geoms = geoms
         self._tree = STRtree(geoms) if geoms else None
+        self._grids: dict[str, CellGrid] = {}
 
     @classmethod
     def from_geojson(cls, doc: dict, origin: str = "<geojson>") -> Zones:
@@ -80,11 +82,59 @@ class Zones:
         out = np.full(len(lon), -1, dtype=np.int64)
         if self._tree is None or not len(lon):
             return out
-        pts, zone = self._tree.query(shapely.points(lon, lat), predicate="within")
+        grid = self._grids.get(kind)
+        if grid is None:
+            grid = self._grids[kind] = CellGrid([g for g, k in zip(self.geoms, self.kinds) if k == kind])
+        near = grid.near(lon, lat)
+        pts, zone = self._tree.query(shapely.points(lon[near], lat[near]), predicate="within")
         match = self.kinds[zone] == kind
-        out[pts[match]] = zone[match]
+        out[near[pts[match]]] = zone[match]
         return out
 
     def inside(self, lon: np.ndarray, lat: np.ndarray, kind: str) -> np.ndarray:
         """Whether each point is inside any zone of ``kind``."""
         return self.zone_index(lon, lat, kind) >= 0
+
+
+class CellGrid:
+    """A coarse grid over some polygons' bounds, marking the cells that touch one: a point in an unmarked
+    cell is in none of them, so only the few points near a zone pay for an exact test (building a
+    geometry per point was most of a GPS batch's zone work).
+
+    >>> g = CellGrid([shapely.box(0, 0, 1, 1)], cells=4)
+    >>> g.near(np.array([0.5, 3.0, 1.0, np.nan]), np.array([0.5, 0.5, 1.0, 0.0])).tolist()
+    [0, 2]
+    """
+
+    def __init__(self, polygons: list, cells: int = GRID_CELLS):
+        self.cells = cells
+        if not polygons:
+            self.x0 = self.y0 = self.dx = self.dy = 1.0
+            self.touched = np.zeros((1, 1), dtype=bool)
+            return
+        x0, y0, x1, y1 = shapely.total_bounds(polygons)
+        self.dx, self.dy = max(x1 - x0, 1e-9) / cells, max(y1 - y0, 1e-9) / cells
+        self.x0, self.y0 = x0 - self.dx, y0 - self.dy   # a cell of margin all round: see near()
+        i, j = np.meshgrid(np.arange(cells + 2), np.arange(cells + 2), indexing="ij")
+        boxes = shapely.box(self.x0 + i * self.dx, self.y0 + j * self.dy,
+                            self.x0 + (i + 1) * self.dx, self.y0 + (j + 1) * self.dy).ravel()
+        hit = STRtree(polygons).query(boxes, predicate="intersects")[0]
+        touched = np.zeros(boxes.shape, dtype=bool)
+        touched[np.unique(hit)] = True
+        touched = touched.reshape(i.shape)
+        # grown by a cell each way, so a point that rounding puts in the next cell is still tested
+        grown = touched.copy()
+        grown[1:] |= touched[:-1]
+        grown[:-1] |= touched[1:]
+        grown[:, 1:] |= grown[:, :-1].copy()
+        grown[:, :-1] |= grown[:, 1:].copy()
+        self.touched = grown
+
+    def near(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Indexes of the points in a marked cell (NaN and far-away points are not)."""
+        with np.errstate(invalid="ignore"):
+            i = np.floor((x - self.x0) / self.dx)
+            j = np.floor((y - self.y0) / self.dy)
+            inside = (i >= 0) & (i < self.touched.shape[0]) & (j >= 0) & (j < self.touched.shape[1])
+        at = np.flatnonzero(inside)
+        return at[self.touched[i[at].astype(np.intp), j[at].astype(np.intp)]]
