@@ -83,14 +83,14 @@ class AnomalySpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    level_alpha: float = Field(0.01, gt=0, lt=1, description="EW weight of the level model")
-    step_alpha: float = Field(0.05, gt=0, lt=1, description="EW weight of the step (difference) model")
+    level_alpha: float = Field(0.005, gt=0, lt=1, description="EW weight of the level model")
+    step_alpha: float = Field(0.15, gt=0, lt=1, description="EW weight of the step (difference) model")
     scale_floor: float = Field(0.01, ge=0, description="z-score floor as a share of the range seen")
     max_surprise: float = Field(50.0, gt=0)
     short_window: int = Field(15, ge=1, description="records in the recent-surprise mean")
     long_window: int = Field(2000, ge=10, description="records in the surprise's long-run distribution")
     warmup: int = Field(100, ge=1, description="records learned before any alert")
-    threshold: float = Field(0.99999, gt=0.5, lt=1, description="likelihood that raises an alert")
+    threshold: float = Field(0.999995, gt=0.5, lt=1, description="likelihood that raises an alert")
     refractory: int = Field(120, ge=0, description="records after an alert before the next")
     daily_slots: int = Field(24, ge=0, le=288, description="times of day with their own level and step models "
                              "(0: none; each costs 17 bytes per entity and field)")
@@ -98,14 +98,14 @@ class AnomalySpec(BaseModel):
     slot_warmup: int = Field(6, ge=2, le=255, description="records a time of day has learned before its models count")
     bias_alpha: float = Field(0.005, gt=0, lt=1, description="EW weight of the offset between the level and the "
                               "time of day's mean (how fast a lasting level shift is absorbed)")
-    beyond_range: float = Field(0.02, ge=0, description="a value this share of the range seen beyond it is "
+    beyond_range: float = Field(0.03, ge=0, description="a value this share of the range seen beyond it is "
                                 "anomalous whatever its likelihood (0: off) ...")
     beyond_z: float = Field(3.0, ge=0, description="... if it is also this many deviations from what is expected "
                             "there (a clean cycle's noise setting a new extreme is not)")
     shape_memory: int = Field(2048, ge=0, description="records remembered per entity and field, to recognise a "
                               "shape seen before at this time of day (0: off; each costs 8 bytes per entity and field)")
     shape_length: int = Field(24, ge=2, description="records in a shape: the recent run compared with the memory")
-    shape_tolerance: float = Field(0.065, ge=0, description="a remembered shape matches when no record of it is "
+    shape_tolerance: float = Field(0.09, ge=0, description="a remembered shape matches when no record of it is "
                                    "further than this share of the range seen from the recent run's")
     shape_phase_s: float = Field(3600.0, ge=0, le=43200, description="how far apart in time of day a remembered "
                                  "shape may end")
