@@ -354,6 +354,8 @@ def bench(
     plot: Path = typer.Option(None, "--plot", help="with --workers: write a PNG of throughput and cores here"),
 ) -> None:
     """Measure worker throughput, the raw consume ceiling, alert latency and state bytes per entity."""
+    if workers is None and plot is not None:
+        raise typer.BadParameter("plots the scale-out: give --workers too", param_hint="--plot")
     if workers is None:
         from agents.bench import run_bench
 

@@ -55,3 +55,12 @@ def test_scale_out_refuses_more_workers_than_partitions(tmp_path):
                          cwd=ROOT, env=env, capture_output=True, timeout=120)
     assert out.returncode == 2
     assert "3 workers for 2 partitions" in out.stderr.decode()
+
+
+def test_a_plot_without_a_scale_out_is_refused_not_ignored(tmp_path):
+    env = {"PATH": "/usr/bin:/bin", "WARDEN_DATA_DIR": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-m", "agents.cli", "bench", "--records", "1000", "--plot",
+                          str(tmp_path / "scale.png")], cwd=ROOT, env=env, capture_output=True, timeout=120)
+    assert out.returncode == 2
+    assert "give --workers too" in out.stderr.decode()
+    assert not (tmp_path / "scale.png").exists()
