@@ -301,12 +301,12 @@ class PartitionRunner:
         # In a thread, so other partitions go on; this one's state is still, under its lock.
         blob = await asyncio.to_thread(self.engine.state.to_bytes)
         try:
-            await self.checkpoints.save(self.source.name, self.partition, self.offset, blob)
+            stored = await self.checkpoints.save(self.source.name, self.partition, self.offset, blob)
         except UNAVAILABLE as exc:   # nothing committed: the next checkpoint covers these records
             self.health.failed("redis", "checkpoint", exc)
             return
         self.checkpointed = self.offset
-        self.metrics.checkpointed(self.source.name, self.partition, len(blob), len(self.engine.state))
+        self.metrics.checkpointed(self.source.name, self.partition, stored, len(self.engine.state))
         await self.commit(self.source.topic, self.partition, self.offset + 1)
         self.checkpoint_cost = time.monotonic() - started
 

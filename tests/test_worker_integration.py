@@ -9,6 +9,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from models.engine import SourceEngine
+from state.checkpoint import unpack
 from streams.partitioner import partition_for
 from streams.registry import load_registry
 from tests.conftest import run, wait_until
@@ -116,7 +117,7 @@ def _checkpointed_count(stack, source: str, entity: str) -> int:
         blob = stack.redis.hget(f"warden:ckpt:warden:{source}:{part}", "state")
         if blob:
             st = SourceEngine(reg[source], stack.settings).state   # with its detectors' columns
-            st.load_bytes(blob)
+            st.load_bytes(unpack(blob))
             row = st.slots.get(entity)
             if row is not None:
                 return int(st.store["count"][row, 0])
@@ -139,5 +140,5 @@ def test_killed_worker_restores_state_from_checkpoint(stack):
     reg = load_registry(stack.settings)
     part = partition_for(entity, 4)
     st = SourceEngine(reg["metric"], stack.settings).state
-    st.load_bytes(stack.redis.hget(f"warden:ckpt:warden:metric:{part}", "state"))
+    st.load_bytes(unpack(stack.redis.hget(f"warden:ckpt:warden:metric:{part}", "state")))
     assert float(st.store["mean"][0, 0]) == pytest.approx(12.0)  # mean of 0..24
