@@ -11,7 +11,9 @@ import orjson
 import psutil
 import redis.asyncio as aioredis
 
-METRICS_KEY = "warden:metrics:{}"
+from agents import worker_values
+
+METRICS = "warden:metrics"   # each worker's snapshot: warden:metrics:<worker id>
 METRICS_TTL_S = 30
 
 
@@ -88,14 +90,12 @@ class WorkerMetrics:
         }
 
     async def publish(self, redis: aioredis.Redis) -> None:
-        await redis.set(METRICS_KEY.format(self.worker_id), orjson.dumps(self.snapshot()), ex=METRICS_TTL_S)
+        await worker_values.publish(redis, METRICS, self.worker_id, orjson.dumps(self.snapshot()), METRICS_TTL_S)
 
 
 async def read_all(redis: aioredis.Redis) -> list[dict]:
     """Every live worker's latest snapshot."""
-    keys = [k async for k in redis.scan_iter(METRICS_KEY.format("*"))]
-    values = await redis.mget(keys) if keys else []
-    return [orjson.loads(v) for v in values if v]
+    return [orjson.loads(v) for v in await worker_values.read_all(redis, METRICS)]
 
 
 def totals(snapshots: list[dict]) -> tuple[dict[str, int], int]:

@@ -13,8 +13,10 @@ from collections.abc import Callable
 import orjson
 import redis.asyncio as aioredis
 
+from agents import worker_values
+
 WATCHING_KEY = "warden:console:watching"
-POSITIONS_KEY = "warden:positions:{}"
+POSITIONS = "warden:positions"   # each worker's: warden:positions:<worker id>
 WATCH_S, POSITIONS_TTL_S = 30, 10
 
 
@@ -22,17 +24,16 @@ async def share(redis: aioredis.Redis, worker_id: str, positions: Callable[[], l
     """Write this worker's positions if a console is watching; returns whether it did."""
     if not await redis.exists(WATCHING_KEY):
         return False
-    await redis.set(POSITIONS_KEY.format(worker_id), orjson.dumps(positions()), ex=POSITIONS_TTL_S)
+    await worker_values.publish(redis, POSITIONS, worker_id, orjson.dumps(positions()), POSITIONS_TTL_S)
     return True
 
 
 async def gather(redis: aioredis.Redis, own: list[dict]) -> list[dict]:
     """Every worker's shared positions and ``own`` (this worker's, current), the latest per vehicle."""
     await redis.set(WATCHING_KEY, 1, ex=WATCH_S)
-    keys = [k async for k in redis.scan_iter(POSITIONS_KEY.format("*"))]
     latest: dict[str, dict] = {}
-    for raw in (await redis.mget(keys) if keys else []):
-        for p in orjson.loads(raw) if raw else []:
+    for raw in await worker_values.read_all(redis, POSITIONS):
+        for p in orjson.loads(raw):
             if p["entity"] not in latest or p["ts"] > latest[p["entity"]]["ts"]:
                 latest[p["entity"]] = p
     for p in own:

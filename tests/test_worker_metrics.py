@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import asyncio
 
+import orjson
+import redis.asyncio as aioredis
+
+from agents import worker_values
+from agents.metrics import METRICS, read_all
+from state.redis_server import EmbeddedRedis
 from tests.test_archive import _messages, _runner
 
 
@@ -22,3 +28,24 @@ def test_entities_are_counted_as_held_now_and_as_of_the_last_checkpoint(tmp_path
     assert (before["entities"], before["checkpoint_entities"]) == (3, 0)   # not only once checkpointed
     assert (after["entities"], after["checkpoint_entities"]) == (3, 3) and after["checkpoint_bytes"] > 0
     assert (released["entities"], released["checkpoint_entities"], released["checkpoint_bytes"]) == (0, 0, 0)
+
+
+def test_every_live_workers_snapshot_is_read_without_walking_the_keyspace(tmp_path):
+    async def run(url: str):
+        redis = aioredis.Redis.from_url(url)
+        try:
+            await redis.mset({f"warden:alert:{i}": b"{}" for i in range(5000)})   # alerts elsewhere in Redis
+            for worker, ttl in (("w1", 30), ("w2", 30), ("gone", 1)):
+                await worker_values.publish(redis, METRICS, worker, orjson.dumps({"worker": worker}), ttl)
+            await asyncio.sleep(1.5)                                                # "gone" has expired
+            await redis.config_resetstat()
+            snapshots = await read_all(redis)
+            commands = (await redis.info("stats"))["total_commands_processed"]
+            return sorted(s["worker"] for s in snapshots), commands
+        finally:
+            await redis.aclose()
+
+    with EmbeddedRedis(tmp_path) as server:
+        workers, commands = asyncio.run(run(server.url))
+    assert workers == ["w1", "w2"]
+    assert commands <= 3     # the set and one MGET (and INFO itself), not a SCAN round trip per ten keys
