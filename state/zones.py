@@ -107,7 +107,6 @@ class CellGrid:
     """
 
     def __init__(self, polygons: list, cells: int = GRID_CELLS):
-        self.cells = cells
         if not polygons:
             self.x0 = self.y0 = self.dx = self.dy = 1.0
             self.touched = np.zeros((1, 1), dtype=bool)
@@ -120,7 +119,7 @@ class CellGrid:
                             self.x0 + (i + 1) * self.dx, self.y0 + (j + 1) * self.dy).ravel()
         hit = STRtree(polygons).query(boxes, predicate="intersects")[0]
         touched = np.zeros(boxes.shape, dtype=bool)
-        touched[np.unique(hit)] = True
+        touched[hit] = True
         touched = touched.reshape(i.shape)
         # grown by a cell each way, so a point that rounding puts in the next cell is still tested
         grown = touched.copy()

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
-import pytest
+from pathlib import Path
 
+import numpy as np
+import pytest
+import shapely
+from shapely import STRtree
+
+import state
 from models.engine import SourceEngine
 from settings import Settings
+from state.zones import Zones
 from streams.registry import load_registry
 
 NOON = 1_767_240_000          # 2026-01-01 12:00 local (UTC+8)
@@ -90,3 +97,22 @@ def test_route_corridor_and_hazardous_speed_from_the_vehicle_registry(cut):
     assert {a["evidence"]["routes"] == ["r1"] for a in alerts if a["kind"] == "off_route"} == {True}
     # The van (not hazardous) drove off the route at 95 km/h: neither is an alert for it.
     assert not [a for a in alerts if a["entity"] == "van-1" and a["kind"] not in ("signal_lost_moving", "silent")]
+
+
+def test_the_zone_grid_gives_exactly_the_plain_point_in_polygon_answer():
+    """The coarse grid only spares far points the exact test: near every edge, and far away, the zone found
+    is the one a plain STRtree query of every point finds."""
+    zones = Zones.load(Path(state.__file__).parent / "data" / "city_zones.geojson")
+    rng = np.random.default_rng(3)
+    lon, lat = rng.uniform(120.3, 120.9, 100_000), rng.uniform(31.0, 31.6, 100_000)
+    edges = np.concatenate([shapely.get_coordinates(shapely.segmentize(g.exterior, 0.001)) for g in zones.geoms])
+    jitter = np.repeat(edges, 50, axis=0) + rng.normal(0, 1e-6, (len(edges) * 50, 2))
+    lon, lat = np.concatenate([lon, jitter[:, 0]]), np.concatenate([lat, jitter[:, 1]])
+    pts, zone = STRtree(zones.geoms).query(shapely.points(lon, lat), predicate="within")
+    for kind in sorted(set(zones.kinds)):
+        plain = np.full(len(lon), -1)
+        match = zones.kinds[zone] == kind
+        plain[pts[match]] = zone[match]
+        found = zones.zone_index(lon, lat, kind)
+        assert (plain >= 0).sum() > 1000          # many points inside, many just outside
+        assert np.array_equal(found, plain)
