@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import orjson
 import shapely
+from scipy.ndimage import binary_dilation
 from shapely import STRtree
 from shapely.geometry import shape
 
@@ -120,14 +121,8 @@ class CellGrid:
         hit = STRtree(polygons).query(boxes, predicate="intersects")[0]
         touched = np.zeros(boxes.shape, dtype=bool)
         touched[hit] = True
-        touched = touched.reshape(i.shape)
         # grown by a cell each way, so a point that rounding puts in the next cell is still tested
-        grown = touched.copy()
-        grown[1:] |= touched[:-1]
-        grown[:-1] |= touched[1:]
-        grown[:, 1:] |= grown[:, :-1].copy()
-        grown[:, :-1] |= grown[:, 1:].copy()
-        self.touched = grown
+        self.touched = binary_dilation(touched.reshape(i.shape), structure=np.ones((3, 3), dtype=bool))
 
     def near(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         """Indexes of the points in a marked cell (NaN and far-away points are not)."""
