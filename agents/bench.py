@@ -9,6 +9,8 @@
    the alert's entry in the Redis stream gives p50/p99.
 5. The worker's resident memory at the end, and its growth divided by its entities: bytes per entity.
 6. The replay log it wrote (in a temporary folder, deleted after): bytes per record.
+7. That log replayed in this process, as ``warden replay`` does: records/s, and whether it gives the
+   alerts the live worker stored (same ids).
 """
 
 from __future__ import annotations
@@ -30,11 +32,16 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from agents.alert_store import ALERT_STREAM, AlertStore
 from agents.metrics import read_all
-from agents.alert_store import ALERT_STREAM
 from agents.stack import child_env, embedded_stack
+from models.fusion import FusionBook, load_patterns
+from models.incidents import IncidentBook, QuietPeriods
+from replay.archive import read_records, segments
+from replay.offline import Engines, merger, replay_archive
 from settings import Settings
 from state.redis_client import redis_client
+from state.refdata import RefData
 from streams.broker import free_port
 from streams.kafka_client import kafka_options
 from streams.producer import BatchingProducer
@@ -81,12 +88,16 @@ async def _bench(settings: Settings, registry: Registry, records: int, entities:
         rate = records / max(snap["last_record_at"] - snap["first_record_at"], 1e-9)
         latencies = await _latency(settings, redis, producer, sim, topics, latency_rate, probes)
         snap = (await read_all(redis))[0]
+        worker.terminate()
+        worker.wait(30)
+        live_ids = {a["id"] for a in await AlertStore(redis, settings).list(limit=2**31)}
+        archived = sum(p.stat().st_size for p in archive.rglob("*.wseg"))
+        replayed, replay_rate, replay_ids = replay_log(settings, registry, archive)
     finally:
         worker.terminate()
         worker.wait(30)
         await producer.stop()
         await redis.aclose()
-        archived = sum(p.stat().st_size for p in archive.rglob("*.wseg"))
         shutil.rmtree(archive, ignore_errors=True)
     known = max(snap["entities"], 1)
     return {
@@ -105,7 +116,28 @@ async def _bench(settings: Settings, registry: Registry, records: int, entities:
         "worker_rss_mb": round(snap["rss"] / 2**20, 1),
         "checkpoint_bytes_per_entity": round(snap["checkpoint_bytes"] / max(snap["checkpoint_entities"], 1), 1),
         "archive_bytes_per_record": round(archived / max(sum(snap["records"].values()), 1), 1),
+        "replay_records": replayed,
+        "replay_records_per_s": round(replay_rate, 1),
+        "alerts_live": len(live_ids),
+        "alerts_replayed": len(replay_ids),
+        "replay_alerts_differ": len(live_ids ^ replay_ids),
     }
+
+
+def replay_log(settings: Settings, registry: Registry, archive: Path) -> tuple[int, float, set[str]]:
+    """Records, records/s and alert ids of replaying the replay log under ``archive`` in this process,
+    through the engines, fusion and merging that ``warden replay`` uses."""
+    found = segments(archive)
+    book, ref = IncidentBook(QuietPeriods(settings.alert_quiet_s)), RefData.empty()
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("replaying the log", total=sum(s.entry["records"] for s in found))
+        engines = Engines(registry, settings, refdata=ref,
+                          on_signal=merger(book, FusionBook(load_patterns(settings.fusion_patterns_dirs)), ref),
+                          on_progress=lambda n: progress.advance(task, n))
+        start = time.perf_counter()
+        summary = replay_archive(read_records(found, entity_field=lambda s: registry[s].entity_field), engines)
+        elapsed = time.perf_counter() - start
+    return summary.records, summary.records / max(elapsed, 1e-9), set(book.incidents)
 
 
 async def send_backlog(settings: Settings, registry: Registry, records: int,

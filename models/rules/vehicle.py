@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -36,8 +37,15 @@ def _zones_for(source: Source) -> Zones:
         [p / name for p in ((source.path.parent if source.path else None), DATA_DIR) if p is not None]
     for path in candidates:
         if path.is_file():
-            return Zones.load(path)
+            return _load_zones(path.resolve(), path.stat().st_mtime_ns)
     raise ValueError(f"source {source.name!r}: zones file {name!r} not found in {[str(c) for c in candidates]}")
+
+
+@lru_cache(maxsize=16)
+def _load_zones(path: Path, _version: int) -> Zones:
+    """One :class:`Zones` per file and version, shared by every partition's engine, so its point-in-zone
+    grids are built once (about 0.1 s each), not once per partition."""
+    return Zones.load(path)
 
 
 class Corridors:
