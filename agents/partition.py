@@ -15,7 +15,7 @@ import asyncio
 import bisect
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,12 +32,15 @@ from state.refdata import RefData
 from streams.deadletter import dead_letter
 from streams.envelope import Decoded, decode, from_doc, parse_all
 from streams.partitioner import partitions_of
+from streams.record_schema import RecordSchema, plain
 from streams.registry import Source
+from streams.validation import Batch
 
 log = logging.getLogger(__name__)
 
 SENT_RECORDS = "records"     # each message value is one record's JSON, read by orjson
 SENT_MESSAGES = "messages"   # every message value was read by orjson (a record or an array of them)
+SENT_TYPED = "typed"         # every message was read whole by the source schema; the records are its structs
 
 
 @dataclass(slots=True)
@@ -61,6 +64,7 @@ class PartitionRunner:
         self.commit, self.alert, self.refdata, self.health = commit, alert, refdata, health
         self.model = model
         self.engine = SourceEngine(source, settings, refdata=refdata(), model=model())
+        self.schema = RecordSchema.for_source(source, settings)
         self._open_archive = archive
         self.archive: PartitionArchive | None = None
         self.archiving = settings.archive_enabled   # a replay log to keep (reopened after a failure)
@@ -119,14 +123,12 @@ class PartitionRunner:
         fresh = messages
         if messages and messages[0].offset <= self.restored_offset:   # some are in the restored state
             fresh = [m for m in messages if m.offset > self.restored_offset]
-        limit = self.settings.max_message_bytes
-        docs = parse_all([m.value for m in fresh], limit)
-        if docs is None:   # a message orjson cannot read alone: one by one, each bad one with its reason
-            await self._process_each(fresh, (decode(m.value, limit) for m in fresh), dead)
-        elif set(map(type, docs)) == {dict}:
-            await self._process_sent_records(fresh, docs, dead)
+        typed = self.schema.decode([m.value for m in fresh], self.settings.max_message_bytes) \
+            if self.schema is not None and fresh else None
+        if typed is not None:
+            await self._process_typed(fresh, typed, dead)
         else:
-            await self._process_each(fresh, map(from_doc, docs), dead, sent=SENT_MESSAGES)
+            await self._process_parsed(fresh, dead)
         for d in dead:
             self.metrics.dead(source, d["reason"])
         await self.outputs.dead_letters(dead)
@@ -138,44 +140,71 @@ class PartitionRunner:
         if self._checkpoint_due():
             await self._checkpoint()
 
-    async def _process_sent_records(self, messages: list[Message], records: list[dict], dead: list[dict]) -> None:
-        """Messages that each hold one record (``records``), through the engine in bounded slices."""
-        step = self.settings.engine_batch_records
-        for a in range(0, len(records), step):
-            if a:
-                await asyncio.sleep(0)   # between slices, as in _process_each
-            piece = records[a:a + step]
-            await self._run(piece, list(range(len(piece))), messages[a:a + step], dead, sent=SENT_RECORDS)
+    async def _process_parsed(self, messages: list[Message], dead: list[dict]) -> None:
+        """Messages parsed as dicts, for the validator."""
+        limit = self.settings.max_message_bytes
+        docs = parse_all([m.value for m in messages], limit)
+        if docs is None:   # a message orjson cannot read alone: one by one, each bad one with its reason
+            await self._process_each(messages, (decode(m.value, limit) for m in messages), dead)
+        elif set(map(type, docs)) == {dict}:   # each message one record
+            async for records, starts, taken in self._slices(zip(messages, ([doc] for doc in docs))):
+                await self._run(records, starts, taken, dead, SENT_RECORDS)
+        else:
+            await self._process_each(messages, map(from_doc, docs), dead, sent=SENT_MESSAGES)
+
+    async def _process_typed(self, messages: list[Message], typed: list[list], dead: list[dict]) -> None:
+        """Messages the source schema decoded whole (``typed``: each one's structs); a slice with any record
+        the validator would refuse is parsed again as dicts, and the validator says which and why."""
+        async for records, starts, taken in self._slices(zip(messages, typed)):
+            batch = self.schema.batch(records)
+            if batch is None:
+                await self._process_parsed(taken, dead)
+            else:
+                await self._run(records, starts, taken, dead, SENT_TYPED, batch)
 
     async def _process_each(self, messages: list[Message], held: Iterable[Decoded], dead: list[dict],
                             sent: str | None = None) -> None:
         """Messages with what each holds: batches of records through the engine, bad messages to ``dead``."""
         source, topic = self.source.name, self.source.topic
+
+        def readable() -> Iterator[tuple[Message, list]]:
+            for msg, got in zip(messages, held):
+                if got.reason:
+                    dead.append(dead_letter(source, topic, self.partition, msg.offset, got.reason, got.detail,
+                                            msg.value or b""))
+                else:
+                    yield msg, got.records
+
+        async for records, starts, taken in self._slices(readable()):
+            await self._run(records, starts, taken, dead, sent)
+
+    async def _slices(self, held: Iterable[tuple[Message, list]]) -> AsyncIterator[tuple[list, list, list]]:
+        """Consecutive messages' records (``held``: each message with its records) in slices of about
+        ``engine_batch_records``: the records, each message's first index among them, the messages.
+
+        A bounded slice at a time, yielding in between: other partitions (and the alerts they hold) do
+        not wait behind one partition's backlog.
+        """
         records: list = []
-        starts: list[int] = []          # per decoded message: index of its first record
-        decoded_from: list[Message] = []
-        for msg, got in zip(messages, held):
-            if got.reason:
-                dead.append(dead_letter(source, topic, self.partition, msg.offset, got.reason, got.detail,
-                                        msg.value or b""))
-                continue
+        starts: list[int] = []
+        taken: list[Message] = []
+        for msg, got in held:
             starts.append(len(records))
-            decoded_from.append(msg)
-            records += got.records
+            taken.append(msg)
+            records += got
             if len(records) >= self.settings.engine_batch_records:
-                # A bounded slice at a time, yielding in between: other partitions (and the
-                # alerts they hold) do not wait behind one partition's backlog.
-                await self._run(records, starts, decoded_from, dead, sent)
-                records, starts, decoded_from = [], [], []
+                yield records, starts, taken
+                records, starts, taken = [], [], []
                 await asyncio.sleep(0)
         if records:
-            await self._run(records, starts, decoded_from, dead, sent)
+            yield records, starts, taken
 
     async def _run(self, records: list, starts: list[int], decoded_from: list[Message], dead: list[dict],
-                   sent: str | None = None) -> None:
+                   sent: str | None = None, batch: Batch | None = None) -> None:
         """Records of consecutive messages through the engine; results out; rejects mapped to their message.
 
-        ``sent``: what the message values are to the replay log (see :meth:`_archive`).
+        ``sent``: what the message values are to the replay log (see :meth:`_archive`); ``batch``: the
+        records already validated (the schema's structs, all accepted by validation).
         """
         source, topic = self.source.name, self.source.topic
         ref, model = self.refdata(), self.model()
@@ -183,8 +212,8 @@ class PartitionRunner:
             self.engine.use_refdata(ref)
         if model is not self.engine.model:
             self.engine.use_model(model)   # a promoted version: swapped between batches, state kept
-        # Ownership is judged once, when an entity is first seen.
-        out = self.engine.process(records, owner=lambda new: partitions_of(new, self.partitions) == self.partition)
+        out = self.engine.process(records, self._owns) if batch is None else \
+            self.engine.process_batch(batch, self._owns)
         starts.append(len(records))
         if self.archive is not None and out.accepted:
             await self._archive(records, starts, decoded_from, out, sent)
@@ -195,12 +224,16 @@ class PartitionRunner:
             raw = msg.value if alone else _bytes(records[rej.position])
             dead.append(dead_letter(source, topic, self.partition, msg.offset, rej.reason, rej.detail, raw))
         for pos in out.forward:
-            rec = records[pos]
+            rec = plain(records[pos])
             await self.outputs.forward(topic, rec[self.source.entity_field], rec)
         await self.alert(out.signals)
         await self.outputs.signals(out.signals)
         self.metrics.processed(source, len(records), out.accepted, len(out.signals), len(out.forward))
         self.metrics.held(source, self.partition, len(self.engine.state))
+
+    def _owns(self, entities: list[str]) -> np.ndarray:
+        """Which of these entities, new to the state, this partition owns (judged once, at first sight)."""
+        return partitions_of(entities, self.partitions) == self.partition
 
     async def _archive(self, records: list, starts: list[int], decoded_from: list[Message], out: Outcome,
                        sent: str | None) -> None:
@@ -208,7 +241,9 @@ class PartitionRunner:
 
         Records go in as their message's bytes, not encoded again, where those are known to be their JSON:
         ``sent`` is SENT_RECORDS when each message is one record read by orjson, SENT_MESSAGES when every
-        message was read by orjson (a message whose records are all accepted goes in as sent). The append
+        message was read by orjson (a message whose records are all accepted goes in as sent), SENT_TYPED when
+        every message was read by the source schema (the same, and it encodes the records of the others: its
+        structs). The append
         runs in a thread (zstd releases the GIL) while this partition goes on with its next batch: one
         append in flight at a time, in order, and settled before a checkpoint syncs the log.
         """
@@ -219,10 +254,12 @@ class PartitionRunner:
             accepted, spans = [decoded_from[i].value for i in positions], ()
         else:
             accepted = [records[i] for i in positions]
-            spans = _whole_messages(starts, out.positions, decoded_from) if sent == SENT_MESSAGES else ()
+            spans = _whole_messages(starts, out.positions, decoded_from) if sent in (SENT_MESSAGES, SENT_TYPED) else ()
+        encode = self.schema.encode if sent == SENT_TYPED else None
         await self._archive_settled()
         if self.archive is not None:   # None: the append before failed
-            append = asyncio.ensure_future(asyncio.to_thread(self.archive.append, offsets, out.ts, accepted, spans))
+            append = asyncio.ensure_future(asyncio.to_thread(self.archive.append, offsets, out.ts, accepted, spans,
+                                                             encode))
             self._appending = append, int(offsets[0])
 
     async def _archive_settled(self) -> None:
@@ -327,6 +364,6 @@ def _whole_messages(starts: list[int], positions: np.ndarray, messages: list[Mes
 def _bytes(record: object) -> bytes:
     """A batch element re-encoded as JSON (its exact bytes are not kept by the parser)."""
     try:
-        return orjson.dumps(record)
+        return orjson.dumps(plain(record))
     except TypeError:
         return repr(record).encode()

@@ -83,7 +83,13 @@ class SourceEngine:
         """Process records in order; ``owner(entities)`` says which entities new to this state the
         partition owns (records of the others are to be forwarded)."""
         batch, rejects = self.validator.validate(records)
-        out = Outcome(rejects=rejects)
+        return self.process_batch(batch, owner, rejects)
+
+    def process_batch(self, batch: Batch, owner: Callable[[list[str]], np.ndarray] | None = None,
+                      rejects: list[Reject] | None = None) -> Outcome:
+        """Process records already validated into ``batch`` (its positions index the records it came
+        from; ``rejects``: the ones refused), as :meth:`process` does."""
+        out = Outcome(rejects=rejects or [])
         rows = self.state.locate(batch.entities, owner)
         if owner is not None and len(batch):
             mine = rows >= 0

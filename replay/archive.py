@@ -82,9 +82,10 @@ class PartitionArchive:
         return last
 
     def append(self, offsets: np.ndarray, ts: np.ndarray, records: list,
-               spans: list[tuple[int, int, bytes]] = ()) -> None:
+               spans: list[tuple[int, int, bytes]] = (), encode: Callable[[list], bytes] | None = None) -> None:
         """Accepted records in offset order (dicts, or each one's JSON as bytes), with their offsets and
-        event times (epoch s); ``spans``: runs of them as they came (see :meth:`SegmentWriter.append`).
+        event times (epoch s); ``spans``: runs of them as they came, ``encode``: how the others are written
+        (see :meth:`SegmentWriter.append`).
 
         Offsets at or below :attr:`last_offset` are already archived and skipped. A record
         goes to the segment of the newest event-time hour seen so far, so one arriving
@@ -105,7 +106,7 @@ class PartitionArchive:
                 self._rotate(hour, int(offsets[a]))
             # A span cut by the hour goes in encoded.
             self.writer.append(offsets[a:b].tolist(), ts[a:b].tolist(), records[a:b],
-                               [(s - a, e - a, raw) for s, e, raw in spans if a <= s and e <= b])
+                               [(s - a, e - a, raw) for s, e, raw in spans if a <= s and e <= b], encode)
         self.last_offset = int(offsets[-1])
 
     def sync(self) -> None:

@@ -23,7 +23,7 @@ import contextlib
 import os
 import struct
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,14 +82,15 @@ class SegmentWriter:
         self._file.write(MAGIC)
 
     def append(self, offsets: list[int], ts: list[float], records: list,
-               spans: list[tuple[int, int, bytes]] = ()) -> None:
+               spans: list[tuple[int, int, bytes]] = (), encode: Callable[[list], bytes] | None = None) -> None:
         """One frame of records (in offset order) with their Kafka offsets and event times. ``records``
         are dicts, or each record's JSON as bytes (as it came: it goes in without being encoded again).
         ``spans`` (start, end, raw): ``records[start:end]`` as they came, comma-separated JSON (an array
-        message's elements); those go in as sent too."""
+        message's elements); those go in as sent too. ``encode``: records (not in a span) to comma-separated
+        JSON, for records orjson cannot encode alone."""
         if not records:
             return
-        joined = b",".join(records) if type(records[0]) is bytes else _joined(records, spans)
+        joined = b",".join(records) if type(records[0]) is bytes else _joined(records, spans, encode or _dicts)
         doc = b'{"o":%b,"t":%b,"r":[%b]}' % (orjson.dumps(offsets), orjson.dumps(ts), joined)
         body = _compressor(self.level).compress(doc)
         self._file.write(_LEN.pack(len(body)) + body)
@@ -114,16 +115,20 @@ class SegmentWriter:
         return self.entry
 
 
-def _joined(records: list, spans: list[tuple[int, int, bytes]]) -> bytes:
+def _dicts(records: list) -> bytes:
+    return orjson.dumps(records)[1:-1]
+
+
+def _joined(records: list, spans: list[tuple[int, int, bytes]], encode: Callable[[list], bytes]) -> bytes:
     """The records as comma-separated JSON: the spans' bytes as they came, the rest encoded."""
     parts, at = [], 0
     for start, end, raw in spans:
         if at < start:
-            parts.append(orjson.dumps(records[at:start])[1:-1])
+            parts.append(encode(records[at:start]))
         parts.append(raw)
         at = end
     if at < len(records):
-        parts.append(orjson.dumps(records[at:])[1:-1])
+        parts.append(encode(records[at:]))
     return b",".join(parts)
 
 

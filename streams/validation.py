@@ -21,15 +21,15 @@ from itertools import repeat
 import numpy as np
 
 from settings import Settings, get_settings
-from streams.registry import Source
+from streams.registry import FieldSpec, Source
 
 _NUMBER_TYPES = frozenset({int, float, type(None)})
-_MAX_ENTITY_LEN = 256
+MAX_ENTITY_LEN = 256
 # A field with no declared range still takes no more than this: beyond it, state
 # (float32 last values, squared deviations) would overflow to inf.
 MAX_MAGNITUDE = 1e15
 # An "auto" epoch number above this is in milliseconds (1e11 s is the year 5138; 1e11 ms is 1973).
-_MS_ABOVE = 1e11
+MS_ABOVE = 1e11
 
 
 @dataclass(slots=True)
@@ -80,7 +80,7 @@ def parse_time(value: object, fmt: str = "auto") -> float | None:
             return None
         if fmt == "iso8601" or seconds != seconds:  # NaN
             return None
-        if fmt == "epoch_ms" or (fmt == "auto" and abs(seconds) > _MS_ABOVE):
+        if fmt == "epoch_ms" or (fmt == "auto" and abs(seconds) > MS_ABOVE):
             return seconds / 1000.0
         return seconds
     if kind is str and fmt in ("auto", "iso8601"):
@@ -99,7 +99,7 @@ def _column(rows: list[dict], name: str) -> list:
     return list(map(dict.get, rows, repeat(name)))
 
 
-def _epoch_numbers(col: list, fmt: str) -> np.ndarray | None:
+def epoch_numbers(col: list, fmt: str) -> np.ndarray | None:
     """The batch's event times when every one is a plain number (the common case), as
     :func:`parse_time` reads them; None when any needs reading one by one."""
     if fmt == "iso8601" or not col or not set(map(type, col)) <= {int, float}:
@@ -112,9 +112,15 @@ def _epoch_numbers(col: list, fmt: str) -> np.ndarray | None:
         return ts / 1000.0
     if fmt == "auto":
         with np.errstate(invalid="ignore"):
-            ms = np.abs(ts) > _MS_ABOVE
+            ms = np.abs(ts) > MS_ABOVE
         ts[ms] /= 1000.0
     return ts
+
+
+def bounds(spec: FieldSpec) -> tuple[float, float]:
+    """The range a numeric field's values must lie in: its declared one, else +-MAX_MAGNITUDE."""
+    return (spec.min if spec.min is not None else -MAX_MAGNITUDE,
+            spec.max if spec.max is not None else MAX_MAGNITUDE)
 
 
 class Validator:
@@ -177,21 +183,21 @@ class Validator:
     def _entities(self, rows: list[dict], reject) -> list[str]:
         field = self.source.entity_field
         col = _column(rows, field)
-        if set(map(type, col)) == {str} and 0 < min(map(len, col)) and max(map(len, col)) <= _MAX_ENTITY_LEN:
+        if set(map(type, col)) == {str} and 0 < min(map(len, col)) and max(map(len, col)) <= MAX_ENTITY_LEN:
             return col
         for i, e in enumerate(col):
             if e is None:
                 reject(i, "missing_field", f"'{field}' is missing")
             elif type(e) is not str:
                 reject(i, "wrong_type", f"'{field}' must be a string, got {type(e).__name__}")
-            elif not 0 < len(e) <= _MAX_ENTITY_LEN:
-                reject(i, "out_of_range", f"'{field}' must be 1..{_MAX_ENTITY_LEN} characters")
+            elif not 0 < len(e) <= MAX_ENTITY_LEN:
+                reject(i, "out_of_range", f"'{field}' must be 1..{MAX_ENTITY_LEN} characters")
         return ["" if type(e) is not str else e for e in col]
 
     def _times(self, rows: list[dict], reject) -> np.ndarray:
         field, fmt = self.source.time_field, self.source.time_format
         col = _column(rows, field)
-        ts = _epoch_numbers(col, fmt)
+        ts = epoch_numbers(col, fmt)
         if ts is None:
             ts = np.array([parse_time(v, fmt) for v in col], dtype=np.float64)  # None -> NaN
         for i in np.flatnonzero(np.isnan(ts)):
@@ -200,12 +206,14 @@ class Validator:
                 reject(int(i), "missing_field", f"'{field}' is missing")
             else:
                 reject(int(i), "bad_timestamp", f"'{field}' is unreadable: {str(value)[:40]!r}")
-        latest = time.time() + self.max_future_s
-        with np.errstate(invalid="ignore"):
-            absurd = ~np.isnan(ts) & ((ts < self.min_ts) | (ts > latest))
-        for i in np.flatnonzero(absurd):
+        for i in np.flatnonzero(self.absurd(ts)):
             reject(int(i), "absurd_timestamp", f"'{field}' = {col[i]!r} is outside the accepted range")
         return ts
+
+    def absurd(self, ts: np.ndarray) -> np.ndarray:
+        """Which event times are outside the accepted range (before ``min_event_time``, too far ahead)."""
+        with np.errstate(invalid="ignore"):
+            return ~np.isnan(ts) & ((ts < self.min_ts) | (ts > time.time() + self.max_future_s))
 
     def _number_column(self, rows: list[dict], name: str, spec, reject) -> np.ndarray:
         col = _column(rows, name)
@@ -228,8 +236,7 @@ class Validator:
         bad = present & ~np.isfinite(values)
         for i in np.flatnonzero(bad):
             reject(int(i), "not_finite", f"'{name}' is not a finite number")
-        low = spec.min if spec.min is not None else -MAX_MAGNITUDE
-        high = spec.max if spec.max is not None else MAX_MAGNITUDE
+        low, high = bounds(spec)
         with np.errstate(invalid="ignore"):
             outside = present & ~bad & ((values < low) | (values > high))
             if spec.type == "int":
