@@ -135,7 +135,8 @@ def replay_log(settings: Settings, registry: Registry, archive: Path) -> tuple[i
                           on_signal=merger(book, FusionBook(load_patterns(settings.fusion_patterns_dirs)), ref),
                           on_progress=lambda n: progress.advance(task, n))
         start = time.perf_counter()
-        summary = replay_archive(read_records(found, entity_field=lambda s: registry[s].entity_field), engines)
+        summary = replay_archive(read_records(found, entity_field=lambda s: registry[s].entity_field,
+                                              record_type=engines.record_type), engines)
         elapsed = time.perf_counter() - start
     return summary.records, summary.records / max(elapsed, 1e-9), set(book.incidents)
 

@@ -66,12 +66,12 @@ class _Period:
         hi = iso(self.until) if self.until is not None else "the end"
         return f"{lo} .. {hi}"
 
-    def chunks(self, found=None):
+    def chunks(self, found=None, record_type=lambda source: None):
         from replay.archive import read_records
 
         registry = registry_or_fail()
         return read_records(self.found if found is None else found, since=self.since, until=self.until,
-                            entity=self.entity, on_corrupt=self.corrupt.append,
+                            entity=self.entity, on_corrupt=self.corrupt.append, record_type=record_type,
                             entity_field=lambda s: registry[s].entity_field if s in registry else "entity")
 
     def by_partition(self) -> list:
@@ -198,9 +198,9 @@ def replay_cmd(
         started = time.perf_counter()
         try:
             if period:
-                summary = replay_archive(period.chunks(), Engines(
-                    registry, settings, refdata=ref, models=models, on_signal=on_signal,
-                    on_progress=lambda n: progress.advance(task, n)))
+                engines = Engines(registry, settings, refdata=ref, models=models, on_signal=on_signal,
+                                  on_progress=lambda n: progress.advance(task, n))
+                summary = replay_archive(period.chunks(record_type=engines.record_type), engines)
             else:
                 summary = replay(read_ndjson(files), registry, settings, source=source, refdata=ref, models=models,
                                  on_signal=on_signal, on_progress=lambda n: progress.advance(task, n))

@@ -207,20 +207,25 @@ class Chunk:
     partition: int
     records: list
     ts: list[float]   # event times (epoch s), one per record
+    typed: bool = False   # the records are structs of the source's record type (see read_records), not dicts
 
 
 def read_records(found: list[Segment], *, since: float | None = None, until: float | None = None,
                  entity: str | None = None, entity_field: Callable[[str], str] = lambda s: "entity",
-                 on_corrupt: Callable[[CorruptSegment], None] | None = None) -> Iterator[Chunk]:
+                 on_corrupt: Callable[[CorruptSegment], None] | None = None,
+                 record_type: Callable[[str], type | None] = lambda s: None) -> Iterator[Chunk]:
     """The records of ``found`` segments (filtered by event time and entity), one chunk per frame.
 
     A corrupt segment is skipped whole and goes to ``on_corrupt``: replay goes on with the rest.
+    ``record_type(source)``: a msgspec struct type to read that source's records as, where they fit it
+    (see :func:`replay.segments.read`; not with an ``entity`` filter, which reads them as dicts).
     """
     for s in found:
         src, part = s.entry["source"], s.entry["partition"]
         field = entity_field(src)
         try:
-            for frame in seg.read(s.path, size=s.entry["bytes"] if s.sealed else None):
+            for frame in seg.read(s.path, size=s.entry["bytes"] if s.sealed else None,
+                                  record_type=record_type(src) if entity is None else None):
                 records, ts = frame.records, frame.ts
                 if since is not None or until is not None:
                     t = np.asarray(ts)
@@ -236,7 +241,7 @@ def read_records(found: list[Segment], *, since: float | None = None, until: flo
                     pick = [i for i, r in enumerate(records) if r.get(field) == entity]
                     records, ts = [records[i] for i in pick], [ts[i] for i in pick]
                 if records:
-                    yield Chunk(src, part, records, ts)
+                    yield Chunk(src, part, records, ts, frame.typed)
         except CorruptSegment as exc:
             if on_corrupt:
                 on_corrupt(exc)

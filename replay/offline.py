@@ -25,6 +25,7 @@ from replay.archive import Chunk
 from settings import Settings
 from state.refdata import RefData
 from streams.partitioner import partition_for
+from streams.record_schema import RecordSchema, plain
 from streams.registry import Registry
 
 CHUNK = 20_000
@@ -61,6 +62,7 @@ class Engines:
         self.registry, self.settings, self.refdata, self.models = registry, settings, refdata, models or {}
         self.on_signal, self.on_progress, self.setup = on_signal, on_progress, setup
         self.engines: dict[tuple[str, int], SourceEngine] = {}
+        self.schemas: dict[str, RecordSchema | None] = {}
         self.summary = ReplaySummary()
 
     def engine(self, source: str, partition: int) -> SourceEngine:
@@ -72,8 +74,25 @@ class Engines:
                 self.setup(found)
         return found
 
-    def run(self, source: str, partition: int, batch: list) -> None:
-        out = self.engine(source, partition).process(batch)
+    def schema(self, source: str) -> RecordSchema | None:
+        if source not in self.schemas:
+            self.schemas[source] = RecordSchema.for_source(self.registry[source], self.settings) \
+                if source in self.registry else None
+        return self.schemas[source]
+
+    def record_type(self, source: str) -> type | None:
+        """The struct type archived records of ``source`` are read as (``read_records(record_type=...)``)."""
+        schema = self.schema(source)
+        return schema.record if schema is not None else None
+
+    def run(self, source: str, partition: int, batch: list, typed: bool = False) -> None:
+        """``batch``: records as dicts, or (``typed``) as the source's record structs."""
+        engine = self.engine(source, partition)
+        valid = self.schema(source).batch(batch) if typed else None
+        if valid is not None:
+            out = engine.process_batch(valid)
+        else:   # the validator says which records it refuses, and why
+            out = engine.process([plain(r) for r in batch] if typed else batch)
         summary = self.summary
         summary.records += len(batch)
         summary.accepted += out.accepted
@@ -104,7 +123,7 @@ def replay_archive(chunks: Iterable[Chunk], engines: Engines) -> ReplaySummary:
     """Archived chunks through their partition's engine, in the order they were archived."""
     for chunk in chunks:
         if chunk.source in engines.registry:
-            engines.run(chunk.source, chunk.partition, chunk.records)
+            engines.run(chunk.source, chunk.partition, chunk.records, chunk.typed)
         else:
             engines.summary.records += len(chunk.records)
             engines.summary.rejects["unknown_source"] += len(chunk.records)

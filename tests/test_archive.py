@@ -16,6 +16,7 @@ from replay import segments as seg
 from replay.archive import PartitionArchive, prune, read_records, segments
 from settings import Settings
 from state.refdata import RefData
+from streams.record_schema import RecordSchema, plain
 from streams.registry import load_registry
 
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
@@ -274,3 +275,33 @@ def test_array_messages_go_to_the_replay_log_as_sent_unless_a_record_or_the_hour
     assert whole.strip()[1:-1] in payload and b' {"entity": "m0",   "ts"' not in payload   # stripped, as sent
     assert b'{"entity": "m0",   "ts"' in payload and orjson.dumps(rec(3)) in payload
     assert runner.metrics.dead_letters == {"metric:wrong_type": 1}
+
+
+def test_typed_messages_go_to_the_replay_log_as_sent_and_read_back_the_same_as_structs_or_dicts(tmp_path):
+    """Messages of declared fields only take the schema's typed path: a whole array is archived as its own
+    bytes, one the hour cuts is encoded by the schema. Replay reads the same records back, as the source's
+    structs in one pass or as dicts."""
+    whole = b'[ {"entity": "m1",  "ts": %r, "value": 1},\n {"entity": "m2", "ts": %r, "value": 2.5} ]' % (
+        T0 + 60.0, T0 + 120.0)
+    cut = orjson.dumps([{"entity": "m0", "ts": T0 + 3540.0, "value": 8}, {"entity": "m1", "ts": T0 + 3660.0,
+                                                                          "value": 9.25, "source": "metric"}])
+
+    async def run():
+        runner, _ = _runner(tmp_path, lambda run: PartitionArchive(tmp_path / "archive", "metric", 0, run=run))
+        await runner.restore()
+        await runner.process([Message(0, whole), Message(1, cut)])
+        await runner.close()
+        return runner
+
+    runner = asyncio.run(run())
+    expected = [{"entity": "m1", "ts": T0 + 60.0, "value": 1.0}, {"entity": "m2", "ts": T0 + 120.0, "value": 2.5},
+                {"entity": "m0", "ts": T0 + 3540.0, "value": 8.0},
+                {"entity": "m1", "ts": T0 + 3660.0, "value": 9.25, "source": "metric"}]
+    assert [r for f in _frames(tmp_path / "archive") for r in f.records] == expected
+    payload = b"".join(raw for path in sorted((tmp_path / "archive").rglob("*.wseg")) for raw in seg._frames(path))
+    assert whole.strip()[1:-1] in payload                       # as sent
+    assert b'"value":8.0' in payload and b'"value":8}' not in payload   # encoded by the schema, not orjson
+    assert sum(runner.metrics.records.values()) == 4 and not runner.metrics.dead_letters
+    schema = RecordSchema(load_registry()["metric"])
+    chunks = list(read_records(segments(tmp_path / "archive"), record_type=lambda source: schema.record))
+    assert all(c.typed for c in chunks) and [plain(r) for c in chunks for r in c.records] == expected
