@@ -124,7 +124,7 @@ class PartitionRunner:
         if messages and messages[0].offset <= self.restored_offset:   # some are in the restored state
             fresh = [m for m in messages if m.offset > self.restored_offset]
         typed = self.schema.decode([m.value for m in fresh], self.settings.max_message_bytes) \
-            if self.schema is not None and fresh else None
+            if self.schema is not None else None
         if typed is not None:
             await self._process_typed(fresh, typed, dead)
         else:

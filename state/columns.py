@@ -25,7 +25,7 @@ class ColumnStore:
 
     def add(self, name: str, dtype, tail: tuple[int, ...] = (), fill: object = 0) -> None:
         """Declare a column of ``dtype`` with per-entity shape ``tail``."""
-        self._cols[name] = _blank((self.capacity, *tail), dtype, fill)
+        self._cols[name] = _grown(np.empty((0, *tail), dtype=dtype), self.capacity, fill)
         self._fill[name] = fill
 
     def __getitem__(self, name: str) -> np.ndarray:
@@ -93,18 +93,11 @@ class ColumnStore:
         return rows
 
 
-def _blank(shape: tuple[int, ...], dtype, fill: object) -> np.ndarray:
-    """A new column of ``fill``. Zeros come from calloc: the OS maps their pages only when a row is
-    written, so rows reserved for entities not yet seen (a wide column, such as a shape memory's
-    2,048 values, reserves megabytes) cost no resident memory."""
-    if fill == 0:
-        return np.zeros(shape, dtype=dtype)
-    return np.full(shape, fill, dtype=dtype)
-
-
 def _grown(col: np.ndarray, capacity: int, fill: object) -> np.ndarray:
     """``col`` with room for ``capacity`` rows, the new ones ``fill``; each row is written once (growing a
-    million entities' columns is a measurable share of taking them on)."""
+    million entities' columns is a measurable share of taking them on). Zeros come from calloc: the OS
+    maps their pages only when a row is written, so rows reserved for entities not yet seen (a wide
+    column, such as a shape memory's 2,048 values, reserves megabytes) cost no resident memory."""
     if fill == 0:
         grown = np.zeros((capacity, *col.shape[1:]), dtype=col.dtype)
     else:

@@ -34,7 +34,7 @@ import numpy as np
 
 from settings import Settings
 from streams.registry import FieldSpec, Source
-from streams.validation import MAX_ENTITY_LEN, Batch, Validator, bounds, epoch_numbers
+from streams.validation import MAX_ENTITY_LEN, Batch, Validator, bounds, epoch_seconds
 
 # ValidationError is a DecodeError; invalid UTF-8 raises a ValueError; a message without a value a TypeError.
 _REFUSED = (msgspec.DecodeError, ValueError, TypeError)
@@ -93,18 +93,19 @@ class RecordSchema:
         """The structs as a :class:`Batch`, exactly as the validator would give them; None when it would
         refuse any (a time outside the accepted range, a value out of range, a required field absent)."""
         src, get = self.source, self._get
-        ts = epoch_numbers(list(map(get[src.time_field], records)), src.time_format)
-        if ts is None or self.validator.absurd(ts).any():
+        # msgspec read every time as a float: no type pass, as the validator needs over dicts
+        ts = epoch_seconds(np.array(list(map(get[src.time_field], records)), dtype=np.float64), src.time_format)
+        if self.validator.absurd(ts).any():
             return None
         columns: dict[str, np.ndarray] = {}
         for name, spec in self._numeric:
             values = np.array(list(map(get[name], records)), dtype=np.float64)   # absent (None): NaN
             absent = np.isnan(values)
+            present = values[~absent]
             low, high = bounds(spec)
-            with np.errstate(invalid="ignore"):
-                if (values < low).any() or (values > high).any() or (spec.required and absent.any()) or \
-                        (spec.type == "int" and (values[~absent] != np.floor(values[~absent])).any()):
-                    return None
+            if (present < low).any() or (present > high).any() or (spec.required and absent.any()) or \
+                    (spec.type == "int" and (present != np.floor(present)).any()):
+                return None
             columns[name] = values
         for name, spec in self._bools:
             col = list(map(get[name], records))

@@ -105,9 +105,13 @@ def epoch_numbers(col: list, fmt: str) -> np.ndarray | None:
     if fmt == "iso8601" or not col or not set(map(type, col)) <= {int, float}:
         return None
     try:
-        ts = np.array(col, dtype=np.float64)
+        return epoch_seconds(np.array(col, dtype=np.float64), fmt)
     except OverflowError:
         return None
+
+
+def epoch_seconds(ts: np.ndarray, fmt: str) -> np.ndarray:
+    """Epoch numbers (float64, changed in place) as seconds, as the time format reads them."""
     if fmt == "epoch_ms":
         return ts / 1000.0
     if fmt == "auto":

@@ -22,6 +22,7 @@ from state.refdata import RefData
 from streams.envelope import decode
 from streams.record_schema import RecordSchema
 from streams.validation import Batch, Validator
+from tests.test_archive import _Checkpoints
 from tests.test_garbage import REGISTRY, SETTINGS, T0, message
 
 LIMIT = SETTINGS.max_message_bytes
@@ -117,18 +118,13 @@ class _Kept:
     async def partitioner(self, topic): return SimpleNamespace(partitions=2)
 
 
-class _NoCheckpoints:
-    async def save(self, source, partition, offset, blob): return len(blob)
-    async def load(self, source, partition): return None
-
-
 async def _through_runner(source, messages: list[Message], root: Path, typed: bool) -> tuple:
     settings = Settings(partitions=2, data_dir=root, checkpoint_interval_s=3600.0)
     outputs, ref = _Kept(), RefData.empty()
 
     async def ignore(*_): pass
 
-    runner = PartitionRunner(source, 0, settings, outputs, _NoCheckpoints(), WorkerMetrics(), ignore, ignore,
+    runner = PartitionRunner(source, 0, settings, outputs, _Checkpoints(), WorkerMetrics(), ignore, ignore,
                              lambda: ref, Health(), archive=lambda run: PartitionArchive(root, source.name, 0, run=run))
     if not typed:
         runner.schema = None
