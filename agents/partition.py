@@ -17,6 +17,8 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
+from itertools import groupby
+from operator import itemgetter
 
 import numpy as np
 import orjson
@@ -123,12 +125,8 @@ class PartitionRunner:
         fresh = messages
         if messages and messages[0].offset <= self.restored_offset:   # some are in the restored state
             fresh = [m for m in messages if m.offset > self.restored_offset]
-        typed = self.schema.decode([m.value for m in fresh], self.settings.max_message_bytes) \
-            if self.schema is not None else None
-        if typed is not None:
-            await self._process_typed(fresh, typed, dead)
-        else:
-            await self._process_parsed(fresh, dead)
+        await (self._process_parsed(fresh, dead) if self.schema is None else self._process_read(fresh, dead))
+        dead.sort(key=itemgetter("offset"))   # whichever path read them: in the order they came
         for d in dead:
             self.metrics.dead(source, d["reason"])
         await self.outputs.dead_letters(dead)
@@ -139,6 +137,27 @@ class PartitionRunner:
                 self.metrics.batch_latency(self.last_message_at - messages[-1].timestamp)
         if self._checkpoint_due():
             await self._checkpoint()
+
+    async def _process_read(self, messages: list[Message], dead: list[dict]) -> None:
+        """Messages through the source schema: runs of those it reads take the typed path, in offset order,
+        and the others are parsed as dicts. One with nothing to read in it (empty, not JSON) is a dead letter
+        that does not break a typed run: a bad message costs only itself."""
+        limit = self.settings.max_message_bytes
+        held = []
+        for msg, got in zip(messages, self.schema.decode([m.value for m in messages], limit)):
+            if got is None and (unread := decode(msg.value, limit)).reason:
+                dead.append(self._unreadable(msg, unread))
+            else:
+                held.append((msg, got))
+        for read, run in groupby(held, key=lambda pair: pair[1] is not None):
+            taken, docs = map(list, zip(*run))
+            # a run of dicts is parsed again: rare, and the dict path reads its messages' bytes its own way
+            await (self._process_typed(taken, docs, dead) if read else self._process_parsed(taken, dead))
+
+    def _unreadable(self, msg: Message, got: Decoded) -> dict:
+        """The dead letter of a message with nothing to read in it."""
+        return dead_letter(self.source.name, self.source.topic, self.partition, msg.offset, got.reason, got.detail,
+                           msg.value or b"")
 
     async def _process_parsed(self, messages: list[Message], dead: list[dict]) -> None:
         """Messages parsed as dicts, for the validator."""
@@ -165,13 +184,10 @@ class PartitionRunner:
     async def _process_each(self, messages: list[Message], held: Iterable[Decoded], dead: list[dict],
                             sent: str | None = None) -> None:
         """Messages with what each holds: batches of records through the engine, bad messages to ``dead``."""
-        source, topic = self.source.name, self.source.topic
-
         def readable() -> Iterator[tuple[Message, list]]:
             for msg, got in zip(messages, held):
                 if got.reason:
-                    dead.append(dead_letter(source, topic, self.partition, msg.offset, got.reason, got.detail,
-                                            msg.value or b""))
+                    dead.append(self._unreadable(msg, got))
                 else:
                     yield msg, got.records
 

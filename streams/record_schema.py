@@ -4,8 +4,9 @@ The common case - every record of every message well-formed, with declared
 fields only - decodes in one C pass (msgspec) into typed structs, whose
 columns need no per-value checks in Python: types, string lengths and the
 record's source name are checked while decoding, ranges and required fields
-over whole columns after. Anything else makes :meth:`RecordSchema.decode` or
-:meth:`RecordSchema.batch` answer None, and the caller parses the messages as
+over whole columns after. A message it cannot read is None in what
+:meth:`RecordSchema.decode` answers, a slice of records it would refuse makes
+:meth:`RecordSchema.batch` answer None, and the caller parses those messages as
 dicts for the :class:`~streams.validation.Validator`, which gives each bad
 record its reason. The schema never accepts a record the validator refuses,
 and gives the same columns (tests/test_record_schema.py holds it to that), so
@@ -20,8 +21,8 @@ which orjson must be able to read back.
 >>> messages = schema.decode([b'[{"entity": "st-1", "ts": 1700000000, "pm25": 35.5}]'], max_bytes=1000)
 >>> schema.batch(messages[0]).columns["pm25"].tolist()
 [35.5]
->>> schema.decode([b'{"entity": "st-1", "ts": 1700000000, "pm25": "high"}'], max_bytes=1000) is None
-True
+>>> schema.decode([b'{"entity": "st-1", "ts": 1700000000, "pm25": "high"}', b'[]'], max_bytes=1000)
+[None, []]
 """
 
 from __future__ import annotations
@@ -78,16 +79,24 @@ class RecordSchema:
             return None
         return cls(source, settings)
 
-    def decode(self, values: list[bytes | None], max_bytes: int) -> list[list] | None:
-        """Each message's records as structs; None when any message is empty, over ``max_bytes``, not
+    def decode(self, values: list[bytes | None], max_bytes: int) -> list[list | None]:
+        """Each message's records as structs, or None for a message that is empty, over ``max_bytes``, not
         JSON, or holds a record of the wrong shape (a missing entity or time, a mistyped or unknown field)."""
+        try:   # all of them in one pass, the common case; one by one only when some message is refused
+            if values and max(map(len, values)) <= max_bytes:
+                return [doc if type(doc) is list else [doc] for doc in map(self._decode, values)]
+        except _REFUSED:
+            pass
+        return [self._records(value, max_bytes) for value in values]
+
+    def _records(self, value: bytes | None, max_bytes: int) -> list | None:
+        if not value or len(value) > max_bytes:
+            return None
         try:
-            if not values or max(map(len, values)) > max_bytes:
-                return None
-            docs = list(map(self._decode, values))
+            doc = self._decode(value)
         except _REFUSED:
             return None
-        return [doc if type(doc) is list else [doc] for doc in docs]
+        return doc if type(doc) is list else [doc]
 
     def batch(self, records: list) -> Batch | None:
         """The structs as a :class:`Batch`, exactly as the validator would give them; None when it would

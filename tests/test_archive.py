@@ -216,9 +216,9 @@ def test_a_failing_disk_loses_archive_records_never_detection(tmp_path):
 
 
 def test_records_are_archived_as_they_were_read_whether_sent_alone_or_in_arrays(tmp_path):
-    """A batch of one-record messages is archived from the messages' own bytes; a batch with an array,
-    a bad message and a NaN literal (read by the standard library) goes record by record. Replay reads
-    back exactly the accepted records, with their offsets."""
+    """A batch of one-record messages is archived from the messages' own bytes; in a batch with an array,
+    a bad message and a NaN literal (read by the standard library), the array is archived as a run of its
+    own and the rest record by record. Replay reads back exactly the accepted records, with their offsets."""
     def rec(o, **extra):
         return {"entity": f"m{o % 3}", "ts": T0 + 60.0 * o, "value": float(o), **extra}
 
@@ -237,7 +237,7 @@ def test_records_are_archived_as_they_were_read_whether_sent_alone_or_in_arrays(
 
     runner = asyncio.run(run())
     frames = _frames(tmp_path / "archive")
-    assert [f.offsets for f in frames] == [[0, 1, 2, 3], [4, 4, 6]]
+    assert [f.offsets for f in frames] == [[0, 1, 2, 3], [4, 4], [6]]
     assert [r for f in frames for r in f.records] == [
         *(rec(o, note="\u6c34 \"q\"") for o in range(4)), rec(4), rec(5),
         {"entity": "m0", "ts": T0 + 360.0, "value": 6.0, "spare": None}]
@@ -245,9 +245,9 @@ def test_records_are_archived_as_they_were_read_whether_sent_alone_or_in_arrays(
 
 
 def test_array_messages_go_to_the_replay_log_as_sent_unless_a_record_or_the_hour_splits_them(tmp_path):
-    """Messages all read by orjson: an array whose records are all accepted is archived as its own bytes;
-    one with a rejected record, or one cut by the hour, is encoded; a lone record keeps its bytes. Replay
-    reads back exactly the accepted records with their offsets either way."""
+    """Messages all read by orjson (the typed path off): an array whose records are all accepted is archived
+    as its own bytes; one with a rejected record, or one cut by the hour, is encoded; a lone record keeps its
+    bytes. Replay reads back exactly the accepted records with their offsets either way."""
     def rec(o, minute=None, **extra):
         return {"entity": f"m{o % 3}", "ts": T0 + 60.0 * (o if minute is None else minute), "value": float(o), **extra}
 
@@ -260,6 +260,7 @@ def test_array_messages_go_to_the_replay_log_as_sent_unless_a_record_or_the_hour
 
     async def run():
         runner, _ = _runner(tmp_path, lambda run: PartitionArchive(tmp_path / "archive", "metric", 0, run=run))
+        runner.schema = None
         await runner.restore()
         await runner.process(batch)
         await runner.close()

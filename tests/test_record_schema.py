@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import tempfile
+from itertools import groupby
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -118,18 +119,29 @@ class _Kept:
     async def partitioner(self, topic): return SimpleNamespace(partitions=2)
 
 
-async def _through_runner(source, messages: list[Message], root: Path, typed: bool) -> tuple:
-    settings = Settings(partitions=2, data_dir=root, checkpoint_interval_s=3600.0)
-    outputs, ref = _Kept(), RefData.empty()
+async def _runner(source, root: Path) -> tuple[PartitionRunner, _Kept]:
+    """A restored partition runner (partition 0 of 2) with a replay log under ``root``, and what it sends."""
+    settings, outputs, ref = Settings(partitions=2, data_dir=root, checkpoint_interval_s=3600.0), _Kept(), RefData.empty()
 
     async def ignore(*_): pass
 
     runner = PartitionRunner(source, 0, settings, outputs, _Checkpoints(), WorkerMetrics(), ignore, ignore,
                              lambda: ref, Health(), archive=lambda run: PartitionArchive(root, source.name, 0, run=run))
-    if not typed:
-        runner.schema = None
     await runner.restore()
-    await runner.process(messages)
+    return runner, outputs
+
+
+async def _through_runner(source, messages: list[Message], root: Path, typed: bool) -> tuple:
+    runner, outputs = await _runner(source, root)
+    if typed:
+        await runner.process(messages)
+    else:   # dicts only, in the typed runner's batches: a call per run of messages the schema reads (or
+        # that hold nothing to read), and per run of the others
+        readable = runner.schema.decode([m.value for m in messages], LIMIT)
+        runner.schema = None
+        for _, run in groupby(zip(messages, readable),
+                              key=lambda held: held[1] is not None or decode(held[0].value, LIMIT).reason is not None):
+            await runner.process([m for m, _ in run])
     await runner.close()
     archived = [(o, r) for s in segments(root) for frame in seg.read(s.path) for o, r in zip(frame.offsets,
                                                                                                frame.records)]
@@ -145,7 +157,8 @@ async def _through_runner(source, messages: list[Message], root: Path, typed: bo
 @given(st.lists(message(), min_size=1, max_size=6))
 def test_a_partition_gives_the_same_alerts_dead_letters_forwards_log_and_state_either_way(generated):
     """The same messages through a partition runner with the typed path and with dicts only: the same signals,
-    dead letters, forwarded records, replay log (read back) and entity state."""
+    dead letters, forwarded records, replay log (read back) and entity state (bit for bit: the dict runner
+    gets the same batches, each run of messages the schema can or cannot read)."""
     by_source: dict[str, list[Message]] = {}
     for source, value, _ in generated:
         got = by_source.setdefault(source.name, [])
@@ -155,3 +168,28 @@ def test_a_partition_gives_the_same_alerts_dead_letters_forwards_log_and_state_e
             typed = asyncio.run(_through_runner(REGISTRY[name], messages, Path(a), typed=True))
             plain_only = asyncio.run(_through_runner(REGISTRY[name], messages, Path(b), typed=False))
         assert typed == plain_only
+
+
+async def _typed_offsets(messages: list[Message], root: Path) -> tuple[list[int], _Kept, PartitionRunner]:
+    runner, outputs = await _runner(REGISTRY["air"], root)
+    taken_typed: list[int] = []
+    process_typed = runner._process_typed
+
+    async def spy(messages, typed, dead):
+        taken_typed.extend(m.offset for m in messages)
+        await process_typed(messages, typed, dead)
+
+    runner._process_typed = spy
+    await runner.process(messages)
+    await runner.close()
+    return taken_typed, outputs, runner
+
+
+def test_a_message_the_schema_cannot_read_leaves_the_rest_of_its_fetch_on_the_typed_path(tmp_path):
+    good = [orjson.dumps({"entity": f"st-{i}", "ts": T0 + i, "pm25": 10.0 + i}) for i in range(6)]
+    values = [good[0], good[1], b"{not json", good[2], b"", good[3], good[4], b'{"entity": "st-9"}', good[5]]
+    typed, outputs, runner = asyncio.run(_typed_offsets([Message(i, v) for i, v in enumerate(values)], tmp_path))
+    assert typed == [0, 1, 3, 5, 6, 8]
+    assert [(d["offset"], d["reason"]) for d in outputs.letters] == [(2, "not_json"), (4, "empty"),
+                                                                      (7, "missing_field")]
+    assert runner.metrics.records["air"] == 7 and len(runner.engine.state) + len(outputs.forwards) == 6
