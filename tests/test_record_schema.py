@@ -6,6 +6,7 @@ import asyncio
 import base64
 import tempfile
 from itertools import groupby
+from operator import itemgetter
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -131,25 +132,35 @@ async def _runner(source, root: Path) -> tuple[PartitionRunner, _Kept]:
     return runner, outputs
 
 
+def _present(record: dict) -> dict:
+    return {name: value for name, value in record.items() if value is not None}
+
+
 async def _through_runner(source, messages: list[Message], root: Path, typed: bool) -> tuple:
     runner, outputs = await _runner(source, root)
     if typed:
         await runner.process(messages)
-    else:   # dicts only, in the typed runner's batches: a call per run of messages the schema reads (or
-        # that hold nothing to read), and per run of the others
-        readable = runner.schema.decode([m.value for m in messages], LIMIT)
+    else:   # dicts only, in the typed runner's batches: a call per run of messages the schema reads, and per
+        # run of the others; one with nothing to read in it (a dead letter, no records) stays in the run it is in
+        runs, run = [], None
+        for msg, got in zip(messages, runner.schema.decode([m.value for m in messages], LIMIT)):
+            if got is not None or not decode(msg.value, LIMIT).reason:
+                run = got is not None
+            runs.append((run, msg))
         runner.schema = None
-        for _, run in groupby(zip(messages, readable),
-                              key=lambda held: held[1] is not None or decode(held[0].value, LIMIT).reason is not None):
-            await runner.process([m for m, _ in run])
+        for _, run in groupby(runs, key=itemgetter(0)):
+            await runner.process([m for _, m in run])
     await runner.close()
-    archived = [(o, r) for s in segments(root) for frame in seg.read(s.path) for o, r in zip(frame.offsets,
-                                                                                               frame.records)]
+    # A field sent as null is one left out, to the validator and to every reader after it; the schema's structs
+    # do not keep the difference, so records it re-encodes (forwarded, late, cut by the hour) drop such fields.
+    archived = [(o, _present(r)) for s in segments(root) for frame in seg.read(s.path)
+                for o, r in zip(frame.offsets, frame.records)]
     # a late record of an array is re-encoded: the same JSON either way, not the same bytes
-    letters = [(d["reason"], d["detail"], d["offset"], orjson.loads(base64.b64decode(d["original"]))
+    letters = [(d["reason"], d["detail"], d["offset"], _present(orjson.loads(base64.b64decode(d["original"])))
                 if d["reason"] == "late" else d["original"]) for d in outputs.letters]
+    forwards = [(topic, entity, _present(record)) for topic, entity, record in outputs.forwards]
     runner.engine.state.meta.pop("archive_run")   # named for when its log was opened
-    return (outputs.sent, letters, outputs.forwards, archived, runner.metrics.records, runner.metrics.dead_letters,
+    return (outputs.sent, letters, forwards, archived, runner.metrics.records, runner.metrics.dead_letters,
             runner.engine.state.to_bytes())
 
 
@@ -186,10 +197,13 @@ async def _typed_offsets(messages: list[Message], root: Path) -> tuple[list[int]
 
 
 def test_a_message_the_schema_cannot_read_leaves_the_rest_of_its_fetch_on_the_typed_path(tmp_path):
+    """Unreadable messages are dead letters that leave the typed run whole; a record the validator refuses
+    (out of range) sends that run's slice to the validator, which does not see the unreadable ones again."""
     good = [orjson.dumps({"entity": f"st-{i}", "ts": T0 + i, "pm25": 10.0 + i}) for i in range(6)]
+    good[2] = orjson.dumps({"entity": "st-2", "ts": T0 + 2, "pm25": -5.0})
     values = [good[0], good[1], b"{not json", good[2], b"", good[3], good[4], b'{"entity": "st-9"}', good[5]]
     typed, outputs, runner = asyncio.run(_typed_offsets([Message(i, v) for i, v in enumerate(values)], tmp_path))
     assert typed == [0, 1, 3, 5, 6, 8]
-    assert [(d["offset"], d["reason"]) for d in outputs.letters] == [(2, "not_json"), (4, "empty"),
-                                                                      (7, "missing_field")]
-    assert runner.metrics.records["air"] == 7 and len(runner.engine.state) + len(outputs.forwards) == 6
+    assert [(d["offset"], d["reason"]) for d in outputs.letters] == [(2, "not_json"), (3, "out_of_range"),
+                                                                      (4, "empty"), (7, "missing_field")]
+    assert runner.metrics.records["air"] == 7 and len(runner.engine.state) + len(outputs.forwards) == 5
