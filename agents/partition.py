@@ -259,9 +259,8 @@ class PartitionRunner:
         ``sent`` is SENT_RECORDS when each message is one record read by orjson, SENT_MESSAGES when every
         message was read by orjson (a message whose records are all accepted goes in as sent), SENT_TYPED when
         every message was read by the source schema (the same, and it encodes the records of the others: its
-        structs). The append
-        runs in a thread (zstd releases the GIL) while this partition goes on with its next batch: one
-        append in flight at a time, in order, and settled before a checkpoint syncs the log.
+        structs). The append runs in a thread (zstd releases the GIL) while this partition goes on with its
+        next batch: one append in flight at a time, in order, and settled before a checkpoint syncs the log.
         """
         message_offsets = np.fromiter((m.offset for m in decoded_from), dtype=np.int64, count=len(decoded_from))
         offsets = message_offsets[np.searchsorted(starts, out.positions, side="right") - 1]

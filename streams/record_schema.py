@@ -67,7 +67,7 @@ class RecordSchema:
         self._encode = msgspec.json.Encoder().encode
         self._get = dict(zip(names, map(attrgetter, attrs)))
         fields = source.fields.items()
-        self._numeric = [(n, f) for n, f in fields if f.numeric]
+        self._numeric = [(n, f, bounds(f)) for n, f in fields if f.numeric]
         self._bools = [(n, f) for n, f in fields if f.type == "bool"]
         self._strings = [(n, f) for n, f in fields if f.type == "string"]
 
@@ -107,11 +107,10 @@ class RecordSchema:
         if self.validator.absurd(ts).any():
             return None
         columns: dict[str, np.ndarray] = {}
-        for name, spec in self._numeric:
+        for name, spec, (low, high) in self._numeric:
             values = np.array(list(map(get[name], records)), dtype=np.float64)   # absent (None): NaN
             absent = np.isnan(values)
             present = values[~absent]
-            low, high = bounds(spec)
             if (present < low).any() or (present > high).any() or (spec.required and absent.any()) or \
                     (spec.type == "int" and (present != np.floor(present)).any()):
                 return None
