@@ -33,7 +33,7 @@ from faust.web import Request, Response, View
 from agents.access import Caller, Services, caller
 from agents.alert_store import AlertNotFound
 from agents.tokens import BOOTSTRAP_NAME, Identity
-from models import registry as versions
+from models import versions
 from models.lifecycle import TRANSITIONS, TransitionError
 from settings import Settings
 from state import refstore

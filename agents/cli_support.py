@@ -11,7 +11,8 @@ from rich.markup import escape
 from settings import ConfigError, Settings, get_settings
 from state.redis_client import check_redis, connected
 from streams.kafka_client import check_kafka
-from streams.registry import SourceError, load_registry
+from streams.registry import SourceError
+from models.catalog import load_sources
 from streams.validation import parse_time
 
 console = Console()
@@ -19,7 +20,7 @@ console = Console()
 
 def registry_or_fail():
     try:
-        return load_registry(get_settings())
+        return load_sources(get_settings())
     except SourceError as exc:
         fail(str(exc))
 

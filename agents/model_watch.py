@@ -15,8 +15,8 @@ import logging
 import redis.asyncio as aioredis
 
 from agents.health import UNAVAILABLE, Health
-from models import registry
-from models.registry import ModelVersion, VersionError
+from models import versions
+from models.versions import ModelVersion, VersionError
 
 log = logging.getLogger("warden.models")
 
@@ -37,7 +37,7 @@ class ModelWatch:
 
     async def refresh(self) -> None:
         """Load any source whose active version differs from the one in use."""
-        wanted = await registry.active(self.redis)
+        wanted = await versions.active(self.redis)
         for source in [s for s in self.current if s not in wanted]:
             log.info("%s: back to the built-in detectors", source)
             del self.current[source]
@@ -45,8 +45,8 @@ class ModelWatch:
             if source in self.current and self.current[source].version == version:
                 continue
             try:
-                meta = await registry.get(self.redis, version)
-                model = await asyncio.to_thread(registry.load, meta)
+                meta = await versions.get(self.redis, version)
+                model = await asyncio.to_thread(versions.load, meta)
             except VersionError as exc:
                 self.health.failed("models", f"load {version}", exc)
                 continue
@@ -68,7 +68,7 @@ class ModelWatch:
         while True:
             try:
                 async with self.redis.pubsub() as pubsub:
-                    await pubsub.subscribe(registry.CHANNEL)
+                    await pubsub.subscribe(versions.CHANNEL)
                     async for message in pubsub.listen():
                         if message["type"] == "message":
                             await self.refresh()

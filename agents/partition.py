@@ -78,6 +78,7 @@ class PartitionRunner:
         self.checkpointed = -1
         self.last_checkpoint = time.monotonic()
         self.checkpoint_cost = 0.0   # seconds the last checkpoint took
+        self.archive_run: str | None = None   # the replay log's run this state continues (in its checkpoint)
         self.last_message_at = time.time()
 
     async def restore(self) -> None:
@@ -96,15 +97,15 @@ class PartitionRunner:
 
     def _reopen_archive(self) -> PartitionArchive | None:
         """The replay log of this partition's run: the checkpoint's, or a new one when starting afresh."""
-        archive = self._open_archive(self.engine.state.meta.get("archive_run"))
+        archive = self._open_archive(self.archive_run)
         if archive is not None:
-            self.engine.state.meta["archive_run"] = archive.run
+            self.archive_run = archive.run
         return archive
 
     def _load(self, found) -> None:
         """State from a checkpoint (or, for a layout change, empty state at its offset)."""
         try:
-            self.engine.state.load_bytes(found.state)
+            self.archive_run = self.engine.state.load_bytes(found.state).get("archive_run")
         except ValueError as exc:
             log.warning("%s/%d: checkpoint not restored (%s); state starts empty at offset %d",
                         self.source.name, self.partition, exc, found.offset)
@@ -312,10 +313,10 @@ class PartitionRunner:
         """
         async with self.lock:
             idle = time.time() - self.last_message_at
-            watermark = self.engine.state.meta.get("watermark")
-            if watermark is None or idle < self.source.expected_interval_s:
+            watermark = self.engine.state.watermark
+            if watermark == -np.inf or idle < self.source.expected_interval_s:
                 return
-            signals = self.engine.sweep(float(watermark) + idle)
+            signals = self.engine.sweep(watermark + idle)
             await self.alert(signals)
             await self.outputs.signals(signals)
             self.metrics.processed(self.source.name, 0, 0, len(signals), 0)
@@ -351,7 +352,7 @@ class PartitionRunner:
         elif self.archive is not None:   # durable before the offsets it covers are committed
             await self._archive_call("sync", self.archive.sync)
         # In a thread, so other partitions go on; this one's state is still, under its lock.
-        blob = await asyncio.to_thread(self.engine.state.to_bytes)
+        blob = await asyncio.to_thread(self.engine.state.to_bytes, {"archive_run": self.archive_run})
         try:
             stored = await self.checkpoints.save(self.source.name, self.partition, self.offset, blob)
         except UNAVAILABLE as exc:   # nothing committed: the next checkpoint covers these records

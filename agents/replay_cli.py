@@ -119,7 +119,7 @@ def _replayed_alerts(chunks, registry, ref, patterns, models: dict, on_progress)
 
 def _models(names: list[str], registry) -> dict:
     """``--model`` values (version ids, ``active``, ``builtin``) as source -> loaded version."""
-    from models import registry as versions
+    from models import versions
 
     settings, out = get_settings(), {}
     for name in names:
@@ -243,7 +243,7 @@ def train_cmd(
                                                                            "in Redis"),
 ) -> None:
     """Warm the engine on an archived period and fit the source's window-outlier model; save a version."""
-    from models import registry as versions
+    from models import versions
     from replay.training import TrainingError, train_window_model
 
     settings, registry = get_settings(), registry_or_fail()
@@ -513,7 +513,7 @@ def archive_label(path: Path = typer.Argument(..., help="NDJSON ground truth: ki
 @models_cli.command("list")
 def models_list() -> None:
     """Registered model versions, oldest first; the promoted one of each source is marked."""
-    from models import registry as versions
+    from models import versions
 
     metas = with_redis(versions.listing)
     table = Table(title="model versions")
@@ -530,7 +530,7 @@ def models_list() -> None:
 def _model_change(step: str, change) -> tuple[str, str]:
     """Run ``change(redis) -> (source, version now running)``, audited as ``model.<step>``; a version error
     ends the command."""
-    from models import registry as versions
+    from models import versions
 
     async def work(r):
         source, now = await change(r)
@@ -546,7 +546,7 @@ def _model_change(step: str, change) -> tuple[str, str]:
 @models_cli.command("promote")
 def models_promote(version: str = typer.Argument(...)) -> None:
     """Make VERSION its source's running version; workers swap to it between batches."""
-    from models import registry as versions
+    from models import versions
 
     async def promote(r):
         return (await versions.promote(r, version))["source"], version
@@ -558,7 +558,7 @@ def models_promote(version: str = typer.Argument(...)) -> None:
 @models_cli.command("rollback")
 def models_rollback(source: str = typer.Option(..., help="the source to roll back")) -> None:
     """Back to the version promoted before the current one (or the built-in detectors)."""
-    from models import registry as versions
+    from models import versions
 
     async def rollback(r):
         return source, await versions.rollback(r, source)

@@ -4,8 +4,8 @@ Faust agents call it live; replay calls it on archived records. It has no Kafka
 in it and is deterministic: the same records in the same order give the same
 signals and state, however they are cut into batches.
 
->>> from streams.registry import load_registry
->>> engine = SourceEngine(load_registry()["air"])
+>>> from models.catalog import load_sources
+>>> engine = SourceEngine(load_sources()["air"])
 >>> out = engine.process([{"entity": "st-1", "ts": 1700000000, "pm25": 300.0}, {"entity": 5}])
 >>> [a["kind"] for a in out.signals], [r.reason for r in out.rejects]
 (['pm25_over_limit'], ['wrong_type'])
@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from models import detectors
-from models.registry import BUILTIN, ModelVersion
+from models import catalog
+from models.base import BatchContext
+from models.versions import BUILTIN, ModelVersion
 from settings import Settings, get_settings
 from state.entity_state import EntityState
 from state.refdata import RefData
@@ -47,12 +48,11 @@ class SourceEngine:
         settings = settings or get_settings()
         self.source = source
         self.validator = Validator(source, settings)
-        self.state = state or EntityState.for_source(source, settings, detectors.windows_needed(source),
-                                                     detectors.keeps_needed(source))
-        self.detectors = detectors.build(source, self.state)
+        self.state = state or EntityState.for_source(source, settings, catalog.windows_needed(source),
+                                                     catalog.keeps_needed(source))
+        self.detectors = catalog.build(source, self.state)
         self._numeric = source.numeric_fields
-        spans = [d.max_span_s(self.state) for d in self.detectors if hasattr(d, "max_span_s")]
-        self._max_span = min(spans, default=float("inf"))
+        self._max_span = min((d.max_span_s(self.state) for d in self.detectors), default=float("inf"))
         if self._max_span <= 0:
             raise ValueError(f"source {source.name!r}: window rings too short for its detectors "
                              "(raise the 1h ring in WARDEN_WINDOWS or lower the allowed lateness)")
@@ -67,8 +67,7 @@ class SourceEngine:
         self.refdata = ref
         self.state.forget_lookups()
         for detector in self.detectors:
-            if hasattr(detector, "use_refdata"):
-                detector.use_refdata(ref)
+            detector.use_refdata(ref)
 
     def use_model(self, model: ModelVersion | None) -> None:
         """Run with a trained model version (None: the built-in detectors only); entity state is kept."""
@@ -76,8 +75,7 @@ class SourceEngine:
             raise ValueError(f"model version {model.version} is for {model.source!r}, not {self.source.name!r}")
         self.model, self.model_version = model, model.version if model else BUILTIN
         for detector in self.detectors:
-            if hasattr(detector, "use_model"):
-                detector.use_model(model.window_model if model else None, self.state)
+            detector.use_model(model.window_model if model else None, self.state)
 
     def process(self, records: list, owner: Callable[[list[str]], np.ndarray] | None = None) -> Outcome:
         """Process records in order; ``owner(entities)`` says which entities new to this state the
@@ -114,8 +112,7 @@ class SourceEngine:
             return []
         alerts = []
         for detector in self.detectors:
-            if hasattr(detector, "sweep"):
-                alerts += detector.sweep(self.state, now)
+            alerts += detector.sweep(self.state, now)
         return self._stamped(alerts)
 
     def _stamped(self, signals: list[dict]) -> list[dict]:
@@ -148,10 +145,11 @@ class SourceEngine:
     def _fold_and_detect(self, batch: Batch, rows: np.ndarray) -> list[dict]:
         numeric = np.column_stack([batch.columns[f] for f in self._numeric]) if self._numeric \
             else np.empty((len(batch), 0))
-        self.state.update(rows, batch.ts, numeric)
+        sequence, prior_last_ts = self.state.update(rows, batch.ts, numeric)
+        ctx = BatchContext(sequence, prior_last_ts, self.state.watermark, self.refdata)
         alerts = []
         for detector in self.detectors:
-            alerts += detector.detect(batch, rows, self.state)
+            alerts += detector.detect(batch, rows, self.state, ctx)
         return self._stamped(alerts)
 
 

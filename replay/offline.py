@@ -20,7 +20,7 @@ import orjson
 from models.engine import SourceEngine
 from models.fusion import FusionBook
 from models.incidents import IncidentBook
-from models.registry import ModelVersion
+from models.versions import ModelVersion
 from replay.archive import Chunk
 from settings import Settings
 from state.refdata import RefData

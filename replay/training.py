@@ -44,7 +44,7 @@ def train_window_model(source: Source, chunks: Iterable[Chunk], settings: Settin
     summary = replay_archive(chunks, engines)
     parts = [x for d in collectors for x in d.collected]
     x = np.concatenate(parts) if parts else np.empty((0, len(names(source.windowed_fields))))
-    spec = source.window_outlier
+    spec = WindowOutlier.settings_of(source)
     if len(x) < 50:
         raise TrainingError(f"only {len(x)} complete entity-hours in the period ({summary.accepted:,} records); "
                             f"need 50 or more (entities need {spec.min_records} records before their hours count)")

@@ -8,6 +8,8 @@ True
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import orjson
 
@@ -58,9 +60,9 @@ class ColumnStore:
         return b"".join([prefix, orjson.dumps(header), b"\n", *(col[:rows].reshape(-1).view(np.uint8)
                                                                  for col in self._cols.values())])
 
-    def load_bytes(self, blob: bytes, start: int = 0) -> int:
+    def load_bytes(self, blob: bytes, start: int = 0, renamed: Callable[[str], str] | None = None) -> int:
         """Fill declared columns from :meth:`to_bytes` output that begins at ``start`` in ``blob`` (read in
-        place, not copied); returns the row count.
+        place, not copied); returns the row count. ``renamed``: today's name of a saved column.
 
         Raises ValueError when the blob's columns do not match the declared ones, or it is cut short.
         """
@@ -72,6 +74,8 @@ class ColumnStore:
             rows, saved = int(header["rows"]), header["columns"]
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"unreadable column header: {exc}") from exc
+        if renamed is not None:
+            saved = [[renamed(name), dtype, tail] for name, dtype, tail in saved]
         names = [name for name, _, _ in saved]
         if sorted(names) != sorted(self._cols):
             raise ValueError(f"columns differ: saved {sorted(names)}, declared {sorted(self._cols)}")

@@ -9,7 +9,7 @@ event time is late.
 
 >>> import numpy as np
 >>> st = EntityState(numeric=["value"], windowed=["value"], windows={"1m": 4}, lateness_s=60)
->>> st.update(st.locate(["m1", "m1"]), np.array([0.0, 30.0]), np.array([[1.0], [3.0]]))
+>>> _ = st.update(st.locate(["m1", "m1"]), np.array([0.0, 30.0]), np.array([[1.0], [3.0]]))
 >>> float(st.store["mean"][0, 0]), st.late(st.locate(["m1"]), np.array([-100.0])).tolist()
 (2.0, [True])
 """
@@ -46,7 +46,8 @@ class EntityState:
         self.lateness_s = lateness_s
         self._windowed_idx = [self.numeric.index(f) for f in self.windowed]
         self.slots = SlotMap()
-        self.meta: dict[str, object] = {}
+        self.watermark = -np.inf                  # the newest event time folded in
+        self.notes: dict[str, object] = {}        # detectors' partition-wide values, "<detector>.<key>"
         self._lookups: list[str] = []
         store = self.store = ColumnStore(capacity)
         store.add("last_ts", np.float64, fill=-np.inf)
@@ -114,20 +115,20 @@ class EntityState:
         within[order] = before
         return ts < np.maximum(prior, within) - self.lateness_s
 
-    def update(self, rows: np.ndarray, ts: np.ndarray, numeric: np.ndarray) -> None:
+    def update(self, rows: np.ndarray, ts: np.ndarray, numeric: np.ndarray) -> tuple[EntitySequence, np.ndarray]:
         """Fold records of entity ``rows`` (numeric: records x numeric fields, NaN = absent) in.
 
-        Leaves ``sequence`` (the records in per-entity event order) and ``prior_last_ts`` (each
-        record's entity time before this update) for the detectors that run next.
+        Returns the records in per-entity event order and each record's entity event time before this
+        update, which the detectors that run next read.
         """
-        if len(rows) == 0:
-            return
-        self.meta["watermark"] = max(float(self.meta.get("watermark", -np.inf)), float(ts.max()))
         last_ts = self.store["last_ts"]
-        self.prior_last_ts = last_ts[rows].copy()
-        self.sequence = EntitySequence.of(rows, ts)
+        prior_last_ts = last_ts[rows].copy()
+        sequence = EntitySequence.of(rows, ts)
+        if len(rows) == 0:
+            return sequence, prior_last_ts
+        self.watermark = max(self.watermark, float(ts.max()))
         # The newest record per entity sets last values (ties: the later record).
-        newest = self.sequence.order[self.sequence.last]
+        newest = sequence.order[sequence.last]
         newer = ts[newest] >= last_ts[rows[newest]]
         pick = newest[newer]
         last_ts[rows[pick]] = ts[pick]
@@ -141,6 +142,7 @@ class EntityState:
                 buckets = np.floor(ts / seconds).astype(np.int64)
                 windows.add(self.store[f"{name}.sum"], self.store[f"{name}.count"],
                             self.store[f"{name}.head"], rows, buckets, values)
+        return sequence, prior_last_ts
 
     def add_lookup(self, column: str) -> None:
         """A per-entity cache of a fact taken from reference data (NaN until looked up, see :meth:`lookup`):
@@ -212,21 +214,52 @@ class EntityState:
         total, count, filled = s.sum(axis=2), c.sum(axis=2), (c > 0).sum(axis=2)
         return np.divide(total, count, out=np.full(total.shape, np.nan), where=(filled >= min_filled) & (count > 0))
 
-    def to_bytes(self) -> bytes:
-        """A self-describing snapshot: header JSON line, then the columns (see :meth:`ColumnStore.to_bytes`)."""
-        header = {"v": FORMAT_VERSION, "entities": self.slots.entities, "meta": self.meta,
+    def to_bytes(self, annotations: dict | None = None) -> bytes:
+        """A self-describing snapshot: header JSON line, then the columns (see :meth:`ColumnStore.to_bytes`).
+
+        ``annotations``: what the caller keeps beside the state (JSON), given back by :meth:`load_bytes`.
+        """
+        header = {"v": FORMAT_VERSION, "entities": self.slots.entities, "watermark": self.watermark,
+                  "notes": self.notes, "annotations": annotations or {},
                   "numeric": self.numeric, "windowed": self.windowed}
         return self.store.to_bytes(len(self.slots), prefix=orjson.dumps(header) + b"\n")
 
-    def load_bytes(self, blob: bytes) -> None:
-        """Restore from :meth:`to_bytes`; ValueError if the layout differs."""
+    def load_bytes(self, blob: bytes) -> dict:
+        """Restore from :meth:`to_bytes` (or an earlier release's snapshot); returns its annotations.
+        ValueError if the layout differs."""
         cut = blob.index(b"\n")
-        header = orjson.loads(blob[:cut])
+        header = _upgraded(orjson.loads(blob[:cut]))
         if header.get("v") != FORMAT_VERSION or header["numeric"] != self.numeric \
                 or header["windowed"] != self.windowed:
             raise ValueError("checkpoint layout differs from the source declaration")
-        rows = self.store.load_bytes(blob, cut + 1)
+        rows = self.store.load_bytes(blob, cut + 1, renamed=_renamed)
         if rows != len(header["entities"]):
             raise ValueError("checkpoint entity count does not match its columns")
         self.slots = SlotMap(header["entities"])
-        self.meta = header["meta"]
+        self.watermark = -np.inf if header["watermark"] is None else float(header["watermark"])   # JSON: null
+        self.notes = header["notes"]
+        return header["annotations"]
+
+
+# Column and note prefixes of detectors renamed since release 0.1.0's checkpoints.
+RENAMED_PREFIXES = {"site.": "site_status.", "night.": "night_flow.", "peer.": "peer_use."}
+
+
+def _renamed(name: str) -> str:
+    """A saved column's or note's name as today's detectors call it."""
+    for old, new in RENAMED_PREFIXES.items():
+        if name.startswith(old):
+            return new + name[len(old):]
+    return name
+
+
+def _upgraded(header: dict) -> dict:
+    """A snapshot header of an earlier release (one ``meta`` dict for the watermark, the archive run and
+    detectors' values) in today's shape."""
+    if "meta" not in header:
+        return header
+    meta = dict(header.pop("meta"))
+    header["watermark"] = meta.pop("watermark", -np.inf)
+    header["annotations"] = {k: meta.pop(k) for k in ("archive_run",) if k in meta}
+    header["notes"] = {_renamed(k): v for k, v in meta.items()}
+    return header

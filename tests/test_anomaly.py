@@ -11,7 +11,7 @@ from models.engine import SourceEngine
 from replay import nab
 from replay.offline import replay
 from settings import Settings
-from streams.registry import AnomalySpec, load_registry
+from models.catalog import load_sources
 
 NAB_DIR = Path(__file__).parent / "data" / "nab"
 TS = 1_767_225_600
@@ -25,9 +25,10 @@ def _stream(values: np.ndarray, entity: str = "m1", step: float = 300.0) -> list
 def _alerts_at(values: np.ndarray, entity: str = "m1", **spec) -> list[int]:
     """Record numbers of the anomaly alerts, with the default detector or one with ``spec`` changed."""
     settings = Settings()
-    source = load_registry(settings)["metric"]
+    source = load_sources(settings)["metric"]
     if spec:
-        source = source.model_copy(update={"anomaly": AnomalySpec(**{**source.anomaly.model_dump(), **spec})})
+        table = {**source.tables.get("anomaly", {}), **spec}
+        source = source.model_copy(update={"tables": {**source.tables, "anomaly": table}})
     engine = SourceEngine(source, settings)
     alerts = engine.process(_stream(values, entity)).signals
     return [int((np.datetime64(a["ts"][:-1]).astype("datetime64[s]").astype(int) - TS) / 300) for a in alerts
@@ -93,7 +94,7 @@ def test_entities_learn_separately_and_the_same_records_give_the_same_alerts():
     b = _daily(3500, 2) * 10
     a[3200] += 80
     recs = sorted(_stream(a, "a") + _stream(b, "b"), key=lambda r: (r["ts"], r["entity"]))
-    settings, registry = Settings(), load_registry(Settings())
+    settings, registry = Settings(), load_sources(Settings())
     first: list[dict] = []
     second: list[dict] = []
     replay(recs, registry, settings, source="metric", on_signal=first.append)
@@ -114,6 +115,6 @@ def test_nab_score_of_the_generic_detector():
     streams = nab.load(NAB_DIR)
     alerts: list[dict] = []
     settings = Settings()
-    replay(nab.records(streams), load_registry(settings), settings, on_signal=alerts.append)
+    replay(nab.records(streams), load_sources(settings), settings, on_signal=alerts.append)
     result = nab.score(streams, alerts)["all"]
     assert result["score"] >= NAB_FLOOR, result

@@ -17,7 +17,7 @@ from replay.archive import PartitionArchive, prune, read_records, segments
 from settings import Settings
 from state.refdata import RefData
 from streams.record_schema import RecordSchema, plain
-from streams.registry import load_registry
+from models.catalog import load_sources
 
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 
@@ -141,7 +141,7 @@ def _runner(tmp_path, archive_factory):
     async def alert(signals): pass
 
     settings, ref = Settings(partitions=1, data_dir=tmp_path, checkpoint_interval_s=3600.0), RefData.empty()
-    runner = PartitionRunner(load_registry()["metric"], 0, settings, _Outputs(), _Checkpoints(), WorkerMetrics(),
+    runner = PartitionRunner(load_sources()["metric"], 0, settings, _Outputs(), _Checkpoints(), WorkerMetrics(),
                              commit, alert, lambda: ref, Health(), archive=archive_factory)
     return runner, committed
 
@@ -303,6 +303,6 @@ def test_typed_messages_go_to_the_replay_log_as_sent_and_read_back_the_same_as_s
     assert whole.strip()[1:-1] in payload                       # as sent
     assert b'"value":8.0' in payload and b'"value":8}' not in payload   # encoded by the schema, not orjson
     assert sum(runner.metrics.records.values()) == 4 and not runner.metrics.dead_letters
-    schema = RecordSchema(load_registry()["metric"])
+    schema = RecordSchema(load_sources()["metric"])
     chunks = list(read_records(segments(tmp_path / "archive"), record_type=lambda source: schema.record))
     assert all(c.typed for c in chunks) and [plain(r) for c in chunks for r in c.records] == expected

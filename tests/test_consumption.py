@@ -9,7 +9,7 @@ from models.engine import SourceEngine
 from settings import Settings
 from state.holidays import RestDays
 from state.refdata import RefData
-from streams.registry import load_registry
+from models.catalog import load_sources
 
 TS = 1_767_196_800   # 2025-12-31 16:00 UTC = 2026-01-01 00:00 local (UTC+8)
 SPRING = 1_767_542_400   # 2026-01-05 00:00 local, a Monday: eight weeks up to the Spring Festival and past it
@@ -41,7 +41,7 @@ def _abnormal(alerts):
 
 @pytest.mark.parametrize("cut", [50, 100_000])
 def test_an_abnormal_hour_is_flagged_and_normal_weeks_are_not(cut):
-    engine = SourceEngine(load_registry(Settings())["power"], Settings())
+    engine = SourceEngine(load_sources(Settings())["power"], Settings())
     recs = _meters(28, spike_at=(25, 3))
     alerts = []
     for lo in range(0, len(recs), cut):
@@ -54,14 +54,14 @@ def test_an_abnormal_hour_is_flagged_and_normal_weeks_are_not(cut):
 
 @pytest.mark.parametrize("seed", [3, 4])
 def test_quiet_on_four_normal_weeks(seed):
-    engine = SourceEngine(load_registry(Settings())["power"], Settings())
+    engine = SourceEngine(load_sources(Settings())["power"], Settings())
     assert _abnormal(engine.process(_meters(28, spike_at=None, seed=seed)).signals) == []
 
 
 def test_public_holidays_count_as_rest_days_and_only_a_weekend_only_calendar_flags_them():
     """Homes that live by the official calendar (Spring Festival 15-23 Feb, Saturdays 14 and 28 Feb worked)."""
     recs = _meters(56, spike_at=None, start=SPRING)
-    spec, settings = load_registry(Settings())["power"], Settings()
+    spec, settings = load_sources(Settings())["power"], Settings()
     official = SourceEngine(spec, settings, refdata=RefData.empty())      # the shipped calendar
     assert _abnormal(official.process(recs).signals) == []
     weekends_only = SourceEngine(spec, settings, refdata=RefData.from_doc({"holidays": {}}))

@@ -11,10 +11,11 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from models.engine import SourceEngine
 from settings import Settings
 from streams.envelope import decode
-from streams.registry import FieldSpec, load_registry
+from models.catalog import load_sources
+from streams.registry import FieldSpec
 
 SETTINGS = Settings()
-REGISTRY = load_registry(SETTINGS)
+REGISTRY = load_sources(SETTINGS)
 T0 = 1_767_225_600.0
 REASONS = {"not_json", "not_object", "missing_field", "wrong_type", "out_of_range", "not_finite", "bad_timestamp",
            "absurd_timestamp", "late", "unknown_source", "empty", "oversize"}

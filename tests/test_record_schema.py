@@ -159,7 +159,6 @@ async def _through_runner(source, messages: list[Message], root: Path, typed: bo
     letters = [(d["reason"], d["detail"], d["offset"], _present(orjson.loads(base64.b64decode(d["original"])))
                 if d["reason"] == "late" else d["original"]) for d in outputs.letters]
     forwards = [(topic, entity, _present(record)) for topic, entity, record in outputs.forwards]
-    runner.engine.state.meta.pop("archive_run")   # named for when its log was opened
     return (outputs.sent, letters, forwards, archived, runner.metrics.records, runner.metrics.dead_letters,
             runner.engine.state.to_bytes())
 

@@ -9,7 +9,7 @@ from replay.evaluation import Truth, read_ground_truth, score_incidents
 from replay.offline import merger, replay
 from settings import Settings
 from streams.city import city_ref
-from streams.registry import load_registry
+from models.catalog import load_sources
 from streams.scenario import KINDS, Scenario
 from streams.simulator import CitySimulator
 
@@ -20,7 +20,7 @@ def _alerts(records: list[dict], ref) -> list[dict]:
     """The alerts a worker would raise for ``records``: replayed in-process with fusion, merged."""
     settings = Settings(partitions=4)
     book = IncidentBook(QuietPeriods(settings.alert_quiet_s))
-    replay(records, load_registry(settings), settings, refdata=ref,
+    replay(records, load_sources(settings), settings, refdata=ref,
            on_signal=merger(book, FusionBook(load_patterns()), ref))
     return [{**i, "first_seen": iso(i["first_seen"]), "last_seen": iso(i["last_seen"])} for i in book.incidents.values()]
 
@@ -86,7 +86,7 @@ def test_group_renting_is_detected_when_its_third_whole_day_ends_and_no_other_dw
 
     settings = Settings(partitions=2)   # 400 entities: enough dwellings per partition to be each other's peers
     book = IncidentBook(QuietPeriods(settings.alert_quiet_s))
-    replay(meters(), load_registry(settings), settings, refdata=ref,
+    replay(meters(), load_sources(settings), settings, refdata=ref,
            on_signal=merger(book, FusionBook(load_patterns()), ref))
     alerts = [{**i, "first_seen": iso(i["first_seen"]), "last_seen": iso(i["last_seen"])}
               for i in book.incidents.values()]

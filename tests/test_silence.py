@@ -6,7 +6,7 @@ import pytest
 
 from models.engine import SourceEngine
 from settings import Settings
-from streams.registry import load_registry
+from models.catalog import load_sources
 
 TS = 1_767_225_600
 
@@ -30,7 +30,7 @@ def _silence(alerts: list[dict]) -> list[tuple[str, str, str]]:
 @pytest.mark.parametrize("cut", [1, 20, 333, 100_000])
 def test_silent_and_recovered_once_however_batched(cut):
     recs = _meters(150, {"meter-05": (30, 90), "meter-07": (100, 150), "meter-09": (40, 42)})
-    engine = SourceEngine(load_registry(Settings())["power"], Settings())
+    engine = SourceEngine(load_sources(Settings())["power"], Settings())
     alerts = []
     for lo in range(0, len(recs), cut):
         alerts += engine.process(recs[lo:lo + cut]).signals

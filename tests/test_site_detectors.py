@@ -6,7 +6,7 @@ import numpy as np
 
 from models.engine import SourceEngine
 from state.refdata import RefData
-from streams.registry import load_registry
+from models.catalog import load_sources
 
 T0 = 1_767_196_800.0   # 2026-01-01T00:00:00+08:00, a local midnight
 
@@ -31,7 +31,7 @@ def test_use_at_closed_sites_is_caught_and_nothing_else():
     operating = [f"p-{i}" for i in range(5, 40)]
     ref = _sites([(m, "chemical_plant", "closed") for m in closed + idle_closed]
                  + [(m, "enterprise", "operating") for m in operating])
-    engine = SourceEngine(load_registry()["power"], refdata=ref)
+    engine = SourceEngine(load_sources()["power"], refdata=ref)
     records = []
     for k in range(24 * 12):                      # one day, a reading every 5 minutes
         t = T0 + 300 * k
@@ -74,9 +74,9 @@ def test_group_renting_needs_days_running_far_above_peers():
     heavy = {"w-001": 0, "w-002": 1, "w-003": 2, "w-004": 4}   # w-004: only 2 heavy days before the end
     ref = _sites([(f"w-{i:03d}", "dwelling", "operating") for i in range(60)])
     records = _dwelling_days(6, heavy)
-    one = [s for s in _run(SourceEngine(load_registry()["power"], refdata=ref), records)
+    one = [s for s in _run(SourceEngine(load_sources()["power"], refdata=ref), records)
            if s["kind"] == "group_renting"]
-    chunked = [s for s in _run(SourceEngine(load_registry()["power"], refdata=ref), records, chunk=1234)
+    chunked = [s for s in _run(SourceEngine(load_sources()["power"], refdata=ref), records, chunk=1234)
                if s["kind"] == "group_renting"]
     assert [s["id"] for s in one] == [s["id"] for s in chunked]   # batching does not matter
     assert {s["entity"] for s in one} == {"w-001", "w-002", "w-003"}
@@ -88,7 +88,7 @@ def test_group_renting_needs_days_running_far_above_peers():
     assert all(s["evidence"]["ratio"] > 4 and s["evidence"]["peer_median"] > 0 for s in one)
 
     # Without reference data nobody is a dwelling: no peer comparison at all.
-    assert [s for s in _run(SourceEngine(load_registry()["power"]), records[:5000])
+    assert [s for s in _run(SourceEngine(load_sources()["power"]), records[:5000])
             if s["kind"] == "group_renting"] == []
 
 
@@ -113,7 +113,7 @@ def test_a_station_far_above_its_neighbours_and_only_then():
             records.append({"entity": e, "ts": t, "pm25": round(float(pm25), 1)})
 
     def spatial(chunk: int) -> list[dict]:
-        engine = SourceEngine(load_registry()["air"], refdata=ref)
+        engine = SourceEngine(load_sources()["air"], refdata=ref)
         return [s for s in _run(engine, records, chunk) if s["kind"] == "pm25_above_neighbours"]
 
     whole, cut = spatial(len(records)), spatial(777)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
+import orjson
 import pytest
 
 from models.engine import SourceEngine
 from settings import Settings
 from state.entity_state import EntityState
-from streams.registry import load_registry
+from models.catalog import load_sources
 
 TS = 1_767_225_600
 
@@ -57,10 +58,10 @@ def test_late_records_by_entity_event_time():
 def test_checkpoint_bytes_round_trip():
     st = _metric_state()
     st.update(st.locate(["a", "b"]), np.array([TS, TS + 5.0]), np.array([[1.0], [2.0]]))
-    st.meta["x"] = 1
+    st.notes["x"] = 1
     again = _metric_state()
-    again.load_bytes(st.to_bytes())
-    assert again.slots.entities == ["a", "b"] and again.meta == {"x": 1, "watermark": TS + 5.0}
+    assert again.load_bytes(st.to_bytes({"run": "r1"})) == {"run": "r1"}
+    assert again.slots.entities == ["a", "b"] and again.notes == {"x": 1} and again.watermark == TS + 5.0
     assert np.array_equal(again.store["mean"][:2], st.store["mean"][:2])
     for name in st.store.names():   # every column, window rings (several axes) included
         assert np.array_equal(again.store[name][:2], st.store[name][:2], equal_nan=True), name
@@ -72,6 +73,26 @@ def test_checkpoint_bytes_round_trip():
     empty = _metric_state()
     empty.load_bytes(_metric_state().to_bytes())            # a partition that has seen no entity yet
     assert len(empty.slots) == 0
+
+
+def test_a_checkpoint_of_the_earlier_layout_restores_under_todays_names():
+    """Release 0.1.0 kept the watermark, the archive run and detectors' values in one ``meta`` dict and named
+    some detectors' columns differently (``site.``, ``night.``, ``peer.``)."""
+    st = _metric_state()
+    st.store.add("peer_use.streak", np.float32)
+    st.update(st.locate(["a"]), np.array([TS]), np.array([[1.0]]))
+    st.store["peer_use.streak"][0] = 3.0
+    header, columns = st.to_bytes().split(b"\n", 1)
+    old = orjson.loads(header)
+    old["meta"] = {"watermark": TS, "archive_run": "r0", "peer.hist": {"1": [2]}, "silence.swept": TS}
+    for key in ("watermark", "notes", "annotations"):
+        del old[key]
+    blob = orjson.dumps(old) + b"\n" + columns.replace(b'"peer_use.streak"', b'"peer.streak"')
+    again = _metric_state()
+    again.store.add("peer_use.streak", np.float32)
+    assert again.load_bytes(blob) == {"archive_run": "r0"}
+    assert again.watermark == TS and again.notes == {"peer_use.hist": {"1": [2]}, "silence.swept": TS}
+    assert again.store["peer_use.streak"][0] == 3.0
 
 
 def _air_records(n_hours: int = 3, breach_hour: int = 1) -> list[dict]:
@@ -86,7 +107,7 @@ def _air_records(n_hours: int = 3, breach_hour: int = 1) -> list[dict]:
 
 def test_threshold_rules_fire_once_per_period_and_on_closed_windows():
     settings = Settings(allowed_lateness_s=120)
-    engine = SourceEngine(load_registry(settings)["air"], settings)
+    engine = SourceEngine(load_sources(settings)["air"], settings)
     alerts = [a for a in engine.process(_air_records()).signals if a["model"].startswith("threshold")]
     got = sorted((a["kind"], a["entity"], a["window_start"]) for a in alerts)
     assert got == [
@@ -97,7 +118,7 @@ def test_threshold_rules_fire_once_per_period_and_on_closed_windows():
     no2 = next(a for a in alerts if a["kind"].startswith("no2"))
     assert no2["evidence"]["mean"] == pytest.approx(260.0) and no2["ts"] == "2026-01-01T02:00:00.000Z"
     # quiet data raises nothing
-    quiet = SourceEngine(load_registry(settings)["air"], settings)
+    quiet = SourceEngine(load_sources(settings)["air"], settings)
     calm = [dict(r, pm25=30.0) for r in _air_records(breach_hour=99)]
     assert [a for a in quiet.process(calm).signals if a["model"].startswith("threshold")] == []
 
@@ -106,9 +127,9 @@ def test_threshold_rules_fire_once_per_period_and_on_closed_windows():
 def test_same_records_same_alerts_and_state_however_batched(cut):
     settings = Settings(allowed_lateness_s=120)
     records = _air_records()
-    whole = SourceEngine(load_registry(settings)["air"], settings)
+    whole = SourceEngine(load_sources(settings)["air"], settings)
     expected = whole.process(records).signals
-    pieces = SourceEngine(load_registry(settings)["air"], settings)
+    pieces = SourceEngine(load_sources(settings)["air"], settings)
     got = []
     for lo in range(0, len(records), cut):
         got += pieces.process(records[lo:lo + cut]).signals
@@ -129,7 +150,7 @@ def _station_hours(entity: str, hours: int, pm25: float, no2: float = 30.0) -> l
 
 def test_daily_limit_needs_twenty_hours_and_aqi_tracks_the_hour():
     settings = Settings(allowed_lateness_s=120)
-    engine = SourceEngine(load_registry(settings)["air"], settings)
+    engine = SourceEngine(load_sources(settings)["air"], settings)
     recs = sorted(_station_hours("dirty", 30, 95.0) + _station_hours("clean", 30, 20.0)
                   + _station_hours("short", 10, 200.0), key=lambda r: (r["ts"], r["entity"]))
     alerts = engine.process(recs).signals

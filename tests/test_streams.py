@@ -10,7 +10,8 @@ import pytest
 from settings import Settings
 from streams.envelope import decode
 from streams.partitioner import partition_for, partitions_of
-from streams.registry import SourceError, load_registry
+from streams.registry import SourceError
+from models.catalog import load_sources
 from streams.simulator import CitySimulator
 from streams.validation import Validator, parse_time
 
@@ -50,25 +51,25 @@ def test_envelope_reads_objects_arrays_and_refuses_the_rest():
 
 
 def test_registry_ships_six_sources_and_takes_new_declarations(tmp_path):
-    assert set(load_registry(Settings())) == {"power", "water", "gps", "video", "air", "metric"}
+    assert set(load_sources(Settings())) == {"power", "water", "gps", "video", "air", "metric"}
     (tmp_path / "noise.toml").write_text(
         'name = "noise"\ntopic = "telemetry.noise"\n[fields.db]\ntype = "float"\nunit = "dB(A)"\n'
         'min = 0\nmax = 200\nrequired = true\nwindow = true\n'
         '[[rules]]\nkind = "loud"\nfield = "db"\nabove = 85\n')
-    reg = load_registry(Settings(sources_dirs=[tmp_path]))
+    reg = load_sources(Settings(sources_dirs=[tmp_path]))
     assert reg["noise"].topic == "telemetry.noise" and "telemetry.noise" in reg.topics
     (tmp_path / "broken.toml").write_text('name = "broken"\ntopic = "t"\n[fields.x]\ntype = "complex"\n')
     with pytest.raises(SourceError, match=r"broken.toml: fields.x.type"):
-        load_registry(Settings(sources_dirs=[tmp_path]))
+        load_sources(Settings(sources_dirs=[tmp_path]))
     (tmp_path / "broken.toml").unlink()
     (tmp_path / "short.toml").write_text('name = "short"\ntopic = "t2"\ndetectors = ["anomaly"]\n[fields.x]\n'
                                          'type = "float"\nanomaly = true\n[anomaly]\nshape_memory = 10\n')
     with pytest.raises(SourceError, match=r"short.toml: anomaly: .*shape_memory must be 0 \(off\) or at least"):
-        load_registry(Settings(sources_dirs=[tmp_path]))
+        load_sources(Settings(sources_dirs=[tmp_path]))
 
 
 def test_validation_reasons():
-    v = Validator(load_registry(Settings())["video"], Settings())
+    v = Validator(load_sources(Settings())["video"], Settings())
     records = [
         {"entity": "cam-1", "ts": TS, "object": "boat", "count": 3, "confidence": 0.9, "zone": "<script>"},
         {"entity": "cam-1", "ts": TS, "object": "dragon", "count": 3, "confidence": 0.9},
@@ -99,7 +100,7 @@ def test_time_formats():
 @pytest.mark.parametrize("fmt", ["auto", "epoch_s", "epoch_ms", "iso8601"])
 def test_a_batch_of_numeric_times_reads_as_one_record_at_a_time(fmt):
     """All-number times take a vectorised path; one odd record sends the batch one record at a time."""
-    metric = load_registry(Settings())["metric"].model_copy(update={"time_format": fmt})
+    metric = load_sources(Settings())["metric"].model_copy(update={"time_format": fmt})
     v, rng = Validator(metric, Settings()), random.Random(7)
     times = [TS + rng.randint(0, 10**6), float(TS) + rng.random(), TS * 1000 + 5, float(TS * 1000), 0, -TS,
              float("nan"), float("inf"), -float("inf"), 10**400, 1e300, TS * 10**6]
@@ -120,7 +121,7 @@ def test_simulator_is_seeded_and_realistic():
     a, b, c = first(1), first(1), first(2)
     assert a == b and a != c
     records = [r for tick in a for r in tick]
-    reg = load_registry(Settings())
+    reg = load_sources(Settings())
     for name in ("power", "water", "gps", "video", "air"):
         mine = [r for r in records if r["source"] == name]
         batch, rejects = Validator(reg[name], Settings()).validate(mine)

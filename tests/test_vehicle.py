@@ -13,7 +13,7 @@ import state
 from models.engine import SourceEngine
 from settings import Settings
 from state.zones import Zones
-from streams.registry import load_registry
+from models.catalog import load_sources
 
 NOON = 1_767_240_000          # 2026-01-01 12:00 local (UTC+8)
 NIGHT = NOON + 11 * 3600      # 23:00 local
@@ -42,7 +42,7 @@ def test_each_movement_rule_fires_once_and_only_where_it_should(cut):
         + _track("gps-0000104", NOON + 600, 5, 120.32, 31.00, 60.0, dlon=0.001)   # back after a 7-min gap
     )
     recs.sort(key=lambda r: (r["ts"], r["entity"]))
-    engine = SourceEngine(load_registry(Settings())["gps"], Settings())
+    engine = SourceEngine(load_sources(Settings())["gps"], Settings())
     alerts = []
     for lo in range(0, len(recs), cut):
         alerts += engine.process(recs[lo:lo + cut]).signals
@@ -83,7 +83,7 @@ def test_route_corridor_and_hazardous_speed_from_the_vehicle_registry(cut):
             + leg("tanker-2", NOON + 350, 5, on, 70.0, 120.44) + leg("tanker-2", NOON + 400, 5, on, 96.0, 120.45)
             + leg("van-1", NOON, 20, off, 95.0))
     recs.sort(key=lambda r: (r["ts"], r["entity"]))
-    engine = SourceEngine(load_registry(Settings())["gps"], Settings(), refdata=_registry_city())
+    engine = SourceEngine(load_sources(Settings())["gps"], Settings(), refdata=_registry_city())
     alerts = []
     for lo in range(0, len(recs), cut):
         alerts += engine.process(recs[lo:lo + cut]).signals

@@ -6,7 +6,7 @@ import pytest
 
 from models.engine import SourceEngine
 from settings import Settings
-from streams.registry import load_registry
+from models.catalog import load_sources
 
 JAN = 1_767_225_600      # 2026-01-01 00:00 UTC
 APR = 1_775_001_600      # 2026-04-01 00:00 UTC (fishing ban: 1 March - 30 June)
@@ -34,7 +34,7 @@ def test_each_rule_fires_once_per_scene_and_not_otherwise(cut):
         + _events("cam-plant", "plant-gate", "smoke", JAN + 3600, 3)                   # an hour later: scene 2
     )
     recs.sort(key=lambda r: (r["ts"], r["entity"]))
-    engine = SourceEngine(load_registry(Settings())["video"], Settings())
+    engine = SourceEngine(load_sources(Settings())["video"], Settings())
     alerts = []
     for lo in range(0, len(recs), cut):
         alerts += engine.process(recs[lo:lo + cut]).signals

@@ -11,7 +11,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from models.engine import SourceEngine
 from state.checkpoint import unpack
 from streams.partitioner import partition_for
-from streams.registry import load_registry
+from models.catalog import load_sources
 from tests.conftest import run, wait_until
 
 pytestmark = pytest.mark.integration
@@ -112,7 +112,7 @@ def test_records_on_the_wrong_partition_are_forwarded(stack):
 
 
 def _checkpointed_count(stack, source: str, entity: str) -> int:
-    reg = load_registry(stack.settings)
+    reg = load_sources(stack.settings)
     for part in range(4):
         blob = stack.redis.hget(f"warden:ckpt:warden:{source}:{part}", "state")
         if blob:
@@ -137,7 +137,7 @@ def test_killed_worker_restores_state_from_checkpoint(stack):
     run(_send(stack.settings.bootstrap_servers, "telemetry.metric", [(None, orjson.dumps(second), None)]))
     # The running count continues from 15 (not restarting at 0, not re-counting the first 15).
     wait_until(lambda: _checkpointed_count(stack, "metric", entity) == 25, what="count continuing to 25")
-    reg = load_registry(stack.settings)
+    reg = load_sources(stack.settings)
     part = partition_for(entity, 4)
     st = SourceEngine(reg["metric"], stack.settings).state
     st.load_bytes(unpack(stack.redis.hget(f"warden:ckpt:warden:metric:{part}", "state")))

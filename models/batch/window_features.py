@@ -10,7 +10,7 @@ Entity-normalised features let one per-source model serve every entity.
 >>> from state.entity_state import EntityState
 >>> st = EntityState(numeric=["v"], windowed=["v"], windows={"1h": 28}, lateness_s=0)
 >>> ts = np.arange(0, 10 * 3600, 600.0)
->>> st.update(st.locate(["e"] * len(ts)), ts, (ts // 3600 % 2).reshape(-1, 1))
+>>> _ = st.update(st.locate(["e"] * len(ts)), ts, (ts // 3600 % 2).reshape(-1, 1))
 >>> x = hour_features(st, np.array([0]), np.array([8]))
 >>> names(["v"]), np.round(x, 2).tolist()
 (['v.level', 'v.change', 'v.context', 'hour.sin', 'hour.cos'], [[-0.98, -1.96, -0.98, 0.87, -0.5]])

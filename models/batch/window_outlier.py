@@ -10,9 +10,11 @@ detector in collecting mode, so features are built by one piece of code.
 from __future__ import annotations
 
 import numpy as np
+from pydantic import Field
 
 from models.batch.isolation import WindowOutlierModel
 from models.batch.window_features import CONTEXT_HOURS, hour_features, names
+from models.base import BatchContext, Detector, DetectorSettings, Severity
 from models.signal import new_signal
 from state.entity_state import EntityState
 from streams.registry import Source
@@ -22,23 +24,37 @@ MODEL = "window_outlier@1"
 DONE = "window_outlier.closed"
 
 
-class WindowOutlier:
+class WindowOutlierSettings(DetectorSettings):
+    """The ``[window_outlier]`` table: the trained IsolationForest over hourly window features."""
+
+    trees: int = Field(100, ge=10, le=1000)
+    max_samples: int = Field(256, ge=16)
+    quantile: float = Field(0.999, gt=0.5, lt=1, description="alert above this share of training windows")
+    min_records: int = Field(48, ge=2, description="records an entity has before its hours are scored")
+    seed: int = 42
+    severity: Severity = "warning"
+
+
+class WindowOutlier(Detector):
     """Scores each closed hour of each entity with the promoted version's window model."""
 
     name = "window_outlier"
-    windows = {"1h": CONTEXT_HOURS + 1}   # window -> closed buckets it reads (sizes the ring; checked by detectors.build)
-    keeps = {"running_stats"}            # its features include the entity's count/mean/variance
+    settings_model = WindowOutlierSettings
+    windows = {"1h": CONTEXT_HOURS + 1}
+    keeps = frozenset({"running_stats"})   # its features include the entity's count/mean/variance
 
     def __init__(self, source: Source, state: EntityState):
-        self.source, self.spec = source, source.window_outlier
+        super().__init__(source, state)
         self.fields = list(state.windowed)
         self.labels = names(self.fields)
         self.model: WindowOutlierModel | None = None
         self.collected: list[np.ndarray] | None = None   # training: feature rows of every closed hour
         state.add_marker(DONE)
 
-    def max_span_s(self, state: EntityState) -> float:
-        return state.span_for_closures("1h", CONTEXT_HOURS + 1)
+    @classmethod
+    def check(cls, source: Source, settings: WindowOutlierSettings) -> None:
+        if not source.windowed_fields:
+            raise ValueError("the window_outlier detector needs at least one windowed field")
 
     def use_model(self, model: WindowOutlierModel | None, state: EntityState) -> None:
         """Score with ``model`` from now on (hours already closed are not scored after the fact)."""
@@ -51,14 +67,14 @@ class WindowOutlier:
         """Keep the features of every closed hour (see :attr:`collected`) instead of, or as well as, scoring."""
         self.collected = []
 
-    def detect(self, batch: Batch, rows: np.ndarray, state: EntityState) -> list[dict]:
+    def detect(self, batch: Batch, rows: np.ndarray, state: EntityState, ctx: BatchContext) -> list[dict]:
         if self.model is None and self.collected is None:
             return []
         seconds, _ = state.windows["1h"]
         counts = state.store["count"]
         alerts = []
         for r, b in state.newly_closed(rows, "1h", state.store[DONE]):
-            ready = counts[r].min(axis=1) >= self.spec.min_records
+            ready = counts[r].min(axis=1) >= self.settings.min_records
             r, b = r[ready], b[ready]
             if not len(r):
                 continue
@@ -77,7 +93,7 @@ class WindowOutlier:
                 alerts.append(new_signal(
                     source=self.source.name, kind="window_outlier", entity=state.slots.entities[r[i]],
                     ts=float((b[i] + 1) * seconds), window_start=float(b[i] * seconds), window_s=float(seconds),
-                    score=float(score[j]), severity=self.spec.severity, model=MODEL,
+                    score=float(score[j]), severity=self.settings.severity, model=MODEL,
                     evidence={"features": dict(zip(self.labels, np.round(x[i], 3).tolist())),
                               "hour_means": dict(zip(self.fields, np.round(
                                   state.window_means("1h", r[i:i + 1], b[i:i + 1])[0], 4).tolist()))}))

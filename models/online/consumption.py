@@ -12,7 +12,9 @@ has been seen ``warmup`` times raises ``<field>_consumption_abnormal``.
 from __future__ import annotations
 
 import numpy as np
+from pydantic import Field
 
+from models.base import BatchContext, Detector, DetectorSettings, Severity, UtcOffsetHours, needs_field
 from models.signal import new_signal
 from models.calendar import slot_of
 from state import nibbles
@@ -26,15 +28,30 @@ MODEL = "consumption@1"
 SLOTS = 48
 
 
-class ConsumptionProfile:
+class ConsumptionSettings(DetectorSettings):
+    """The ``[consumption]`` table: when an hour's use is abnormal for this meter."""
+
+    field: str = "kw"
+    floor: float = Field(0.05, gt=0, description="added to both sides of the ratio (near-zero use)")
+    min_change: float = Field(0.5, ge=0, description="smallest absolute difference worth an alert")
+    warmup: int = Field(3, ge=1, le=15, description="times a slot is seen before it can alert")
+    z_alert: float = Field(4.0, gt=0, description="log-ratio spreads that make an hour abnormal")
+    min_spread: float = Field(0.1, gt=0)
+    alpha: float = Field(0.2, gt=0, lt=1, description="EW weight of a new hour in the profile")
+    utc_offset_h: UtcOffsetHours = 8.0
+    severity: Severity = "warning"
+
+
+class Consumption(Detector):
     """Flags hours whose use is far from the meter's usual use at that hour of the week."""
 
     name = "consumption"
-    windows = {"1h": 1}   # window -> closed buckets it reads (sizes the ring; checked by detectors.build)
+    settings_model = ConsumptionSettings
+    windows = {"1h": 1}
 
     def __init__(self, source: Source, state: EntityState):
-        self.source, self.spec = source, source.consumption
-        self.f = state.windowed.index(self.spec.field)
+        super().__init__(source, state)
+        self.f = state.windowed.index(self.settings.field)
         state.store.add("consumption.profile", np.float16, (SLOTS,), fill=np.nan)
         state.store.add("consumption.seen", np.uint8, (SLOTS // 2,))   # times each slot was learned, 0..15
         state.store.add("consumption.var", np.float32, fill=np.nan)
@@ -44,11 +61,12 @@ class ConsumptionProfile:
     def use_refdata(self, ref: RefData) -> None:
         self.rest_days = ref.rest_days
 
-    def max_span_s(self, state: EntityState) -> float:
-        return state.span_for_closures("1h", 1)
+    @classmethod
+    def check(cls, source: Source, settings: ConsumptionSettings) -> None:
+        needs_field(source, cls.name, settings.field, windowed=True)
 
-    def detect(self, batch: Batch, rows: np.ndarray, state: EntityState) -> list[dict]:
-        sp = self.spec
+    def detect(self, batch: Batch, rows: np.ndarray, state: EntityState, ctx: BatchContext) -> list[dict]:
+        sp = self.settings
         seconds, _ = state.windows["1h"]
         profile, seen, var = (state.store[f"consumption.{c}"] for c in ("profile", "seen", "var"))
         alerts = []

@@ -14,7 +14,9 @@ for an hour whose AQI reaches the source's ``[aqi] alert_from`` (default 151,
 from __future__ import annotations
 
 import numpy as np
+from pydantic import Field
 
+from models.base import BatchContext, Detector, DetectorSettings
 from models.signal import new_signal
 from state.entity_state import EntityState
 from streams.registry import Source
@@ -35,6 +37,12 @@ CATEGORIES = ((50, "excellent"), (100, "good"), (150, "lightly polluted"), (200,
 SEVERITY = {"moderately polluted": "warning", "heavily polluted": "major", "severely polluted": "critical"}
 
 
+class AqiSettings(DetectorSettings):
+    """The ``[aqi]`` table: when the hourly AQI raises an alert."""
+
+    alert_from: float = Field(151.0, gt=0, le=500, description="AQI from which an hour is alerted")
+
+
 def iaqi(pollutant: str, conc: np.ndarray) -> np.ndarray:
     """Individual AQI of concentrations (NaN stays NaN; above the table caps at 500)."""
     return np.interp(conc, BREAKPOINTS[pollutant], LEVELS)
@@ -44,24 +52,22 @@ def category(aqi: float) -> str:
     return next(name for top, name in CATEGORIES if aqi <= top)
 
 
-class AirQualityIndex:
+class Aqi(Detector):
     """Computes each station's hourly AQI when the hour closes; alerts on polluted hours."""
 
     name = "aqi"
-    windows = {"1h": 1}   # window -> closed buckets it reads (sizes the ring; checked by detectors.build)
+    settings_model = AqiSettings
+    windows = {"1h": 1}
 
     def __init__(self, source: Source, state: EntityState):
-        self.source = source
+        super().__init__(source, state)
         self.pollutants = [p for p in BREAKPOINTS if p in state.windowed]
         if not self.pollutants:
             raise ValueError(f"source {source.name!r}: the aqi detector needs windowed pollutant fields")
-        self.alert_from = source.aqi.alert_from
+        self.alert_from = self.settings.alert_from
         state.add_marker("aqi.closed")
 
-    def max_span_s(self, state: EntityState) -> float:
-        return state.span_for_closures("1h", 1)
-
-    def detect(self, batch: Batch, rows: np.ndarray, state: EntityState) -> list[dict]:
+    def detect(self, batch: Batch, rows: np.ndarray, state: EntityState, ctx: BatchContext) -> list[dict]:
         alerts = []
         seconds, _ = state.windows["1h"]
         for r, b in state.newly_closed(rows, "1h", state.store["aqi.closed"]):

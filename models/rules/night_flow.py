@@ -11,7 +11,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from pydantic import Field
 
+from models.base import BatchContext, Detector, DetectorSettings, Severity, UtcOffsetHours, needs_field
 from models.signal import new_signal
 from models.calendar import local_day_hour
 from state.entity_state import EntityState
@@ -21,28 +23,45 @@ from streams.validation import Batch
 MODEL = "night_flow@1"
 
 
-class NightFlow:
+class NightFlowSettings(DetectorSettings):
+    """The ``[night_flow]`` table: the minimum-night-flow leak check."""
+
+    field: str = "flow"
+    night_start_h: int = Field(1, ge=0, le=23, description="local hour the quiet night begins")
+    night_end_h: int = Field(5, ge=1, le=24)
+    min_flow: float = Field(0.02, ge=0, description="a night whose every reading is above this leaks")
+    min_readings: int = Field(30, ge=1, description="readings a night needs to be judged")
+    utc_offset_h: UtcOffsetHours = 8.0
+    severity: Severity = "warning"
+
+
+class NightFlow(Detector):
     """Raises ``night_flow`` when a meter's minimum flow over a whole night stays above a floor."""
 
     name = "night_flow"
+    settings_model = NightFlowSettings
 
     def __init__(self, source: Source, state: EntityState):
-        self.source, self.spec = source, source.night_flow
-        state.store.add("night.day", np.float32, fill=np.nan)   # local day number of the night open
-        state.store.add("night.min", np.float32, fill=np.nan)
-        state.store.add("night.n", np.int32)
+        super().__init__(source, state)
+        state.store.add("night_flow.day", np.float32, fill=np.nan)   # local day number of the night open
+        state.store.add("night_flow.min", np.float32, fill=np.nan)
+        state.store.add("night_flow.n", np.int32)
 
-    def detect(self, batch: Batch, rows: np.ndarray, state: EntityState) -> list[dict]:
-        sp = self.spec
+    @classmethod
+    def check(cls, source: Source, settings: NightFlowSettings) -> None:
+        needs_field(source, cls.name, settings.field)
+
+    def detect(self, batch: Batch, rows: np.ndarray, state: EntityState, ctx: BatchContext) -> list[dict]:
+        sp = self.settings
         flow = batch.columns[sp.field]
         dh = local_day_hour(batch.ts, sp.utc_offset_h)
         at_night = (dh[:, 1] >= sp.night_start_h) & (dh[:, 1] < sp.night_end_h) & ~np.isnan(flow)
-        day, low, n = state.store["night.day"], state.store["night.min"], state.store["night.n"]
+        day, low, n = state.store["night_flow.day"], state.store["night_flow.min"], state.store["night_flow.n"]
         # night readings, and every reading of a meter with a night open (before or within the batch)
         relevant = at_night | ~np.isnan(day[rows]) | np.isin(rows, rows[at_night])
         if not relevant.any():
             return []
-        order = state.sequence.order[relevant[state.sequence.order]]
+        order = ctx.sequence.order[relevant[ctx.sequence.order]]
         alerts = []
         for i in order.tolist():
             r, d = int(rows[i]), float(dh[i, 0])
@@ -59,7 +78,7 @@ class NightFlow:
         return alerts
 
     def _alert(self, entity: str, day: float, low: float, readings: int) -> dict:
-        sp = self.spec
+        sp = self.settings
         start = day * 86400 + sp.night_start_h * 3600 - sp.utc_offset_h * 3600
         end = day * 86400 + sp.night_end_h * 3600 - sp.utc_offset_h * 3600
         return new_signal(source=self.source.name, kind="night_flow", entity=entity, ts=end, window_start=start,

@@ -17,8 +17,10 @@ further day it stays above; the alert manager merges those).
 from __future__ import annotations
 
 import numpy as np
+from pydantic import Field
 
 from models.calendar import local_day_hour
+from models.base import BatchContext, Detector, DetectorSettings, Severity, UtcOffsetHours, needs_field
 from models.signal import new_signal
 from state.entity_state import EntityState
 from state.refdata import RefData
@@ -28,6 +30,21 @@ from streams.validation import Batch
 MODEL = "peer_use@1"
 BINS, LOG_LOW, LOG_HIGH = 240, -4.0, 4.0   # 1e-4 .. 1e4 in the field's unit, 30 bins a decade
 KEEP_DAYS = 3
+
+
+class PeerUseSettings(DetectorSettings):
+    """The ``[peer_use]`` table: a site using several times what comparable sites use in a day."""
+
+    field: str = "kw"
+    categories: list[str] = Field(default_factory=lambda: ["dwelling"])
+    factor: float = Field(4.0, gt=1, description="times the peer median that counts as excessive")
+    days: int = Field(3, ge=1, description="consecutive excessive days before a signal")
+    min_hours: int = Field(20, ge=1, le=24, description="hours with readings for a day to count")
+    peers: int = Field(200, ge=10, description="recent peer days the median is taken over")
+    min_peers: int = Field(30, ge=5)
+    kind: str = "group_renting"
+    utc_offset_h: UtcOffsetHours = 8.0
+    severity: Severity = "warning"
 
 
 def bin_of(values: np.ndarray) -> np.ndarray:
@@ -43,29 +60,31 @@ def peer_median(hist: np.ndarray) -> float:
     return float(10 ** (LOG_LOW + (b + 0.5) * (LOG_HIGH - LOG_LOW) / BINS))
 
 
-class PeerUse:
+class PeerUse(Detector):
     """Raises the spec's kind (``group_renting``) for a site far above its peers for days on end."""
 
     name = "peer_use"
+    settings_model = PeerUseSettings
 
     def __init__(self, source: Source, state: EntityState):
-        self.source, self.spec = source, source.peer_use
-        state.add_lookup("peer.member")   # 1.0: the meter's site is one of the peer categories
+        super().__init__(source, state)
+        state.add_lookup("peer_use.member")   # 1.0: the meter's site is one of the peer categories
         # float32 holds day numbers, counts and the 24-bit hour mask exactly, and a day's sum well enough
         for col, fill in (("day", np.nan), ("sum", 0.0), ("n", 0.0), ("hours", 0.0), ("streak", 0.0),
                           ("last_excess", np.nan)):
-            state.store.add(f"peer.{col}", np.float32, fill=fill)
-        self.ref = RefData.empty()
+            state.store.add(f"peer_use.{col}", np.float32, fill=fill)
 
-    def use_refdata(self, ref: RefData) -> None:
-        self.ref = ref
+    @classmethod
+    def check(cls, source: Source, settings: PeerUseSettings) -> None:
+        needs_field(source, cls.name, settings.field)
 
-    def detect(self, batch: Batch, rows: np.ndarray, state: EntityState) -> list[dict]:
-        if not self.ref.sites:
+    def detect(self, batch: Batch, rows: np.ndarray, state: EntityState, ctx: BatchContext) -> list[dict]:
+        ref = ctx.refdata
+        if not ref.sites:
             return []
-        sp, seq = self.spec, state.sequence
-        st = {c: state.store[f"peer.{c}"] for c in ("day", "sum", "n", "hours", "streak", "last_excess")}
-        peers = state.lookup("peer.member", seq.rows, self._member) == 1.0
+        sp, seq = self.settings, ctx.sequence
+        st = {c: state.store[f"peer_use.{c}"] for c in ("day", "sum", "n", "hours", "streak", "last_excess")}
+        peers = state.lookup("peer_use.member", seq.rows, lambda entity: self._member(ref, entity)) == 1.0
         if not peers.any():
             return []
         sub = seq.subset(peers)
@@ -100,17 +119,17 @@ class PeerUse:
         st["n"][seg_row[keep]], st["hours"][seg_row[keep]] = seg_n[keep], seg_hours[keep]
         days, rws, means, hours = (np.concatenate(parts) for parts in zip(*closed))
         full = np.bitwise_count(hours) >= sp.min_hours
-        return self._judge(days[full], rws[full], means[full], st, state)
+        return self._judge(ref, days[full], rws[full], means[full], st, state)
 
-    def _member(self, entity: str) -> float:
-        site = self.ref.device_site.get(entity)
-        return float(site is not None and site.category in self.spec.categories)
+    def _member(self, ref: RefData, entity: str) -> float:
+        site = ref.device_site.get(entity)
+        return float(site is not None and site.category in self.settings.categories)
 
-    def _judge(self, days: np.ndarray, rows: np.ndarray, means: np.ndarray, st: dict, state: EntityState) \
-            -> list[dict]:
+    def _judge(self, ref: RefData, days: np.ndarray, rows: np.ndarray, means: np.ndarray, st: dict,
+               state: EntityState) -> list[dict]:
         """Compare each closed day with its peers' previous day, then add it to its own day's histogram."""
-        sp = self.spec
-        hists = {int(d): np.array(h, dtype=np.int64) for d, h in state.meta.get("peer.hist", {}).items()}
+        sp = self.settings
+        hists = {int(d): np.array(h, dtype=np.int64) for d, h in self.recall(state, "hist", {}).items()}
         out = []
         for d in np.unique(days).tolist():   # oldest day first; judging uses only earlier days
             at = days == d
@@ -122,7 +141,7 @@ class PeerUse:
                         streak = st["streak"][row] + 1 if st["last_excess"][row] == d - 1 else 1.0
                         st["streak"][row], st["last_excess"][row] = streak, d
                         if streak >= sp.days:
-                            out.append(self._signal(state.slots.entities[row], d, mean, median, int(streak)))
+                            out.append(self._signal(ref, state.slots.entities[row], d, mean, median, int(streak)))
                     else:
                         st["streak"][row] = 0.0
             hist = hists.setdefault(int(d), np.zeros(BINS, dtype=np.int64))
@@ -130,13 +149,13 @@ class PeerUse:
         if not hists:
             return out
         newest = max(hists)
-        state.meta["peer.hist"] = {str(d): h.tolist() for d, h in hists.items() if d > newest - KEEP_DAYS}
+        self.remember(state, "hist", {str(d): h.tolist() for d, h in hists.items() if d > newest - KEEP_DAYS})
         return out
 
-    def _signal(self, entity: str, day: float, mean: float, median: float, streak: int) -> dict:
-        sp = self.spec
+    def _signal(self, ref: RefData, entity: str, day: float, mean: float, median: float, streak: int) -> dict:
+        sp = self.settings
         end = (day + 1) * 86400.0 - sp.utc_offset_h * 3600.0    # the closed local day's end, UTC epoch
-        site = self.ref.device_site.get(entity)
+        site = ref.device_site.get(entity)
         return new_signal(source=self.source.name, kind=sp.kind, entity=entity, ts=end, window_start=end - 86400.0,
                           window_s=86400.0, score=float(min(1.0, 1.0 - median * sp.factor / mean / 2.0)),
                           severity=sp.severity, model=MODEL,

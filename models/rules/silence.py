@@ -9,9 +9,9 @@ expected interval has passed since its last record; its next record raises
 records themselves raises both, so the signals do not depend on batching.
 
 >>> import numpy as np
->>> from streams.registry import load_registry
+>>> from models.catalog import load_sources
 >>> from models.engine import SourceEngine
->>> e = SourceEngine(load_registry()["power"])
+>>> e = SourceEngine(load_sources()["power"])
 >>> _ = e.process([{"entity": "a", "ts": 1767225600, "kwh": 1, "kw": 1},
 ...                {"entity": "b", "ts": 1767225600, "kwh": 1, "kw": 1}])
 >>> out = e.process([{"entity": "b", "ts": 1767225600 + 60 * k, "kwh": 1 + k, "kw": 1} for k in range(1, 8)])
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from models.base import BatchContext, Detector
 from models.signal import new_signal
 from state.entity_state import EntityState
 from streams.registry import Source
@@ -31,37 +32,38 @@ from streams.validation import Batch
 MODEL = "silence@1"
 
 
-class SilenceWatch:
-    """Raises ``silent`` when an entity misses its reports and ``silence_recovered`` when it is back."""
+class Silence(Detector):
+    """Raises ``silent`` when an entity misses its reports and ``silence_recovered`` when it is back.
+
+    Configured by the source's own ``expected_interval_s`` and ``silence_factor``, not a table."""
 
     name = "silence"
 
     def __init__(self, source: Source, state: EntityState):
-        self.source = source
+        super().__init__(source, state)
         self.limit_s = source.silence_factor * source.expected_interval_s
         state.store.add("silence.open", np.int8)   # its silence began at its last_ts, which stays put
 
-    def detect(self, batch: Batch, rows: np.ndarray, state: EntityState) -> list[dict]:
-        alerts = self._recoveries(batch, rows, state)
-        now = float(state.meta.get("watermark", -np.inf))
-        if now - float(state.meta.get("silence.swept", -np.inf)) >= self.source.expected_interval_s:
-            alerts += self.sweep(state, now)
+    def detect(self, batch: Batch, rows: np.ndarray, state: EntityState, ctx: BatchContext) -> list[dict]:
+        alerts = self._recoveries(batch, state, ctx)
+        if ctx.watermark - float(self.recall(state, "swept", -np.inf)) >= self.source.expected_interval_s:
+            alerts += self.sweep(state, ctx.watermark)
         return alerts
 
     def sweep(self, state: EntityState, now: float) -> list[dict]:
         """Signals for every entity silent at event time ``now``."""
-        state.meta["silence.swept"] = now
+        self.remember(state, "swept", now)
         n = len(state)
         last_ts, open_ = state.store["last_ts"][:n], state.store["silence.open"][:n]
         silent = np.flatnonzero((now - last_ts > self.limit_s) & (open_ == 0))
         open_[silent] = 1
         return [self._silent(state.slots.entities[r], float(last_ts[r])) for r in silent.tolist()]
 
-    def _recoveries(self, batch: Batch, rows: np.ndarray, state: EntityState) -> list[dict]:
+    def _recoveries(self, batch: Batch, state: EntityState, ctx: BatchContext) -> list[dict]:
         """Gaps longer than the limit inside the records, and entities back after a sweep found them silent."""
-        seq = state.sequence
+        seq = ctx.sequence
         r, t, first = seq.rows, batch.ts[seq.order], seq.first
-        before = np.where(first, state.prior_last_ts[seq.order], np.roll(t, 1))
+        before = np.where(first, ctx.prior_last_ts[seq.order], np.roll(t, 1))
         open_ = state.store["silence.open"]
         was_open = first & (open_[r] == 1)
         gap = ~was_open & (t - before > self.limit_s) & np.isfinite(before)

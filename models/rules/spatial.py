@@ -17,7 +17,9 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+from pydantic import Field
 
+from models.base import BatchContext, Detector, DetectorSettings, Severity, needs_field
 from models.signal import new_signal
 from state.entity_state import EntityState
 from state.refdata import RefData
@@ -27,6 +29,23 @@ from streams.validation import Batch
 
 MODEL = "spatial@1"
 UNLOCATED = -1.0
+
+
+class SpatialSettings(DetectorSettings):
+    """The ``[spatial]`` table: a station far above its neighbours in the same closed hour."""
+
+    field: str = "pm25"
+    radius_km: float = Field(20.0, gt=0)
+    min_neighbours: int = Field(2, ge=1)
+    factor: float = Field(2.0, gt=1, description="times the neighbours' median")
+    min_excess: float = Field(35.0, ge=0, description="and at least this much above it, in the field's unit")
+    grace_s: float = Field(3600.0, ge=0, description="wait past the lateness before judging an hour")
+    severity: Severity = "warning"
+
+
+# Detectors whose table names one field: whether that field must be windowed.
+FIELD_DETECTORS = {"night_flow": False, "consumption": True, "site_status": False, "peer_use": False,
+                   "spatial": True}
 
 
 def outliers(xy_km: np.ndarray, values: np.ndarray, *, radius_km: float, min_neighbours: int, factor: float,
@@ -42,52 +61,53 @@ def outliers(xy_km: np.ndarray, values: np.ndarray, *, radius_km: float, min_nei
     return np.flatnonzero(hit), median, count
 
 
-class SpatialOutlier:
+class Spatial(Detector):
     """Raises ``<field>_above_neighbours`` for a station's hour far above nearby stations' same hour."""
 
     name = "spatial"
-    windows = {"1h": 1}   # window -> closed buckets it reads (sizes the ring; checked by detectors.build)
+    settings_model = SpatialSettings
+    windows = {"1h": 1}
 
     def __init__(self, source: Source, state: EntityState):
-        self.source, self.spec = source, source.spatial
-        self.col = state.windowed.index(self.spec.field)
+        super().__init__(source, state)
+        self.col = state.windowed.index(self.settings.field)
         state.add_lookup("spatial.lon")
         state.add_lookup("spatial.lat")
-        self.ref = RefData.empty()
 
-    def use_refdata(self, ref: RefData) -> None:
-        self.ref = ref
+    @classmethod
+    def check(cls, source: Source, settings: SpatialSettings) -> None:
+        needs_field(source, cls.name, settings.field, windowed=True)
 
     def max_span_s(self, state: EntityState) -> float:
-        return state.span_for_closures("1h", 1) - self.spec.grace_s
+        return super().max_span_s(state) - self.settings.grace_s
 
-    def detect(self, batch: Batch, rows: np.ndarray, state: EntityState) -> list[dict]:
-        if not self.ref.sites:
+    def detect(self, batch: Batch, rows: np.ndarray, state: EntityState, ctx: BatchContext) -> list[dict]:
+        if not ctx.refdata.sites:
             return []
         seconds, ring = state.windows["1h"]
-        due = int(np.floor((float(state.meta["watermark"]) - state.lateness_s - self.spec.grace_s) / seconds)) - 1
-        done = int(state.meta.get("spatial.hour", due - 1))
-        state.meta["spatial.hour"] = max(done, due)
+        due = int(np.floor((ctx.watermark - state.lateness_s - self.settings.grace_s) / seconds)) - 1
+        done = int(self.recall(state, "hour", due - 1))
+        self.remember(state, "hour", max(done, due))
         signals = []
         for hour in range(max(done + 1, due - ring + 3), due + 1):
-            signals += self._judge(hour, state)
+            signals += self._judge(ctx.refdata, hour, state)
         return signals
 
-    def _located(self, state: EntityState) -> np.ndarray:
+    def _located(self, ref: RefData, state: EntityState) -> np.ndarray:
         """Rows of stations whose position the reference data gives."""
         rows = np.arange(len(state))
         for axis in ("lon", "lat"):
-            state.lookup(f"spatial.{axis}", rows, lambda e, a=axis: getattr(self.ref.device_site.get(e), a, UNLOCATED))
+            state.lookup(f"spatial.{axis}", rows, lambda e, a=axis: getattr(ref.device_site.get(e), a, UNLOCATED))
         return rows[state.store["spatial.lon"][rows] != UNLOCATED]
 
-    def _judge(self, hour: int, state: EntityState) -> list[dict]:
-        rows = self._located(state)
-        if len(rows) <= self.spec.min_neighbours:
+    def _judge(self, ref: RefData, hour: int, state: EntityState) -> list[dict]:
+        rows = self._located(ref, state)
+        if len(rows) <= self.settings.min_neighbours:
             return []
         values = state.window_means("1h", rows, np.full(len(rows), hour))[:, self.col]
         lon, lat = state.store["spatial.lon"][rows], state.store["spatial.lat"][rows]
         xy = np.column_stack(local_xy(lon, lat, float(lat.mean()))) / 1000.0
-        sp = self.spec
+        sp = self.settings
         hits, median, count = outliers(xy, values, radius_km=sp.radius_km, min_neighbours=sp.min_neighbours,
                                        factor=sp.factor, min_excess=sp.min_excess)
         seconds = state.windows["1h"][0]

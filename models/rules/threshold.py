@@ -5,70 +5,113 @@ per entity and ``dedup_s`` period; a rule over a window ("1m", "15m", "1h")
 looks at the mean of each closed bucket (one no record can still enter), so
 its verdict does not depend on how records were batched.
 
+Signals: ``<rule kind>`` (the rule's severity), score 0.5 at the limit rising
+to 1 at twice it (:func:`score`). Configured by the declaration's ``[[rules]]``.
+
 >>> import numpy as np
->>> from streams.registry import RuleSpec
->>> rule = RuleSpec(kind="hot", field="t", above=30)
+>>> rule = Rule(kind="hot", field="t", above=30)
 >>> exceeds(rule, np.array([10.0, 31.0, np.nan])).tolist()
 [False, True, False]
+>>> from models.catalog import load_sources
+>>> from models.engine import SourceEngine
+>>> out = SourceEngine(load_sources()["air"]).process([{"entity": "st-1", "ts": 1700000000, "pm25": 300.0}])
+>>> [(s["kind"], s["evidence"]["limit"]) for s in out.signals]
+[('pm25_over_limit', 75.0)]
 """
 
 from __future__ import annotations
 
-import numpy as np
+from typing import Literal
 
+import numpy as np
+from pydantic import Field, RootModel, model_validator
+
+from models.base import BatchContext, Detector, DetectorSettings, Severity
 from models.signal import new_signal
 from state.entity_state import EntityState
-from streams.registry import RuleSpec, Source
+from streams.registry import Source
 from streams.validation import Batch
 
 MODEL = "threshold@1"
 DAY_MIN_HOURS = 20   # GB 3095-2012: a 24-hour mean needs at least 20 hourly values
 
 
-def exceeds(rule: RuleSpec, values: np.ndarray) -> np.ndarray:
+class Rule(DetectorSettings):
+    """A threshold rule: a field above or below a limit, per record or on a window mean."""
+
+    kind: str
+    field: str
+    above: float | None = None
+    below: float | None = None
+    over: Literal["record", "1m", "15m", "1h", "24h"] = "record"
+    severity: Severity = "warning"
+    dedup_s: float = Field(3600.0, ge=60, description="one alert per entity and kind per this period")
+    description: str = ""
+
+    @model_validator(mode="after")
+    def _check(self) -> Rule:
+        if (self.above is None) == (self.below is None):
+            raise ValueError("a rule needs exactly one of 'above' or 'below'")
+        return self
+
+
+class ThresholdSettings(RootModel[list[Rule]]):
+    """The declaration's ``[[rules]]``."""
+
+    root: list[Rule] = Field(default_factory=list)
+
+
+def exceeds(rule: Rule, values: np.ndarray) -> np.ndarray:
     """Which values break the rule (NaN never does)."""
     with np.errstate(invalid="ignore"):
         return values > rule.above if rule.above is not None else values < rule.below
 
 
-def score(rule: RuleSpec, value: float) -> float:
+def score(rule: Rule, value: float) -> float:
     """0.5 at the limit, rising to 1 at twice (or zero for 'below') the limit."""
     limit = _limit(rule)
     excess = (value - limit) if rule.above is not None else (limit - value)
     return float(min(1.0, 0.5 + 0.5 * excess / max(abs(limit), 1e-9)))
 
 
-class ThresholdRules:
-    """Raises alerts for every threshold rule a source declares."""
+class Threshold(Detector):
+    """Raises a signal for every threshold rule a source declares that a reading or window mean breaks."""
 
     name = "threshold"
+    table_key = "rules"
+    settings_model = ThresholdSettings
 
     def __init__(self, source: Source, state: EntityState):
-        self.source = source
-        self.record_rules = [r for r in source.rules if r.over == "record"]
-        self.window_rules = [r for r in source.rules if r.over != "record"]
+        super().__init__(source, state)
+        rules = self.settings.root
+        self.record_rules = [r for r in rules if r.over == "record"]
+        self.window_rules = [r for r in rules if r.over != "record"]
         if self.record_rules:
             # the dedup period last alerted (int32: dedup periods are a minute or more)
             state.store.add("threshold.alerted", np.int32, (len(self.record_rules),), fill=-1)
         for window in {_bucket_window(r.over) for r in self.window_rules}:
             state.add_marker(f"threshold.closed.{window}")
 
-    @staticmethod
-    def reads(source: Source) -> dict[str, int]:
+    @classmethod
+    def check(cls, source: Source, settings: ThresholdSettings) -> None:
+        for rule in settings.root:
+            spec = source.fields.get(rule.field)
+            if spec is None or not spec.numeric:
+                raise ValueError(f"rule {rule.kind!r}: no numeric field {rule.field!r}")
+            if rule.over != "record" and not spec.window:
+                raise ValueError(f"rule {rule.kind!r}: field {rule.field!r} is not windowed")
+
+    @classmethod
+    def reads(cls, source: Source) -> dict[str, int]:
         """Window -> closed buckets the source's rules read (a 24-hour mean reads 24 of the 1-hour ring)."""
         out: dict[str, int] = {}
-        for rule in source.rules:
+        for rule in cls.settings_of(source).root:
             if rule.over != "record":
                 window = _bucket_window(rule.over)
                 out[window] = max(out.get(window, 0), 24 if rule.over == "24h" else 1)
         return out
 
-    def max_span_s(self, state: EntityState) -> float:
-        """Event time one update may span before closed windows this detector reads are evicted."""
-        spans = [state.span_for_closures(window, n) for window, n in self.reads(self.source).items()]
-        return min(spans, default=float("inf"))
-
-    def detect(self, batch: Batch, rows: np.ndarray, state: EntityState) -> list[dict]:
+    def detect(self, batch: Batch, rows: np.ndarray, state: EntityState, ctx: BatchContext) -> list[dict]:
         """Alerts raised by ``batch`` (already folded into ``state`` at ``rows``)."""
         alerts = []
         for k, rule in enumerate(self.record_rules):
@@ -77,7 +120,7 @@ class ThresholdRules:
             alerts += self._window_rules(rows, state)
         return alerts
 
-    def _record_rule(self, k: int, rule: RuleSpec, batch: Batch, rows: np.ndarray,
+    def _record_rule(self, k: int, rule: Rule, batch: Batch, rows: np.ndarray,
                      state: EntityState) -> list[dict]:
         values = batch.columns[rule.field]
         idx = np.flatnonzero(exceeds(rule, values))
@@ -136,5 +179,5 @@ def _bucket_window(over: str) -> str:
     return "1h" if over == "24h" else over
 
 
-def _limit(rule: RuleSpec) -> float:
+def _limit(rule: Rule) -> float:
     return rule.above if rule.above is not None else rule.below

@@ -2,9 +2,15 @@
 
 Zones (restricted areas, authorised sites) come from a GeoJSON file named in
 the source's ``[vehicle]`` table; point-in-zone tests are vectorised over the
-batch. Which vehicles carry hazardous goods is, until the vehicle registry
-exists, a list of entity-id patterns in the same table.
+batch. Which vehicles carry hazardous goods comes from the vehicle registry of
+the reference data, or while none is loaded from entity-id patterns in the same
+table; authorised routes and their corridors come from the reference data too.
 
+Signals: ``dwell`` (standing more than ``dwell_limit_s`` within ``dwell_radius_m``
+outside authorised sites), ``restricted_zone`` (entering one), ``night_driving``
+and ``speeding_hazardous`` (hazardous goods: moving in the night ban, above
+``hazardous_max_kmh``), ``off_route`` (outside every authorised corridor) and
+``signal_lost_moving`` (no fix for ``signal_lost_s`` after one while moving).
 """
 
 from __future__ import annotations
@@ -16,8 +22,10 @@ from pathlib import Path
 
 import numpy as np
 import shapely
+from pydantic import Field
 from shapely import STRtree
 
+from models.base import BatchContext, Detector, DetectorSettings, UtcOffsetHours
 from models.signal import new_signal
 from models.calendar import local_day_hour
 from state.entity_state import EntityState
@@ -29,8 +37,27 @@ from streams.validation import Batch
 MODEL = "vehicle@2"
 
 
-def _zones_for(source: Source) -> Zones:
-    name = source.vehicle.zones
+class VehicleSettings(DetectorSettings):
+    """The ``[vehicle]`` table: dwell, restricted zones, night ban, lost signal."""
+
+    zones: str = Field("city_zones.geojson", description="GeoJSON beside the TOML or in state/data/")
+    restricted_kind: str = "restricted"
+    restricted_hazardous_only: bool = Field(True, description="zone entry alerts only for hazardous vehicles")
+    authorised_kind: str = "authorised_site"
+    stationary_kmh: float = Field(3.0, ge=0)
+    dwell_radius_m: float = Field(100.0, gt=0, description="moving less than this between fixes is standing")
+    dwell_limit_s: float = Field(1800.0, gt=0)
+    hazardous: list[str] = Field(default_factory=list, description="entity patterns of hazardous-goods vehicles "
+                                 "(used only while the reference data registers no vehicles)")
+    night_start_h: int = Field(22, ge=0, le=23)
+    night_end_h: int = Field(6, ge=0, le=23)
+    signal_lost_s: float = Field(120.0, gt=0)
+    hazardous_max_kmh: float = Field(80.0, gt=0, description="speed limit of hazardous-goods vehicles")
+    utc_offset_h: UtcOffsetHours = 8.0
+
+
+def _zones_for(source: Source, name: str) -> Zones:
+    """The zones file ``name`` (beside the source's declaration or shipped), loaded once per version."""
     if not name:
         return Zones([], [], [], [])
     candidates = [Path(name)] if Path(name).is_absolute() else \
@@ -73,18 +100,19 @@ class Corridors:
         return out
 
 
-class VehicleMovements:
+class Vehicle(Detector):
     """Raises ``dwell``, ``restricted_zone``, ``night_driving``, ``off_route``, ``speeding_hazardous`` and
     ``signal_lost_moving``."""
 
     name = "vehicle"
-    keeps = {"last_values"}   # the sweep reads each vehicle's last speed; the console its last position
+    settings_model = VehicleSettings
+    keeps = frozenset({"last_values"})   # the sweep reads each vehicle's last speed; the console its last position
 
     def __init__(self, source: Source, state: EntityState):
-        self.source, self.spec = source, source.vehicle
+        super().__init__(source, state)
         # One regex for the id patterns (none: "(?!)" matches nothing), asked once per vehicle first seen.
-        self.hazardous_id = re.compile("|".join(map(fnmatch.translate, self.spec.hazardous)) or "(?!)").match
-        self.file_zones = self.zones = _zones_for(source)
+        self.hazardous_id = re.compile("|".join(map(fnmatch.translate, self.settings.hazardous)) or "(?!)").match
+        self.file_zones = self.zones = _zones_for(source, self.settings.zones)
         self.speed_i = state.numeric.index("speed")
         for col, fill in (("since", np.nan), ("dwell_alerted", np.nan), ("night", np.nan)):   # times
             state.store.add(f"vehicle.{col}", np.float64, fill=fill)
@@ -112,14 +140,14 @@ class VehicleMovements:
         """Per record (rows in sequence order): whether its vehicle carries hazardous goods (cached per row)."""
         return state.lookup("vehicle.hazmat", rows, lambda entity: float(self.hazardous(entity))) == 1.0
 
-    def detect(self, batch: Batch, rows: np.ndarray, state: EntityState) -> list[dict]:
-        seq = state.sequence
+    def detect(self, batch: Batch, rows: np.ndarray, state: EntityState, ctx: BatchContext) -> list[dict]:
+        seq = ctx.sequence
         ts, lon, lat, speed = (a[seq.order] for a in (batch.ts, batch.columns["lon"], batch.columns["lat"],
                                                        batch.columns["speed"]))
         st = {c: state.store[f"vehicle.{c}"] for c in ("prev_lon", "prev_lat", "since", "dwell_alerted", "zone",
                                                         "night", "lost", "prev_speed", "off", "fast")}
         hazmat = self._hazmat(seq.rows, state)
-        alerts = self._gaps(batch, seq, ts, speed, state, st)
+        alerts = self._gaps(batch, seq, ts, speed, ctx.prior_last_ts, st)
         alerts += self._dwell(batch, seq, ts, lon, lat, speed, st)
         alerts += self._zones(batch, seq, lon, lat, st, hazmat)
         alerts += self._night(batch, seq, ts, speed, st, hazmat)
@@ -128,17 +156,16 @@ class VehicleMovements:
         r, last = seq.rows, seq.last
         st["prev_lon"][r[last]], st["prev_lat"][r[last]] = lon[last], lat[last]
         st["prev_speed"][r[last]] = speed[last]
-        now = float(state.meta.get("watermark", -np.inf))
-        if now - float(state.meta.get("vehicle.swept", -np.inf)) >= self.spec.signal_lost_s / 2:
-            alerts += self.sweep(state, now)
+        if ctx.watermark - float(self.recall(state, "swept", -np.inf)) >= self.settings.signal_lost_s / 2:
+            alerts += self.sweep(state, ctx.watermark)
         return alerts
 
-    def _gaps(self, batch, seq, ts, speed, state, st) -> list[dict]:
+    def _gaps(self, batch, seq, ts, speed, prior_last_ts, st) -> list[dict]:
         """Signal lost while moving, seen as a gap between two records of the batch (or since the last one)."""
-        sp, r, order = self.spec, seq.rows, seq.order
+        sp, r, order = self.settings, seq.rows, seq.order
         was_lost = seq.first & (st["lost"][r] == 1)
         st["lost"][r] = 0.0   # a record: the signal is back
-        prev_ts = np.where(seq.first, state.prior_last_ts[order], np.roll(ts, 1))
+        prev_ts = np.where(seq.first, prior_last_ts[order], np.roll(ts, 1))
         prev_speed = seq.previous(speed, st["prev_speed"])
         with np.errstate(invalid="ignore"):
             lost = (ts - prev_ts > sp.signal_lost_s) & (prev_speed >= sp.stationary_kmh) & ~was_lost
@@ -147,11 +174,11 @@ class VehicleMovements:
 
     def _lost(self, entity: str, last_seen: float, speed: float) -> dict:
         return new_signal(source=self.source.name, kind="signal_lost_moving", entity=entity,
-                         ts=last_seen + self.spec.signal_lost_s, window_start=last_seen, window_s=0.0, score=0.7,
+                         ts=last_seen + self.settings.signal_lost_s, window_start=last_seen, window_s=0.0, score=0.7,
                          severity="major", model=MODEL, evidence={"last_seen": last_seen, "last_speed": speed})
 
     def _dwell(self, batch, seq, ts, lon, lat, speed, st) -> list[dict]:
-        sp, r, order = self.spec, seq.rows, seq.order
+        sp, r, order = self.settings, seq.rows, seq.order
         moved = metres(seq.previous(lon, st["prev_lon"]), seq.previous(lat, st["prev_lat"]), lon, lat)
         still = (speed < sp.stationary_kmh) & ~(moved > sp.dwell_radius_m)
         start, broke = seq.run_start(~still)
@@ -180,10 +207,10 @@ class VehicleMovements:
 
     def _zones(self, batch, seq, lon, lat, st, hazmat) -> list[dict]:
         r, order = seq.rows, seq.order
-        zone = self.zones.zone_index(lon, lat, self.spec.restricted_kind).astype(np.float64)
+        zone = self.zones.zone_index(lon, lat, self.settings.restricted_kind).astype(np.float64)
         before = seq.previous(zone, st["zone"])
         entered = (zone >= 0) & (zone != before)
-        if self.spec.restricted_hazardous_only and entered.any():
+        if self.settings.restricted_hazardous_only and entered.any():
             entered &= hazmat
         st["zone"][r[seq.last]] = zone[seq.last]
         return [self._alert("restricted_zone", batch, int(order[i]), float(batch.ts[order[i]]), {
@@ -191,7 +218,7 @@ class VehicleMovements:
             "lat": float(lat[i]), "lon": float(lon[i])}) for i in np.flatnonzero(entered).tolist()]
 
     def _night(self, batch, seq, ts, speed, st, hazmat) -> list[dict]:
-        sp, r, order = self.spec, seq.rows, seq.order
+        sp, r, order = self.settings, seq.rows, seq.order
         if not hazmat.any():
             return []
         day, hour = local_day_hour(ts, sp.utc_offset_h).T
@@ -213,7 +240,7 @@ class VehicleMovements:
         and outside authorised sites; once per excursion (standing still neither starts nor ends one)."""
         if not self.corridors.allowed or not hazmat.any():
             return []
-        cand = hazmat & (speed >= self.spec.stationary_kmh)
+        cand = hazmat & (speed >= self.settings.stationary_kmh)
         cand[cand] = state.lookup("vehicle.routed", seq.rows[cand],
                                   lambda entity: float(entity in self.corridors.allowed)) == 1.0
         if not cand.any():
@@ -222,7 +249,7 @@ class VehicleMovements:
         entities = [batch.entities[o] for o in sub.order.tolist()]
         lon, lat, speed = lon[cand], lat[cand], speed[cand]
         off = (self.corridors.outside(entities, lon, lat)
-               & ~self.zones.inside(lon, lat, self.spec.authorised_kind)).astype(np.float64)
+               & ~self.zones.inside(lon, lat, self.settings.authorised_kind)).astype(np.float64)
         return self._episodes("off_route", batch, sub, off, st["off"],
                               lambda o, k: {"routes": self.ref.vehicles[batch.entities[o]].routes,
                                             "speed": float(speed[k])})
@@ -231,7 +258,7 @@ class VehicleMovements:
         """``speeding_hazardous``: a hazardous-goods vehicle above its class limit; once per episode."""
         if not hazmat.any():
             return []
-        limit, fast = self.spec.hazardous_max_kmh, speed[hazmat]
+        limit, fast = self.settings.hazardous_max_kmh, speed[hazmat]
         return self._episodes("speeding_hazardous", batch, seq.subset(hazmat), (fast > limit).astype(np.float64),
                               st["fast"],
                               lambda o, k: {"speed": float(fast[k]), "limit": limit})
@@ -245,11 +272,11 @@ class VehicleMovements:
 
     def sweep(self, state: EntityState, now: float) -> list[dict]:
         """``signal_lost_moving`` for vehicles that went quiet while driving."""
-        state.meta["vehicle.swept"] = now
+        self.remember(state, "swept", now)
         n = len(state)
         last_ts, lost = state.store["last_ts"][:n], state.store["vehicle.lost"][:n]
         speed = state.store["last"][:n, self.speed_i]
-        quiet = np.flatnonzero((now - last_ts > self.spec.signal_lost_s) & (speed >= self.spec.stationary_kmh)
+        quiet = np.flatnonzero((now - last_ts > self.settings.signal_lost_s) & (speed >= self.settings.stationary_kmh)
                                & (lost == 0))
         lost[quiet] = 1.0
         return [self._lost(state.slots.entities[q], float(last_ts[q]), float(speed[q])) for q in quiet.tolist()]

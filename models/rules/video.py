@@ -10,48 +10,80 @@ from __future__ import annotations
 import fnmatch
 
 import numpy as np
+from pydantic import Field
 
+from models.base import BatchContext, Detector, DetectorSettings, Severity, UtcOffsetHours
 from models.signal import new_signal
 from models.calendar import in_period
 from state.entity_state import EntityState
+from state.sequence import EntitySequence
 from streams.registry import Source
 from streams.validation import Batch
 
 MODEL = "video@1"
 
 
-class VideoEvents:
+class Ban(DetectorSettings):
+    """Objects that must not be seen in some zones during a yearly period (e.g. a fishing ban)."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    zones: list[str] = Field(description="zone names or shell patterns, e.g. 'river-bank-*'")
+    objects: list[str]
+    start: str = Field("01-01", pattern=r"^\d\d-\d\d$", description="MM-DD, local time")
+    end: str = Field("12-31", pattern=r"^\d\d-\d\d$")
+    severity: Severity = "major"
+
+
+class VideoSettings(DetectorSettings):
+    """The ``[video]`` table: bans per zone, alarm objects, crowd limits, scene merging."""
+
+    bans: list[Ban] = Field(default_factory=list)
+    alarm_objects: list[str] = Field(default_factory=lambda: ["smoke", "fire"])
+    crowd_default: float = Field(50, gt=0)
+    crowd_limits: dict[str, float] = Field(default_factory=dict, description="zone pattern -> limit")
+    scene_gap_s: float = Field(600, ge=0, description="a camera quiet this long ends a scene")
+    min_confidence: float = Field(0.6, ge=0, le=1)
+    utc_offset_h: UtcOffsetHours = 8.0
+
+
+class Video(Detector):
     """Raises ``ban_<name>``, ``smoke``/``fire`` and ``crowd`` alerts from camera analytics events."""
 
     name = "video"
+    settings_model = VideoSettings
 
     def __init__(self, source: Source, state: EntityState):
-        self.source, self.spec = source, source.video
-        self.kinds = [f"ban_{b.name}" for b in self.spec.bans] + list(self.spec.alarm_objects) + ["crowd"]
+        super().__init__(source, state)
+        self.kinds = [f"ban_{b.name}" for b in self.settings.bans] + list(self.settings.alarm_objects) + ["crowd"]
         for kind in self.kinds:
             state.store.add(f"video.seen.{kind}", np.float64, fill=-np.inf)
 
-    def detect(self, batch: Batch, rows: np.ndarray, state: EntityState) -> list[dict]:
+    @classmethod
+    def check(cls, source: Source, settings: VideoSettings) -> None:
+        if not {"object", "count", "confidence"} <= set(source.fields):
+            raise ValueError("the video detector needs object, count and confidence fields")
+
+    def detect(self, batch: Batch, rows: np.ndarray, state: EntityState, ctx: BatchContext) -> list[dict]:
         objects = np.array(batch.strings["object"], dtype=object)
         zones = np.array([z or "" for z in self._zones(batch)], dtype=object)
         # zone patterns are matched once per distinct zone, not per record
         names, zone_of = np.unique(zones, return_inverse=True)
         count = batch.columns["count"]
-        confident = batch.columns["confidence"] >= self.spec.min_confidence
+        confident = batch.columns["confidence"] >= self.settings.min_confidence
         hits: list[tuple[str, np.ndarray, str]] = []
-        for ban in self.spec.bans:
+        for ban in self.settings.bans:
             mask = confident & np.isin(objects, ban.objects) & (count > 0)
             mask &= np.array([any(fnmatch.fnmatchcase(z, p) for p in ban.zones) for z in names])[zone_of]
             if mask.any():
-                mask &= in_period(batch.ts, ban.start, ban.end, self.spec.utc_offset_h)
+                mask &= in_period(batch.ts, ban.start, ban.end, self.settings.utc_offset_h)
             hits.append((f"ban_{ban.name}", mask, ban.severity))
-        for obj in self.spec.alarm_objects:
+        for obj in self.settings.alarm_objects:
             hits.append((obj, confident & (objects == obj) & (count > 0), "critical"))
         limits = np.array([self._crowd_limit(z) for z in names], dtype=np.float64)[zone_of]
         hits.append(("crowd", confident & (count > limits), "warning"))
         alerts = []
         for kind, mask, severity in hits:
-            alerts += self._scenes(kind, mask, severity, batch, rows, state, limits)
+            alerts += self._scenes(kind, mask, severity, batch, rows, state, ctx.sequence, limits)
         return alerts
 
     @staticmethod
@@ -59,22 +91,22 @@ class VideoEvents:
         return batch.strings.get("zone") or [None] * len(batch)
 
     def _crowd_limit(self, zone: str) -> float:
-        for pattern, limit in self.spec.crowd_limits.items():
+        for pattern, limit in self.settings.crowd_limits.items():
             if fnmatch.fnmatchcase(zone, pattern):
                 return float(limit)
-        return float(self.spec.crowd_default)
+        return float(self.settings.crowd_default)
 
     def _scenes(self, kind: str, mask: np.ndarray, severity: str, batch: Batch, rows: np.ndarray,
-                state: EntityState, limits: np.ndarray) -> list[dict]:
+                state: EntityState, seq: EntitySequence, limits: np.ndarray) -> list[dict]:
         """One alert per scene: a hit more than ``scene_gap_s`` after the camera's previous hit of that kind."""
         if not mask.any():
             return []
         seen = state.store[f"video.seen.{kind}"]
-        order = state.sequence.order[mask[state.sequence.order]]
+        order = seq.order[mask[seq.order]]
         alerts = []
         for i in order.tolist():
             row, t = int(rows[i]), float(batch.ts[i])
-            if t - seen[row] > self.spec.scene_gap_s:
+            if t - seen[row] > self.settings.scene_gap_s:
                 obj, zone = batch.strings["object"][i], self._zones(batch)[i]
                 alerts.append(new_signal(
                     source=self.source.name, kind=kind, entity=batch.entities[i], ts=t, window_start=t,

@@ -6,7 +6,7 @@ import pytest
 
 from models.engine import SourceEngine
 from settings import Settings
-from streams.registry import load_registry
+from models.catalog import load_sources
 from streams.simulator import CitySimulator
 
 TS = 1_767_225_600
@@ -14,7 +14,7 @@ TS = 1_767_225_600
 
 def _engine(source: str) -> SourceEngine:
     settings = Settings()
-    return SourceEngine(load_registry(settings)[source], settings)
+    return SourceEngine(load_sources(settings)[source], settings)
 
 
 def _meter(n: int, entity: str = "m1") -> list[dict]:

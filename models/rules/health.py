@@ -14,7 +14,9 @@ when it falls to 0 - both signs of tampering or a meter swap.
 from __future__ import annotations
 
 import numpy as np
+from pydantic import Field
 
+from models.base import BatchContext, Detector, DetectorSettings, Severity
 from models.signal import new_signal
 from state.entity_state import EntityState
 from state.sequence import EntitySequence
@@ -22,6 +24,16 @@ from streams.registry import Source
 from streams.validation import Batch
 
 MODEL = "sensor_health@1"
+
+
+class HealthSettings(DetectorSettings):
+    """The ``[health]`` table: fields that must not repeat, registers that must not fall."""
+
+    stuck_fields: list[str] = Field(default_factory=list)
+    stuck_after: int = Field(20, ge=2, description="readings equal to the one before, in a row")
+    stuck_ignore_zero: bool = Field(True, description="a run of zeros is not a stuck sensor")
+    counters: list[str] = Field(default_factory=list, description="cumulative registers (kWh, m³)")
+    severity: Severity = "warning"
 
 
 def runs(group: np.ndarray, values: np.ndarray, prev: np.ndarray, prev_run: np.ndarray) -> np.ndarray:
@@ -39,25 +51,32 @@ def runs(group: np.ndarray, values: np.ndarray, prev: np.ndarray, prev_run: np.n
     return np.where(reset >= start, idx - reset, carried).astype(np.int64)
 
 
-class SensorHealth:
+class Health(Detector):
     """Raises ``<field>_stuck``, ``<field>_backwards`` and ``<field>_zeroed`` for declared fields."""
 
     name = "health"
+    settings_model = HealthSettings
 
     def __init__(self, source: Source, state: EntityState):
-        self.source, self.spec = source, source.health
-        for f in self.spec.stuck_fields:
+        super().__init__(source, state)
+        for f in self.settings.stuck_fields:
             state.store.add(f"health.stuck.{f}.value", np.float64, fill=np.nan)
             state.store.add(f"health.stuck.{f}.run", np.int32)
-        for f in self.spec.counters:
+        for f in self.settings.counters:
             state.store.add(f"health.counter.{f}", np.float64, fill=np.nan)
 
-    def detect(self, batch: Batch, rows: np.ndarray, state: EntityState) -> list[dict]:
-        seq = state.sequence
+    @classmethod
+    def check(cls, source: Source, settings: HealthSettings) -> None:
+        for name in [*settings.stuck_fields, *settings.counters]:
+            if name not in source.fields or not source.fields[name].numeric:
+                raise ValueError(f"no numeric field {name!r}")
+
+    def detect(self, batch: Batch, rows: np.ndarray, state: EntityState, ctx: BatchContext) -> list[dict]:
+        seq = ctx.sequence
         alerts: list[dict] = []
-        for f in self.spec.stuck_fields:
+        for f in self.settings.stuck_fields:
             alerts += self._stuck(f, batch, seq, state)
-        for f in self.spec.counters:
+        for f in self.settings.counters:
             alerts += self._counter(f, batch, seq, state)
         return alerts
 
@@ -70,8 +89,8 @@ class SensorHealth:
         r, idx = seq.rows, seq.order
         last, run = state.store[f"health.stuck.{f}.value"], state.store[f"health.stuck.{f}.run"]
         lengths = runs(r, values, last, run.astype(np.int64))
-        watch = values != 0 if self.spec.stuck_ignore_zero else np.ones(len(values), dtype=bool)
-        hit = np.flatnonzero((lengths == self.spec.stuck_after) & watch)
+        watch = values != 0 if self.settings.stuck_ignore_zero else np.ones(len(values), dtype=bool)
+        hit = np.flatnonzero((lengths == self.settings.stuck_after) & watch)
         tail = seq.last
         last[r[tail]] = values[tail]
         run[r[tail]] = np.minimum(lengths[tail], np.iinfo(np.int32).max)
@@ -96,4 +115,4 @@ class SensorHealth:
     def _alert(self, kind: str, batch: Batch, i: int, evidence: dict, score: float) -> dict:
         ts = float(batch.ts[i])
         return new_signal(source=self.source.name, kind=kind, entity=batch.entities[i], ts=ts, window_start=ts,
-                         window_s=0.0, score=score, severity=self.spec.severity, model=MODEL, evidence=evidence)
+                         window_s=0.0, score=score, severity=self.settings.severity, model=MODEL, evidence=evidence)
