@@ -244,6 +244,7 @@ def train_cmd(
 ) -> None:
     """Warm the engine on an archived period and fit the source's window-outlier model; save a version."""
     from models import versions
+    from models.batch.window_outlier import WindowOutlier
     from replay.training import TrainingError, train_window_model
 
     settings, registry = get_settings(), registry_or_fail()
@@ -261,7 +262,7 @@ def train_cmd(
     from models.signal import iso
 
     times = [s.entry for s in period.found]
-    meta = {"detector": "window_outlier", "params": registry[source].window_outlier.model_dump(),
+    meta = {"detector": "window_outlier", "params": WindowOutlier.settings_of(registry[source]).model_dump(),
             "period": {"since": iso(period.since) if period.since is not None else iso(min(e["min_ts"] for e in times)),
                        "until": iso(period.until) if period.until is not None else iso(max(e["max_ts"] for e in times))},
             "metrics": metrics, "skipped_segments": sorted({str(e.path) for e in period.corrupt})}

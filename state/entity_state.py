@@ -150,6 +150,11 @@ class EntityState:
         self.store.add(column, np.float32, fill=np.nan)
         self._lookups.append(column)
 
+    @property
+    def lookup_columns(self) -> list[str]:
+        """The columns that cache facts from reference data (:meth:`add_lookup`)."""
+        return list(self._lookups)
+
     def forget_lookups(self) -> None:
         """Reference data changed (or state was restored): every cached fact is looked up again."""
         for column in self._lookups:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from cases import in_batches, meter, water_nights
 from models.engine import SourceEngine
 from settings import Settings
 from models.catalog import load_sources
@@ -17,26 +18,19 @@ def _engine(source: str) -> SourceEngine:
     return SourceEngine(load_sources(settings)[source], settings)
 
 
-def _meter(n: int, entity: str = "m1") -> list[dict]:
-    return [{"entity": entity, "ts": TS + 60 * i, "kwh": 100.0 + i * 0.5, "kw": 1.0 + (i % 7) * 0.1,
-             "voltage": 230.0} for i in range(n)]
-
-
 def _health(alerts: list[dict]) -> list[tuple[str, str, str]]:
     return [(a["kind"], a["entity"], a["ts"]) for a in alerts if a["model"].startswith("sensor_health")]
 
 
 @pytest.mark.parametrize("cut", [1, 13, 1000])
 def test_stuck_backwards_and_zeroed_fire_once_each_however_batched(cut):
-    recs = _meter(200)
+    recs = meter(200)
     for r in recs[50:100]:
         r["kw"] = 2.5                      # stuck from minute 50: 30 repeats reached at minute 80
     recs[120]["kwh"] = 10.0                # register runs backwards
     recs[150]["kwh"] = 0.0                 # register zeroed
     engine = _engine("power")
-    alerts = []
-    for lo in range(0, len(recs), cut):
-        alerts += engine.process(recs[lo:lo + cut]).signals
+    alerts = in_batches(engine, recs, cut)
     assert _health(alerts) == [
         ("kw_stuck", "m1", "2026-01-01T01:20:00.000Z"),
         ("kwh_backwards", "m1", "2026-01-01T02:00:00.000Z"),
@@ -62,19 +56,8 @@ def test_quiet_on_a_simulated_day():
 
 @pytest.mark.parametrize("cut", [7, 100_000])
 def test_night_flow_flags_a_leaking_meter_once_per_night(cut):
-    recs = []
-    for m in range(0, 2 * 24 * 60, 5):                  # two days, a reading every 5 minutes
-        ts = TS + m * 60                                # TS is 08:00 local (UTC+8)
-        local_h = ((m // 60) + 8) % 24
-        for k in range(10):
-            busy = (m // 5 + k) % 5 == 0                # a normal home draws now and then
-            flow = 0.5 if busy or local_h >= 6 else 0.0
-            if k == 3:
-                flow += 0.08                            # a leak: never below 0.08 m³/h
-            recs.append({"entity": f"w-{k}", "ts": ts, "flow": flow, "total": 100.0 + m, "pressure": 3.0})
+    recs = water_nights()
     engine = _engine("water")
-    alerts = []
-    for lo in range(0, len(recs), cut):
-        alerts += engine.process(recs[lo:lo + cut]).signals
+    alerts = in_batches(engine, recs, cut)
     leaks = [(a["entity"], a["window_start"]) for a in alerts if a["kind"] == "night_flow"]
     assert leaks == [("w-3", "2026-01-01T17:00:00.000Z"), ("w-3", "2026-01-02T17:00:00.000Z")]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from cases import in_batches
 from models.engine import SourceEngine
 from settings import Settings
 from models.catalog import load_sources
@@ -31,9 +32,7 @@ def _silence(alerts: list[dict]) -> list[tuple[str, str, str]]:
 def test_silent_and_recovered_once_however_batched(cut):
     recs = _meters(150, {"meter-05": (30, 90), "meter-07": (100, 150), "meter-09": (40, 42)})
     engine = SourceEngine(load_sources(Settings())["power"], Settings())
-    alerts = []
-    for lo in range(0, len(recs), cut):
-        alerts += engine.process(recs[lo:lo + cut]).signals
+    alerts = in_batches(engine, recs, cut)
     got = _silence(alerts)
     # meter-05: last seen 00:29:05, silent 3 min later, back at 01:30:05; meter-07 never returns;
     # meter-09 misses two readings only (limit: 5 x 60 s) - no signal.

@@ -4,24 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from cases import LOCAL_MIDNIGHT, dwelling_days, in_batches, sites
 from models.engine import SourceEngine
 from state.refdata import RefData
 from models.catalog import load_sources
 
-T0 = 1_767_196_800.0   # 2026-01-01T00:00:00+08:00, a local midnight
-
-
-def _sites(rows: list[tuple[str, str, str]]) -> RefData:
-    return RefData.from_doc({"sites": [{"id": f"site-{m}", "lon": 120.6, "lat": 31.3, "category": cat,
-                                        "status": status, "meters": m} for m, cat, status in rows]})
-
-
-def _run(engine: SourceEngine, records: list[dict], chunk: int | None = None) -> list[dict]:
-    chunk = chunk or len(records)
-    out = []
-    for i in range(0, len(records), chunk):
-        out += engine.process(records[i:i + chunk]).signals
-    return out
+T0 = float(LOCAL_MIDNIGHT)   # 2026-01-01T00:00:00+08:00
 
 
 def test_use_at_closed_sites_is_caught_and_nothing_else():
@@ -29,7 +17,7 @@ def test_use_at_closed_sites_is_caught_and_nothing_else():
     closed = [f"p-{i}" for i in range(4)]
     idle_closed = ["p-4"]                         # closed and really idle: standby draw only
     operating = [f"p-{i}" for i in range(5, 40)]
-    ref = _sites([(m, "chemical_plant", "closed") for m in closed + idle_closed]
+    ref = sites([(m, "chemical_plant", "closed") for m in closed + idle_closed]
                  + [(m, "enterprise", "operating") for m in operating])
     engine = SourceEngine(load_sources()["power"], refdata=ref)
     records = []
@@ -41,7 +29,7 @@ def test_use_at_closed_sites_is_caught_and_nothing_else():
         records.append({"entity": idle_closed[0], "ts": t, "kwh": 50.0, "kw": 0.2})
         for m in operating:
             records.append({"entity": m, "ts": t, "kwh": 1000 + k, "kw": float(rng.uniform(5, 50))})
-    signals = [s for s in _run(engine, records, chunk=997) if s["kind"] == "closed_site_consumption"]
+    signals = [s for s in in_batches(engine, records, 997) if s["kind"] == "closed_site_consumption"]
     flagged = {s["entity"] for s in signals}
     assert flagged == set(closed)                 # recall 1, precision 1
     # one signal per meter per hour of use (dedup_s), with the site in evidence
@@ -49,34 +37,18 @@ def test_use_at_closed_sites_is_caught_and_nothing_else():
     assert signals[0]["evidence"]["site"] == f"site-{signals[0]['entity']}"
 
     # The site's registration changes to operating: the same use is no longer a signal.
-    engine.use_refdata(_sites([(m, "chemical_plant", "operating") for m in closed]))
+    engine.use_refdata(sites([(m, "chemical_plant", "operating") for m in closed]))
     later = [{"entity": m, "ts": T0 + 86400 + 600, "kwh": 2000.0, "kw": 40.0} for m in closed]
     assert [s for s in engine.process(later).signals if s["kind"] == "closed_site_consumption"] == []
 
 
-def _dwelling_days(days: int, heavy: dict[str, int], n: int = 60, step: float = 600.0) -> list[dict]:
-    """``n`` dwellings over ``days`` days; ``heavy[m] = d``: dwelling m uses 6x from day d on."""
-    rng = np.random.default_rng(11)
-    base = rng.lognormal(0.0, 0.3, n)
-    records = []
-    for k in range(int(days * 86400 / step)):
-        t, day = T0 + step * k, int(step * k // 86400)
-        hour = (step * k % 86400) / 3600
-        cycle = 0.6 + 0.4 * np.cos((hour - 19) / 24 * 2 * np.pi)
-        for i in range(n):
-            m = f"w-{i:03d}"
-            kw = base[i] * cycle * rng.normal(1, 0.1) * (6.0 if m in heavy and day >= heavy[m] else 1.0)
-            records.append({"entity": m, "ts": t, "kwh": 100.0 + k, "kw": round(float(max(kw, 0.0)), 4)})
-    return records
-
-
 def test_group_renting_needs_days_running_far_above_peers():
     heavy = {"w-001": 0, "w-002": 1, "w-003": 2, "w-004": 4}   # w-004: only 2 heavy days before the end
-    ref = _sites([(f"w-{i:03d}", "dwelling", "operating") for i in range(60)])
-    records = _dwelling_days(6, heavy)
-    one = [s for s in _run(SourceEngine(load_sources()["power"], refdata=ref), records)
+    ref = sites([(f"w-{i:03d}", "dwelling", "operating") for i in range(60)])
+    records = dwelling_days(6, heavy)
+    one = [s for s in SourceEngine(load_sources()["power"], refdata=ref).process(records).signals
            if s["kind"] == "group_renting"]
-    chunked = [s for s in _run(SourceEngine(load_sources()["power"], refdata=ref), records, chunk=1234)
+    chunked = [s for s in in_batches(SourceEngine(load_sources()["power"], refdata=ref), records, 1234)
                if s["kind"] == "group_renting"]
     assert [s["id"] for s in one] == [s["id"] for s in chunked]   # batching does not matter
     assert {s["entity"] for s in one} == {"w-001", "w-002", "w-003"}
@@ -88,7 +60,7 @@ def test_group_renting_needs_days_running_far_above_peers():
     assert all(s["evidence"]["ratio"] > 4 and s["evidence"]["peer_median"] > 0 for s in one)
 
     # Without reference data nobody is a dwelling: no peer comparison at all.
-    assert [s for s in _run(SourceEngine(load_sources()["power"]), records[:5000])
+    assert [s for s in SourceEngine(load_sources()["power"]).process(records[:5000]).signals
             if s["kind"] == "group_renting"] == []
 
 
@@ -114,7 +86,7 @@ def test_a_station_far_above_its_neighbours_and_only_then():
 
     def spatial(chunk: int) -> list[dict]:
         engine = SourceEngine(load_sources()["air"], refdata=ref)
-        return [s for s in _run(engine, records, chunk) if s["kind"] == "pm25_above_neighbours"]
+        return [s for s in in_batches(engine, records, chunk) if s["kind"] == "pm25_above_neighbours"]
 
     whole, cut = spatial(len(records)), spatial(777)
     assert [s["id"] for s in whole] == [s["id"] for s in cut]

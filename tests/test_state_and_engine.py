@@ -6,6 +6,7 @@ import numpy as np
 import orjson
 import pytest
 
+from cases import in_batches
 from models.engine import SourceEngine
 from settings import Settings
 from state.entity_state import EntityState
@@ -130,9 +131,7 @@ def test_same_records_same_alerts_and_state_however_batched(cut):
     whole = SourceEngine(load_sources(settings)["air"], settings)
     expected = whole.process(records).signals
     pieces = SourceEngine(load_sources(settings)["air"], settings)
-    got = []
-    for lo in range(0, len(records), cut):
-        got += pieces.process(records[lo:lo + cut]).signals
+    got = in_batches(pieces, records, cut)
     assert sorted(a["id"] for a in got) == sorted(a["id"] for a in expected)
     assert pieces.state.slots.entities == whole.state.slots.entities
     names = whole.state.store.names()

@@ -10,19 +10,12 @@ import shapely
 from shapely import STRtree
 
 import state
+from cases import NIGHT, NOON, in_batches, track
 from models.engine import SourceEngine
 from settings import Settings
 from state.zones import Zones
 from models.catalog import load_sources
 
-NOON = 1_767_240_000          # 2026-01-01 12:00 local (UTC+8)
-NIGHT = NOON + 11 * 3600      # 23:00 local
-
-
-def _track(entity, start, n, lon, lat, speed, dlon=0.0, every=10, park=True):
-    """``n`` fixes; with ``park`` the last one stands still (the driver switched off)."""
-    return [{"entity": entity, "ts": start + i * every, "lat": lat, "lon": lon + i * dlon,
-             "speed": 0.0 if park and i == n - 1 else speed, "heading": 90.0} for i in range(n)]
 
 
 def _vehicle(alerts):
@@ -32,20 +25,18 @@ def _vehicle(alerts):
 @pytest.mark.parametrize("cut", [1, 13, 10_000])
 def test_each_movement_rule_fires_once_and_only_where_it_should(cut):
     recs = (
-        _track("gps-0000001", NIGHT, 30, 120.50, 31.20, 50.0, dlon=0.0001)        # hazardous, driving at night
-        + _track("gps-0000100", NIGHT, 30, 120.50, 31.21, 50.0, dlon=0.0001)      # ordinary vehicle at night
-        + _track("gps-0000101", NOON, 260, 120.40, 31.10, 0.0)                    # stands 43 min in the open
-        + _track("gps-0000102", NOON, 260, 120.58, 31.36, 0.0)                    # stands in the authorised depot
-        + _track("gps-0000002", NOON, 40, 120.595, 31.31, 30.0, dlon=0.0005)      # hazardous, enters the old town
-        + _track("gps-0000103", NOON, 40, 120.595, 31.312, 30.0, dlon=0.0005)     # ordinary, same street
-        + _track("gps-0000104", NOON, 20, 120.30, 31.00, 60.0, dlon=0.001, park=False)  # moving, then nothing
-        + _track("gps-0000104", NOON + 600, 5, 120.32, 31.00, 60.0, dlon=0.001)   # back after a 7-min gap
+        track("gps-0000001", NIGHT, 30, 120.50, 31.20, 50.0, dlon=0.0001)        # hazardous, driving at night
+        + track("gps-0000100", NIGHT, 30, 120.50, 31.21, 50.0, dlon=0.0001)      # ordinary vehicle at night
+        + track("gps-0000101", NOON, 260, 120.40, 31.10, 0.0)                    # stands 43 min in the open
+        + track("gps-0000102", NOON, 260, 120.58, 31.36, 0.0)                    # stands in the authorised depot
+        + track("gps-0000002", NOON, 40, 120.595, 31.31, 30.0, dlon=0.0005)      # hazardous, enters the old town
+        + track("gps-0000103", NOON, 40, 120.595, 31.312, 30.0, dlon=0.0005)     # ordinary, same street
+        + track("gps-0000104", NOON, 20, 120.30, 31.00, 60.0, dlon=0.001, park=False)  # moving, then nothing
+        + track("gps-0000104", NOON + 600, 5, 120.32, 31.00, 60.0, dlon=0.001)   # back after a 7-min gap
     )
     recs.sort(key=lambda r: (r["ts"], r["entity"]))
     engine = SourceEngine(load_sources(Settings())["gps"], Settings())
-    alerts = []
-    for lo in range(0, len(recs), cut):
-        alerts += engine.process(recs[lo:lo + cut]).signals
+    alerts = in_batches(engine, recs, cut)
     assert _vehicle(alerts) == [
         ("dwell", "gps-0000101"),
         ("night_driving", "gps-0000001"),
@@ -84,9 +75,7 @@ def test_route_corridor_and_hazardous_speed_from_the_vehicle_registry(cut):
             + leg("van-1", NOON, 20, off, 95.0))
     recs.sort(key=lambda r: (r["ts"], r["entity"]))
     engine = SourceEngine(load_sources(Settings())["gps"], Settings(), refdata=_registry_city())
-    alerts = []
-    for lo in range(0, len(recs), cut):
-        alerts += engine.process(recs[lo:lo + cut]).signals
+    alerts = in_batches(engine, recs, cut)
     got = [(a["kind"], a["entity"], a["ts"]) for a in alerts if a["kind"] in ("off_route", "speeding_hazardous")]
     assert sorted(got) == [
         ("off_route", "tanker-1", "2026-01-01T04:01:40.000Z"),

@@ -1,0 +1,144 @@
+"""Every registered detector against the contract of models/base.py, as River's check_estimator does.
+
+Each detector runs alone on its source (``detectors = [name]``) over the
+records of its case in tests/cases.py: the incidents it must find, and a quiet
+normal day on which it must find nothing.
+"""
+
+from __future__ import annotations
+
+import inspect
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from cases import CASES, in_batches
+from models import catalog
+from models.catalog import DETECTORS, load_sources
+from models.engine import SourceEngine
+from models.signal import iso
+from settings import Settings
+from state.entity_state import EntityState
+
+NAMES = sorted(DETECTORS)
+# Its hour features read the entity's running statistics as of the end of the batch that closes the hour,
+# not as of the hour's end, so its scores move with batching (found by this suite; issue 23's ground).
+VARIANT = {"window_outlier": pytest.mark.xfail(strict=True, reason="features read running stats at batch end")}
+INVARIANT = [pytest.param(n, marks=VARIANT[n]) if n in VARIANT else n for n in NAMES]
+
+
+def _engine(name: str) -> SourceEngine:
+    case = CASES[name]
+    source = load_sources(Settings())[case.source].model_copy(update={"detectors": [name]})
+    engine = SourceEngine(source, Settings(), refdata=case.refdata())
+    engine.use_model(case.model(source))
+    return engine
+
+
+@cache
+def _records(name: str) -> list[dict]:
+    return CASES[name].records()
+
+
+@cache
+def _whole(name: str) -> tuple[list[str], bytes]:
+    """Signal ids and final state of the case's records in one batch."""
+    engine = _engine(name)
+    signals = engine.process(_records(name)).signals
+    return [s["id"] for s in signals], engine.state.to_bytes()
+
+
+def test_every_registered_detector_has_a_case():
+    assert set(CASES) == set(DETECTORS)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_file_class_name_and_columns_agree(name):
+    detector = DETECTORS[name]
+    assert Path(inspect.getfile(detector)).stem == name
+    assert detector.__name__ == "".join(part.title() for part in name.split("_"))
+    engine = _engine(name)
+    engine.process(_records(name))
+    bare = EntityState.for_source(engine.source, Settings(), catalog.windows_needed(engine.source),
+                                  catalog.keeps_needed(engine.source))
+    own = set(engine.state.store.names()) - set(bare.store.names())
+    assert all(column.startswith(f"{name}.") for column in own), own
+    assert all(key.startswith(f"{name}.") for key in engine.state.notes), engine.state.notes
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_finds_its_incidents(name):
+    """The case is not vacuous: the detector raises each kind it is there to raise."""
+    engine = _engine(name)
+    kinds = {s["kind"] for s in engine.process(_records(name)).signals}
+    assert kinds == CASES[name].kinds
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_quiet_on_a_normal_day(name):
+    engine, case = _engine(name), CASES[name]
+    signals = engine.process(case.quiet()).signals
+    assert [(s["kind"], s["entity"], s["ts"]) for s in signals if s["ts"] >= iso(case.quiet_from)] == []
+
+
+@pytest.mark.parametrize("name", INVARIANT)
+@settings(max_examples=4, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                HealthCheck.too_slow])
+@given(data=st.data())
+def test_the_same_signals_and_state_however_batched(name, data):
+    records = _records(name)
+    cuts = data.draw(st.one_of(st.integers(1, 500), st.lists(st.integers(1, len(records) - 1), max_size=12)),
+                     label="cuts")
+    engine = _engine(name)
+    ids, state = _whole(name)
+    assert sorted(s["id"] for s in in_batches(engine, records, cuts)) == sorted(ids)
+    _same_state(engine.state.to_bytes(), state, engine.state.lookup_columns)
+
+
+@pytest.mark.parametrize("name", INVARIANT)
+@settings(max_examples=3, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_a_checkpoint_restored_carries_on_as_if_never_stopped(name, data):
+    records = _records(name)
+    at = data.draw(st.integers(1, len(records) - 1), label="checkpoint at")
+    before = _engine(name)
+    signals = before.process(records[:at]).signals
+    after = _engine(name)
+    after.state.load_bytes(before.state.to_bytes())
+    after.use_refdata(after.refdata)           # as the worker does after a restore
+    signals += after.process(records[at:]).signals
+    ids, state = _whole(name)
+    assert sorted(s["id"] for s in signals) == sorted(ids)
+    _same_state(after.state.to_bytes(), state, after.state.lookup_columns)
+
+
+def _same_state(got: bytes, expected: bytes, caches: list[str]) -> None:
+    """The same entities, watermark and columns, floats to float32 rounding (window sums are added up in
+    another order; the anomaly detector's time-of-day models are float32 between batches). Detectors' notes
+    may differ (when a sweep last ran moves with batching), and so may ``caches`` of reference data, which a
+    restore clears."""
+    (a_head, a_cols), (b_head, b_cols) = _parts(got), _parts(expected)
+    assert (a_head["entities"], a_head["watermark"]) == (b_head["entities"], b_head["watermark"])
+    assert a_cols.keys() == b_cols.keys()
+    for name, column in a_cols.items():
+        if name not in caches:
+            assert np.allclose(column, b_cols[name], rtol=1e-5, atol=1e-6, equal_nan=True) \
+                if column.dtype.kind == "f" else np.array_equal(column, b_cols[name]), name
+
+
+def _parts(blob: bytes) -> tuple[dict, dict[str, np.ndarray]]:
+    """A state snapshot's header and its columns."""
+    first = blob.index(b"\n")
+    second = blob.index(b"\n", first + 1)
+    layout = orjson.loads(blob[first + 1:second])
+    columns, at = {}, second + 1
+    for name, dtype, tail in layout["columns"]:
+        count = layout["rows"] * int(np.prod(tail, dtype=np.int64))
+        columns[name] = np.frombuffer(blob, dtype=dtype, count=count, offset=at)
+        at += count * np.dtype(dtype).itemsize
+    return orjson.loads(blob[:first]), columns
