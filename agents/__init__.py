@@ -1,1 +1,1 @@
-"""The Faust app, its agents, the CLI, the live console and the benchmark."""
+"""Around the detection core: the worker, alerts, access control, the web server, the CLI and tools."""

@@ -38,7 +38,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from state.entity_state import EntityState
-from state.refdata import RefData
+from state.refdata.reference import RefData
 from state.sequence import EntitySequence
 from streams.registry import Source
 from streams.validation import Batch

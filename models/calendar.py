@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from state.holidays import RestDays
+from state.refdata.holidays import RestDays
 
 
 def _local(ts: np.ndarray, utc_offset_h: float) -> np.ndarray:

@@ -23,7 +23,7 @@ from models.base import BatchContext
 from models.versions import BUILTIN, ModelVersion
 from settings import Settings, get_settings
 from state.entity_state import EntityState
-from state.refdata import RefData
+from state.refdata.reference import RefData
 from streams.registry import Source
 from streams.validation import Batch, Reject, Validator
 

@@ -36,8 +36,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from models.incidents import epoch
 from models.signal import new_signal
-from state.refdata import RefData, Site
-from state.zones import metres
+from state.refdata.reference import RefData, Site
+from state.refdata.zones import metres
 
 SOURCE = "fusion"
 MODEL = "fusion@1"

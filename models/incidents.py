@@ -23,7 +23,7 @@ from __future__ import annotations
 from datetime import datetime
 from fnmatch import fnmatchcase
 
-from models.signal import iso
+from streams.event_time import iso
 
 ACTIVE = ("open", "acknowledged", "dispatched")
 

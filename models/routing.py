@@ -5,7 +5,7 @@ lowered here), rises one step with a strong model score and one step with
 aggravating context: a site whose registered status is closed or suspended,
 or a hazardous-goods vehicle.
 
->>> from state.refdata import RefData
+>>> from state.refdata.reference import RefData
 >>> route({"source": "air", "kind": "pm25_over_limit", "entity": "st-9", "score": 0.95,
 ...        "detector_severity": "warning", "model": "anomaly@4", "evidence": {}}, RefData.empty())["severity"]
 'major'
@@ -14,7 +14,7 @@ or a hazardous-goods vehicle.
 from __future__ import annotations
 
 from models.signal import SEVERITIES, is_limit_breach
-from state.refdata import RefData
+from state.refdata.reference import RefData
 
 STRONG_SCORE = 0.9
 

@@ -10,7 +10,8 @@ True
 from __future__ import annotations
 
 import hashlib
-from datetime import UTC, datetime
+
+from streams.event_time import iso
 
 SEVERITIES = ("info", "warning", "major", "critical")
 LIMIT_MODELS = ("threshold@", "aqi@")   # their signals are breaches of a legal limit, not model opinions
@@ -19,11 +20,6 @@ LIMIT_MODELS = ("threshold@", "aqi@")   # their signals are breaches of a legal 
 def is_limit_breach(model: str) -> bool:
     """Whether a signal of ``model`` is a rule-mandated limit breach (its severity is never lowered)."""
     return model.startswith(LIMIT_MODELS)
-
-
-def iso(ts: float) -> str:
-    """Epoch seconds as ISO-8601 UTC with a Z."""
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def signal_id(source: str, kind: str, entity: str, window_start: float) -> str:

@@ -144,9 +144,10 @@ def plot(path: Path, series: dict[str, tuple[list[float], list[float]]], windows
     import matplotlib
 
     matplotlib.use("Agg")
+    from datetime import UTC, datetime
+
     import matplotlib.dates as mdates
     import matplotlib.pyplot as plt
-    from datetime import UTC, datetime
 
     def dt(t: float) -> datetime:
         return datetime.fromtimestamp(t, UTC)

@@ -23,8 +23,8 @@ from models.incidents import IncidentBook
 from models.versions import ModelVersion
 from replay.archive import Chunk
 from settings import Settings
-from state.refdata import RefData
-from streams.partitioner import partition_for
+from state.refdata.reference import RefData
+from streams.kafka.partitioner import partition_for
 from streams.record_schema import RecordSchema, plain
 from streams.registry import Registry
 

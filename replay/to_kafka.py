@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Iterator
 from itertools import chain
 
 from replay.archive import Chunk
-from streams.producer import BatchingProducer
+from streams.kafka.producer import BatchingProducer
 from streams.registry import Registry
 
 

@@ -13,7 +13,6 @@ from collections.abc import Callable
 import numpy as np
 import orjson
 
-
 GROWTH = 1.25   # doubling would leave up to half of a million entities' columns allocated and unused
 
 

@@ -19,8 +19,8 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-import orjson
 import numpy as np
+import orjson
 
 from settings import WINDOW_SECONDS, Settings
 from state import stats, windows

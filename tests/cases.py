@@ -16,8 +16,8 @@ import numpy as np
 from models.batch.isolation import WindowOutlierModel
 from models.engine import SourceEngine
 from models.versions import ModelVersion
-from state.holidays import RestDays
-from state.refdata import RefData
+from state.refdata.holidays import RestDays
+from state.refdata.reference import RefData
 
 TS = 1_767_225_600           # 2026-01-01 00:00 UTC, 08:00 local (UTC+8)
 LOCAL_MIDNIGHT = TS - 8 * 3600

@@ -14,9 +14,10 @@ import orjson
 import pytest
 import redis
 
+from agents.embedded.broker import EmbeddedBroker
+from agents.embedded.ports import free_port
+from agents.embedded.redis_server import EmbeddedRedis
 from settings import Settings
-from state.redis_server import EmbeddedRedis
-from streams.broker import EmbeddedBroker, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -13,21 +13,21 @@ import redis
 from aiohttp import web
 from typer.testing import CliRunner
 
-from agents.alert_manager import AlertManager
-from agents.alert_store import ALERT_STREAM, LABEL_STREAM, AlertStore
-from agents.cli import cli
+from agents.alerts.manager import AlertManager
+from agents.alerts.store import ALERT_STREAM, LABEL_STREAM, AlertStore
+from agents.cli.app import cli
+from agents.embedded.ports import free_port
+from agents.embedded.redis_server import EmbeddedRedis
 from models.incidents import QuietPeriods
 from models.lifecycle import TransitionError
 from models.routing import route
 from models.signal import new_signal
 from settings import Settings
-from state import refstore
-from state.redis_server import EmbeddedRedis
-from state.refdata import RefData, RefDataError
-from state.refstore import RefCache
-from streams.broker import free_port
-from streams.city import write_city
-from streams.simulator import CitySimulator
+from state.refdata import store as refstore
+from state.refdata.reference import RefData, RefDataError
+from state.refdata.store import RefCache
+from streams.sim.city import write_city
+from streams.sim.simulator import CitySimulator
 from tests.conftest import run, wait_until
 from tests.test_worker_integration import _read_topic, _send
 

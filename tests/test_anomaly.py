@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from models.catalog import load_sources
 from models.engine import SourceEngine
 from replay import nab
 from replay.offline import replay
 from settings import Settings
-from models.catalog import load_sources
 
 NAB_DIR = Path(__file__).parent / "data" / "nab"
 TS = 1_767_225_600

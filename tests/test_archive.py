@@ -9,15 +9,15 @@ from types import SimpleNamespace
 import numpy as np
 import orjson
 
-from agents.health import Health
-from agents.metrics import WorkerMetrics
-from agents.partition import Message, PartitionRunner
+from agents.worker.health import Health
+from agents.worker.metrics import WorkerMetrics
+from agents.worker.partition import Message, PartitionRunner
+from models.catalog import load_sources
 from replay import segments as seg
 from replay.archive import PartitionArchive, prune, read_records, segments
 from settings import Settings
-from state.refdata import RefData
+from state.refdata.reference import RefData
 from streams.record_schema import RecordSchema, plain
-from models.catalog import load_sources
 
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 

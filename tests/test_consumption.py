@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import pytest
-
 from cases import homes, in_batches
+
+from models.catalog import load_sources
 from models.engine import SourceEngine
 from settings import Settings
-from state.refdata import RefData
-from models.catalog import load_sources
+from state.refdata.reference import RefData
 
 SPRING = 1_767_542_400   # 2026-01-05 00:00 local, a Monday: eight weeks up to the Spring Festival and past it
 

@@ -14,16 +14,16 @@ from pathlib import Path
 import numpy as np
 import orjson
 import pytest
+from cases import CASES, in_batches
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cases import CASES, in_batches
 from models import catalog
 from models.catalog import DETECTORS, load_sources
 from models.engine import SourceEngine
-from models.signal import iso
 from settings import Settings
 from state.entity_state import EntityState
+from streams.event_time import iso
 
 NAMES = sorted(DETECTORS)
 # Its hour features read the entity's running statistics as of the end of the batch that closes the hour,

@@ -9,8 +9,9 @@ import pytest
 
 from models.fusion import FusionBook, PatternError, fuse, load_patterns, site_doc
 from models.incidents import IncidentBook, QuietPeriods
-from models.signal import iso, new_signal
-from state.refdata import RefData
+from models.signal import new_signal
+from state.refdata.reference import RefData
+from streams.event_time import iso
 from tests.conftest import run, wait_until
 from tests.test_worker_integration import _send
 

@@ -6,12 +6,13 @@ from __future__ import annotations
 import json
 import math
 
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from models.catalog import load_sources
 from models.engine import SourceEngine
 from settings import Settings
 from streams.envelope import decode
-from models.catalog import load_sources
 from streams.registry import FieldSpec
 
 SETTINGS = Settings()

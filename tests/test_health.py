@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import pytest
-
 from cases import in_batches, meter, water_nights
+
+from models.catalog import load_sources
 from models.engine import SourceEngine
 from settings import Settings
-from models.catalog import load_sources
-from streams.simulator import CitySimulator
+from streams.sim.simulator import CitySimulator
 
 TS = 1_767_225_600
 

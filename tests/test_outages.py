@@ -8,8 +8,8 @@ import urllib.request
 import orjson
 import pytest
 
-from state.redis_server import EmbeddedRedis
-from streams.producer import BatchingProducer
+from agents.embedded.redis_server import EmbeddedRedis
+from streams.kafka.producer import BatchingProducer
 from tests.conftest import run, wait_until
 from tests.test_worker_integration import _send
 

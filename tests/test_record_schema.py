@@ -12,15 +12,16 @@ from types import SimpleNamespace
 
 import numpy as np
 import orjson
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from agents.health import Health
-from agents.metrics import WorkerMetrics
-from agents.partition import Message, PartitionRunner
+from agents.worker.health import Health
+from agents.worker.metrics import WorkerMetrics
+from agents.worker.partition import Message, PartitionRunner
 from replay import segments as seg
 from replay.archive import PartitionArchive, segments
 from settings import Settings
-from state.refdata import RefData
+from state.refdata.reference import RefData
 from streams.envelope import decode
 from streams.record_schema import RecordSchema
 from streams.validation import Batch, Validator

@@ -15,8 +15,8 @@ from aiokafka import AIOKafkaConsumer
 
 from replay.archive import PartitionArchive, segments
 from replay.segments import index_path
-from streams.partitioner import partition_for
-from streams.producer import BatchingProducer
+from streams.kafka.partitioner import partition_for
+from streams.kafka.producer import BatchingProducer
 from tests.conftest import ROOT, run, wait_until
 
 pytestmark = pytest.mark.integration

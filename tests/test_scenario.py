@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
+from models.catalog import load_sources
 from models.fusion import FusionBook, load_patterns
 from models.incidents import IncidentBook, QuietPeriods
-from models.signal import iso
 from replay.evaluation import Truth, read_ground_truth, score_incidents
 from replay.offline import merger, replay
 from settings import Settings
-from streams.city import city_ref
-from models.catalog import load_sources
-from streams.scenario import KINDS, Scenario
-from streams.simulator import CitySimulator
+from streams.event_time import iso
+from streams.sim.city import city_ref
+from streams.sim.scenario import KINDS, Scenario
+from streams.sim.simulator import CitySimulator
 
 T0 = 1_767_225_600 + 10 * 3600   # 18:00 local to 06:00: day and night rules, a whole leak night
 

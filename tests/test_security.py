@@ -14,12 +14,19 @@ import urllib.request
 import orjson
 import pytest
 
-from agents.alert_store import ALERT_STREAM, IDX, LABEL_STREAM, AlertNotFound, AlertStore
-from agents.audit import AUDIT_STREAM, Audit
-from agents.tokens import Identity
+from agents.access.audit import AUDIT_STREAM, Audit
+from agents.access.tokens import Identity
+from agents.alerts.store import (
+    ALERT_STREAM,
+    IDX,
+    LABEL_STREAM,
+    AlertNotFound,
+    AlertStore,
+)
+from agents.embedded.broker import EmbeddedBroker
+from agents.embedded.ports import free_port
+from agents.embedded.redis_server import EmbeddedRedis
 from settings import Settings
-from state.redis_server import EmbeddedRedis
-from streams.broker import EmbeddedBroker, free_port
 from tests.conftest import ROOT, WorkerProcess, run, wait_until
 from tests.test_worker_integration import _send
 
@@ -105,7 +112,7 @@ def test_roles_allowed_and_refused_audited_and_personal_data_masked_for_viewers(
     assert status == 200 and shown["api_token"] == "**********" and ADMIN_TOKEN not in orjson.dumps(shown).decode()
     status, err = http(port, "PUT", "/api/refdata", tokens["admin"], {"sites": [{"id": "s1"}]})
     assert status == 400 and "sites" in err["error"]
-    from state.refdata import RefData
+    from state.refdata.reference import RefData
     status, loaded = http(port, "PUT", "/api/refdata", tokens["admin"], RefData.load_dir(city).doc)
     assert status == 200 and loaded["counts"]["vehicles"] == 45
     status, err = http(port, "POST", "/api/models/promote", tokens["admin"], {"version": "metric-nope"})
@@ -258,8 +265,8 @@ def test_a_wrong_setting_fails_at_start_naming_it_without_secrets(settings, says
 
 def test_tls_and_sasl_settings_reach_every_kafka_client(tmp_path):
     """The options our clients and Faust get (TLS served by a real broker is beyond the embedded Tansu 0.6)."""
-    from agents.transport import credentials
-    from streams.kafka_client import kafka_options
+    from agents.worker.transport import credentials
+    from streams.kafka.client import kafka_options
 
     (tmp_path / "pw").write_text("sasl-secret\n")
     s = Settings(broker="kafka://k1:9093,kafka://k2:9093", kafka_security_protocol="SASL_SSL",
@@ -301,9 +308,9 @@ def test_replay_exports_mask_personal_data_unless_asked(tmp_path):
 # -- retention -----------------------------------------------------------------------------------------------
 
 def test_alert_store_and_audit_retention_delete_old_data():
-    from agents.alert_manager import AlertManager
+    from agents.alerts.manager import AlertManager
     from models.incidents import QuietPeriods
-    from state.refstore import RefCache
+    from state.refdata.store import RefCache
     from tests.test_alerts import _signal
 
     with EmbeddedRedis() as server:

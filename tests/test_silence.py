@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
-
 from cases import in_batches
+
+from models.catalog import load_sources
 from models.engine import SourceEngine
 from settings import Settings
-from models.catalog import load_sources
 
 TS = 1_767_225_600
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
-
 from cases import LOCAL_MIDNIGHT, dwelling_days, in_batches, sites
-from models.engine import SourceEngine
-from state.refdata import RefData
+
 from models.catalog import load_sources
+from models.engine import SourceEngine
+from state.refdata.reference import RefData
 
 T0 = float(LOCAL_MIDNIGHT)   # 2026-01-01T00:00:00+08:00
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import orjson
 import pytest
-
 from cases import in_batches
+
+from models.catalog import load_sources
 from models.engine import SourceEngine
 from settings import Settings
 from state.entity_state import EntityState
-from models.catalog import load_sources
 
 TS = 1_767_225_600
 

@@ -7,12 +7,12 @@ import random
 import numpy as np
 import pytest
 
+from models.catalog import load_sources
 from settings import Settings
 from streams.envelope import decode
-from streams.partitioner import partition_for, partitions_of
+from streams.kafka.partitioner import partition_for, partitions_of
 from streams.registry import SourceError
-from models.catalog import load_sources
-from streams.simulator import CitySimulator
+from streams.sim.simulator import CitySimulator
 from streams.validation import Validator, parse_time
 
 TS = 1_767_225_600

@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import shapely
+from cases import NIGHT, NOON, in_batches, track
 from shapely import STRtree
 
-import state
-from cases import NIGHT, NOON, in_batches, track
+from models.catalog import load_sources
 from models.engine import SourceEngine
 from settings import Settings
-from state.zones import Zones
-from models.catalog import load_sources
-
+from state.refdata.reference import DATA_DIR
+from state.refdata.zones import Zones
 
 
 def _vehicle(alerts):
@@ -50,7 +47,7 @@ def test_each_movement_rule_fires_once_and_only_where_it_should(cut):
 
 
 def _registry_city():
-    from state.refdata import RefData
+    from state.refdata.reference import RefData
 
     return RefData.from_doc({
         "routes": {"type": "FeatureCollection", "features": [{"type": "Feature",
@@ -91,7 +88,7 @@ def test_route_corridor_and_hazardous_speed_from_the_vehicle_registry(cut):
 def test_the_zone_grid_gives_exactly_the_plain_point_in_polygon_answer():
     """The coarse grid only spares far points the exact test: near every edge, and far away, the zone found
     is the one a plain STRtree query of every point finds."""
-    zones = Zones.load(Path(state.__file__).parent / "data" / "city_zones.geojson")
+    zones = Zones.load(DATA_DIR / "city_zones.geojson")
     rng = np.random.default_rng(3)
     lon, lat = rng.uniform(120.3, 120.9, 100_000), rng.uniform(31.0, 31.6, 100_000)
     edges = np.concatenate([shapely.get_coordinates(shapely.segmentize(g.exterior, 0.001)) for g in zones.geoms])

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
-
 from cases import camera_events, in_batches
+
+from models.catalog import load_sources
 from models.engine import SourceEngine
 from settings import Settings
-from models.catalog import load_sources
 
 JAN = 1_767_225_600      # 2026-01-01 00:00 UTC
 APR = 1_775_001_600      # 2026-04-01 00:00 UTC (fishing ban: 1 March - 30 June)

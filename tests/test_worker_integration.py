@@ -8,10 +8,10 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from models.catalog import load_sources
 from models.engine import SourceEngine
 from state.checkpoint import unpack
-from streams.partitioner import partition_for
-from models.catalog import load_sources
+from streams.kafka.partitioner import partition_for
 from tests.conftest import run, wait_until
 
 pytestmark = pytest.mark.integration

@@ -7,9 +7,9 @@ import asyncio
 import orjson
 import redis.asyncio as aioredis
 
-from agents import worker_values
-from agents.metrics import METRICS, read_all
-from state.redis_server import EmbeddedRedis
+from agents.embedded.redis_server import EmbeddedRedis
+from agents.worker import published as worker_values
+from agents.worker.metrics import METRICS, read_all
 from tests.test_archive import _messages, _runner
 
 

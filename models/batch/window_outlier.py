@@ -12,9 +12,9 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field
 
+from models.base import BatchContext, Detector, DetectorSettings, Severity
 from models.batch.isolation import WindowOutlierModel
 from models.batch.window_features import CONTEXT_HOURS, hour_features, names
-from models.base import BatchContext, Detector, DetectorSettings, Severity
 from models.signal import new_signal
 from state.entity_state import EntityState
 from streams.registry import Source

@@ -14,13 +14,20 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field
 
-from models.base import BatchContext, Detector, DetectorSettings, Severity, UtcOffsetHours, needs_field
-from models.signal import new_signal
+from models.base import (
+    BatchContext,
+    Detector,
+    DetectorSettings,
+    Severity,
+    UtcOffsetHours,
+    needs_field,
+)
 from models.calendar import slot_of
+from models.signal import new_signal
 from state import nibbles
 from state.entity_state import EntityState
-from state.holidays import RestDays
-from state.refdata import RefData
+from state.refdata.holidays import RestDays
+from state.refdata.reference import RefData
 from streams.registry import Source
 from streams.validation import Batch
 

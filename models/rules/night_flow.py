@@ -13,9 +13,16 @@ import math
 import numpy as np
 from pydantic import Field
 
-from models.base import BatchContext, Detector, DetectorSettings, Severity, UtcOffsetHours, needs_field
-from models.signal import new_signal
+from models.base import (
+    BatchContext,
+    Detector,
+    DetectorSettings,
+    Severity,
+    UtcOffsetHours,
+    needs_field,
+)
 from models.calendar import local_day_hour
+from models.signal import new_signal
 from state.entity_state import EntityState
 from streams.registry import Source
 from streams.validation import Batch

@@ -19,11 +19,18 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field
 
+from models.base import (
+    BatchContext,
+    Detector,
+    DetectorSettings,
+    Severity,
+    UtcOffsetHours,
+    needs_field,
+)
 from models.calendar import local_day_hour
-from models.base import BatchContext, Detector, DetectorSettings, Severity, UtcOffsetHours, needs_field
 from models.signal import new_signal
 from state.entity_state import EntityState
-from state.refdata import RefData
+from state.refdata.reference import RefData
 from streams.registry import Source
 from streams.validation import Batch
 

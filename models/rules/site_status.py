@@ -4,7 +4,7 @@ Which meter belongs to which site, and the site's status, come from the
 reference data; the per-meter answer is cached in a lookup column of the state
 (worked out again when a new reference-data version arrives).
 
->>> from state.refdata import RefData
+>>> from state.refdata.reference import RefData
 >>> from models.catalog import load_sources
 >>> from models.engine import SourceEngine
 >>> ref = RefData.from_doc({"sites": [{"id": "plant-1", "lon": 120.6, "lat": 31.3, "category": "chemical_plant",
@@ -24,7 +24,7 @@ from pydantic import Field
 from models.base import BatchContext, Detector, DetectorSettings, Severity, needs_field
 from models.signal import new_signal
 from state.entity_state import EntityState
-from state.refdata import RefData
+from state.refdata.reference import RefData
 from streams.registry import Source
 from streams.validation import Batch
 

@@ -22,8 +22,8 @@ from pydantic import Field
 from models.base import BatchContext, Detector, DetectorSettings, Severity, needs_field
 from models.signal import new_signal
 from state.entity_state import EntityState
-from state.refdata import RefData
-from state.zones import local_xy
+from state.refdata.reference import RefData
+from state.refdata.zones import local_xy
 from streams.registry import Source
 from streams.validation import Batch
 

@@ -26,11 +26,11 @@ from pydantic import Field
 from shapely import STRtree
 
 from models.base import BatchContext, Detector, DetectorSettings, UtcOffsetHours
-from models.signal import new_signal
 from models.calendar import local_day_hour
+from models.signal import new_signal
 from state.entity_state import EntityState
-from state.refdata import DATA_DIR, RefData
-from state.zones import Zones, local_xy, metres
+from state.refdata.reference import DATA_DIR, RefData
+from state.refdata.zones import Zones, local_xy, metres
 from streams.registry import Source
 from streams.validation import Batch
 

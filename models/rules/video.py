@@ -12,9 +12,15 @@ import fnmatch
 import numpy as np
 from pydantic import Field
 
-from models.base import BatchContext, Detector, DetectorSettings, Severity, UtcOffsetHours
-from models.signal import new_signal
+from models.base import (
+    BatchContext,
+    Detector,
+    DetectorSettings,
+    Severity,
+    UtcOffsetHours,
+)
 from models.calendar import in_period
+from models.signal import new_signal
 from state.entity_state import EntityState
 from state.sequence import EntitySequence
 from streams.registry import Source

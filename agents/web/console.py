@@ -1,0 +1,235 @@
+"""The command-centre console, served by the worker's web server (http://127.0.0.1:6066 by default).
+
+- ``GET /`` the page (static HTML, JS and CSS from ``agents/web/static``; no external assets, works offline),
+  sent with a strict Content-Security-Policy;
+- ``POST /console/login`` ``{"token"}`` (``"name"`` too with the shared ``WARDEN_API_TOKEN``) -> session cookie
+  (HttpOnly, SameSite=Strict) + CSRF token; the session carries the token's name and role
+  (after 5 wrong tokens from one address within 15 minutes: 429 until the window ends);
+  ``POST /console/logout``; ``GET /console/session``;
+- ``GET /console/events`` the live alert feed (server-sent events from the Redis stream, resumable
+  with ``Last-Event-ID``);
+- ``GET /console/map`` the reference data to draw (areas, zones, routes, sites);
+- ``GET /console/status`` header counters (records per source, open alerts, dead letters) and the
+  latest vehicle positions, from every worker (see :mod:`agents.worker.positions`);
+- ``GET /console/readings?source=&entity=&ts=`` an entity's readings around a time, from the replay logs.
+
+Everything that came from a record is inserted by the page as text, never as markup. Viewers get
+personal data masked (plates, dwellings, person counts) in the feed and the vehicle layer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from importlib.resources import files
+
+import faust
+import orjson
+from aiohttp import web as aioweb
+from faust.web import Request, Response, View
+
+from agents.access.identity import Caller, Services, caller
+from agents.access.sessions import COOKIE, TTL_S
+from agents.access.tokens import BOOTSTRAP_NAME
+from agents.alerts.store import ALERT_STREAM, IDX
+from agents.web.api import shown
+from agents.worker import positions as vehicles
+from agents.worker.metrics import read_all, totals
+from replay.archive import read_records, segments
+from settings import Settings
+from state.refdata.reference import RefData
+from streams.privacy import mask_alert
+from streams.registry import Registry
+
+CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+       "frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
+SECURITY_HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff",
+                    "Referrer-Policy": "no-referrer", "X-Frame-Options": "DENY"}
+ASSETS = {"/": ("console.html", "text/html"), "/console/app.js": ("console.js", "application/javascript"),
+          "/console/app.css": ("console.css", "text/css")}
+FEED_BACKLOG = 200
+READINGS_BEFORE_S, READINGS_AFTER_S, MAX_POINTS = 3 * 3600, 3600, 600
+
+
+def register(app: faust.App, settings: Settings, registry: Registry, services: Callable[[], Services | None],
+             refdata: Callable[[], RefData], positions: Callable[[], list[dict]]) -> None:
+    """Add the console's views to ``app``."""
+    assets = {path: (files("agents.web").joinpath("static", name).read_bytes(), ctype)
+              for path, (name, ctype) in ASSETS.items()}
+
+    def asset_view(path: str):
+        body, ctype = assets[path]
+
+        class Asset(View):
+            async def get(self, request: Request) -> Response:
+                return self.bytes(body, content_type=ctype, headers=dict(SECURITY_HEADERS))
+
+        return Asset
+
+    for path in ASSETS:
+        app.page(path)(asset_view(path))
+
+    class _Console(View):
+        async def session(self, request: Request) -> Caller | None:
+            """The logged-in caller (console pages take the session cookie only, not bearer tokens)."""
+            if services() is None or not request.cookies.get(COOKIE):
+                return None
+            return await caller(request, services())
+
+        def refused(self) -> Response:
+            return self.error(401, "log in first")
+
+    @app.page("/console/login")
+    class Login(_Console):
+        async def post(self, request: Request) -> Response:
+            if services() is None:
+                return self.error(503, "the worker is starting")
+            sessions = services().sessions
+            try:
+                body = await request.json()
+            except ValueError:
+                return self.error(400, "the body must be JSON")
+            if not isinstance(body, dict) or not isinstance(body.get("token"), str):
+                return self.error(400, 'the body needs "token"')
+            client = request.remote or "unknown"
+            wait = await sessions.locked_out(client)
+            if wait:
+                resp = self.error(429, f"too many failed logins: try again in {wait} s")
+                resp.headers["Retry-After"] = str(wait)
+                return resp
+            identity = await services().tokens.resolve(body["token"])
+            if identity is None:
+                await sessions.failed(client)
+                await asyncio.sleep(0.5)   # slows guessing further
+                return self.error(401, "wrong token")
+            who = identity.who
+            if who == BOOTSTRAP_NAME:   # the shared admin token: the person says who they are
+                name = str(body.get("name") or "").strip()[:64]
+                if not name:
+                    return self.error(400, "say who you are (name): this token is shared")
+                who = f"{name} ({BOOTSTRAP_NAME})"
+            session_id, session = await sessions.create(who, identity.role, identity.who)
+            await services().audit.record(identity, "console.login", who, "console", {"client": client})
+            resp = self.json({"who": who, "role": identity.role, "csrf": session["csrf"]})
+            resp.set_cookie(COOKIE, session_id, max_age=TTL_S, httponly=True, samesite="Strict", path="/")
+            return resp
+
+    @app.page("/console/logout")
+    class Logout(_Console):
+        async def post(self, request: Request) -> Response:
+            if services() is not None:
+                await services().sessions.end(request.cookies.get(COOKIE))
+            resp = self.json({"ok": True})
+            resp.del_cookie(COOKIE, path="/")
+            return resp
+
+    @app.page("/console/session")
+    class Session(_Console):
+        async def get(self, request: Request) -> Response:
+            if services() is None:
+                return self.error(503, "the worker is starting")
+            who = await self.session(request)
+            if who is None:
+                return self.refused()
+            return self.json({"who": who.identity.who, "role": who.identity.role, "csrf": who.session["csrf"]})
+
+    @app.page("/console/map")
+    class Map(_Console):
+        async def get(self, request: Request) -> Response:
+            if (who := await self.session(request)) is None:
+                return self.refused()
+            ref = refdata()
+            doc = ref.doc
+            return self.json({
+                "version": ref.version, "areas": doc.get("areas") or {}, "zones": doc.get("zones") or {},
+                "routes": doc.get("routes") or {},
+                "sites": [shown({"id": s.id, "name": s.name, "lon": s.lon, "lat": s.lat, "category": s.category,
+                                 "status": s.status}, who) for s in ref.sites.values()],
+                "departments": sorted({d for rule in ref.departments for d in rule.departments})})
+
+    @app.page("/console/status")
+    class Status(_Console):
+        async def get(self, request: Request) -> Response:
+            if (who := await self.session(request)) is None:
+                return self.refused()
+            redis = services().store.redis
+            snaps = await read_all(redis)
+            records, dead = totals(snaps)
+            async with redis.pipeline(transaction=False) as pipe:
+                for status in ("open", "acknowledged", "dispatched"):
+                    pipe.zcard(IDX.format(f"status:{status}"))
+                open_, acked, dispatched = await pipe.execute()
+            return self.json({"records": records, "dead_letters": dead, "workers": len(snaps),
+                              "alerts": {"open": open_, "acknowledged": acked, "dispatched": dispatched},
+                              "vehicles": [shown(v, who) for v in await vehicles.gather(redis, positions())]})
+
+    @app.page("/console/readings")
+    class Readings(_Console):
+        async def get(self, request: Request) -> Response:
+            if await self.session(request) is None:
+                return self.refused()
+            q = request.query
+            source, entity = q.get("source", ""), q.get("entity", "")
+            if source not in registry or not entity:
+                return self.error(400, "source (a declared one) and entity are required")
+            try:
+                ts = float(q.get("ts", ""))
+            except ValueError:
+                return self.error(400, "ts must be epoch seconds")
+            spec = registry[source]
+            field = q.get("field") or next(iter(spec.windowed_fields or spec.numeric_fields), None)
+            if field not in spec.numeric_fields:
+                return self.json({"field": None, "points": []})
+            points = await asyncio.to_thread(_readings, settings, spec.entity_field, source, entity, field, ts)
+            return self.json({"field": field, "unit": spec.fields[field].unit, "points": points})
+
+    @app.page("/console/events")
+    class Events(_Console):
+        async def get(self, request: Request):
+            if (who := await self.session(request)) is None:
+                return self.refused()
+            return await _feed(request, services().store.redis, masked=not who.identity.may("operator"))
+
+
+def _readings(settings: Settings, entity_field: str, source: str, entity: str, field: str, ts: float) -> list:
+    """(time, value) of ``field`` for ``entity`` around ``ts``, from the replay logs (empty if none)."""
+    root = settings.archive_path
+    if not root.is_dir():
+        return []
+    since, until = ts - READINGS_BEFORE_S, ts + READINGS_AFTER_S
+    points = []
+    for chunk in read_records(segments(root, source, since, until), since=since, until=until, entity=entity,
+                              entity_field=lambda s: entity_field):
+        for t, r in zip(chunk.ts, chunk.records):
+            v = r.get(field)
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                points.append((t, float(v)))
+    points.sort()
+    step = max(1, len(points) // MAX_POINTS)
+    return points[::step]
+
+
+async def _feed(request: Request, redis, masked: bool) -> aioweb.StreamResponse:
+    """Server-sent events: recent alert changes, then each new one as it is stored (personal data masked if
+    ``masked``; otherwise the stored bytes as they are)."""
+    resp = aioweb.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
+                                          **SECURITY_HEADERS})
+    await resp.prepare(request)
+    last = request.headers.get("Last-Event-ID")
+    try:
+        if last:
+            entries = await redis.xrange(ALERT_STREAM, min=f"({last}", count=FEED_BACKLOG)
+        else:
+            entries = list(reversed(await redis.xrevrange(ALERT_STREAM, count=FEED_BACKLOG)))
+        while True:
+            for entry_id, fields in entries:
+                last = entry_id.decode()
+                data = orjson.dumps(mask_alert(orjson.loads(fields[b"alert"]))) if masked else fields[b"alert"]
+                await resp.write(b"id: " + entry_id + b"\ndata: " + data + b"\n\n")
+            got = await redis.xread({ALERT_STREAM: last or "$"}, block=15_000, count=500)
+            entries = [e for _, batch in got or [] for e in batch]
+            if not entries:
+                await resp.write(b": keep-alive\n\n")
+    except (ConnectionResetError, asyncio.CancelledError):
+        pass
+    return resp

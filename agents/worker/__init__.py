@@ -1,0 +1,1 @@
+"""The worker: the Faust app, one runner per owned source partition, and what it publishes."""

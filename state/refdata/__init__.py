@@ -1,0 +1,1 @@
+"""Reference data: sites, vehicles, zones, routes, areas, departments and the calendar; its store in Redis."""

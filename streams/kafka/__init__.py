@@ -1,0 +1,1 @@
+"""Kafka: clients' connection settings, the partitioner, the batching producer, topic creation."""
