@@ -97,29 +97,44 @@ class Settings(BaseSettings):
     # State: ring-buffer length per tumbling window.
     windows: dict[str, int] = Field(default_factory=lambda: {"1m": 15, "15m": 8, "1h": 28})
     checkpoint_interval_s: float = Field(5.0, gt=0)
-    checkpoint_max_share: float = Field(0.05, gt=0, le=1, description="most of a partition's time its checkpoints "
-                                        "may take: a big state is checkpointed less often than the interval")
+    checkpoint_max_share: float = Field(
+        0.05,
+        gt=0,
+        le=1,
+        description="most of a partition's time its checkpoints "
+        "may take: a big state is checkpointed less often than the interval",
+    )
     state_initial_capacity: int = 1024
 
     # Batching: producer and agent.
     producer_batch_records: int = Field(500, ge=1)
     producer_linger_ms: int = Field(20, ge=0)
     agent_take_messages: int = Field(500, ge=1)
-    agent_take_within_s: float = Field(0.05, gt=0, description="an agent gathers messages this long before a "
-                                       "batch; 20 ms made batches so small that per-batch work cut the worker's "
-                                       "throughput by a fifth; adds at most this much latency")
+    agent_take_within_s: float = Field(
+        0.05,
+        gt=0,
+        description="an agent gathers messages this long before a "
+        "batch; 20 ms made batches so small that per-batch work cut the worker's "
+        "throughput by a fifth; adds at most this much latency",
+    )
     engine_batch_records: int = Field(20_000, ge=1, description="records per engine call before yielding")
 
     # Alerts: merging, storage, delivery, API.
     alert_quiet_s: dict[str, float] = Field(
-        default_factory=lambda: {"*": 7200.0, "silent": 86_400.0, "*_daily_over_limit": 86_400.0,
-                                 "group_renting": 172_800.0},
-        description="per alert kind (shell patterns, '*' default): signals this close to the last merge into it")
+        default_factory=lambda: {
+            "*": 7200.0,
+            "silent": 86_400.0,
+            "*_daily_over_limit": 86_400.0,
+            "group_renting": 172_800.0,
+        },
+        description="per alert kind (shell patterns, '*' default): signals this close to the last merge into it",
+    )
     alert_retention_s: float = Field(30 * 86_400.0, gt=0)
     alert_stream_maxlen: int = Field(100_000, ge=1_000)
     webhooks: list[Webhook] = Field(default_factory=list, description='JSON list, e.g. [{"name": "ops", "url": ...}]')
-    api_token: SecretStr | None = Field(None, description="an admin token for the API and console (more, with "
-                                        "roles: `warden tokens create`)")
+    api_token: SecretStr | None = Field(
+        None, description="an admin token for the API and console (more, with roles: `warden tokens create`)"
+    )
     audit_retention_s: float = Field(365 * 86_400.0, gt=0, description="audit entries older than this are deleted")
     refdata_refresh_s: float = Field(2.0, gt=0, description="how often workers look for new reference data")
 
@@ -159,29 +174,44 @@ class Settings(BaseSettings):
         problems = []
         sasl, tls = self.kafka_security_protocol.startswith("SASL"), self.kafka_security_protocol.endswith("SSL")
         if sasl and not self.kafka_sasl_username:
-            problems.append(f"WARDEN_KAFKA_SASL_USERNAME: required by WARDEN_KAFKA_SECURITY_PROTOCOL="
-                            f"{self.kafka_security_protocol}")
+            problems.append(
+                f"WARDEN_KAFKA_SASL_USERNAME: required by WARDEN_KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol}"
+            )
         if sasl and self.kafka_sasl_password is None and self.kafka_sasl_password_file is None:
-            problems.append("WARDEN_KAFKA_SASL_PASSWORD (or WARDEN_KAFKA_SASL_PASSWORD_FILE): required by "
-                            f"WARDEN_KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol}")
+            problems.append(
+                "WARDEN_KAFKA_SASL_PASSWORD (or WARDEN_KAFKA_SASL_PASSWORD_FILE): required by "
+                f"WARDEN_KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol}"
+            )
         kafka_tls_files = ("kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile")
         if not tls:
-            problems += [f"{_env(n)}: set, but WARDEN_KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol} does "
-                         "not use TLS (SSL or SASL_SSL)" for n in kafka_tls_files if getattr(self, n)]
+            problems += [
+                f"{_env(n)}: set, but WARDEN_KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol} does "
+                "not use TLS (SSL or SASL_SSL)"
+                for n in kafka_tls_files
+                if getattr(self, n)
+            ]
         for cert, key in (("kafka_ssl_certfile", "kafka_ssl_keyfile"), ("redis_ssl_certfile", "redis_ssl_keyfile")):
             if bool(getattr(self, cert)) != bool(getattr(self, key)):
                 problems.append(f"{_env(cert)} and {_env(key)}: a client certificate needs both")
         redis_tls = ("redis_ssl_cafile", "redis_ssl_certfile", "redis_ssl_keyfile")
         if self.redis_url and not self.redis_url.startswith("rediss://"):
-            problems += [f"{_env(n)}: set, but WARDEN_REDIS_URL does not use TLS (rediss://)"
-                         for n in redis_tls if getattr(self, n)]
+            problems += [
+                f"{_env(n)}: set, but WARDEN_REDIS_URL does not use TLS (rediss://)"
+                for n in redis_tls
+                if getattr(self, n)
+            ]
         if self.redis_url and urlsplit(self.redis_url).password and (self.redis_password or self.redis_password_file):
             problems.append("WARDEN_REDIS_URL holds a password and WARDEN_REDIS_PASSWORD(_FILE) is set too: keep one")
         for name in ("kafka_sasl_password", "kafka_ssl_key_password", "redis_password"):
             if getattr(self, name) is not None and getattr(self, f"{name}_file") is not None:
                 problems.append(f"{_env(name)} and {_env(name + '_file')}: set one, not both")
-        for name in (*kafka_tls_files, *redis_tls, "kafka_sasl_password_file", "kafka_ssl_key_password_file",
-                     "redis_password_file"):
+        for name in (
+            *kafka_tls_files,
+            *redis_tls,
+            "kafka_sasl_password_file",
+            "kafka_ssl_key_password_file",
+            "redis_password_file",
+        ):
             path = getattr(self, name)
             if path is not None and not path.is_file():
                 problems.append(f"{_env(name)}: no readable file at {path}")

@@ -44,8 +44,9 @@ from streams.registry import Source
 from streams.validation import Batch
 
 Severity = Literal["info", "warning", "major", "critical"]
-UtcOffsetHours = Annotated[float, Field(ge=-12, le=14, description="the local time zone of hours and days, "
-                                        "in hours east of UTC")]
+UtcOffsetHours = Annotated[
+    float, Field(ge=-12, le=14, description="the local time zone of hours and days, in hours east of UTC")
+]
 
 
 class DetectorSettings(BaseModel):
@@ -77,11 +78,11 @@ class BatchContext:
 class Detector(ABC):
     """Reads a source's records batch by batch and raises signals (dicts of :func:`models.signal.new_signal`)."""
 
-    name: ClassVar[str]                                    # in ``detectors = [...]``, and its columns' prefix
-    table_key: ClassVar[str]                               # its table in a declaration (default: its name)
+    name: ClassVar[str]  # in ``detectors = [...]``, and its columns' prefix
+    table_key: ClassVar[str]  # its table in a declaration (default: its name)
     settings_model: ClassVar[type[BaseModel]] = NoSettings
-    windows: ClassVar[dict[str, int]] = {}                 # window -> closed buckets it reads
-    keeps: ClassVar[frozenset[str]] = frozenset()          # optional state columns it reads (EntityState.OPTIONAL)
+    windows: ClassVar[dict[str, int]] = {}  # window -> closed buckets it reads
+    keeps: ClassVar[frozenset[str]] = frozenset()  # optional state columns it reads (EntityState.OPTIONAL)
 
     def __init_subclass__(cls, **kwargs: Any):
         super().__init_subclass__(**kwargs)
@@ -148,5 +149,7 @@ def needs_field(source: Source, detector: str, field: str, windowed: bool = Fals
     """ValueError unless ``field`` is a numeric (and, if asked, windowed) field of ``source``."""
     spec = source.fields.get(field)
     if spec is None or not spec.numeric or (windowed and not spec.window):
-        raise ValueError(f"the {detector} detector needs a numeric{' windowed' if windowed else ''} "
-                         f"field {field!r} (its [{detector}] table names it)")
+        raise ValueError(
+            f"the {detector} detector needs a numeric{' windowed' if windowed else ''} "
+            f"field {field!r} (its [{detector}] table names it)"
+        )

@@ -31,10 +31,25 @@ from settings import Settings
 from state.entity_state import EntityState
 from streams.registry import Registry, Source, SourceError, describe, load_registry
 
-DETECTORS: dict[str, type[Detector]] = {d.name: d for d in (
-    Threshold, Anomaly, Health, Aqi, Silence, Video, NightFlow, Vehicle, Consumption, SiteStatus, PeerUse,
-    Spatial, WindowOutlier)}
-TABLES = {d.table_key: name for name, d in DETECTORS.items()}   # a declaration's table -> its detector
+DETECTORS: dict[str, type[Detector]] = {
+    d.name: d
+    for d in (
+        Threshold,
+        Anomaly,
+        Health,
+        Aqi,
+        Silence,
+        Video,
+        NightFlow,
+        Vehicle,
+        Consumption,
+        SiteStatus,
+        PeerUse,
+        Spatial,
+        WindowOutlier,
+    )
+}
+TABLES = {d.table_key: name for name, d in DETECTORS.items()}  # a declaration's table -> its detector
 
 
 def check_source(source: Source) -> None:
@@ -90,6 +105,7 @@ def build(source: Source, state: EntityState) -> list[Detector]:
     for name in source.detectors:
         missing = [w for w in DETECTORS[name].reads(source) if w not in state.windows]
         if missing:
-            raise ValueError(f"source {source.name!r}: the {name} detector needs the {', '.join(missing)} "
-                             "window (WARDEN_WINDOWS)")
+            raise ValueError(
+                f"source {source.name!r}: the {name} detector needs the {', '.join(missing)} window (WARDEN_WINDOWS)"
+            )
     return [DETECTORS[name](source, state) for name in source.detectors]

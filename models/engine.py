@@ -13,6 +13,7 @@ signals and state, however they are cut into batches.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -36,26 +37,35 @@ class Outcome:
     rejects: list[Reject] = field(default_factory=list)
     forward: list[int] = field(default_factory=list)  # positions owned by another partition
     accepted: int = 0
-    positions: np.ndarray | None = None   # of the accepted records, in order
-    ts: np.ndarray | None = None          # their event times (epoch s)
+    positions: np.ndarray | None = None  # of the accepted records, in order
+    ts: np.ndarray | None = None  # their event times (epoch s)
 
 
 class SourceEngine:
     """Runs one source's records through validation, state and its detectors."""
 
-    def __init__(self, source: Source, settings: Settings | None = None, state: EntityState | None = None,
-                 refdata: RefData | None = None, model: ModelVersion | None = None):
+    def __init__(
+        self,
+        source: Source,
+        settings: Settings | None = None,
+        state: EntityState | None = None,
+        refdata: RefData | None = None,
+        model: ModelVersion | None = None,
+    ):
         settings = settings or get_settings()
         self.source = source
         self.validator = Validator(source, settings)
-        self.state = state or EntityState.for_source(source, settings, catalog.windows_needed(source),
-                                                     catalog.keeps_needed(source))
+        self.state = state or EntityState.for_source(
+            source, settings, catalog.windows_needed(source), catalog.keeps_needed(source)
+        )
         self.detectors = catalog.build(source, self.state)
         self._numeric = source.numeric_fields
         self._max_span = min((d.max_span_s(self.state) for d in self.detectors), default=float("inf"))
         if self._max_span <= 0:
-            raise ValueError(f"source {source.name!r}: window rings too short for its detectors "
-                             "(raise the 1h ring in WARDEN_WINDOWS or lower the allowed lateness)")
+            raise ValueError(
+                f"source {source.name!r}: window rings too short for its detectors "
+                "(raise the 1h ring in WARDEN_WINDOWS or lower the allowed lateness)"
+            )
         self.refdata = RefData.empty()
         self.use_refdata(refdata or self.refdata)
         self.model: ModelVersion | None = None
@@ -83,8 +93,9 @@ class SourceEngine:
         batch, rejects = self.validator.validate(records)
         return self.process_batch(batch, owner, rejects)
 
-    def process_batch(self, batch: Batch, owner: Callable[[list[str]], np.ndarray] | None = None,
-                      rejects: list[Reject] | None = None) -> Outcome:
+    def process_batch(
+        self, batch: Batch, owner: Callable[[list[str]], np.ndarray] | None = None, rejects: list[Reject] | None = None
+    ) -> Outcome:
         """Process records already validated into ``batch`` (its positions index the records it came
         from; ``rejects``: the ones refused), as :meth:`process` does."""
         out = Outcome(rejects=rejects or [])
@@ -96,8 +107,10 @@ class SourceEngine:
                 batch, rows = batch.take(mine), rows[mine]
         late = self.state.late(rows, batch.ts)
         if late.any():
-            out.rejects += [Reject(int(p), "late", f"event time more than {self.state.lateness_s:g} s "
-                                   "behind the entity's latest") for p in batch.positions[late]]
+            out.rejects += [
+                Reject(int(p), "late", f"event time more than {self.state.lateness_s:g} s behind the entity's latest")
+                for p in batch.positions[late]
+            ]
             out.rejects.sort(key=lambda r: r.position)
             batch, rows = batch.take(~late), rows[~late]
         out.accepted, out.positions, out.ts = len(batch), batch.positions, batch.ts
@@ -140,11 +153,12 @@ class SourceEngine:
                 cuts.append(i)
                 low = high = t
         cuts.append(len(batch))
-        return [np.arange(a, b) for a, b in zip(cuts, cuts[1:]) if b > a]
+        return [np.arange(a, b) for a, b in itertools.pairwise(cuts) if b > a]
 
     def _fold_and_detect(self, batch: Batch, rows: np.ndarray) -> list[dict]:
-        numeric = np.column_stack([batch.columns[f] for f in self._numeric]) if self._numeric \
-            else np.empty((len(batch), 0))
+        numeric = (
+            np.column_stack([batch.columns[f] for f in self._numeric]) if self._numeric else np.empty((len(batch), 0))
+        )
         sequence, prior_last_ts = self.state.update(rows, batch.ts, numeric)
         ctx = BatchContext(sequence, prior_last_ts, self.state.watermark, self.refdata)
         alerts = []

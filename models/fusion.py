@@ -16,7 +16,8 @@ them in Redis (``agents/fusion.py``).
 >>> p = Pattern(name="p", kind="k", window_s=3600, min_evidence=2, evidence=[
 ...     EvidenceSpec(name="power", source="power", kinds=["closed_site_consumption"]),
 ...     EvidenceSpec(name="truck", source="gps", kinds=["dwell"], radius_m=300)])
->>> pieces = {"power": [{"name": "power", "ts": 100.0, "score": 1.0}], "truck": [{"name": "truck", "ts": 2000.0, "score": 0.5}]}
+>>> pieces = {"power": [{"name": "power", "ts": 100.0, "score": 1.0}],
+...           "truck": [{"name": "truck", "ts": 2000.0, "score": 0.5}]}
 >>> (fused,) = fuse(p, {"id": "plant-1", "name": "Plant"}, pieces)
 >>> fused["kind"], fused["entity"], [x["name"] for x in fused["evidence"]["pieces"]]
 ('k', 'plant-1', ['power', 'truck'])
@@ -42,7 +43,7 @@ from state.refdata.zones import metres
 SOURCE = "fusion"
 MODEL = "fusion@1"
 PATTERNS_DIR = Path(__file__).parent / "patterns"
-MAX_PIECES = 16   # per pattern, site and evidence name
+MAX_PIECES = 16  # per pattern, site and evidence name
 
 
 class PatternError(ValueError):
@@ -55,8 +56,12 @@ class EvidenceSpec(BaseModel):
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     source: str
     kinds: list[str] = Field(min_length=1, description="signal kinds that count (shell patterns)")
-    radius_m: float = Field(0.0, ge=0, description="0: the signal's entity is one of the site's devices; "
-                                                  "else: the signal's location within this distance")
+    radius_m: float = Field(
+        0.0,
+        ge=0,
+        description="0: the signal's entity is one of the site's devices; "
+        "else: the signal's location within this distance",
+    )
 
     def matches(self, signal: dict) -> bool:
         return signal["source"] == self.source and any(fnmatchcase(signal["kind"], k) for k in self.kinds)
@@ -125,9 +130,16 @@ def _sites(signal: dict, spec: EvidenceSpec, ref: RefData) -> list[Site]:
 
 def piece(signal: dict, name: str) -> dict:
     """What a fused alert cites of one signal."""
-    return {"name": name, "id": signal["id"], "source": signal["source"], "kind": signal["kind"],
-            "entity": signal["entity"], "ts": epoch(signal["ts"]), "score": signal["score"],
-            "evidence": signal.get("evidence", {})}
+    return {
+        "name": name,
+        "id": signal["id"],
+        "source": signal["source"],
+        "kind": signal["kind"],
+        "entity": signal["entity"],
+        "ts": epoch(signal["ts"]),
+        "score": signal["score"],
+        "evidence": signal.get("evidence", {}),
+    }
 
 
 def fuse(pattern: Pattern, site: dict, pieces: dict[str, list[dict]]) -> list[dict]:
@@ -144,17 +156,40 @@ def fuse(pattern: Pattern, site: dict, pieces: dict[str, list[dict]]) -> list[di
     out: list[dict] = []
     last = -float("inf")
     for t in sorted({p["ts"] for held in pieces.values() for p in held}):
-        cited = [max((p for p in held if p["ts"] > last and t - pattern.window_s <= p["ts"] <= t),
-                     key=lambda p: p["ts"], default=None) for held in pieces.values()]
+        cited = [
+            max(
+                (p for p in held if p["ts"] > last and t - pattern.window_s <= p["ts"] <= t),
+                key=lambda p: p["ts"],
+                default=None,
+            )
+            for held in pieces.values()
+        ]
         cited = sorted((p for p in cited if p is not None), key=lambda p: p["ts"])
         if len(cited) < pattern.min_evidence:
             continue
         last = t
-        score = sum(p["score"] for p in cited) / len(pattern.evidence)   # mean score, missing pieces counting 0
-        out.append(new_signal(source=SOURCE, kind=pattern.kind, entity=site["id"], ts=t, window_start=t,
-                              window_s=pattern.window_s, score=score, severity=pattern.severity, model=MODEL,
-                              evidence={"pattern": pattern.name, "description": pattern.description, "site": site,
-                                        "pieces": cited, "lon": site.get("lon"), "lat": site.get("lat")}))
+        score = sum(p["score"] for p in cited) / len(pattern.evidence)  # mean score, missing pieces counting 0
+        out.append(
+            new_signal(
+                source=SOURCE,
+                kind=pattern.kind,
+                entity=site["id"],
+                ts=t,
+                window_start=t,
+                window_s=pattern.window_s,
+                score=score,
+                severity=pattern.severity,
+                model=MODEL,
+                evidence={
+                    "pattern": pattern.name,
+                    "description": pattern.description,
+                    "site": site,
+                    "pieces": cited,
+                    "lon": site.get("lon"),
+                    "lat": site.get("lat"),
+                },
+            )
+        )
     return out
 
 
@@ -165,8 +200,14 @@ def keep(held: list[dict], new: dict, window_s: float) -> list[dict]:
 
 
 def site_doc(site: Site) -> dict:
-    return {"id": site.id, "name": site.name, "category": site.category, "status": site.status,
-            "lon": site.lon, "lat": site.lat}
+    return {
+        "id": site.id,
+        "name": site.name,
+        "category": site.category,
+        "status": site.status,
+        "lon": site.lon,
+        "lat": site.lat,
+    }
 
 
 class FusionBook:
@@ -175,7 +216,7 @@ class FusionBook:
     def __init__(self, patterns: list[Pattern]):
         self.patterns = patterns
         self.pieces: dict[tuple[str, str], dict[str, list[dict]]] = {}
-        self.emitted: set[str] = set()   # live, the alert manager's merged-signal marks do this
+        self.emitted: set[str] = set()  # live, the alert manager's merged-signal marks do this
 
     def add(self, signal: dict, ref: RefData) -> list[dict]:
         """Fused signals that ``signal`` completes (each fused signal once)."""

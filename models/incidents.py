@@ -48,8 +48,9 @@ class QuietPeriods:
     def __call__(self, kind: str) -> float:
         found = self._cache.get(kind)
         if found is None:
-            found = next((s for p, s in self.periods.items() if p != "*" and fnmatchcase(kind, p)),
-                         self.periods.get("*", 0.0))
+            found = next(
+                (s for p, s in self.periods.items() if p != "*" and fnmatchcase(kind, p)), self.periods.get("*", 0.0)
+            )
             self._cache[kind] = found
         return found
 
@@ -57,10 +58,23 @@ class QuietPeriods:
 def open_incident(signal: dict) -> dict:
     """A new incident from its first signal."""
     t = epoch(signal["ts"])
-    return {"id": signal["id"], "source": signal["source"], "kind": signal["kind"], "entity": signal["entity"],
-            "status": "open", "count": 1, "first_seen": t, "last_seen": t, "ts": signal["ts"],
-            "score": signal["score"], "detector_severity": signal["severity"], "model": signal["model"],
-            "model_version": signal.get("model_version", "builtin"), "evidence": signal["evidence"], "reopened": 0}
+    return {
+        "id": signal["id"],
+        "source": signal["source"],
+        "kind": signal["kind"],
+        "entity": signal["entity"],
+        "status": "open",
+        "count": 1,
+        "first_seen": t,
+        "last_seen": t,
+        "ts": signal["ts"],
+        "score": signal["score"],
+        "detector_severity": signal["severity"],
+        "model": signal["model"],
+        "model_version": signal.get("model_version", "builtin"),
+        "evidence": signal["evidence"],
+        "reopened": 0,
+    }
 
 
 def merge(incident: dict | None, signal: dict, quiet_s: float) -> tuple[dict, str]:
@@ -78,22 +92,43 @@ def merge(incident: dict | None, signal: dict, quiet_s: float) -> tuple[dict, st
     incident["first_seen"] = min(incident["first_seen"], t)
     incident["last_seen"] = max(incident["last_seen"], t)
     if signal["score"] > incident["score"]:
-        incident.update(score=signal["score"], evidence=signal["evidence"], model=signal["model"],
-                        model_version=signal.get("model_version", "builtin"), detector_severity=signal["severity"])
+        incident.update(
+            score=signal["score"],
+            evidence=signal["evidence"],
+            model=signal["model"],
+            model_version=signal.get("model_version", "builtin"),
+            detector_severity=signal["severity"],
+        )
     return incident, event
 
 
 def to_alert(incident: dict, routed: dict, event: str) -> dict:
-    """The alert as consumers see it (stream, Kafka, API, webhooks, replay), ``routed`` by :func:`models.routing.route`."""
-    return {"id": incident["id"], "event": event, "status": incident["status"], "source": incident["source"],
-            "kind": incident["kind"], "entity": incident["entity"], "ts": incident["ts"],
-            "first_seen": iso(incident["first_seen"]), "last_seen": iso(incident["last_seen"]),
-            "count": incident["count"], "reopened": incident["reopened"], "score": incident["score"],
-            "severity": routed["severity"], "detector_severity": incident["detector_severity"],
-            "model": incident["model"], "model_version": incident.get("model_version", "builtin"),
-            "evidence": incident["evidence"], "location": routed["location"],
-            "area": routed["area"], "departments": routed["departments"], "action": routed["action"],
-            "context": routed["context"]}
+    """The alert as consumers see it (stream, Kafka, API, webhooks, replay), ``routed`` by
+    :func:`models.routing.route`."""
+    return {
+        "id": incident["id"],
+        "event": event,
+        "status": incident["status"],
+        "source": incident["source"],
+        "kind": incident["kind"],
+        "entity": incident["entity"],
+        "ts": incident["ts"],
+        "first_seen": iso(incident["first_seen"]),
+        "last_seen": iso(incident["last_seen"]),
+        "count": incident["count"],
+        "reopened": incident["reopened"],
+        "score": incident["score"],
+        "severity": routed["severity"],
+        "detector_severity": incident["detector_severity"],
+        "model": incident["model"],
+        "model_version": incident.get("model_version", "builtin"),
+        "evidence": incident["evidence"],
+        "location": routed["location"],
+        "area": routed["area"],
+        "departments": routed["departments"],
+        "action": routed["action"],
+        "context": routed["context"],
+    }
 
 
 class IncidentBook:
@@ -103,7 +138,7 @@ class IncidentBook:
     def __init__(self, quiet: QuietPeriods):
         self.quiet = quiet
         self.incidents: dict[str, dict] = {}
-        self.latest: dict[str, str] = {}   # situation -> id of its latest incident
+        self.latest: dict[str, str] = {}  # situation -> id of its latest incident
 
     def seed(self, latest: dict[str, dict]) -> None:
         """Start from known incidents, by situation."""

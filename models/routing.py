@@ -52,8 +52,14 @@ def severity(incident: dict, ctx: dict) -> str:
 def route(incident: dict, ref: RefData) -> dict:
     """Location, area, departments, proposed action, context and severity for an incident."""
     ctx = context(incident, ref)
-    out: dict = {"context": ctx, "severity": severity(incident, ctx), "location": None, "area": {},
-                 "departments": [], "action": None}
+    out: dict = {
+        "context": ctx,
+        "severity": severity(incident, ctx),
+        "location": None,
+        "area": {},
+        "departments": [],
+        "action": None,
+    }
     where = _where(incident, ref)
     if where is not None:
         out["location"] = {"lon": where[0], "lat": where[1]}
@@ -63,6 +69,9 @@ def route(incident: dict, ref: RefData) -> dict:
         return out
     out["departments"] = rule.departments
     unit = ref.nearest_unit(rule.departments[0], out["area"].get("town_id"), *where) if where else None
-    out["action"] = {"department": rule.departments[0], "what": rule.action,
-                     **({"unit": unit.id, "unit_name": unit.name} if unit else {})}
+    out["action"] = {
+        "department": rule.departments[0],
+        "what": rule.action,
+        **({"unit": unit.id, "unit_name": unit.name} if unit else {}),
+    }
     return out

@@ -14,7 +14,7 @@ import hashlib
 from streams.event_time import iso
 
 SEVERITIES = ("info", "warning", "major", "critical")
-LIMIT_MODELS = ("threshold@", "aqi@")   # their signals are breaches of a legal limit, not model opinions
+LIMIT_MODELS = ("threshold@", "aqi@")  # their signals are breaches of a legal limit, not model opinions
 
 
 def is_limit_breach(model: str) -> bool:
@@ -28,8 +28,19 @@ def signal_id(source: str, kind: str, entity: str, window_start: float) -> str:
     return hashlib.blake2b(key, digest_size=10).hexdigest()
 
 
-def new_signal(*, source: str, kind: str, entity: str, ts: float, window_start: float, window_s: float,
-              score: float, severity: str, model: str, evidence: dict) -> dict:
+def new_signal(
+    *,
+    source: str,
+    kind: str,
+    entity: str,
+    ts: float,
+    window_start: float,
+    window_s: float,
+    score: float,
+    severity: str,
+    model: str,
+    evidence: dict,
+) -> dict:
     """A signal as it goes to ``warden.signals`` (the alert manager turns it into an alert)."""
     return {
         "id": signal_id(source, kind, entity, window_start),

@@ -26,7 +26,7 @@ import redis.asyncio as aioredis
 
 from models.batch.isolation import WindowOutlierModel
 
-BUILTIN = "builtin"   # no trained version: the declared detectors as shipped
+BUILTIN = "builtin"  # no trained version: the declared detectors as shipped
 VERSIONS = "warden:models:versions"
 ACTIVE = "warden:models:active"
 HISTORY = "warden:models:history:{}"
@@ -69,8 +69,14 @@ def save(root: Path, source: str, model: WindowOutlierModel, meta: dict) -> dict
     folder = root / source / version
     folder.mkdir(parents=True)
     tmp.replace(folder / "model.joblib")
-    meta = {**meta, "version": version, "source": source, "created": datetime.now(UTC).isoformat(),
-            "sha256": hashlib.sha256(blob).hexdigest(), "path": str(folder.resolve())}
+    meta = {
+        **meta,
+        "version": version,
+        "source": source,
+        "created": datetime.now(UTC).isoformat(),
+        "sha256": hashlib.sha256(blob).hexdigest(),
+        "path": str(folder.resolve()),
+    }
     (folder / "meta.json").write_bytes(orjson.dumps(meta, option=orjson.OPT_INDENT_2))
     return meta
 
@@ -116,7 +122,7 @@ async def active(redis: aioredis.Redis) -> dict[str, str]:
 async def promote(redis: aioredis.Redis, version: str) -> dict:
     """Make ``version`` its source's active version and tell the workers; returns its metadata."""
     meta = await get(redis, version)
-    load(meta)   # refuse what a worker could not load
+    load(meta)  # refuse what a worker could not load
     async with redis.pipeline(transaction=True) as pipe:
         pipe.hset(ACTIVE, meta["source"], version)
         pipe.rpush(HISTORY.format(meta["source"]), version)

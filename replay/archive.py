@@ -41,8 +41,18 @@ from replay import segments as seg
 from replay.segments import CorruptSegment, SegmentWriter
 
 HOUR = 3600
-ENTRY_KEYS = {"source", "partition", "hour", "run", "first_offset", "last_offset", "records", "min_ts", "max_ts",
-              "bytes"}
+ENTRY_KEYS = {
+    "source",
+    "partition",
+    "hour",
+    "run",
+    "first_offset",
+    "last_offset",
+    "records",
+    "min_ts",
+    "max_ts",
+    "bytes",
+}
 LABELS = "labels"
 
 
@@ -73,16 +83,25 @@ class PartitionArchive:
         for path in sorted(self.dir.glob(f"*-{self.run}-*" + seg.SUFFIX)):
             index = seg.index_path(path)
             try:
-                entry = orjson.loads(index.read_bytes()) if index.exists() else \
-                    seg.recover(path, **_named(path), source=self.source, partition=self.partition)
+                entry = (
+                    orjson.loads(index.read_bytes())
+                    if index.exists()
+                    else seg.recover(path, **_named(path), source=self.source, partition=self.partition)
+                )
             except CorruptSegment:
-                continue   # reported by whoever reads it; its offsets are not taken as archived
+                continue  # reported by whoever reads it; its offsets are not taken as archived
             if entry["last_offset"] is not None:
                 last = max(last, entry["last_offset"])
         return last
 
-    def append(self, offsets: np.ndarray, ts: np.ndarray, records: list,
-               spans: list[tuple[int, int, bytes]] = (), encode: Callable[[list], bytes] | None = None) -> None:
+    def append(
+        self,
+        offsets: np.ndarray,
+        ts: np.ndarray,
+        records: list,
+        spans: list[tuple[int, int, bytes]] = (),
+        encode: Callable[[list], bytes] | None = None,
+    ) -> None:
         """Accepted records in offset order (dicts, or each one's JSON as bytes), with their offsets and
         event times (epoch s); ``spans``: runs of them as they came, ``encode``: how the others are written
         (see :meth:`SegmentWriter.append`).
@@ -97,7 +116,7 @@ class PartitionArchive:
         if not new.all():
             keep = np.flatnonzero(new)
             offsets, ts, records = offsets[keep], ts[keep], [records[i] for i in keep.tolist()]
-            spans = ()   # partly archived before (a batch seen again after a restore): encoded
+            spans = ()  # partly archived before (a batch seen again after a restore): encoded
         hours = np.maximum.accumulate(np.maximum(np.floor(ts / HOUR).astype(np.int64), self.hour))
         cuts = np.flatnonzero(np.diff(hours)) + 1
         for a, b in zip([0, *cuts.tolist()], [*cuts.tolist(), len(hours)]):
@@ -105,8 +124,13 @@ class PartitionArchive:
             if hour != self.hour:
                 self._rotate(hour, int(offsets[a]))
             # A span cut by the hour goes in encoded.
-            self.writer.append(offsets[a:b].tolist(), ts[a:b].tolist(), records[a:b],
-                               [(s - a, e - a, raw) for s, e, raw in spans if a <= s and e <= b], encode)
+            self.writer.append(
+                offsets[a:b].tolist(),
+                ts[a:b].tolist(),
+                records[a:b],
+                [(s - a, e - a, raw) for s, e, raw in spans if a <= s and e <= b],
+                encode,
+            )
         self.last_offset = int(offsets[-1])
 
     def sync(self) -> None:
@@ -131,8 +155,9 @@ class PartitionArchive:
             self.writer.seal()
         self.hour = hour
         path = self.dir / f"{_hour_name(hour)}-{self.run}-{first_offset:012d}{seg.SUFFIX}"
-        self.writer = SegmentWriter(path, source=self.source, partition=self.partition, hour=hour, run=self.run,
-                                    level=self.level)
+        self.writer = SegmentWriter(
+            path, source=self.source, partition=self.partition, hour=hour, run=self.run, level=self.level
+        )
 
 
 _last_run = 0
@@ -155,12 +180,17 @@ def _named(path: Path) -> dict:
 @dataclass(slots=True)
 class Segment:
     path: Path
-    entry: dict      # the index entry; for an unsealed segment, what a scan of it found
+    entry: dict  # the index entry; for an unsealed segment, what a scan of it found
     sealed: bool
 
 
-def segments(root: Path, source: str | None = None, since: float | None = None, until: float | None = None,
-             on_corrupt: Callable[[CorruptSegment], None] | None = None) -> list[Segment]:
+def segments(
+    root: Path,
+    source: str | None = None,
+    since: float | None = None,
+    until: float | None = None,
+    on_corrupt: Callable[[CorruptSegment], None] | None = None,
+) -> list[Segment]:
     """Segments holding records of ``source`` with event times in [since, until), in replay order
     (source, partition, run, first offset). An unsealed segment (being written, or cut by a crash) is
     scanned for its range; one that cannot be read goes to ``on_corrupt``."""
@@ -173,7 +203,7 @@ def segments(root: Path, source: str | None = None, since: float | None = None, 
             try:
                 if index.exists():
                     entry, sealed = orjson.loads(index.read_bytes()), True
-                    if not isinstance(entry, dict) or not ENTRY_KEYS <= entry.keys():
+                    if not isinstance(entry, dict) or not entry.keys() >= ENTRY_KEYS:
                         raise CorruptSegment(path, 0, f"its index {index.name} is not a segment index", 0)
                 else:
                     entry, sealed = _scan(path, src_dir.name), False
@@ -183,7 +213,7 @@ def segments(root: Path, source: str | None = None, since: float | None = None, 
                 continue
             if not entry["records"]:
                 continue
-            if since is not None and entry["max_ts"] < since or until is not None and entry["min_ts"] >= until:
+            if (since is not None and entry["max_ts"] < since) or (until is not None and entry["min_ts"] >= until):
                 continue
             found.append(Segment(path, entry, sealed))
     found.sort(key=lambda s: (s.entry["source"], s.entry["partition"], s.entry["run"], s.entry["first_offset"]))
@@ -191,9 +221,19 @@ def segments(root: Path, source: str | None = None, since: float | None = None, 
 
 
 def _scan(path: Path, source: str) -> dict:
-    entry = {"source": source, "partition": int(path.parent.name[1:]), **_named(path), "segment": path.name,
-             "first_offset": None, "last_offset": None, "records": 0, "frames": 0, "min_ts": None, "max_ts": None,
-             "bytes": path.stat().st_size}
+    entry = {
+        "source": source,
+        "partition": int(path.parent.name[1:]),
+        **_named(path),
+        "segment": path.name,
+        "first_offset": None,
+        "last_offset": None,
+        "records": 0,
+        "frames": 0,
+        "min_ts": None,
+        "max_ts": None,
+        "bytes": path.stat().st_size,
+    }
     for frame in seg.read(path, verify=False):
         seg.account(entry, frame.offsets, frame.ts, 0)
     return entry
@@ -206,14 +246,20 @@ class Chunk:
     source: str
     partition: int
     records: list
-    ts: list[float]   # event times (epoch s), one per record
-    typed: bool = False   # the records are structs of the source's record type (see read_records), not dicts
+    ts: list[float]  # event times (epoch s), one per record
+    typed: bool = False  # the records are structs of the source's record type (see read_records), not dicts
 
 
-def read_records(found: list[Segment], *, since: float | None = None, until: float | None = None,
-                 entity: str | None = None, entity_field: Callable[[str], str] = lambda s: "entity",
-                 on_corrupt: Callable[[CorruptSegment], None] | None = None,
-                 record_type: Callable[[str], type | None] = lambda s: None) -> Iterator[Chunk]:
+def read_records(
+    found: list[Segment],
+    *,
+    since: float | None = None,
+    until: float | None = None,
+    entity: str | None = None,
+    entity_field: Callable[[str], str] = lambda s: "entity",
+    on_corrupt: Callable[[CorruptSegment], None] | None = None,
+    record_type: Callable[[str], type | None] = lambda s: None,
+) -> Iterator[Chunk]:
     """The records of ``found`` segments (filtered by event time and entity), one chunk per frame.
 
     A corrupt segment is skipped whole and goes to ``on_corrupt``: replay goes on with the rest.
@@ -224,8 +270,11 @@ def read_records(found: list[Segment], *, since: float | None = None, until: flo
         src, part = s.entry["source"], s.entry["partition"]
         field = entity_field(src)
         try:
-            for frame in seg.read(s.path, size=s.entry["bytes"] if s.sealed else None,
-                                  record_type=record_type(src) if entity is None else None):
+            for frame in seg.read(
+                s.path,
+                size=s.entry["bytes"] if s.sealed else None,
+                record_type=record_type(src) if entity is None else None,
+            ):
                 records, ts = frame.records, frame.ts
                 if since is not None or until is not None:
                     t = np.asarray(ts)

@@ -34,7 +34,7 @@ class LabelError(ValueError):
 
 @dataclass(slots=True)
 class Window:
-    kind: str          # the alert kind that detects it
+    kind: str  # the alert kind that detects it
     entity: str
     start: float
     end: float
@@ -68,9 +68,17 @@ class KindResult:
         return median(self.delays) if self.delays else None
 
     def row(self) -> dict:
-        return {"kind": self.kind, "alerts": self.alerts, "true_alerts": self.true_alerts, "windows": self.windows,
-                "detected": self.detected, "precision": self.precision, "recall": self.recall, "f1": self.f1,
-                "median_delay_s": self.median_delay_s}
+        return {
+            "kind": self.kind,
+            "alerts": self.alerts,
+            "true_alerts": self.true_alerts,
+            "windows": self.windows,
+            "detected": self.detected,
+            "precision": self.precision,
+            "recall": self.recall,
+            "f1": self.f1,
+            "median_delay_s": self.median_delay_s,
+        }
 
 
 def _docs(paths: Iterable[Path], what: str) -> Iterator[tuple[dict, str]]:
@@ -94,12 +102,13 @@ def read_labels(paths: Iterable[Path]) -> list[Window]:
         try:
             if doc.get("type") == "staff":
                 if doc["id"] + doc["at"] in seen_staff:
-                    continue   # exported twice (a crash between write and cursor)
+                    continue  # exported twice (a crash between write and cursor)
                 seen_staff.add(doc["id"] + doc["at"])
                 if doc["label"]:
                     a = doc["alert"]
-                    windows.append(Window(a["kind"], a["entity"], epoch(a["first_seen"]), epoch(a["last_seen"]),
-                                          a.get("source")))
+                    windows.append(
+                        Window(a["kind"], a["entity"], epoch(a["first_seen"]), epoch(a["last_seen"]), a.get("source"))
+                    )
                 continue
             start, end = parse_time(doc["start"]), parse_time(doc["end"])
             if start is None or end is None or end < start:
@@ -138,8 +147,13 @@ def score(alerts: list[dict], windows: list[Window], grace_s: float = 0.0) -> di
     return dict(sorted(results.items()))
 
 
-def plot(path: Path, series: dict[str, tuple[list[float], list[float]]], windows: list[Window],
-         alerts_by_version: dict[str, list[dict]], title: str) -> None:
+def plot(
+    path: Path,
+    series: dict[str, tuple[list[float], list[float]]],
+    windows: list[Window],
+    alerts_by_version: dict[str, list[dict]],
+    title: str,
+) -> None:
     """A PNG: per entity, its readings over time, labelled windows shaded, each version's alerts marked."""
     import matplotlib
 
@@ -166,14 +180,19 @@ def plot(path: Path, series: dict[str, tuple[list[float], list[float]]], windows
         scores.set_ylabel("alert score", fontsize=7)
         for i, (version, alerts) in enumerate(alerts_by_version.items()):
             mine = [a for a in alerts if a["entity"] == entity]
-            scores.scatter([dt(epoch(a["first_seen"])) for a in mine], [a["score"] for a in mine],
-                           marker="v" if i == 0 else "^", s=40, color=colours[i % len(colours)],
-                           label=f"{version} ({len(mine)} alerts)", zorder=3)
+            scores.scatter(
+                [dt(epoch(a["first_seen"])) for a in mine],
+                [a["score"] for a in mine],
+                marker="v" if i == 0 else "^",
+                s=40,
+                color=colours[i % len(colours)],
+                label=f"{version} ({len(mine)} alerts)",
+                zorder=3,
+            )
         ax.set_title(entity, fontsize=9, loc="left")
         scores.legend(fontsize=7, loc="best")
         ax.xaxis.set_major_formatter(mdates.DateFormatter("%m-%d %H:%M"))
-    fig.suptitle(title + "  (line: readings; shaded: labelled windows; triangles: alerts at their score)",
-                 fontsize=10)
+    fig.suptitle(title + "  (line: readings; shaded: labelled windows; triangles: alerts at their score)", fontsize=10)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -190,7 +209,7 @@ class Truth:
     end: float
     observable: float
     alert_kinds: list[str]
-    explains: list[tuple[str, str]] = field(default_factory=list)   # (entity, alert kind) it also causes
+    explains: list[tuple[str, str]] = field(default_factory=list)  # (entity, alert kind) it also causes
 
 
 def read_ground_truth(paths: Iterable[Path]) -> list[Truth]:
@@ -202,22 +221,31 @@ def read_ground_truth(paths: Iterable[Path]) -> list[Truth]:
             observable = parse_time(doc.get("observable", doc["start"]))
             if None in (start, end, observable) or end < start:
                 raise ValueError("start, end (and observable) must be times, start first")
-            out.append(Truth(str(doc.get("incident") or doc["kind"]),
-                             [str(e) for e in doc.get("entities") or [doc["entity"]]], start, end, observable,
-                             [str(k) for k in doc.get("alert_kinds") or [doc["kind"]]],
-                             [(str(e), str(k)) for e, k in doc.get("explains", [])]))
+            out.append(
+                Truth(
+                    str(doc.get("incident") or doc["kind"]),
+                    [str(e) for e in doc.get("entities") or [doc["entity"]]],
+                    start,
+                    end,
+                    observable,
+                    [str(k) for k in doc.get("alert_kinds") or [doc["kind"]]],
+                    [(str(e), str(k)) for e, k in doc.get("explains", [])],
+                )
+            )
         except BAD_LINE as exc:
             raise LabelError(f"{where}: not a ground-truth line ({type(exc).__name__}: {exc})") from None
     return out
 
 
-def score_incidents(alerts: list[dict], truths: list[Truth], grace_s: float = 0.0,
-                    until: float | None = None) -> dict[str, KindResult]:
+def score_incidents(
+    alerts: list[dict], truths: list[Truth], grace_s: float = 0.0, until: float | None = None
+) -> dict[str, KindResult]:
     """Per incident kind: recall (incidents with a matching alert), precision (of the alerts of the kinds
     that detect it, those explained by one of its incidents - alerts another incident explains are left
     out), and the median delay from when each incident became observable to its first matching alert.
     Incidents not yet observable at ``until`` (the end of the data) still explain alerts but are not
     counted as missed."""
+
     def during(a: dict, t: Truth) -> bool:
         return epoch(a["first_seen"]) <= t.end + grace_s and epoch(a["last_seen"]) >= t.start
 
@@ -238,7 +266,7 @@ def score_incidents(alerts: list[dict], truths: list[Truth], grace_s: float = 0.
                 continue
             ours = any(matches(a, t) for t in mine)
             if not ours and any(explained(a, t) for t in truths):
-                continue   # caused by another incident (or a piece of this one's fused evidence)
+                continue  # caused by another incident (or a piece of this one's fused evidence)
             r.alerts += 1
             r.true_alerts += ours
         for t in due:

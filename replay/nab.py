@@ -28,7 +28,7 @@ PROFILES = {
 
 @dataclass
 class Stream:
-    name: str                 # e.g. "realKnownCause/nyc_taxi.csv"
+    name: str  # e.g. "realKnownCause/nyc_taxi.csv"
     ts: list[float]
     values: list[float]
     windows: list[tuple[float, float]]
@@ -85,7 +85,7 @@ def _file_score(stream: Stream, detected: set[int], w: dict) -> tuple[float, int
             s = _sigmoid(-(right - i + 1) / float(right - left + 1)) * w["tp"] / max_tp
             best[k] = max(best.get(k, -math.inf), s)
             continue
-        before = [(l, r) for l, r in spans if r < i]
+        before = [(lo, hi) for lo, hi in spans if hi < i]
         if before:
             left, right = before[-1]
             s = _sigmoid(abs(right - i) / (float(right - left + 1) - 1.0))

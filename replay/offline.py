@@ -55,10 +55,17 @@ def read_ndjson(paths: Iterable[Path]) -> Iterator[object]:
 class Engines:
     """One engine per (source, partition), created on first use, with the given model versions."""
 
-    def __init__(self, registry: Registry, settings: Settings, *, refdata: RefData | None = None,
-                 models: dict[str, ModelVersion] | None = None, on_signal: Callable[[dict], None],
-                 on_progress: Callable[[int], None] | None = None,
-                 setup: Callable[[SourceEngine], None] | None = None):
+    def __init__(
+        self,
+        registry: Registry,
+        settings: Settings,
+        *,
+        refdata: RefData | None = None,
+        models: dict[str, ModelVersion] | None = None,
+        on_signal: Callable[[dict], None],
+        on_progress: Callable[[int], None] | None = None,
+        setup: Callable[[SourceEngine], None] | None = None,
+    ):
         self.registry, self.settings, self.refdata, self.models = registry, settings, refdata, models or {}
         self.on_signal, self.on_progress, self.setup = on_signal, on_progress, setup
         self.engines: dict[tuple[str, int], SourceEngine] = {}
@@ -69,15 +76,17 @@ class Engines:
         found = self.engines.get((source, partition))
         if found is None:
             found = self.engines[(source, partition)] = SourceEngine(
-                self.registry[source], self.settings, refdata=self.refdata, model=self.models.get(source))
+                self.registry[source], self.settings, refdata=self.refdata, model=self.models.get(source)
+            )
             if self.setup:
                 self.setup(found)
         return found
 
     def schema(self, source: str) -> RecordSchema | None:
         if source not in self.schemas:
-            self.schemas[source] = RecordSchema.for_source(self.registry[source], self.settings) \
-                if source in self.registry else None
+            self.schemas[source] = (
+                RecordSchema.for_source(self.registry[source], self.settings) if source in self.registry else None
+            )
         return self.schemas[source]
 
     def record_type(self, source: str) -> type | None:
@@ -91,7 +100,7 @@ class Engines:
         valid = self.schema(source).batch(batch) if typed else None
         if valid is not None:
             out = engine.process_batch(valid)
-        else:   # the validator says which records it refuses, and why
+        else:  # the validator says which records it refuses, and why
             out = engine.process([plain(r) for r in batch] if typed else batch)
         summary = self.summary
         summary.records += len(batch)
@@ -104,10 +113,12 @@ class Engines:
             self.on_progress(len(batch))
 
 
-def merger(book: IncidentBook, fusion: FusionBook, ref: RefData,
-           also: Callable[[dict], None] | None = None) -> Callable[[dict], None]:
+def merger(
+    book: IncidentBook, fusion: FusionBook, ref: RefData, also: Callable[[dict], None] | None = None
+) -> Callable[[dict], None]:
     """An ``on_signal`` that merges each signal, and the fused signals it completes, into ``book``
     (as the live alert manager and fusion do); ``also`` sees every signal too."""
+
     def on_signal(sig: dict) -> None:
         book.add(sig)
         if also:
@@ -116,6 +127,7 @@ def merger(book: IncidentBook, fusion: FusionBook, ref: RefData,
             book.add(fused)
             if also:
                 also(fused)
+
     return on_signal
 
 
@@ -130,21 +142,28 @@ def replay_archive(chunks: Iterable[Chunk], engines: Engines) -> ReplaySummary:
     return engines.summary
 
 
-def replay(records: Iterable[object], registry: Registry, settings: Settings, *, source: str | None = None,
-           refdata: RefData | None = None, models: dict[str, ModelVersion] | None = None,
-           on_signal: Callable[[dict], None], on_progress: Callable[[int], None] | None = None) -> ReplaySummary:
+def replay(
+    records: Iterable[object],
+    registry: Registry,
+    settings: Settings,
+    *,
+    source: str | None = None,
+    refdata: RefData | None = None,
+    models: dict[str, ModelVersion] | None = None,
+    on_signal: Callable[[dict], None],
+    on_progress: Callable[[int], None] | None = None,
+) -> ReplaySummary:
     """Run ``records`` through the engines in order; ``on_signal`` gets every detector signal.
 
     Records are split by partition exactly as the live topics split them
     (``WARDEN_PARTITIONS``), each partition with its own engine, so detectors
     that compare an entity with its partition's peers see what they saw live.
     """
-    engines = Engines(registry, settings, refdata=refdata, models=models, on_signal=on_signal,
-                      on_progress=on_progress)
+    engines = Engines(registry, settings, refdata=refdata, models=models, on_signal=on_signal, on_progress=on_progress)
     pending: dict[tuple[str, int], list] = defaultdict(list)
     partitions = {name: s.partition_count(settings.partitions) for name, s in registry.items()}
     entity_field = {name: s.entity_field for name, s in registry.items()}
-    key_of: dict[str, dict[str, tuple[str, int]]] = {name: {} for name in registry}   # entity -> engine key
+    key_of: dict[str, dict[str, tuple[str, int]]] = {name: {} for name in registry}  # entity -> engine key
     summary = engines.summary
 
     def run(key: tuple[str, int]) -> None:
@@ -153,7 +172,7 @@ def replay(records: Iterable[object], registry: Registry, settings: Settings, *,
 
     # The per-record loop is replay's hot path: plain dict lookups only.
     n = 0
-    for n, record in enumerate(records, start=1):
+    for n, record in enumerate(records, start=1):  # noqa: B007 - the count read after the loop
         if type(record) is not dict:
             summary.rejects["not_object" if isinstance(record, list) else "not_json"] += 1
             continue

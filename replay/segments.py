@@ -50,7 +50,7 @@ class Frame:
     offsets: list[int]
     ts: list[float]
     records: list
-    typed: bool = False   # the records are structs of the record type asked for, not dicts
+    typed: bool = False  # the records are structs of the record type asked for, not dicts
 
 
 _contexts = threading.local()
@@ -77,15 +77,32 @@ class SegmentWriter:
     def __init__(self, path: Path, *, source: str, partition: int, hour: int, run: str, level: int = 3):
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self.entry = {"source": source, "partition": partition, "hour": hour, "run": run, "segment": path.name,
-                      "first_offset": None, "last_offset": None, "records": 0, "frames": 0,
-                      "min_ts": None, "max_ts": None, "bytes": len(MAGIC)}
+        self.entry = {
+            "source": source,
+            "partition": partition,
+            "hour": hour,
+            "run": run,
+            "segment": path.name,
+            "first_offset": None,
+            "last_offset": None,
+            "records": 0,
+            "frames": 0,
+            "min_ts": None,
+            "max_ts": None,
+            "bytes": len(MAGIC),
+        }
         self.level = level
         self._file = open(path, "xb")
         self._file.write(MAGIC)
 
-    def append(self, offsets: list[int], ts: list[float], records: list,
-               spans: list[tuple[int, int, bytes]] = (), encode: Callable[[list], bytes] | None = None) -> None:
+    def append(
+        self,
+        offsets: list[int],
+        ts: list[float],
+        records: list,
+        spans: list[tuple[int, int, bytes]] = (),
+        encode: Callable[[list], bytes] | None = None,
+    ) -> None:
         """One frame of records (in offset order) with their Kafka offsets and event times. ``records``
         are dicts, or each record's JSON as bytes (as it came: it goes in without being encoded again).
         ``spans`` (start, end, raw): ``records[start:end]`` as they came, comma-separated JSON (an array
@@ -144,8 +161,9 @@ def read(path: Path, verify: bool = True, size: int | None = None, record_type: 
     records as, in one C pass (a frame with any record that does not fit it is read as dicts)."""
     typed = _typed_frames(record_type) if record_type is not None else None
     if size is not None and path.stat().st_size != size:
-        raise CorruptSegment(path, min(size, path.stat().st_size), f"{path.stat().st_size} bytes, "
-                             f"its index says {size}", 0)
+        raise CorruptSegment(
+            path, min(size, path.stat().st_size), f"{path.stat().st_size} bytes, its index says {size}", 0
+        )
     for raw in list(_frames(path)) if verify else _frames(path):
         if typed is not None:
             try:
@@ -161,15 +179,25 @@ def read(path: Path, verify: bool = True, size: int | None = None, record_type: 
 @lru_cache(maxsize=32)
 def _typed_frames(record_type: type) -> Callable[[bytes], object]:
     """A decoder of frames whose records are ``record_type`` structs."""
-    return msgspec.json.Decoder(msgspec.defstruct(
-        "TypedFrame", [("o", list[int]), ("t", list[float]), ("r", list[record_type])])).decode
+    return msgspec.json.Decoder(
+        msgspec.defstruct("TypedFrame", [("o", list[int]), ("t", list[float]), ("r", list[record_type])])
+    ).decode
 
 
 def recover(path: Path, **known) -> dict:
     """Seal a segment a crash left open: cut it after its last whole frame and write its index entry
     (``known``: source, partition, hour, run)."""
-    entry = {**known, "segment": path.name, "first_offset": None, "last_offset": None, "records": 0, "frames": 0,
-             "min_ts": None, "max_ts": None, "bytes": len(MAGIC)}
+    entry = {
+        **known,
+        "segment": path.name,
+        "first_offset": None,
+        "last_offset": None,
+        "records": 0,
+        "frames": 0,
+        "min_ts": None,
+        "max_ts": None,
+        "bytes": len(MAGIC),
+    }
     for raw, size in _frames(path, sizes=True):
         doc = orjson.loads(raw)
         account(entry, doc["o"], doc["t"], size)
@@ -191,11 +219,11 @@ def _frames(path: Path, sizes: bool = False) -> Iterator:
         while True:
             head = f.read(_LEN.size)
             if len(head) < _LEN.size:
-                return   # end, or a length torn by a crash
+                return  # end, or a length torn by a crash
             (length,) = _LEN.unpack(head)
             body = f.read(length)
             if len(body) < length:
-                return   # a frame torn by a crash
+                return  # a frame torn by a crash
             try:
                 raw = unzstd.decompress(body)
             except zstandard.ZstdError as exc:

@@ -20,14 +20,23 @@ from streams.registry import Registry
 
 def in_event_time_order(partitions: list[Iterable[Chunk]]) -> Iterator[tuple[float, str, dict]]:
     """(event time, source, record), the partitions' streams merged lazily into event-time order."""
+
     def one(part: Iterable[Chunk]) -> Iterator[tuple[float, str, dict]]:
         for c in part:
             yield from ((t, c.source, r) for t, r in zip(c.ts, c.records))
+
     return heapq.merge(*map(one, partitions), key=lambda item: item[0])
 
 
-async def send(partitions: list[Iterable[Chunk]], registry: Registry, kafka: dict, *, speedup: float = 0.0,
-               batch_records: int = 500, on_progress: Callable[[int], None] | None = None) -> int:
+async def send(
+    partitions: list[Iterable[Chunk]],
+    registry: Registry,
+    kafka: dict,
+    *,
+    speedup: float = 0.0,
+    batch_records: int = 500,
+    on_progress: Callable[[int], None] | None = None,
+) -> int:
     """Send the records of each partition's chunk stream (``kafka``: client options); returns how many went."""
     producer = BatchingProducer(**kafka, batch_records=batch_records, linger_ms=20, client_id="warden-replay")
     await producer.start()

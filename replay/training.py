@@ -26,8 +26,9 @@ class TrainingError(Exception):
     """The period cannot train a model (wrong source, too little data)."""
 
 
-def train_window_model(source: Source, chunks: Iterable[Chunk], settings: Settings,
-                       on_progress=None) -> tuple[WindowOutlierModel, dict]:
+def train_window_model(
+    source: Source, chunks: Iterable[Chunk], settings: Settings, on_progress=None
+) -> tuple[WindowOutlierModel, dict]:
     """Fit the source's window-outlier model on ``chunks``; returns it and its training metrics."""
     if "window_outlier" not in source.detectors:
         raise TrainingError(f"source {source.name!r} does not declare the window_outlier detector")
@@ -39,18 +40,24 @@ def train_window_model(source: Source, chunks: Iterable[Chunk], settings: Settin
                 detector.collect()
                 collectors.append(detector)
 
-    engines = Engines({source.name: source}, settings, on_signal=lambda s: None, on_progress=on_progress,
-                      setup=setup)
+    engines = Engines({source.name: source}, settings, on_signal=lambda s: None, on_progress=on_progress, setup=setup)
     summary = replay_archive(chunks, engines)
     parts = [x for d in collectors for x in d.collected]
     x = np.concatenate(parts) if parts else np.empty((0, len(names(source.windowed_fields))))
     spec = WindowOutlier.settings_of(source)
     if len(x) < 50:
-        raise TrainingError(f"only {len(x)} complete entity-hours in the period ({summary.accepted:,} records); "
-                            f"need 50 or more (entities need {spec.min_records} records before their hours count)")
+        raise TrainingError(
+            f"only {len(x)} complete entity-hours in the period ({summary.accepted:,} records); "
+            f"need 50 or more (entities need {spec.min_records} records before their hours count)"
+        )
     model = WindowOutlierModel(spec.trees, spec.max_samples, spec.quantile, spec.seed).fit(x)
     entities = sum(len(e.state) for e in engines.engines.values())
-    metrics = {"records": summary.accepted, "entities": entities, "windows": int(len(x)),
-               "threshold": model.threshold_, "train_flag_rate": float(model.flag(x).mean()),
-               "features": names(source.windowed_fields)}
+    metrics = {
+        "records": summary.accepted,
+        "entities": entities,
+        "windows": len(x),
+        "threshold": model.threshold_,
+        "train_flag_rate": float(model.flag(x).mean()),
+        "features": names(source.windowed_fields),
+    }
     return model, metrics

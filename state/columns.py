@@ -13,7 +13,7 @@ from collections.abc import Callable
 import numpy as np
 import orjson
 
-GROWTH = 1.25   # doubling would leave up to half of a million entities' columns allocated and unused
+GROWTH = 1.25  # doubling would leave up to half of a million entities' columns allocated and unused
 
 
 class ColumnStore:
@@ -54,10 +54,18 @@ class ColumnStore:
         Each column is copied once, straight into the blob (a million entities' state is serialised on
         every checkpoint; the caller's own header goes in as ``prefix`` rather than by copying it again).
         """
-        header = {"rows": rows, "columns": [[name, col.dtype.str, list(col.shape[1:])]
-                                            for name, col in self._cols.items()]}
-        return b"".join([prefix, orjson.dumps(header), b"\n", *(col[:rows].reshape(-1).view(np.uint8)
-                                                                 for col in self._cols.values())])
+        header = {
+            "rows": rows,
+            "columns": [[name, col.dtype.str, list(col.shape[1:])] for name, col in self._cols.items()],
+        }
+        return b"".join(
+            [
+                prefix,
+                orjson.dumps(header),
+                b"\n",
+                *(col[:rows].reshape(-1).view(np.uint8) for col in self._cols.values()),
+            ]
+        )
 
     def load_bytes(self, blob: bytes, start: int = 0, renamed: Callable[[str], str] | None = None) -> int:
         """Fill declared columns from :meth:`to_bytes` output that begins at ``start`` in ``blob`` (read in
@@ -81,8 +89,10 @@ class ColumnStore:
         for name, dtype, tail in saved:
             col = self._cols[name]
             if tuple(tail) != col.shape[1:] or np.dtype(dtype) != col.dtype:
-                raise ValueError(f"column {name!r} has shape/dtype {tuple(tail)}/{np.dtype(dtype)}, "
-                                 f"declared {col.shape[1:]}/{col.dtype}")
+                raise ValueError(
+                    f"column {name!r} has shape/dtype {tuple(tail)}/{np.dtype(dtype)}, "
+                    f"declared {col.shape[1:]}/{col.dtype}"
+                )
         sizes = [rows * self._cols[name][0].nbytes for name in names]
         at = cut + 1
         if sum(sizes) != len(blob) - at:
@@ -90,8 +100,9 @@ class ColumnStore:
         self.ensure_rows(rows)
         for name, size in zip(names, sizes):
             col = self._cols[name]
-            col[:rows] = np.frombuffer(blob, dtype=col.dtype, count=size // col.itemsize, offset=at) \
-                .reshape((rows, *col.shape[1:]))
+            col[:rows] = np.frombuffer(blob, dtype=col.dtype, count=size // col.itemsize, offset=at).reshape(
+                (rows, *col.shape[1:])
+            )
             at += size
         return rows
 
@@ -105,6 +116,6 @@ def _grown(col: np.ndarray, capacity: int, fill: object) -> np.ndarray:
         grown = np.zeros((capacity, *col.shape[1:]), dtype=col.dtype)
     else:
         grown = np.empty((capacity, *col.shape[1:]), dtype=col.dtype)
-        grown[len(col):] = fill
-    grown[:len(col)] = col
+        grown[len(col) :] = fill
+    grown[: len(col)] = col
     return grown

@@ -29,25 +29,32 @@ from state.sequence import EntitySequence
 from state.slots import SlotMap
 
 FORMAT_VERSION = 2
-NEVER = np.iinfo(np.int32).min   # a bucket marker not yet set
+NEVER = np.iinfo(np.int32).min  # a bucket marker not yet set
 # Columns kept only where a detector reads them: each windowed field's running count/mean/variance
 # (20 bytes a field), and the last value of every numeric field (4 bytes a field).
 OPTIONAL = frozenset({"running_stats", "last_values"})
-SPAN_BUCKETS = 2   # of a ring's length, the buckets one update may span beyond what is read and late
+SPAN_BUCKETS = 2  # of a ring's length, the buckets one update may span beyond what is read and late
 
 
 class EntityState:
     """Slot map + columns + window rings for the entities of one source partition."""
 
-    def __init__(self, numeric: list[str], windowed: list[str], windows: dict[str, int],
-                 lateness_s: float, capacity: int = 1024, keeps: frozenset[str] = OPTIONAL):
+    def __init__(
+        self,
+        numeric: list[str],
+        windowed: list[str],
+        windows: dict[str, int],
+        lateness_s: float,
+        capacity: int = 1024,
+        keeps: frozenset[str] = OPTIONAL,
+    ):
         self.numeric, self.windowed = list(numeric), list(windowed)
         self.windows = {name: (WINDOW_SECONDS[name], ring) for name, ring in windows.items()}
         self.lateness_s = lateness_s
         self._windowed_idx = [self.numeric.index(f) for f in self.windowed]
         self.slots = SlotMap()
-        self.watermark = -np.inf                  # the newest event time folded in
-        self.notes: dict[str, object] = {}        # detectors' partition-wide values, "<detector>.<key>"
+        self.watermark = -np.inf  # the newest event time folded in
+        self.notes: dict[str, object] = {}  # detectors' partition-wide values, "<detector>.<key>"
         self._lookups: list[str] = []
         store = self.store = ColumnStore(capacity)
         store.add("last_ts", np.float64, fill=-np.inf)
@@ -65,8 +72,9 @@ class EntityState:
                 store.add(f"{name}.head", np.int32, fill=-1)
 
     @classmethod
-    def for_source(cls, source, settings: Settings, reads: dict[str, int] | None = None,
-                   keeps: frozenset[str] = OPTIONAL) -> EntityState:
+    def for_source(
+        cls, source, settings: Settings, reads: dict[str, int] | None = None, keeps: frozenset[str] = OPTIONAL
+    ) -> EntityState:
         """State for ``source`` with the rings its detectors read (window -> closed buckets read; all the
         settings name, at their length, if None). A ring holds what is read, the buckets late records may
         still reach, and ``SPAN_BUCKETS`` for one update's span, at most the settings' length: each bucket
@@ -75,10 +83,19 @@ class EntityState:
         if reads is None:
             rings = dict(settings.windows)
         else:
-            rings = {w: min(n, reads[w] + 2 + math.ceil(settings.allowed_lateness_s / WINDOW_SECONDS[w]) + SPAN_BUCKETS)
-                     for w, n in settings.windows.items() if w in reads}
-        return cls(source.numeric_fields, source.windowed_fields, rings,
-                   settings.allowed_lateness_s, settings.state_initial_capacity, keeps)
+            rings = {
+                w: min(n, reads[w] + 2 + math.ceil(settings.allowed_lateness_s / WINDOW_SECONDS[w]) + SPAN_BUCKETS)
+                for w, n in settings.windows.items()
+                if w in reads
+            }
+        return cls(
+            source.numeric_fields,
+            source.windowed_fields,
+            rings,
+            settings.allowed_lateness_s,
+            settings.state_initial_capacity,
+            keeps,
+        )
 
     def __len__(self) -> int:
         return len(self.slots)
@@ -140,8 +157,14 @@ class EntityState:
                 stats.update(self.store["count"], self.store["mean"], self.store["m2"], rows, values)
             for name, (seconds, _) in self.windows.items():
                 buckets = np.floor(ts / seconds).astype(np.int64)
-                windows.add(self.store[f"{name}.sum"], self.store[f"{name}.count"],
-                            self.store[f"{name}.head"], rows, buckets, values)
+                windows.add(
+                    self.store[f"{name}.sum"],
+                    self.store[f"{name}.count"],
+                    self.store[f"{name}.head"],
+                    rows,
+                    buckets,
+                    values,
+                )
         return sequence, prior_last_ts
 
     def add_lookup(self, column: str) -> None:
@@ -180,8 +203,9 @@ class EntityState:
 
     def window_means(self, window: str, rows: np.ndarray, buckets: np.ndarray) -> np.ndarray:
         """Mean of each windowed field in bucket ``buckets`` of entity ``rows`` (NaN if empty/gone)."""
-        return windows.means(self.store[f"{window}.sum"], self.store[f"{window}.count"],
-                             self.store[f"{window}.head"], rows, buckets)
+        return windows.means(
+            self.store[f"{window}.sum"], self.store[f"{window}.count"], self.store[f"{window}.head"], rows, buckets
+        )
 
     def newly_closed(self, rows: np.ndarray, window: str, done: np.ndarray):
         """Yield (rows, buckets) for each ``window`` bucket with data closed since ``done``.
@@ -206,12 +230,11 @@ class EntityState:
                 yield rows[due], bucket[due]
         done[rows] = np.maximum(done[rows], closed)
 
-    def span_means(self, window: str, rows: np.ndarray, last: np.ndarray, buckets: int,
-                   min_filled: int) -> np.ndarray:
+    def span_means(self, window: str, rows: np.ndarray, last: np.ndarray, buckets: int, min_filled: int) -> np.ndarray:
         """Mean over the ``buckets`` buckets ending at ``last`` (NaN with under ``min_filled`` filled)."""
         sums, counts = self.store[f"{window}.sum"], self.store[f"{window}.count"]
         ring = sums.shape[2]
-        wanted = last[:, None] - np.arange(buckets)[None, :]                       # (n, k)
+        wanted = last[:, None] - np.arange(buckets)[None, :]  # (n, k)
         ok = windows.held(self.store[f"{window}.head"], rows[:, None], wanted, ring)[:, None, :]
         pos = wanted % ring
         s = np.where(ok, np.take_along_axis(sums[rows], pos[:, None, :], axis=2), 0.0).astype(np.float64)
@@ -224,9 +247,15 @@ class EntityState:
 
         ``annotations``: what the caller keeps beside the state (JSON), given back by :meth:`load_bytes`.
         """
-        header = {"v": FORMAT_VERSION, "entities": self.slots.entities, "watermark": self.watermark,
-                  "notes": self.notes, "annotations": annotations or {},
-                  "numeric": self.numeric, "windowed": self.windowed}
+        header = {
+            "v": FORMAT_VERSION,
+            "entities": self.slots.entities,
+            "watermark": self.watermark,
+            "notes": self.notes,
+            "annotations": annotations or {},
+            "numeric": self.numeric,
+            "windowed": self.windowed,
+        }
         return self.store.to_bytes(len(self.slots), prefix=orjson.dumps(header) + b"\n")
 
     def load_bytes(self, blob: bytes) -> dict:
@@ -234,14 +263,17 @@ class EntityState:
         ValueError if the layout differs."""
         cut = blob.index(b"\n")
         header = _upgraded(orjson.loads(blob[:cut]))
-        if header.get("v") != FORMAT_VERSION or header["numeric"] != self.numeric \
-                or header["windowed"] != self.windowed:
+        if (
+            header.get("v") != FORMAT_VERSION
+            or header["numeric"] != self.numeric
+            or header["windowed"] != self.windowed
+        ):
             raise ValueError("checkpoint layout differs from the source declaration")
         rows = self.store.load_bytes(blob, cut + 1, renamed=_renamed)
         if rows != len(header["entities"]):
             raise ValueError("checkpoint entity count does not match its columns")
         self.slots = SlotMap(header["entities"])
-        self.watermark = -np.inf if header["watermark"] is None else float(header["watermark"])   # JSON: null
+        self.watermark = -np.inf if header["watermark"] is None else float(header["watermark"])  # JSON: null
         self.notes = header["notes"]
         return header["annotations"]
 
@@ -254,7 +286,7 @@ def _renamed(name: str) -> str:
     """A saved column's or note's name as today's detectors call it."""
     for old, new in RENAMED_PREFIXES.items():
         if name.startswith(old):
-            return new + name[len(old):]
+            return new + name[len(old) :]
     return name
 
 

@@ -26,8 +26,11 @@ def redis_client(settings: Settings) -> aioredis.Redis:
     if settings.redis_username:
         options["username"] = settings.redis_username
     if settings.redis_url.startswith("rediss://"):
-        options.update(ssl_ca_certs=_path(settings.redis_ssl_cafile), ssl_certfile=_path(settings.redis_ssl_certfile),
-                       ssl_keyfile=_path(settings.redis_ssl_keyfile))
+        options.update(
+            ssl_ca_certs=_path(settings.redis_ssl_cafile),
+            ssl_certfile=_path(settings.redis_ssl_certfile),
+            ssl_keyfile=_path(settings.redis_ssl_keyfile),
+        )
     return aioredis.Redis.from_url(settings.redis_url, **options)
 
 
@@ -39,10 +42,15 @@ def _explain(exc: BaseException, settings: Settings) -> str:
     where = f"Redis at {settings.redis_display_url}"
     if isinstance(exc, exceptions.AuthenticationError) or "NOAUTH" in str(exc) or "WRONGPASS" in str(exc):
         user = settings.redis_username or "default"
-        given = "no password" if settings.secret("redis_password") is None and "@" not in settings.redis_url \
+        given = (
+            "no password"
+            if settings.secret("redis_password") is None and "@" not in settings.redis_url
             else "the password given"
-        return (f"{where} refused the login of user {user!r} with {given}: check WARDEN_REDIS_USERNAME and "
-                "WARDEN_REDIS_PASSWORD (or WARDEN_REDIS_PASSWORD_FILE)")
+        )
+        return (
+            f"{where} refused the login of user {user!r} with {given}: check WARDEN_REDIS_USERNAME and "
+            "WARDEN_REDIS_PASSWORD (or WARDEN_REDIS_PASSWORD_FILE)"
+        )
     cause = exc.__cause__ or exc.__context__
     if isinstance(cause, ssl.SSLCertVerificationError):
         return f"{where}: its TLS certificate is not trusted ({cause.verify_message}); check WARDEN_REDIS_SSL_CAFILE"
@@ -61,10 +69,12 @@ async def connected(settings: Settings) -> aioredis.Redis:
     try:
         await asyncio.wait_for(client.ping(), settings.connect_timeout_s + 1)
         return client
-    except asyncio.TimeoutError:
+    except TimeoutError:
         await client.aclose()
-        raise ConfigError(f"Redis at {settings.redis_display_url}: no answer within "
-                          f"{settings.connect_timeout_s:.0f} s (WARDEN_REDIS_URL)") from None
+        raise ConfigError(
+            f"Redis at {settings.redis_display_url}: no answer within "
+            f"{settings.connect_timeout_s:.0f} s (WARDEN_REDIS_URL)"
+        ) from None
     except exceptions.RedisError as exc:
         await client.aclose()
         raise ConfigError(_explain(exc, settings)) from None

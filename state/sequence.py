@@ -55,9 +55,3 @@ class EntitySequence:
         start = np.maximum.accumulate(np.where(self.first, idx, 0))
         last_break = np.maximum.accumulate(np.where(broken, idx, -1))
         return start, last_break
-
-
-def group_ids(keys: list[str]) -> np.ndarray:
-    """Small integer ids for ``keys``, in order of first appearance."""
-    ids: dict[str, int] = {}
-    return np.fromiter((ids.setdefault(k, len(ids)) for k in keys), dtype=np.int64, count=len(keys))

@@ -42,7 +42,7 @@ class SlotMap:
             start = len(self.entities)
             self._slot.update(zip(new, range(start, start + len(new))))
             self.entities += new
-            if len(new) == len(unseen):   # each once, all admitted: rows in order of appearance
+            if len(new) == len(unseen):  # each once, all admitted: rows in order of appearance
                 rows[missing] = np.arange(start, start + len(new))
             else:
                 rows[missing] = np.fromiter(map(get, unseen, repeat(-1)), dtype=np.int64, count=len(unseen))

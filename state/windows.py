@@ -17,8 +17,12 @@ import numpy as np
 
 
 def add(
-    sums: np.ndarray, counts: np.ndarray, head: np.ndarray,
-    rows: np.ndarray, buckets: np.ndarray, values: np.ndarray,
+    sums: np.ndarray,
+    counts: np.ndarray,
+    head: np.ndarray,
+    rows: np.ndarray,
+    buckets: np.ndarray,
+    values: np.ndarray,
 ) -> None:
     """Add ``values`` (records x fields, NaN = absent) to bucket ``buckets`` of entity ``rows``."""
     if len(rows) == 0:
@@ -51,8 +55,7 @@ def held(head: np.ndarray, rows: np.ndarray, buckets: np.ndarray, ring: int) -> 
     return (age >= 0) & (age < ring)
 
 
-def means(sums: np.ndarray, counts: np.ndarray, head: np.ndarray, rows: np.ndarray,
-          buckets: np.ndarray) -> np.ndarray:
+def means(sums: np.ndarray, counts: np.ndarray, head: np.ndarray, rows: np.ndarray, buckets: np.ndarray) -> np.ndarray:
     """Mean of bucket ``buckets`` for entity ``rows`` (records x fields); NaN when empty or gone."""
     ring = sums.shape[2]
     pos = buckets % ring

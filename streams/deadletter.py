@@ -11,8 +11,9 @@ import base64
 import time
 
 
-def dead_letter(source: str | None, topic: str, partition: int, offset: int, reason: str, detail: str,
-                original: bytes) -> dict:
+def dead_letter(
+    source: str | None, topic: str, partition: int, offset: int, reason: str, detail: str, original: bytes
+) -> dict:
     """The dead-letter record for one rejected input (``original`` base64-encoded)."""
     return {
         "source": source,

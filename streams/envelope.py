@@ -72,7 +72,7 @@ def parse_all(values: list[bytes | None], max_bytes: int = 1_000_000) -> list | 
         if max(map(len, values)) > max_bytes:
             return None
         return list(map(orjson.loads, values))
-    except (TypeError, orjson.JSONDecodeError):   # TypeError: a message without a value
+    except (TypeError, orjson.JSONDecodeError):  # TypeError: a message without a value
         return None
 
 

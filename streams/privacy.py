@@ -74,7 +74,7 @@ def mask_logs() -> None:
         record = make(*args, **kwargs)
         try:
             message = record.getMessage()
-        except Exception:  # noqa: BLE001 - a broken format string is logging's to report, not ours
+        except Exception:
             return record
         if PLATE.search(message):
             record.msg, record.args = PLATE.sub(lambda m: mask_text(m.group()), message), None

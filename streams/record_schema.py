@@ -43,7 +43,7 @@ _REFUSED = (msgspec.DecodeError, ValueError, TypeError)
 
 def _annotation(spec: FieldSpec) -> object:
     if spec.numeric:
-        return float            # JSON integers too; ranges and integrality are checked over the column
+        return float  # JSON integers too; ranges and integrality are checked over the column
     if spec.type == "bool":
         return bool
     return Annotated[str, msgspec.Meta(max_length=spec.max_length)]
@@ -54,7 +54,7 @@ class RecordSchema:
 
     def __init__(self, source: Source, settings: Settings | None = None):
         self.source = source
-        self.validator = Validator(source, settings)   # its time range and rules, shared
+        self.validator = Validator(source, settings)  # its time range and rules, shared
         names = [source.entity_field, source.time_field, "source", *source.fields]
         attrs = [f"f{i}" for i in range(len(names))]  # any field name works, keywords included
         kinds = [Literal[source.name], *map(_annotation, source.fields.values())]
@@ -62,7 +62,10 @@ class RecordSchema:
             f"{source.name}_record",
             [(attrs[0], Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ENTITY_LEN)]), (attrs[1], float)]
             + [(a, kind | None, None) for a, kind in zip(attrs[2:], kinds)],
-            rename=dict(zip(attrs, names)), forbid_unknown_fields=True, omit_defaults=True)
+            rename=dict(zip(attrs, names)),
+            forbid_unknown_fields=True,
+            omit_defaults=True,
+        )
         self._decode = msgspec.json.Decoder(list[self.record] | self.record).decode
         self._encode = msgspec.json.Encoder().encode
         self._get = dict(zip(names, map(attrgetter, attrs)))
@@ -82,7 +85,7 @@ class RecordSchema:
     def decode(self, values: list[bytes | None], max_bytes: int) -> list[list | None]:
         """Each message's records as structs, or None for a message that is empty, over ``max_bytes``, not
         JSON, or holds a record of the wrong shape (a missing entity or time, a mistyped or unknown field)."""
-        try:   # all of them in one pass, the common case; one by one only when some message is refused
+        try:  # all of them in one pass, the common case; one by one only when some message is refused
             if values and max(map(len, values)) <= max_bytes:
                 return [doc if type(doc) is list else [doc] for doc in map(self._decode, values)]
         except _REFUSED:
@@ -108,22 +111,26 @@ class RecordSchema:
             return None
         columns: dict[str, np.ndarray] = {}
         for name, spec, (low, high) in self._numeric:
-            values = np.array(list(map(get[name], records)), dtype=np.float64)   # absent (None): NaN
+            values = np.array(list(map(get[name], records)), dtype=np.float64)  # absent (None): NaN
             absent = np.isnan(values)
             present = values[~absent]
-            if (present < low).any() or (present > high).any() or (spec.required and absent.any()) or \
-                    (spec.type == "int" and (present != np.floor(present)).any()):
+            if (
+                (present < low).any()
+                or (present > high).any()
+                or (spec.required and absent.any())
+                or (spec.type == "int" and (present != np.floor(present)).any())
+            ):
                 return None
             columns[name] = values
         for name, spec in self._bools:
             col = list(map(get[name], records))
             if spec.required and None in col:
                 return None
-            columns[name] = np.array(col, dtype=np.float64)   # None: NaN
+            columns[name] = np.array(col, dtype=np.float64)  # None: NaN
         strings = {}
         for name, spec in self._strings:
             col = strings[name] = list(map(get[name], records))
-            if spec.required and None in col or spec.values and not set(col) - {None} <= set(spec.values):
+            if (spec.required and None in col) or (spec.values and not set(col) - {None} <= set(spec.values)):
                 return None
         return Batch(np.arange(len(records)), list(map(get[src.entity_field], records)), ts, columns, strings)
 

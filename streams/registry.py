@@ -69,8 +69,13 @@ class Source(BaseModel):
     entity_field: str = "entity"
     time_field: str = "ts"
     time_format: Literal["auto", "iso8601", "epoch_s", "epoch_ms"] = "auto"
-    partitions: int | None = Field(None, ge=1, le=1024, description="partitions of the topic (default "
-                                   "WARDEN_PARTITIONS); 1 for a small feed whose detectors compare its entities")
+    partitions: int | None = Field(
+        None,
+        ge=1,
+        le=1024,
+        description="partitions of the topic (default "
+        "WARDEN_PARTITIONS); 1 for a small feed whose detectors compare its entities",
+    )
     expected_interval_s: float = Field(60.0, gt=0)
     silence_factor: float = Field(5.0, gt=1, description="silent after this many expected intervals")
     detectors: list[str] = Field(default_factory=lambda: ["threshold"])
@@ -123,8 +128,9 @@ def load_source(path: Path) -> Source:
 
 def describe(exc: ValidationError, table: str = "") -> str:
     """Each problem of a validation error as ``key.path: message``, under ``table`` if given."""
-    return "; ".join(f"{'.'.join(str(p) for p in (table, *err['loc']) if p != '') or '(top)'}: {err['msg']}"
-                     for err in exc.errors())
+    return "; ".join(
+        f"{'.'.join(str(p) for p in (table, *err['loc']) if p != '') or '(top)'}: {err['msg']}" for err in exc.errors()
+    )
 
 
 class Registry(Mapping[str, Source]):

@@ -76,7 +76,7 @@ def parse_time(value: object, fmt: str = "auto") -> float | None:
     if kind is int or kind is float:
         try:
             seconds = float(value)
-        except OverflowError:   # an integer beyond float range
+        except OverflowError:  # an integer beyond float range
             return None
         if fmt == "iso8601" or seconds != seconds:  # NaN
             return None
@@ -123,8 +123,7 @@ def epoch_seconds(ts: np.ndarray, fmt: str) -> np.ndarray:
 
 def bounds(spec: FieldSpec) -> tuple[float, float]:
     """The range a numeric field's values must lie in: its declared one, else +-MAX_MAGNITUDE."""
-    return (spec.min if spec.min is not None else -MAX_MAGNITUDE,
-            spec.max if spec.max is not None else MAX_MAGNITUDE)
+    return (spec.min if spec.min is not None else -MAX_MAGNITUDE, spec.max if spec.max is not None else MAX_MAGNITUDE)
 
 
 class Validator:
@@ -181,13 +180,14 @@ class Validator:
             return
         for i, name in enumerate(names):
             if name is not None and name != self.source.name:
-                reject(i, "unknown_source", f"record names source {str(name)[:40]!r} on the topic of "
-                       f"{self.source.name!r}")
+                reject(
+                    i, "unknown_source", f"record names source {str(name)[:40]!r} on the topic of {self.source.name!r}"
+                )
 
     def _entities(self, rows: list[dict], reject) -> list[str]:
         field = self.source.entity_field
         col = _column(rows, field)
-        if set(map(type, col)) == {str} and 0 < min(map(len, col)) and max(map(len, col)) <= MAX_ENTITY_LEN:
+        if set(map(type, col)) == {str} and min(map(len, col)) > 0 and max(map(len, col)) <= MAX_ENTITY_LEN:
             return col
         for i, e in enumerate(col):
             if e is None:
@@ -230,8 +230,7 @@ class Validator:
         try:
             values = np.array(col, dtype=np.float64)
         except OverflowError:  # an integer beyond float range
-            values = np.array([float("inf") if type(v) is int and abs(v) > 1e308 else v for v in col],
-                              dtype=np.float64)
+            values = np.array([float("inf") if type(v) is int and abs(v) > 1e308 else v for v in col], dtype=np.float64)
         missing = np.array([v is None for v in col]) if type(None) in types or len(types) > 2 else None
         if missing is not None and spec.required:
             for i in np.flatnonzero(missing):
@@ -246,8 +245,11 @@ class Validator:
             if spec.type == "int":
                 outside |= present & ~bad & (values != np.floor(values))
         for i in np.flatnonzero(outside):
-            reject(int(i), "out_of_range", f"'{name}' = {col[i]!r} outside [{low}, {high}]"
-                   + (" or not an integer" if spec.type == "int" else ""))
+            reject(
+                int(i),
+                "out_of_range",
+                f"'{name}' = {col[i]!r} outside [{low}, {high}]" + (" or not an integer" if spec.type == "int" else ""),
+            )
         return values
 
     def _bool_column(self, rows: list[dict], name: str, spec, reject) -> np.ndarray:
@@ -264,8 +266,11 @@ class Validator:
     def _string_column(self, rows: list[dict], name: str, spec, reject) -> list:
         col = _column(rows, name)
         allowed = set(spec.values) if spec.values else None
-        if set(map(type, col)) == {str} and max(map(len, col)) <= spec.max_length \
-                and (allowed is None or set(col) <= allowed):
+        if (
+            set(map(type, col)) == {str}
+            and max(map(len, col)) <= spec.max_length
+            and (allowed is None or set(col) <= allowed)
+        ):
             return col
         for i, v in enumerate(col):
             if v is None:

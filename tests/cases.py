@@ -8,6 +8,7 @@ or a trained model where it reads them.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -19,10 +20,10 @@ from models.versions import ModelVersion
 from state.refdata.holidays import RestDays
 from state.refdata.reference import RefData
 
-TS = 1_767_225_600           # 2026-01-01 00:00 UTC, 08:00 local (UTC+8)
+TS = 1_767_225_600  # 2026-01-01 00:00 UTC, 08:00 local (UTC+8)
 LOCAL_MIDNIGHT = TS - 8 * 3600
 NOON = LOCAL_MIDNIGHT + 12 * 3600
-NIGHT = NOON + 11 * 3600      # 23:00 local
+NIGHT = NOON + 11 * 3600  # 23:00 local
 
 
 def in_batches(engine: SourceEngine, records: list[dict], cut: int | Sequence[int]) -> list[dict]:
@@ -31,15 +32,17 @@ def in_batches(engine: SourceEngine, records: list[dict], cut: int | Sequence[in
     cuts = range(cut, len(records), cut) if isinstance(cut, int) else sorted(set(cut))
     bounds = [0, *(c for c in cuts if 0 < c < len(records)), len(records)]
     signals = []
-    for lo, hi in zip(bounds, bounds[1:]):
+    for lo, hi in itertools.pairwise(bounds):
         signals += engine.process(records[lo:hi]).signals
     return signals
 
 
 def meter(n: int, entity: str = "m1", start: float = TS) -> list[dict]:
     """A power meter reading every minute, its register rising."""
-    return [{"entity": entity, "ts": start + 60 * i, "kwh": 100.0 + i * 0.5, "kw": 1.0 + (i % 7) * 0.1,
-             "voltage": 230.0} for i in range(n)]
+    return [
+        {"entity": entity, "ts": start + 60 * i, "kwh": 100.0 + i * 0.5, "kw": 1.0 + (i % 7) * 0.1, "voltage": 230.0}
+        for i in range(n)
+    ]
 
 
 def homes(days: int, spike_at: tuple[int, int] | None, seed: int = 1, start: int = LOCAL_MIDNIGHT) -> list[dict]:
@@ -57,7 +60,7 @@ def homes(days: int, spike_at: tuple[int, int] | None, seed: int = 1, start: int
             base = 0.3 + (2.0 if 18 <= hour <= 21 else 0.0) + (1.5 if rest[day] and 9 <= hour <= 17 else 0.0)
             kw = base * (1 + 0.1 * k) * rng.normal(1, 0.1)
             if spike_at and k == 2 and (day, hour) == spike_at:
-                kw = 6.0      # a night of heavy use: ~20x this meter's usual 03:00
+                kw = 6.0  # a night of heavy use: ~20x this meter's usual 03:00
             recs.append({"entity": f"home-{k}", "ts": ts + k, "kwh": 1000.0 + step, "kw": round(max(kw, 0), 3)})
     return recs
 
@@ -78,24 +81,58 @@ def water_nights(days: int = 2, leaking: tuple[int, ...] = (3,)) -> list[dict]:
     return recs
 
 
-def camera_events(entity: str, zone: str, obj: str, start: float, n: int, every: float = 10, count: float = 2,
-                  confidence: float = 0.9) -> list[dict]:
+def camera_events(
+    entity: str, zone: str, obj: str, start: float, n: int, every: float = 10, count: float = 2, confidence: float = 0.9
+) -> list[dict]:
     """``n`` detections of one camera."""
-    return [{"entity": entity, "ts": start + i * every, "object": obj, "count": count,
-             "confidence": confidence, "zone": zone} for i in range(n)]
+    return [
+        {
+            "entity": entity,
+            "ts": start + i * every,
+            "object": obj,
+            "count": count,
+            "confidence": confidence,
+            "zone": zone,
+        }
+        for i in range(n)
+    ]
 
 
-def track(entity: str, start: float, n: int, lon: float, lat: float, speed: float, dlon: float = 0.0,
-          every: float = 10, park: bool = True) -> list[dict]:
+def track(
+    entity: str,
+    start: float,
+    n: int,
+    lon: float,
+    lat: float,
+    speed: float,
+    dlon: float = 0.0,
+    every: float = 10,
+    park: bool = True,
+) -> list[dict]:
     """``n`` GPS fixes; with ``park`` the last one stands still (the driver switched off)."""
-    return [{"entity": entity, "ts": start + i * every, "lat": lat, "lon": lon + i * dlon,
-             "speed": 0.0 if park and i == n - 1 else speed, "heading": 90.0} for i in range(n)]
+    return [
+        {
+            "entity": entity,
+            "ts": start + i * every,
+            "lat": lat,
+            "lon": lon + i * dlon,
+            "speed": 0.0 if park and i == n - 1 else speed,
+            "heading": 90.0,
+        }
+        for i in range(n)
+    ]
 
 
 def sites(rows: list[tuple[str, str, str]]) -> RefData:
     """Reference data with one site per (meter, category, status), all at one spot."""
-    return RefData.from_doc({"sites": [{"id": f"site-{m}", "lon": 120.6, "lat": 31.3, "category": cat,
-                                        "status": status, "meters": m} for m, cat, status in rows]})
+    return RefData.from_doc(
+        {
+            "sites": [
+                {"id": f"site-{m}", "lon": 120.6, "lat": 31.3, "category": cat, "status": status, "meters": m}
+                for m, cat, status in rows
+            ]
+        }
+    )
 
 
 def dwelling_days(days: int, heavy: dict[str, int], n: int = 60, step: float = 600.0) -> list[dict]:
@@ -119,8 +156,14 @@ STATIONS = {f"st-{i}": (120.60 + 0.03 * (i % 3), 31.30 + 0.03 * (i // 3)) for i 
 
 def station_sites() -> RefData:
     """Six air stations a few km apart, as sites their devices belong to."""
-    return RefData.from_doc({"sites": [{"id": f"site-{e}", "lon": x, "lat": y, "category": "air_station",
-                                        "meters": e} for e, (x, y) in STATIONS.items()]})
+    return RefData.from_doc(
+        {
+            "sites": [
+                {"id": f"site-{e}", "lon": x, "lat": y, "category": "air_station", "meters": e}
+                for e, (x, y) in STATIONS.items()
+            ]
+        }
+    )
 
 
 def air_hours(hours: int, local_source: tuple[str, int, int] | None = None, seed: int = 2) -> list[dict]:
@@ -134,8 +177,14 @@ def air_hours(hours: int, local_source: tuple[str, int, int] | None = None, seed
             pm25 = 40 + rng.normal(0, 4)
             if local_source and e == local_source[0] and local_source[1] <= hour < local_source[2]:
                 pm25 += 110
-            records.append({"entity": e, "ts": LOCAL_MIDNIGHT + 60 * k, "pm25": round(float(pm25), 1),
-                            "no2": round(float(30 + rng.normal(0, 3)), 1)})
+            records.append(
+                {
+                    "entity": e,
+                    "ts": LOCAL_MIDNIGHT + 60 * k,
+                    "pm25": round(float(pm25), 1),
+                    "no2": round(float(30 + rng.normal(0, 3)), 1),
+                }
+            )
     return records
 
 
@@ -186,9 +235,9 @@ def _sorted(records: list[dict]) -> list[dict]:
 def _health_records() -> list[dict]:
     recs = meter(200)
     for r in recs[50:100]:
-        r["kw"] = 2.5                      # stuck from minute 50
-    recs[120]["kwh"] = 10.0                # register runs backwards
-    recs[150]["kwh"] = 0.0                 # register zeroed
+        r["kw"] = 2.5  # stuck from minute 50
+    recs[120]["kwh"] = 10.0  # register runs backwards
+    recs[150]["kwh"] = 0.0  # register zeroed
     return recs
 
 
@@ -206,11 +255,12 @@ def _closed_sites() -> RefData:
 
 def _vehicle_records() -> list[dict]:
     return _sorted(
-        track("gps-0000001", NIGHT, 30, 120.50, 31.20, 50.0, dlon=0.0001)        # hazardous, driving at night
-        + track("gps-0000101", NOON, 260, 120.40, 31.10, 0.0)                    # stands 43 min in the open
-        + track("gps-0000002", NOON, 40, 120.595, 31.31, 30.0, dlon=0.0005)      # hazardous, enters the old town
-        + track("gps-0000104", NOON, 20, 120.30, 31.00, 60.0, dlon=0.001, park=False)   # moving, then nothing
-        + track("gps-0000104", NOON + 600, 5, 120.32, 31.00, 60.0, dlon=0.001))
+        track("gps-0000001", NIGHT, 30, 120.50, 31.20, 50.0, dlon=0.0001)  # hazardous, driving at night
+        + track("gps-0000101", NOON, 260, 120.40, 31.10, 0.0)  # stands 43 min in the open
+        + track("gps-0000002", NOON, 40, 120.595, 31.31, 30.0, dlon=0.0005)  # hazardous, enters the old town
+        + track("gps-0000104", NOON, 20, 120.30, 31.00, 60.0, dlon=0.001, park=False)  # moving, then nothing
+        + track("gps-0000104", NOON + 600, 5, 120.32, 31.00, 60.0, dlon=0.001)
+    )
 
 
 def _quiet_vehicles() -> list[dict]:
@@ -219,43 +269,74 @@ def _quiet_vehicles() -> list[dict]:
     for k in range(5):
         for leg in range(8):
             start = NOON - 4 * 3600 + leg * 1200 + k * 7
-            recs += track(f"gps-0000{200 + k}", start, 60, 120.30 + 0.01 * leg, 31.0 + 0.01 * k, 40.0,
-                          dlon=0.0001)
+            recs += track(f"gps-0000{200 + k}", start, 60, 120.30 + 0.01 * leg, 31.0 + 0.01 * k, 40.0, dlon=0.0001)
     return _sorted(recs)
 
 
 def _video_records() -> list[dict]:
-    return _sorted(camera_events("cam-street", "street-09", "person", TS, 5, count=60)       # over the limit
-                   + camera_events("cam-plant", "plant-gate", "smoke", TS, 3)
-                   + camera_events("cam-plant", "plant-gate", "smoke", TS + 3600, 3))       # a second scene
+    return _sorted(
+        camera_events("cam-street", "street-09", "person", TS, 5, count=60)  # over the limit
+        + camera_events("cam-plant", "plant-gate", "smoke", TS, 3)
+        + camera_events("cam-plant", "plant-gate", "smoke", TS + 3600, 3)
+    )  # a second scene
 
 
 def _quiet_cameras() -> list[dict]:
-    return _sorted([r for k in range(4) for r in camera_events(f"cam-{k}", f"street-{k:02d}", "person",
-                                                               TS + k, 8640, count=3 + k)])
+    return _sorted(
+        [r for k in range(4) for r in camera_events(f"cam-{k}", f"street-{k:02d}", "person", TS + k, 8640, count=3 + k)]
+    )
 
 
 CASES: dict[str, Case] = {
     "threshold": Case("air", lambda: air_hours(6, ("st-4", 2, 4)), {"pm25_over_limit"}, lambda: air_hours(24)),
     "aqi": Case("air", lambda: air_hours(6, ("st-4", 2, 4)), {"aqi_polluted"}, lambda: air_hours(24)),
-    "spatial": Case("air", lambda: air_hours(8, ("st-4", 2, 4)), {"pm25_above_neighbours"},
-                    lambda: air_hours(24), refdata=station_sites),
+    "spatial": Case(
+        "air",
+        lambda: air_hours(8, ("st-4", 2, 4)),
+        {"pm25_above_neighbours"},
+        lambda: air_hours(24),
+        refdata=station_sites,
+    ),
     "health": Case("power", _health_records, {"kw_stuck", "kwh_backwards", "kwh_zeroed"}, _quiet_meters),
     "silence": Case("power", _silent_meters, {"silent", "silence_recovered"}, _quiet_meters),
-    "site_status": Case("power", lambda: _quiet_meters(120), {"closed_site_consumption"},
-                        lambda: [r for r in _quiet_meters() if r["entity"] != "m1"], refdata=_closed_sites),
-    "consumption": Case("power", lambda: homes(28, spike_at=(25, 3)), {"kw_consumption_abnormal"},
-                        lambda: homes(28, spike_at=None, seed=3)),
-    "peer_use": Case("power", lambda: dwelling_days(6, {"w-001": 0, "w-002": 1}), {"group_renting"},
-                     lambda: dwelling_days(6, {}),
-                     refdata=lambda: sites([(f"w-{i:03d}", "dwelling", "operating") for i in range(60)])),
+    "site_status": Case(
+        "power",
+        lambda: _quiet_meters(120),
+        {"closed_site_consumption"},
+        lambda: [r for r in _quiet_meters() if r["entity"] != "m1"],
+        refdata=_closed_sites,
+    ),
+    "consumption": Case(
+        "power",
+        lambda: homes(28, spike_at=(25, 3)),
+        {"kw_consumption_abnormal"},
+        lambda: homes(28, spike_at=None, seed=3),
+    ),
+    "peer_use": Case(
+        "power",
+        lambda: dwelling_days(6, {"w-001": 0, "w-002": 1}),
+        {"group_renting"},
+        lambda: dwelling_days(6, {}),
+        refdata=lambda: sites([(f"w-{i:03d}", "dwelling", "operating") for i in range(60)]),
+    ),
     "night_flow": Case("water", water_nights, {"night_flow"}, lambda: water_nights(1, leaking=())),
     "video": Case("video", _video_records, {"crowd", "smoke"}, _quiet_cameras),
-    "vehicle": Case("gps", _vehicle_records, {"dwell", "night_driving", "restricted_zone", "signal_lost_moving"},
-                    _quiet_vehicles),
-    "anomaly": Case("metric", lambda: metric_days(10, spike_at=9 * 288 + 100), {"value_anomaly"},
-                    lambda: metric_days(14), quiet_from=TS + 13 * 86400),
-    "window_outlier": Case("metric", lambda: metric_days(3, spike_at=2 * 288 + 100), {"window_outlier"},
-                           lambda: metric_days(2, seed=7), quiet_from=TS + 86400,
-                           model=lambda source: window_model(source, metric_days(6, seed=5))),
+    "vehicle": Case(
+        "gps", _vehicle_records, {"dwell", "night_driving", "restricted_zone", "signal_lost_moving"}, _quiet_vehicles
+    ),
+    "anomaly": Case(
+        "metric",
+        lambda: metric_days(10, spike_at=9 * 288 + 100),
+        {"value_anomaly"},
+        lambda: metric_days(14),
+        quiet_from=TS + 13 * 86400,
+    ),
+    "window_outlier": Case(
+        "metric",
+        lambda: metric_days(3, spike_at=2 * 288 + 100),
+        {"window_outlier"},
+        lambda: metric_days(2, seed=7),
+        quiet_from=TS + 86400,
+        model=lambda source: window_model(source, metric_days(6, seed=5)),
+    ),
 }

@@ -30,16 +30,27 @@ class Stack:
         self.broker = EmbeddedBroker(log_path=tmp / "broker.log").start()
         self.redis_server = EmbeddedRedis().start()
         self.redis = redis.Redis.from_url(self.redis_server.url)
-        self.settings = Settings(broker=f"kafka://{self.broker.bootstrap_servers}",
-                                 redis_url=self.redis_server.url, embedded=True, partitions=4,
-                                 checkpoint_interval_s=0.5)
+        self.settings = Settings(
+            broker=f"kafka://{self.broker.bootstrap_servers}",
+            redis_url=self.redis_server.url,
+            embedded=True,
+            partitions=4,
+            checkpoint_interval_s=0.5,
+        )
         self.workers: list[WorkerProcess] = []
 
     def env(self, **extra: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("WARDEN_")}
-        env.update(WARDEN_BROKER=self.settings.broker, WARDEN_REDIS_URL=self.settings.redis_url,
-                   WARDEN_EMBEDDED="true", WARDEN_PARTITIONS="4", WARDEN_CHECKPOINT_INTERVAL_S="0.5",
-                   WARDEN_DATA_DIR=str(self.tmp / "data"), WARDEN_WEB_PORT=str(free_port()), **extra)
+        env.update(
+            WARDEN_BROKER=self.settings.broker,
+            WARDEN_REDIS_URL=self.settings.redis_url,
+            WARDEN_EMBEDDED="true",
+            WARDEN_PARTITIONS="4",
+            WARDEN_CHECKPOINT_INTERVAL_S="0.5",
+            WARDEN_DATA_DIR=str(self.tmp / "data"),
+            WARDEN_WEB_PORT=str(free_port()),
+            **extra,
+        )
         return env
 
     def start_worker(self, **extra: str) -> WorkerProcess:
@@ -67,8 +78,13 @@ class WorkerProcess:
     def __init__(self, env: dict[str, str], log: Path):
         self.log = log
         self.port = int(env["WARDEN_WEB_PORT"])
-        self.proc = subprocess.Popen([sys.executable, "-m", "agents.cli", "worker"], cwd=ROOT, env=env,
-                                     stdout=open(log, "wb"), stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "agents.cli", "worker"],
+            cwd=ROOT,
+            env=env,
+            stdout=open(log, "wb"),
+            stderr=subprocess.STDOUT,
+        )
 
     def kill(self) -> None:
         self.proc.send_signal(signal.SIGKILL)

@@ -51,11 +51,22 @@ def redis_url():
 
 
 def _signal(entity: str, t: float, score: float = 0.5, kind: str = "pm25_over_limit", source: str = "air") -> dict:
-    return new_signal(source=source, kind=kind, entity=entity, ts=t, window_start=t, window_s=0.0, score=score,
-                      severity="warning", model="threshold@1", evidence={"value": 100 + score})
+    return new_signal(
+        source=source,
+        kind=kind,
+        entity=entity,
+        ts=t,
+        window_start=t,
+        window_s=0.0,
+        score=score,
+        severity="warning",
+        model="threshold@1",
+        evidence={"value": 100 + score},
+    )
 
 
 # -- routing -------------------------------------------------------------------------------------
+
 
 def test_routing_picks_town_and_department_inside_and_on_borders(city):
     ref = RefData.load_dir(city)
@@ -66,25 +77,52 @@ def test_routing_picks_town_and_department_inside_and_on_borders(city):
     # On the county border (and a town corner): east < west by id.
     corner = ref.place(120.60, 31.20)
     assert (corner["county_id"], corner["town_id"]) == ("county-east", "town-east-lower")
-    assert ref.place(121.5, 31.2) == {}   # outside the city: no area, no crash
+    assert ref.place(121.5, 31.2) == {}  # outside the city: no area, no crash
 
     vehicle = next(v for v in ref.vehicles.values() if v.hazardous)
-    dwell = {"source": "gps", "kind": "dwell", "entity": vehicle.entity, "score": 0.8, "detector_severity": "major",
-             "model": "vehicle@1", "evidence": {"lon": 120.75, "lat": 31.45}}
+    dwell = {
+        "source": "gps",
+        "kind": "dwell",
+        "entity": vehicle.entity,
+        "score": 0.8,
+        "detector_severity": "major",
+        "model": "vehicle@1",
+        "evidence": {"lon": 120.75, "lat": 31.45},
+    }
     routed = route(dwell, ref)
     assert routed["area"]["town_id"] == "town-east-upper"
     assert routed["departments"] == ["transport", "emergency_management"]
     assert routed["action"]["unit"] == "unit-east-upper-transport"
-    assert routed["severity"] == "critical"   # major, raised one step for a hazardous-goods vehicle
+    assert routed["severity"] == "critical"  # major, raised one step for a hazardous-goods vehicle
     assert routed["context"]["vehicle"]["plate"] == vehicle.plate
 
     station = next(s for s in ref.sites.values() if s.category == "air_station")
-    air = route({"source": "air", "kind": "pm25_over_limit", "entity": station.meters[0], "score": 0.5,
-                 "detector_severity": "warning", "model": "threshold@1", "evidence": {}}, ref)
+    air = route(
+        {
+            "source": "air",
+            "kind": "pm25_over_limit",
+            "entity": station.meters[0],
+            "score": 0.5,
+            "detector_severity": "warning",
+            "model": "threshold@1",
+            "evidence": {},
+        },
+        ref,
+    )
     assert air["departments"] == ["ecology_environment"] and air["location"] == {"lon": station.lon, "lat": station.lat}
     assert air["action"]["unit"].endswith("ecology_environment") and air["severity"] == "warning"
-    fishing = route({"source": "video", "kind": "ban_fishing", "entity": "cam-x", "score": 0.9,
-                     "detector_severity": "major", "model": "video@1", "evidence": {}}, ref)
+    fishing = route(
+        {
+            "source": "video",
+            "kind": "ban_fishing",
+            "entity": "cam-x",
+            "score": 0.9,
+            "detector_severity": "major",
+            "model": "video@1",
+            "evidence": {},
+        },
+        ref,
+    )
     assert fishing["departments"] == ["agriculture_rural_affairs"] and fishing["area"] == {}
 
 
@@ -105,16 +143,19 @@ def test_reference_data_errors_name_file_line_and_field(city, tmp_path):
     lines = (bad / "vehicles.csv").read_text().splitlines()
     lines[1] = lines[1].replace("route-ring", "route-nowhere")
     (bad / "vehicles.csv").write_text("\n".join(lines) + "\n")
-    with pytest.raises(RefDataError, match="vehicles.csv: vehicle 'gps-0000000': unknown route 'route-nowhere'"):
+    with pytest.raises(RefDataError, match=r"vehicles\.csv: vehicle 'gps-0000000': unknown route 'route-nowhere'"):
         RefData.load_dir(bad)
-    (bad / "areas.geojson").write_text('{"type": "FeatureCollection", "features": [{"type": "Feature", '
-                                       '"properties": {"id": "x", "level": "town"}, "geometry": {"type": "Point", '
-                                       '"coordinates": [1, 2]}}]}')
+    (bad / "areas.geojson").write_text(
+        '{"type": "FeatureCollection", "features": [{"type": "Feature", '
+        '"properties": {"id": "x", "level": "town"}, "geometry": {"type": "Point", '
+        '"coordinates": [1, 2]}}]}'
+    )
     with pytest.raises(RefDataError, match=r"areas\.geojson: feature 0 \(x\): needs a valid Polygon"):
         RefData.load_dir(bad)
 
 
 # -- merging and lifecycle (real Redis) ------------------------------------------------------------
+
 
 def test_duplicates_merge_lifecycle_refuses_illegal_steps_and_recurrence_reopens(redis_url, city):
     async def scenario():
@@ -131,17 +172,21 @@ def test_duplicates_merge_lifecycle_refuses_illegal_steps_and_recurrence_reopens
 
         burst = [_signal(station, TS + 60 * i, score=0.5 + i / 100) for i in range(12)]
         for signal in burst:
-            signal["evidence"]["note"] = "河岸 \"quoted\" \\ ✓"   # stored byte for byte through the Lua commit
+            signal["evidence"]["note"] = '河岸 "quoted" \\ ✓'  # stored byte for byte through the Lua commit
         first = await manager.handle(burst[:5])
         assert [a["event"] for a in first] == ["opened"]
         assert "河岸" in orjson.dumps(first[0]).decode()
         assert (await r.xrange(ALERT_STREAM))[-1][1][b"alert"] == orjson.dumps(first[0])
-        again = await manager.handle(burst[3:])      # redelivered overlap: 3 and 4 count once
+        again = await manager.handle(burst[3:])  # redelivered overlap: 3 and 4 count once
         assert [a["event"] for a in again] == ["merged"]
-        assert await manager.handle(burst) == []     # everything redelivered: nothing changes
+        assert await manager.handle(burst) == []  # everything redelivered: nothing changes
         alert = await store.get(first[0]["id"])
-        assert (alert["count"], alert["status"], alert["first_seen"], alert["last_seen"]) == \
-            (12, "open", "2026-01-01T00:00:00.000Z", "2026-01-01T00:11:00.000Z")
+        assert (alert["count"], alert["status"], alert["first_seen"], alert["last_seen"]) == (
+            12,
+            "open",
+            "2026-01-01T00:00:00.000Z",
+            "2026-01-01T00:11:00.000Z",
+        )
         assert alert["score"] == 0.61 and alert["area"]["city"] == "Lakeside City"
         assert alert["departments"] == ["ecology_environment"]
 
@@ -157,12 +202,14 @@ def test_duplicates_merge_lifecycle_refuses_illegal_steps_and_recurrence_reopens
             await store.transition(aid, "false_positive", "zhang.min")
         history = (await store.get(aid))["history"]
         assert [(h["from"], h["to"], h["by"]) for h in history] == [
-            ("open", "acknowledged", "li.wei"), ("acknowledged", "dispatched", "li.wei"),
-            ("dispatched", "resolved", "zhang.min")]
+            ("open", "acknowledged", "li.wei"),
+            ("acknowledged", "dispatched", "li.wei"),
+            ("dispatched", "resolved", "zhang.min"),
+        ]
         labels = [orjson.loads(f[b"label"]) for _, f in await r.xrange(LABEL_STREAM)]
         assert [(x["id"], x["label"], x["by"]) for x in labels] == [(aid, True, "zhang.min")]
 
-        recur = await manager.handle([_signal(station, TS + 60 * 20)])   # within the quiet period
+        recur = await manager.handle([_signal(station, TS + 60 * 20)])  # within the quiet period
         assert [(a["id"], a["event"], a["status"], a["reopened"]) for a in recur] == [(aid, "reopened", "open", 1)]
         later = await manager.handle([_signal(station, TS + 60 * 20 + 1801)])  # after it: a new alert
         assert later[0]["event"] == "opened" and later[0]["id"] != aid
@@ -170,14 +217,14 @@ def test_duplicates_merge_lifecycle_refuses_illegal_steps_and_recurrence_reopens
         with pytest.raises(TransitionError, match="cannot resolve an alert that is false_positive"):
             await store.transition(later[0]["id"], "resolve", "li.wei")
         assert [a["id"] for a in await store.list(status="open")] == [aid]
-        assert {a["id"] for a in await store.list(area="town-" + alert["area"]["town_id"][5:])} == \
-            {aid, later[0]["id"]}
+        assert {a["id"] for a in await store.list(area="town-" + alert["area"]["town_id"][5:])} == {aid, later[0]["id"]}
         await r.aclose()
 
     run(scenario())
 
 
 # -- the worker end to end ------------------------------------------------------------------------
+
 
 class FlakyReceiver:
     """An Alertmanager webhook receiver that answers 503 for ``fail_for_s`` after its first request, then 200."""
@@ -219,16 +266,24 @@ class FlakyReceiver:
 @pytest.mark.integration
 def test_worker_merges_routes_delivers_to_a_flaky_webhook_and_serves_the_api(stack, city):
     receiver = FlakyReceiver(fail_for_s=4.0)
-    hooks = orjson.dumps([{"name": "ops", "url": f"http://127.0.0.1:{receiver.port}/hook",
-                           "max_backoff_s": 1.0}]).decode()
-    assert CliRunner().invoke(cli, ["refdata", "load", str(city)],
-                              env={"WARDEN_REDIS_URL": stack.settings.redis_url}).exit_code == 0
+    hooks = orjson.dumps(
+        [{"name": "ops", "url": f"http://127.0.0.1:{receiver.port}/hook", "max_backoff_s": 1.0}]
+    ).decode()
+    assert (
+        CliRunner()
+        .invoke(cli, ["refdata", "load", str(city)], env={"WARDEN_REDIS_URL": stack.settings.redis_url})
+        .exit_code
+        == 0
+    )
     worker = stack.start_worker(WARDEN_WEBHOOKS=hooks, WARDEN_API_TOKEN="s3cret")
     ref = RefData.load_dir(city)
     stations = [s.meters[0] for s in ref.sites.values() if s.category == "air_station"][:6]
     # Each station: 8 hourly readings over the limit (the rule signals once an hour) -> one alert of count 8.
-    records = [(st.encode(), orjson.dumps({"entity": st, "ts": TS + 3601 * i, "pm25": 120.0 + i}), None)
-               for i in range(8) for st in stations]
+    records = [
+        (st.encode(), orjson.dumps({"entity": st, "ts": TS + 3601 * i, "pm25": 120.0 + i}), None)
+        for i in range(8)
+        for st in stations
+    ]
     run(_send(stack.settings.bootstrap_servers, "telemetry.air", records))
     client = redis.Redis.from_url(stack.settings.redis_url)
 
@@ -236,12 +291,21 @@ def test_worker_merges_routes_delivers_to_a_flaky_webhook_and_serves_the_api(sta
         keys = [k for k in client.scan_iter("warden:alert:*") if k.count(b":") == 2]
         return {k.decode().split(":")[2]: orjson.loads(client.hget(k, "doc")) for k in keys}
 
-    pm25 = wait_until(lambda: (a := {i: d for i, d in stored().items() if d["kind"] == "pm25_over_limit"})
-                      and len(a) == len(stations) and {d["count"] for d in a.values()} == {8} and a,
-                      what="each station's 8 hourly signals merged into one alert of count 8")
-    wait_until(lambda: {a["labels"]["id"] for a in receiver.accepted} >= set(stored()), timeout=90,
-               what="every alert delivered to the recovered webhook")
-    time.sleep(2.0)   # a duplicate delivery would arrive by now
+    pm25 = wait_until(
+        lambda: (
+            (a := {i: d for i, d in stored().items() if d["kind"] == "pm25_over_limit"})
+            and len(a) == len(stations)
+            and {d["count"] for d in a.values()} == {8}
+            and a
+        ),
+        what="each station's 8 hourly signals merged into one alert of count 8",
+    )
+    wait_until(
+        lambda: {a["labels"]["id"] for a in receiver.accepted} >= set(stored()),
+        timeout=90,
+        what="every alert delivered to the recovered webhook",
+    )
+    time.sleep(2.0)  # a duplicate delivery would arrive by now
     ids = Counter(a["labels"]["id"] for a in receiver.accepted if a["status"] == "firing")
     assert receiver.refused >= 1 and set(ids) == set(stored()) and set(ids.values()) == {1}
     for a in receiver.accepted:
@@ -252,9 +316,12 @@ def test_worker_merges_routes_delivers_to_a_flaky_webhook_and_serves_the_api(sta
     import urllib.request
 
     def call(path: str, body: dict | None = None, token: str | None = "s3cret") -> tuple[int, dict]:
-        req = urllib.request.Request(f"http://127.0.0.1:{worker.port}{path}", method="POST" if body else "GET",
-                                     data=orjson.dumps(body) if body else None,
-                                     headers={"Authorization": f"Bearer {token}"} if token else {})
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{worker.port}{path}",
+            method="POST" if body else "GET",
+            data=orjson.dumps(body) if body else None,
+            headers={"Authorization": f"Bearer {token}"} if token else {},
+        )
         try:
             with urllib.request.urlopen(req, timeout=10) as resp:
                 return resp.status, orjson.loads(resp.read())
@@ -272,18 +339,29 @@ def test_worker_merges_routes_delivers_to_a_flaky_webhook_and_serves_the_api(sta
     assert call("/api/alerts/0000/acknowledge", {"by": "x"})[0] == 404
     status, shown = call(f"/api/alerts/{aid}")
     assert shown["status"] == "false_positive" and shown["history"][0]["by"] == "wang.fang (WARDEN_API_TOKEN)"
-    wait_until(lambda: any(a["status"] == "resolved" and a["labels"]["id"] == aid for a in receiver.accepted),
-               what="the closing notice at the webhook")
+    wait_until(
+        lambda: any(a["status"] == "resolved" and a["labels"]["id"] == aid for a in receiver.accepted),
+        what="the closing notice at the webhook",
+    )
     on_topic = run(_read_topic(stack.settings.bootstrap_servers, "warden.alerts", len(ids) + 1))
     assert {a["id"] for a in on_topic if a["event"] == "opened"} == set(ids)
 
     # New reference data reaches the running worker without a restart.
     version = int(client.get("warden:refdata:version"))
-    assert CliRunner().invoke(cli, ["refdata", "load", str(city)],
-                              env={"WARDEN_REDIS_URL": stack.settings.redis_url}).exit_code == 0
+    assert (
+        CliRunner()
+        .invoke(cli, ["refdata", "load", str(city)], env={"WARDEN_REDIS_URL": stack.settings.redis_url})
+        .exit_code
+        == 0
+    )
     import urllib.request as rq
-    wait_until(lambda: orjson.loads(rq.urlopen(f"http://127.0.0.1:{worker.port}/health").read())[
-        "refdata_version"] == version + 1, what="the worker to pick up new reference data")
+
+    wait_until(
+        lambda: (
+            orjson.loads(rq.urlopen(f"http://127.0.0.1:{worker.port}/health").read())["refdata_version"] == version + 1
+        ),
+        what="the worker to pick up new reference data",
+    )
 
 
 def test_staff_marks_lower_the_severity_of_kinds_they_reject_but_never_of_limit_breaches(redis_url):
@@ -296,11 +374,24 @@ def test_staff_marks_lower_the_severity_of_kinds_they_reject_but_never_of_limit_
         manager = AlertManager(store, cache, QuietPeriods({"*": 60.0}))
 
         def sig(kind: str, model: str, i: int, source: str = "power") -> dict:
-            return new_signal(source=source, kind=kind, entity=f"m-{i}", ts=TS + i, window_start=TS + i,
-                              window_s=0.0, score=0.6, severity="warning", model=model, evidence={})
+            return new_signal(
+                source=source,
+                kind=kind,
+                entity=f"m-{i}",
+                ts=TS + i,
+                window_start=TS + i,
+                window_s=0.0,
+                score=0.6,
+                severity="warning",
+                model=model,
+                evidence={},
+            )
 
-        kinds = [("kw_consumption_abnormal", "consumption@1", False), ("night_flow", "night_flow@1", True),
-                 ("voltage_low", "threshold@1", False)]
+        kinds = [
+            ("kw_consumption_abnormal", "consumption@1", False),
+            ("night_flow", "night_flow@1", True),
+            ("voltage_low", "threshold@1", False),
+        ]
         for i in range(15):
             for kind, model, real in kinds:
                 (alert,) = await manager.handle([sig(kind, model, i)])
@@ -310,7 +401,7 @@ def test_staff_marks_lower_the_severity_of_kinds_they_reject_but_never_of_limit_
         assert fresh["kw_consumption_abnormal"]["severity"] == "info"
         assert fresh["kw_consumption_abnormal"]["context"]["feedback"]["severity_was"] == "warning"
         assert fresh["night_flow"]["severity"] == "warning"
-        assert fresh["voltage_low"]["severity"] == "warning"      # a limit breach is never lowered
+        assert fresh["voltage_low"]["severity"] == "warning"  # a limit breach is never lowered
         await r.aclose()
 
     run(scenario())

@@ -15,7 +15,7 @@ from settings import Settings
 
 NAB_DIR = Path(__file__).parent / "data" / "nab"
 TS = 1_767_225_600
-NAB_FLOOR = 70.0   # reached 76.6 on these four streams; fail on a real regression, not on noise
+NAB_FLOOR = 70.0  # reached 76.6 on these four streams; fail on a real regression, not on noise
 
 
 def _stream(values: np.ndarray, entity: str = "m1", step: float = 300.0) -> list[dict]:
@@ -31,14 +31,17 @@ def _alerts_at(values: np.ndarray, entity: str = "m1", **spec) -> list[int]:
         source = source.model_copy(update={"tables": {**source.tables, "anomaly": table}})
     engine = SourceEngine(source, settings)
     alerts = engine.process(_stream(values, entity)).signals
-    return [int((np.datetime64(a["ts"][:-1]).astype("datetime64[s]").astype(int) - TS) / 300) for a in alerts
-            if a["kind"] == "value_anomaly"]
+    return [
+        int((np.datetime64(a["ts"][:-1]).astype("datetime64[s]").astype(int) - TS) / 300)
+        for a in alerts
+        if a["kind"] == "value_anomaly"
+    ]
 
 
 def _daily(n: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     i = np.arange(n)
-    return 100 + 20 * np.sin(2 * np.pi * i / 288) + rng.normal(0, 2, n)   # 5-min readings, daily cycle
+    return 100 + 20 * np.sin(2 * np.pi * i / 288) + rng.normal(0, 2, n)  # 5-min readings, daily cycle
 
 
 LEARNING = 576  # two simulated days: the time-of-day models settle over their first days
@@ -62,12 +65,12 @@ def test_fires_early_on_each_kind_of_change(kind):
         elif kind == "level_shift":
             x[at:] += 40
         else:
-            x[at:at + 50] += np.random.default_rng(seed).normal(0, 25, 50)
+            x[at : at + 50] += np.random.default_rng(seed).normal(0, 25, 50)
         hits = [h for h in _alerts_at(x) if h >= LEARNING]
         early = [h for h in hits if at <= h <= at + 20]
         found += bool(early)
         assert len(hits) - len(early) == 0, f"false alarms at {[h for h in hits if h not in early]}"
-    assert found == 5      # recall 5/5 with no false alarms: precision 1
+    assert found == 5  # recall 5/5 with no false alarms: precision 1
 
 
 def _routine(n: int, seed: int) -> np.ndarray:
@@ -83,10 +86,10 @@ def test_a_routine_seen_before_at_this_time_of_day_is_not_news():
     for seed in range(5):
         x = _routine(4000, seed)
         assert [h for h in _alerts_at(x, shape_memory=0) if h >= LEARNING], "the statistics alone flag the routine"
-        x[11 * 288 + 180] += 30                  # a spike at 15:00
-        x[12 * 288 + 36:12 * 288 + 40] += 30     # the nightly burst half as high again
+        x[11 * 288 + 180] += 30  # a spike at 15:00
+        x[12 * 288 + 36 : 12 * 288 + 40] += 30  # the nightly burst half as high again
         hits = [h for h in _alerts_at(x) if h >= LEARNING]
-        assert [(h // 288, h % 288 // 12) for h in hits] == [(11, 15), (12, 3)]   # (day, hour)
+        assert [(h // 288, h % 288 // 12) for h in hits] == [(11, 15), (12, 3)]  # (day, hour)
 
 
 def test_entities_learn_separately_and_the_same_records_give_the_same_alerts():
@@ -100,7 +103,7 @@ def test_entities_learn_separately_and_the_same_records_give_the_same_alerts():
     replay(recs, registry, settings, source="metric", on_signal=first.append)
     replay(iter(recs), registry, settings, source="metric", on_signal=second.append)
     assert [x["id"] for x in first] == [x["id"] for x in second]
-    learned = [x for x in first if x["ts"] >= "2026-01-02"]   # after the first (learning) day
+    learned = [x for x in first if x["ts"] >= "2026-01-02"]  # after the first (learning) day
     assert [(x["entity"], x["ts"]) for x in learned] == [("a", "2026-01-12T02:40:00.000Z")]
 
 

@@ -35,15 +35,15 @@ def _archived_offsets(root) -> list[int]:
 def test_a_crash_mid_frame_loses_nothing_and_archives_nothing_twice(tmp_path):
     part = PartitionArchive(tmp_path, "metric", 0)
     part.append(*_records(range(10)))
-    part.sync()                       # a checkpoint: offsets 0..9 durable
-    part.append(*_records(range(10, 15)))   # written but not synced, then the process dies mid-frame
+    part.sync()  # a checkpoint: offsets 0..9 durable
+    part.append(*_records(range(10, 15)))  # written but not synced, then the process dies mid-frame
     path = part.writer.path
     part.writer._file.flush()
     with open(path, "ab") as f:
         f.write(b"\x50\x00\x00\x00torn")
-    part.writer._file = open(path, "ab")   # (the dead process's handle)
+    part.writer._file = open(path, "ab")  # (the dead process's handle)
 
-    again = PartitionArchive(tmp_path, "metric", 0, run=part.run)   # restart from the checkpoint (same run):
+    again = PartitionArchive(tmp_path, "metric", 0, run=part.run)  # restart from the checkpoint (same run):
     # recovery cuts the torn tail and seals
     assert again.last_offset == 14
     assert seg.index_path(path).exists()
@@ -58,7 +58,7 @@ def test_a_partition_started_afresh_is_a_new_run_replayed_after_the_old(tmp_path
     old = PartitionArchive(tmp_path, "metric", 0)
     old.append(*_records(range(5)))
     old.close()
-    new = PartitionArchive(tmp_path, "metric", 0)   # no checkpoint: a new run
+    new = PartitionArchive(tmp_path, "metric", 0)  # no checkpoint: a new run
     assert new.run > old.run and new.last_offset == -1
     new.append(*_records(range(3), t0=T0 + 7200))
     new.close()
@@ -67,7 +67,7 @@ def test_a_partition_started_afresh_is_a_new_run_replayed_after_the_old(tmp_path
 
 def test_corrupt_segment_is_skipped_whole_and_reported(tmp_path):
     part = PartitionArchive(tmp_path, "metric", 0)
-    part.append(*_records(range(180)))   # three hours: three segments
+    part.append(*_records(range(180)))  # three hours: three segments
     part.close()
     found = segments(tmp_path)
     assert [s.entry["records"] for s in found] == [60, 60, 60]
@@ -101,7 +101,7 @@ def test_time_and_entity_filters(tmp_path):
 
 def test_retention_by_age_then_size(tmp_path):
     part = PartitionArchive(tmp_path, "metric", 0)
-    part.append(*_records(range(600)))   # ten hours, ten segments
+    part.append(*_records(range(600)))  # ten hours, ten segments
     part.close()
     found = segments(tmp_path)
     now = T0 + 600 * 60
@@ -117,18 +117,28 @@ def test_retention_by_age_then_size(tmp_path):
 class _Outputs:
     """The partition runner's outputs, kept in memory (archiving is what is under test)."""
 
-    async def signals(self, signals): pass
-    async def dead_letters(self, letters): pass
-    async def forward(self, topic, entity, record): pass
-    async def flush(self): pass
+    async def signals(self, signals):
+        pass
+
+    async def dead_letters(self, letters):
+        pass
+
+    async def forward(self, topic, entity, record):
+        pass
+
+    async def flush(self):
+        pass
 
     async def partitioner(self, topic):
         return SimpleNamespace(partitions=1)
 
 
 class _Checkpoints:
-    async def save(self, source, partition, offset, blob): return len(blob)   # the bytes stored
-    async def load(self, source, partition): return None
+    async def save(self, source, partition, offset, blob):
+        return len(blob)  # the bytes stored
+
+    async def load(self, source, partition):
+        return None
 
 
 def _runner(tmp_path, archive_factory):
@@ -138,17 +148,31 @@ def _runner(tmp_path, archive_factory):
     async def commit(topic, partition, offset):
         committed.append(offset)
 
-    async def alert(signals): pass
+    async def alert(signals):
+        pass
 
     settings, ref = Settings(partitions=1, data_dir=tmp_path, checkpoint_interval_s=3600.0), RefData.empty()
-    runner = PartitionRunner(load_sources()["metric"], 0, settings, _Outputs(), _Checkpoints(), WorkerMetrics(),
-                             commit, alert, lambda: ref, Health(), archive=archive_factory)
+    runner = PartitionRunner(
+        load_sources()["metric"],
+        0,
+        settings,
+        _Outputs(),
+        _Checkpoints(),
+        WorkerMetrics(),
+        commit,
+        alert,
+        lambda: ref,
+        Health(),
+        archive=archive_factory,
+    )
     return runner, committed
 
 
 def _messages(first: int, n: int) -> list[Message]:
-    return [Message(o, orjson.dumps({"entity": f"m{o % 3}", "ts": T0 + 60.0 * o, "value": float(o)}))
-            for o in range(first, first + n)]
+    return [
+        Message(o, orjson.dumps({"entity": f"m{o % 3}", "ts": T0 + 60.0 * o, "value": float(o)}))
+        for o in range(first, first + n)
+    ]
 
 
 def _frames(root) -> list[seg.Frame]:
@@ -161,13 +185,14 @@ def _frames_offsets(root) -> list[int]:
 
 def test_every_record_is_archived_and_synced_before_its_offset_is_committed(tmp_path):
     """What a crash right after the commit leaves on disk holds every record the commit covers."""
+
     async def run():
         runner, committed = _runner(tmp_path, lambda run: PartitionArchive(tmp_path / "archive", "metric", 0, run=run))
         await runner.restore()
         for first in (0, 40, 80):
             await runner.process(_messages(first, 40))
         await runner._checkpoint()
-        on_disk = _frames_offsets(tmp_path / "archive")   # what a crash right after the commit would leave
+        on_disk = _frames_offsets(tmp_path / "archive")  # what a crash right after the commit would leave
         await runner.close()
         return committed, on_disk
 
@@ -184,7 +209,7 @@ def test_a_failing_disk_loses_archive_records_never_detection(tmp_path):
 
     def factory(run):
         opened.append(PartitionArchive(tmp_path / "archive", "metric", 0, run=run))
-        if len(opened) == 1:   # the first log's disk fills up at its second batch
+        if len(opened) == 1:  # the first log's disk fills up at its second batch
             real, calls = opened[0].append, []
 
             def append(*args):
@@ -202,13 +227,13 @@ def test_a_failing_disk_loses_archive_records_never_detection(tmp_path):
         for first in (0, 40, 80):
             await runner.process(_messages(first, 40))
         problems = dict(runner.health.problems)
-        await runner._checkpoint()          # reopens the log
+        await runner._checkpoint()  # reopens the log
         await runner.process(_messages(120, 40))
         await runner.close()
         return runner, committed, problems
 
     runner, committed, problems = asyncio.run(run())
-    assert sum(runner.metrics.records.values()) == 160            # every record went through detection
+    assert sum(runner.metrics.records.values()) == 160  # every record went through detection
     assert "archive" in problems and "No space left" in problems["archive"]["error"]
     assert len(opened) == 2 and committed[-1] == 160
     # The first batch, then nothing until the log was reopened: the gap is 40..119, and it was reported.
@@ -219,13 +244,17 @@ def test_records_are_archived_as_they_were_read_whether_sent_alone_or_in_arrays(
     """A batch of one-record messages is archived from the messages' own bytes; in a batch with an array,
     a bad message and a NaN literal (read by the standard library), the array is archived as a run of its
     own and the rest record by record. Replay reads back exactly the accepted records, with their offsets."""
+
     def rec(o, **extra):
         return {"entity": f"m{o % 3}", "ts": T0 + 60.0 * o, "value": float(o), **extra}
 
-    alone = [Message(o, b" " + orjson.dumps(rec(o, note="\u6c34 \"q\"")) + b"\n") for o in range(4)]
-    mixed = [Message(4, orjson.dumps([rec(4), rec(5)])), Message(5, b"{not json"),
-             Message(6, b'{"entity": "m0", "ts": %r, "value": 6.0, "spare": NaN}' % (T0 + 360.0)),
-             Message(7, orjson.dumps(rec(7, value="seven")))]   # rejected: wrong type
+    alone = [Message(o, b" " + orjson.dumps(rec(o, note='\u6c34 "q"')) + b"\n") for o in range(4)]
+    mixed = [
+        Message(4, orjson.dumps([rec(4), rec(5)])),
+        Message(5, b"{not json"),
+        Message(6, b'{"entity": "m0", "ts": %r, "value": 6.0, "spare": NaN}' % (T0 + 360.0)),
+        Message(7, orjson.dumps(rec(7, value="seven"))),
+    ]  # rejected: wrong type
 
     async def run():
         runner, _ = _runner(tmp_path, lambda run: PartitionArchive(tmp_path / "archive", "metric", 0, run=run))
@@ -239,8 +268,11 @@ def test_records_are_archived_as_they_were_read_whether_sent_alone_or_in_arrays(
     frames = _frames(tmp_path / "archive")
     assert [f.offsets for f in frames] == [[0, 1, 2, 3], [4, 4], [6]]
     assert [r for f in frames for r in f.records] == [
-        *(rec(o, note="\u6c34 \"q\"") for o in range(4)), rec(4), rec(5),
-        {"entity": "m0", "ts": T0 + 360.0, "value": 6.0, "spare": None}]
+        *(rec(o, note='\u6c34 "q"') for o in range(4)),
+        rec(4),
+        rec(5),
+        {"entity": "m0", "ts": T0 + 360.0, "value": 6.0, "spare": None},
+    ]
     assert runner.metrics.dead_letters == {"metric:not_json": 1, "metric:wrong_type": 1}
 
 
@@ -248,15 +280,21 @@ def test_array_messages_go_to_the_replay_log_as_sent_unless_a_record_or_the_hour
     """Messages all read by orjson (the typed path off): an array whose records are all accepted is archived
     as its own bytes; one with a rejected record, or one cut by the hour, is encoded; a lone record keeps its
     bytes. Replay reads back exactly the accepted records with their offsets either way."""
+
     def rec(o, minute=None, **extra):
         return {"entity": f"m{o % 3}", "ts": T0 + 60.0 * (o if minute is None else minute), "value": float(o), **extra}
 
-    whole = b'[ {"entity": "m1",  "ts": %r, "value": 1.0, "note": "\\u6c34"},\n {"entity": "m2", "ts": %r, ' \
-            b'"value": 2.0} ]' % (T0 + 60.0, T0 + 120.0)
-    batch = [Message(0, b"[]"), Message(1, whole),
-             Message(2, orjson.dumps([rec(3), rec(4, value="four"), rec(5)])),   # one rejected: wrong type
-             Message(3, b' {"entity": "m0",   "ts": %r, "value": 6.0}' % (T0 + 360.0)),
-             Message(4, orjson.dumps([rec(7, minute=59), rec(8, minute=61)]))]   # the hour cuts it
+    whole = (
+        b'[ {"entity": "m1",  "ts": %r, "value": 1.0, "note": "\\u6c34"},\n {"entity": "m2", "ts": %r, '
+        b'"value": 2.0} ]' % (T0 + 60.0, T0 + 120.0)
+    )
+    batch = [
+        Message(0, b"[]"),
+        Message(1, whole),
+        Message(2, orjson.dumps([rec(3), rec(4, value="four"), rec(5)])),  # one rejected: wrong type
+        Message(3, b' {"entity": "m0",   "ts": %r, "value": 6.0}' % (T0 + 360.0)),
+        Message(4, orjson.dumps([rec(7, minute=59), rec(8, minute=61)])),
+    ]  # the hour cuts it
 
     async def run():
         runner, _ = _runner(tmp_path, lambda run: PartitionArchive(tmp_path / "archive", "metric", 0, run=run))
@@ -270,10 +308,16 @@ def test_array_messages_go_to_the_replay_log_as_sent_unless_a_record_or_the_hour
     frames = _frames(tmp_path / "archive")
     assert [f.offsets for f in frames] == [[1, 1, 2, 2, 3, 4], [4]]
     assert [r for f in frames for r in f.records] == [
-        {"entity": "m1", "ts": T0 + 60.0, "value": 1.0, "note": "\u6c34"}, {"entity": "m2", "ts": T0 + 120.0, "value": 2.0},
-        rec(3), rec(5), {"entity": "m0", "ts": T0 + 360.0, "value": 6.0}, rec(7, minute=59), rec(8, minute=61)]
+        {"entity": "m1", "ts": T0 + 60.0, "value": 1.0, "note": "\u6c34"},
+        {"entity": "m2", "ts": T0 + 120.0, "value": 2.0},
+        rec(3),
+        rec(5),
+        {"entity": "m0", "ts": T0 + 360.0, "value": 6.0},
+        rec(7, minute=59),
+        rec(8, minute=61),
+    ]
     payload = b"".join(raw for path in sorted((tmp_path / "archive").rglob("*.wseg")) for raw in seg._frames(path))
-    assert whole.strip()[1:-1] in payload and b' {"entity": "m0",   "ts"' not in payload   # stripped, as sent
+    assert whole.strip()[1:-1] in payload and b' {"entity": "m0",   "ts"' not in payload  # stripped, as sent
     assert b'{"entity": "m0",   "ts"' in payload and orjson.dumps(rec(3)) in payload
     assert runner.metrics.dead_letters == {"metric:wrong_type": 1}
 
@@ -283,9 +327,15 @@ def test_typed_messages_go_to_the_replay_log_as_sent_and_read_back_the_same_as_s
     bytes, one the hour cuts is encoded by the schema. Replay reads the same records back, as the source's
     structs in one pass or as dicts."""
     whole = b'[ {"entity": "m1",  "ts": %r, "value": 1},\n {"entity": "m2", "ts": %r, "value": 2.5} ]' % (
-        T0 + 60.0, T0 + 120.0)
-    cut = orjson.dumps([{"entity": "m0", "ts": T0 + 3540.0, "value": 8}, {"entity": "m1", "ts": T0 + 3660.0,
-                                                                          "value": 9.25, "source": "metric"}])
+        T0 + 60.0,
+        T0 + 120.0,
+    )
+    cut = orjson.dumps(
+        [
+            {"entity": "m0", "ts": T0 + 3540.0, "value": 8},
+            {"entity": "m1", "ts": T0 + 3660.0, "value": 9.25, "source": "metric"},
+        ]
+    )
 
     async def run():
         runner, _ = _runner(tmp_path, lambda run: PartitionArchive(tmp_path / "archive", "metric", 0, run=run))
@@ -295,13 +345,16 @@ def test_typed_messages_go_to_the_replay_log_as_sent_and_read_back_the_same_as_s
         return runner
 
     runner = asyncio.run(run())
-    expected = [{"entity": "m1", "ts": T0 + 60.0, "value": 1.0}, {"entity": "m2", "ts": T0 + 120.0, "value": 2.5},
-                {"entity": "m0", "ts": T0 + 3540.0, "value": 8.0},
-                {"entity": "m1", "ts": T0 + 3660.0, "value": 9.25, "source": "metric"}]
+    expected = [
+        {"entity": "m1", "ts": T0 + 60.0, "value": 1.0},
+        {"entity": "m2", "ts": T0 + 120.0, "value": 2.5},
+        {"entity": "m0", "ts": T0 + 3540.0, "value": 8.0},
+        {"entity": "m1", "ts": T0 + 3660.0, "value": 9.25, "source": "metric"},
+    ]
     assert [r for f in _frames(tmp_path / "archive") for r in f.records] == expected
     payload = b"".join(raw for path in sorted((tmp_path / "archive").rglob("*.wseg")) for raw in seg._frames(path))
-    assert whole.strip()[1:-1] in payload                       # as sent
-    assert b'"value":8.0' in payload and b'"value":8}' not in payload   # encoded by the schema, not orjson
+    assert whole.strip()[1:-1] in payload  # as sent
+    assert b'"value":8.0' in payload and b'"value":8}' not in payload  # encoded by the schema, not orjson
     assert sum(runner.metrics.records.values()) == 4 and not runner.metrics.dead_letters
     schema = RecordSchema(load_sources()["metric"])
     chunks = list(read_records(segments(tmp_path / "archive"), record_type=lambda source: schema.record))

@@ -24,8 +24,14 @@ HOSTILE = "<script>window.__pwned = 1</script><img src=x onerror=window.__pwned=
 
 
 def _warden(stack, *args: str) -> None:
-    done = subprocess.run([sys.executable, "-m", "agents.cli", *args], cwd=ROOT, env=stack.env(),
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "agents.cli", *args],
+        cwd=ROOT,
+        env=stack.env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
 
 
@@ -55,11 +61,20 @@ def test_console_login_live_alert_lifecycle_and_escaping(stack, tmp_path):
     _warden(stack, "refdata", "load", str(city))
     worker = stack.start_worker(WARDEN_API_TOKEN=TOKEN)
     url = f"http://127.0.0.1:{worker.port}/"
-    station = "air-0000000"   # a registered air station: its alerts have a place on the map
+    station = "air-0000000"  # a registered air station: its alerts have a place on the map
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync"])
+        browser = pw.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
         try:
             page = browser.new_page(viewport={"width": 1500, "height": 900})
             page.on("dialog", lambda d: d.dismiss())
@@ -80,17 +95,25 @@ def test_console_login_live_alert_lifecycle_and_escaping(stack, tmp_path):
             expect(page.locator("#map .site").first).to_be_attached()
 
             # a new alert arrives live, and a record's hostile text shows as text
-            with ThreadPoolExecutor(1) as pool:   # Playwright's sync API holds this thread's event loop
-                pool.submit(run, _send(stack.settings.bootstrap_servers, "telemetry.air",
-                                       [(station.encode(), _record(station, 180.0), None),
-                                        (HOSTILE.encode(), _record(HOSTILE, 190.0), None)])).result()
+            with ThreadPoolExecutor(1) as pool:  # Playwright's sync API holds this thread's event loop
+                pool.submit(
+                    run,
+                    _send(
+                        stack.settings.bootstrap_servers,
+                        "telemetry.air",
+                        [
+                            (station.encode(), _record(station, 180.0), None),
+                            (HOSTILE.encode(), _record(HOSTILE, 190.0), None),
+                        ],
+                    ),
+                ).result()
             item = page.locator("#feed li", has_text=f"pm25_over_limit - {station}")
             expect(item).to_be_visible(timeout=60_000)
             hostile = page.locator("#feed li", has_text=HOSTILE)
             expect(hostile).to_be_visible(timeout=60_000)
             assert page.evaluate("window.__pwned") is None
             assert page.locator("#feed script, #feed img").count() == 0
-            expect(page.locator("#map .alert")).to_have_count(1)   # the registered station has a place
+            expect(page.locator("#map .alert")).to_have_count(1)  # the registered station has a place
             expect(page.locator("#count-open")).to_have_text("2", timeout=10_000)
 
             # open it, acknowledge, resolve
@@ -103,7 +126,7 @@ def test_console_login_live_alert_lifecycle_and_escaping(stack, tmp_path):
             expect(page.locator("#detail-status")).to_contain_text("resolved", timeout=10_000)
             expect(page.locator("#detail-history li")).to_have_count(2)
             expect(page.locator("#detail-history li").first).to_contain_text("Officer Li")
-            page.click("button[data-action=resolve]")   # not allowed twice: the reason is shown
+            page.click("button[data-action=resolve]")  # not allowed twice: the reason is shown
             expect(page.locator("#action-error")).to_contain_text("cannot resolve", timeout=10_000)
 
             ARTIFACTS.mkdir(exist_ok=True)
@@ -123,15 +146,17 @@ def test_console_refuses_without_session_and_writes_without_csrf(stack):
                 assert ctx.get(path).status == 401, path
             login = ctx.post("/console/login", data={"name": "a", "token": TOKEN})
             assert login.ok and "httponly" in login.headers["set-cookie"].lower()
-            assert ctx.get("/api/alerts").ok                     # the cookie reads
+            assert ctx.get("/api/alerts").ok  # the cookie reads
             refused = ctx.post("/api/alerts/abc/acknowledge", data={"by": "a"})
-            assert refused.status == 403 and "CSRF" in refused.json()["error"]   # but cannot write alone
-            ok = ctx.post("/api/alerts/abc/acknowledge", data={"by": "a"},
-                          headers={"X-CSRF-Token": login.json()["csrf"]})
-            assert ok.status == 404                              # with the token it gets through
+            assert refused.status == 403 and "CSRF" in refused.json()["error"]  # but cannot write alone
+            ok = ctx.post(
+                "/api/alerts/abc/acknowledge", data={"by": "a"}, headers={"X-CSRF-Token": login.json()["csrf"]}
+            )
+            assert ok.status == 404  # with the token it gets through
             # guessing: five wrong tokens, then even the right one is refused for a while
-            assert [ctx.post("/console/login", data={"name": "x", "token": f"guess-{i}"}).status
-                    for i in range(5)] == [401] * 5
+            assert [ctx.post("/console/login", data={"name": "x", "token": f"guess-{i}"}).status for i in range(5)] == [
+                401
+            ] * 5
             locked = ctx.post("/console/login", data={"name": "a", "token": TOKEN})
             assert locked.status == 429 and 0 < int(locked.headers["retry-after"]) <= 900
         finally:
@@ -151,10 +176,17 @@ def test_the_map_shows_vehicles_from_every_worker(stack):
             assert ctx.post("/console/login", data={"name": "a", "token": TOKEN}).ok
             shown: set[str] = set()
             deadline = time.monotonic() + 120
-            while shown != set(vehicles) and time.monotonic() < deadline:   # until both own partitions
-                fixes = [(v.encode(), orjson.dumps({"entity": v, "ts": time.time(), "lat": 31.2 + i / 100,
-                                                    "lon": 120.5, "speed": 30.0}), None)
-                         for i, v in enumerate(vehicles)]
+            while shown != set(vehicles) and time.monotonic() < deadline:  # until both own partitions
+                fixes = [
+                    (
+                        v.encode(),
+                        orjson.dumps(
+                            {"entity": v, "ts": time.time(), "lat": 31.2 + i / 100, "lon": 120.5, "speed": 30.0}
+                        ),
+                        None,
+                    )
+                    for i, v in enumerate(vehicles)
+                ]
                 with ThreadPoolExecutor(1) as pool:
                     pool.submit(run, _send(stack.settings.bootstrap_servers, "telemetry.gps", fixes)).result()
                 time.sleep(3)

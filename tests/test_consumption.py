@@ -10,7 +10,7 @@ from models.engine import SourceEngine
 from settings import Settings
 from state.refdata.reference import RefData
 
-SPRING = 1_767_542_400   # 2026-01-05 00:00 local, a Monday: eight weeks up to the Spring Festival and past it
+SPRING = 1_767_542_400  # 2026-01-05 00:00 local, a Monday: eight weeks up to the Spring Festival and past it
 
 
 def _abnormal(alerts):
@@ -38,7 +38,7 @@ def test_public_holidays_count_as_rest_days_and_only_a_weekend_only_calendar_fla
     """Homes that live by the official calendar (Spring Festival 15-23 Feb, Saturdays 14 and 28 Feb worked)."""
     recs = homes(56, spike_at=None, start=SPRING)
     spec, settings = load_sources(Settings())["power"], Settings()
-    official = SourceEngine(spec, settings, refdata=RefData.empty())      # the shipped calendar
+    official = SourceEngine(spec, settings, refdata=RefData.empty())  # the shipped calendar
     assert _abnormal(official.process(recs).signals) == []
     weekends_only = SourceEngine(spec, settings, refdata=RefData.from_doc({"holidays": {}}))
     flagged = {a[1][:10] for a in _abnormal(weekends_only.process(recs).signals)}

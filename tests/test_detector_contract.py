@@ -64,8 +64,9 @@ def test_file_class_name_and_columns_agree(name):
     assert detector.__name__ == "".join(part.title() for part in name.split("_"))
     engine = _engine(name)
     engine.process(_records(name))
-    bare = EntityState.for_source(engine.source, Settings(), catalog.windows_needed(engine.source),
-                                  catalog.keeps_needed(engine.source))
+    bare = EntityState.for_source(
+        engine.source, Settings(), catalog.windows_needed(engine.source), catalog.keeps_needed(engine.source)
+    )
     own = set(engine.state.store.names()) - set(bare.store.names())
     assert all(column.startswith(f"{name}.") for column in own), own
     assert all(key.startswith(f"{name}.") for key in engine.state.notes), engine.state.notes
@@ -87,13 +88,18 @@ def test_quiet_on_a_normal_day(name):
 
 
 @pytest.mark.parametrize("name", INVARIANT)
-@settings(max_examples=4, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                HealthCheck.too_slow])
+@settings(
+    max_examples=4,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(data=st.data())
 def test_the_same_signals_and_state_however_batched(name, data):
     records = _records(name)
-    cuts = data.draw(st.one_of(st.integers(1, 500), st.lists(st.integers(1, len(records) - 1), max_size=12)),
-                     label="cuts")
+    cuts = data.draw(
+        st.one_of(st.integers(1, 500), st.lists(st.integers(1, len(records) - 1), max_size=12)), label="cuts"
+    )
     engine = _engine(name)
     ids, state = _whole(name)
     assert sorted(s["id"] for s in in_batches(engine, records, cuts)) == sorted(ids)
@@ -110,7 +116,7 @@ def test_a_checkpoint_restored_carries_on_as_if_never_stopped(name, data):
     signals = before.process(records[:at]).signals
     after = _engine(name)
     after.state.load_bytes(before.state.to_bytes())
-    after.use_refdata(after.refdata)           # as the worker does after a restore
+    after.use_refdata(after.refdata)  # as the worker does after a restore
     signals += after.process(records[at:]).signals
     ids, state = _whole(name)
     assert sorted(s["id"] for s in signals) == sorted(ids)
@@ -127,15 +133,18 @@ def _same_state(got: bytes, expected: bytes, caches: list[str]) -> None:
     assert a_cols.keys() == b_cols.keys()
     for name, column in a_cols.items():
         if name not in caches:
-            assert np.allclose(column, b_cols[name], rtol=1e-5, atol=1e-6, equal_nan=True) \
-                if column.dtype.kind == "f" else np.array_equal(column, b_cols[name]), name
+            assert (
+                np.allclose(column, b_cols[name], rtol=1e-5, atol=1e-6, equal_nan=True)
+                if column.dtype.kind == "f"
+                else np.array_equal(column, b_cols[name])
+            ), name
 
 
 def _parts(blob: bytes) -> tuple[dict, dict[str, np.ndarray]]:
     """A state snapshot's header and its columns."""
     first = blob.index(b"\n")
     second = blob.index(b"\n", first + 1)
-    layout = orjson.loads(blob[first + 1:second])
+    layout = orjson.loads(blob[first + 1 : second])
     columns, at = {}, second + 1
     for name, dtype, tail in layout["columns"]:
         count = layout["rows"] * int(np.prod(tail, dtype=np.int64))

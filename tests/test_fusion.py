@@ -15,10 +15,23 @@ from streams.event_time import iso
 from tests.conftest import run, wait_until
 from tests.test_worker_integration import _send
 
-PLANT = {"id": "plant-1", "name": "Old Dye Works", "lon": 120.60, "lat": 31.30, "category": "chemical_plant",
-         "status": "closed", "meters": "pw-1;wt-1"}
-OPEN_PLANT = {**PLANT, "id": "plant-2", "name": "Working Plant", "lon": 120.70, "status": "operating",
-              "meters": "pw-2;wt-2"}
+PLANT = {
+    "id": "plant-1",
+    "name": "Old Dye Works",
+    "lon": 120.60,
+    "lat": 31.30,
+    "category": "chemical_plant",
+    "status": "closed",
+    "meters": "pw-1;wt-1",
+}
+OPEN_PLANT = {
+    **PLANT,
+    "id": "plant-2",
+    "name": "Working Plant",
+    "lon": 120.70,
+    "status": "operating",
+    "meters": "pw-2;wt-2",
+}
 T0 = 1_767_225_600.0
 
 
@@ -27,8 +40,18 @@ def _ref() -> RefData:
 
 
 def _signal(source: str, kind: str, entity: str, ts: float, **evidence) -> dict:
-    return new_signal(source=source, kind=kind, entity=entity, ts=ts, window_start=ts, window_s=0, score=1.0,
-                      severity="major", model="test@1", evidence=evidence)
+    return new_signal(
+        source=source,
+        kind=kind,
+        entity=entity,
+        ts=ts,
+        window_start=ts,
+        window_s=0,
+        score=1.0,
+        severity="major",
+        model="test@1",
+        evidence=evidence,
+    )
 
 
 def _at_gate(entity: str, ts: float, plant: dict, north_m: float = 50.0) -> dict:
@@ -39,14 +62,20 @@ def test_three_pieces_about_a_closed_plant_fuse_into_one_alert():
     book, alerts = FusionBook(load_patterns()), IncidentBook(QuietPeriods({"*": 7200}))
     ref = _ref()
     fused = []
-    for sig in [_signal("power", "closed_site_consumption", "pw-1", T0),
-                _signal("water", "closed_site_consumption", "wt-1", T0 + 600),
-                _at_gate("truck-9", T0 + 1800, PLANT)]:
+    for sig in [
+        _signal("power", "closed_site_consumption", "pw-1", T0),
+        _signal("water", "closed_site_consumption", "wt-1", T0 + 600),
+        _at_gate("truck-9", T0 + 1800, PLANT),
+    ]:
         fused += book.add(sig, ref)
     assert len(fused) == 1
     f = fused[0]
-    assert (f["source"], f["kind"], f["entity"], f["severity"]) == ("fusion", "suspected_illegal_resumption",
-                                                                    "plant-1", "critical")
+    assert (f["source"], f["kind"], f["entity"], f["severity"]) == (
+        "fusion",
+        "suspected_illegal_resumption",
+        "plant-1",
+        "critical",
+    )
     assert [p["name"] for p in f["evidence"]["pieces"]] == ["electricity", "water", "hazardous_vehicle"]
     assert f["evidence"]["site"]["name"] == "Old Dye Works" and f["ts"] == iso(T0 + 1800)
     # one more piece completes nothing (evidence counts once); a full recurrence fuses again, into the same alert
@@ -59,8 +88,9 @@ def test_three_pieces_about_a_closed_plant_fuse_into_one_alert():
     assert len(alerts.incidents) == 1 and next(iter(alerts.incidents.values()))["count"] == 2
     # the completions are a function of the pieces held (replay and live agree however sources interleave)
     held = book.pieces[("illegal_resumption", "plant-1")]
-    assert [s["id"] for s in fuse(book.patterns[0], site_doc(ref.sites["plant-1"]), held)] == \
-        [s["id"] for s in fused + again]
+    assert [s["id"] for s in fuse(book.patterns[0], site_doc(ref.sites["plant-1"]), held)] == [
+        s["id"] for s in fused + again
+    ]
 
 
 @pytest.mark.parametrize("case", ["operating_plant", "truck_far_away", "outside_window", "two_pieces"])
@@ -72,18 +102,21 @@ def test_no_fusion_without_the_whole_pattern(case):
     if case == "truck_far_away":
         truck_m = 2_000.0
     if case == "outside_window":
-        gap = 4 * 3600.0   # 3 pieces spanning 8 h > 6 h window
-    signals = [_signal("power", "closed_site_consumption", f"pw-{meter}", T0),
-               _signal("water", "closed_site_consumption", f"wt-{meter}", T0 + gap),
-               _at_gate("truck-9", T0 + 2 * gap, plant, truck_m)]
+        gap = 4 * 3600.0  # 3 pieces spanning 8 h > 6 h window
+    signals = [
+        _signal("power", "closed_site_consumption", f"pw-{meter}", T0),
+        _signal("water", "closed_site_consumption", f"wt-{meter}", T0 + gap),
+        _at_gate("truck-9", T0 + 2 * gap, plant, truck_m),
+    ]
     if case == "two_pieces":
         signals = signals[:2]
     assert [f for s in signals for f in book.add(s, ref)] == []
 
 
 def test_a_bad_pattern_file_is_a_clear_error(tmp_path):
-    (tmp_path / "p.toml").write_text('name = "x"\nkind = "y"\nwindow_s = -1\n[[evidence]]\nname = "a"\n'
-                                     'source = "power"\nkinds = ["k"]\n')
+    (tmp_path / "p.toml").write_text(
+        'name = "x"\nkind = "y"\nwindow_s = -1\n[[evidence]]\nname = "a"\nsource = "power"\nkinds = ["k"]\n'
+    )
     with pytest.raises(PatternError, match=r"p\.toml: window_s: Input should be greater than 0"):
         load_patterns([tmp_path])
 
@@ -100,22 +133,39 @@ def test_live_worker_fuses_records_from_three_sources(stack, tmp_path):
     cols = ["id", "name", "lon", "lat", "category", "status", "licence", "licence_expiry", "meters"]
     rows = [",".join(str(site.get(c, "")) for c in cols) for site in (PLANT, OPEN_PLANT)]
     (folder / "sites.csv").write_text(",".join(cols) + "\n" + "\n".join(rows) + "\n")
-    (folder / "vehicles.csv").write_text("entity,plate,hazard_class,operator,routes,sites\n"
-                                         "truck-9,苏E·12345,3,Haulage Co,,\n")
-    done = subprocess.run([sys.executable, "-m", "agents.cli", "refdata", "load", str(folder)], cwd=ROOT,
-                          env=stack.env(), capture_output=True, text=True, timeout=60)
+    (folder / "vehicles.csv").write_text(
+        "entity,plate,hazard_class,operator,routes,sites\ntruck-9,苏E·12345,3,Haulage Co,,\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "agents.cli", "refdata", "load", str(folder)],
+        cwd=ROOT,
+        env=stack.env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     stack.start_worker()
     now = time.time() - 3600
     power = [{"entity": "pw-1", "ts": now + i * 60, "kwh": 100 + i, "kw": 40.0, "voltage": 230.0} for i in range(5)]
     water = [{"entity": "wt-1", "ts": now + i * 60, "flow": 2.0, "total": 50 + i, "pressure": 3.0} for i in range(5)]
-    gps = [{"entity": "truck-9", "ts": now + i * 10, "lat": PLANT["lat"] + 0.0004, "lon": PLANT["lon"],
-            "speed": 0.0, "heading": 0.0} for i in range(240)]   # 40 minutes standing at the gate
+    gps = [
+        {
+            "entity": "truck-9",
+            "ts": now + i * 10,
+            "lat": PLANT["lat"] + 0.0004,
+            "lon": PLANT["lon"],
+            "speed": 0.0,
+            "heading": 0.0,
+        }
+        for i in range(240)
+    ]  # 40 minutes standing at the gate
     bootstrap = stack.settings.bootstrap_servers
     for topic, records in (("telemetry.power", power), ("telemetry.water", water), ("telemetry.gps", gps)):
         run(_send(bootstrap, topic, [(None, orjson.dumps(records), None)]))
-    fused = wait_until(lambda: [a for a in stack.stream_alerts() if a["source"] == "fusion"], timeout=90,
-                       what="a fused alert")
+    fused = wait_until(
+        lambda: [a for a in stack.stream_alerts() if a["source"] == "fusion"], timeout=90, what="a fused alert"
+    )
     kinds = {a["kind"] for a in stack.stream_alerts()}
     assert {"closed_site_consumption", "dwell"} <= kinds
     assert {(a["kind"], a["entity"]) for a in fused} == {("suspected_illegal_resumption", "plant-1")}

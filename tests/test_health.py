@@ -26,9 +26,9 @@ def _health(alerts: list[dict]) -> list[tuple[str, str, str]]:
 def test_stuck_backwards_and_zeroed_fire_once_each_however_batched(cut):
     recs = meter(200)
     for r in recs[50:100]:
-        r["kw"] = 2.5                      # stuck from minute 50: 30 repeats reached at minute 80
-    recs[120]["kwh"] = 10.0                # register runs backwards
-    recs[150]["kwh"] = 0.0                 # register zeroed
+        r["kw"] = 2.5  # stuck from minute 50: 30 repeats reached at minute 80
+    recs[120]["kwh"] = 10.0  # register runs backwards
+    recs[150]["kwh"] = 0.0  # register zeroed
     engine = _engine("power")
     alerts = in_batches(engine, recs, cut)
     assert _health(alerts) == [
@@ -43,7 +43,7 @@ def test_quiet_on_a_simulated_day():
     ticks = sim.ticks()
     engines = {s: _engine(s) for s in ("power", "water", "air")}
     alerts = []
-    for _ in range(144):                   # one day, ten minutes (60 ticks) at a time
+    for _ in range(144):  # one day, ten minutes (60 ticks) at a time
         tick = [r for _ in range(60) for r in next(ticks)]
         for name, engine in engines.items():
             mine = [r for r in tick if r["source"] == name]

@@ -1,4 +1,5 @@
-"""Faults around the worker: Redis going away, a worker killed under load (embedded broker and Redis, real processes)."""
+"""Faults around the worker: Redis going away, a worker killed under load (embedded broker and Redis, real
+processes)."""
 
 from __future__ import annotations
 
@@ -52,24 +53,30 @@ def test_redis_outage_holds_alerts_back_reports_it_and_loses_nothing(stack, tmp_
 
     stations = [f"st-{i}" for i in range(5)]
     run(_send(stack.settings.bootstrap_servers, "telemetry.air", [_breach(s, 1) for s in stations]))
-    health = wait_until(lambda: (h := _health(worker.port))["status"] == "degraded" and h, timeout=30,
-                        what="the worker to report Redis as unavailable")
+    health = wait_until(
+        lambda: (h := _health(worker.port))["status"] == "degraded" and h,
+        timeout=30,
+        what="the worker to report Redis as unavailable",
+    )
     assert "redis" in health["problems"]
     assert 'warden_dependency_up{dependency="redis"} 0.0' in _metrics(worker.port)
-    time.sleep(8)                                   # an outage longer than a few retries and timers
+    time.sleep(8)  # an outage longer than a few retries and timers
     assert worker.alive()
     assert "redis" in worker.log.read_text().lower()
 
     stack.redis_server = EmbeddedRedis(data_dir=tmp_path / "redis", port=stack.redis_server.port).start()
-    wait_until(lambda: {a["entity"] for a in stack.stream_alerts()} >= {"st-before", *stations}, timeout=60,
-               what="the alerts held back during the outage")
+    wait_until(
+        lambda: {a["entity"] for a in stack.stream_alerts()} >= {"st-before", *stations},
+        timeout=60,
+        what="the alerts held back during the outage",
+    )
     wait_until(lambda: _health(worker.port)["status"] == "ok", what="health back to ok")
     text = _metrics(worker.port)
     assert 'warden_dependency_up{dependency="redis"} 1.0' in text
     assert 'warden_records_total{source="air"} 6.0' in text and "warden_processing_latency_seconds_bucket" in text
     assert 'warden_alert_changes_total{event="opened"}' in text and "warden_lag_messages{" in text
     opened = [a for a in stack.stream_alerts() if a["event"] == "opened"]
-    assert len({a["id"] for a in opened}) == len(opened)          # each alert exactly once
+    assert len({a["id"] for a in opened}) == len(opened)  # each alert exactly once
     assert sorted(a["entity"] for a in opened if a["kind"] == "pm25_over_limit") == sorted(["st-before", *stations])
     assert "redis available again" in worker.log.read_text().lower()
 
@@ -103,40 +110,69 @@ def test_worker_killed_under_load_partner_takes_over_every_alert_once_state_cont
     bootstrap = stack.settings.bootstrap_servers
 
     def load(lo: int, hi: int, pause_s: float = 0.0) -> None:
-        run(_produce(bootstrap, "telemetry.metric", [{"entity": c, "ts": TS + 60 * k, "value": float(k)}
-                                                     for k in range(lo, hi) for c in counters], pause_s))
-        run(_produce(bootstrap, "telemetry.air", [{"entity": s, "ts": TS, "pm25": 150.0}
-                                                  for s in stations[lo // 5:hi // 5]]))
+        run(
+            _produce(
+                bootstrap,
+                "telemetry.metric",
+                [{"entity": c, "ts": TS + 60 * k, "value": float(k)} for k in range(lo, hi) for c in counters],
+                pause_s,
+            )
+        )
+        run(
+            _produce(
+                bootstrap,
+                "telemetry.air",
+                [{"entity": s, "ts": TS, "pm25": 150.0} for s in stations[lo // 5 : hi // 5]],
+            )
+        )
 
     load(0, 300)
-    wait_until(lambda: sum(_checkpointed_count(stack, "metric", c) for c in counters) == 8 * 300, timeout=90,
-               what="the first half checkpointed")
-    feeder = threading.Thread(target=load, args=(300, 600, 0.1))    # 24 pauses: about 2.5 s of sending
+    wait_until(
+        lambda: sum(_checkpointed_count(stack, "metric", c) for c in counters) == 8 * 300,
+        timeout=90,
+        what="the first half checkpointed",
+    )
+    feeder = threading.Thread(target=load, args=(300, 600, 0.1))  # 24 pauses: about 2.5 s of sending
     feeder.start()
     time.sleep(1.0)
     assert feeder.is_alive()
-    first.kill()                                           # kill -9 in the middle of the run
+    first.kill()  # kill -9 in the middle of the run
     feeder.join()
 
     # The partner takes the dead worker's partitions over, restores their state and carries on.
-    wait_until(lambda: all(_checkpointed_count(stack, "metric", c) == 600 for c in counters), timeout=120,
-               what="every counter at 600 records: none lost, none counted twice")
-    opened = wait_until(lambda: (o := [a for a in stack.stream_alerts()
-                                       if a["event"] == "opened" and a["kind"] == "pm25_over_limit"])
-                        and len(o) >= len(stations) and o, timeout=60, what="an alert for every station")
+    wait_until(
+        lambda: all(_checkpointed_count(stack, "metric", c) == 600 for c in counters),
+        timeout=120,
+        what="every counter at 600 records: none lost, none counted twice",
+    )
+    opened = wait_until(
+        lambda: (
+            (o := [a for a in stack.stream_alerts() if a["event"] == "opened" and a["kind"] == "pm25_over_limit"])
+            and len(o) >= len(stations)
+            and o
+        ),
+        timeout=60,
+        what="an alert for every station",
+    )
     time.sleep(2.0)
     opened = [a for a in stack.stream_alerts() if a["event"] == "opened" and a["kind"] == "pm25_over_limit"]
-    assert sorted(a["entity"] for a in opened) == stations          # exactly once each
-    counts = {k.decode(): int(orjson.loads(stack.redis.hget(k, "doc"))["count"])
-              for k in stack.redis.scan_iter("warden:alert:*") if k.count(b":") == 2}
-    assert set(counts.values()) == {1}                               # redelivered signals merged once
+    assert sorted(a["entity"] for a in opened) == stations  # exactly once each
+    counts = {
+        k.decode(): int(orjson.loads(stack.redis.hget(k, "doc"))["count"])
+        for k in stack.redis.scan_iter("warden:alert:*")
+        if k.count(b":") == 2
+    }
+    assert set(counts.values()) == {1}  # redelivered signals merged once
     assert second.alive()
 
-    restarted = stack.start_worker()                               # start it again: both share the work
+    restarted = stack.start_worker()  # start it again: both share the work
     wait_until(lambda: len(stack.metrics()) >= 2, what="the restarted worker reporting")
     load(600, 650)
-    wait_until(lambda: all(_checkpointed_count(stack, "metric", c) == 650 for c in counters), timeout=90,
-               what="counting on with two workers again")
+    wait_until(
+        lambda: all(_checkpointed_count(stack, "metric", c) == 650 for c in counters),
+        timeout=90,
+        what="counting on with two workers again",
+    )
     assert restarted.alive() and second.alive()
 
 
@@ -145,13 +181,17 @@ def test_backlog_faster_than_the_worker_becomes_lag_not_memory(stack):
 
     entities = [f"m-{i:03d}" for i in range(200)]
     total = 300_000
-    run(_produce(stack.settings.bootstrap_servers, "telemetry.metric",
-                 [{"entity": entities[i % 200], "ts": TS + 10 * (i // 200), "value": float(i % 97)}
-                  for i in range(total)]))
+    run(
+        _produce(
+            stack.settings.bootstrap_servers,
+            "telemetry.metric",
+            [{"entity": entities[i % 200], "ts": TS + 10 * (i // 200), "value": float(i % 97)} for i in range(total)],
+        )
+    )
     worker = stack.start_worker()
     proc = psutil.Process(worker.proc.pid)
     wait_until(lambda: _reachable(worker.port), what="the worker's web server")
-    baseline = proc.memory_info().rss              # started: code loaded, consuming begins
+    baseline = proc.memory_info().rss  # started: code loaded, consuming begins
     lags, peak = [], baseline
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
@@ -160,7 +200,9 @@ def test_backlog_faster_than_the_worker_becomes_lag_not_memory(stack):
         except OSError:
             time.sleep(0.2)
             continue
-        lag = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith("warden_lag_messages{"))
+        lag = sum(
+            float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith("warden_lag_messages{")
+        )
         processed = sum(m["records"].get("metric", 0) for m in stack.metrics())
         lags.append(lag)
         peak = max(peak, proc.memory_info().rss)
@@ -168,6 +210,10 @@ def test_backlog_faster_than_the_worker_becomes_lag_not_memory(stack):
             break
         time.sleep(0.2)
     assert processed == total and lags[-1] == 0
-    assert max(lags) > 3_000                       # the backlog (6,000 messages of 50) showed as lag ...
-    print(f"backlog {total:,} records: peak lag {max(lags):,.0f} messages, RSS growth {(peak - baseline) / 2**20:.0f} MiB")
-    assert peak - baseline < 100 * 2**20           # ... and was not pulled into memory (measured: ~50 MiB, the metric state included)
+    assert max(lags) > 3_000  # the backlog (6,000 messages of 50) showed as lag ...
+    print(
+        f"backlog {total:,} records: peak lag {max(lags):,.0f} messages, RSS growth {(peak - baseline) / 2**20:.0f} MiB"
+    )
+    assert (
+        peak - baseline < 100 * 2**20
+    )  # ... and was not pulled into memory (measured: ~50 MiB, the metric state included)

@@ -59,12 +59,15 @@ def test_the_typed_path_accepts_only_what_the_validator_accepts_with_the_same_co
     decoded = decode(value, LIMIT)
     if batch is None:
         # Declining is always safe; but a clean message of declared fields must not be declined.
-        clean = not decoded.reason and decoded.records and all(
-            isinstance(r, dict) and set(r) <= {"entity", "ts", *source.fields} for r in decoded.records) \
+        clean = (
+            not decoded.reason
+            and decoded.records
+            and all(isinstance(r, dict) and set(r) <= {"entity", "ts", *source.fields} for r in decoded.records)
             and not Validator(source, SETTINGS).validate(decoded.records)[1]
+        )
         assert not clean, f"typed path declined a clean message: {value[:300]!r}"
         return
-    doc = orjson.loads(value)   # accepted messages go to the replay log as they came: orjson must read them
+    doc = orjson.loads(value)  # accepted messages go to the replay log as they came: orjson must read them
     expected, rejects = Validator(source, SETTINGS).validate(doc if isinstance(doc, list) else [doc])
     assert not rejects, f"typed path accepted what the validator refuses: {rejects[0]}"
     _assert_same(batch, expected)
@@ -74,8 +77,10 @@ NUMBER_TEXT = st.from_regex(r"\A-?(0|[1-9][0-9]{0,24})(\.[0-9]{1,25})?([eE][-+]?
 
 
 @settings(max_examples=400, deadline=None)
-@given(st.one_of(NUMBER_TEXT, st.floats(-1e5, 1e5).map(repr), st.floats(-1e5, 1e5).map(lambda x: f"{x:.17e}")),
-       st.sampled_from(["1767225600", "1767225600.5", "1767225600123", "1.7672256e9"]))
+@given(
+    st.one_of(NUMBER_TEXT, st.floats(-1e5, 1e5).map(repr), st.floats(-1e5, 1e5).map(lambda x: f"{x:.17e}")),
+    st.sampled_from(["1767225600", "1767225600.5", "1767225600123", "1.7672256e9"]),
+)
 def test_numbers_read_to_the_same_bits_as_orjson_reads_them(number, ts):
     value = b'[{"entity": "m-1", "ts": %s, "kw": %s, "kwh": 1}]' % (ts.encode(), number.encode())
     batch = _typed_batch(REGISTRY["power"], value)
@@ -89,13 +94,16 @@ def test_what_only_the_validator_can_explain_is_declined():
     power = REGISTRY["power"]
     ok = {"entity": "m-1", "ts": T0, "kwh": 1.0, "kw": 2.0}
     assert _typed_batch(power, orjson.dumps([ok, {**ok, "voltage": None}])) is not None
-    for bad in ({**ok, "extra": 1},                      # unknown field: orjson must vouch for it in the replay log
-                {**ok, "kw": True}, {**ok, "kw": "2"},   # wrong types
-                {**ok, "kw": 1e6},                       # out of range
-                {**ok, "source": "water"},               # another source's record
-                {**ok, "ts": "2026-01-01T00:00:00Z"},    # a time to read as text
-                {**ok, "ts": T0 + 10 * 365 * 86400},     # absurd time
-                {k: v for k, v in ok.items() if k != "kwh"}):   # a required field absent
+    for bad in (
+        {**ok, "extra": 1},  # unknown field: orjson must vouch for it in the replay log
+        {**ok, "kw": True},
+        {**ok, "kw": "2"},  # wrong types
+        {**ok, "kw": 1e6},  # out of range
+        {**ok, "source": "water"},  # another source's record
+        {**ok, "ts": "2026-01-01T00:00:00Z"},  # a time to read as text
+        {**ok, "ts": T0 + 10 * 365 * 86400},  # absurd time
+        {k: v for k, v in ok.items() if k != "kwh"},
+    ):  # a required field absent
         assert _typed_batch(power, orjson.dumps([ok, bad])) is None, bad
     assert _typed_batch(power, b'[{"entity": "m-1", "ts": 1767225600, "kwh": 1, "kw": 1e400}]') is None
     assert _typed_batch(power, b'[{"entity": "m-1", "ts": 1767225600, "kwh": 1, "kw": 2, "x": "\xff"}]') is None
@@ -114,21 +122,46 @@ class _Kept:
     def __init__(self):
         self.sent, self.letters, self.forwards = [], [], []
 
-    async def signals(self, signals): self.sent += signals
-    async def dead_letters(self, letters): self.letters += letters
-    async def forward(self, topic, entity, record): self.forwards.append((topic, entity, record))
-    async def flush(self): pass
-    async def partitioner(self, topic): return SimpleNamespace(partitions=2)
+    async def signals(self, signals):
+        self.sent += signals
+
+    async def dead_letters(self, letters):
+        self.letters += letters
+
+    async def forward(self, topic, entity, record):
+        self.forwards.append((topic, entity, record))
+
+    async def flush(self):
+        pass
+
+    async def partitioner(self, topic):
+        return SimpleNamespace(partitions=2)
 
 
 async def _runner(source, root: Path) -> tuple[PartitionRunner, _Kept]:
     """A restored partition runner (partition 0 of 2) with a replay log under ``root``, and what it sends."""
-    settings, outputs, ref = Settings(partitions=2, data_dir=root, checkpoint_interval_s=3600.0), _Kept(), RefData.empty()
+    settings, outputs, ref = (
+        Settings(partitions=2, data_dir=root, checkpoint_interval_s=3600.0),
+        _Kept(),
+        RefData.empty(),
+    )
 
-    async def ignore(*_): pass
+    async def ignore(*_):
+        pass
 
-    runner = PartitionRunner(source, 0, settings, outputs, _Checkpoints(), WorkerMetrics(), ignore, ignore,
-                             lambda: ref, Health(), archive=lambda run: PartitionArchive(root, source.name, 0, run=run))
+    runner = PartitionRunner(
+        source,
+        0,
+        settings,
+        outputs,
+        _Checkpoints(),
+        WorkerMetrics(),
+        ignore,
+        ignore,
+        lambda: ref,
+        Health(),
+        archive=lambda run: PartitionArchive(root, source.name, 0, run=run),
+    )
     await runner.restore()
     return runner, outputs
 
@@ -141,7 +174,7 @@ async def _through_runner(source, messages: list[Message], root: Path, typed: bo
     runner, outputs = await _runner(source, root)
     if typed:
         await runner.process(messages)
-    else:   # dicts only, in the typed runner's batches: a call per run of messages the schema reads, and per
+    else:  # dicts only, in the typed runner's batches: a call per run of messages the schema reads, and per
         # run of the others; one with nothing to read in it (a dead letter, no records) stays in the run it is in
         runs, run = [], None
         for msg, got in zip(messages, runner.schema.decode([m.value for m in messages], LIMIT)):
@@ -154,14 +187,32 @@ async def _through_runner(source, messages: list[Message], root: Path, typed: bo
     await runner.close()
     # A field sent as null is one left out, to the validator and to every reader after it; the schema's structs
     # do not keep the difference, so records it re-encodes (forwarded, late, cut by the hour) drop such fields.
-    archived = [(o, _present(r)) for s in segments(root) for frame in seg.read(s.path)
-                for o, r in zip(frame.offsets, frame.records)]
+    archived = [
+        (o, _present(r))
+        for s in segments(root)
+        for frame in seg.read(s.path)
+        for o, r in zip(frame.offsets, frame.records)
+    ]
     # a late record of an array is re-encoded: the same JSON either way, not the same bytes
-    letters = [(d["reason"], d["detail"], d["offset"], _present(orjson.loads(base64.b64decode(d["original"])))
-                if d["reason"] == "late" else d["original"]) for d in outputs.letters]
+    letters = [
+        (
+            d["reason"],
+            d["detail"],
+            d["offset"],
+            _present(orjson.loads(base64.b64decode(d["original"]))) if d["reason"] == "late" else d["original"],
+        )
+        for d in outputs.letters
+    ]
     forwards = [(topic, entity, _present(record)) for topic, entity, record in outputs.forwards]
-    return (outputs.sent, letters, forwards, archived, runner.metrics.records, runner.metrics.dead_letters,
-            runner.engine.state.to_bytes())
+    return (
+        outputs.sent,
+        letters,
+        forwards,
+        archived,
+        runner.metrics.records,
+        runner.metrics.dead_letters,
+        runner.engine.state.to_bytes(),
+    )
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -204,6 +255,10 @@ def test_a_message_the_schema_cannot_read_leaves_the_rest_of_its_fetch_on_the_ty
     values = [good[0], good[1], b"{not json", good[2], b"", good[3], good[4], b'{"entity": "st-9"}', good[5]]
     typed, outputs, runner = asyncio.run(_typed_offsets([Message(i, v) for i, v in enumerate(values)], tmp_path))
     assert typed == [0, 1, 3, 5, 6, 8]
-    assert [(d["offset"], d["reason"]) for d in outputs.letters] == [(2, "not_json"), (3, "out_of_range"),
-                                                                      (4, "empty"), (7, "missing_field")]
+    assert [(d["offset"], d["reason"]) for d in outputs.letters] == [
+        (2, "not_json"),
+        (3, "out_of_range"),
+        (4, "empty"),
+        (7, "missing_field"),
+    ]
     assert runner.metrics.records["air"] == 7 and len(runner.engine.state) + len(outputs.forwards) == 5

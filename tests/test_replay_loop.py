@@ -70,8 +70,14 @@ async def _count_topic(bootstrap: str, topic: str) -> int:
 
 
 def _warden(stack, *args: str) -> subprocess.CompletedProcess:
-    done = subprocess.run([sys.executable, "-m", "agents.cli", *args], cwd=ROOT, env={**stack.env(), "COLUMNS": "200"},
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "agents.cli", *args],
+        cwd=ROOT,
+        env={**stack.env(), "COLUMNS": "200"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     return done
 
@@ -94,7 +100,7 @@ def test_archived_records_replay_to_the_live_alert_ids(stack, tmp_path):
     entities = [f"meter-{i}" for i in range(6)]
     records = _metric(entities, T0, 500, 300, seed=1)
     for e in entities[:3]:
-        _scale(records, e, T0 + 350 * 300, T0 + 352 * 300, 5.0)   # spikes the anomaly detector catches
+        _scale(records, e, T0 + 350 * 300, T0 + 352 * 300, 5.0)  # spikes the anomaly detector catches
     bootstrap = stack.settings.bootstrap_servers
     run(_produce(bootstrap, "telemetry.metric", records))
     wait_until(lambda: _accepted(stack, "metric") == len(records), timeout=120, what="all records processed")
@@ -106,7 +112,7 @@ def test_archived_records_replay_to_the_live_alert_ids(stack, tmp_path):
     archive = tmp_path / "data" / "archive"
     staff = archive / "labels" / "staff.ndjson"
     wait_until(lambda: staff.exists() and marked in staff.read_text(), timeout=30, what="the staff label archived")
-    worker.stop()   # a clean stop seals every open segment
+    worker.stop()  # a clean stop seals every open segment
 
     found = segments(archive, "metric")
     assert sum(s.entry["records"] for s in found) == len(records)
@@ -141,7 +147,7 @@ def test_archived_records_replay_to_the_live_alert_ids(stack, tmp_path):
 def test_train_evaluate_promote_reaches_the_running_worker(stack, tmp_path):
     archive = tmp_path / "data" / "archive"
     entities = [f"m-{i}" for i in range(12)]
-    history = _metric(entities, T0, 10 * 144, 600, seed=7)               # ten days, every 10 min
+    history = _metric(entities, T0, 10 * 144, 600, seed=7)  # ten days, every 10 min
     incidents = [("m-3", T0 + 8 * DAY + 10 * 3600, 3, 0.2), ("m-5", T0 + 9 * DAY + 2 * 3600, 2, 2.0)]
     for entity, start, hours, factor in incidents:
         _scale(history, entity, start, start + hours * 3600, factor)
@@ -153,8 +159,12 @@ def test_train_evaluate_promote_reaches_the_running_worker(stack, tmp_path):
         writer.append(np.arange(len(recs)), np.array([r["ts"] for r in recs], dtype=float), recs)
         writer.close()
     truth = tmp_path / "truth.ndjson"
-    truth.write_bytes(b"".join(orjson.dumps({"kind": "window_outlier", "entity": e, "start": s, "end": s + h * 3600})
-                               + b"\n" for e, s, h, _ in incidents))
+    truth.write_bytes(
+        b"".join(
+            orjson.dumps({"kind": "window_outlier", "entity": e, "start": s, "end": s + h * 3600}) + b"\n"
+            for e, s, h, _ in incidents
+        )
+    )
     _warden(stack, "archive", "label", str(truth), "--name", "injected")
 
     _warden(stack, "train", "--source", "metric", "--until", "2026-01-09T00:00:00Z")
@@ -162,8 +172,21 @@ def test_train_evaluate_promote_reaches_the_running_worker(stack, tmp_path):
     assert version in _warden(stack, "models", "list").stdout.replace("\n", "")
 
     plot = tmp_path / "evaluation.png"
-    out = _warden(stack, "evaluate", "--source", "metric", "--since", "2026-01-09T00:00:00Z", "--model", "builtin",
-                  "--model", version, "--plot", str(plot), "--json")
+    out = _warden(
+        stack,
+        "evaluate",
+        "--source",
+        "metric",
+        "--since",
+        "2026-01-09T00:00:00Z",
+        "--model",
+        "builtin",
+        "--model",
+        version,
+        "--plot",
+        str(plot),
+        "--json",
+    )
     results = orjson.loads(out.stdout.strip().splitlines()[-1])
     trained, builtin = results[version]["window_outlier"], results["builtin"]["window_outlier"]
     assert trained["recall"] == 1.0 and trained["precision"] >= 0.3 and trained["median_delay_s"] <= 3600
@@ -183,10 +206,13 @@ def test_train_evaluate_promote_reaches_the_running_worker(stack, tmp_path):
     _warden(stack, "models", "promote", version)
     wait_until(lambda: _health(worker)["model_versions"] == {"metric": version}, what="the worker on the new version")
     run(_produce(bootstrap, "telemetry.metric", [r for r in live if r["ts"] >= T0 + 22 * DAY]))
-    found = wait_until(lambda: [a for a in stack.stream_alerts() if a["kind"] == "window_outlier"], timeout=120,
-                       what="a window_outlier alert from the promoted version")
+    found = wait_until(
+        lambda: [a for a in stack.stream_alerts() if a["kind"] == "window_outlier"],
+        timeout=120,
+        what="a window_outlier alert from the promoted version",
+    )
     assert {(a["entity"], a["model_version"]) for a in found} == {("live-1", version)}
-    assert "2026-01-23T11:00" <= found[0]["first_seen"] <= "2026-01-23T14:00"   # the anomalous hours closing
+    assert "2026-01-23T11:00" <= found[0]["first_seen"] <= "2026-01-23T14:00"  # the anomalous hours closing
 
     _warden(stack, "models", "rollback", "--source", "metric")
     wait_until(lambda: _health(worker)["model_versions"] == {}, what="the worker back on the built-in detectors")

@@ -31,20 +31,25 @@ from tests.conftest import ROOT, WorkerProcess, run, wait_until
 from tests.test_worker_integration import _send
 
 ADMIN_TOKEN = "admin-shared-CANARY-7e1"
-PLATE = "苏E·00003"          # the city's vehicle gps-0000003
+PLATE = "苏E·00003"  # the city's vehicle gps-0000003
 MASKED_PLATE = "苏E·****3"
 
 
 def warden(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "agents.cli", *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "agents.cli", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
-def http(port: int, method: str, path: str, token: str | None = None, body: dict | None = None,
-         headers: dict | None = None) -> tuple[int, dict]:
-    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", method=method,
-                                 data=orjson.dumps(body) if body is not None else None,
-                                 headers={**({"Authorization": f"Bearer {token}"} if token else {}), **(headers or {})})
+def http(
+    port: int, method: str, path: str, token: str | None = None, body: dict | None = None, headers: dict | None = None
+) -> tuple[int, dict]:
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}",
+        method=method,
+        data=orjson.dumps(body) if body is not None else None,
+        headers={**({"Authorization": f"Bearer {token}"} if token else {}), **(headers or {})},
+    )
     try:
         with urllib.request.urlopen(req, timeout=10) as resp:
             return resp.status, orjson.loads(resp.read())
@@ -71,8 +76,10 @@ def test_roles_allowed_and_refused_audited_and_personal_data_masked_for_viewers(
     city = tmp_path / "city"
     assert warden(env, "refdata", "city", str(city), "--entities", "300").returncode == 0
     assert warden(env, "refdata", "load", str(city)).returncode == 0
-    tokens = {role: _token(warden(env, "tokens", "create", "--role", role, "--name", f"{role}-li"))
-              for role in ("viewer", "operator", "admin")}
+    tokens = {
+        role: _token(warden(env, "tokens", "create", "--role", role, "--name", f"{role}-li"))
+        for role in ("viewer", "operator", "admin")
+    }
     again = warden(env, "tokens", "create", "--role", "viewer", "--name", "viewer-li")
     assert again.returncode == 2 and "exists" in again.stdout
     bad_role = warden(env, "tokens", "create", "--role", "root", "--name", "x")
@@ -85,8 +92,9 @@ def test_roles_allowed_and_refused_audited_and_personal_data_masked_for_viewers(
     port = worker.port
     wait_until(lambda: _ready(port), timeout=90, what="the worker's API")
     run(_send(stack.settings.bootstrap_servers, "telemetry.gps", [(b"gps-0000003", _speeding("gps-0000003"), None)]))
-    alerts = wait_until(lambda: http(port, "GET", "/api/alerts?kind=speeding", tokens["viewer"])[1]["alerts"],
-                        what="the speeding alert")
+    alerts = wait_until(
+        lambda: http(port, "GET", "/api/alerts?kind=speeding", tokens["viewer"])[1]["alerts"], what="the speeding alert"
+    )
     aid = alerts[0]["id"]
 
     # viewer: sees alerts with the plate masked; may not act or administer
@@ -94,14 +102,19 @@ def test_roles_allowed_and_refused_audited_and_personal_data_masked_for_viewers(
     assert http(port, "GET", f"/api/alerts/{aid}", tokens["viewer"])[1]["context"]["vehicle"]["plate"] == MASKED_PLATE
     status, err = http(port, "POST", f"/api/alerts/{aid}/acknowledge", tokens["viewer"], {"note": ""})
     assert status == 403 and err["error"] == "viewer-li has the viewer role; this needs operator"
-    for method, path in (("GET", "/api/settings"), ("PUT", "/api/refdata"), ("POST", "/api/models/rollback"),
-                         ("GET", "/api/audit")):
+    for method, path in (
+        ("GET", "/api/settings"),
+        ("PUT", "/api/refdata"),
+        ("POST", "/api/models/rollback"),
+        ("GET", "/api/audit"),
+    ):
         assert http(port, method, path, tokens["viewer"], {} if method != "GET" else None)[0] == 403
 
     # operator: sees the plate, acts (as itself), may not administer
     assert http(port, "GET", f"/api/alerts/{aid}", tokens["operator"])[1]["context"]["vehicle"]["plate"] == PLATE
-    status, acked = http(port, "POST", f"/api/alerts/{aid}/acknowledge", tokens["operator"],
-                         {"by": "someone-else", "note": "on it"})
+    status, acked = http(
+        port, "POST", f"/api/alerts/{aid}/acknowledge", tokens["operator"], {"by": "someone-else", "note": "on it"}
+    )
     assert status == 200 and acked["status"] == "acknowledged" and acked["transition"]["by"] == "operator-li"
     status, err = http(port, "GET", "/api/settings", tokens["operator"])
     assert status == 403 and "this needs admin" in err["error"]
@@ -113,6 +126,7 @@ def test_roles_allowed_and_refused_audited_and_personal_data_masked_for_viewers(
     status, err = http(port, "PUT", "/api/refdata", tokens["admin"], {"sites": [{"id": "s1"}]})
     assert status == 400 and "sites" in err["error"]
     from state.refdata.reference import RefData
+
     status, loaded = http(port, "PUT", "/api/refdata", tokens["admin"], RefData.load_dir(city).doc)
     assert status == 200 and loaded["counts"]["vehicles"] == 45
     status, err = http(port, "POST", "/api/models/promote", tokens["admin"], {"version": "metric-nope"})
@@ -128,13 +142,14 @@ def test_roles_allowed_and_refused_audited_and_personal_data_masked_for_viewers(
     # the console: a viewer's session cannot act even with its CSRF token; the map masks dwellings
     status, session, cookie = _login(port, tokens["viewer"])
     assert status == 200 and session["role"] == "viewer" and session["who"] == "viewer-li"
-    status, err = http(port, "POST", f"/api/alerts/{aid}/resolve", body={},
-                       headers={"Cookie": cookie, "X-CSRF-Token": session["csrf"]})
+    status, err = http(
+        port, "POST", f"/api/alerts/{aid}/resolve", body={}, headers={"Cookie": cookie, "X-CSRF-Token": session["csrf"]}
+    )
     assert status == 403 and "needs operator" in err["error"]
     sites = http(port, "GET", "/console/map", headers={"Cookie": cookie})[1]["sites"]
     dwellings = [s for s in sites if s["category"] == "dwelling"]
     assert dwellings and all("*" in s["name"] and "*" in s["id"] for s in dwellings)
-    status, op_session, op_cookie = _login(port, tokens["operator"])
+    status, _op_session, op_cookie = _login(port, tokens["operator"])
     op_sites = http(port, "GET", "/console/map", headers={"Cookie": op_cookie})[1]["sites"]
     assert all("*" not in s["name"] for s in op_sites)
 
@@ -163,8 +178,9 @@ def _ready(port: int) -> bool:
 
 
 def _login(port: int, token: str) -> tuple[int, dict, str]:
-    req = urllib.request.Request(f"http://127.0.0.1:{port}/console/login", method="POST",
-                                 data=orjson.dumps({"token": token}))
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{port}/console/login", method="POST", data=orjson.dumps({"token": token})
+    )
     with urllib.request.urlopen(req, timeout=10) as resp:
         cookie = resp.headers["Set-Cookie"].split(";", 1)[0]
         return resp.status, orjson.loads(resp.read()), cookie
@@ -185,16 +201,27 @@ def test_worker_and_cli_use_a_redis_password_and_a_wrong_one_fails_clearly(tmp_p
     secret_file = tmp_path / "redis-password"
     secret_file.write_text(REDIS_SECRET + "\n")
     with EmbeddedBroker(log_path=tmp_path / "broker.log") as broker, EmbeddedRedis(password=REDIS_SECRET) as redis:
-        base = _env(WARDEN_BROKER=f"kafka://{broker.bootstrap_servers}", WARDEN_REDIS_URL=redis.url,
-                    WARDEN_EMBEDDED="true", WARDEN_PARTITIONS="2", WARDEN_DATA_DIR=str(tmp_path / "data"),
-                    WARDEN_CONNECT_TIMEOUT_S="5")
+        base = _env(
+            WARDEN_BROKER=f"kafka://{broker.bootstrap_servers}",
+            WARDEN_REDIS_URL=redis.url,
+            WARDEN_EMBEDDED="true",
+            WARDEN_PARTITIONS="2",
+            WARDEN_DATA_DIR=str(tmp_path / "data"),
+            WARDEN_CONNECT_TIMEOUT_S="5",
+        )
         good = {**base, "WARDEN_REDIS_PASSWORD_FILE": str(secret_file)}
         worker = WorkerProcess({**good, "WARDEN_WEB_PORT": str(free_port())}, tmp_path / "worker.log")
         try:
             record = orjson.dumps({"entity": "st-1", "ts": time.time(), "pm25": 300.0})
             run(_send(broker.bootstrap_servers, "telemetry.air", [(b"st-1", record, None)]))
-            listed = wait_until(lambda: (out := warden(good, "alerts", "list", "--json")).returncode == 0
-                                and "pm25_over_limit" in out.stdout and out, what="the alert, through the password")
+            listed = wait_until(
+                lambda: (
+                    (out := warden(good, "alerts", "list", "--json")).returncode == 0
+                    and "pm25_over_limit" in out.stdout
+                    and out
+                ),
+                what="the alert, through the password",
+            )
         finally:
             worker.stop()
         outputs = [listed.stdout + listed.stderr]
@@ -204,8 +231,10 @@ def test_worker_and_cli_use_a_redis_password_and_a_wrong_one_fails_clearly(tmp_p
             assert done.returncode == 2 and "Traceback" not in outputs[-1]
             assert "refused the login of user 'default'" in done.stdout and "WARDEN_REDIS_PASSWORD" in done.stdout
         started = time.monotonic()
-        refused = WorkerProcess({**base, "WARDEN_REDIS_PASSWORD": "wrong-CANARY-2", "WARDEN_WEB_PORT": str(free_port())},
-                                tmp_path / "refused.log")
+        refused = WorkerProcess(
+            {**base, "WARDEN_REDIS_PASSWORD": "wrong-CANARY-2", "WARDEN_WEB_PORT": str(free_port())},
+            tmp_path / "refused.log",
+        )
         assert refused.proc.wait(60) == 2 and time.monotonic() - started < 60
         outputs.append(refused.log.read_text())
         assert "refused the login" in outputs[-1] and "Traceback" not in outputs[-1]
@@ -217,43 +246,81 @@ def test_worker_and_cli_use_a_redis_password_and_a_wrong_one_fails_clearly(tmp_p
 @pytest.mark.integration
 def test_a_broker_requiring_sasl_refuses_clearly(tmp_path):
     with EmbeddedBroker(authentication=True, log_path=tmp_path / "broker.log") as broker, EmbeddedRedis() as redis:
-        base = _env(WARDEN_BROKER=f"kafka://{broker.bootstrap_servers}", WARDEN_REDIS_URL=redis.url,
-                    WARDEN_DATA_DIR=str(tmp_path / "data"), WARDEN_CONNECT_TIMEOUT_S="5",
-                    WARDEN_WEB_PORT=str(free_port()))
+        base = _env(
+            WARDEN_BROKER=f"kafka://{broker.bootstrap_servers}",
+            WARDEN_REDIS_URL=redis.url,
+            WARDEN_DATA_DIR=str(tmp_path / "data"),
+            WARDEN_CONNECT_TIMEOUT_S="5",
+            WARDEN_WEB_PORT=str(free_port()),
+        )
         plain = warden(base, "worker")
         assert plain.returncode == 2 and "set WARDEN_KAFKA_SECURITY_PROTOCOL" in plain.stdout
-        scram = warden({**base, "WARDEN_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
-                        "WARDEN_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512", "WARDEN_KAFKA_SASL_USERNAME": "warden",
-                        "WARDEN_KAFKA_SASL_PASSWORD": "sasl-CANARY-55"}, "worker")
+        scram = warden(
+            {
+                **base,
+                "WARDEN_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+                "WARDEN_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+                "WARDEN_KAFKA_SASL_USERNAME": "warden",
+                "WARDEN_KAFKA_SASL_PASSWORD": "sasl-CANARY-55",
+            },
+            "worker",
+        )
         assert scram.returncode == 2
         assert "refused the SASL login of user 'warden' (SCRAM-SHA-512)" in scram.stdout
         for done in (plain, scram):
             assert "Traceback" not in done.stdout + done.stderr and "sasl-CANARY" not in done.stdout + done.stderr
 
 
-@pytest.mark.parametrize("settings, says", [
-    ({"WARDEN_KAFKA_SECURITY_PROTOCOL": "SASL_SSL"},
-     "WARDEN_KAFKA_SASL_USERNAME: required by WARDEN_KAFKA_SECURITY_PROTOCOL=SASL_SSL"),
-    ({"WARDEN_KAFKA_SASL_MECHANISM": "SCRAM-SHA-1"},
-     "WARDEN_KAFKA_SASL_MECHANISM: Input should be 'PLAIN', 'SCRAM-SHA-256' or 'SCRAM-SHA-512'"),
-    ({"WARDEN_KAFKA_SECURITY_PROTOCOL": "SSL", "WARDEN_KAFKA_SSL_CAFILE": "/nonexistent/ca.pem"},
-     "WARDEN_KAFKA_SSL_CAFILE: no readable file at /nonexistent/ca.pem"),
-    ({"WARDEN_KAFKA_SSL_CAFILE": "/etc/hostname"},
-     "WARDEN_KAFKA_SSL_CAFILE: set, but WARDEN_KAFKA_SECURITY_PROTOCOL=PLAINTEXT does not use TLS"),
-    ({"WARDEN_REDIS_PASSWORD": "x-CANARY", "WARDEN_REDIS_PASSWORD_FILE": "/etc/hostname"},
-     "WARDEN_REDIS_PASSWORD and WARDEN_REDIS_PASSWORD_FILE: set one, not both"),
-    ({"WARDEN_REDIS_URL": "redis://:x-CANARY@127.0.0.1:1/0", "WARDEN_REDIS_PASSWORD": "y-CANARY"},
-     "WARDEN_REDIS_URL holds a password and WARDEN_REDIS_PASSWORD(_FILE) is set too"),
-    ({"WARDEN_REDIS_URL": "redis://127.0.0.1:6379/0", "WARDEN_REDIS_SSL_CAFILE": "/etc/hostname"},
-     "WARDEN_REDIS_SSL_CAFILE: set, but WARDEN_REDIS_URL does not use TLS (rediss://)"),
-    ({"WARDEN_KAFKA_SECURITY_PROTOCOL": "SSL", "WARDEN_KAFKA_SSL_CERTFILE": "/etc/hostname"},
-     "WARDEN_KAFKA_SSL_CERTFILE and WARDEN_KAFKA_SSL_KEYFILE: a client certificate needs both"),
-    ({"WARDEN_KAFKA_SECURITY_PROTOCOL": "SSL", "WARDEN_KAFKA_SSL_CAFILE": "/etc/hostname",
-      "WARDEN_BROKER": "kafka://127.0.0.1:1", "WARDEN_KAFKA_SASL_PASSWORD": "unused-CANARY"},
-     "WARDEN_KAFKA_SSL_CAFILE / _CERTFILE / _KEYFILE (/ _KEY_PASSWORD): cannot load them"),
-    ({"WARDEN_REDIS_URL": "redis://:url-CANARY@127.0.0.1:1/0", "WARDEN_CONNECT_TIMEOUT_S": "2"},
-     "Redis at redis://:***@127.0.0.1:1/0: cannot connect (WARDEN_REDIS_URL)"),
-])
+@pytest.mark.parametrize(
+    "settings, says",
+    [
+        (
+            {"WARDEN_KAFKA_SECURITY_PROTOCOL": "SASL_SSL"},
+            "WARDEN_KAFKA_SASL_USERNAME: required by WARDEN_KAFKA_SECURITY_PROTOCOL=SASL_SSL",
+        ),
+        (
+            {"WARDEN_KAFKA_SASL_MECHANISM": "SCRAM-SHA-1"},
+            "WARDEN_KAFKA_SASL_MECHANISM: Input should be 'PLAIN', 'SCRAM-SHA-256' or 'SCRAM-SHA-512'",
+        ),
+        (
+            {"WARDEN_KAFKA_SECURITY_PROTOCOL": "SSL", "WARDEN_KAFKA_SSL_CAFILE": "/nonexistent/ca.pem"},
+            "WARDEN_KAFKA_SSL_CAFILE: no readable file at /nonexistent/ca.pem",
+        ),
+        (
+            {"WARDEN_KAFKA_SSL_CAFILE": "/etc/hostname"},
+            "WARDEN_KAFKA_SSL_CAFILE: set, but WARDEN_KAFKA_SECURITY_PROTOCOL=PLAINTEXT does not use TLS",
+        ),
+        (
+            {"WARDEN_REDIS_PASSWORD": "x-CANARY", "WARDEN_REDIS_PASSWORD_FILE": "/etc/hostname"},
+            "WARDEN_REDIS_PASSWORD and WARDEN_REDIS_PASSWORD_FILE: set one, not both",
+        ),
+        (
+            {"WARDEN_REDIS_URL": "redis://:x-CANARY@127.0.0.1:1/0", "WARDEN_REDIS_PASSWORD": "y-CANARY"},
+            "WARDEN_REDIS_URL holds a password and WARDEN_REDIS_PASSWORD(_FILE) is set too",
+        ),
+        (
+            {"WARDEN_REDIS_URL": "redis://127.0.0.1:6379/0", "WARDEN_REDIS_SSL_CAFILE": "/etc/hostname"},
+            "WARDEN_REDIS_SSL_CAFILE: set, but WARDEN_REDIS_URL does not use TLS (rediss://)",
+        ),
+        (
+            {"WARDEN_KAFKA_SECURITY_PROTOCOL": "SSL", "WARDEN_KAFKA_SSL_CERTFILE": "/etc/hostname"},
+            "WARDEN_KAFKA_SSL_CERTFILE and WARDEN_KAFKA_SSL_KEYFILE: a client certificate needs both",
+        ),
+        (
+            {
+                "WARDEN_KAFKA_SECURITY_PROTOCOL": "SSL",
+                "WARDEN_KAFKA_SSL_CAFILE": "/etc/hostname",
+                "WARDEN_BROKER": "kafka://127.0.0.1:1",
+                "WARDEN_KAFKA_SASL_PASSWORD": "unused-CANARY",
+            },
+            "WARDEN_KAFKA_SSL_CAFILE / _CERTFILE / _KEYFILE (/ _KEY_PASSWORD): cannot load them",
+        ),
+        (
+            {"WARDEN_REDIS_URL": "redis://:url-CANARY@127.0.0.1:1/0", "WARDEN_CONNECT_TIMEOUT_S": "2"},
+            "Redis at redis://:***@127.0.0.1:1/0: cannot connect (WARDEN_REDIS_URL)",
+        ),
+    ],
+)
 def test_a_wrong_setting_fails_at_start_naming_it_without_secrets(settings, says):
     args = ("worker",) if "WARDEN_BROKER" in settings else ("alerts", "list")
     done = warden(_env(**settings), *args, timeout=60)
@@ -269,23 +336,33 @@ def test_tls_and_sasl_settings_reach_every_kafka_client(tmp_path):
     from streams.kafka.client import kafka_options
 
     (tmp_path / "pw").write_text("sasl-secret\n")
-    s = Settings(broker="kafka://k1:9093,kafka://k2:9093", kafka_security_protocol="SASL_SSL",
-                 kafka_sasl_mechanism="SCRAM-SHA-256", kafka_sasl_username="warden",
-                 kafka_sasl_password_file=tmp_path / "pw")
+    s = Settings(
+        broker="kafka://k1:9093,kafka://k2:9093",
+        kafka_security_protocol="SASL_SSL",
+        kafka_sasl_mechanism="SCRAM-SHA-256",
+        kafka_sasl_username="warden",
+        kafka_sasl_password_file=tmp_path / "pw",
+    )
     options = kafka_options(s)
     assert options["bootstrap_servers"] == "k1:9093,k2:9093" and options["sasl_plain_password"] == "sasl-secret"
     assert options["security_protocol"] == "SASL_SSL" and options["ssl_context"].verify_mode.name == "CERT_REQUIRED"
     faust_side = credentials(s)
-    assert (faust_side.protocol.value, faust_side.mechanism.value, faust_side.username) == \
-        ("SASL_SSL", "SCRAM-SHA-256", "warden") and "sasl-secret" not in repr(faust_side)
+    assert (faust_side.protocol.value, faust_side.mechanism.value, faust_side.username) == (
+        "SASL_SSL",
+        "SCRAM-SHA-256",
+        "warden",
+    ) and "sasl-secret" not in repr(faust_side)
     assert "sasl-secret" not in repr(s) and "sasl-secret" not in str(s.model_dump())
 
 
 # -- personal data -----------------------------------------------------------------------------------------
 
+
 def test_logs_mask_plates():
-    code = ("import logging; from streams.privacy import mask_logs; logging.basicConfig(); mask_logs(); "
-            f"logging.getLogger('warden.x').warning('vehicle %s stopped at %s', '{PLATE}', 'gate 3')")
+    code = (
+        "import logging; from streams.privacy import mask_logs; logging.basicConfig(); mask_logs(); "
+        f"logging.getLogger('warden.x').warning('vehicle %s stopped at %s', '{PLATE}', 'gate 3')"
+    )
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert f"vehicle {MASKED_PLATE} stopped at gate 3" in done.stderr and PLATE not in done.stderr
 
@@ -307,6 +384,7 @@ def test_replay_exports_mask_personal_data_unless_asked(tmp_path):
 
 # -- retention -----------------------------------------------------------------------------------------------
 
+
 def test_alert_store_and_audit_retention_delete_old_data():
     from agents.alerts.manager import AlertManager
     from models.incidents import QuietPeriods
@@ -314,6 +392,7 @@ def test_alert_store_and_audit_retention_delete_old_data():
     from tests.test_alerts import _signal
 
     with EmbeddedRedis() as server:
+
         async def scenario():
             import redis.asyncio as aioredis
 
@@ -322,12 +401,14 @@ def test_alert_store_and_audit_retention_delete_old_data():
             store, audit = AlertStore(r, settings), Audit(r, settings)
             cache = RefCache(r)
             await cache.refresh()
-            (alert,) = await AlertManager(store, cache, QuietPeriods({"*": 3600.0})).handle([_signal("st-9", time.time())])
+            (alert,) = await AlertManager(store, cache, QuietPeriods({"*": 3600.0})).handle(
+                [_signal("st-9", time.time())]
+            )
             await store.transition(alert["id"], "resolve", "li")
             await audit.record(Identity("li", "operator"), "alert.resolve", alert["id"], "api")
             assert (await store.get(alert["id"]))["status"] == "resolved"
             await asyncio.sleep(3.2)
-            await audit.record(Identity("li", "operator"), "alert.resolve", "later", "api")   # trims the old one
+            await audit.record(Identity("li", "operator"), "alert.resolve", "later", "api")  # trims the old one
             with pytest.raises(AlertNotFound):
                 await store.get(alert["id"])
             assert await store.list() == [] and await store.trim() > 0

@@ -38,6 +38,9 @@ def test_silent_and_recovered_once_however_batched(cut):
     # meter-09 misses two readings only (limit: 5 x 60 s) - no signal.
     assert ("silent", "meter-05", "2026-01-01T00:34:05.000Z") in got
     assert ("silence_recovered", "meter-05", "2026-01-01T01:30:05.000Z") in got
-    assert {(k, e) for k, e, _ in got} <= {("silent", "meter-05"), ("silence_recovered", "meter-05"),
-                                             ("silent", "meter-07")}
+    assert {(k, e) for k, e, _ in got} <= {
+        ("silent", "meter-05"),
+        ("silence_recovered", "meter-05"),
+        ("silent", "meter-07"),
+    }
     assert ("silent", "meter-07", "2026-01-01T01:44:07.000Z") in got

@@ -16,19 +16,20 @@ TS = 1_767_225_600
 
 
 def _metric_state(**kw) -> EntityState:
-    return EntityState(numeric=["value"], windowed=["value"], windows={"1m": 5, "1h": 3},
-                       lateness_s=kw.get("lateness_s", 600))
+    return EntityState(
+        numeric=["value"], windowed=["value"], windows={"1m": 5, "1h": 3}, lateness_s=kw.get("lateness_s", 600)
+    )
 
 
 def test_running_stats_match_numpy_for_any_batching():
     rng = np.random.default_rng(3)
     entities = [f"e{i}" for i in rng.integers(0, 20, 3000)]
     values = rng.normal(10, 3, 3000)
-    values[rng.random(3000) < 0.1] = np.nan   # absent readings are not counted
+    values[rng.random(3000) < 0.1] = np.nan  # absent readings are not counted
     ts = TS + np.arange(3000, dtype=float)
     st = _metric_state()
     for lo in range(0, 3000, 257):
-        st.update(st.locate(entities[lo:lo + 257]), ts[lo:lo + 257], values[lo:lo + 257, None])
+        st.update(st.locate(entities[lo : lo + 257]), ts[lo : lo + 257], values[lo : lo + 257, None])
     for e in ("e0", "e7", "e19"):
         mine = values[[i for i, x in enumerate(entities) if x == e]]
         mine = mine[~np.isnan(mine)]
@@ -44,7 +45,7 @@ def test_window_ring_keeps_the_last_buckets_and_clears_old_ones():
     rows = np.array([0, 0, 0])
     b0 = TS // 60
     assert st.window_means("1m", rows, np.array([b0, b0 + 1, b0 + 2])).ravel().tolist() == [2.0, 5.0, 7.0]
-    st.update(st.locate(["a"]), np.array([TS + 60 * 6.0]), np.array([[9.0]]))   # six minutes on: bucket b0 left the ring
+    st.update(st.locate(["a"]), np.array([TS + 60 * 6.0]), np.array([[9.0]]))  # six minutes on: bucket b0 left the ring
     means = st.window_means("1m", np.array([0, 0]), np.array([b0, b0 + 6])).ravel()
     assert np.isnan(means[0]) and means[1] == 9.0
 
@@ -53,7 +54,7 @@ def test_late_records_by_entity_event_time():
     st = _metric_state(lateness_s=60)
     st.update(st.locate(["a", "b"]), np.array([TS + 1000.0, TS]), np.array([[1.0], [1.0]]))
     late = st.late(st.locate(["a", "b", "c", "c"]), np.array([TS + 900.0, TS - 30, TS, TS - 500]))
-    assert late.tolist() == [True, False, False, True]   # c's second record is behind c's first
+    assert late.tolist() == [True, False, False, True]  # c's second record is behind c's first
 
 
 def test_checkpoint_bytes_round_trip():
@@ -64,15 +65,15 @@ def test_checkpoint_bytes_round_trip():
     assert again.load_bytes(st.to_bytes({"run": "r1"})) == {"run": "r1"}
     assert again.slots.entities == ["a", "b"] and again.notes == {"x": 1} and again.watermark == TS + 5.0
     assert np.array_equal(again.store["mean"][:2], st.store["mean"][:2])
-    for name in st.store.names():   # every column, window rings (several axes) included
+    for name in st.store.names():  # every column, window rings (several axes) included
         assert np.array_equal(again.store[name][:2], st.store[name][:2], equal_nan=True), name
     other = EntityState(numeric=["v"], windowed=[], windows={}, lateness_s=1)
     with pytest.raises(ValueError):
         other.load_bytes(st.to_bytes())
     with pytest.raises(ValueError, match="bytes"):
-        _metric_state().load_bytes(st.to_bytes()[:-3])      # cut short
+        _metric_state().load_bytes(st.to_bytes()[:-3])  # cut short
     empty = _metric_state()
-    empty.load_bytes(_metric_state().to_bytes())            # a partition that has seen no entity yet
+    empty.load_bytes(_metric_state().to_bytes())  # a partition that has seen no entity yet
     assert len(empty.slots) == 0
 
 
@@ -113,8 +114,8 @@ def test_threshold_rules_fire_once_per_period_and_on_closed_windows():
     got = sorted((a["kind"], a["entity"], a["window_start"]) for a in alerts)
     assert got == [
         ("no2_hourly_over_limit", "s1", "2026-01-01T01:00:00.000Z"),  # only the breaching hour, once
-        ("pm25_over_limit", "s2", "2026-01-01T00:00:00.000Z"),        # minutes 30 and 31: one alert
-        ("pm25_over_limit", "s2", "2026-01-01T01:00:00.000Z"),        # minute 95: next hour
+        ("pm25_over_limit", "s2", "2026-01-01T00:00:00.000Z"),  # minutes 30 and 31: one alert
+        ("pm25_over_limit", "s2", "2026-01-01T01:00:00.000Z"),  # minute 95: next hour
     ]
     no2 = next(a for a in alerts if a["kind"].startswith("no2"))
     assert no2["evidence"]["mean"] == pytest.approx(260.0) and no2["ts"] == "2026-01-01T02:00:00.000Z"
@@ -135,29 +136,40 @@ def test_same_records_same_alerts_and_state_however_batched(cut):
     assert sorted(a["id"] for a in got) == sorted(a["id"] for a in expected)
     assert pieces.state.slots.entities == whole.state.slots.entities
     names = whole.state.store.names()
-    assert {"last_ts", "mean", "m2", "1h.sum", "threshold.alerted"} <= set(names)   # air's window model reads stats
-    assert "last" not in names   # and none of its detectors reads last values
+    assert {"last_ts", "mean", "m2", "1h.sum", "threshold.alerted"} <= set(names)  # air's window model reads stats
+    assert "last" not in names  # and none of its detectors reads last values
     for name in names:
         a, b = pieces.state.store[name], whole.state.store[name]
         assert np.allclose(a, b, rtol=1e-9, equal_nan=True), name  # float sums may differ in the last bit
 
 
 def _station_hours(entity: str, hours: int, pm25: float, no2: float = 30.0) -> list[dict]:
-    return [{"entity": entity, "ts": TS + h * 3600 + m * 600 + 1, "pm25": pm25 + (m % 3) * 0.5,
-             "no2": no2 + m % 2, "o3": 50.0 + m % 4} for h in range(hours) for m in range(6)]
+    return [
+        {
+            "entity": entity,
+            "ts": TS + h * 3600 + m * 600 + 1,
+            "pm25": pm25 + (m % 3) * 0.5,
+            "no2": no2 + m % 2,
+            "o3": 50.0 + m % 4,
+        }
+        for h in range(hours)
+        for m in range(6)
+    ]
 
 
 def test_daily_limit_needs_twenty_hours_and_aqi_tracks_the_hour():
     settings = Settings(allowed_lateness_s=120)
     engine = SourceEngine(load_sources(settings)["air"], settings)
-    recs = sorted(_station_hours("dirty", 30, 95.0) + _station_hours("clean", 30, 20.0)
-                  + _station_hours("short", 10, 200.0), key=lambda r: (r["ts"], r["entity"]))
+    recs = sorted(
+        _station_hours("dirty", 30, 95.0) + _station_hours("clean", 30, 20.0) + _station_hours("short", 10, 200.0),
+        key=lambda r: (r["ts"], r["entity"]),
+    )
     alerts = engine.process(recs).signals
     daily = [(a["entity"], a["ts"]) for a in alerts if a["kind"] == "pm25_daily_over_limit"]
     # first closed hour with >= 20 hourly values: hour 19 closes when hour 20's first record arrives + lateness
     assert daily and {e for e, _ in daily} == {"dirty"}
     assert daily[0][1] == "2026-01-01T20:00:00.000Z"
     aqi = [a for a in alerts if a["kind"] == "aqi_polluted"]
-    assert {a["entity"] for a in aqi} == {"short"}          # PM2.5 ~200 -> AQI ~250, heavily polluted
+    assert {a["entity"] for a in aqi} == {"short"}  # PM2.5 ~200 -> AQI ~250, heavily polluted
     assert aqi[0]["evidence"]["category"] == "heavily polluted" and aqi[0]["severity"] == "major"
     assert aqi[0]["evidence"]["primary"] == "pm25" and 240 <= aqi[0]["evidence"]["aqi"] <= 260

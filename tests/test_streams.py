@@ -18,11 +18,16 @@ from streams.validation import Validator, parse_time
 TS = 1_767_225_600
 
 
-@pytest.mark.parametrize("key,java_murmur2", [
-    ("21", -973932308), ("foobar", -790332482), ("a-little-bit-long-string", -985981536),
-    ("a-little-bit-longer-string", -1486304829),
-    ("lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8", -58897971),
-])
+@pytest.mark.parametrize(
+    "key,java_murmur2",
+    [
+        ("21", -973932308),
+        ("foobar", -790332482),
+        ("a-little-bit-long-string", -985981536),
+        ("a-little-bit-longer-string", -1486304829),
+        ("lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8", -58897971),
+    ],
+)
 def test_partition_matches_the_java_client(key, java_murmur2):
     # Kafka's UtilsTest vectors; the Java partitioner is toPositive(murmur2) % n.
     for n in (1, 3, 8, 12):
@@ -43,7 +48,7 @@ def test_envelope_reads_objects_arrays_and_refuses_the_rest():
     assert decode(b"nope").reason == "not_json"
     assert decode(b"").reason == "empty"
     assert decode(b"1").reason == "not_object"
-    assert decode(b"[" * 100_000).reason == "not_json"          # deep nesting
+    assert decode(b"[" * 100_000).reason == "not_json"  # deep nesting
     assert decode(b"x" * 11, max_bytes=10).reason == "oversize"
     # a huge number does not sink the whole batch: the finite record survives
     out = decode(b'[{"v": 1e999}, {"v": 2}]')
@@ -54,16 +59,19 @@ def test_registry_ships_six_sources_and_takes_new_declarations(tmp_path):
     assert set(load_sources(Settings())) == {"power", "water", "gps", "video", "air", "metric"}
     (tmp_path / "noise.toml").write_text(
         'name = "noise"\ntopic = "telemetry.noise"\n[fields.db]\ntype = "float"\nunit = "dB(A)"\n'
-        'min = 0\nmax = 200\nrequired = true\nwindow = true\n'
-        '[[rules]]\nkind = "loud"\nfield = "db"\nabove = 85\n')
+        "min = 0\nmax = 200\nrequired = true\nwindow = true\n"
+        '[[rules]]\nkind = "loud"\nfield = "db"\nabove = 85\n'
+    )
     reg = load_sources(Settings(sources_dirs=[tmp_path]))
     assert reg["noise"].topic == "telemetry.noise" and "telemetry.noise" in reg.topics
     (tmp_path / "broken.toml").write_text('name = "broken"\ntopic = "t"\n[fields.x]\ntype = "complex"\n')
     with pytest.raises(SourceError, match=r"broken.toml: fields.x.type"):
         load_sources(Settings(sources_dirs=[tmp_path]))
     (tmp_path / "broken.toml").unlink()
-    (tmp_path / "short.toml").write_text('name = "short"\ntopic = "t2"\ndetectors = ["anomaly"]\n[fields.x]\n'
-                                         'type = "float"\nanomaly = true\n[anomaly]\nshape_memory = 10\n')
+    (tmp_path / "short.toml").write_text(
+        'name = "short"\ntopic = "t2"\ndetectors = ["anomaly"]\n[fields.x]\n'
+        'type = "float"\nanomaly = true\n[anomaly]\nshape_memory = 10\n'
+    )
     with pytest.raises(SourceError, match=r"short.toml: anomaly: .*shape_memory must be 0 \(off\) or at least"):
         load_sources(Settings(sources_dirs=[tmp_path]))
 
@@ -83,15 +91,20 @@ def test_validation_reasons():
     batch, rejects = v.validate(records)
     assert batch.positions.tolist() == [0, 4]
     assert batch.strings["zone"] == ["<script>", None]
-    assert batch.ts.tolist() == [TS, TS]          # epoch milliseconds read as such
+    assert batch.ts.tolist() == [TS, TS]  # epoch milliseconds read as such
     assert [(r.position, r.reason) for r in rejects] == [
-        (1, "out_of_range"), (2, "out_of_range"), (3, "wrong_type"), (5, "out_of_range"), (6, "not_object"),
-        (7, "unknown_source")]
+        (1, "out_of_range"),
+        (2, "out_of_range"),
+        (3, "wrong_type"),
+        (5, "out_of_range"),
+        (6, "not_object"),
+        (7, "unknown_source"),
+    ]
 
 
 def test_time_formats():
     assert parse_time("2026-01-01T08:00:00+08:00") == TS
-    assert parse_time("2026-01-01T00:00:00") == TS   # naive means UTC
+    assert parse_time("2026-01-01T00:00:00") == TS  # naive means UTC
     assert parse_time(TS, "epoch_ms") == TS / 1000
     assert parse_time("2026-01-01", "epoch_s") is None
     assert parse_time(float("nan")) is None
@@ -102,15 +115,28 @@ def test_a_batch_of_numeric_times_reads_as_one_record_at_a_time(fmt):
     """All-number times take a vectorised path; one odd record sends the batch one record at a time."""
     metric = load_sources(Settings())["metric"].model_copy(update={"time_format": fmt})
     v, rng = Validator(metric, Settings()), random.Random(7)
-    times = [TS + rng.randint(0, 10**6), float(TS) + rng.random(), TS * 1000 + 5, float(TS * 1000), 0, -TS,
-             float("nan"), float("inf"), -float("inf"), 10**400, 1e300, TS * 10**6]
+    times = [
+        TS + rng.randint(0, 10**6),
+        float(TS) + rng.random(),
+        TS * 1000 + 5,
+        float(TS * 1000),
+        0,
+        -TS,
+        float("nan"),
+        float("inf"),
+        -float("inf"),
+        10**400,
+        1e300,
+        TS * 10**6,
+    ]
     records = [{"entity": f"m{i}", "ts": t, "value": 1.0} for i, t in enumerate(times)]
     fast = v.validate(records)
-    slow = v.validate(records + [{"entity": "m", "ts": "2026-01-01T00:00:00Z", "value": 1.0}])
-    assert fast[0].positions.tolist() == slow[0].positions.tolist()[:len(fast[0])]
-    assert fast[0].ts.tolist() == slow[0].ts.tolist()[:len(fast[0])]
-    assert [(r.position, r.reason) for r in fast[1]] == [(r.position, r.reason) for r in slow[1]
-                                                         if r.position < len(records)]
+    slow = v.validate([*records, {"entity": "m", "ts": "2026-01-01T00:00:00Z", "value": 1.0}])
+    assert fast[0].positions.tolist() == slow[0].positions.tolist()[: len(fast[0])]
+    assert fast[0].ts.tolist() == slow[0].ts.tolist()[: len(fast[0])]
+    assert [(r.position, r.reason) for r in fast[1]] == [
+        (r.position, r.reason) for r in slow[1] if r.position < len(records)
+    ]
 
 
 def test_simulator_is_seeded_and_realistic():
@@ -118,13 +144,14 @@ def test_simulator_is_seeded_and_realistic():
         sim = CitySimulator(entities=300, seed=seed, start_ts=TS)
         ticks = sim.ticks()
         return [next(ticks) for _ in range(60)]
+
     a, b, c = first(1), first(1), first(2)
     assert a == b and a != c
     records = [r for tick in a for r in tick]
     reg = load_sources(Settings())
     for name in ("power", "water", "gps", "video", "air"):
         mine = [r for r in records if r["source"] == name]
-        batch, rejects = Validator(reg[name], Settings()).validate(mine)
+        _batch, rejects = Validator(reg[name], Settings()).validate(mine)
         assert mine and not rejects, (name, rejects[:3])
     ts = np.array([r["ts"] for r in records])
     assert ts.min() >= TS and ts.max() < TS + 600

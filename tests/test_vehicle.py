@@ -22,14 +22,14 @@ def _vehicle(alerts):
 @pytest.mark.parametrize("cut", [1, 13, 10_000])
 def test_each_movement_rule_fires_once_and_only_where_it_should(cut):
     recs = (
-        track("gps-0000001", NIGHT, 30, 120.50, 31.20, 50.0, dlon=0.0001)        # hazardous, driving at night
-        + track("gps-0000100", NIGHT, 30, 120.50, 31.21, 50.0, dlon=0.0001)      # ordinary vehicle at night
-        + track("gps-0000101", NOON, 260, 120.40, 31.10, 0.0)                    # stands 43 min in the open
-        + track("gps-0000102", NOON, 260, 120.58, 31.36, 0.0)                    # stands in the authorised depot
-        + track("gps-0000002", NOON, 40, 120.595, 31.31, 30.0, dlon=0.0005)      # hazardous, enters the old town
-        + track("gps-0000103", NOON, 40, 120.595, 31.312, 30.0, dlon=0.0005)     # ordinary, same street
+        track("gps-0000001", NIGHT, 30, 120.50, 31.20, 50.0, dlon=0.0001)  # hazardous, driving at night
+        + track("gps-0000100", NIGHT, 30, 120.50, 31.21, 50.0, dlon=0.0001)  # ordinary vehicle at night
+        + track("gps-0000101", NOON, 260, 120.40, 31.10, 0.0)  # stands 43 min in the open
+        + track("gps-0000102", NOON, 260, 120.58, 31.36, 0.0)  # stands in the authorised depot
+        + track("gps-0000002", NOON, 40, 120.595, 31.31, 30.0, dlon=0.0005)  # hazardous, enters the old town
+        + track("gps-0000103", NOON, 40, 120.595, 31.312, 30.0, dlon=0.0005)  # ordinary, same street
         + track("gps-0000104", NOON, 20, 120.30, 31.00, 60.0, dlon=0.001, park=False)  # moving, then nothing
-        + track("gps-0000104", NOON + 600, 5, 120.32, 31.00, 60.0, dlon=0.001)   # back after a 7-min gap
+        + track("gps-0000104", NOON + 600, 5, 120.32, 31.00, 60.0, dlon=0.001)  # back after a 7-min gap
     )
     recs.sort(key=lambda r: (r["ts"], r["entity"]))
     engine = SourceEngine(load_sources(Settings())["gps"], Settings())
@@ -49,27 +49,47 @@ def test_each_movement_rule_fires_once_and_only_where_it_should(cut):
 def _registry_city():
     from state.refdata.reference import RefData
 
-    return RefData.from_doc({
-        "routes": {"type": "FeatureCollection", "features": [{"type": "Feature",
-                   "properties": {"id": "r1", "corridor_m": 200},
-                   "geometry": {"type": "LineString", "coordinates": [[120.40, 31.10], [120.50, 31.10]]}}]},
-        "vehicles": [{"entity": "tanker-1", "plate": "苏E·00001", "hazard_class": "3", "routes": "r1"},
-                     {"entity": "tanker-2", "plate": "苏E·00002", "hazard_class": "2.1", "routes": "r1"},
-                     {"entity": "van-1", "plate": "苏E·00003", "routes": "r1"}]})
+    return RefData.from_doc(
+        {
+            "routes": {
+                "type": "FeatureCollection",
+                "features": [
+                    {
+                        "type": "Feature",
+                        "properties": {"id": "r1", "corridor_m": 200},
+                        "geometry": {"type": "LineString", "coordinates": [[120.40, 31.10], [120.50, 31.10]]},
+                    }
+                ],
+            },
+            "vehicles": [
+                {"entity": "tanker-1", "plate": "苏E·00001", "hazard_class": "3", "routes": "r1"},
+                {"entity": "tanker-2", "plate": "苏E·00002", "hazard_class": "2.1", "routes": "r1"},
+                {"entity": "van-1", "plate": "苏E·00003", "routes": "r1"},
+            ],
+        }
+    )
 
 
 @pytest.mark.parametrize("cut", [1, 7, 10_000])
 def test_route_corridor_and_hazardous_speed_from_the_vehicle_registry(cut):
     def leg(entity, start, n, lat, speed, lon0=120.41):
-        return [{"entity": entity, "ts": start + i * 10, "lat": lat, "lon": lon0 + i * 0.0005, "speed": speed}
-                for i in range(n)]
+        return [
+            {"entity": entity, "ts": start + i * 10, "lat": lat, "lon": lon0 + i * 0.0005, "speed": speed}
+            for i in range(n)
+        ]
 
-    on, off = 31.1005, 31.11          # 55 m and 1.1 km north of the route
-    recs = (leg("tanker-1", NOON, 10, on, 60.0) + leg("tanker-1", NOON + 100, 10, off, 60.0, 120.415)
-            + leg("tanker-1", NOON + 200, 10, on, 60.0, 120.42) + leg("tanker-1", NOON + 300, 5, off, 60.0, 120.425)
-            + leg("tanker-2", NOON, 30, on, 70.0) + leg("tanker-2", NOON + 300, 5, on, 95.0, 120.43)
-            + leg("tanker-2", NOON + 350, 5, on, 70.0, 120.44) + leg("tanker-2", NOON + 400, 5, on, 96.0, 120.45)
-            + leg("van-1", NOON, 20, off, 95.0))
+    on, off = 31.1005, 31.11  # 55 m and 1.1 km north of the route
+    recs = (
+        leg("tanker-1", NOON, 10, on, 60.0)
+        + leg("tanker-1", NOON + 100, 10, off, 60.0, 120.415)
+        + leg("tanker-1", NOON + 200, 10, on, 60.0, 120.42)
+        + leg("tanker-1", NOON + 300, 5, off, 60.0, 120.425)
+        + leg("tanker-2", NOON, 30, on, 70.0)
+        + leg("tanker-2", NOON + 300, 5, on, 95.0, 120.43)
+        + leg("tanker-2", NOON + 350, 5, on, 70.0, 120.44)
+        + leg("tanker-2", NOON + 400, 5, on, 96.0, 120.45)
+        + leg("van-1", NOON, 20, off, 95.0)
+    )
     recs.sort(key=lambda r: (r["ts"], r["entity"]))
     engine = SourceEngine(load_sources(Settings())["gps"], Settings(), refdata=_registry_city())
     alerts = in_batches(engine, recs, cut)
@@ -100,5 +120,5 @@ def test_the_zone_grid_gives_exactly_the_plain_point_in_polygon_answer():
         match = zones.kinds[zone] == kind
         plain[pts[match]] = zone[match]
         found = zones.zone_index(lon, lat, kind)
-        assert (plain >= 0).sum() > 1000          # many points inside, many just outside
+        assert (plain >= 0).sum() > 1000  # many points inside, many just outside
         assert np.array_equal(found, plain)

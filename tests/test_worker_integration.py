@@ -29,12 +29,14 @@ async def _send(bootstrap: str, topic: str, values: list[tuple[bytes | None, byt
 
 
 async def _read_topic(bootstrap: str, topic: str, want: int, timeout_s: float = 60.0) -> list[dict]:
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                                group_id=None, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None, enable_auto_commit=False
+    )
     await consumer.start()
     out: list[dict] = []
     try:
         import time
+
         deadline = time.monotonic() + timeout_s
         while len(out) < want and time.monotonic() < deadline:
             for msgs in (await consumer.getmany(timeout_ms=500)).values():
@@ -89,12 +91,19 @@ def test_malformed_records_go_to_dead_letters_and_worker_keeps_going(stack):
     assert isinstance(by_reason["not_json"]["offset"], int) and by_reason["not_json"]["detail"]
     assert worker.alive()
     # late: a record far behind its entity's latest event time
-    run(_send(stack.settings.bootstrap_servers, "telemetry.air",
-              [(b"station-1", orjson.dumps({"entity": "station-1", "ts": TS - 7200, "pm25": 3.0}), None)]))
+    run(
+        _send(
+            stack.settings.bootstrap_servers,
+            "telemetry.air",
+            [(b"station-1", orjson.dumps({"entity": "station-1", "ts": TS - 7200, "pm25": 3.0}), None)],
+        )
+    )
     letters = run(_read_topic(stack.settings.bootstrap_servers, "warden.deadletter", len(letters) + 1))
     assert "late" in {d["reason"] for d in letters}
-    wait_until(lambda: sum(sum(m["dead_letters"].values()) for m in stack.metrics()) == len(letters),
-               what="dead letters counted in metrics")
+    wait_until(
+        lambda: sum(sum(m["dead_letters"].values()) for m in stack.metrics()) == len(letters),
+        what="dead letters counted in metrics",
+    )
     assert worker.alive()
 
 
@@ -116,7 +125,7 @@ def _checkpointed_count(stack, source: str, entity: str) -> int:
     for part in range(4):
         blob = stack.redis.hget(f"warden:ckpt:warden:{source}:{part}", "state")
         if blob:
-            st = SourceEngine(reg[source], stack.settings).state   # with its detectors' columns
+            st = SourceEngine(reg[source], stack.settings).state  # with its detectors' columns
             st.load_bytes(unpack(blob))
             row = st.slots.get(entity)
             if row is not None:

@@ -27,8 +27,15 @@ class Audit:
 
     async def record(self, identity: Identity, action: str, target: str, via: str, detail: dict | None = None) -> None:
         now = time.time()
-        entry = {"at": now, "who": identity.who, "role": identity.role, "action": action, "target": target,
-                 "via": via, "detail": detail or {}}
+        entry = {
+            "at": now,
+            "who": identity.who,
+            "role": identity.role,
+            "action": action,
+            "target": target,
+            "via": via,
+            "detail": detail or {},
+        }
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.xadd(AUDIT_STREAM, {"entry": orjson.dumps(entry)})
             pipe.xtrim(AUDIT_STREAM, minid=int(now * 1000) - self.retention_ms, approximate=False)

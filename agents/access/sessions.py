@@ -18,9 +18,9 @@ import redis.asyncio as aioredis
 COOKIE = "warden_session"
 KEY = "warden:session:{}"
 TTL_S = 12 * 3600
-TOKEN_SESSIONS_KEY = "warden:token-sessions:{}"   # a token's name -> the session keys it opened (ended on revoke)
+TOKEN_SESSIONS_KEY = "warden:token-sessions:{}"  # a token's name -> the session keys it opened (ended on revoke)
 FAILED_KEY = "warden:login-failures:{}"
-MAX_FAILURES, FAILURE_WINDOW_S = 5, 900   # per client address: 5 wrong tokens, then 15 minutes locked out
+MAX_FAILURES, FAILURE_WINDOW_S = 5, 900  # per client address: 5 wrong tokens, then 15 minutes locked out
 
 
 def _key(session_id: str) -> str:
@@ -67,8 +67,8 @@ class Sessions:
         """Count a failed login; the count expires ``FAILURE_WINDOW_S`` after the first."""
         key = FAILED_KEY.format(client)
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.set(key, 0, ex=FAILURE_WINDOW_S, nx=True)   # the window starts at the first failure
-            pipe.incr(key)                                    # (INCR keeps the key's expiry)
+            pipe.set(key, 0, ex=FAILURE_WINDOW_S, nx=True)  # the window starts at the first failure
+            pipe.incr(key)  # (INCR keeps the key's expiry)
             await pipe.execute()
 
     async def end(self, session_id: str | None) -> None:

@@ -29,8 +29,8 @@ import redis.asyncio as aioredis
 from settings import Settings
 
 ROLES = ("viewer", "operator", "admin")
-TOKENS_KEY = "warden:tokens"            # hash: name -> {"role", "hash", "created_at", "created_by"}
-TOKEN_KEY = "warden:token:{}"           # SHA-256 of a token -> its name
+TOKENS_KEY = "warden:tokens"  # hash: name -> {"role", "hash", "created_at", "created_by"}
+TOKEN_KEY = "warden:token:{}"  # SHA-256 of a token -> its name
 BOOTSTRAP_NAME = "WARDEN_API_TOKEN"
 
 
@@ -99,8 +99,14 @@ class TokenStore:
         out = []
         for name, raw in sorted(rows.items()):
             entry = orjson.loads(raw)
-            out.append({"name": name.decode(), "role": entry["role"], "created_at": entry["created_at"],
-                        "created_by": entry["created_by"]})
+            out.append(
+                {
+                    "name": name.decode(),
+                    "role": entry["role"],
+                    "created_at": entry["created_at"],
+                    "created_by": entry["created_by"],
+                }
+            )
         return out
 
     async def revoke(self, name: str) -> None:

@@ -35,8 +35,14 @@ CLOSING = ("resolved", "false_positive")
 class StreamSink:
     """Reads the alert stream as consumer group ``group`` and hands batches to ``deliver``."""
 
-    def __init__(self, redis: aioredis.Redis, group: str, consumer: str,
-                 deliver: Callable[[list[dict]], Awaitable[None]], max_backoff_s: float = 30.0):
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        group: str,
+        consumer: str,
+        deliver: Callable[[list[dict]], Awaitable[None]],
+        max_backoff_s: float = 30.0,
+    ):
         self.redis, self.group, self.consumer, self.deliver = redis, group, consumer, deliver
         self.max_backoff_s = max_backoff_s
         self.delivered = 0
@@ -68,7 +74,7 @@ class StreamSink:
                 backoff, self.last_error = 0.5, None
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - a sink failure must never stop the worker
+            except Exception as exc:
                 self.failures += 1
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 log.warning("delivery %s failed (%s); retrying in %.1f s", self.group, self.last_error, backoff)
@@ -77,21 +83,26 @@ class StreamSink:
                 backoff = min(backoff * 2, self.max_backoff_s)
 
     async def _read(self, start: str) -> list:
-        got = await self.redis.xreadgroup(self.group, self.consumer, {ALERT_STREAM: start}, count=200,
-                                          block=None if start == "0" else 1000)
+        got = await self.redis.xreadgroup(
+            self.group, self.consumer, {ALERT_STREAM: start}, count=200, block=None if start == "0" else 1000
+        )
         return await self._live([e for _, entries in got or [] for e in entries])
 
     async def _claim(self) -> list:
-        _, claimed, *_ = await self.redis.xautoclaim(ALERT_STREAM, self.group, self.consumer,
-                                                     min_idle_time=CLAIM_IDLE_MS, count=200)
+        _, claimed, *_ = await self.redis.xautoclaim(
+            ALERT_STREAM, self.group, self.consumer, min_idle_time=CLAIM_IDLE_MS, count=200
+        )
         return await self._live(claimed)
 
     async def _live(self, entries: list) -> list:
         """Entries still in the stream; pending ones trimmed away meanwhile are acknowledged and reported."""
         gone = [entry_id for entry_id, fields in entries if not fields]
         if gone:
-            log.error("delivery %s: %d pending alert changes were trimmed from the stream before delivery",
-                      self.group, len(gone))
+            log.error(
+                "delivery %s: %d pending alert changes were trimmed from the stream before delivery",
+                self.group,
+                len(gone),
+            )
             await self.redis.xack(ALERT_STREAM, self.group, *gone)
         return [e for e in entries if e[1]]
 
@@ -112,25 +123,45 @@ def alertmanager_payload(hook: Webhook, alerts: list[dict]) -> dict:
     items = []
     for a in alerts:
         closed = a["event"] in CLOSING
-        labels = {"alertname": a["kind"], "id": a["id"], "source": a["source"], "entity": a["entity"],
-                  "severity": a["severity"], **{k: v for k, v in (a.get("area") or {}).items() if not k.endswith("_id")}}
+        labels = {
+            "alertname": a["kind"],
+            "id": a["id"],
+            "source": a["source"],
+            "entity": a["entity"],
+            "severity": a["severity"],
+            **{k: v for k, v in (a.get("area") or {}).items() if not k.endswith("_id")},
+        }
         if a.get("departments"):
             labels["department"] = a["departments"][0]
-        items.append({
-            "status": "resolved" if closed else "firing",
-            "labels": labels,
-            "annotations": {"summary": f"{a['kind']} on {a['entity']} ({a['source']})",
-                            "description": orjson.dumps(a["evidence"]).decode(), "count": str(a["count"]),
-                            **({"action": a["action"]["what"]} if a.get("action") else {})},
-            "startsAt": a["first_seen"],
-            "endsAt": a["last_seen"] if closed else "0001-01-01T00:00:00Z",
-            "generatorURL": f"/alerts/{a['id']}",
-            "fingerprint": a["id"],
-        })
+        items.append(
+            {
+                "status": "resolved" if closed else "firing",
+                "labels": labels,
+                "annotations": {
+                    "summary": f"{a['kind']} on {a['entity']} ({a['source']})",
+                    "description": orjson.dumps(a["evidence"]).decode(),
+                    "count": str(a["count"]),
+                    **({"action": a["action"]["what"]} if a.get("action") else {}),
+                },
+                "startsAt": a["first_seen"],
+                "endsAt": a["last_seen"] if closed else "0001-01-01T00:00:00Z",
+                "generatorURL": f"/alerts/{a['id']}",
+                "fingerprint": a["id"],
+            }
+        )
     status = "firing" if any(i["status"] == "firing" for i in items) else "resolved"
-    return {"version": "4", "groupKey": f"warden:{hook.name}", "truncatedAlerts": 0, "status": status,
-            "receiver": hook.name, "groupLabels": {}, "commonLabels": {}, "commonAnnotations": {},
-            "externalURL": "", "alerts": items}
+    return {
+        "version": "4",
+        "groupKey": f"warden:{hook.name}",
+        "truncatedAlerts": 0,
+        "status": status,
+        "receiver": hook.name,
+        "groupLabels": {},
+        "commonLabels": {},
+        "commonAnnotations": {},
+        "externalURL": "",
+        "alerts": items,
+    }
 
 
 def webhook_deliver(hook: Webhook, session: aiohttp.ClientSession) -> Callable[[list[dict]], Awaitable[None]]:
@@ -138,14 +169,21 @@ def webhook_deliver(hook: Webhook, session: aiohttp.ClientSession) -> Callable[[
     floor = SEVERITIES.index(hook.min_severity)
 
     async def deliver(alerts: list[dict]) -> None:
-        wanted = [a for a in alerts if a["event"] in FIRING + CLOSING
-                  and SEVERITIES.index(a["severity"]) >= floor
-                  and any(fnmatchcase(a["kind"], k) for k in hook.kinds)]
+        wanted = [
+            a
+            for a in alerts
+            if a["event"] in FIRING + CLOSING
+            and SEVERITIES.index(a["severity"]) >= floor
+            and any(fnmatchcase(a["kind"], k) for k in hook.kinds)
+        ]
         if not wanted:
             return
-        async with session.post(hook.url, data=orjson.dumps(alertmanager_payload(hook, wanted)),
-                                headers={"Content-Type": "application/json"},
-                                timeout=aiohttp.ClientTimeout(total=hook.timeout_s)) as resp:
+        async with session.post(
+            hook.url,
+            data=orjson.dumps(alertmanager_payload(hook, wanted)),
+            headers={"Content-Type": "application/json"},
+            timeout=aiohttp.ClientTimeout(total=hook.timeout_s),
+        ) as resp:
             if resp.status >= 300:
                 raise RuntimeError(f"{hook.name}: HTTP {resp.status}")
 
@@ -158,11 +196,17 @@ class Delivery:
     def __init__(self, redis: aioredis.Redis, settings: Settings, consumer: str):
         self.session = aiohttp.ClientSession()
         # Its own producer: flushing alerts must not wait on (or hold up) the ingest path's batches.
-        self.producer = BatchingProducer(**kafka_options(settings), batch_records=settings.producer_batch_records,
-                                         linger_ms=settings.producer_linger_ms, client_id=f"{settings.app_id}-alerts")
+        self.producer = BatchingProducer(
+            **kafka_options(settings),
+            batch_records=settings.producer_batch_records,
+            linger_ms=settings.producer_linger_ms,
+            client_id=f"{settings.app_id}-alerts",
+        )
         self.sinks = [StreamSink(redis, "kafka", consumer, kafka_deliver(self.producer, settings.alerts_topic))]
-        self.sinks += [StreamSink(redis, f"webhook:{h.name}", consumer, webhook_deliver(h, self.session),
-                                  h.max_backoff_s) for h in settings.webhooks]
+        self.sinks += [
+            StreamSink(redis, f"webhook:{h.name}", consumer, webhook_deliver(h, self.session), h.max_backoff_s)
+            for h in settings.webhooks
+        ]
         self.tasks: list[asyncio.Task] = []
 
     async def start(self) -> None:
@@ -177,5 +221,6 @@ class Delivery:
         await self.producer.stop()
 
     def status(self) -> dict:
-        return {s.group: {"delivered": s.delivered, "failures": s.failures, "last_error": s.last_error}
-                for s in self.sinks}
+        return {
+            s.group: {"delivered": s.delivered, "failures": s.failures, "last_error": s.last_error} for s in self.sinks
+        }

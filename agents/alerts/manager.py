@@ -22,8 +22,9 @@ _RANK = {"merged": 0, "reopened": 1, "opened": 2}
 class AlertManager:
     """Merges, routes and stores a batch of signals; returns the alerts it changed."""
 
-    def __init__(self, store: AlertStore, refdata: RefCache, quiet: QuietPeriods,
-                 feedback: StaffFeedback | None = None):
+    def __init__(
+        self, store: AlertStore, refdata: RefCache, quiet: QuietPeriods, feedback: StaffFeedback | None = None
+    ):
         self.store, self.refdata, self.quiet = store, refdata, quiet
         self.feedback = feedback or StaffFeedback()
         self.label_cursor = "0-0"
@@ -44,8 +45,10 @@ class AlertManager:
         routed = route(incident, ref)
         adjusted = self.feedback.adjust(incident, routed["severity"])
         if adjusted != routed["severity"]:
-            routed["context"]["feedback"] = {"severity_was": routed["severity"],
-                                             "p_confirm": round(self.feedback.confirm_proba(incident), 3)}
+            routed["context"]["feedback"] = {
+                "severity_was": routed["severity"],
+                "p_confirm": round(self.feedback.confirm_proba(incident), 3),
+            }
             routed["severity"] = adjusted
         return routed
 

@@ -95,7 +95,7 @@ class AlertStore:
         self.redis = redis
         self.retention = int(settings.alert_retention_s)
         self.maxlen = settings.alert_stream_maxlen
-        self._commit_script = redis.register_script(_COMMIT)   # EVALSHA, loaded again after a Redis restart
+        self._commit_script = redis.register_script(_COMMIT)  # EVALSHA, loaded again after a Redis restart
 
     # -- the alert manager's side -------------------------------------------------------------
 
@@ -133,17 +133,27 @@ class AlertStore:
         now = repr(time.time())
         rows = []
         for incident, alert, event in changes:
-            row = {"key": ALERT_KEY.format(alert["id"]), "id": alert["id"],
-                   "incident": orjson.dumps({k: v for k, v in incident.items() if k != "status"}).decode(),
-                   "doc": orjson.dumps({k: v for k, v in alert.items() if k not in ("event", "status")}).decode(),
-                   "situation": SITUATION_KEY.format(situation(incident)), "alert": orjson.dumps(alert).decode()}
-            if event != "merged":   # opened or reopened: the merge decides the status
+            row = {
+                "key": ALERT_KEY.format(alert["id"]),
+                "id": alert["id"],
+                "incident": orjson.dumps({k: v for k, v in incident.items() if k != "status"}).decode(),
+                "doc": orjson.dumps({k: v for k, v in alert.items() if k not in ("event", "status")}).decode(),
+                "situation": SITUATION_KEY.format(situation(incident)),
+                "alert": orjson.dumps(alert).decode(),
+            }
+            if event != "merged":  # opened or reopened: the merge decides the status
                 row["status"] = alert["status"]
-                row["indexes"] = [IDX.format(f"status:{alert['status']}")] + _index_keys(alert)
+                row["indexes"] = [IDX.format(f"status:{alert['status']}"), *_index_keys(alert)]
             rows.append(row)
-        call = {"now": now, "ttl": self.retention, "maxlen": self.maxlen, "stream": ALERT_STREAM,
-                "resolved": IDX.format("status:resolved"), "changes": rows,
-                "signals": [SIGNAL_KEY.format(sid) for sid in signal_ids]}
+        call = {
+            "now": now,
+            "ttl": self.retention,
+            "maxlen": self.maxlen,
+            "stream": ALERT_STREAM,
+            "resolved": IDX.format("status:resolved"),
+            "changes": rows,
+            "signals": [SIGNAL_KEY.format(sid) for sid in signal_ids],
+        }
         await self._commit_script(args=[orjson.dumps(call)])
 
     # -- staff's side ---------------------------------------------------------------------------
@@ -157,8 +167,15 @@ class AlertStore:
             alert["history"] = [orjson.loads(h) for h in await self.redis.lrange(HISTORY_KEY.format(alert_id), 0, -1)]
         return alert
 
-    async def list(self, *, status: str | None = None, kind: str | None = None, area: str | None = None,
-                   severity: str | None = None, limit: int = 50) -> list[dict]:
+    async def list(
+        self,
+        *,
+        status: str | None = None,
+        kind: str | None = None,
+        area: str | None = None,
+        severity: str | None = None,
+        limit: int = 50,
+    ) -> list[dict]:
         """Newest first (by when raised), filtered by any of status, kind, area id and severity."""
         filters = {"status": status, "kind": kind, "area": area, "severity": severity}
         keys = [IDX.format(f"{name}:{value}") for name, value in filters.items() if value]
@@ -178,8 +195,9 @@ class AlertStore:
         # An alert expired between index and hash is skipped; trim() drops its index entries.
         return [alert for alert in map(_alert, rows) if alert is not None]
 
-    async def transition(self, alert_id: str, action: str, by: str, note: str = "",
-                         department: str | None = None) -> dict:
+    async def transition(
+        self, alert_id: str, action: str, by: str, note: str = "", department: str | None = None
+    ) -> dict:
         """Move an alert one lifecycle step; raises :class:`TransitionError` for a step not allowed."""
         if not by:
             raise TransitionError("who did it is required")
@@ -196,25 +214,44 @@ class AlertStore:
                     current = current.decode()
                     to = next_status(current, action)
                     now = time.time()
-                    step = {"action": action, "from": current, "to": to, "by": by, "at": iso(now), "note": note,
-                            **({"department": department} if department else {})}
+                    step = {
+                        "action": action,
+                        "from": current,
+                        "to": to,
+                        "by": by,
+                        "at": iso(now),
+                        "note": note,
+                        **({"department": department} if department else {}),
+                    }
                     alert = {**orjson.loads(doc), "status": to, "event": to}
                     pipe.multi()
-                    pipe.hset(key, mapping={"status": to, "updated_at": now,
-                                            **({"department": department} if department else {})})
+                    pipe.hset(
+                        key,
+                        mapping={"status": to, "updated_at": now, **({"department": department} if department else {})},
+                    )
                     pipe.rpush(HISTORY_KEY.format(alert_id), orjson.dumps(step))
                     pipe.expire(HISTORY_KEY.format(alert_id), self.retention)
                     pipe.zrem(IDX.format(f"status:{current}"), alert_id)
                     pipe.zadd(IDX.format(f"status:{to}"), {alert_id: float(stored_at)})
-                    pipe.xadd(ALERT_STREAM, {"alert": orjson.dumps({**alert, "transition": step})},
-                              maxlen=self.maxlen, approximate=True)
+                    pipe.xadd(
+                        ALERT_STREAM,
+                        {"alert": orjson.dumps({**alert, "transition": step})},
+                        maxlen=self.maxlen,
+                        approximate=True,
+                    )
                     if to in LABELS:
-                        pipe.xadd(LABEL_STREAM, {"label": orjson.dumps(
-                            {"id": alert_id, "label": LABELS[to], "by": by, "at": step["at"], "alert": alert})})
+                        pipe.xadd(
+                            LABEL_STREAM,
+                            {
+                                "label": orjson.dumps(
+                                    {"id": alert_id, "label": LABELS[to], "by": by, "at": step["at"], "alert": alert}
+                                )
+                            },
+                        )
                     await pipe.execute()
                     return {**alert, "transition": step}
                 except WatchError:
-                    continue   # changed under us (a merge, another officer): read again
+                    continue  # changed under us (a merge, another officer): read again
 
     async def labels_after(self, cursor: str, count: int = 1000) -> list[tuple[str, dict]]:
         """Staff labels after stream id ``cursor``, oldest first."""
@@ -230,4 +267,3 @@ class AlertStore:
         for stream in (LABEL_STREAM, ALERT_STREAM):
             await self.redis.xtrim(stream, minid=f"{int(cutoff * 1000)}-0")
         return dropped
-

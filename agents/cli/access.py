@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import typer
 from rich.table import Table
@@ -15,14 +15,16 @@ tokens_cli = typer.Typer(help="Access tokens for the API and console, each with 
 
 
 def _when(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
 @tokens_cli.command("create")
-def tokens_create(role: str = typer.Option(..., "--role", help=", ".join(ROLES)),
-                  name: str = typer.Option(..., "--name", help="whose token (a person or system); shown in the "
-                                                               "audit trail")) -> None:
+def tokens_create(
+    role: str = typer.Option(..., "--role", help=", ".join(ROLES)),
+    name: str = typer.Option(..., "--name", help="whose token (a person or system); shown in the audit trail"),
+) -> None:
     """Create a token and print it once (only its hash is kept)."""
+
     async def work(r):
         token = await TokenStore(r, get_settings()).create(name, role, login_name())
         await audit(r, "token.create", name.strip(), {"role": role})
@@ -65,8 +67,10 @@ def tokens_revoke(name: str = typer.Argument(..., help="the token's name")) -> N
     console.print(f"revoked {name}", highlight=False)
 
 
-def audit_cmd(limit: int = typer.Option(50, min=1, max=1000, help="entries, newest first"),
-              json_out: bool = typer.Option(False, "--json", help="one JSON object per line")) -> None:
+def audit_cmd(
+    limit: int = typer.Option(50, min=1, max=1000, help="entries, newest first"),
+    json_out: bool = typer.Option(False, "--json", help="one JSON object per line"),
+) -> None:
     """The audit trail: who changed what, when, through the API, console or CLI."""
     import orjson
 

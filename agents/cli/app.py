@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import logging
 import signal
@@ -28,14 +29,16 @@ from settings import ConfigError, get_settings
 from streams.kafka.client import kafka_options
 from streams.privacy import mask_alert, mask_logs
 
-cli = typer.Typer(help="Warden: a real-time warning engine for a city's operations centre.",
-                  no_args_is_help=True, pretty_exceptions_enable=False)
+cli = typer.Typer(
+    help="Warden: a real-time warning engine for a city's operations centre.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
 sources_cli = typer.Typer(help="Declared sensor sources.", no_args_is_help=True)
 cli.add_typer(sources_cli, name="sources")
 refdata_cli = typer.Typer(help="Reference data: sites, vehicles, zones, routes, areas, units.", no_args_is_help=True)
 cli.add_typer(refdata_cli, name="refdata")
-alerts_cli = typer.Typer(help="Alerts: watch, list, show, and move them through their lifecycle.",
-                         no_args_is_help=True)
+alerts_cli = typer.Typer(help="Alerts: watch, list, show, and move them through their lifecycle.", no_args_is_help=True)
 cli.add_typer(alerts_cli, name="alerts")
 data.register(cli)
 access.register(cli)
@@ -49,14 +52,22 @@ def sources_list() -> None:
         table.add_column(col)
     for s in registry_or_fail().values():
         fields = ", ".join(f"{n} ({f.unit})" if f.unit else n for n, f in s.fields.items())
-        table.add_row(s.name, s.topic, fields, ", ".join(s.windowed_fields),
-                      ", ".join(r.kind for r in s.rules), ", ".join(s.detectors), str(s.path))
+        table.add_row(
+            s.name,
+            s.topic,
+            fields,
+            ", ".join(s.windowed_fields),
+            ", ".join(r.kind for r in s.rules),
+            ", ".join(s.detectors),
+            str(s.path),
+        )
     console.print(table)
 
 
 @refdata_cli.command("load")
-def refdata_load(path: Path = typer.Argument(..., help="folder with areas.geojson, sites.csv, vehicles.csv, ...")) \
-        -> None:
+def refdata_load(
+    path: Path = typer.Argument(..., help="folder with areas.geojson, sites.csv, vehicles.csv, ..."),
+) -> None:
     """Validate a reference-data folder and store it; running workers pick it up within seconds."""
     from state.refdata import store as refstore
     from state.refdata.reference import RefData, RefDataError
@@ -85,9 +96,11 @@ def refdata_show() -> None:
 
 
 @refdata_cli.command("city")
-def refdata_city(path: Path = typer.Argument(..., help="folder to write"),
-                 entities: int = typer.Option(3000, help="as given to `warden simulate`"),
-                 seed: int = typer.Option(42, help="as given to `warden simulate`")) -> None:
+def refdata_city(
+    path: Path = typer.Argument(..., help="folder to write"),
+    entities: int = typer.Option(3000, help="as given to `warden simulate`"),
+    seed: int = typer.Option(42, help="as given to `warden simulate`"),
+) -> None:
     """Write the simulated city's reference data (matches `warden simulate` with the same options)."""
     from streams.sim.city import write_city
     from streams.sim.simulator import CitySimulator
@@ -102,8 +115,17 @@ def _counted(counts: dict[str, int]) -> str:
 
 def _alert_row(a: dict) -> list[str]:
     area = a.get("area") or {}
-    return [a["id"], a["status"], a["severity"], a["kind"], a["entity"], str(a["count"]), a["first_seen"],
-            area.get("town") or area.get("county") or area.get("city") or "", ", ".join(a.get("departments") or [])]
+    return [
+        a["id"],
+        a["status"],
+        a["severity"],
+        a["kind"],
+        a["entity"],
+        str(a["count"]),
+        a["first_seen"],
+        area.get("town") or area.get("county") or area.get("city") or "",
+        ", ".join(a.get("departments") or []),
+    ]
 
 
 def _alerts_table(title: str, alerts: list[dict]) -> Table:
@@ -118,18 +140,25 @@ def _alerts_table(title: str, alerts: list[dict]) -> Table:
 
 
 @alerts_cli.command("list")
-def alerts_list(status: str = typer.Option(None, help="open, acknowledged, dispatched, resolved, false_positive"),
-                kind: str = typer.Option(None), area: str = typer.Option(None, help="city, county or town id"),
-                severity: str = typer.Option(None), limit: int = typer.Option(50, min=1, max=1000),
-                json_out: bool = typer.Option(False, "--json", help="one JSON object per line"),
-                personal: bool = PERSONAL) -> None:
+def alerts_list(
+    status: str = typer.Option(None, help="open, acknowledged, dispatched, resolved, false_positive"),
+    kind: str = typer.Option(None),
+    area: str = typer.Option(None, help="city, county or town id"),
+    severity: str = typer.Option(None),
+    limit: int = typer.Option(50, min=1, max=1000),
+    json_out: bool = typer.Option(False, "--json", help="one JSON object per line"),
+    personal: bool = PERSONAL,
+) -> None:
     """Alerts, newest first."""
     import orjson
 
     from agents.alerts.store import AlertStore
 
-    alerts = with_redis(lambda r: AlertStore(r, get_settings()).list(status=status, kind=kind, area=area,
-                                                                      severity=severity, limit=limit))
+    alerts = with_redis(
+        lambda r: AlertStore(r, get_settings()).list(
+            status=status, kind=kind, area=area, severity=severity, limit=limit
+        )
+    )
     alerts = alerts if personal else [mask_alert(a) for a in alerts]
     if json_out:
         for a in alerts:
@@ -153,8 +182,9 @@ def alerts_show(alert_id: str = typer.Argument(...), personal: bool = PERSONAL) 
 
 
 @alerts_cli.command("tail")
-def alerts_tail(history: int = typer.Option(10, help="show this many recent changes first"),
-                personal: bool = PERSONAL) -> None:
+def alerts_tail(
+    history: int = typer.Option(10, help="show this many recent changes first"), personal: bool = PERSONAL
+) -> None:
     """Follow alert changes live (Ctrl-C stops)."""
     import orjson
 
@@ -170,22 +200,24 @@ def alerts_tail(history: int = typer.Option(10, help="show this many recent chan
             last = entry_id
         while True:
             for _, entries in await r.xread({ALERT_STREAM: last}, block=1000, count=500) or []:
-                for last, fields in entries:
+                for last, fields in entries:  # noqa: B007 - the stream's cursor for the next read
                     _print_change(orjson.loads(fields[b"alert"]))
 
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         with_redis(follow)
-    except KeyboardInterrupt:
-        pass
 
 
 def _print_alert_change(a: dict) -> None:
     from agents.tools.demo import SEVERITY_STYLE
 
     area = a.get("area") or {}
-    console.print(f"{a['last_seen']}  {a['event']:<14} {a['severity']:<8} {a['kind']:<24} {a['entity']:<20} "
-                  f"x{a['count']:<4} {area.get('town', '')}  {a['id']}",
-                  style=SEVERITY_STYLE.get(a["severity"], ""), highlight=False, markup=False)
+    console.print(
+        f"{a['last_seen']}  {a['event']:<14} {a['severity']:<8} {a['kind']:<24} {a['entity']:<20} "
+        f"x{a['count']:<4} {area.get('town', '')}  {a['id']}",
+        style=SEVERITY_STYLE.get(a["severity"], ""),
+        highlight=False,
+        markup=False,
+    )
 
 
 def _transition(alert_id: str, action: str, by: str, note: str, department: str | None = None) -> None:
@@ -215,8 +247,9 @@ def alerts_ack(alert_id: str, by: str = BY, note: str = NOTE) -> None:
 
 
 @alerts_cli.command("dispatch")
-def alerts_dispatch(alert_id: str, to: str = typer.Option(..., "--to", help="department it goes to"),
-                    by: str = BY, note: str = NOTE) -> None:
+def alerts_dispatch(
+    alert_id: str, to: str = typer.Option(..., "--to", help="department it goes to"), by: str = BY, note: str = NOTE
+) -> None:
     """Dispatch an alert to a department."""
     _transition(alert_id, "dispatch", by or login_name(), note, to)
 
@@ -243,8 +276,11 @@ def up() -> None:
     with embedded_stack(settings) as live:
         asyncio.run(ensure_topics(live, warden_topics(live, registry)))
         console.print(f"broker  [bold]{live.broker}[/]\nredis   [bold]{live.redis_display_url}[/]")
-        console.print(f"export WARDEN_BROKER={live.broker} WARDEN_REDIS_URL={live.redis_display_url} "
-                      "WARDEN_EMBEDDED=true", soft_wrap=True, highlight=False)
+        console.print(
+            f"export WARDEN_BROKER={live.broker} WARDEN_REDIS_URL={live.redis_display_url} WARDEN_EMBEDDED=true",
+            soft_wrap=True,
+            highlight=False,
+        )
         console.print("[dim]Ctrl-C stops both.[/]")
         _wait_for_signal()
 
@@ -254,7 +290,7 @@ def _return_freed_memory() -> None:
     each big free (checkpoint blobs, fetch buffers), so they stay resident; threads' arenas are capped."""
     try:
         libc = ctypes.CDLL("libc.so.6")
-    except OSError:   # not glibc
+    except OSError:  # not glibc
         return
     M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, M_ARENA_MAX = -1, -3, -8
     libc.mallopt(M_MMAP_THRESHOLD, 4 * 1024 * 1024)
@@ -282,7 +318,7 @@ def worker(loglevel: str = typer.Option("info", help="crit, error, warn, info or
     with embedded_stack(get_settings()) as live:
         preflight(live)
         try:
-            app = Worker(live, registry).app   # loads the fusion patterns: a bad file stops the start
+            app = Worker(live, registry).app  # loads the fusion patterns: a bad file stops the start
         except PatternError as exc:
             fail(str(exc))
         runner = faust.Worker(app, loglevel=loglevel, quiet=True)
@@ -322,17 +358,30 @@ def simulate(
     if incidents:
         truth = ground_truth or settings.data_dir / "ground-truth.ndjson"
         truth.parent.mkdir(parents=True, exist_ok=True)
-        ticks = Scenario(sim, city_ref(sim, seed), seed, first_at=sim.ts + incident_every, every_s=incident_every,
-                         truth=truth).ticks()
+        ticks = Scenario(
+            sim, city_ref(sim, seed), seed, first_at=sim.ts + incident_every, every_s=incident_every, truth=truth
+        ).ticks()
         console.print(f"incidents every {incident_every:g} simulated seconds; ground truth -> {truth}")
 
     async def run() -> int:
-        producer = BatchingProducer(**kafka_options(settings), batch_records=settings.producer_batch_records,
-                                    linger_ms=settings.producer_linger_ms, client_id="warden-simulator")
+        producer = BatchingProducer(
+            **kafka_options(settings),
+            batch_records=settings.producer_batch_records,
+            linger_ms=settings.producer_linger_ms,
+            client_id="warden-simulator",
+        )
         await producer.start()
         try:
-            return await pump(sim, producer, topics, speed=speed, rate=rate,
-                              max_records=records or None, not_after_now=True, ticks=ticks)
+            return await pump(
+                sim,
+                producer,
+                topics,
+                speed=speed,
+                rate=rate,
+                max_records=records or None,
+                not_after_now=True,
+                ticks=ticks,
+            )
         finally:
             await producer.stop()
 
@@ -345,8 +394,10 @@ def simulate(
 
 
 @cli.command()
-def demo(entities: int = typer.Option(3000, help="simulated entities"),
-         speed: float = typer.Option(30.0, help="catch-up speed of the simulated clock")) -> None:
+def demo(
+    entities: int = typer.Option(3000, help="simulated entities"),
+    speed: float = typer.Option(30.0, help="catch-up speed of the simulated clock"),
+) -> None:
     """Embedded stack + worker + simulator + live console, until Ctrl-C."""
     from agents.tools.demo import run_demo
 
@@ -358,8 +409,11 @@ def bench(
     records: int = typer.Option(1_000_000, help="records to send"),
     entities: int = typer.Option(100_000, help="distinct entities"),
     json_out: bool = typer.Option(False, "--json", help="end with one JSON line of the figures"),
-    workers: str | None = typer.Option(None, help="scale-out instead: worker counts to compare, e.g. 1,2,4,8 "
-                                       "(each a consumer group of its own over the same backlog)"),
+    workers: str | None = typer.Option(
+        None,
+        help="scale-out instead: worker counts to compare, e.g. 1,2,4,8 "
+        "(each a consumer group of its own over the same backlog)",
+    ),
     plot: Path = typer.Option(None, "--plot", help="with --workers: write a PNG of throughput and cores here"),
 ) -> None:
     """Measure worker throughput, the raw consume ceiling, alert latency and state bytes per entity."""
@@ -377,8 +431,9 @@ def bench(
         counts = worker_counts(workers, settings.partitions)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--workers") from None
-    run_scale(settings, registry_or_fail(), counts=counts, records=records, entities=entities, as_json=json_out,
-              plot=plot)
+    run_scale(
+        settings, registry_or_fail(), counts=counts, records=records, entities=entities, as_json=json_out, plot=plot
+    )
 
 
 def _wait_for_signal() -> None:
@@ -398,7 +453,6 @@ def main() -> None:
     mask_logs()
     try:
         cli()
-    except ConfigError as exc:   # a wrong setting found anywhere: its message, not a stack trace
+    except ConfigError as exc:  # a wrong setting found anywhere: its message, not a stack trace
         console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise SystemExit(2) from None
-

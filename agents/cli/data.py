@@ -39,15 +39,23 @@ def register(cli: typer.Typer) -> None:
 
 
 def _progress() -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("records"),
-                    TimeRemainingColumn(), console=console, transient=True)
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("records"),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+    )
 
 
 class _Period:
     """The archived segments of a period (``--since/--until/--source``), with corrupt ones reported."""
 
-    def __init__(self, archive: Path | None, source: str | None, since: str | None, until: str | None,
-                 entity: str | None = None):
+    def __init__(
+        self, archive: Path | None, source: str | None, since: str | None, until: str | None, entity: str | None = None
+    ):
         from replay.archive import segments
 
         self.root = archive or get_settings().archive_path
@@ -59,8 +67,10 @@ class _Period:
         self.found = segments(self.root, source, self.since, self.until, on_corrupt=self.corrupt.append)
         if not self.found:
             self.report()
-            fail(f"no archived records{f' of source {source!r}' if source else ''} in {self.span()} under "
-                 f"{self.root} (`warden archive list` shows what is there)")
+            fail(
+                f"no archived records{f' of source {source!r}' if source else ''} in {self.span()} under "
+                f"{self.root} (`warden archive list` shows what is there)"
+            )
         self.records = sum(s.entry["records"] for s in self.found)
 
     def span(self) -> str:
@@ -76,15 +86,23 @@ class _Period:
         from replay.archive import read_records
 
         registry = registry_or_fail()
-        return read_records(self.found if found is None else found, since=self.since, until=self.until,
-                            entity=self.entity, on_corrupt=self.corrupt.append, record_type=record_type,
-                            entity_field=lambda s: registry[s].entity_field if s in registry else "entity")
+        return read_records(
+            self.found if found is None else found,
+            since=self.since,
+            until=self.until,
+            entity=self.entity,
+            on_corrupt=self.corrupt.append,
+            record_type=record_type,
+            entity_field=lambda s: registry[s].entity_field if s in registry else "entity",
+        )
 
     def by_partition(self) -> list:
         from itertools import groupby
 
-        return [self.chunks(list(g)) for _, g in
-                groupby(self.found, key=lambda s: (s.entry["source"], s.entry["partition"]))]
+        return [
+            self.chunks(list(g))
+            for _, g in groupby(self.found, key=lambda s: (s.entry["source"], s.entry["partition"]))
+        ]
 
     def report(self) -> None:
         seen = set()
@@ -100,8 +118,10 @@ def _refdata_and_patterns(refdata: Path | None) -> tuple:
     from state.refdata.reference import RefData, RefDataError
 
     try:
-        return (RefData.load_dir(refdata) if refdata else RefData.empty(),
-                load_patterns(get_settings().fusion_patterns_dirs))
+        return (
+            RefData.load_dir(refdata) if refdata else RefData.empty(),
+            load_patterns(get_settings().fusion_patterns_dirs),
+        )
     except (RefDataError, PatternError) as exc:
         fail(str(exc))
 
@@ -115,11 +135,24 @@ def _replayed_alerts(chunks, registry, ref, patterns, models: dict, on_progress)
 
     settings = get_settings()
     book = IncidentBook(QuietPeriods(settings.alert_quiet_s))
-    summary = replay_archive(chunks, Engines(registry, settings, refdata=ref, models=models,
-                                             on_signal=merger(book, FusionBook(patterns), ref),
-                                             on_progress=on_progress))
-    alerts = sorted(({**inc, "first_seen": iso(inc["first_seen"]), "last_seen": iso(inc["last_seen"])}
-                     for inc in book.incidents.values()), key=lambda a: a["first_seen"])
+    summary = replay_archive(
+        chunks,
+        Engines(
+            registry,
+            settings,
+            refdata=ref,
+            models=models,
+            on_signal=merger(book, FusionBook(patterns), ref),
+            on_progress=on_progress,
+        ),
+    )
+    alerts = sorted(
+        (
+            {**inc, "first_seen": iso(inc["first_seen"]), "last_seen": iso(inc["last_seen"])}
+            for inc in book.incidents.values()
+        ),
+        key=lambda a: a["first_seen"],
+    )
     return alerts, summary
 
 
@@ -147,22 +180,27 @@ def _models(names: list[str], registry) -> dict:
 
 
 def replay_cmd(
-    files: list[Path] = typer.Argument(None, help="NDJSON files of records, replayed in the order given "
-                                                  "(none: the archive)"),
+    files: list[Path] = typer.Argument(
+        None, help="NDJSON files of records, replayed in the order given (none: the archive)"
+    ),
     alerts_out: Path = typer.Option(None, "--alerts-out", help="write every alert as one JSON line here"),
     signals_out: Path = typer.Option(None, "--signals-out", help="also write every detector signal"),
     refdata: Path = typer.Option(None, "--refdata", help="reference-data folder for routing (default: none)"),
     source: str = typer.Option(None, help="only this source (archive), or the source of records naming none"),
-    since: str = SINCE, until: str = UNTIL,
+    since: str = SINCE,
+    until: str = UNTIL,
     entity: str = typer.Option(None, help="only this entity's records (archive)"),
     archive: Path = ARCHIVE,
-    model: list[str] = typer.Option(None, "--model", help="model version(s) to run, 'active' or 'builtin' "
-                                                          "(default: builtin)"),
-    to_kafka: bool = typer.Option(False, "--to-kafka", help="send the archived records to their input topics "
-                                                            "instead of detecting in-process"),
+    model: list[str] = typer.Option(
+        None, "--model", help="model version(s) to run, 'active' or 'builtin' (default: builtin)"
+    ),
+    to_kafka: bool = typer.Option(
+        False, "--to-kafka", help="send the archived records to their input topics instead of detecting in-process"
+    ),
     speedup: float = typer.Option(0.0, help="with --to-kafka: event seconds per wall second (0: full speed)"),
-    personal: bool = typer.Option(False, "--personal", help="write plates, dwellings and person counts in full "
-                                                           "(masked by default)"),
+    personal: bool = typer.Option(
+        False, "--personal", help="write plates, dwellings and person counts in full (masked by default)"
+    ),
 ) -> None:
     """Run records through the detection code in-process (no broker) and write the alerts.
 
@@ -196,20 +234,35 @@ def replay_cmd(
     book = IncidentBook(QuietPeriods(settings.alert_quiet_s))
     sig_file = open(signals_out, "wb") if signals_out else None
     exported = (lambda doc: doc) if personal else mask_alert
-    on_signal = merger(book, fusion, ref, (lambda sig: sig_file.write(orjson.dumps(exported(sig)) + b"\n"))
-                       if sig_file else None)
+    on_signal = merger(
+        book, fusion, ref, (lambda sig: sig_file.write(orjson.dumps(exported(sig)) + b"\n")) if sig_file else None
+    )
 
     with _progress() as progress:
         task = progress.add_task("replaying", total=period.records if period else None)
         started = time.perf_counter()
         try:
             if period:
-                engines = Engines(registry, settings, refdata=ref, models=models, on_signal=on_signal,
-                                  on_progress=lambda n: progress.advance(task, n))
+                engines = Engines(
+                    registry,
+                    settings,
+                    refdata=ref,
+                    models=models,
+                    on_signal=on_signal,
+                    on_progress=lambda n: progress.advance(task, n),
+                )
                 summary = replay_archive(period.chunks(record_type=engines.record_type), engines)
             else:
-                summary = replay(read_ndjson(files), registry, settings, source=source, refdata=ref, models=models,
-                                 on_signal=on_signal, on_progress=lambda n: progress.advance(task, n))
+                summary = replay(
+                    read_ndjson(files),
+                    registry,
+                    settings,
+                    source=source,
+                    refdata=ref,
+                    models=models,
+                    on_signal=on_signal,
+                    on_progress=lambda n: progress.advance(task, n),
+                )
         finally:
             if sig_file:
                 sig_file.close()
@@ -217,9 +270,11 @@ def replay_cmd(
     with open(alerts_out, "wb") as out:
         for inc in sorted(book.incidents.values(), key=lambda i: (i["first_seen"], i["id"])):
             out.write(orjson.dumps(exported(to_alert(inc, route(inc, ref), "opened"))) + b"\n")
-    console.print(f"{summary.records:,} records ({summary.records / max(elapsed, 1e-9):,.0f}/s), "
-                  f"{summary.accepted:,} accepted, {summary.signals:,} signals, "
-                  f"{len(book.incidents):,} alerts -> {alerts_out}")
+    console.print(
+        f"{summary.records:,} records ({summary.records / max(elapsed, 1e-9):,.0f}/s), "
+        f"{summary.accepted:,} accepted, {summary.signals:,} signals, "
+        f"{len(book.incidents):,} alerts -> {alerts_out}"
+    )
     for reason, n in sorted(summary.rejects.items()):
         console.print(f"  rejected {reason}: {n:,}")
     if period:
@@ -235,18 +290,26 @@ def _replay_to_kafka(period: _Period, registry, speedup: float) -> None:
         fail("--to-kafka needs a broker: set WARDEN_BROKER (`warden up` prints it)")
     with _progress() as progress:
         task = progress.add_task("to Kafka", total=period.records)
-        sent = asyncio.run(send(period.by_partition(), registry, kafka_options(settings), speedup=speedup,
-                                batch_records=settings.producer_batch_records,
-                                on_progress=lambda n: progress.advance(task, n)))
+        sent = asyncio.run(
+            send(
+                period.by_partition(),
+                registry,
+                kafka_options(settings),
+                speedup=speedup,
+                batch_records=settings.producer_batch_records,
+                on_progress=lambda n: progress.advance(task, n),
+            )
+        )
     console.print(f"sent {sent:,} records to their input topics")
     period.report()
 
 
 def train_cmd(
     source: str = typer.Option(..., help="the source to train for"),
-    since: str = SINCE, until: str = UNTIL, archive: Path = ARCHIVE,
-    register_it: bool = typer.Option(True, "--register/--no-register", help="add the version to the registry "
-                                                                           "in Redis"),
+    since: str = SINCE,
+    until: str = UNTIL,
+    archive: Path = ARCHIVE,
+    register_it: bool = typer.Option(True, "--register/--no-register", help="add the version to the registry in Redis"),
 ) -> None:
     """Warm the engine on an archived period and fit the source's window-outlier model; save a version."""
     from models import versions
@@ -260,40 +323,56 @@ def train_cmd(
     with _progress() as progress:
         task = progress.add_task("training", total=period.records)
         try:
-            model, metrics = train_window_model(registry[source], period.chunks(), settings,
-                                                on_progress=lambda n: progress.advance(task, n))
+            model, metrics = train_window_model(
+                registry[source], period.chunks(), settings, on_progress=lambda n: progress.advance(task, n)
+            )
         except TrainingError as exc:
             fail(str(exc))
     period.report()
     from streams.event_time import iso
 
     times = [s.entry for s in period.found]
-    meta = {"detector": "window_outlier", "params": WindowOutlier.settings_of(registry[source]).model_dump(),
-            "period": {"since": iso(period.since) if period.since is not None else iso(min(e["min_ts"] for e in times)),
-                       "until": iso(period.until) if period.until is not None else iso(max(e["max_ts"] for e in times))},
-            "metrics": metrics, "skipped_segments": sorted({str(e.path) for e in period.corrupt})}
+    meta = {
+        "detector": "window_outlier",
+        "params": WindowOutlier.settings_of(registry[source]).model_dump(),
+        "period": {
+            "since": iso(period.since) if period.since is not None else iso(min(e["min_ts"] for e in times)),
+            "until": iso(period.until) if period.until is not None else iso(max(e["max_ts"] for e in times)),
+        },
+        "metrics": metrics,
+        "skipped_segments": sorted({str(e.path) for e in period.corrupt}),
+    }
     meta = versions.save(settings.models_path, source, model, meta)
     if register_it:
         with_redis(lambda r: versions.register(r, meta))
-    console.print(f"model version [bold]{meta['version']}[/]: {metrics['windows']:,} entity-hours from "
-                  f"{metrics['records']:,} records, {metrics['entities']:,} entities; alert threshold "
-                  f"{metrics['threshold']:.4f} (training flag rate {metrics['train_flag_rate']:.2%})"
-                  + ("" if register_it else " (not registered)"), highlight=False)
+    console.print(
+        f"model version [bold]{meta['version']}[/]: {metrics['windows']:,} entity-hours from "
+        f"{metrics['records']:,} records, {metrics['entities']:,} entities; alert threshold "
+        f"{metrics['threshold']:.4f} (training flag rate {metrics['train_flag_rate']:.2%})"
+        + ("" if register_it else " (not registered)"),
+        highlight=False,
+    )
 
 
 @evaluate_cli.callback(invoke_without_command=True)
 def evaluate_cmd(
     ctx: typer.Context,
     source: str = typer.Option(None, help="the source to evaluate"),
-    since: str = SINCE, until: str = UNTIL, archive: Path = ARCHIVE,
-    model: list[str] = typer.Option(None, "--model", help="one or two versions to compare ('builtin', 'active', "
-                                                          "or an id); default: builtin"),
+    since: str = SINCE,
+    until: str = UNTIL,
+    archive: Path = ARCHIVE,
+    model: list[str] = typer.Option(
+        None, "--model", help="one or two versions to compare ('builtin', 'active', or an id); default: builtin"
+    ),
     labels: list[Path] = typer.Option(None, "--labels", help="label files besides the archive's labels/"),
     plot: Path = typer.Option(None, "--plot", help="write a PNG timeline of labelled entities here"),
     grace_s: float = typer.Option(3600.0, help="an alert this long after a window's end still detects it"),
     refdata: Path = typer.Option(None, "--refdata", help="reference-data folder (site detectors, fusion)"),
-    ground_truth: list[Path] = typer.Option(None, "--ground-truth", help="incident ground truth (as `warden "
-                                            "simulate` writes it): a detection report per incident kind"),
+    ground_truth: list[Path] = typer.Option(
+        None,
+        "--ground-truth",
+        help="incident ground truth (as `warden simulate` writes it): a detection report per incident kind",
+    ),
     json_out: bool = typer.Option(False, "--json", help="end with one JSON line of the results"),
 ) -> None:
     """Replay a held-out period with one or two model versions and score the alerts against labels.
@@ -304,8 +383,9 @@ def evaluate_cmd(
     if ctx.invoked_subcommand is not None:
         return
     if ground_truth:
-        results = incident_report(ground_truth, archive=archive, refdata=refdata, source=source, since=since,
-                                  until=until, grace_s=grace_s)
+        results = incident_report(
+            ground_truth, archive=archive, refdata=refdata, source=source, since=since, until=until, grace_s=grace_s
+        )
         if json_out:
             print(orjson.dumps({k: r.row() for k, r in results.items()}).decode())
         return
@@ -328,9 +408,13 @@ def evaluate_cmd(
     if missing:
         fail(f"no such label file: {', '.join(missing)}")
     try:
-        windows = [w for w in read_labels(files) if w.source in (None, source)
-                   and (period.until is None or w.start < period.until)
-                   and (period.since is None or w.end >= period.since)]
+        windows = [
+            w
+            for w in read_labels(files)
+            if w.source in (None, source)
+            and (period.until is None or w.start < period.until)
+            and (period.since is None or w.end >= period.since)
+        ]
     except LabelError as exc:
         fail(str(exc))
     if not windows:
@@ -345,8 +429,14 @@ def evaluate_cmd(
             chunks = period.chunks()
             if i == 0 and field:
                 chunks = _tap(chunks, series, registry[source].entity_field, field)
-            alerts, _ = _replayed_alerts(chunks, registry, ref, patterns, _models([name], registry),
-                                         lambda n: progress.advance(task, n))
+            alerts, _ = _replayed_alerts(
+                chunks,
+                registry,
+                ref,
+                patterns,
+                _models([name], registry),
+                lambda n, task=task: progress.advance(task, n),
+            )
             alerts_by[name] = alerts
             results[name] = score(alerts, windows, grace_s)
     period.report()
@@ -360,8 +450,17 @@ def evaluate_cmd(
             if r is None:
                 table.add_row(kind, name, "0", "-", "-", "-", "-", "-", "-")
                 continue
-            table.add_row(kind, name, str(r.alerts), str(r.windows), str(r.detected), _pct(r.precision),
-                          _pct(r.recall), _pct(r.f1), _delay(r.median_delay_s))
+            table.add_row(
+                kind,
+                name,
+                str(r.alerts),
+                str(r.windows),
+                str(r.detected),
+                _pct(r.precision),
+                _pct(r.recall),
+                _pct(r.f1),
+                _delay(r.median_delay_s),
+            )
     console.print(table)
     if plot:
         draw(plot, series, windows, alerts_by, f"{source}: {', '.join(names)}")
@@ -370,9 +469,16 @@ def evaluate_cmd(
         print(orjson.dumps({name: {k: r.row() for k, r in res.items()} for name, res in results.items()}).decode())
 
 
-def incident_report(truth_files: list[Path], *, archive: Path | None = None, refdata: Path | None = None,
-                    source: str | None = None, since: str | None = None, until: str | None = None,
-                    grace_s: float = 3600.0) -> dict:
+def incident_report(
+    truth_files: list[Path],
+    *,
+    archive: Path | None = None,
+    refdata: Path | None = None,
+    source: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
+    grace_s: float = 3600.0,
+) -> dict:
     """Replay the archived period of the incidents and print recall, precision and median delay per kind."""
     from replay.evaluation import LabelError, read_ground_truth, score_incidents
 
@@ -392,18 +498,25 @@ def incident_report(truth_files: list[Path], *, archive: Path | None = None, ref
     period = _Period(archive, source, since, until)
     with _progress() as progress:
         task = progress.add_task("replaying", total=period.records)
-        alerts, summary = _replayed_alerts(period.chunks(), registry, ref, patterns, {},
-                                           lambda n: progress.advance(task, n))
+        alerts, summary = _replayed_alerts(
+            period.chunks(), registry, ref, patterns, {}, lambda n: progress.advance(task, n)
+        )
     period.report()
     last = max(s.entry["max_ts"] for s in period.found)
     results = score_incidents(alerts, truths, grace_s, until=last)
-    table = Table(title=f"detection report: {summary.accepted:,} records, {len(alerts):,} alerts, "
-                        f"{period.span()}")
+    table = Table(title=f"detection report: {summary.accepted:,} records, {len(alerts):,} alerts, {period.span()}")
     for col in ("incident", "incidents", "detected", "recall", "alerts", "precision", "median delay"):
         table.add_column(col, justify="left" if col == "incident" else "right")
     for kind, r in results.items():
-        table.add_row(kind, str(r.windows), str(r.detected), _pct(r.recall), str(r.alerts), _pct(r.precision),
-                      _delay(r.median_delay_s))
+        table.add_row(
+            kind,
+            str(r.windows),
+            str(r.detected),
+            _pct(r.recall),
+            str(r.alerts),
+            _pct(r.precision),
+            _delay(r.median_delay_s),
+        )
     console.print(table)
     pending = sum(1 for t in truths if t.observable > last)
     if pending:
@@ -447,7 +560,7 @@ def evaluate_nab(
         fail(f"unknown profile {profile!r}")
     settings, registry = get_settings(), registry_or_fail()
     streams = nab_bench.load(nab)
-    alerts: list[dict] = []   # the detector's signals: NAB scores detections, before any merging
+    alerts: list[dict] = []  # the detector's signals: NAB scores detections, before any merging
     replay(nab_bench.records(streams), registry, settings, on_signal=alerts.append)
     if alerts_out:
         alerts_out.write_bytes(b"".join(orjson.dumps(a) + b"\n" for a in alerts))
@@ -464,8 +577,9 @@ def evaluate_nab(
 
 
 @archive_cli.command("list")
-def archive_list(source: str = typer.Option(None), since: str = SINCE, until: str = UNTIL,
-                 archive: Path = ARCHIVE) -> None:
+def archive_list(
+    source: str = typer.Option(None), since: str = SINCE, until: str = UNTIL, archive: Path = ARCHIVE
+) -> None:
     """The archive's segments: source, partition, hour, offsets, event-time range, records, size."""
     from streams.event_time import iso
 
@@ -475,9 +589,16 @@ def archive_list(source: str = typer.Option(None), since: str = SINCE, until: st
         table.add_column(col, justify="right" if col in ("part", "records", "bytes") else "left")
     for s in period.found:
         e = s.entry
-        table.add_row(e["source"], str(e["partition"]), iso(e["hour"] * 3600)[:13],
-                      f"{e['first_offset']}-{e['last_offset']}", f"{iso(e['min_ts'])} .. {iso(e['max_ts'])}",
-                      f"{e['records']:,}", f"{e['bytes']:,}", "yes" if s.sealed else "open")
+        table.add_row(
+            e["source"],
+            str(e["partition"]),
+            iso(e["hour"] * 3600)[:13],
+            f"{e['first_offset']}-{e['last_offset']}",
+            f"{iso(e['min_ts'])} .. {iso(e['max_ts'])}",
+            f"{e['records']:,}",
+            f"{e['bytes']:,}",
+            "yes" if s.sealed else "open",
+        )
     console.print(table)
     console.print(f"{len(period.found)} segment(s), {period.records:,} records")
     period.report()
@@ -495,9 +616,11 @@ def archive_prune(archive: Path = ARCHIVE) -> None:
 
 
 @archive_cli.command("label")
-def archive_label(path: Path = typer.Argument(..., help="NDJSON ground truth: kind, entity|entities, start, end"),
-                  name: str = typer.Option(None, help="stored as labels/<name>.ndjson (default: the file's name)"),
-                  archive: Path = ARCHIVE) -> None:
+def archive_label(
+    path: Path = typer.Argument(..., help="NDJSON ground truth: kind, entity|entities, start, end"),
+    name: str = typer.Option(None, help="stored as labels/<name>.ndjson (default: the file's name)"),
+    archive: Path = ARCHIVE,
+) -> None:
     """Store a ground-truth file beside the replay logs (checked first)."""
     import re
 
@@ -529,9 +652,15 @@ def models_list() -> None:
         table.add_column(col, no_wrap=col == "version")
     for m in metas:
         mx = m.get("metrics", {})
-        table.add_row(m["version"], m["source"], f"{m['period']['since']} .. {m['period']['until']}",
-                      f"{mx.get('windows', 0):,}", f"{mx.get('threshold', 0):.4f}",
-                      f"{mx.get('train_flag_rate', 0):.2%}", "*" if m["active"] else "")
+        table.add_row(
+            m["version"],
+            m["source"],
+            f"{m['period']['since']} .. {m['period']['until']}",
+            f"{mx.get('windows', 0):,}",
+            f"{mx.get('threshold', 0):.4f}",
+            f"{mx.get('train_flag_rate', 0):.2%}",
+            "*" if m["active"] else "",
+        )
     console.print(table if metas else "no model versions registered (`warden train` makes one)")
 
 

@@ -27,6 +27,7 @@ def registry_or_fail():
 
 def preflight(settings: Settings, kafka: bool = True, redis: bool = True) -> None:
     """Connect to the broker and Redis once; a refusal or a wrong setting ends the command with a clear error."""
+
     async def run():
         if kafka:
             await check_kafka(settings)
@@ -74,8 +75,9 @@ async def audit(redis, action: str, target: str, detail: dict | None = None, by:
     await Audit(redis, get_settings()).record(Identity(by or login_name(), "admin"), action, target, "cli", detail)
 
 
-PERSONAL = typer.Option(False, "--personal", help="show plates, dwellings and person counts in full "
-                                                  "(masked by default)")
+PERSONAL = typer.Option(
+    False, "--personal", help="show plates, dwellings and person counts in full (masked by default)"
+)
 
 
 def fail(message: str, code: int = 2) -> None:

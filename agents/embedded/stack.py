@@ -33,7 +33,10 @@ def embedded_stack(settings: Settings) -> Iterator[Settings]:
 
 def child_env(settings: Settings) -> dict[str, str]:
     """WARDEN_* variables that make a child process use the same broker and Redis."""
-    env = {"WARDEN_BROKER": settings.broker or "", "WARDEN_REDIS_URL": settings.redis_url or "",
-           "WARDEN_EMBEDDED": "true" if settings.embedded else "false",
-           "WARDEN_PARTITIONS": str(settings.partitions)}
+    env = {
+        "WARDEN_BROKER": settings.broker or "",
+        "WARDEN_REDIS_URL": settings.redis_url or "",
+        "WARDEN_EMBEDDED": "true" if settings.embedded else "false",
+        "WARDEN_PARTITIONS": str(settings.partitions),
+    }
     return {k: v for k, v in env.items() if v}

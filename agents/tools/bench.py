@@ -49,12 +49,20 @@ from streams.kafka.topics import ensure_topics, warden_topics
 from streams.registry import Registry
 from streams.sim.simulator import CitySimulator, pump
 
-BENCH_START_TS = 1_767_225_600.0   # simulated clock starts 2026-01-01T00:00:00Z
+BENCH_START_TS = 1_767_225_600.0  # simulated clock starts 2026-01-01T00:00:00Z
 console = Console(stderr=True)
 
 
-def run_bench(settings: Settings, registry: Registry, *, records: int, entities: int, as_json: bool,
-              latency_rate: float = 10_000.0, latency_probes: int = 200) -> dict:
+def run_bench(
+    settings: Settings,
+    registry: Registry,
+    *,
+    records: int,
+    entities: int,
+    as_json: bool,
+    latency_rate: float = 10_000.0,
+    latency_probes: int = 200,
+) -> dict:
     """Run the whole benchmark and print its figures; returns them."""
     with embedded_stack(settings) as live:
         result = asyncio.run(_bench(live, registry, records, entities, latency_rate, latency_probes))
@@ -75,8 +83,9 @@ def _shown(value) -> str:
     return f"{value:,.1f}" if isinstance(value, float) else f"{value:,}"
 
 
-async def _bench(settings: Settings, registry: Registry, records: int, entities: int,
-                 latency_rate: float, probes: int) -> dict:
+async def _bench(
+    settings: Settings, registry: Registry, records: int, entities: int, latency_rate: float, probes: int
+) -> dict:
     sim, producer, topics = await send_backlog(settings, registry, records, entities)
     raw_rates = await raw_ceiling(settings, registry, records)
     raw_rate = float(np.median(raw_rates))
@@ -131,30 +140,40 @@ def replay_log(settings: Settings, registry: Registry, archive: Path) -> tuple[i
     book, ref = IncidentBook(QuietPeriods(settings.alert_quiet_s)), RefData.empty()
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("replaying the log", total=sum(s.entry["records"] for s in found))
-        engines = Engines(registry, settings, refdata=ref,
-                          on_signal=merger(book, FusionBook(load_patterns(settings.fusion_patterns_dirs)), ref),
-                          on_progress=lambda n: progress.advance(task, n))
+        engines = Engines(
+            registry,
+            settings,
+            refdata=ref,
+            on_signal=merger(book, FusionBook(load_patterns(settings.fusion_patterns_dirs)), ref),
+            on_progress=lambda n: progress.advance(task, n),
+        )
         start = time.perf_counter()
-        summary = replay_archive(read_records(found, entity_field=lambda s: registry[s].entity_field,
-                                              record_type=engines.record_type), engines)
+        summary = replay_archive(
+            read_records(found, entity_field=lambda s: registry[s].entity_field, record_type=engines.record_type),
+            engines,
+        )
         elapsed = time.perf_counter() - start
     return summary.records, summary.records / max(elapsed, 1e-9), set(book.incidents)
 
 
-async def send_backlog(settings: Settings, registry: Registry, records: int,
-                       entities: int) -> tuple[CitySimulator, BatchingProducer, dict[str, str]]:
+async def send_backlog(
+    settings: Settings, registry: Registry, records: int, entities: int
+) -> tuple[CitySimulator, BatchingProducer, dict[str, str]]:
     """Write ``records`` of the seeded city to the source topics; returns the simulator, the started producer
     (the caller stops it) and each source's topic."""
     topics = {name: s.topic for name, s in registry.items()}
     await ensure_topics(settings, warden_topics(settings, registry))
     sim = CitySimulator(entities=entities, seed=7, start_ts=BENCH_START_TS, missing=0.0)
-    producer = BatchingProducer(**kafka_options(settings), batch_records=settings.producer_batch_records,
-                                linger_ms=settings.producer_linger_ms, client_id="warden-bench")
+    producer = BatchingProducer(
+        **kafka_options(settings),
+        batch_records=settings.producer_batch_records,
+        linger_ms=settings.producer_linger_ms,
+        client_id="warden-bench",
+    )
     await producer.start()
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("sending", total=records)
-        await pump(sim, producer, topics, max_records=records,
-                   on_tick=lambda n, _ts: progress.advance(task, n))
+        await pump(sim, producer, topics, max_records=records, on_tick=lambda n, _ts: progress.advance(task, n))
     return sim, producer, topics
 
 
@@ -162,8 +181,9 @@ async def raw_ceiling(settings: Settings, registry: Registry, records: int, pass
     """Records/s of a bare aiokafka consume + orjson decode + per-entity dict update, per pass over the backlog."""
     sources = {s.topic for s in registry.values()}
     topics = {t: n for t, n in warden_topics(settings, registry).items() if t in sources}
-    consumer = AIOKafkaConsumer(**kafka_options(settings), group_id=None,
-                                enable_auto_commit=False, max_partition_fetch_bytes=8 * 1024 * 1024)
+    consumer = AIOKafkaConsumer(
+        **kafka_options(settings), group_id=None, enable_auto_commit=False, max_partition_fetch_bytes=8 * 1024 * 1024
+    )
     await consumer.start()
     try:
         tps = [TopicPartition(t, p) for t, n in topics.items() for p in range(n)]
@@ -188,15 +208,25 @@ async def raw_ceiling(settings: Settings, registry: Registry, records: int, pass
 
 def start_worker(settings: Settings, archive: Path, name: str = "bench-worker", **env: str) -> subprocess.Popen:
     """One ``warden worker`` on the bench's broker and Redis; ``env``: more WARDEN_* variables."""
-    env = {**os.environ, **child_env(settings), "WARDEN_WEB_PORT": str(free_port()),
-           "WARDEN_ARCHIVE_DIR": str(archive), **env}
+    env = {
+        **os.environ,
+        **child_env(settings),
+        "WARDEN_WEB_PORT": str(free_port()),
+        "WARDEN_ARCHIVE_DIR": str(archive),
+        **env,
+    }
     log = open(settings.data_dir / f"{name}.log", "wb")
-    return subprocess.Popen([sys.executable, "-m", "agents.cli", "worker", "--loglevel", "warn"],
-                            env=env, stdout=log, stderr=subprocess.STDOUT)
+    return subprocess.Popen(
+        [sys.executable, "-m", "agents.cli", "worker", "--loglevel", "warn"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
 
 
-async def wait_processed(redis: aioredis.Redis, records: int, workers: list[subprocess.Popen],
-                         on_poll=None) -> list[dict]:
+async def wait_processed(
+    redis: aioredis.Redis, records: int, workers: list[subprocess.Popen], on_poll=None
+) -> list[dict]:
     """Every worker's snapshot once together they have processed ``records``; ``on_poll(done)`` at each look."""
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task(f"{len(workers)} worker(s)", total=records)
@@ -213,8 +243,15 @@ async def wait_processed(redis: aioredis.Redis, records: int, workers: list[subp
             await asyncio.sleep(0.25)
 
 
-async def _latency(settings: Settings, redis: aioredis.Redis, producer: BatchingProducer,
-                   sim: CitySimulator, topics: dict[str, str], rate: float, probes: int) -> list[float]:
+async def _latency(
+    settings: Settings,
+    redis: aioredis.Redis,
+    producer: BatchingProducer,
+    sim: CitySimulator,
+    topics: dict[str, str],
+    rate: float,
+    probes: int,
+) -> list[float]:
     """Send-to-stream milliseconds for ``probes`` alert-raising records under background load."""
     last_id = (await redis.xrevrange(ALERT_STREAM, count=1) or [(b"0-0", None)])[0][0]
     load = asyncio.create_task(pump(sim, producer, topics, rate=rate))
@@ -238,7 +275,7 @@ async def _latency(settings: Settings, redis: aioredis.Redis, producer: Batching
                 for entry_id, fields in entries:
                     last_id = entry_id
                     alert = orjson.loads(fields[b"alert"])
-                    if alert["entity"] in sent:   # its first alert; later ones are merges and other kinds
+                    if alert["entity"] in sent:  # its first alert; later ones are merges and other kinds
                         arrived.setdefault(alert["entity"], int(entry_id.split(b"-")[0]) / 1000.0)
     finally:
         load.cancel()

@@ -41,7 +41,7 @@ from settings import Settings
 from state.redis_client import redis_client
 from streams.registry import Registry
 
-MAX_STEPS = 15   # Redis databases 1..15, one a step (0 is left to the bench's own use)
+MAX_STEPS = 15  # Redis databases 1..15, one a step (0 is left to the bench's own use)
 
 
 def worker_counts(text: str, partitions: int) -> list[int]:
@@ -61,30 +61,59 @@ def worker_counts(text: str, partitions: int) -> list[int]:
     if not 1 <= len(counts) <= MAX_STEPS or min(counts) < 1:
         raise ValueError(f"between 1 and {MAX_STEPS} counts, each at least 1")
     if max(counts) > partitions:
-        raise ValueError(f"{max(counts)} workers for {partitions} partitions (WARDEN_PARTITIONS): "
-                         f"the workers beyond {partitions} would idle")
+        raise ValueError(
+            f"{max(counts)} workers for {partitions} partitions (WARDEN_PARTITIONS): "
+            f"the workers beyond {partitions} would idle"
+        )
     return counts
 
 
-def run_scale(settings: Settings, registry: Registry, *, counts: list[int], records: int, entities: int,
-              as_json: bool, plot: Path | None = None) -> dict:
+def run_scale(
+    settings: Settings,
+    registry: Registry,
+    *,
+    counts: list[int],
+    records: int,
+    entities: int,
+    as_json: bool,
+    plot: Path | None = None,
+) -> dict:
     """Measure each worker count in ``counts`` over one backlog; print the table (and ``plot`` it);
     returns the figures."""
     with embedded_stack(settings) as live:
         result = asyncio.run(_scale(live, registry, counts, records, entities))
     if plot is not None:
         plot_scale(plot, result)
-    table = Table(title=f"warden bench --workers: {records:,} records, {entities:,} entities, "
-                        f"{result['cpu_count']} cores; raw ceiling {result['raw_records_per_s']:,.0f} rec/s")
-    for column in ("workers", "records/s", "speed-up", "a worker's own rec/s", "span s", "start skew s",
-                   "worker cores", "broker cores", "redis cores", "machine busy", "alerts"):
+    table = Table(
+        title=f"warden bench --workers: {records:,} records, {entities:,} entities, "
+        f"{result['cpu_count']} cores; raw ceiling {result['raw_records_per_s']:,.0f} rec/s"
+    )
+    for column in (
+        "workers",
+        "records/s",
+        "speed-up",
+        "a worker's own rec/s",
+        "span s",
+        "start skew s",
+        "worker cores",
+        "broker cores",
+        "redis cores",
+        "machine busy",
+        "alerts",
+    ):
         table.add_column(column, justify="right")
     for step in result["steps"]:
-        table.add_row(str(step["workers"]), f"{step['records_per_s']:,.0f}", f"{step['speedup']:.2f}x",
-                      f"{step['worker_median_records_per_s']:,.0f}", f"{step['span_s']:.1f}",
-                      f"{step['start_skew_s']:.1f}",
-                      *(_cores(step["cores"][part]) for part in ("workers", "broker", "redis")),
-                      f"{step['machine_busy']:.0%}", f"{step['alerts']:,} ({step['alerts_digest'][:6]})")
+        table.add_row(
+            str(step["workers"]),
+            f"{step['records_per_s']:,.0f}",
+            f"{step['speedup']:.2f}x",
+            f"{step['worker_median_records_per_s']:,.0f}",
+            f"{step['span_s']:.1f}",
+            f"{step['start_skew_s']:.1f}",
+            *(_cores(step["cores"][part]) for part in ("workers", "broker", "redis")),
+            f"{step['machine_busy']:.0%}",
+            f"{step['alerts']:,} ({step['alerts_digest'][:6]})",
+        )
     console.print(table)
     if as_json:
         print(orjson.dumps(result).decode())
@@ -130,9 +159,14 @@ async def _scale(settings: Settings, registry: Registry, counts: list[int], reco
         steps.append(await _step(settings, count, db, records))
         # Against one worker; when the first step has more, its rate per worker stands for one.
         steps[-1]["speedup"] = round(steps[-1]["records_per_s"] / steps[0]["records_per_s"] * counts[0], 2)
-    return {"records": records, "entities": entities, "cpu_count": os.cpu_count(),
-            "raw_records_per_s": round(float(np.median(raw_rates)), 1),
-            "raw_passes_per_s": [round(r, 1) for r in raw_rates], "steps": steps}
+    return {
+        "records": records,
+        "entities": entities,
+        "cpu_count": os.cpu_count(),
+        "raw_records_per_s": round(float(np.median(raw_rates)), 1),
+        "raw_passes_per_s": [round(r, 1) for r in raw_rates],
+        "steps": steps,
+    }
 
 
 async def _step(settings: Settings, count: int, db: int, records: int) -> dict:
@@ -141,15 +175,21 @@ async def _step(settings: Settings, count: int, db: int, records: int) -> dict:
     redis = redis_client(step)
     if await redis.dbsize():
         await redis.aclose()
-        raise RuntimeError(f"Redis database {db} is not empty: the scale bench uses databases 1..{MAX_STEPS} "
-                           "and clears each one it used, so it needs them empty")
+        raise RuntimeError(
+            f"Redis database {db} is not empty: the scale bench uses databases 1..{MAX_STEPS} "
+            "and clears each one it used, so it needs them empty"
+        )
     archive = Path(tempfile.mkdtemp(prefix="warden-bench-archive-"))
-    workers = [start_worker(step, archive / str(i), name=f"bench-worker-{count}w-{i}",
-                            WARDEN_APP_ID=f"{settings.app_id}-bench-{count}w") for i in range(count)]
+    workers = [
+        start_worker(
+            step, archive / str(i), name=f"bench-worker-{count}w-{i}", WARDEN_APP_ID=f"{settings.app_id}-bench-{count}w"
+        )
+        for i in range(count)
+    ]
     meter = _CpuMeter(settings, workers)
     try:
         snaps = await wait_processed(redis, records, workers, on_poll=lambda _done: meter.read())
-        await asyncio.sleep(0.3)   # a reading after the last record (snapshots are published each second)
+        await asyncio.sleep(0.3)  # a reading after the last record (snapshots are published each second)
         meter.read()
         alerts, digest = await _stored_alerts(AlertStore(redis, step))
     finally:
@@ -163,16 +203,24 @@ async def _step(settings: Settings, count: int, db: int, records: int) -> dict:
     busy_workers = [s for s in snaps if s["first_record_at"]]
     starts = [s["first_record_at"] for s in busy_workers]
     first, last = min(starts), max(s["last_record_at"] for s in busy_workers)
-    own_rates = [sum(s["records"].values()) / max(s["last_record_at"] - s["first_record_at"], 1e-9)
-                 for s in busy_workers]
+    own_rates = [
+        sum(s["records"].values()) / max(s["last_record_at"] - s["first_record_at"], 1e-9) for s in busy_workers
+    ]
     cores, busy = meter.between(first, last)
-    return {"workers": count, "records_per_s": round(records / max(last - first, 1e-9), 1),
-            "span_s": round(last - first, 2), "start_skew_s": round(max(starts) - first, 2),
-            "worker_median_records_per_s": round(float(np.median(own_rates)), 1),
-            "workers_reporting": len(snaps), "cores": cores, "machine_busy": busy,
-            "signals": sum(sum(s["signals"].values()) for s in snaps),
-            "alert_changes": sum(sum(s["alerts"].values()) for s in snaps),
-            "alerts": alerts, "alerts_digest": digest}
+    return {
+        "workers": count,
+        "records_per_s": round(records / max(last - first, 1e-9), 1),
+        "span_s": round(last - first, 2),
+        "start_skew_s": round(max(starts) - first, 2),
+        "worker_median_records_per_s": round(float(np.median(own_rates)), 1),
+        "workers_reporting": len(snaps),
+        "cores": cores,
+        "machine_busy": busy,
+        "signals": sum(sum(s["signals"].values()) for s in snaps),
+        "alert_changes": sum(sum(s["alerts"].values()) for s in snaps),
+        "alerts": alerts,
+        "alerts_digest": digest,
+    }
 
 
 async def _stored_alerts(store: AlertStore) -> tuple[int, str]:
@@ -204,11 +252,12 @@ class _CpuMeter:
     """CPU cores used by the workers, the broker and Redis (where they run on this machine) between readings."""
 
     def __init__(self, settings: Settings, workers: list):
-        listeners = {c.laddr.port: c.pid for c in psutil.net_connections("tcp")
-                     if c.status == psutil.CONN_LISTEN and c.pid}
+        listeners = {
+            c.laddr.port: c.pid for c in psutil.net_connections("tcp") if c.status == psutil.CONN_LISTEN and c.pid
+        }
         self.parts = {"workers": [psutil.Process(w.pid) for w in workers]}
         for part, url in (("broker", settings.broker), ("redis", settings.redis_url)):
-            port = urlsplit(url.split(",")[0]).port   # the first of several bootstrap servers
+            port = urlsplit(url.split(",")[0]).port  # the first of several bootstrap servers
             if port in listeners:
                 self.parts[part] = [psutil.Process(listeners[port])]
         self.readings: list[tuple[float, dict[str, float], float]] = []
@@ -226,8 +275,10 @@ class _CpuMeter:
         t1, s1, idle1 = min((r for r in self.readings if r[0] >= end), default=self.readings[-1], key=itemgetter(0))
         wall = max(t1 - t0, 1e-9)
         idle_share = (idle1 - idle0) / (wall * (os.cpu_count() or 1))
-        cores = {part: round((s1[part] - s0[part]) / wall, 2) if part in s0 else None
-                 for part in ("workers", "broker", "redis")}
+        cores = {
+            part: round((s1[part] - s0[part]) / wall, 2) if part in s0 else None
+            for part in ("workers", "broker", "redis")
+        }
         return cores, round(max(0.0, 1.0 - idle_share), 3)
 
 

@@ -59,20 +59,30 @@ class Summary:
             rate = (records[source] - old.get(source, 0)) / span if span > 0.5 else 0.0
             rates.add_row(source, f"{rate:,.0f}", f"{records[source]:,}")
         raised = sum(m["alerts"].get("opened", 0) for m in metrics)
-        header = (f"workers {len(metrics)}   sent {sent:,}   simulated clock "
-                  f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(sim_ts))} UTC   "
-                  f"dead letters {dead:,}   alerts {raised:,}\n"
-                  f"web console {self.console_url}  (token {self.token})\n"
-                  f"incidents injected {len(self.scenario.started) if self.scenario else 0} "
-                  f"(ground truth in .warden/ground-truth.ndjson; the detection report prints on Ctrl-C)")
+        header = (
+            f"workers {len(metrics)}   sent {sent:,}   simulated clock "
+            f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(sim_ts))} UTC   "
+            f"dead letters {dead:,}   alerts {raised:,}\n"
+            f"web console {self.console_url}  (token {self.token})\n"
+            f"incidents injected {len(self.scenario.started) if self.scenario else 0} "
+            f"(ground truth in .warden/ground-truth.ndjson; the detection report prints on Ctrl-C)"
+        )
         latest = Table(title="latest alert changes", expand=True)
         for col in ("seen (UTC)", "event", "severity", "kind", "entity", "count", "town", "department"):
             latest.add_column(col, overflow="ellipsis", no_wrap=True)
         for a in alerts:
             area = a.get("area") or {}
-            latest.add_row(a["last_seen"][11:19], a["event"], a["severity"], a["kind"], a["entity"], str(a["count"]),
-                           area.get("town", ""), ", ".join(a.get("departments") or []),
-                           style=SEVERITY_STYLE.get(a["severity"], ""))
+            latest.add_row(
+                a["last_seen"][11:19],
+                a["event"],
+                a["severity"],
+                a["kind"],
+                a["entity"],
+                str(a["count"]),
+                area.get("town", ""),
+                ", ".join(a.get("departments") or []),
+                style=SEVERITY_STYLE.get(a["severity"], ""),
+            )
         return Group(Panel(header, title="Warden - city operations demo (Ctrl-C stops)"), rates, latest)
 
 
@@ -80,7 +90,7 @@ def run_demo(settings: Settings, registry: Registry, *, entities: int, speed: fl
     """Run until Ctrl-C, then stop the simulator, the worker and the embedded stack."""
     token = settings.api_token.get_secret_value() if settings.api_token else secrets.token_urlsafe(12)
     port = settings.web_port if _port_free(settings.web_host, settings.web_port) else free_port()
-    archive = settings.data_dir / "demo-archive"   # the demo's own replay logs, fresh each run
+    archive = settings.data_dir / "demo-archive"  # the demo's own replay logs, fresh each run
     shutil.rmtree(archive, ignore_errors=True)
     truth = settings.data_dir / "ground-truth.ndjson"
     truth.parent.mkdir(parents=True, exist_ok=True)
@@ -88,13 +98,22 @@ def run_demo(settings: Settings, registry: Registry, *, entities: int, speed: fl
     with embedded_stack(settings) as live:
         asyncio.run(ensure_topics(live, warden_topics(live, registry)))
         log = open(live.data_dir / "worker.log", "wb")
-        worker = subprocess.Popen([sys.executable, "-m", "agents.cli", "worker"], stdout=log,
-                                  stderr=subprocess.STDOUT, env={**os.environ, **child_env(live),
-                                                                 "WARDEN_API_TOKEN": token, "WARDEN_WEB_PORT": str(port),
-                                                                 "WARDEN_ARCHIVE_DIR": str(archive)})
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "agents.cli", "worker"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={
+                **os.environ,
+                **child_env(live),
+                "WARDEN_API_TOKEN": token,
+                "WARDEN_WEB_PORT": str(port),
+                "WARDEN_ARCHIVE_DIR": str(archive),
+            },
+        )
         # A token of the user's own is a secret and is not shown; the demo's fresh one is its login, shown once.
-        summary = Summary(f"http://{settings.web_host}:{port}/", "your WARDEN_API_TOKEN" if settings.api_token
-                          else token)
+        summary = Summary(
+            f"http://{settings.web_host}:{port}/", "your WARDEN_API_TOKEN" if settings.api_token else token
+        )
         try:
             asyncio.run(_demo_loop(live, registry, entities, speed, summary, truth))
         except KeyboardInterrupt:
@@ -106,7 +125,7 @@ def run_demo(settings: Settings, registry: Registry, *, entities: int, speed: fl
             except subprocess.TimeoutExpired:
                 worker.kill()
             log.close()
-    if truth.stat().st_size:   # the detection report over what the demo ran
+    if truth.stat().st_size:  # the detection report over what the demo ran
         from agents.cli.data import incident_report
 
         incident_report([truth], archive=archive, refdata=settings.data_dir / "city")
@@ -121,8 +140,9 @@ def _port_free(host: str, port: int) -> bool:
     return True
 
 
-async def _demo_loop(settings: Settings, registry: Registry, entities: int, speed: float, summary: Summary,
-                     truth: Path) -> None:
+async def _demo_loop(
+    settings: Settings, registry: Registry, entities: int, speed: float, summary: Summary, truth: Path
+) -> None:
     sim = CitySimulator(entities=entities, seed=42, start_ts=time.time() - 2 * 3600)
     redis = redis_client(settings)
     write_city(settings.data_dir / "city", sim, seed=42)
@@ -133,13 +153,15 @@ async def _demo_loop(settings: Settings, registry: Registry, entities: int, spee
     kinds = tuple(k for k in KINDS if k != "group_renting")
     scenario = Scenario(sim, ref, seed=42, first_at=sim.ts + 600, every_s=600, truth=truth, kinds=kinds)
     summary.scenario = scenario
-    producer = BatchingProducer(**kafka_options(settings), client_id="warden-simulator",
-                                batch_records=settings.producer_batch_records,
-                                linger_ms=settings.producer_linger_ms)
+    producer = BatchingProducer(
+        **kafka_options(settings),
+        client_id="warden-simulator",
+        batch_records=settings.producer_batch_records,
+        linger_ms=settings.producer_linger_ms,
+    )
     await producer.start()
     topics = {name: s.topic for name, s in registry.items()}
-    feeder = asyncio.create_task(pump(sim, producer, topics, speed=speed, not_after_now=True,
-                                      ticks=scenario.ticks()))
+    feeder = asyncio.create_task(pump(sim, producer, topics, speed=speed, not_after_now=True, ticks=scenario.ticks()))
     print(f"web console: {summary.console_url}  token: {summary.token}", flush=True)
     try:
         with Live(refresh_per_second=2, screen=False) as view:

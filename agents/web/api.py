@@ -41,6 +41,8 @@ from state.refdata.reference import RefData, RefDataError
 from streams.privacy import mask_alert
 
 MAX_LIMIT = 1000
+
+
 def shown(alert: dict, who: Caller) -> dict:
     """``alert`` as ``who`` may see it: personal data in full for operators and admins, masked for viewers."""
     return alert if who.identity.may("operator") else mask_alert(alert)
@@ -89,8 +91,13 @@ def register(app: faust.App, settings: Settings, services: Callable[[], Services
                 limit = min(int(q.get("limit", 50)), MAX_LIMIT)
             except ValueError:
                 return self.error(400, "limit must be a whole number")
-            alerts = await services().store.list(status=q.get("status"), kind=q.get("kind"), area=q.get("area"),
-                                                 severity=q.get("severity"), limit=max(limit, 1))
+            alerts = await services().store.list(
+                status=q.get("status"),
+                kind=q.get("kind"),
+                area=q.get("area"),
+                severity=q.get("severity"),
+                limit=max(limit, 1),
+            )
             return self.json({"alerts": [shown(a, who) for a in alerts]})
 
     @app.page("/api/alerts/{alert_id}")
@@ -114,7 +121,7 @@ def register(app: faust.App, settings: Settings, services: Callable[[], Services
             if not isinstance(body := await self.body(request), dict):
                 return body
             note, by = str(body.get("note", "")), who.identity.who
-            if by == BOOTSTRAP_NAME:   # the shared admin token: the body says which person acts
+            if by == BOOTSTRAP_NAME:  # the shared admin token: the body says which person acts
                 if not isinstance(body.get("by"), str) or not body["by"].strip():
                     return self.error(400, 'the body needs "by": who is doing this (the shared token does not say)')
                 by = f"{body['by'].strip()[:64]} ({BOOTSTRAP_NAME})"

@@ -41,21 +41,38 @@ from state.refdata.reference import RefData
 from streams.privacy import mask_alert
 from streams.registry import Registry
 
-CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
-       "frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
-SECURITY_HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff",
-                    "Referrer-Policy": "no-referrer", "X-Frame-Options": "DENY"}
-ASSETS = {"/": ("console.html", "text/html"), "/console/app.js": ("console.js", "application/javascript"),
-          "/console/app.css": ("console.css", "text/css")}
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+)
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CSP,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+}
+ASSETS = {
+    "/": ("console.html", "text/html"),
+    "/console/app.js": ("console.js", "application/javascript"),
+    "/console/app.css": ("console.css", "text/css"),
+}
 FEED_BACKLOG = 200
 READINGS_BEFORE_S, READINGS_AFTER_S, MAX_POINTS = 3 * 3600, 3600, 600
 
 
-def register(app: faust.App, settings: Settings, registry: Registry, services: Callable[[], Services | None],
-             refdata: Callable[[], RefData], positions: Callable[[], list[dict]]) -> None:
+def register(
+    app: faust.App,
+    settings: Settings,
+    registry: Registry,
+    services: Callable[[], Services | None],
+    refdata: Callable[[], RefData],
+    positions: Callable[[], list[dict]],
+) -> None:
     """Add the console's views to ``app``."""
-    assets = {path: (files("agents.web").joinpath("static", name).read_bytes(), ctype)
-              for path, (name, ctype) in ASSETS.items()}
+    assets = {
+        path: (files("agents.web").joinpath("static", name).read_bytes(), ctype)
+        for path, (name, ctype) in ASSETS.items()
+    }
 
     def asset_view(path: str):
         body, ctype = assets[path]
@@ -100,10 +117,10 @@ def register(app: faust.App, settings: Settings, registry: Registry, services: C
             identity = await services().tokens.resolve(body["token"])
             if identity is None:
                 await sessions.failed(client)
-                await asyncio.sleep(0.5)   # slows guessing further
+                await asyncio.sleep(0.5)  # slows guessing further
                 return self.error(401, "wrong token")
             who = identity.who
-            if who == BOOTSTRAP_NAME:   # the shared admin token: the person says who they are
+            if who == BOOTSTRAP_NAME:  # the shared admin token: the person says who they are
                 name = str(body.get("name") or "").strip()[:64]
                 if not name:
                     return self.error(400, "say who you are (name): this token is shared")
@@ -140,12 +157,29 @@ def register(app: faust.App, settings: Settings, registry: Registry, services: C
                 return self.refused()
             ref = refdata()
             doc = ref.doc
-            return self.json({
-                "version": ref.version, "areas": doc.get("areas") or {}, "zones": doc.get("zones") or {},
-                "routes": doc.get("routes") or {},
-                "sites": [shown({"id": s.id, "name": s.name, "lon": s.lon, "lat": s.lat, "category": s.category,
-                                 "status": s.status}, who) for s in ref.sites.values()],
-                "departments": sorted({d for rule in ref.departments for d in rule.departments})})
+            return self.json(
+                {
+                    "version": ref.version,
+                    "areas": doc.get("areas") or {},
+                    "zones": doc.get("zones") or {},
+                    "routes": doc.get("routes") or {},
+                    "sites": [
+                        shown(
+                            {
+                                "id": s.id,
+                                "name": s.name,
+                                "lon": s.lon,
+                                "lat": s.lat,
+                                "category": s.category,
+                                "status": s.status,
+                            },
+                            who,
+                        )
+                        for s in ref.sites.values()
+                    ],
+                    "departments": sorted({d for rule in ref.departments for d in rule.departments}),
+                }
+            )
 
     @app.page("/console/status")
     class Status(_Console):
@@ -159,9 +193,15 @@ def register(app: faust.App, settings: Settings, registry: Registry, services: C
                 for status in ("open", "acknowledged", "dispatched"):
                     pipe.zcard(IDX.format(f"status:{status}"))
                 open_, acked, dispatched = await pipe.execute()
-            return self.json({"records": records, "dead_letters": dead, "workers": len(snaps),
-                              "alerts": {"open": open_, "acknowledged": acked, "dispatched": dispatched},
-                              "vehicles": [shown(v, who) for v in await vehicles.gather(redis, positions())]})
+            return self.json(
+                {
+                    "records": records,
+                    "dead_letters": dead,
+                    "workers": len(snaps),
+                    "alerts": {"open": open_, "acknowledged": acked, "dispatched": dispatched},
+                    "vehicles": [shown(v, who) for v in await vehicles.gather(redis, positions())],
+                }
+            )
 
     @app.page("/console/readings")
     class Readings(_Console):
@@ -198,8 +238,13 @@ def _readings(settings: Settings, entity_field: str, source: str, entity: str, f
         return []
     since, until = ts - READINGS_BEFORE_S, ts + READINGS_AFTER_S
     points = []
-    for chunk in read_records(segments(root, source, since, until), since=since, until=until, entity=entity,
-                              entity_field=lambda s: entity_field):
+    for chunk in read_records(
+        segments(root, source, since, until),
+        since=since,
+        until=until,
+        entity=entity,
+        entity_field=lambda s: entity_field,
+    ):
         for t, r in zip(chunk.ts, chunk.records):
             v = r.get(field)
             if isinstance(v, (int, float)) and not isinstance(v, bool):
@@ -212,8 +257,9 @@ def _readings(settings: Settings, entity_field: str, source: str, entity: str, f
 async def _feed(request: Request, redis, masked: bool) -> aioweb.StreamResponse:
     """Server-sent events: recent alert changes, then each new one as it is stored (personal data masked if
     ``masked``; otherwise the stored bytes as they are)."""
-    resp = aioweb.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
-                                          **SECURITY_HEADERS})
+    resp = aioweb.StreamResponse(
+        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", **SECURITY_HEADERS}
+    )
     await resp.prepare(request)
     last = request.headers.get("Last-Event-ID")
     try:

@@ -18,21 +18,26 @@ CONTENT_TYPE = "text/plain; version=0.0.4"
 class WorkerCollector:
     """Reads a worker's state when Prometheus scrapes."""
 
-    def __init__(self, snapshot: Callable[[], dict], lag: Callable[[], dict[tuple[str, int], int]],
-                 problems: Callable[[], dict]):
+    def __init__(
+        self, snapshot: Callable[[], dict], lag: Callable[[], dict[tuple[str, int], int]], problems: Callable[[], dict]
+    ):
         self.snapshot, self.lag, self.problems = snapshot, lag, problems
 
     def collect(self):
         snap = self.snapshot()
-        for name, key, doc in (("records", "records", "records read"), ("accepted", "accepted", "records accepted"),
-                               ("signals", "signals", "detector signals"),
-                               ("forwarded", "forwarded", "records forwarded to their partition")):
+        for name, key, doc in (
+            ("records", "records", "records read"),
+            ("accepted", "accepted", "records accepted"),
+            ("signals", "signals", "detector signals"),
+            ("forwarded", "forwarded", "records forwarded to their partition"),
+        ):
             family = CounterMetricFamily(f"warden_{name}", doc, labels=["source"])
             for source, n in snap[key].items():
                 family.add_metric([source], n)
             yield family
-        dead = CounterMetricFamily("warden_dead_letters", "records sent to the dead-letter topic",
-                                   labels=["source", "reason"])
+        dead = CounterMetricFamily(
+            "warden_dead_letters", "records sent to the dead-letter topic", labels=["source", "reason"]
+        )
         for key, n in snap["dead_letters"].items():
             dead.add_metric(key.split(":", 1), n)
         yield dead
@@ -40,14 +45,18 @@ class WorkerCollector:
         for event, n in snap["alerts"].items():
             alerts.add_metric([event], n)
         yield alerts
-        lag = GaugeMetricFamily("warden_lag_messages", "messages in Kafka not yet processed (a message holds one record or a batch)",
-                                labels=["topic", "partition"])
+        lag = GaugeMetricFamily(
+            "warden_lag_messages",
+            "messages in Kafka not yet processed (a message holds one record or a batch)",
+            labels=["topic", "partition"],
+        )
         for (topic, partition), n in self.lag().items():
             lag.add_metric([topic, str(partition)], n)
         yield lag
         yield GaugeMetricFamily("warden_entities", "entities in state", value=snap["entities"])
-        yield GaugeMetricFamily("warden_checkpoint_bytes", "bytes of the latest checkpoints",
-                                value=snap["checkpoint_bytes"])
+        yield GaugeMetricFamily(
+            "warden_checkpoint_bytes", "bytes of the latest checkpoints", value=snap["checkpoint_bytes"]
+        )
         yield GaugeMetricFamily("warden_resident_bytes", "resident memory of the worker", value=snap["rss"])
         up = GaugeMetricFamily("warden_dependency_up", "1 when the dependency is reachable", labels=["dependency"])
         up.add_metric(["redis"], 0.0 if "redis" in self.problems() else 1.0)
@@ -60,10 +69,12 @@ class WorkerPrometheus:
     def __init__(self, collector: WorkerCollector):
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(collector)
-        self.latency = Histogram("warden_processing_latency_seconds",
-                                 "Kafka append time of a batch's newest message to the end of its processing",
-                                 buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
-                                 registry=self.registry)
+        self.latency = Histogram(
+            "warden_processing_latency_seconds",
+            "Kafka append time of a batch's newest message to the end of its processing",
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+            registry=self.registry,
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -2,14 +2,13 @@
 
 Offsets are ours, not Faust's: input topics are consumed with acks off, so
 Faust never commits them; each :class:`PartitionRunner` commits offset + 1 after
-it has stored a checkpoint covering that offset (see ARCHITECTURE.md on why a
-Faust changelog is not trusted with the embedded broker).
+it has stored a checkpoint covering that offset (see docs/architecture.md on why
+a Faust changelog is not trusted with the embedded broker).
 
 The alert manager runs inside the ingest agent, right after detection: input
 topics are keyed by entity, so the partition that detects a signal already owns
 its situation (source, kind, entity), and merging there saves a Kafka round
-trip (measured with `warden bench`: p99 2.0 s through the topic, see the closing note). Signals still go to ``warden.signals``
-for consumers downstream (fusion).
+trip. Signals still go to ``warden.signals`` for consumers downstream (fusion).
 """
 
 from __future__ import annotations
@@ -79,8 +78,9 @@ class Worker:
         )
         self.metrics = WorkerMetrics()
         self.health = Health()
-        self.prometheus = WorkerPrometheus(WorkerCollector(self.metrics.snapshot, self._lag,
-                                                           lambda: self.health.problems))
+        self.prometheus = WorkerPrometheus(
+            WorkerCollector(self.metrics.snapshot, self._lag, lambda: self.health.problems)
+        )
         self.metrics.on_latency = self.prometheus.latency.observe
         self.redis: aioredis.Redis | None = None
         self.outputs: Outputs | None = None
@@ -92,9 +92,9 @@ class Worker:
         self.refdata: RefCache | None = None
         self.archiver: Archiver | None = None
         self.models: ModelWatch | None = None
-        self.services: Services | None = None   # the API's and console's, once started
+        self.services: Services | None = None  # the API's and console's, once started
         self.fusion: Fusion | None = None
-        self.patterns = load_patterns(settings.fusion_patterns_dirs)   # a bad pattern file stops the start
+        self.patterns = load_patterns(settings.fusion_patterns_dirs)  # a bad pattern file stops the start
         self.ready = asyncio.Event()  # agents wait for start(): Faust may start them first
         for source in registry.values():
             self._add_agent(source)
@@ -103,22 +103,29 @@ class Worker:
         # Periodic work, from start() on; a Redis outage skips a turn (and is reported) instead of crashing the app.
         refresh = settings.refdata_refresh_s
         for name, every, work in (
-                ("checkpoint_all", settings.checkpoint_interval_s, self._checkpoint_all),
-                ("publish_metrics", 1.0, lambda: self.metrics.publish(self.redis)),
-                ("share_positions", 2.0, lambda: vehicles.share(self.redis, self.metrics.worker_id, self.positions)),
-                ("sweep_idle", 5.0, self._sweep_idle),
-                ("refresh_refdata", refresh, self._refresh_refdata),
-                ("learn_labels", refresh, lambda: self.alert_manager.learn_labels()),
-                ("refresh_models", refresh, lambda: self.models.refresh()),
-                ("trim_alerts", 3600.0, lambda: self.store.trim()),
-                ("export_labels", 10.0, lambda: self.archiver.export_labels()),
-                ("prune_archive", 3600.0, lambda: self.archiver.prune())):
+            ("checkpoint_all", settings.checkpoint_interval_s, self._checkpoint_all),
+            ("publish_metrics", 1.0, lambda: self.metrics.publish(self.redis)),
+            ("share_positions", 2.0, lambda: vehicles.share(self.redis, self.metrics.worker_id, self.positions)),
+            ("sweep_idle", 5.0, self._sweep_idle),
+            ("refresh_refdata", refresh, self._refresh_refdata),
+            ("learn_labels", refresh, lambda: self.alert_manager.learn_labels()),
+            ("refresh_models", refresh, lambda: self.models.refresh()),
+            ("trim_alerts", 3600.0, lambda: self.store.trim()),
+            ("export_labels", 10.0, lambda: self.archiver.export_labels()),
+            ("prune_archive", 3600.0, lambda: self.archiver.prune()),
+        ):
             self.app.timer(every, name=f"warden.{name}")(self._guarded(name, work))
         self.app.page("/health")(self._health_view())
         self.app.page("/metrics")(self._metrics_view())
         api.register(self.app, settings, lambda: self.services)
-        web_console.register(self.app, settings, registry, lambda: self.services,
-                             lambda: self.refdata.current if self.refdata else RefData.empty(), self.positions)
+        web_console.register(
+            self.app,
+            settings,
+            registry,
+            lambda: self.services,
+            lambda: self.refdata.current if self.refdata else RefData.empty(),
+            self.positions,
+        )
 
     class _Lifecycle(faust.Service):
         """Starts the producer and Redis client before agents run; flushes and checkpoints on stop."""
@@ -138,8 +145,12 @@ class Worker:
         await ensure_topics(s, warden_topics(s, self.registry))
         self.redis = redis_client(s)
         await self.redis.ping()
-        self.producer = BatchingProducer(**kafka_options(s), batch_records=s.producer_batch_records,
-                                         linger_ms=s.producer_linger_ms, client_id=f"{s.app_id}-worker")
+        self.producer = BatchingProducer(
+            **kafka_options(s),
+            batch_records=s.producer_batch_records,
+            linger_ms=s.producer_linger_ms,
+            client_id=f"{s.app_id}-worker",
+        )
         await self.producer.start()
         self.outputs = Outputs(self.producer, s)
         self.checkpoints = CheckpointStore(self.redis, s.app_id)
@@ -161,7 +172,7 @@ class Worker:
         for runner in list(self.runners.values()):
             try:
                 await runner.close()
-            except Exception:  # noqa: BLE001 - shutting down: log and go on with the others
+            except Exception:
                 log.exception("final checkpoint of %s/%d failed", runner.source.name, runner.partition)
         if self.models:
             await self.models.stop()
@@ -174,9 +185,15 @@ class Worker:
             await self.redis.aclose()
 
     def _add_agent(self, source: Source) -> None:
-        topic = self.app.topic(source.topic, key_type=bytes, value_type=bytes, key_serializer="raw",
-                               value_serializer="raw", acks=False,
-                               partitions=source.partition_count(self.settings.partitions))
+        topic = self.app.topic(
+            source.topic,
+            key_type=bytes,
+            value_type=bytes,
+            key_serializer="raw",
+            value_serializer="raw",
+            acks=False,
+            partitions=source.partition_count(self.settings.partitions),
+        )
         take, within = self.settings.agent_take_messages, self.settings.agent_take_within_s
 
         async def ingest(stream):
@@ -193,7 +210,7 @@ class Worker:
 
     def _guarded(self, name: str, work):
         async def guarded() -> None:
-            if self.ready.is_set():   # Faust may start timers before start() has run
+            if self.ready.is_set():  # Faust may start timers before start() has run
                 await self.health.attempt(name, work)
 
         guarded.__name__ = name
@@ -215,10 +232,20 @@ class Worker:
         runner = self.runners.get(key)
         if runner is None:
             await self.ready.wait()
-            runner = PartitionRunner(source, partition, self.settings, self.outputs, self.checkpoints,
-                                     self.metrics, self._commit, self._manage, lambda: self.refdata.current,
-                                     self.health, archive=lambda run: self.archiver.partition(source.name, partition, run),
-                                     model=lambda: self.models.get(source.name))
+            runner = PartitionRunner(
+                source,
+                partition,
+                self.settings,
+                self.outputs,
+                self.checkpoints,
+                self.metrics,
+                self._commit,
+                self._manage,
+                lambda: self.refdata.current,
+                self.health,
+                archive=lambda run: self.archiver.partition(source.name, partition, run),
+                model=lambda: self.models.get(source.name),
+            )
             await runner.restore()
             self.runners[key] = runner
         return runner
@@ -245,7 +272,7 @@ class Worker:
     async def _refresh_refdata(self) -> None:
         try:
             await self.refdata.refresh()
-        except ValueError as exc:   # stored by an older or newer release: keep what we have
+        except ValueError as exc:  # stored by an older or newer release: keep what we have
             log.error("reference data not refreshed: %s", exc)
 
     def positions(self, limit: int = 5000) -> list[dict]:
@@ -255,13 +282,19 @@ class Worker:
             state = runner.engine.state
             if not {"lat", "lon"} <= set(state.numeric) or "last" not in state.store:
                 continue
-            last = state.store["last"][:len(state)]
+            last = state.store["last"][: len(state)]
             lat, lon = last[:, state.numeric.index("lat")], last[:, state.numeric.index("lon")]
-            seen = np.flatnonzero(~np.isnan(lat) & ~np.isnan(lon))[:limit - len(out)]
+            seen = np.flatnonzero(~np.isnan(lat) & ~np.isnan(lon))[: limit - len(out)]
             entities = state.slots.entities
-            out += [{"entity": entities[i], "lat": a, "lon": o, "ts": t} for i, a, o, t in zip(
-                seen.tolist(), lat[seen].round(6).tolist(), lon[seen].round(6).tolist(),
-                state.store["last_ts"][seen].tolist())]
+            out += [
+                {"entity": entities[i], "lat": a, "lon": o, "ts": t}
+                for i, a, o, t in zip(
+                    seen.tolist(),
+                    lat[seen].round(6).tolist(),
+                    lon[seen].round(6).tolist(),
+                    state.store["last_ts"][seen].tolist(),
+                )
+            ]
         return out
 
     def _lag(self) -> dict[tuple[str, int], int]:
@@ -270,7 +303,7 @@ class Worker:
         for runner in list(self.runners.values()):
             try:
                 high = self.app.consumer.highwater(TP(runner.source.topic, runner.partition))
-            except Exception:  # noqa: BLE001 - no fetch yet for this partition: no figure
+            except Exception:
                 continue
             if high is not None and high >= 0:
                 out[(runner.source.topic, runner.partition)] = max(0, int(high) - runner.offset - 1)
@@ -289,12 +322,20 @@ class Worker:
 
         async def health(web, request):
             snap = worker.metrics.snapshot()
-            return web.json({"status": worker.health.status, "problems": worker.health.problems,
-                             "worker": snap["worker"], "partitions": len(worker.runners),
-                             "records": snap["records"], "dead_letters": snap["dead_letters"],
-                             "alerts": snap["alerts"], "lag": sum(worker._lag().values()),
-                             "refdata_version": worker.refdata.current.version if worker.refdata else None,
-                             "model_versions": worker.models.versions() if worker.models else {},
-                             "delivery": worker.delivery.status() if worker.delivery else {}})
+            return web.json(
+                {
+                    "status": worker.health.status,
+                    "problems": worker.health.problems,
+                    "worker": snap["worker"],
+                    "partitions": len(worker.runners),
+                    "records": snap["records"],
+                    "dead_letters": snap["dead_letters"],
+                    "alerts": snap["alerts"],
+                    "lag": sum(worker._lag().values()),
+                    "refdata_version": worker.refdata.current.version if worker.refdata else None,
+                    "model_versions": worker.models.versions() if worker.models else {},
+                    "delivery": worker.delivery.status() if worker.delivery else {},
+                }
+            )
 
         return health

@@ -49,7 +49,7 @@ class Archiver:
             entries = [(i.decode(), orjson.loads(f[b"label"])) for _, batch in got or [] for i, f in batch]
             if not entries:
                 return 0
-            labels = [mask_alert({"type": "staff", "stream_id": i, **label}) for i, label in entries]   # an export
+            labels = [mask_alert({"type": "staff", "stream_id": i, **label}) for i, label in entries]  # an export
             await asyncio.to_thread(append_labels, self.root, "staff", labels)
             await self.redis.set(CURSOR, entries[-1][0])
             return len(entries)

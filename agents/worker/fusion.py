@@ -39,8 +39,12 @@ class Fusion:
         if not self.patterns:
             return []
         ref = self.refdata()
-        found = [(pattern, site, name, sig) for sig in signals if sig["source"] != SOURCE
-                 for pattern, site, name in site_pieces(sig, self.patterns, ref)]
+        found = [
+            (pattern, site, name, sig)
+            for sig in signals
+            if sig["source"] != SOURCE
+            for pattern, site, name in site_pieces(sig, self.patterns, ref)
+        ]
         if not found:
             return []
         touched = {}
@@ -54,10 +58,10 @@ class Fusion:
             for pattern, site in touched.values():
                 for spec in pattern.evidence:
                     pipe.lrange(KEY.format(pattern.name, site.id, spec.name), 0, -1)
-            held = iter((await pipe.execute())[3 * len(found):])
+            held = iter((await pipe.execute())[3 * len(found) :])
         fused = {}
         for pattern, site in touched.values():
             pieces = {spec.name: [orjson.loads(p) for p in next(held)] for spec in pattern.evidence}
             for out in fuse(pattern, site_doc(site), {name: got for name, got in pieces.items() if got}):
-                fused[out["id"]] = out   # ones already merged are skipped by the alert manager (same id)
+                fused[out["id"]] = out  # ones already merged are skipped by the alert manager (same id)
         return list(fused.values())

@@ -18,7 +18,7 @@ from redis.exceptions import RedisError
 
 log = logging.getLogger("warden.health")
 T = TypeVar("T")
-UNAVAILABLE = (RedisError, OSError, asyncio.TimeoutError)   # OSError covers ConnectionError
+UNAVAILABLE = (RedisError, OSError, asyncio.TimeoutError)  # OSError covers ConnectionError
 
 
 class Health:

@@ -13,7 +13,7 @@ import redis.asyncio as aioredis
 
 from agents.worker import published as worker_values
 
-METRICS = "warden:metrics"   # each worker's snapshot: warden:metrics:<worker id>
+METRICS = "warden:metrics"  # each worker's snapshot: warden:metrics:<worker id>
 METRICS_TTL_S = 30
 
 
@@ -25,7 +25,7 @@ class WorkerMetrics:
         self.records: Counter[str] = Counter()
         self.accepted: Counter[str] = Counter()
         self.signals: Counter[str] = Counter()
-        self.alerts: Counter[str] = Counter()     # alert changes by event (opened, merged, ...)
+        self.alerts: Counter[str] = Counter()  # alert changes by event (opened, merged, ...)
         self.forwarded: Counter[str] = Counter()
         self.dead_letters: Counter[str] = Counter()
         # per "source:partition" held here: entities in state now, and bytes and entities of the last checkpoint
@@ -36,7 +36,7 @@ class WorkerMetrics:
         self.first_record_at: float | None = None
         self.last_record_at: float | None = None
         self.rss_at_start = psutil.Process().memory_info().rss
-        self.on_latency = None   # set by the worker: its Prometheus histogram's observe
+        self.on_latency = None  # set by the worker: its Prometheus histogram's observe
 
     def processed(self, source: str, records: int, accepted: int, signals: int, forwarded: int) -> None:
         now = time.time()

@@ -40,27 +40,36 @@ from streams.validation import Batch
 
 log = logging.getLogger(__name__)
 
-SENT_RECORDS = "records"     # each message value is one record's JSON, read by orjson
-SENT_MESSAGES = "messages"   # every message value was read by orjson (a record or an array of them)
-SENT_TYPED = "typed"         # every message was read whole by the source schema; the records are its structs
+SENT_RECORDS = "records"  # each message value is one record's JSON, read by orjson
+SENT_MESSAGES = "messages"  # every message value was read by orjson (a record or an array of them)
+SENT_TYPED = "typed"  # every message was read whole by the source schema; the records are its structs
 
 
 @dataclass(slots=True)
 class Message:
     offset: int
     value: bytes | None
-    timestamp: float | None = None   # Kafka append (or create) time, epoch seconds
+    timestamp: float | None = None  # Kafka append (or create) time, epoch seconds
 
 
 class PartitionRunner:
     """Processes, checkpoints and restores one (source, partition)."""
 
-    def __init__(self, source: Source, partition: int, settings: Settings, outputs: Outputs,
-                 checkpoints: CheckpointStore, metrics: WorkerMetrics,
-                 commit: Callable[[str, int, int], Awaitable[None]],
-                 alert: Callable[[list[dict]], Awaitable[None]], refdata: Callable[[], RefData],
-                 health: Health, archive: Callable[[str | None], PartitionArchive | None] = lambda run: None,
-                 model: Callable[[], object | None] = lambda: None):
+    def __init__(
+        self,
+        source: Source,
+        partition: int,
+        settings: Settings,
+        outputs: Outputs,
+        checkpoints: CheckpointStore,
+        metrics: WorkerMetrics,
+        commit: Callable[[str, int, int], Awaitable[None]],
+        alert: Callable[[list[dict]], Awaitable[None]],
+        refdata: Callable[[], RefData],
+        health: Health,
+        archive: Callable[[str | None], PartitionArchive | None] = lambda run: None,
+        model: Callable[[], object | None] = lambda: None,
+    ):
         self.source, self.partition, self.settings = source, partition, settings
         self.outputs, self.checkpoints, self.metrics = outputs, checkpoints, metrics
         self.commit, self.alert, self.refdata, self.health = commit, alert, refdata, health
@@ -69,16 +78,16 @@ class PartitionRunner:
         self.schema = RecordSchema.for_source(source, settings)
         self._open_archive = archive
         self.archive: PartitionArchive | None = None
-        self.archiving = settings.archive_enabled   # a replay log to keep (reopened after a failure)
-        self._appending: tuple[asyncio.Future, int] | None = None   # the append in flight, its first offset
-        self.partitions = source.partition_count(settings.partitions)   # the topic's real count, in restore()
+        self.archiving = settings.archive_enabled  # a replay log to keep (reopened after a failure)
+        self._appending: tuple[asyncio.Future, int] | None = None  # the append in flight, its first offset
+        self.partitions = source.partition_count(settings.partitions)  # the topic's real count, in restore()
         self.lock = asyncio.Lock()
-        self.restored_offset = -1   # records up to this offset are in the restored state
-        self.offset = -1            # last offset processed
+        self.restored_offset = -1  # records up to this offset are in the restored state
+        self.offset = -1  # last offset processed
         self.checkpointed = -1
         self.last_checkpoint = time.monotonic()
-        self.checkpoint_cost = 0.0   # seconds the last checkpoint took
-        self.archive_run: str | None = None   # the replay log's run this state continues (in its checkpoint)
+        self.checkpoint_cost = 0.0  # seconds the last checkpoint took
+        self.archive_run: str | None = None  # the replay log's run this state continues (in its checkpoint)
         self.last_message_at = time.time()
 
     async def restore(self) -> None:
@@ -87,10 +96,17 @@ class PartitionRunner:
         declared = self.partitions
         self.partitions = (await self.outputs.partitioner(self.source.topic)).partitions
         if self.partitions != declared:
-            log.warning("%s has %d partitions, %d declared: ownership follows the topic (create it with "
-                        "%d to get the declared layout)", self.source.topic, self.partitions, declared, declared)
-        found = await self.health.retry("checkpoint restore",
-                                        lambda: self.checkpoints.load(self.source.name, self.partition))
+            log.warning(
+                "%s has %d partitions, %d declared: ownership follows the topic (create it with "
+                "%d to get the declared layout)",
+                self.source.topic,
+                self.partitions,
+                declared,
+                declared,
+            )
+        found = await self.health.retry(
+            "checkpoint restore", lambda: self.checkpoints.load(self.source.name, self.partition)
+        )
         if found is not None:
             self._load(found)
         self.archive = await self._archive_call("open", self._reopen_archive)
@@ -107,13 +123,23 @@ class PartitionRunner:
         try:
             self.archive_run = self.engine.state.load_bytes(found.state).get("archive_run")
         except ValueError as exc:
-            log.warning("%s/%d: checkpoint not restored (%s); state starts empty at offset %d",
-                        self.source.name, self.partition, exc, found.offset)
-        self.engine.use_refdata(self.refdata())   # lookups cached in the restored state may be stale
+            log.warning(
+                "%s/%d: checkpoint not restored (%s); state starts empty at offset %d",
+                self.source.name,
+                self.partition,
+                exc,
+                found.offset,
+            )
+        self.engine.use_refdata(self.refdata())  # lookups cached in the restored state may be stale
         self.restored_offset = self.offset = self.checkpointed = found.offset
         self.metrics.held(self.source.name, self.partition, len(self.engine.state))
-        log.info("%s/%d: restored %d entities at offset %d", self.source.name, self.partition,
-                 len(self.engine.state), found.offset)
+        log.info(
+            "%s/%d: restored %d entities at offset %d",
+            self.source.name,
+            self.partition,
+            len(self.engine.state),
+            found.offset,
+        )
 
     async def process(self, messages: list[Message]) -> None:
         """Process messages of this partition, in offset order."""
@@ -124,10 +150,10 @@ class PartitionRunner:
         source = self.source.name
         dead: list[dict] = []
         fresh = messages
-        if messages and messages[0].offset <= self.restored_offset:   # some are in the restored state
+        if messages and messages[0].offset <= self.restored_offset:  # some are in the restored state
             fresh = [m for m in messages if m.offset > self.restored_offset]
         await (self._process_parsed(fresh, dead) if self.schema is None else self._process_read(fresh, dead))
-        dead.sort(key=itemgetter("offset"))   # whichever path read them: in the order they came
+        dead.sort(key=itemgetter("offset"))  # whichever path read them: in the order they came
         for d in dead:
             self.metrics.dead(source, d["reason"])
         await self.outputs.dead_letters(dead)
@@ -157,16 +183,17 @@ class PartitionRunner:
 
     def _unreadable(self, msg: Message, got: Decoded) -> dict:
         """The dead letter of a message with nothing to read in it."""
-        return dead_letter(self.source.name, self.source.topic, self.partition, msg.offset, got.reason, got.detail,
-                           msg.value or b"")
+        return dead_letter(
+            self.source.name, self.source.topic, self.partition, msg.offset, got.reason, got.detail, msg.value or b""
+        )
 
     async def _process_parsed(self, messages: list[Message], dead: list[dict]) -> None:
         """Messages parsed as dicts, for the validator."""
         limit = self.settings.max_message_bytes
         docs = parse_all([m.value for m in messages], limit)
-        if docs is None:   # a message orjson cannot read alone: one by one, each bad one with its reason
+        if docs is None:  # a message orjson cannot read alone: one by one, each bad one with its reason
             await self._process_each(messages, (decode(m.value, limit) for m in messages), dead)
-        elif set(map(type, docs)) == {dict}:   # each message one record
+        elif set(map(type, docs)) == {dict}:  # each message one record
             async for records, starts, taken in self._slices(zip(messages, ([doc] for doc in docs))):
                 await self._run(records, starts, taken, dead, SENT_RECORDS)
         else:
@@ -182,9 +209,11 @@ class PartitionRunner:
             else:
                 await self._run(records, starts, taken, dead, SENT_TYPED, batch)
 
-    async def _process_each(self, messages: list[Message], held: Iterable[Decoded], dead: list[dict],
-                            sent: str | None = None) -> None:
+    async def _process_each(
+        self, messages: list[Message], held: Iterable[Decoded], dead: list[dict], sent: str | None = None
+    ) -> None:
         """Messages with what each holds: batches of records through the engine, bad messages to ``dead``."""
+
         def readable() -> Iterator[tuple[Message, list]]:
             for msg, got in zip(messages, held):
                 if got.reason:
@@ -216,8 +245,15 @@ class PartitionRunner:
         if records:
             yield records, starts, taken
 
-    async def _run(self, records: list, starts: list[int], decoded_from: list[Message], dead: list[dict],
-                   sent: str | None = None, batch: Batch | None = None) -> None:
+    async def _run(
+        self,
+        records: list,
+        starts: list[int],
+        decoded_from: list[Message],
+        dead: list[dict],
+        sent: str | None = None,
+        batch: Batch | None = None,
+    ) -> None:
         """Records of consecutive messages through the engine; results out; rejects mapped to their message.
 
         ``sent``: what the message values are to the replay log (see :meth:`_archive`); ``batch``: the
@@ -228,9 +264,10 @@ class PartitionRunner:
         if ref is not self.engine.refdata:
             self.engine.use_refdata(ref)
         if model is not self.engine.model:
-            self.engine.use_model(model)   # a promoted version: swapped between batches, state kept
-        out = self.engine.process(records, self._owns) if batch is None else \
-            self.engine.process_batch(batch, self._owns)
+            self.engine.use_model(model)  # a promoted version: swapped between batches, state kept
+        out = (
+            self.engine.process(records, self._owns) if batch is None else self.engine.process_batch(batch, self._owns)
+        )
         starts.append(len(records))
         if self.archive is not None and out.accepted:
             await self._archive(records, starts, decoded_from, out, sent)
@@ -252,8 +289,9 @@ class PartitionRunner:
         """Which of these entities, new to the state, this partition owns (judged once, at first sight)."""
         return partitions_of(entities, self.partitions) == self.partition
 
-    async def _archive(self, records: list, starts: list[int], decoded_from: list[Message], out: Outcome,
-                       sent: str | None) -> None:
+    async def _archive(
+        self, records: list, starts: list[int], decoded_from: list[Message], out: Outcome, sent: str | None
+    ) -> None:
         """Accepted records to the replay log, each with the offset of the message it came in.
 
         Records go in as their message's bytes, not encoded again, where those are known to be their JSON:
@@ -273,9 +311,10 @@ class PartitionRunner:
             spans = _whole_messages(starts, out.positions, decoded_from) if sent in (SENT_MESSAGES, SENT_TYPED) else ()
         encode = self.schema.encode if sent == SENT_TYPED else None
         await self._archive_settled()
-        if self.archive is not None:   # None: the append before failed
-            append = asyncio.ensure_future(asyncio.to_thread(self.archive.append, offsets, out.ts, accepted, spans,
-                                                             encode))
+        if self.archive is not None:  # None: the append before failed
+            append = asyncio.ensure_future(
+                asyncio.to_thread(self.archive.append, offsets, out.ts, accepted, spans, encode)
+            )
             self._appending = append, int(offsets[0])
 
     async def _archive_settled(self) -> None:
@@ -291,8 +330,13 @@ class PartitionRunner:
     def _archive_failed(self, where: str, exc: OSError, from_offset: int) -> None:
         """A full or failing disk loses archive records, never live detection: report the gap's start."""
         self.health.failed("archive", f"{self.source.name}/{self.partition} {where}", exc)
-        log.error("%s/%d: replay log not written from offset %d on (%s); it reopens at the next checkpoint",
-                  self.source.name, self.partition, from_offset, exc)
+        log.error(
+            "%s/%d: replay log not written from offset %d on (%s); it reopens at the next checkpoint",
+            self.source.name,
+            self.partition,
+            from_offset,
+            exc,
+        )
         if self.archive is not None:
             self.archive.abandon()
         self.archive = None
@@ -347,15 +391,15 @@ class PartitionRunner:
         if self.offset <= self.checkpointed:
             return
         await self.outputs.flush()
-        if self.archive is None and self.archiving:   # failed earlier: reopen (recovery cuts a torn tail)
+        if self.archive is None and self.archiving:  # failed earlier: reopen (recovery cuts a torn tail)
             self.archive = await self._archive_call("reopen", self._reopen_archive)
-        elif self.archive is not None:   # durable before the offsets it covers are committed
+        elif self.archive is not None:  # durable before the offsets it covers are committed
             await self._archive_call("sync", self.archive.sync)
         # In a thread, so other partitions go on; this one's state is still, under its lock.
         blob = await asyncio.to_thread(self.engine.state.to_bytes, {"archive_run": self.archive_run})
         try:
             stored = await self.checkpoints.save(self.source.name, self.partition, self.offset, blob)
-        except UNAVAILABLE as exc:   # nothing committed: the next checkpoint covers these records
+        except UNAVAILABLE as exc:  # nothing committed: the next checkpoint covers these records
             self.health.failed("redis", "checkpoint", exc)
             return
         self.checkpointed = self.offset
@@ -372,7 +416,7 @@ def _whole_messages(starts: list[int], positions: np.ndarray, messages: list[Mes
     for i, message in enumerate(messages):
         took = bounds[i + 1] - bounds[i]
         if took and took == starts[i + 1] - starts[i]:
-            raw = message.value.strip()   # whitespace as JSON reads it: orjson refused any other
+            raw = message.value.strip()  # whitespace as JSON reads it: orjson refused any other
             spans.append((bounds[i], bounds[i + 1], raw[1:-1] if raw[:1] == b"[" else raw))
     return spans
 

@@ -16,7 +16,7 @@ import redis.asyncio as aioredis
 from agents.worker import published as worker_values
 
 WATCHING_KEY = "warden:console:watching"
-POSITIONS = "warden:positions"   # each worker's: warden:positions:<worker id>
+POSITIONS = "warden:positions"  # each worker's: warden:positions:<worker id>
 WATCH_S, POSITIONS_TTL_S = 30, 10
 
 

@@ -14,7 +14,7 @@ import time
 
 import redis.asyncio as aioredis
 
-FORGET_S = 3600   # a worker silent this long leaves the set (its key expired long before)
+FORGET_S = 3600  # a worker silent this long leaves the set (its key expired long before)
 
 
 def key(family: str, worker_id: str) -> str:

@@ -31,8 +31,12 @@ def credentials(settings: Settings) -> faust.types.auth.CredentialsT | None:
     """Faust's form of the TLS/SASL settings (the same as every other client of ours gets)."""
     options = kafka_options(settings)
     if "sasl_mechanism" in options:
-        return faust.SASLCredentials(username=options["sasl_plain_username"], password=options["sasl_plain_password"],
-                                     ssl_context=options.get("ssl_context"), mechanism=options["sasl_mechanism"])
+        return faust.SASLCredentials(
+            username=options["sasl_plain_username"],
+            password=options["sasl_plain_password"],
+            ssl_context=options.get("ssl_context"),
+            mechanism=options["sasl_mechanism"],
+        )
     if "ssl_context" in options:
         return faust.SSLCredentials(options["ssl_context"])
     return None

@@ -27,8 +27,9 @@ class WindowOutlierModel:
         if len(x) < 2:
             raise ValueError(f"need at least 2 training windows, got {len(x)}")
         x = np.nan_to_num(x)
-        self.forest_ = IsolationForest(n_estimators=self.trees, max_samples=min(self.max_samples, len(x)),
-                                       random_state=self.seed, n_jobs=1).fit(x)
+        self.forest_ = IsolationForest(
+            n_estimators=self.trees, max_samples=min(self.max_samples, len(x)), random_state=self.seed, n_jobs=1
+        ).fit(x)
         self.reference_ = np.sort(self._raw(x))
         self.threshold_ = float(np.quantile(self.reference_, self.quantile))
         return self

@@ -41,14 +41,14 @@ class WindowOutlier(Detector):
     name = "window_outlier"
     settings_model = WindowOutlierSettings
     windows = {"1h": CONTEXT_HOURS + 1}
-    keeps = frozenset({"running_stats"})   # its features include the entity's count/mean/variance
+    keeps = frozenset({"running_stats"})  # its features include the entity's count/mean/variance
 
     def __init__(self, source: Source, state: EntityState):
         super().__init__(source, state)
         self.fields = list(state.windowed)
         self.labels = names(self.fields)
         self.model: WindowOutlierModel | None = None
-        self.collected: list[np.ndarray] | None = None   # training: feature rows of every closed hour
+        self.collected: list[np.ndarray] | None = None  # training: feature rows of every closed hour
         state.add_marker(DONE)
 
     @classmethod
@@ -90,11 +90,26 @@ class WindowOutlier(Detector):
                 continue
             score = self.model.score(x[hit])
             for j, i in enumerate(hit.tolist()):
-                alerts.append(new_signal(
-                    source=self.source.name, kind="window_outlier", entity=state.slots.entities[r[i]],
-                    ts=float((b[i] + 1) * seconds), window_start=float(b[i] * seconds), window_s=float(seconds),
-                    score=float(score[j]), severity=self.settings.severity, model=MODEL,
-                    evidence={"features": dict(zip(self.labels, np.round(x[i], 3).tolist())),
-                              "hour_means": dict(zip(self.fields, np.round(
-                                  state.window_means("1h", r[i:i + 1], b[i:i + 1])[0], 4).tolist()))}))
+                alerts.append(
+                    new_signal(
+                        source=self.source.name,
+                        kind="window_outlier",
+                        entity=state.slots.entities[r[i]],
+                        ts=float((b[i] + 1) * seconds),
+                        window_start=float(b[i] * seconds),
+                        window_s=float(seconds),
+                        score=float(score[j]),
+                        severity=self.settings.severity,
+                        model=MODEL,
+                        evidence={
+                            "features": dict(zip(self.labels, np.round(x[i], 3).tolist())),
+                            "hour_means": dict(
+                                zip(
+                                    self.fields,
+                                    np.round(state.window_means("1h", r[i : i + 1], b[i : i + 1])[0], 4).tolist(),
+                                )
+                            ),
+                        },
+                    )
+                )
         return alerts

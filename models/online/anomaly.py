@@ -88,23 +88,49 @@ class AnomalySettings(DetectorSettings):
     warmup: int = Field(100, ge=1, description="records learned before any alert")
     threshold: float = Field(0.999995, gt=0.5, lt=1, description="likelihood that raises an alert")
     refractory: int = Field(120, ge=0, description="records after an alert before the next")
-    daily_slots: int = Field(24, ge=0, le=288, description="times of day with their own level and step models "
-                             "(0: none; each costs 17 bytes per entity and field)")
+    daily_slots: int = Field(
+        24,
+        ge=0,
+        le=288,
+        description="times of day with their own level and step models "
+        "(0: none; each costs 17 bytes per entity and field)",
+    )
     slot_alpha: float = Field(0.05, gt=0, lt=1, description="EW weight of a time of day's models")
     slot_warmup: int = Field(6, ge=2, le=255, description="records a time of day has learned before its models count")
-    bias_alpha: float = Field(0.005, gt=0, lt=1, description="EW weight of the offset between the level and the "
-                              "time of day's mean (how fast a lasting level shift is absorbed)")
-    beyond_range: float = Field(0.03, ge=0, description="a value this share of the range seen beyond it is "
-                                "anomalous whatever its likelihood (0: off) ...")
-    beyond_z: float = Field(3.0, ge=0, description="... if it is also this many deviations from what is expected "
-                            "there (a clean cycle's noise setting a new extreme is not)")
-    shape_memory: int = Field(2048, ge=0, description="records remembered per entity and field, to recognise a "
-                              "shape seen before at this time of day (0: off; each costs 8 bytes per entity and field)")
+    bias_alpha: float = Field(
+        0.005,
+        gt=0,
+        lt=1,
+        description="EW weight of the offset between the level and the "
+        "time of day's mean (how fast a lasting level shift is absorbed)",
+    )
+    beyond_range: float = Field(
+        0.03,
+        ge=0,
+        description="a value this share of the range seen beyond it is anomalous whatever its likelihood (0: off) ...",
+    )
+    beyond_z: float = Field(
+        3.0,
+        ge=0,
+        description="... if it is also this many deviations from what is expected "
+        "there (a clean cycle's noise setting a new extreme is not)",
+    )
+    shape_memory: int = Field(
+        2048,
+        ge=0,
+        description="records remembered per entity and field, to recognise a "
+        "shape seen before at this time of day (0: off; each costs 8 bytes per entity and field)",
+    )
     shape_length: int = Field(24, ge=2, description="records in a shape: the recent run compared with the memory")
-    shape_tolerance: float = Field(0.09, ge=0, description="a remembered shape matches when no record of it is "
-                                   "further than this share of the range seen from the recent run's")
-    shape_phase_s: float = Field(3600.0, ge=0, le=43200, description="how far apart in time of day a remembered "
-                                 "shape may end")
+    shape_tolerance: float = Field(
+        0.09,
+        ge=0,
+        description="a remembered shape matches when no record of it is "
+        "further than this share of the range seen from the recent run's",
+    )
+    shape_phase_s: float = Field(
+        3600.0, ge=0, le=43200, description="how far apart in time of day a remembered shape may end"
+    )
     severity: Severity = "warning"
 
     @model_validator(mode="after")
@@ -114,27 +140,59 @@ class AnomalySettings(DetectorSettings):
         return self
 
 
-
-
 class AnomalyState:
     """The detector's state for one entity and field; ``learn_score`` scores a value and learns it."""
 
     # Per entity and field, one float64 column each: records learned, level mean/variance, previous value,
     # step mean/variance, range seen, the surprise's long-run mean/variance and short mean, the time-of-day
     # offset, and the record count at the last alert.
-    COLUMNS = ("n", "mean", "var", "prev", "dmean", "dvar", "lo", "hi", "s_mean", "s_var", "s_short", "bias",
-               "last_alert")
+    COLUMNS = (
+        "n",
+        "mean",
+        "var",
+        "prev",
+        "dmean",
+        "dvar",
+        "lo",
+        "hi",
+        "s_mean",
+        "s_var",
+        "s_short",
+        "bias",
+        "last_alert",
+    )
     __slots__ = ("spec", "slots", "seen", "memory", *COLUMNS)
 
-    def __init__(self, spec: AnomalySettings, values: list[float] | None = None,
-                 slots: list[float] | None = None, seen: list[int] | None = None,
-                 memory: tuple[np.ndarray, np.ndarray] | None = None):
+    def __init__(
+        self,
+        spec: AnomalySettings,
+        values: list[float] | None = None,
+        slots: list[float] | None = None,
+        seen: list[int] | None = None,
+        memory: tuple[np.ndarray, np.ndarray] | None = None,
+    ):
         self.spec = spec
         # ``memory``: the entity's rows of the shape-memory columns (values, times of day), learned in place
-        self.memory = ShapeMemory(spec.shape_memory, spec.shape_length, spec.shape_phase_s, *(memory or ())) \
-            if spec.shape_memory else None
-        (self.n, self.mean, self.var, self.prev, self.dmean, self.dvar, self.lo, self.hi, self.s_mean, self.s_var,
-         self.s_short, self.bias, self.last_alert) = values if values is not None else self.fresh()
+        self.memory = (
+            ShapeMemory(spec.shape_memory, spec.shape_length, spec.shape_phase_s, *(memory or ()))
+            if spec.shape_memory
+            else None
+        )
+        (
+            self.n,
+            self.mean,
+            self.var,
+            self.prev,
+            self.dmean,
+            self.dvar,
+            self.lo,
+            self.hi,
+            self.s_mean,
+            self.s_var,
+            self.s_short,
+            self.bias,
+            self.last_alert,
+        ) = values if values is not None else self.fresh()
         self.slots = slots if slots is not None else [0.0] * (spec.daily_slots * len(SLOT_STATS))
         self.seen = seen if seen is not None else [0] * spec.daily_slots
 
@@ -145,8 +203,21 @@ class AnomalyState:
 
     def values(self) -> list[float]:
         """The :attr:`COLUMNS`, in order, as stored."""
-        return [self.n, self.mean, self.var, self.prev, self.dmean, self.dvar, self.lo, self.hi, self.s_mean,
-                self.s_var, self.s_short, self.bias, self.last_alert]
+        return [
+            self.n,
+            self.mean,
+            self.var,
+            self.prev,
+            self.dmean,
+            self.dvar,
+            self.lo,
+            self.hi,
+            self.s_mean,
+            self.s_var,
+            self.s_short,
+            self.bias,
+            self.last_alert,
+        ]
 
     def learn_score(self, x: float, ts: float = 0.0) -> float:
         """Likelihood in [0, 1] that ``x`` (at event time ``ts``) starts something unusual; then learn ``x``."""
@@ -159,7 +230,7 @@ class AnomalyState:
         d = x - prev
         z = abs(x - mean) / (math.sqrt(var) + floor)
         zd = abs(d - self.dmean) / (math.sqrt(self.dvar) + floor)
-        near = z      # how far x is from what is expected where it lands, for beyond_range
+        near = z  # how far x is from what is expected where it lands, for beyond_range
         k = int(ts % 86400.0 * sp.daily_slots // 86400.0) if sp.daily_slots else -1
         at = 4 * k
         slot = self.slots
@@ -168,7 +239,7 @@ class AnomalyState:
             unbias = 1.0 / (1.0 - (1.0 - sp.slot_alpha) ** (self.seen[k] - 1))
             z_slot = abs(x - slot[at] - self.bias) / (math.sqrt(slot[at + 1] * unbias) + floor)
             near = min(z, z_slot)
-            z = 0.5 * (z + z_slot)   # neither model alone: early slots are noisy, all-day ones blind to the hour
+            z = 0.5 * (z + z_slot)  # neither model alone: early slots are noisy, all-day ones blind to the hour
             zd = min(zd, abs(d - slot[at + 2]) / (math.sqrt(slot[at + 3] * unbias) + floor))
             self.bias += sp.bias_alpha * (x - slot[at] - self.bias)
         raw = min(max(z, zd), sp.max_surprise)
@@ -206,9 +277,10 @@ class AnomalyState:
         sp, n = self.spec, self.n
         if likelihood < sp.threshold or n - self.last_alert <= sp.refractory:
             return False
-        if self.memory is not None:
-            if self.memory.seen_before(int(n), sp.shape_tolerance * max(self.hi - self.lo, 1e-12)):
-                return False
+        if self.memory is not None and self.memory.seen_before(
+            int(n), sp.shape_tolerance * max(self.hi - self.lo, 1e-12)
+        ):
+            return False
         self.last_alert = n
         return True
 
@@ -250,8 +322,11 @@ class Anomaly(Detector):
         for name in self.fields:
             cols = [state.store[f"anomaly.{name}.{c}"] for c in AnomalyState.COLUMNS]
             slots, seen = (state.store[f"anomaly.{name}.{c}"] for c in ("slots", "seen")) if daily else (None, None)
-            memory, tod = (state.store[f"anomaly.{name}.{c}"] for c in ("memory", "memory_tod")) \
-                if sp.shape_memory else (None, None)
+            memory, tod = (
+                (state.store[f"anomaly.{name}.{c}"] for c in ("memory", "memory_tod"))
+                if sp.shape_memory
+                else (None, None)
+            )
             values = batch.columns[name]
             live: dict[int, AnomalyState] = {}
             for i in np.flatnonzero(~np.isnan(values)).tolist():
@@ -259,18 +334,36 @@ class Anomaly(Detector):
                 det = live.get(row)
                 if det is None:
                     det = live[row] = AnomalyState(
-                        sp, [float(c[row]) for c in cols], slots[row].tolist() if daily else None,
-                        seen[row].tolist() if daily else None, (memory[row], tod[row]) if memory is not None else None)
+                        sp,
+                        [float(c[row]) for c in cols],
+                        slots[row].tolist() if daily else None,
+                        seen[row].tolist() if daily else None,
+                        (memory[row], tod[row]) if memory is not None else None,
+                    )
                 expected = det.mean
                 x = float(values[i])
                 likelihood = det.learn_score(x, float(batch.ts[i]))
                 if det.should_alert(likelihood):
                     ts = float(batch.ts[i])
-                    alerts.append(new_signal(
-                        source=self.source.name, kind=f"{name}_anomaly", entity=batch.entities[i], ts=ts,
-                        window_start=ts, window_s=0.0, score=likelihood, severity=self.settings.severity,
-                        model=MODEL, evidence={"field": name, "value": x, "expected": round(expected, 6),
-                                               "likelihood": likelihood}))
+                    alerts.append(
+                        new_signal(
+                            source=self.source.name,
+                            kind=f"{name}_anomaly",
+                            entity=batch.entities[i],
+                            ts=ts,
+                            window_start=ts,
+                            window_s=0.0,
+                            score=likelihood,
+                            severity=self.settings.severity,
+                            model=MODEL,
+                            evidence={
+                                "field": name,
+                                "value": x,
+                                "expected": round(expected, 6),
+                                "likelihood": likelihood,
+                            },
+                        )
+                    )
             for row, det in live.items():
                 for c, value in zip(cols, det.values()):
                     c[row] = value

@@ -60,7 +60,7 @@ class Consumption(Detector):
         super().__init__(source, state)
         self.f = state.windowed.index(self.settings.field)
         state.store.add("consumption.profile", np.float16, (SLOTS,), fill=np.nan)
-        state.store.add("consumption.seen", np.uint8, (SLOTS // 2,))   # times each slot was learned, 0..15
+        state.store.add("consumption.seen", np.uint8, (SLOTS // 2,))  # times each slot was learned, 0..15
         state.store.add("consumption.var", np.float32, fill=np.nan)
         state.add_marker("consumption.closed")
         self.rest_days = RestDays.shipped()
@@ -86,23 +86,37 @@ class Consumption(Detector):
             n = nibbles.counts(seen, r, slot)
             ratio = np.log((use + sp.floor) / (expected + sp.floor))
             ready = (n >= sp.warmup) & ~np.isnan(expected)
-            spread = np.sqrt(np.where(np.isnan(var[r]), sp.min_spread ** 2, var[r])).clip(min=sp.min_spread)
+            spread = np.sqrt(np.where(np.isnan(var[r]), sp.min_spread**2, var[r])).clip(min=sp.min_spread)
             z = np.abs(ratio) / spread
             hit = ready & (z >= sp.z_alert) & (np.abs(use - expected) >= sp.min_change)
             for i in np.flatnonzero(hit).tolist():
-                alerts.append(new_signal(
-                    source=self.source.name, kind=f"{sp.field}_consumption_abnormal",
-                    entity=state.slots.entities[r[i]], ts=float((b[i] + 1) * seconds),
-                    window_start=float(b[i] * seconds), window_s=float(seconds),
-                    score=float(min(1.0, z[i] / (2 * sp.z_alert))), severity=sp.severity, model=MODEL,
-                    evidence={"field": sp.field, "hour_mean": float(use[i]), "expected": float(expected[i]),
-                              "ratio": float(np.exp(ratio[i])), "z": float(z[i]),
-                              "direction": "high" if ratio[i] > 0 else "low", "slot": int(slot[i])}))
+                alerts.append(
+                    new_signal(
+                        source=self.source.name,
+                        kind=f"{sp.field}_consumption_abnormal",
+                        entity=state.slots.entities[r[i]],
+                        ts=float((b[i] + 1) * seconds),
+                        window_start=float(b[i] * seconds),
+                        window_s=float(seconds),
+                        score=float(min(1.0, z[i] / (2 * sp.z_alert))),
+                        severity=sp.severity,
+                        model=MODEL,
+                        evidence={
+                            "field": sp.field,
+                            "hour_mean": float(use[i]),
+                            "expected": float(expected[i]),
+                            "ratio": float(np.exp(ratio[i])),
+                            "z": float(z[i]),
+                            "direction": "high" if ratio[i] > 0 else "low",
+                            "slot": int(slot[i]),
+                        },
+                    )
+                )
             # learn: the ratio spread from ready hours (capped so one outlier cannot blow it up), then the profile
             learn = ready & np.isfinite(ratio)
             capped = np.clip(ratio[learn], -3 * spread[learn], 3 * spread[learn])
             old = var[r[learn]].astype(np.float64)
-            var[r[learn]] = np.where(np.isnan(old), capped ** 2, (1 - sp.alpha) * old + sp.alpha * capped ** 2)
+            var[r[learn]] = np.where(np.isnan(old), capped**2, (1 - sp.alpha) * old + sp.alpha * capped**2)
             # the profile learns the hour with its ratio capped the same way: one odd hour barely moves it
             fresh = np.isnan(expected)
             bounded = np.where(ready, np.clip(ratio, -3 * spread, 3 * spread), ratio)

@@ -30,10 +30,14 @@ from models.signal import SEVERITIES, is_limit_breach
 
 def features(alert: dict) -> dict[str, float]:
     """What the classifier sees of an alert."""
-    return {f"kind={alert['kind']}": 1.0, f"source={alert['source']}": 1.0,
-            f"model={alert['model'].split('@')[0]}": 1.0,
-            f"severity={alert['detector_severity']}": 1.0,
-            "score": float(alert["score"]), "log_count": math.log1p(float(alert.get("count", 1)))}
+    return {
+        f"kind={alert['kind']}": 1.0,
+        f"source={alert['source']}": 1.0,
+        f"model={alert['model'].split('@')[0]}": 1.0,
+        f"severity={alert['detector_severity']}": 1.0,
+        "score": float(alert["score"]),
+        "log_count": math.log1p(float(alert.get("count", 1))),
+    }
 
 
 class StaffFeedback:
@@ -42,7 +46,7 @@ class StaffFeedback:
     def __init__(self, min_labels: int = 10, reject_below: float = 0.3, learning_rate: float = 0.1):
         self.model = linear_model.LogisticRegression(optimizer=optim.SGD(learning_rate))
         self.min_labels, self.reject_below = min_labels, reject_below
-        self.labels: Counter[str] = Counter()   # per kind
+        self.labels: Counter[str] = Counter()  # per kind
 
     def learn_one(self, alert: dict, confirmed: bool) -> None:
         self.model.learn_one(features(alert), confirmed)

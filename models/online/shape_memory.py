@@ -33,10 +33,11 @@ DAY = 86400.0
 class ShapeMemory:
     """An entity's last ``size`` records and times of day; whether its latest ``length`` were seen before."""
 
-    __slots__ = ("values", "tod", "length", "phase_s")
+    __slots__ = ("length", "phase_s", "tod", "values")
 
-    def __init__(self, size: int, length: int, phase_s: float,
-                 values: np.ndarray | None = None, tod: np.ndarray | None = None):
+    def __init__(
+        self, size: int, length: int, phase_s: float, values: np.ndarray | None = None, tod: np.ndarray | None = None
+    ):
         # Given arrays are the entity's rows of the state's columns: learning writes straight into them.
         self.values = values if values is not None else np.zeros(size, dtype=np.float32)
         self.tod = tod if tod is not None else np.zeros(size, dtype=np.float32)
@@ -59,7 +60,7 @@ class ShapeMemory:
         values = np.roll(self.values, -start)[:kept] if start else self.values[:kept]
         tod = np.roll(self.tod, -start)[:kept] if start else self.tod[:kept]
         recent = values[-m:]
-        ends = tod[m - 1:-m]          # the time of day each earlier run ends at
+        ends = tod[m - 1 : -m]  # the time of day each earlier run ends at
         apart = np.abs((ends - tod[-1] + DAY / 2) % DAY - DAY / 2)
         near = np.flatnonzero(apart <= self.phase_s)
         if not len(near):

@@ -25,15 +25,21 @@ from streams.validation import Batch
 MODEL = "aqi@1"
 LEVELS = np.array([0, 50, 100, 150, 200, 300, 400, 500], dtype=np.float64)
 BREAKPOINTS = {  # concentration at each IAQI level (µg/m³; CO in mg/m³)
-    "so2": [0, 150, 500, 650, 800, 1600, 2100, 2620],      # > 800 uses the 24-hour table's upper part
+    "so2": [0, 150, 500, 650, 800, 1600, 2100, 2620],  # > 800 uses the 24-hour table's upper part
     "no2": [0, 100, 200, 700, 1200, 2340, 3090, 3840],
     "co": [0, 5, 10, 35, 60, 90, 120, 150],
     "o3": [0, 160, 200, 300, 400, 800, 1000, 1200],
     "pm10": [0, 50, 150, 250, 350, 420, 500, 600],
     "pm25": [0, 35, 75, 115, 150, 250, 350, 500],
 }
-CATEGORIES = ((50, "excellent"), (100, "good"), (150, "lightly polluted"), (200, "moderately polluted"),
-              (300, "heavily polluted"), (float("inf"), "severely polluted"))
+CATEGORIES = (
+    (50, "excellent"),
+    (100, "good"),
+    (150, "lightly polluted"),
+    (200, "moderately polluted"),
+    (300, "heavily polluted"),
+    (float("inf"), "severely polluted"),
+)
 SEVERITY = {"moderately polluted": "warning", "heavily polluted": "major", "severely polluted": "critical"}
 
 
@@ -79,11 +85,25 @@ class Aqi(Detector):
                 value = float(np.ceil(aqi[i]))
                 name = category(value)
                 primary = self.pollutants[int(np.nanargmax(scores[i]))]
-                alerts.append(new_signal(
-                    source=self.source.name, kind="aqi_polluted", entity=state.slots.entities[r[i]],
-                    ts=float((b[i] + 1) * seconds), window_start=float(b[i] * seconds), window_s=float(seconds),
-                    score=min(1.0, value / 500.0), severity=SEVERITY.get(name, "warning"), model=MODEL,
-                    evidence={"aqi": value, "category": name, "primary": primary,
-                              "iaqi": {p: round(float(s), 1) for p, s in zip(self.pollutants, scores[i])
-                                       if not np.isnan(s)}}))
+                alerts.append(
+                    new_signal(
+                        source=self.source.name,
+                        kind="aqi_polluted",
+                        entity=state.slots.entities[r[i]],
+                        ts=float((b[i] + 1) * seconds),
+                        window_start=float(b[i] * seconds),
+                        window_s=float(seconds),
+                        score=min(1.0, value / 500.0),
+                        severity=SEVERITY.get(name, "warning"),
+                        model=MODEL,
+                        evidence={
+                            "aqi": value,
+                            "category": name,
+                            "primary": primary,
+                            "iaqi": {
+                                p: round(float(s), 1) for p, s in zip(self.pollutants, scores[i]) if not np.isnan(s)
+                            },
+                        },
+                    )
+                )
         return alerts

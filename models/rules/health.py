@@ -47,7 +47,7 @@ def runs(group: np.ndarray, values: np.ndarray, prev: np.ndarray, prev_run: np.n
     same = values == seq.previous(values, prev)
     start, reset = seq.run_start(~same)
     idx = np.arange(len(values))
-    carried = prev_run[group] + (idx - start + 1)                   # no break since the group began
+    carried = prev_run[group] + (idx - start + 1)  # no break since the group began
     return np.where(reset >= start, idx - reset, carried).astype(np.int64)
 
 
@@ -94,8 +94,16 @@ class Health(Detector):
         tail = seq.last
         last[r[tail]] = values[tail]
         run[r[tail]] = np.minimum(lengths[tail], np.iinfo(np.int32).max)
-        return [self._alert(f"{f}_stuck", batch, int(idx[i]), {"field": f, "value": float(values[i]),
-                            "repeats": int(lengths[i])}, 0.7) for i in hit]
+        return [
+            self._alert(
+                f"{f}_stuck",
+                batch,
+                int(idx[i]),
+                {"field": f, "value": float(values[i]), "repeats": int(lengths[i])},
+                0.7,
+            )
+            for i in hit
+        ]
 
     def _counter(self, f: str, batch: Batch, seq: EntitySequence, state: EntityState) -> list[dict]:
         values = batch.columns[f][seq.order]
@@ -106,13 +114,30 @@ class Health(Detector):
         alerts = []
         for i in np.flatnonzero(fell):
             kind = f"{f}_zeroed" if values[i] == 0 else f"{f}_backwards"
-            alerts.append(self._alert(kind, batch, int(seq.order[i]), {"field": f, "value": float(values[i]),
-                                      "previous": float(before[i])}, 0.9))
+            alerts.append(
+                self._alert(
+                    kind,
+                    batch,
+                    int(seq.order[i]),
+                    {"field": f, "value": float(values[i]), "previous": float(before[i])},
+                    0.9,
+                )
+            )
         ok = seq.last & ~np.isnan(values)
         stored[seq.rows[ok]] = values[ok]
         return alerts
 
     def _alert(self, kind: str, batch: Batch, i: int, evidence: dict, score: float) -> dict:
         ts = float(batch.ts[i])
-        return new_signal(source=self.source.name, kind=kind, entity=batch.entities[i], ts=ts, window_start=ts,
-                         window_s=0.0, score=score, severity=self.settings.severity, model=MODEL, evidence=evidence)
+        return new_signal(
+            source=self.source.name,
+            kind=kind,
+            entity=batch.entities[i],
+            ts=ts,
+            window_start=ts,
+            window_s=0.0,
+            score=score,
+            severity=self.settings.severity,
+            model=MODEL,
+            evidence=evidence,
+        )

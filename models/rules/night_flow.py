@@ -50,7 +50,7 @@ class NightFlow(Detector):
 
     def __init__(self, source: Source, state: EntityState):
         super().__init__(source, state)
-        state.store.add("night_flow.day", np.float32, fill=np.nan)   # local day number of the night open
+        state.store.add("night_flow.day", np.float32, fill=np.nan)  # local day number of the night open
         state.store.add("night_flow.min", np.float32, fill=np.nan)
         state.store.add("night_flow.n", np.int32)
 
@@ -88,8 +88,21 @@ class NightFlow(Detector):
         sp = self.settings
         start = day * 86400 + sp.night_start_h * 3600 - sp.utc_offset_h * 3600
         end = day * 86400 + sp.night_end_h * 3600 - sp.utc_offset_h * 3600
-        return new_signal(source=self.source.name, kind="night_flow", entity=entity, ts=end, window_start=start,
-                         window_s=end - start, score=min(1.0, 0.5 + low / (20 * sp.min_flow)),
-                         severity=sp.severity, model=MODEL,
-                         evidence={"field": sp.field, "min_flow": low, "floor": sp.min_flow, "readings": readings,
-                                   "night": f"{sp.night_start_h:02d}:00-{sp.night_end_h:02d}:00 local"})
+        return new_signal(
+            source=self.source.name,
+            kind="night_flow",
+            entity=entity,
+            ts=end,
+            window_start=start,
+            window_s=end - start,
+            score=min(1.0, 0.5 + low / (20 * sp.min_flow)),
+            severity=sp.severity,
+            model=MODEL,
+            evidence={
+                "field": sp.field,
+                "min_flow": low,
+                "floor": sp.min_flow,
+                "readings": readings,
+                "night": f"{sp.night_start_h:02d}:00-{sp.night_end_h:02d}:00 local",
+            },
+        )

@@ -35,7 +35,7 @@ from streams.registry import Source
 from streams.validation import Batch
 
 MODEL = "peer_use@1"
-BINS, LOG_LOW, LOG_HIGH = 240, -4.0, 4.0   # 1e-4 .. 1e4 in the field's unit, 30 bins a decade
+BINS, LOG_LOW, LOG_HIGH = 240, -4.0, 4.0  # 1e-4 .. 1e4 in the field's unit, 30 bins a decade
 KEEP_DAYS = 3
 
 
@@ -56,7 +56,7 @@ class PeerUseSettings(DetectorSettings):
 
 def bin_of(values: np.ndarray) -> np.ndarray:
     """Histogram bin of each (positive) value on the log scale."""
-    logs = np.log10(np.maximum(values, 10 ** LOG_LOW))
+    logs = np.log10(np.maximum(values, 10**LOG_LOW))
     return np.clip(((logs - LOG_LOW) / (LOG_HIGH - LOG_LOW) * BINS).astype(np.int64), 0, BINS - 1)
 
 
@@ -75,10 +75,16 @@ class PeerUse(Detector):
 
     def __init__(self, source: Source, state: EntityState):
         super().__init__(source, state)
-        state.add_lookup("peer_use.member")   # 1.0: the meter's site is one of the peer categories
+        state.add_lookup("peer_use.member")  # 1.0: the meter's site is one of the peer categories
         # float32 holds day numbers, counts and the 24-bit hour mask exactly, and a day's sum well enough
-        for col, fill in (("day", np.nan), ("sum", 0.0), ("n", 0.0), ("hours", 0.0), ("streak", 0.0),
-                          ("last_excess", np.nan)):
+        for col, fill in (
+            ("day", np.nan),
+            ("sum", 0.0),
+            ("n", 0.0),
+            ("hours", 0.0),
+            ("streak", 0.0),
+            ("last_excess", np.nan),
+        ):
             state.store.add(f"peer_use.{col}", np.float32, fill=fill)
 
     @classmethod
@@ -116,9 +122,14 @@ class PeerUse(Detector):
         seg_n = seg_n + np.where(cont, st["n"][seg_row], 0.0)
         seg_hours = seg_hours | np.where(cont, st["hours"][seg_row], 0).astype(np.int64)
         closing_stored = seg_first & ~cont & ~np.isnan(st["day"][seg_row]) & (st["n"][seg_row] > 0)
-        closed = [(st["day"][seg_row][closing_stored], seg_row[closing_stored],
-                   st["sum"][seg_row][closing_stored] / st["n"][seg_row][closing_stored],
-                   st["hours"][seg_row][closing_stored].astype(np.int64))]
+        closed = [
+            (
+                st["day"][seg_row][closing_stored],
+                seg_row[closing_stored],
+                st["sum"][seg_row][closing_stored] / st["n"][seg_row][closing_stored],
+                st["hours"][seg_row][closing_stored].astype(np.int64),
+            )
+        ]
         done = ~seg_last
         closed.append((seg_day[done], seg_row[done], seg_sum[done] / seg_n[done], seg_hours[done]))
         keep = seg_last
@@ -132,13 +143,14 @@ class PeerUse(Detector):
         site = ref.device_site.get(entity)
         return float(site is not None and site.category in self.settings.categories)
 
-    def _judge(self, ref: RefData, days: np.ndarray, rows: np.ndarray, means: np.ndarray, st: dict,
-               state: EntityState) -> list[dict]:
+    def _judge(
+        self, ref: RefData, days: np.ndarray, rows: np.ndarray, means: np.ndarray, st: dict, state: EntityState
+    ) -> list[dict]:
         """Compare each closed day with its peers' previous day, then add it to its own day's histogram."""
         sp = self.settings
         hists = {int(d): np.array(h, dtype=np.int64) for d, h in self.recall(state, "hist", {}).items()}
         out = []
-        for d in np.unique(days).tolist():   # oldest day first; judging uses only earlier days
+        for d in np.unique(days).tolist():  # oldest day first; judging uses only earlier days
             at = days == d
             base = hists.get(int(d) - 1)
             if base is not None and base.sum() >= sp.min_peers:
@@ -161,11 +173,25 @@ class PeerUse(Detector):
 
     def _signal(self, ref: RefData, entity: str, day: float, mean: float, median: float, streak: int) -> dict:
         sp = self.settings
-        end = (day + 1) * 86400.0 - sp.utc_offset_h * 3600.0    # the closed local day's end, UTC epoch
+        end = (day + 1) * 86400.0 - sp.utc_offset_h * 3600.0  # the closed local day's end, UTC epoch
         site = ref.device_site.get(entity)
-        return new_signal(source=self.source.name, kind=sp.kind, entity=entity, ts=end, window_start=end - 86400.0,
-                          window_s=86400.0, score=float(min(1.0, 1.0 - median * sp.factor / mean / 2.0)),
-                          severity=sp.severity, model=MODEL,
-                          evidence={"field": sp.field, "day_mean": round(mean, 4), "peer_median": round(median, 4),
-                                    "ratio": round(mean / median, 2), "days_running": streak,
-                                    "site": site.id if site else None, "category": site.category if site else None})
+        return new_signal(
+            source=self.source.name,
+            kind=sp.kind,
+            entity=entity,
+            ts=end,
+            window_start=end - 86400.0,
+            window_s=86400.0,
+            score=float(min(1.0, 1.0 - median * sp.factor / mean / 2.0)),
+            severity=sp.severity,
+            model=MODEL,
+            evidence={
+                "field": sp.field,
+                "day_mean": round(mean, 4),
+                "peer_median": round(median, 4),
+                "ratio": round(mean / median, 2),
+                "days_running": streak,
+                "site": site.id if site else None,
+                "category": site.category if site else None,
+            },
+        )

@@ -42,7 +42,7 @@ class Silence(Detector):
     def __init__(self, source: Source, state: EntityState):
         super().__init__(source, state)
         self.limit_s = source.silence_factor * source.expected_interval_s
-        state.store.add("silence.open", np.int8)   # its silence began at its last_ts, which stays put
+        state.store.add("silence.open", np.int8)  # its silence began at its last_ts, which stays put
 
     def detect(self, batch: Batch, rows: np.ndarray, state: EntityState, ctx: BatchContext) -> list[dict]:
         alerts = self._recoveries(batch, state, ctx)
@@ -73,14 +73,37 @@ class Silence(Detector):
             entity = state.slots.entities[row]
             if gap[i]:
                 alerts.append(self._silent(entity, start))
-            alerts.append(new_signal(source=self.source.name, kind="silence_recovered", entity=entity,
-                                    ts=float(t[i]), window_start=start, window_s=0.0, score=0.1, severity="info",
-                                    model=MODEL, evidence={"silent_since": start, "silent_for_s": float(t[i] - start)}))
+            alerts.append(
+                new_signal(
+                    source=self.source.name,
+                    kind="silence_recovered",
+                    entity=entity,
+                    ts=float(t[i]),
+                    window_start=start,
+                    window_s=0.0,
+                    score=0.1,
+                    severity="info",
+                    model=MODEL,
+                    evidence={"silent_since": start, "silent_for_s": float(t[i] - start)},
+                )
+            )
         open_[r[was_open]] = 0
         return alerts
 
     def _silent(self, entity: str, last_seen: float) -> dict:
-        return new_signal(source=self.source.name, kind="silent", entity=entity, ts=last_seen + self.limit_s,
-                         window_start=last_seen, window_s=0.0, score=0.6, severity="warning", model=MODEL,
-                         evidence={"last_seen": last_seen, "limit_s": self.limit_s,
-                                   "expected_interval_s": self.source.expected_interval_s})
+        return new_signal(
+            source=self.source.name,
+            kind="silent",
+            entity=entity,
+            ts=last_seen + self.limit_s,
+            window_start=last_seen,
+            window_s=0.0,
+            score=0.6,
+            severity="warning",
+            model=MODEL,
+            evidence={
+                "last_seen": last_seen,
+                "limit_s": self.limit_s,
+                "expected_interval_s": self.source.expected_interval_s,
+            },
+        )

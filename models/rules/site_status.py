@@ -49,7 +49,7 @@ class SiteStatus(Detector):
 
     def __init__(self, source: Source, state: EntityState):
         super().__init__(source, state)
-        state.add_lookup("site_status.shut")   # 1.0: the meter's site is shut
+        state.add_lookup("site_status.shut")  # 1.0: the meter's site is shut
         state.store.add("site_status.alerted", np.float64, fill=np.nan)
 
     @classmethod
@@ -73,7 +73,7 @@ class SiteStatus(Detector):
         signals = []
         for i in np.flatnonzero(shut).tolist():
             row = int(r[i])
-            if not ts[i] - alerted[row] < sp.dedup_s:     # NaN (never) compares False: raise
+            if not ts[i] - alerted[row] < sp.dedup_s:  # NaN (never) compares False: raise
                 alerted[row] = ts[i]
                 signals.append(self._signal(ref, batch, int(seq.order[i]), float(ts[i]), float(value[i])))
         return signals
@@ -85,7 +85,22 @@ class SiteStatus(Detector):
     def _signal(self, ref: RefData, batch: Batch, i: int, ts: float, value: float) -> dict:
         entity = batch.entities[i]
         site = ref.device_site[entity]
-        return new_signal(source=self.source.name, kind="closed_site_consumption", entity=entity, ts=ts,
-                          window_start=ts, window_s=0.0, score=1.0, severity=self.settings.severity, model=MODEL,
-                          evidence={"field": self.settings.field, "value": value, "min_use": self.settings.min_use,
-                                    "site": site.id, "site_name": site.name, "status": site.status})
+        return new_signal(
+            source=self.source.name,
+            kind="closed_site_consumption",
+            entity=entity,
+            ts=ts,
+            window_start=ts,
+            window_s=0.0,
+            score=1.0,
+            severity=self.settings.severity,
+            model=MODEL,
+            evidence={
+                "field": self.settings.field,
+                "value": value,
+                "min_use": self.settings.min_use,
+                "site": site.id,
+                "site_name": site.name,
+                "status": site.status,
+            },
+        )

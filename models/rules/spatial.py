@@ -44,18 +44,18 @@ class SpatialSettings(DetectorSettings):
 
 
 # Detectors whose table names one field: whether that field must be windowed.
-FIELD_DETECTORS = {"night_flow": False, "consumption": True, "site_status": False, "peer_use": False,
-                   "spatial": True}
+FIELD_DETECTORS = {"night_flow": False, "consumption": True, "site_status": False, "peer_use": False, "spatial": True}
 
 
-def outliers(xy_km: np.ndarray, values: np.ndarray, *, radius_km: float, min_neighbours: int, factor: float,
-             min_excess: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def outliers(
+    xy_km: np.ndarray, values: np.ndarray, *, radius_km: float, min_neighbours: int, factor: float, min_excess: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Indices of stations far above the median of their neighbours, those medians and neighbour counts."""
     d = np.hypot(*(xy_km[:, None, :] - xy_km[None, :, :]).transpose(2, 0, 1))
     near = (d <= radius_km) & ~np.eye(len(values), dtype=bool) & ~np.isnan(values)[None, :]
     count = near.sum(axis=1)
     with warnings.catch_warnings(), np.errstate(invalid="ignore"):
-        warnings.simplefilter("ignore", RuntimeWarning)   # stations with no neighbour: an all-NaN row
+        warnings.simplefilter("ignore", RuntimeWarning)  # stations with no neighbour: an all-NaN row
         median = np.nanmedian(np.where(near, values[None, :], np.nan), axis=1)
         hit = (count >= min_neighbours) & (values > factor * median) & (values - median >= min_excess)
     return np.flatnonzero(hit), median, count
@@ -108,14 +108,33 @@ class Spatial(Detector):
         lon, lat = state.store["spatial.lon"][rows], state.store["spatial.lat"][rows]
         xy = np.column_stack(local_xy(lon, lat, float(lat.mean()))) / 1000.0
         sp = self.settings
-        hits, median, count = outliers(xy, values, radius_km=sp.radius_km, min_neighbours=sp.min_neighbours,
-                                       factor=sp.factor, min_excess=sp.min_excess)
+        hits, median, count = outliers(
+            xy,
+            values,
+            radius_km=sp.radius_km,
+            min_neighbours=sp.min_neighbours,
+            factor=sp.factor,
+            min_excess=sp.min_excess,
+        )
         seconds = state.windows["1h"][0]
-        return [new_signal(source=self.source.name, kind=f"{sp.field}_above_neighbours",
-                           entity=state.slots.entities[rows[i]], ts=float((hour + 1) * seconds),
-                           window_start=float(hour * seconds), window_s=float(seconds),
-                           score=float(min(1.0, 1.0 - median[i] / values[i])), severity=sp.severity, model=MODEL,
-                           evidence={"field": sp.field, "hour_mean": round(float(values[i]), 2),
-                                     "neighbours_median": round(float(median[i]), 2),
-                                     "neighbours": int(count[i]), "radius_km": sp.radius_km})
-                for i in hits.tolist()]
+        return [
+            new_signal(
+                source=self.source.name,
+                kind=f"{sp.field}_above_neighbours",
+                entity=state.slots.entities[rows[i]],
+                ts=float((hour + 1) * seconds),
+                window_start=float(hour * seconds),
+                window_s=float(seconds),
+                score=float(min(1.0, 1.0 - median[i] / values[i])),
+                severity=sp.severity,
+                model=MODEL,
+                evidence={
+                    "field": sp.field,
+                    "hour_mean": round(float(values[i]), 2),
+                    "neighbours_median": round(float(median[i]), 2),
+                    "neighbours": int(count[i]),
+                    "radius_km": sp.radius_km,
+                },
+            )
+            for i in hits.tolist()
+        ]

@@ -33,7 +33,7 @@ from streams.registry import Source
 from streams.validation import Batch
 
 MODEL = "threshold@1"
-DAY_MIN_HOURS = 20   # GB 3095-2012: a 24-hour mean needs at least 20 hourly values
+DAY_MIN_HOURS = 20  # GB 3095-2012: a 24-hour mean needs at least 20 hourly values
 
 
 class Rule(DetectorSettings):
@@ -120,8 +120,7 @@ class Threshold(Detector):
             alerts += self._window_rules(rows, state)
         return alerts
 
-    def _record_rule(self, k: int, rule: Rule, batch: Batch, rows: np.ndarray,
-                     state: EntityState) -> list[dict]:
+    def _record_rule(self, k: int, rule: Rule, batch: Batch, rows: np.ndarray, state: EntityState) -> list[dict]:
         values = batch.columns[rule.field]
         idx = np.flatnonzero(exceeds(rule, values))
         if not len(idx):
@@ -136,18 +135,31 @@ class Threshold(Detector):
         fire = first & (period > alerted[r])
         np.maximum.at(alerted, r, period)
         return [
-            new_signal(source=self.source.name, kind=rule.kind, entity=batch.entities[i],
-                      ts=float(batch.ts[i]), window_start=float(p * rule.dedup_s), window_s=rule.dedup_s,
-                      score=score(rule, float(values[i])), severity=rule.severity, model=MODEL,
-                      evidence={"field": rule.field, "value": float(values[i]), "limit": _limit(rule),
-                                "over": "record", "description": rule.description})
+            new_signal(
+                source=self.source.name,
+                kind=rule.kind,
+                entity=batch.entities[i],
+                ts=float(batch.ts[i]),
+                window_start=float(p * rule.dedup_s),
+                window_s=rule.dedup_s,
+                score=score(rule, float(values[i])),
+                severity=rule.severity,
+                model=MODEL,
+                evidence={
+                    "field": rule.field,
+                    "value": float(values[i]),
+                    "limit": _limit(rule),
+                    "over": "record",
+                    "description": rule.description,
+                },
+            )
             for i, p in zip(idx[fire], period[fire])
         ]
 
     def _window_rules(self, rows: np.ndarray, state: EntityState) -> list[dict]:
         alerts = []
         for window in sorted({_bucket_window(r.over) for r in self.window_rules}):
-            seconds, ring = state.windows[window]
+            seconds, _ring = state.windows[window]
             done = state.store[f"threshold.closed.{window}"]
             for r, b in state.newly_closed(rows, window, done):
                 hour_means = day_means = None
@@ -164,13 +176,26 @@ class Threshold(Detector):
                         means, start = hour_means, b * seconds
                     col = means[:, state.windowed.index(rule.field)]
                     for i in np.flatnonzero(exceeds(rule, col)):
-                        alerts.append(new_signal(
-                            source=self.source.name, kind=rule.kind, entity=state.slots.entities[r[i]],
-                            ts=float((b[i] + 1) * seconds), window_start=float(start[i]),
-                            window_s=float((b[i] + 1) * seconds - start[i]), score=score(rule, float(col[i])),
-                            severity=rule.severity, model=MODEL,
-                            evidence={"field": rule.field, "mean": float(col[i]), "limit": _limit(rule),
-                                      "over": rule.over, "description": rule.description}))
+                        alerts.append(
+                            new_signal(
+                                source=self.source.name,
+                                kind=rule.kind,
+                                entity=state.slots.entities[r[i]],
+                                ts=float((b[i] + 1) * seconds),
+                                window_start=float(start[i]),
+                                window_s=float((b[i] + 1) * seconds - start[i]),
+                                score=score(rule, float(col[i])),
+                                severity=rule.severity,
+                                model=MODEL,
+                                evidence={
+                                    "field": rule.field,
+                                    "mean": float(col[i]),
+                                    "limit": _limit(rule),
+                                    "over": rule.over,
+                                    "description": rule.description,
+                                },
+                            )
+                        )
         return alerts
 
 

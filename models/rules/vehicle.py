@@ -47,8 +47,11 @@ class VehicleSettings(DetectorSettings):
     stationary_kmh: float = Field(3.0, ge=0)
     dwell_radius_m: float = Field(100.0, gt=0, description="moving less than this between fixes is standing")
     dwell_limit_s: float = Field(1800.0, gt=0)
-    hazardous: list[str] = Field(default_factory=list, description="entity patterns of hazardous-goods vehicles "
-                                 "(used only while the reference data registers no vehicles)")
+    hazardous: list[str] = Field(
+        default_factory=list,
+        description="entity patterns of hazardous-goods vehicles "
+        "(used only while the reference data registers no vehicles)",
+    )
     night_start_h: int = Field(22, ge=0, le=23)
     night_end_h: int = Field(6, ge=0, le=23)
     signal_lost_s: float = Field(120.0, gt=0)
@@ -60,8 +63,11 @@ def _zones_for(source: Source, name: str) -> Zones:
     """The zones file ``name`` (beside the source's declaration or shipped), loaded once per version."""
     if not name:
         return Zones([], [], [], [])
-    candidates = [Path(name)] if Path(name).is_absolute() else \
-        [p / name for p in ((source.path.parent if source.path else None), DATA_DIR) if p is not None]
+    candidates = (
+        [Path(name)]
+        if Path(name).is_absolute()
+        else [p / name for p in ((source.path.parent if source.path else None), DATA_DIR) if p is not None]
+    )
     for path in candidates:
         if path.is_file():
             return _load_zones(path.resolve(), path.stat().st_mtime_ns)
@@ -83,8 +89,12 @@ class Corridors:
         index = {rid: k for k, rid in enumerate(self.ids)}
         lats = [c[1] for r in ref.routes.values() for c in shapely.get_coordinates(r["geom"]).tolist()]
         self.lat0 = float(np.mean(lats)) if lats else 0.0
-        polys = [shapely.transform(r["geom"], lambda ll: np.column_stack(local_xy(ll[:, 0], ll[:, 1], self.lat0)))
-                 .buffer(r["corridor_m"]) for r in ref.routes.values()]
+        polys = [
+            shapely.transform(r["geom"], lambda ll: np.column_stack(local_xy(ll[:, 0], ll[:, 1], self.lat0))).buffer(
+                r["corridor_m"]
+            )
+            for r in ref.routes.values()
+        ]
         self.tree = STRtree(polys) if polys else None
         self.allowed = {v.entity: {index[r] for r in v.routes} for v in ref.vehicles.values() if v.routes}
 
@@ -106,7 +116,7 @@ class Vehicle(Detector):
 
     name = "vehicle"
     settings_model = VehicleSettings
-    keeps = frozenset({"last_values"})   # the sweep reads each vehicle's last speed; the console its last position
+    keeps = frozenset({"last_values"})  # the sweep reads each vehicle's last speed; the console its last position
 
     def __init__(self, source: Source, state: EntityState):
         super().__init__(source, state)
@@ -114,14 +124,21 @@ class Vehicle(Detector):
         self.hazardous_id = re.compile("|".join(map(fnmatch.translate, self.settings.hazardous)) or "(?!)").match
         self.file_zones = self.zones = _zones_for(source, self.settings.zones)
         self.speed_i = state.numeric.index("speed")
-        for col, fill in (("since", np.nan), ("dwell_alerted", np.nan), ("night", np.nan)):   # times
+        for col, fill in (("since", np.nan), ("dwell_alerted", np.nan), ("night", np.nan)):  # times
             state.store.add(f"vehicle.{col}", np.float64, fill=fill)
         # positions to a metre or so, speeds, a zone index and flags
-        for col, fill in (("prev_lon", np.nan), ("prev_lat", np.nan), ("zone", -1.0), ("lost", 0.0),
-                          ("prev_speed", np.nan), ("off", 0.0), ("fast", 0.0)):
+        for col, fill in (
+            ("prev_lon", np.nan),
+            ("prev_lat", np.nan),
+            ("zone", -1.0),
+            ("lost", 0.0),
+            ("prev_speed", np.nan),
+            ("off", 0.0),
+            ("fast", 0.0),
+        ):
             state.store.add(f"vehicle.{col}", np.float32, fill=fill)
         state.add_lookup("vehicle.hazmat")
-        state.add_lookup("vehicle.routed")   # 1.0: the registry gives the vehicle authorised routes
+        state.add_lookup("vehicle.routed")  # 1.0: the registry gives the vehicle authorised routes
         self.use_refdata(RefData.empty())
 
     def use_refdata(self, ref: RefData) -> None:
@@ -142,10 +159,24 @@ class Vehicle(Detector):
 
     def detect(self, batch: Batch, rows: np.ndarray, state: EntityState, ctx: BatchContext) -> list[dict]:
         seq = ctx.sequence
-        ts, lon, lat, speed = (a[seq.order] for a in (batch.ts, batch.columns["lon"], batch.columns["lat"],
-                                                       batch.columns["speed"]))
-        st = {c: state.store[f"vehicle.{c}"] for c in ("prev_lon", "prev_lat", "since", "dwell_alerted", "zone",
-                                                        "night", "lost", "prev_speed", "off", "fast")}
+        ts, lon, lat, speed = (
+            a[seq.order] for a in (batch.ts, batch.columns["lon"], batch.columns["lat"], batch.columns["speed"])
+        )
+        st = {
+            c: state.store[f"vehicle.{c}"]
+            for c in (
+                "prev_lon",
+                "prev_lat",
+                "since",
+                "dwell_alerted",
+                "zone",
+                "night",
+                "lost",
+                "prev_speed",
+                "off",
+                "fast",
+            )
+        }
         hazmat = self._hazmat(seq.rows, state)
         alerts = self._gaps(batch, seq, ts, speed, ctx.prior_last_ts, st)
         alerts += self._dwell(batch, seq, ts, lon, lat, speed, st)
@@ -164,18 +195,29 @@ class Vehicle(Detector):
         """Signal lost while moving, seen as a gap between two records of the batch (or since the last one)."""
         sp, r, order = self.settings, seq.rows, seq.order
         was_lost = seq.first & (st["lost"][r] == 1)
-        st["lost"][r] = 0.0   # a record: the signal is back
+        st["lost"][r] = 0.0  # a record: the signal is back
         prev_ts = np.where(seq.first, prior_last_ts[order], np.roll(ts, 1))
         prev_speed = seq.previous(speed, st["prev_speed"])
         with np.errstate(invalid="ignore"):
             lost = (ts - prev_ts > sp.signal_lost_s) & (prev_speed >= sp.stationary_kmh) & ~was_lost
-        return [self._lost(batch.entities[order[i]], float(prev_ts[i]), float(prev_speed[i]))
-                for i in np.flatnonzero(lost).tolist()]
+        return [
+            self._lost(batch.entities[order[i]], float(prev_ts[i]), float(prev_speed[i]))
+            for i in np.flatnonzero(lost).tolist()
+        ]
 
     def _lost(self, entity: str, last_seen: float, speed: float) -> dict:
-        return new_signal(source=self.source.name, kind="signal_lost_moving", entity=entity,
-                         ts=last_seen + self.settings.signal_lost_s, window_start=last_seen, window_s=0.0, score=0.7,
-                         severity="major", model=MODEL, evidence={"last_seen": last_seen, "last_speed": speed})
+        return new_signal(
+            source=self.source.name,
+            kind="signal_lost_moving",
+            entity=entity,
+            ts=last_seen + self.settings.signal_lost_s,
+            window_start=last_seen,
+            window_s=0.0,
+            score=0.7,
+            severity="major",
+            model=MODEL,
+            evidence={"last_seen": last_seen, "last_speed": speed},
+        )
 
     def _dwell(self, batch, seq, ts, lon, lat, speed, st) -> list[dict]:
         sp, r, order = self.settings, seq.rows, seq.order
@@ -185,8 +227,9 @@ class Vehicle(Detector):
         # when the standing run began: after the last break, else carried over from before the batch
         stored = st["since"][r]
         unbroken = broke < start
-        began = np.where(unbroken & ~np.isnan(stored), stored,
-                         ts[np.where(unbroken, start, broke + 1).clip(max=len(r) - 1)])
+        began = np.where(
+            unbroken & ~np.isnan(stored), stored, ts[np.where(unbroken, start, broke + 1).clip(max=len(r) - 1)]
+        )
         since = np.where(still, began, np.nan)
         due = still & (ts - since >= sp.dwell_limit_s) & (st["dwell_alerted"][r] != since)
         alerts = []
@@ -199,9 +242,21 @@ class Vehicle(Detector):
             for i, ok in zip(hits.tolist(), allowed.tolist()):
                 st["dwell_alerted"][r[i]] = since[i]
                 if not ok:
-                    alerts.append(self._alert("dwell", batch, int(order[i]), float(since[i]), {
-                        "lat": float(lat[i]), "lon": float(lon[i]), "since": float(since[i]),
-                        "dwell_s": float(ts[i] - since[i]), "limit_s": sp.dwell_limit_s}))
+                    alerts.append(
+                        self._alert(
+                            "dwell",
+                            batch,
+                            int(order[i]),
+                            float(since[i]),
+                            {
+                                "lat": float(lat[i]),
+                                "lon": float(lon[i]),
+                                "since": float(since[i]),
+                                "dwell_s": float(ts[i] - since[i]),
+                                "limit_s": sp.dwell_limit_s,
+                            },
+                        )
+                    )
         st["since"][r[seq.last]] = since[seq.last]
         return alerts
 
@@ -213,9 +268,21 @@ class Vehicle(Detector):
         if self.settings.restricted_hazardous_only and entered.any():
             entered &= hazmat
         st["zone"][r[seq.last]] = zone[seq.last]
-        return [self._alert("restricted_zone", batch, int(order[i]), float(batch.ts[order[i]]), {
-            "zone": self.zones.ids[int(zone[i])], "zone_name": self.zones.names[int(zone[i])],
-            "lat": float(lat[i]), "lon": float(lon[i])}) for i in np.flatnonzero(entered).tolist()]
+        return [
+            self._alert(
+                "restricted_zone",
+                batch,
+                int(order[i]),
+                float(batch.ts[order[i]]),
+                {
+                    "zone": self.zones.ids[int(zone[i])],
+                    "zone_name": self.zones.names[int(zone[i])],
+                    "lat": float(lat[i]),
+                    "lon": float(lon[i]),
+                },
+            )
+            for i in np.flatnonzero(entered).tolist()
+        ]
 
     def _night(self, batch, seq, ts, speed, st, hazmat) -> list[dict]:
         sp, r, order = self.settings, seq.rows, seq.order
@@ -223,7 +290,7 @@ class Vehicle(Detector):
             return []
         day, hour = local_day_hour(ts, sp.utc_offset_h).T
         banned = (hour >= sp.night_start_h) | (hour < sp.night_end_h)
-        night = np.where(hour < sp.night_end_h, day - 1, day)   # the night is named by its evening's date
+        night = np.where(hour < sp.night_end_h, day - 1, day)  # the night is named by its evening's date
         moving = np.flatnonzero(banned & (speed >= sp.stationary_kmh) & hazmat)
         alerts = []
         for i in moving.tolist():
@@ -231,8 +298,15 @@ class Vehicle(Detector):
             if st["night"][row] == night[i]:
                 continue
             st["night"][row] = night[i]
-            alerts.append(self._alert("night_driving", batch, int(order[i]), float(ts[i]), {
-                "speed": float(speed[i]), "banned": f"{sp.night_start_h:02d}:00-{sp.night_end_h:02d}:00 local"}))
+            alerts.append(
+                self._alert(
+                    "night_driving",
+                    batch,
+                    int(order[i]),
+                    float(ts[i]),
+                    {"speed": float(speed[i]), "banned": f"{sp.night_start_h:02d}:00-{sp.night_end_h:02d}:00 local"},
+                )
+            )
         return alerts
 
     def _route(self, batch, seq, lon, lat, speed, hazmat, st, state) -> list[dict]:
@@ -241,34 +315,49 @@ class Vehicle(Detector):
         if not self.corridors.allowed or not hazmat.any():
             return []
         cand = hazmat & (speed >= self.settings.stationary_kmh)
-        cand[cand] = state.lookup("vehicle.routed", seq.rows[cand],
-                                  lambda entity: float(entity in self.corridors.allowed)) == 1.0
+        cand[cand] = (
+            state.lookup("vehicle.routed", seq.rows[cand], lambda entity: float(entity in self.corridors.allowed))
+            == 1.0
+        )
         if not cand.any():
             return []
         sub = seq.subset(cand)
         entities = [batch.entities[o] for o in sub.order.tolist()]
         lon, lat, speed = lon[cand], lat[cand], speed[cand]
-        off = (self.corridors.outside(entities, lon, lat)
-               & ~self.zones.inside(lon, lat, self.settings.authorised_kind)).astype(np.float64)
-        return self._episodes("off_route", batch, sub, off, st["off"],
-                              lambda o, k: {"routes": self.ref.vehicles[batch.entities[o]].routes,
-                                            "speed": float(speed[k])})
+        off = (
+            self.corridors.outside(entities, lon, lat) & ~self.zones.inside(lon, lat, self.settings.authorised_kind)
+        ).astype(np.float64)
+        return self._episodes(
+            "off_route",
+            batch,
+            sub,
+            off,
+            st["off"],
+            lambda o, k: {"routes": self.ref.vehicles[batch.entities[o]].routes, "speed": float(speed[k])},
+        )
 
     def _speed(self, batch, seq, speed, hazmat, st) -> list[dict]:
         """``speeding_hazardous``: a hazardous-goods vehicle above its class limit; once per episode."""
         if not hazmat.any():
             return []
         limit, fast = self.settings.hazardous_max_kmh, speed[hazmat]
-        return self._episodes("speeding_hazardous", batch, seq.subset(hazmat), (fast > limit).astype(np.float64),
-                              st["fast"],
-                              lambda o, k: {"speed": float(fast[k]), "limit": limit})
+        return self._episodes(
+            "speeding_hazardous",
+            batch,
+            seq.subset(hazmat),
+            (fast > limit).astype(np.float64),
+            st["fast"],
+            lambda o, k: {"speed": float(fast[k]), "limit": limit},
+        )
 
     def _episodes(self, kind: str, batch, sub, flag: np.ndarray, stored: np.ndarray, evidence) -> list[dict]:
         """A signal where ``flag`` (0/1, in ``sub``'s order) turns on; the last flag per entity is kept."""
         starts = np.flatnonzero((flag == 1.0) & (sub.previous(flag, stored) == 0.0))
         stored[sub.rows[sub.last]] = flag[sub.last]
-        return [self._alert(kind, batch, int(sub.order[k]), float(batch.ts[sub.order[k]]),
-                            evidence(int(sub.order[k]), k)) for k in starts.tolist()]
+        return [
+            self._alert(kind, batch, int(sub.order[k]), float(batch.ts[sub.order[k]]), evidence(int(sub.order[k]), k))
+            for k in starts.tolist()
+        ]
 
     def sweep(self, state: EntityState, now: float) -> list[dict]:
         """``signal_lost_moving`` for vehicles that went quiet while driving."""
@@ -276,14 +365,22 @@ class Vehicle(Detector):
         n = len(state)
         last_ts, lost = state.store["last_ts"][:n], state.store["vehicle.lost"][:n]
         speed = state.store["last"][:n, self.speed_i]
-        quiet = np.flatnonzero((now - last_ts > self.settings.signal_lost_s) & (speed >= self.settings.stationary_kmh)
-                               & (lost == 0))
+        quiet = np.flatnonzero(
+            (now - last_ts > self.settings.signal_lost_s) & (speed >= self.settings.stationary_kmh) & (lost == 0)
+        )
         lost[quiet] = 1.0
         return [self._lost(state.slots.entities[q], float(last_ts[q]), float(speed[q])) for q in quiet.tolist()]
 
     def _alert(self, kind: str, batch: Batch, i: int, window_start: float, evidence: dict) -> dict:
-        return new_signal(source=self.source.name, kind=kind, entity=batch.entities[i], ts=float(batch.ts[i]),
-                         window_start=window_start, window_s=0.0, score=0.8,
-                         severity="major" if self.hazardous(batch.entities[i]) else "warning", model=MODEL,
-                         evidence={**evidence, "lon": float(batch.columns["lon"][i]),
-                                   "lat": float(batch.columns["lat"][i])})
+        return new_signal(
+            source=self.source.name,
+            kind=kind,
+            entity=batch.entities[i],
+            ts=float(batch.ts[i]),
+            window_start=window_start,
+            window_s=0.0,
+            score=0.8,
+            severity="major" if self.hazardous(batch.entities[i]) else "warning",
+            model=MODEL,
+            evidence={**evidence, "lon": float(batch.columns["lon"][i]), "lat": float(batch.columns["lat"][i])},
+        )

@@ -102,8 +102,17 @@ class Video(Detector):
                 return float(limit)
         return float(self.settings.crowd_default)
 
-    def _scenes(self, kind: str, mask: np.ndarray, severity: str, batch: Batch, rows: np.ndarray,
-                state: EntityState, seq: EntitySequence, limits: np.ndarray) -> list[dict]:
+    def _scenes(
+        self,
+        kind: str,
+        mask: np.ndarray,
+        severity: str,
+        batch: Batch,
+        rows: np.ndarray,
+        state: EntityState,
+        seq: EntitySequence,
+        limits: np.ndarray,
+    ) -> list[dict]:
         """One alert per scene: a hit more than ``scene_gap_s`` after the camera's previous hit of that kind."""
         if not mask.any():
             return []
@@ -114,11 +123,25 @@ class Video(Detector):
             row, t = int(rows[i]), float(batch.ts[i])
             if t - seen[row] > self.settings.scene_gap_s:
                 obj, zone = batch.strings["object"][i], self._zones(batch)[i]
-                alerts.append(new_signal(
-                    source=self.source.name, kind=kind, entity=batch.entities[i], ts=t, window_start=t,
-                    window_s=0.0, score=float(batch.columns["confidence"][i]), severity=severity, model=MODEL,
-                    evidence={"object": obj, "count": float(batch.columns["count"][i]), "zone": zone,
-                              "confidence": float(batch.columns["confidence"][i]),
-                              **({"limit": float(limits[i])} if kind == "crowd" else {})}))
+                alerts.append(
+                    new_signal(
+                        source=self.source.name,
+                        kind=kind,
+                        entity=batch.entities[i],
+                        ts=t,
+                        window_start=t,
+                        window_s=0.0,
+                        score=float(batch.columns["confidence"][i]),
+                        severity=severity,
+                        model=MODEL,
+                        evidence={
+                            "object": obj,
+                            "count": float(batch.columns["count"][i]),
+                            "zone": zone,
+                            "confidence": float(batch.columns["confidence"][i]),
+                            **({"limit": float(limits[i])} if kind == "crowd" else {}),
+                        },
+                    )
+                )
             seen[row] = max(seen[row], t)
         return alerts

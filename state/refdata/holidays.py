@@ -52,7 +52,7 @@ class RestDays:
     def is_rest(self, days: np.ndarray) -> np.ndarray:
         """Whether each local day number is a rest day."""
         days = np.asarray(days).astype(np.int64)
-        weekend = (days + 3) % 7 >= 5          # 1970-01-01 was a Thursday
+        weekend = (days + 3) % 7 >= 5  # 1970-01-01 was a Thursday
         return (weekend & ~np.isin(days, self.working)) | np.isin(days, self.rest)
 
 

@@ -90,7 +90,7 @@ class Vehicle(_Row):
 
     entity: str = Field(min_length=1)
     plate: str = Field(min_length=1)
-    hazard_class: str = ""           # UN class of the goods it may carry; empty: not a hazardous-goods vehicle
+    hazard_class: str = ""  # UN class of the goods it may carry; empty: not a hazardous-goods vehicle
     operator: str = ""
     routes: list[str] = Field(default_factory=list)
     sites: list[str] = Field(default_factory=list)
@@ -155,14 +155,24 @@ class Areas:
 class RefData:
     """The city's reference data, validated, with the lookups the alert manager and detectors need."""
 
-    def __init__(self, doc: dict, areas: Areas, zones: Zones, routes: dict[str, dict], sites: dict[str, Site],
-                 vehicles: dict[str, Vehicle], units: list[Unit], departments: list[DepartmentRule],
-                 version: int = 0, rest_days: RestDays | None = None):
+    def __init__(
+        self,
+        doc: dict,
+        areas: Areas,
+        zones: Zones,
+        routes: dict[str, dict],
+        sites: dict[str, Site],
+        vehicles: dict[str, Vehicle],
+        units: list[Unit],
+        departments: list[DepartmentRule],
+        version: int = 0,
+        rest_days: RestDays | None = None,
+    ):
         self.doc, self.areas, self.zones, self.routes = doc, areas, zones, routes
         self.sites, self.vehicles, self.units, self.departments = sites, vehicles, units, departments
         self.version = version
         self.rest_days = rest_days if rest_days is not None else RestDays.shipped()
-        self.device_site = {m: s for s in sites.values() for m in s.meters}   # device id -> its Site
+        self.device_site = {m: s for s in sites.values() for m in s.meters}  # device id -> its Site
 
     # -- building -------------------------------------------------------------------------------
 
@@ -256,8 +266,12 @@ class RefData:
         pool = local or units
         if not pool:
             return None
-        d = metres(np.array([u.lon for u in pool]), np.array([u.lat for u in pool]),
-                   np.full(len(pool), lon), np.full(len(pool), lat))
+        d = metres(
+            np.array([u.lon for u in pool]),
+            np.array([u.lat for u in pool]),
+            np.full(len(pool), lon),
+            np.full(len(pool), lat),
+        )
         return pool[int(np.argmin(d))]
 
     def department_rule(self, source: str, kind: str) -> DepartmentRule | None:
@@ -267,13 +281,20 @@ class RefData:
         return None
 
     def counts(self) -> dict[str, int]:
-        return {"areas": sum(len(v[0]) for v in self.areas.by_level.values()), "zones": len(self.zones.ids),
-                "routes": len(self.routes), "sites": len(self.sites), "vehicles": len(self.vehicles),
-                "units": len(self.units), "department_rules": len(self.departments)}
+        return {
+            "areas": sum(len(v[0]) for v in self.areas.by_level.values()),
+            "zones": len(self.zones.ids),
+            "routes": len(self.routes),
+            "sites": len(self.sites),
+            "vehicles": len(self.vehicles),
+            "units": len(self.units),
+            "department_rules": len(self.departments),
+        }
 
 
 def _read_json(path: Path) -> dict:
     import orjson
+
     try:
         return orjson.loads(path.read_bytes())
     except (OSError, orjson.JSONDecodeError) as exc:
@@ -337,8 +358,15 @@ def _areas(doc: dict | None, origin: str) -> Areas:
     for label, props, geom in _features(doc, origin, ("Polygon", "MultiPolygon")):
         if props.get("level") not in LEVELS:
             raise RefDataError(f"{label}: level must be one of {', '.join(LEVELS)}")
-        features.append({"id": str(props["id"]), "name": str(props.get("name", props["id"])),
-                         "level": props["level"], "parent": props.get("parent") or None, "geom": geom})
+        features.append(
+            {
+                "id": str(props["id"]),
+                "name": str(props.get("name", props["id"])),
+                "level": props["level"],
+                "parent": props.get("parent") or None,
+                "geom": geom,
+            }
+        )
     ids = {f["id"] for f in features}
     for f in features:
         if f["parent"] is not None and f["parent"] not in ids:
@@ -352,8 +380,11 @@ def _routes(doc: dict | None, origin: str) -> dict[str, dict]:
         corridor = props.get("corridor_m", 200)
         if not isinstance(corridor, (int, float)) or corridor <= 0:
             raise RefDataError(f"{label}: corridor_m must be a positive number of metres")
-        routes[str(props["id"])] = {"name": str(props.get("name", props["id"])), "corridor_m": float(corridor),
-                                    "geom": geom}
+        routes[str(props["id"])] = {
+            "name": str(props.get("name", props["id"])),
+            "corridor_m": float(corridor),
+            "geom": geom,
+        }
     return routes
 
 

@@ -23,8 +23,8 @@ from scipy.ndimage import binary_dilation
 from shapely import STRtree
 from shapely.geometry import shape
 
-M_PER_DEG_LON, M_PER_DEG_LAT = 111_320.0, 110_540.0   # a degree of longitude at the equator, of latitude
-GRID_CELLS = 256   # per side of the coarse grid over a kind's zones (see :class:`CellGrid`)
+M_PER_DEG_LON, M_PER_DEG_LAT = 111_320.0, 110_540.0  # a degree of longitude at the equator, of latitude
+GRID_CELLS = 256  # per side of the coarse grid over a kind's zones (see :class:`CellGrid`)
 
 
 def local_xy(lon: np.ndarray, lat: np.ndarray, lat0: float) -> tuple[np.ndarray, np.ndarray]:
@@ -113,10 +113,11 @@ class CellGrid:
             return
         x0, y0, x1, y1 = shapely.total_bounds(polygons)
         self.dx, self.dy = max(x1 - x0, 1e-9) / cells, max(y1 - y0, 1e-9) / cells
-        self.x0, self.y0 = x0 - self.dx, y0 - self.dy   # a cell of margin all round: see near()
+        self.x0, self.y0 = x0 - self.dx, y0 - self.dy  # a cell of margin all round: see near()
         i, j = np.meshgrid(np.arange(cells + 2), np.arange(cells + 2), indexing="ij")
-        boxes = shapely.box(self.x0 + i * self.dx, self.y0 + j * self.dy,
-                            self.x0 + (i + 1) * self.dx, self.y0 + (j + 1) * self.dy).ravel()
+        boxes = shapely.box(
+            self.x0 + i * self.dx, self.y0 + j * self.dy, self.x0 + (i + 1) * self.dx, self.y0 + (j + 1) * self.dy
+        ).ravel()
         hit = STRtree(polygons).query(boxes, predicate="intersects")[0]
         touched = np.zeros(boxes.shape, dtype=bool)
         touched[hit] = True

@@ -22,13 +22,25 @@ MAX_REQUEST_BYTES = 16 * 1024 * 1024
 class BatchingProducer:
     """Sends records in per-partition JSON-array batches (size- and linger-bounded)."""
 
-    def __init__(self, bootstrap_servers: str, *, batch_records: int = 500, linger_ms: int = 20,
-                 client_id: str = "warden", **client_options):
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        *,
+        batch_records: int = 500,
+        linger_ms: int = 20,
+        client_id: str = "warden",
+        **client_options,
+    ):
         self.batch_records = batch_records
         self.linger_s = linger_ms / 1000.0
         self._producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap_servers, client_id=client_id, linger_ms=0,
-            max_request_size=MAX_REQUEST_BYTES, acks="all", **client_options)
+            bootstrap_servers=bootstrap_servers,
+            client_id=client_id,
+            linger_ms=0,
+            max_request_size=MAX_REQUEST_BYTES,
+            acks="all",
+            **client_options,
+        )
         self._partitioners: dict[str, PartitionCache] = {}
         self._buffers: dict[tuple[str, int], list] = {}
         self._born: dict[tuple[str, int], float] = {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
@@ -15,8 +16,9 @@ from streams.registry import Registry
 def warden_topics(settings: Settings, registry: Registry) -> dict[str, int]:
     """Every input topic of the registry plus alerts, dead letters and signals, with their partitions."""
     topics = {s.topic: s.partition_count(settings.partitions) for s in registry.values()}
-    topics.update(dict.fromkeys((settings.alerts_topic, settings.deadletter_topic, settings.signals_topic),
-                                settings.partitions))
+    topics.update(
+        dict.fromkeys((settings.alerts_topic, settings.deadletter_topic, settings.signals_topic), settings.partitions)
+    )
     return topics
 
 
@@ -34,12 +36,9 @@ async def ensure_topics(settings: Settings, topics: dict[str, int], timeout_s: f
             await asyncio.sleep(0.2)
     try:
         existing = set(await admin.list_topics())
-        missing = [NewTopic(t, num_partitions=n, replication_factor=1)
-                   for t, n in topics.items() if t not in existing]
+        missing = [NewTopic(t, num_partitions=n, replication_factor=1) for t, n in topics.items() if t not in existing]
         if missing:
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(missing)
-            except TopicAlreadyExistsError:
-                pass
     finally:
         await admin.close()

@@ -30,20 +30,29 @@ import orjson
 
 from state.refdata.reference import RefData
 from streams.event_time import iso
+from streams.registry import Registry, load_registry
 from streams.sim.simulator import CitySimulator
 
-KINDS = ("tampered_meter", "sensor_dies", "hazardous_dwell", "pollution_episode", "illegal_resumption",
-         "regional_pollution", "night_driving", "off_route", "water_leak", "illegal_fishing", "group_renting")
-DWELL_S = 1800 + 900          # 45 min standing: the dwell rule fires after 30
-SILENT_AFTER_S = 5 * 60       # power's silence_factor x expected_interval_s
-PM25_NORMAL_MAX = 60.0        # normal traffic stays under the 75 ug/m3 limit
-NIGHT = (22, 6)               # hazardous goods may not move (local hours, as gps.toml says)
+KINDS = (
+    "tampered_meter",
+    "sensor_dies",
+    "hazardous_dwell",
+    "pollution_episode",
+    "illegal_resumption",
+    "regional_pollution",
+    "night_driving",
+    "off_route",
+    "water_leak",
+    "illegal_fishing",
+    "group_renting",
+)
+DWELL_S = 1800 + 900  # 45 min standing: the dwell rule fires after 30
+PM25_NORMAL_MAX = 60.0  # normal traffic stays under the 75 ug/m3 limit
 TRUCK_KMH = 40.0
-OFF_ROUTE_KMH = 30.0          # leaving the corridor sideways
-LEAK_NIGHT = (1, 5)           # water.toml's [night_flow] hours: a leak shows when such a night ends
+OFF_ROUTE_KMH = 30.0  # leaving the corridor sideways
 LEAK_M3H = 0.15
-RENTING_USE = 6.0             # a group-rented dwelling uses 6x the typical dwelling (peer_use fires above 4x) ...
-RENTING_DAYS = 4              # ... from a local midnight, for 4 days: observable when the 3rd whole day ends
+RENTING_USE = 6.0  # a group-rented dwelling uses 6x the typical dwelling (peer_use fires above 4x) ...
+RENTING_DAYS = 4  # ... from a local midnight, for 4 days: observable when the 3rd whole day ends
 
 
 @dataclass
@@ -56,25 +65,59 @@ class Incident:
     alert_kinds: list[str]
     source: str | None = None
     detail: dict = field(default_factory=dict)
-    explains: list[tuple[str, str]] = field(default_factory=list)   # (entity, alert kind) it also causes
+    explains: list[tuple[str, str]] = field(default_factory=list)  # (entity, alert kind) it also causes
 
     def doc(self) -> dict:
         """The ground-truth line (see replay/evaluation.py for how it is read)."""
-        return {"incident": self.kind, "kind": self.kind, "entities": self.entities, "start": iso(self.start),
-                "end": iso(self.end), "observable": iso(self.observable), "alert_kinds": self.alert_kinds,
-                **({"source": self.source} if self.source else {}), **({"detail": self.detail} if self.detail else {}),
-                **({"explains": [list(x) for x in self.explains]} if self.explains else {})}
+        return {
+            "incident": self.kind,
+            "kind": self.kind,
+            "entities": self.entities,
+            "start": iso(self.start),
+            "end": iso(self.end),
+            "observable": iso(self.observable),
+            "alert_kinds": self.alert_kinds,
+            **({"source": self.source} if self.source else {}),
+            **({"detail": self.detail} if self.detail else {}),
+            **({"explains": [list(x) for x in self.explains]} if self.explains else {}),
+        }
 
 
 class Scenario:
     """Normal traffic kept consistent with the register, plus one seeded incident every ``every_s``."""
 
-    def __init__(self, sim: CitySimulator, ref: RefData, seed: int, first_at: float, every_s: float = 900.0,
-                 truth: Path | None = None, kinds: tuple[str, ...] = KINDS,
-                 bans: list[tuple[str, str, str]] | None = None):
-        """``bans``: (zone pattern prefix, first "MM-DD", last "MM-DD") of the fishing ban (video.toml's)."""
+    def __init__(
+        self,
+        sim: CitySimulator,
+        ref: RefData,
+        seed: int,
+        first_at: float,
+        every_s: float = 900.0,
+        truth: Path | None = None,
+        kinds: tuple[str, ...] = KINDS,
+        sources: Registry | None = None,
+    ):
+        """The silence limit, the hazardous-goods night ban, the leak-check night and the fishing ban are the
+        ones ``sources`` (the shipped declarations by default) declare, so incidents fall where the detectors
+        look."""
         self.sim, self.ref, self.every_s, self.truth, self.kinds = sim, ref, every_s, truth, kinds
-        self.bans = bans if bans is not None else [("river-bank-", "03-01", "06-30")]
+        sources = sources or load_registry()
+        power = sources["power"]
+        self.silent_after_s = power.silence_factor * power.expected_interval_s
+        self.night = (
+            _declared(sources, "gps", "vehicle", "night_start_h"),
+            _declared(sources, "gps", "vehicle", "night_end_h"),
+        )
+        self.leak_night = (
+            _declared(sources, "water", "night_flow", "night_start_h"),
+            _declared(sources, "water", "night_flow", "night_end_h"),
+        )
+        # (zone pattern prefix, first "MM-DD", last "MM-DD") of each ban
+        self.bans = [
+            (zone.rstrip("*"), ban["start"], ban["end"])
+            for ban in _declared(sources, "video", "video", "bans")
+            for zone in ban["zones"]
+        ]
         self.rng = np.random.default_rng(seed + 7)
         self.next_at, self.turn = first_at, 0
         self.started: list[Incident] = []
@@ -86,23 +129,29 @@ class Scenario:
         self.hazardous = [e for e in ids.get("gps", []) if e in ref.vehicles and ref.vehicles[e].hazardous]
         self.stations = ids.get("air", [])
         self.used: set[str] = set()
-        self.register: dict[str, float] = {}   # a tampered meter's register as it runs backwards
+        self.register: dict[str, float] = {}  # a tampered meter's register as it runs backwards
         self.tracks = {e: _Track(ref, e, k) for k, e in enumerate(self.hazardous)}
         self.base = {e: float(b) for f in sim.fleets for e, b in zip(f.ids, f.base)}
-        self.dwellings = [s for s in ref.sites.values() if s.category == "dwelling" and s.status == "operating"
-                          and s.meters]
-        self.night_of: dict[str, float] = {}   # truck -> the last night it was made to drive
+        self.dwellings = [
+            s for s in ref.sites.values() if s.category == "dwelling" and s.status == "operating" and s.meters
+        ]
+        self.night_of: dict[str, float] = {}  # truck -> the last night it was made to drive
 
     def ticks(self) -> Iterator[list[dict]]:
         """The simulator's ticks with normal traffic adjusted and incidents applied."""
         for batch in self.sim.ticks():
-            ts = self.sim.ts   # the tick's start (the simulator advances after the consumer takes it)
+            ts = self.sim.ts  # the tick's start (the simulator advances after the consumer takes it)
             while ts >= self.next_at:
                 self._start(self.next_at)
                 self.next_at += self.every_s
             yield self._apply(ts, batch)
 
     # -- planning ----------------------------------------------------------------------------------
+
+    def _night(self, t: float) -> bool:
+        """Whether ``t`` falls in the hazardous-goods night ban (local time, UTC+8)."""
+        hour = (t / 3600 + 8) % 24
+        return hour >= self.night[0] or hour < self.night[1]
 
     def _pick(self, pool: list[str]) -> str | None:
         free = [e for e in pool if e not in self.used]
@@ -135,22 +184,30 @@ class Scenario:
         meter = self._pick([m for m in self.ids.get("power", []) if m not in self.closed_meters])
         if meter is None:
             return None
-        return Incident("sensor_dies", [meter], t, t + 6 * 3600, t + 60 + SILENT_AFTER_S, ["silent"], "power")
+        return Incident("sensor_dies", [meter], t, t + 6 * 3600, t + 60 + self.silent_after_s, ["silent"], "power")
 
     def _plan_hazardous_dwell(self, t: float) -> Incident | None:
         truck = self._pick(self.hazardous)
         if truck is None:
             return None
         lon, lat = self._away_from_sites()
-        return Incident("hazardous_dwell", [truck], t, t + DWELL_S, t + 1800, ["dwell"], "gps",
-                        {"lon": lon, "lat": lat})
+        return Incident(
+            "hazardous_dwell", [truck], t, t + DWELL_S, t + 1800, ["dwell"], "gps", {"lon": lon, "lat": lat}
+        )
 
     def _plan_pollution_episode(self, t: float) -> Incident | None:
         station = self._pick(self.stations)
         if station is None:
             return None
-        return Incident("pollution_episode", [station], t, t + 3600, t + 60,
-                        ["pm25_over_limit", "pm25_above_neighbours", "aqi_polluted"], "air")
+        return Incident(
+            "pollution_episode",
+            [station],
+            t,
+            t + 3600,
+            t + 60,
+            ["pm25_over_limit", "pm25_above_neighbours", "aqi_polluted"],
+            "air",
+        )
 
     def _plan_regional_pollution(self, t: float) -> Incident | None:
         free = [s for s in self.stations if s not in self.used]
@@ -158,27 +215,42 @@ class Scenario:
             return None
         chosen = [free[i] for i in sorted(self.rng.choice(len(free), size=max(3, len(free) // 2), replace=False))]
         self.used.update(chosen)
-        return Incident("regional_pollution", chosen, t, t + 3600, t + 60,
-                        ["pm25_over_limit", "aqi_polluted", "pm25_above_neighbours"], "air")
+        return Incident(
+            "regional_pollution",
+            chosen,
+            t,
+            t + 3600,
+            t + 60,
+            ["pm25_over_limit", "aqi_polluted", "pm25_above_neighbours"],
+            "air",
+        )
 
     def _plan_illegal_resumption(self, t: float) -> Incident | None:
         power, water = set(self.ids.get("power", [])), set(self.ids.get("water", []))
-        plants = [p for p in self.closed_plants if p.id not in self.used
-                  and power & set(p.meters) and water & set(p.meters)]   # the pattern needs both
+        plants = [
+            p for p in self.closed_plants if p.id not in self.used and power & set(p.meters) and water & set(p.meters)
+        ]  # the pattern needs both
         truck = self._pick(self.hazardous)
         if not plants or truck is None:
             return None
         plant = plants[int(self.rng.integers(len(plants)))]
         self.used.add(plant.id)
-        return Incident("illegal_resumption", [plant.id], t, t + 2 * 3600, t + 1800,
-                        ["suspected_illegal_resumption"], "fusion",
-                        {"truck": truck, "meters": plant.meters, "lon": plant.lon, "lat": plant.lat + 0.0004},
-                        [(truck, "dwell")] + [(m, "closed_site_consumption") for m in plant.meters])
+        return Incident(
+            "illegal_resumption",
+            [plant.id],
+            t,
+            t + 2 * 3600,
+            t + 1800,
+            ["suspected_illegal_resumption"],
+            "fusion",
+            {"truck": truck, "meters": plant.meters, "lon": plant.lon, "lat": plant.lat + 0.0004},
+            [(truck, "dwell")] + [(m, "closed_site_consumption") for m in plant.meters],
+        )
 
     def _plan_night_driving(self, t: float) -> Incident | None:
-        if not _night(t):
+        if not self._night(t):
             return None
-        night = (t / 3600 + 8 - NIGHT[1]) // 24   # the rule alerts once per truck and night
+        night = (t / 3600 + 8 - self.night[1]) // 24  # the rule alerts once per truck and night
         truck = self._pick([e for e in self.hazardous if self.night_of.get(e) != night])
         if truck is None:
             return None
@@ -186,7 +258,7 @@ class Scenario:
         return Incident("night_driving", [truck], t, t + 3600, t, ["night_driving"], "gps")
 
     def _plan_off_route(self, t: float) -> Incident | None:
-        if _night(t) or _night(t + 1800):
+        if self._night(t) or self._night(t + 1800):
             return None
         truck = self._pick(self.hazardous)
         if truck is None:
@@ -201,16 +273,22 @@ class Scenario:
         # it becomes observable when the first night it covers whole has ended
         local = t + 8 * 3600
         day_start = local - local % 86_400
-        night_start = day_start + LEAK_NIGHT[0] * 3600
+        night_start = day_start + self.leak_night[0] * 3600
         if local > night_start:
             night_start += 86_400
-        night_end = night_start - LEAK_NIGHT[0] * 3600 + LEAK_NIGHT[1] * 3600 - 8 * 3600
+        night_end = night_start - self.leak_night[0] * 3600 + self.leak_night[1] * 3600 - 8 * 3600
         return Incident("water_leak", [meter], t, night_end + 1800, night_end + 60, ["night_flow"], "water")
 
     def _plan_illegal_fishing(self, t: float) -> Incident | None:
         day = datetime.fromtimestamp(t + 8 * 3600, UTC).strftime("%m-%d")
-        bank = next((prefix for prefix, first, last in self.bans
-                     if (first <= day <= last if first <= last else (day >= first or day <= last))), None)
+        bank = next(
+            (
+                prefix
+                for prefix, first, last in self.bans
+                if (first <= day <= last if first <= last else (day >= first or day <= last))
+            ),
+            None,
+        )
         camera = self._pick(self.ids.get("video", [])) if bank is not None else None
         if camera is None:
             return None
@@ -224,12 +302,25 @@ class Scenario:
         meters = list(self.ref.sites[site_id].meters)
         self.used.update(meters)
         local = t + 8 * 3600
-        start = local - local % 86_400 + 86_400 - 8 * 3600     # from the next local midnight
+        start = local - local % 86_400 + 86_400 - 8 * 3600  # from the next local midnight
         end = start + RENTING_DAYS * 86_400
-        explains = [(m, k) for m in meters for k in (("kw_consumption_abnormal",) if m.startswith("power")
-                                                     else ("flow_consumption_abnormal", "night_flow"))]
-        return Incident("group_renting", meters, start, end, start + 3 * 86_400, ["group_renting"],
-                        detail={"site": site_id}, explains=explains)
+        explains = [
+            (m, k)
+            for m in meters
+            for k in (
+                ("kw_consumption_abnormal",) if m.startswith("power") else ("flow_consumption_abnormal", "night_flow")
+            )
+        ]
+        return Incident(
+            "group_renting",
+            meters,
+            start,
+            end,
+            start + 3 * 86_400,
+            ["group_renting"],
+            detail={"site": site_id},
+            explains=explains,
+        )
 
     def _away_from_sites(self) -> tuple[float, float]:
         """A spot at least 1 km from every registered site (an unauthorised place to stand)."""
@@ -243,21 +334,28 @@ class Scenario:
     # -- applying -----------------------------------------------------------------------------------
 
     def _apply(self, ts: float, batch: list[dict]) -> list[dict]:
-        for done in [i for i in self.active if i.end <= ts and i.kind != "sensor_dies"]:   # a dead sensor stays dead
-            self.used -= {*done.entities, *done.detail.get("meters", []), done.detail.get("truck"),
-                          done.detail.get("site")}
+        for done in [i for i in self.active if i.end <= ts and i.kind != "sensor_dies"]:  # a dead sensor stays dead
+            self.used -= {
+                *done.entities,
+                *done.detail.get("meters", []),
+                done.detail.get("truck"),
+                done.detail.get("site"),
+            }
         self.active = [i for i in self.active if i.end > ts or i.kind == "sensor_dies"]
         by_entity: dict[str, list[Incident]] = {}
         for inc in self.active:
-            for e in inc.entities + ([inc.detail["truck"]] if "truck" in inc.detail else []) + \
-                    list(inc.detail.get("meters", [])):
+            for e in (
+                inc.entities
+                + ([inc.detail["truck"]] if "truck" in inc.detail else [])
+                + list(inc.detail.get("meters", []))
+            ):
                 by_entity.setdefault(e, []).append(inc)
         out = []
         for r in batch:
             e = r["entity"]
-            if e in self.tracks:   # hazardous trucks drive their route by day and park at their depot at night
-                r = {**r, **self.tracks[e].at(r["ts"], driving=not _night(r["ts"]))}
-            if e in self.closed_meters:   # a closed site draws nothing (unless an incident says otherwise)
+            if e in self.tracks:  # hazardous trucks drive their route by day and park at their depot at night
+                r = {**r, **self.tracks[e].at(r["ts"], driving=not self._night(r["ts"]))}
+            if e in self.closed_meters:  # a closed site draws nothing (unless an incident says otherwise)
                 r = {**r, **({"kw": 0.0} if r["source"] == "power" else {"flow": 0.0})}
             if r["source"] == "air" and r["pm25"] > PM25_NORMAL_MAX:
                 pm25 = round(PM25_NORMAL_MAX - 5 + r["pm25"] % 5, 1)
@@ -280,8 +378,11 @@ class Scenario:
             reg = self.register.setdefault(e, r["kwh"])
             self.register[e] = reg - 0.5
             return {**r, "kwh": round(max(reg - 0.5, 0.0), 3)}
-        if inc.kind in ("hazardous_dwell", "illegal_resumption") and e == inc.detail.get("truck", e) \
-                and r["source"] == "gps":
+        if (
+            inc.kind in ("hazardous_dwell", "illegal_resumption")
+            and e == inc.detail.get("truck", e)
+            and r["source"] == "gps"
+        ):
             return {**r, "lon": inc.detail["lon"], "lat": inc.detail["lat"], "speed": 0.0}
         if inc.kind == "illegal_resumption" and r["source"] == "power":
             return {**r, "kw": round(30 + float(self.rng.normal(0, 2)), 3)}
@@ -289,18 +390,27 @@ class Scenario:
             return {**r, "flow": round(1.5 + float(self.rng.normal(0, 0.1)), 4)}
         if inc.kind == "night_driving":
             return {**r, **self.tracks[e].at(t, driving=True)}
-        if inc.kind == "off_route":   # sideways, away from the route where it left it
+        if inc.kind == "off_route":  # sideways, away from the route where it left it
             track = self.tracks[e]
             on, ahead = track.at(inc.start, driving=True), track.at(inc.start + 60, driving=True)
             east, north = (ahead["lon"] - on["lon"]) * 95_000, (ahead["lat"] - on["lat"]) * 111_000
             norm = max(np.hypot(east, north), 1e-9)
             out_m = (t - inc.start) * OFF_ROUTE_KMH / 3.6
-            return {**r, "lon": round(float(on["lon"] - north / norm * out_m / 95_000), 6),
-                    "lat": round(float(on["lat"] + east / norm * out_m / 111_000), 6), "speed": OFF_ROUTE_KMH}
+            return {
+                **r,
+                "lon": round(float(on["lon"] - north / norm * out_m / 95_000), 6),
+                "lat": round(float(on["lat"] + east / norm * out_m / 111_000), 6),
+                "speed": OFF_ROUTE_KMH,
+            }
         if inc.kind == "illegal_fishing":
-            return {**r, "zone": inc.detail["zone"], "object": "boat" if int(t) % 120 < 60 else "person",
-                    "count": 2, "confidence": 0.9}
-        if inc.kind == "group_renting":   # as much as RENTING_USE typical dwellings, whatever this one used
+            return {
+                **r,
+                "zone": inc.detail["zone"],
+                "object": "boat" if int(t) % 120 < 60 else "person",
+                "count": 2,
+                "confidence": 0.9,
+            }
+        if inc.kind == "group_renting":  # as much as RENTING_USE typical dwellings, whatever this one used
             field = "kw" if r["source"] == "power" else "flow"
             return {**r, field: round(r[field] * RENTING_USE / self.base.get(e, 1.0), 4)}
         if inc.kind == "water_leak":
@@ -311,9 +421,14 @@ class Scenario:
         return r
 
 
-def _night(t: float) -> bool:
-    hour = (t / 3600 + 8) % 24
-    return hour >= NIGHT[0] or hour < NIGHT[1]
+def _declared(sources: Registry, source: str, table: str, key: str):
+    """A value the simulated city takes from a source's declaration (ValueError naming it when absent)."""
+    try:
+        return sources[source].tables[table][key]
+    except KeyError:
+        raise ValueError(
+            f"the simulated city reads {key!r} of {source}'s [{table}] table, which does not declare it"
+        ) from None
 
 
 class _Track:
@@ -336,7 +451,7 @@ class _Track:
             return {"lon": round(self.depot[0], 6), "lat": round(self.depot[1], 6), "speed": 0.0}
         length = max(self.cum[-1], 1.0)
         d = (t * TRUCK_KMH / 3.6 + self.phase_m) % (2 * length)
-        d = d if d <= length else 2 * length - d          # there and back
+        d = d if d <= length else 2 * length - d  # there and back
         lon = float(np.interp(d, self.cum, self.coords[:, 0]))
         lat = float(np.interp(d, self.cum, self.coords[:, 1]))
         return {"lon": round(lon, 6), "lat": round(lat, 6), "speed": TRUCK_KMH}

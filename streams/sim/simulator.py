@@ -21,8 +21,8 @@ import numpy as np
 
 from state.refdata.holidays import RestDays
 
-CENTRE = (31.30, 120.60)      # lat, lon of the simulated city
-TICK_S = 10                   # simulated seconds per tick
+CENTRE = (31.30, 120.60)  # lat, lon of the simulated city
+TICK_S = 10  # simulated seconds per tick
 
 # source -> (share of entities, reporting interval in seconds)
 MIX = {"power": (0.40, 60), "water": (0.30, 60), "gps": (0.15, 10), "video": (0.13, 60), "air": (0.02, 60)}
@@ -36,7 +36,7 @@ class _Fleet:
     interval: int
     phase: np.ndarray
     base: np.ndarray
-    total: np.ndarray      # cumulative registers (kWh, m³) or positions
+    total: np.ndarray  # cumulative registers (kWh, m³) or positions
 
 
 def _daily(ts: float, peak_hour: float) -> float:
@@ -48,23 +48,30 @@ def _daily(ts: float, peak_hour: float) -> float:
 class CitySimulator:
     """Generates the city's records in event-time order, one tick of ``TICK_S`` at a time."""
 
-    def __init__(self, entities: int = 3000, seed: int = 42, start_ts: float = 1_767_225_600.0,
-                 missing: float = 0.01, rest_days: RestDays | None = None):
+    def __init__(
+        self,
+        entities: int = 3000,
+        seed: int = 42,
+        start_ts: float = 1_767_225_600.0,
+        missing: float = 0.01,
+        rest_days: RestDays | None = None,
+    ):
         self.rng = np.random.default_rng(seed)
         self.rest_days = rest_days or RestDays.shipped()
         self.ts = float(start_ts) - float(start_ts) % TICK_S
         self.missing = missing
         self.fleets: list[_Fleet] = []
         for source, (share, interval) in MIX.items():
-            n = max(3, int(round(entities * share)))
+            n = max(3, round(entities * share))
             ids = [f"{source}-{i:07d}" for i in range(n)]
             phase = self.rng.integers(0, interval // TICK_S, n) if interval > TICK_S else np.zeros(n, int)
             # The biggest household uses at most 3x the typical one: beyond 4x for days is group renting
             # (models/rules/peer_use.py), which the scenario injects rather than leaving to chance.
             base = np.minimum(self.rng.lognormal(0.0, 0.5, n), 3.0)
             if source == "gps":
-                total = np.column_stack([CENTRE[0] + self.rng.normal(0, 0.05, n),
-                                         CENTRE[1] + self.rng.normal(0, 0.05, n)])
+                total = np.column_stack(
+                    [CENTRE[0] + self.rng.normal(0, 0.05, n), CENTRE[1] + self.rng.normal(0, 0.05, n)]
+                )
             else:
                 total = self.rng.uniform(100, 10_000, n)
             self.fleets.append(_Fleet(source, ids, interval, phase, base, total))
@@ -102,22 +109,45 @@ class CitySimulator:
         f.total[due] += kw * f.interval / 3600
         volt = self.rng.normal(230, 4, len(due))
         volt[self.rng.random(len(due)) < 2e-4] = 170.0
-        return [{"source": "power", "entity": f.ids[i], "ts": t, "kwh": round(e, 3), "kw": round(p, 3),
-                 "voltage": round(v, 1)}
-                for i, t, e, p, v in zip(due.tolist(), self._stamps(len(due), ts).tolist(),
-                                         f.total[due].tolist(), kw.tolist(), volt.tolist())]
+        return [
+            {
+                "source": "power",
+                "entity": f.ids[i],
+                "ts": t,
+                "kwh": round(e, 3),
+                "kw": round(p, 3),
+                "voltage": round(v, 1),
+            }
+            for i, t, e, p, v in zip(
+                due.tolist(), self._stamps(len(due), ts).tolist(), f.total[due].tolist(), kw.tolist(), volt.tolist()
+            )
+        ]
 
     def _water(self, f: _Fleet, due: np.ndarray, ts: float) -> list[dict]:
-        in_use = self.rng.random(len(due)) < 0.2 + 0.6 * _daily(ts, 8)   # mostly idle at night
-        flow = np.maximum(f.base[due] * 0.05 * (0.2 + 1.5 * _daily(ts, 8) + self._at_home(ts))
-                          * self.rng.normal(1, 0.1, len(due)), 0)
+        in_use = self.rng.random(len(due)) < 0.2 + 0.6 * _daily(ts, 8)  # mostly idle at night
+        flow = np.maximum(
+            f.base[due] * 0.05 * (0.2 + 1.5 * _daily(ts, 8) + self._at_home(ts)) * self.rng.normal(1, 0.1, len(due)), 0
+        )
         flow = np.where(in_use, flow, 0.0)
         f.total[due] += flow * f.interval / 3600
         pressure = self.rng.normal(3.0, 0.2, len(due))
-        return [{"source": "water", "entity": f.ids[i], "ts": t, "flow": round(q, 4), "total": round(v, 3),
-                 "pressure": round(p, 2)}
-                for i, t, q, v, p in zip(due.tolist(), self._stamps(len(due), ts).tolist(), flow.tolist(),
-                                         f.total[due].tolist(), pressure.tolist())]
+        return [
+            {
+                "source": "water",
+                "entity": f.ids[i],
+                "ts": t,
+                "flow": round(q, 4),
+                "total": round(v, 3),
+                "pressure": round(p, 2),
+            }
+            for i, t, q, v, p in zip(
+                due.tolist(),
+                self._stamps(len(due), ts).tolist(),
+                flow.tolist(),
+                f.total[due].tolist(),
+                pressure.tolist(),
+            )
+        ]
 
     def _gps(self, f: _Fleet, due: np.ndarray, ts: float) -> list[dict]:
         n = len(due)
@@ -128,10 +158,25 @@ class CitySimulator:
         f.total[due, 0] += step * np.cos(np.radians(heading))
         f.total[due, 1] += step * np.sin(np.radians(heading))
         f.total[due] = np.clip(f.total[due], [CENTRE[0] - 0.3, CENTRE[1] - 0.3], [CENTRE[0] + 0.3, CENTRE[1] + 0.3])
-        return [{"source": "gps", "entity": f.ids[i], "ts": t, "lat": round(la, 6), "lon": round(lo, 6),
-                 "speed": round(s, 1), "heading": round(h, 1)}
-                for i, t, la, lo, s, h in zip(due.tolist(), self._stamps(n, ts).tolist(), f.total[due, 0].tolist(),
-                                              f.total[due, 1].tolist(), speed.tolist(), heading.tolist())]
+        return [
+            {
+                "source": "gps",
+                "entity": f.ids[i],
+                "ts": t,
+                "lat": round(la, 6),
+                "lon": round(lo, 6),
+                "speed": round(s, 1),
+                "heading": round(h, 1),
+            }
+            for i, t, la, lo, s, h in zip(
+                due.tolist(),
+                self._stamps(n, ts).tolist(),
+                f.total[due, 0].tolist(),
+                f.total[due, 1].tolist(),
+                speed.tolist(),
+                heading.tolist(),
+            )
+        ]
 
     def _video(self, f: _Fleet, due: np.ndarray, ts: float) -> list[dict]:
         n = len(due)
@@ -139,29 +184,57 @@ class CitySimulator:
         count = self.rng.poisson(2 + 6 * _daily(ts, 17), n)
         count[self.rng.random(n) < 2e-4] = 80
         conf = self.rng.uniform(0.5, 1.0, n)
-        return [{"source": "video", "entity": f.ids[i], "ts": t, "object": OBJECTS[o], "count": int(c),
-                 "confidence": round(p, 3), "zone": f"zone-{i % 20:02d}"}
-                for i, t, o, c, p in zip(due.tolist(), self._stamps(n, ts).tolist(), objects.tolist(),
-                                         count.tolist(), conf.tolist())]
+        return [
+            {
+                "source": "video",
+                "entity": f.ids[i],
+                "ts": t,
+                "object": OBJECTS[o],
+                "count": int(c),
+                "confidence": round(p, 3),
+                "zone": f"zone-{i % 20:02d}",
+            }
+            for i, t, o, c, p in zip(
+                due.tolist(), self._stamps(n, ts).tolist(), objects.tolist(), count.tolist(), conf.tolist()
+            )
+        ]
 
     def _air(self, f: _Fleet, due: np.ndarray, ts: float) -> list[dict]:
         n = len(due)
         cycle = _daily(ts, 8)
         pm25 = np.maximum(f.base[due] * (25 + 25 * cycle) + self.rng.normal(0, 6, n), 1)
-        return [{"source": "air", "entity": f.ids[i], "ts": t, "pm25": round(p, 1), "pm10": round(p * 1.6, 1),
-                 "o3": round(max(5.0, 60 + 80 * (1 - cycle) + self.rng.normal(0, 10)), 1),
-                 "no2": round(max(1.0, 20 + 30 * cycle + self.rng.normal(0, 5)), 1),
-                 "so2": round(max(1.0, 8 + self.rng.normal(0, 2)), 1),
-                 "co": round(max(0.1, 0.6 + 0.4 * cycle + self.rng.normal(0, 0.1)), 2)}
-                for i, t, p in zip(due.tolist(), self._stamps(n, ts).tolist(), pm25.tolist())]
+        return [
+            {
+                "source": "air",
+                "entity": f.ids[i],
+                "ts": t,
+                "pm25": round(p, 1),
+                "pm10": round(p * 1.6, 1),
+                "o3": round(max(5.0, 60 + 80 * (1 - cycle) + self.rng.normal(0, 10)), 1),
+                "no2": round(max(1.0, 20 + 30 * cycle + self.rng.normal(0, 5)), 1),
+                "so2": round(max(1.0, 8 + self.rng.normal(0, 2)), 1),
+                "co": round(max(0.1, 0.6 + 0.4 * cycle + self.rng.normal(0, 0.1)), 2),
+            }
+            for i, t, p in zip(due.tolist(), self._stamps(n, ts).tolist(), pm25.tolist())
+        ]
 
 
-RATE_CHUNK = 500   # records sent between looks at the rate cap
+RATE_CHUNK = 500  # records sent between looks at the rate cap
 
 
-async def pump(sim: CitySimulator, producer, topics: dict[str, str], *, speed: float = 0.0,
-               rate: float = 0.0, max_records: int | None = None, duration_s: float | None = None,
-               not_after_now: bool = False, on_tick=None, ticks=None) -> int:
+async def pump(
+    sim: CitySimulator,
+    producer,
+    topics: dict[str, str],
+    *,
+    speed: float = 0.0,
+    rate: float = 0.0,
+    max_records: int | None = None,
+    duration_s: float | None = None,
+    not_after_now: bool = False,
+    on_tick=None,
+    ticks=None,
+) -> int:
     """Send the simulator's ticks through ``producer``; returns the number of records sent.
 
     ``speed``: simulated seconds per wall second (0: as fast as possible);
@@ -184,7 +257,7 @@ async def pump(sim: CitySimulator, producer, topics: dict[str, str], *, speed: f
             batch = batch[: max_records - sent]
         for k, record in enumerate(batch):
             await producer.send(topics[record["source"]], record["entity"], record)
-            if rate > 0 and k % RATE_CHUNK == RATE_CHUNK - 1:   # a big city's tick is paced too, not one burst
+            if rate > 0 and k % RATE_CHUNK == RATE_CHUNK - 1:  # a big city's tick is paced too, not one burst
                 await asyncio.sleep(max(0.0, (sent + k + 1) / rate - (time.monotonic() - started)))
         sent += len(batch)
         if on_tick is not None:
