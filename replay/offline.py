@@ -18,8 +18,6 @@ from pathlib import Path
 import orjson
 
 from models.engine import SourceEngine
-from models.fusion import FusionBook
-from models.incidents import IncidentBook
 from models.versions import ModelVersion
 from replay.archive import Chunk
 from settings import Settings
@@ -111,24 +109,6 @@ class Engines:
         summary.signals += len(out.signals)
         if self.on_progress:
             self.on_progress(len(batch))
-
-
-def merger(
-    book: IncidentBook, fusion: FusionBook, ref: RefData, also: Callable[[dict], None] | None = None
-) -> Callable[[dict], None]:
-    """An ``on_signal`` that merges each signal, and the fused signals it completes, into ``book``
-    (as the live alert manager and fusion do); ``also`` sees every signal too."""
-
-    def on_signal(sig: dict) -> None:
-        book.add(sig)
-        if also:
-            also(sig)
-        for fused in fusion.add(sig, ref):
-            book.add(fused)
-            if also:
-                also(fused)
-
-    return on_signal
 
 
 def replay_archive(chunks: Iterable[Chunk], engines: Engines) -> ReplaySummary:

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 from models.catalog import load_sources
-from models.fusion import FusionBook, load_patterns
-from models.incidents import IncidentBook, QuietPeriods
 from replay.evaluation import Truth, read_ground_truth, score_incidents
-from replay.offline import merger, replay
+from replay.offline import replay
+from replay.pipeline import AlertPipeline
 from settings import Settings
-from streams.event_time import iso
 from streams.sim.city import city_ref
 from streams.sim.scenario import KINDS, Scenario
 from streams.sim.simulator import CitySimulator
@@ -19,13 +17,9 @@ T0 = 1_767_225_600 + 10 * 3600  # 18:00 local to 06:00: day and night rules, a w
 def _alerts(records: list[dict], ref) -> list[dict]:
     """The alerts a worker would raise for ``records``: replayed in-process with fusion, merged."""
     settings = Settings(partitions=4)
-    book = IncidentBook(QuietPeriods(settings.alert_quiet_s))
-    replay(
-        records, load_sources(settings), settings, refdata=ref, on_signal=merger(book, FusionBook(load_patterns()), ref)
-    )
-    return [
-        {**i, "first_seen": iso(i["first_seen"]), "last_seen": iso(i["last_seen"])} for i in book.incidents.values()
-    ]
+    pipeline = AlertPipeline(settings, ref)
+    replay(records, load_sources(settings), settings, refdata=ref, on_signal=pipeline.add)
+    return pipeline.scored()
 
 
 def test_every_incident_kind_is_detected_with_few_false_alarms(tmp_path):
@@ -88,17 +82,9 @@ def test_group_renting_is_detected_when_its_third_whole_day_ends_and_no_other_dw
                 return
 
     settings = Settings(partitions=2)  # 400 entities: enough dwellings per partition to be each other's peers
-    book = IncidentBook(QuietPeriods(settings.alert_quiet_s))
-    replay(
-        meters(),
-        load_sources(settings),
-        settings,
-        refdata=ref,
-        on_signal=merger(book, FusionBook(load_patterns()), ref),
-    )
-    alerts = [
-        {**i, "first_seen": iso(i["first_seen"]), "last_seen": iso(i["last_seen"])} for i in book.incidents.values()
-    ]
+    pipeline = AlertPipeline(settings, ref)
+    replay(meters(), load_sources(settings), settings, refdata=ref, on_signal=pipeline.add)
+    alerts = pipeline.scored()
     (incident,) = scenario.started
     assert incident.observable < end
     truths = [

@@ -50,66 +50,28 @@ def _progress() -> Progress:
     )
 
 
-class _Period:
-    """The archived segments of a period (``--since/--until/--source``), with corrupt ones reported."""
+def _period(archive: Path | None, source: str | None, since: str | None, until: str | None, entity: str | None = None):
+    """The archived period the options name, or a clear failure (with the corrupt segments it skipped)."""
+    from replay.period import ArchivePeriod, PeriodError
 
-    def __init__(
-        self, archive: Path | None, source: str | None, since: str | None, until: str | None, entity: str | None = None
-    ):
-        from replay.archive import segments
-
-        self.root = archive or get_settings().archive_path
-        self.source, self.entity = source, entity
-        self.since, self.until = when(since, "--since"), when(until, "--until")
-        self.corrupt: list = []
-        if not self.root.is_dir():
-            fail(f"no archive at {self.root} (workers write it when WARDEN_ARCHIVE_ENABLED is on)")
-        self.found = segments(self.root, source, self.since, self.until, on_corrupt=self.corrupt.append)
-        if not self.found:
-            self.report()
-            fail(
-                f"no archived records{f' of source {source!r}' if source else ''} in {self.span()} under "
-                f"{self.root} (`warden archive list` shows what is there)"
-            )
-        self.records = sum(s.entry["records"] for s in self.found)
-
-    def span(self) -> str:
-        from streams.event_time import iso
-
-        if self.since is None and self.until is None:
-            return "any period"
-        lo = iso(self.since) if self.since is not None else "the beginning"
-        hi = iso(self.until) if self.until is not None else "the end"
-        return f"{lo} .. {hi}"
-
-    def chunks(self, found=None, record_type=lambda source: None):
-        from replay.archive import read_records
-
-        registry = registry_or_fail()
-        return read_records(
-            self.found if found is None else found,
-            since=self.since,
-            until=self.until,
-            entity=self.entity,
-            on_corrupt=self.corrupt.append,
-            record_type=record_type,
+    registry = registry_or_fail()
+    try:
+        return ArchivePeriod(
+            archive or get_settings().archive_path,
+            source,
+            when(since, "--since"),
+            when(until, "--until"),
+            entity,
             entity_field=lambda s: registry[s].entity_field if s in registry else "entity",
         )
+    except PeriodError as exc:
+        _report_corrupt(exc.corrupt)
+        fail(str(exc))
 
-    def by_partition(self) -> list:
-        from itertools import groupby
 
-        return [
-            self.chunks(list(g))
-            for _, g in groupby(self.found, key=lambda s: (s.entry["source"], s.entry["partition"]))
-        ]
-
-    def report(self) -> None:
-        seen = set()
-        for exc in self.corrupt:
-            if str(exc.path) not in seen:
-                seen.add(str(exc.path))
-                console.print(f"[yellow]skipped corrupt segment[/] {exc}", highlight=False, soft_wrap=True)
+def _report_corrupt(corrupt: list) -> None:
+    for exc in corrupt:
+        console.print(f"[yellow]skipped corrupt segment[/] {exc}", highlight=False, soft_wrap=True)
 
 
 def _refdata_and_patterns(refdata: Path | None) -> tuple:
@@ -128,32 +90,14 @@ def _refdata_and_patterns(refdata: Path | None) -> tuple:
 
 def _replayed_alerts(chunks, registry, ref, patterns, models: dict, on_progress) -> tuple[list[dict], object]:
     """Alerts (times as ISO strings, as the scorers read them) and the summary of replaying ``chunks``."""
-    from models.fusion import FusionBook
-    from models.incidents import IncidentBook, QuietPeriods
-    from replay.offline import Engines, merger, replay_archive
-    from streams.event_time import iso
+    from replay.offline import Engines, replay_archive
+    from replay.pipeline import AlertPipeline
 
     settings = get_settings()
-    book = IncidentBook(QuietPeriods(settings.alert_quiet_s))
-    summary = replay_archive(
-        chunks,
-        Engines(
-            registry,
-            settings,
-            refdata=ref,
-            models=models,
-            on_signal=merger(book, FusionBook(patterns), ref),
-            on_progress=on_progress,
-        ),
-    )
-    alerts = sorted(
-        (
-            {**inc, "first_seen": iso(inc["first_seen"]), "last_seen": iso(inc["last_seen"])}
-            for inc in book.incidents.values()
-        ),
-        key=lambda a: a["first_seen"],
-    )
-    return alerts, summary
+    pipeline = AlertPipeline(settings, ref, patterns)
+    engines = Engines(registry, settings, refdata=ref, models=models, on_signal=pipeline.add, on_progress=on_progress)
+    summary = replay_archive(chunks, engines)
+    return pipeline.scored(), summary
 
 
 def _models(names: list[str], registry) -> dict:
@@ -209,10 +153,8 @@ def replay_cmd(
     at the end of the replay, ordered by first seen (then id), so NDJSON and
     archive replays of the same records write the same file.
     """
-    from models.fusion import FusionBook
-    from models.incidents import IncidentBook, QuietPeriods, to_alert
-    from models.routing import route
-    from replay.offline import Engines, merger, read_ndjson, replay, replay_archive
+    from replay.offline import Engines, read_ndjson, replay, replay_archive
+    from replay.pipeline import AlertPipeline
 
     settings, registry = get_settings(), registry_or_fail()
     if source is not None and source not in registry:
@@ -224,19 +166,18 @@ def replay_cmd(
     missing = [str(f) for f in files or [] if not f.is_file()]
     if missing:
         fail(f"no such file: {', '.join(missing)}")
-    period = None if files else _Period(archive, source, since, until, entity)
+    period = None if files else _period(archive, source, since, until, entity)
     if to_kafka:
         _replay_to_kafka(period, registry, speedup)
         return
     ref, patterns = _refdata_and_patterns(refdata)
     models = _models(model or [], registry)
-    fusion = FusionBook(patterns)
-    book = IncidentBook(QuietPeriods(settings.alert_quiet_s))
     sig_file = open(signals_out, "wb") if signals_out else None
     exported = (lambda doc: doc) if personal else mask_alert
-    on_signal = merger(
-        book, fusion, ref, (lambda sig: sig_file.write(orjson.dumps(exported(sig)) + b"\n")) if sig_file else None
+    pipeline = AlertPipeline(
+        settings, ref, patterns, (lambda sig: sig_file.write(orjson.dumps(exported(sig)) + b"\n")) if sig_file else None
     )
+    on_signal = pipeline.add
 
     with _progress() as progress:
         task = progress.add_task("replaying", total=period.records if period else None)
@@ -267,21 +208,22 @@ def replay_cmd(
             if sig_file:
                 sig_file.close()
     elapsed = time.perf_counter() - started
+    alerts = pipeline.alerts()
     with open(alerts_out, "wb") as out:
-        for inc in sorted(book.incidents.values(), key=lambda i: (i["first_seen"], i["id"])):
-            out.write(orjson.dumps(exported(to_alert(inc, route(inc, ref), "opened"))) + b"\n")
+        for alert in alerts:
+            out.write(orjson.dumps(exported(alert)) + b"\n")
     console.print(
         f"{summary.records:,} records ({summary.records / max(elapsed, 1e-9):,.0f}/s), "
         f"{summary.accepted:,} accepted, {summary.signals:,} signals, "
-        f"{len(book.incidents):,} alerts -> {alerts_out}"
+        f"{len(alerts):,} alerts -> {alerts_out}"
     )
     for reason, n in sorted(summary.rejects.items()):
         console.print(f"  rejected {reason}: {n:,}")
     if period:
-        period.report()
+        _report_corrupt(period.corrupt_paths())
 
 
-def _replay_to_kafka(period: _Period, registry, speedup: float) -> None:
+def _replay_to_kafka(period, registry, speedup: float) -> None:
     from replay.to_kafka import send
     from streams.kafka.client import kafka_options
 
@@ -301,7 +243,7 @@ def _replay_to_kafka(period: _Period, registry, speedup: float) -> None:
             )
         )
     console.print(f"sent {sent:,} records to their input topics")
-    period.report()
+    _report_corrupt(period.corrupt_paths())
 
 
 def train_cmd(
@@ -319,7 +261,7 @@ def train_cmd(
     settings, registry = get_settings(), registry_or_fail()
     if source not in registry:
         fail(f"unknown source {source!r}; known: {', '.join(registry)}")
-    period = _Period(archive, source, since, until)
+    period = _period(archive, source, since, until)
     with _progress() as progress:
         task = progress.add_task("training", total=period.records)
         try:
@@ -328,7 +270,7 @@ def train_cmd(
             )
         except TrainingError as exc:
             fail(str(exc))
-    period.report()
+    _report_corrupt(period.corrupt_paths())
     from streams.event_time import iso
 
     times = [s.entry for s in period.found]
@@ -402,7 +344,7 @@ def evaluate_cmd(
     if len(names) > 2:
         fail("compare at most two model versions")
     ref, patterns = _refdata_and_patterns(refdata)
-    period = _Period(archive, source, since, until)
+    period = _period(archive, source, since, until)
     files = label_files(period.root) + list(labels or [])
     missing = [str(f) for f in files if not f.is_file()]
     if missing:
@@ -439,7 +381,7 @@ def evaluate_cmd(
             )
             alerts_by[name] = alerts
             results[name] = score(alerts, windows, grace_s)
-    period.report()
+    _report_corrupt(period.corrupt_paths())
     table = Table(title=f"{source}: {period.span()}, {len(windows)} labelled window(s)")
     for col in ("kind", "version", "alerts", "labelled", "detected", "precision", "recall", "F1", "median delay"):
         table.add_column(col, justify="left" if col in ("kind", "version") else "right")
@@ -495,13 +437,13 @@ def incident_report(
         fail("the ground truth lists no incidents")
     # by default, the period the incidents cover (with an hour before, for the detectors to warm up)
     since = since if since is not None else str(min(t.start for t in truths) - 3600)
-    period = _Period(archive, source, since, until)
+    period = _period(archive, source, since, until)
     with _progress() as progress:
         task = progress.add_task("replaying", total=period.records)
         alerts, summary = _replayed_alerts(
             period.chunks(), registry, ref, patterns, {}, lambda n: progress.advance(task, n)
         )
-    period.report()
+    _report_corrupt(period.corrupt_paths())
     last = max(s.entry["max_ts"] for s in period.found)
     results = score_incidents(alerts, truths, grace_s, until=last)
     table = Table(title=f"detection report: {summary.accepted:,} records, {len(alerts):,} alerts, {period.span()}")
@@ -583,7 +525,7 @@ def archive_list(
     """The archive's segments: source, partition, hour, offsets, event-time range, records, size."""
     from streams.event_time import iso
 
-    period = _Period(archive, source, since, until)
+    period = _period(archive, source, since, until)
     table = Table(title=f"replay logs in {period.root}")
     for col in ("source", "part", "hour", "offsets", "event times", "records", "bytes", "sealed"):
         table.add_column(col, justify="right" if col in ("part", "records", "bytes") else "left")
@@ -601,7 +543,7 @@ def archive_list(
         )
     console.print(table)
     console.print(f"{len(period.found)} segment(s), {period.records:,} records")
-    period.report()
+    _report_corrupt(period.corrupt_paths())
 
 
 @archive_cli.command("prune")

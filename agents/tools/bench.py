@@ -36,13 +36,11 @@ from agents.alerts.store import ALERT_STREAM, AlertStore
 from agents.embedded.ports import free_port
 from agents.embedded.stack import child_env, embedded_stack
 from agents.worker.metrics import read_all
-from models.fusion import FusionBook, load_patterns
-from models.incidents import IncidentBook, QuietPeriods
 from replay.archive import read_records, segments
-from replay.offline import Engines, merger, replay_archive
+from replay.offline import Engines, replay_archive
+from replay.pipeline import AlertPipeline
 from settings import Settings
 from state.redis_client import redis_client
-from state.refdata.reference import RefData
 from streams.kafka.client import kafka_options
 from streams.kafka.producer import BatchingProducer
 from streams.kafka.topics import ensure_topics, warden_topics
@@ -137,14 +135,13 @@ def replay_log(settings: Settings, registry: Registry, archive: Path) -> tuple[i
     """Records, records/s and alert ids of replaying the replay log under ``archive`` in this process,
     through the engines, fusion and merging that ``warden replay`` uses."""
     found = segments(archive)
-    book, ref = IncidentBook(QuietPeriods(settings.alert_quiet_s)), RefData.empty()
+    pipeline = AlertPipeline(settings)
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("replaying the log", total=sum(s.entry["records"] for s in found))
         engines = Engines(
             registry,
             settings,
-            refdata=ref,
-            on_signal=merger(book, FusionBook(load_patterns(settings.fusion_patterns_dirs)), ref),
+            on_signal=pipeline.add,
             on_progress=lambda n: progress.advance(task, n),
         )
         start = time.perf_counter()
@@ -153,7 +150,7 @@ def replay_log(settings: Settings, registry: Registry, archive: Path) -> tuple[i
             engines,
         )
         elapsed = time.perf_counter() - start
-    return summary.records, summary.records / max(elapsed, 1e-9), set(book.incidents)
+    return summary.records, summary.records / max(elapsed, 1e-9), pipeline.ids
 
 
 async def send_backlog(
