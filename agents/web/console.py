@@ -33,6 +33,7 @@ from agents.access.sessions import COOKIE, TTL_S
 from agents.access.tokens import BOOTSTRAP_NAME
 from agents.alerts.store import ALERT_STREAM, IDX
 from agents.web.api import shown
+from agents.web.views import WardenView, WebContext, mount
 from agents.worker import positions as vehicles
 from agents.worker.metrics import read_all, totals
 from replay.archive import read_records, segments
@@ -60,6 +61,170 @@ FEED_BACKLOG = 200
 READINGS_BEFORE_S, READINGS_AFTER_S, MAX_POINTS = 3 * 3600, 3600, 600
 
 
+class ConsoleView(WardenView):
+    """A console page: answers logged-in sessions only."""
+
+    async def session(self, request: Request) -> Caller | None:
+        """The logged-in caller (console pages take the session cookie only, not bearer tokens)."""
+        if self.ctx.services() is None or not request.cookies.get(COOKIE):
+            return None
+        return await caller(request, self.ctx.services())
+
+    def refused(self) -> Response:
+        return self.error(401, "log in first")
+
+
+class Login(ConsoleView):
+    path = "/console/login"
+
+    async def post(self, request: Request) -> Response:
+        if self.ctx.services() is None:
+            return self.error(503, "the worker is starting")
+        sessions = self.ctx.services().sessions
+        try:
+            body = await request.json()
+        except ValueError:
+            return self.error(400, "the body must be JSON")
+        if not isinstance(body, dict) or not isinstance(body.get("token"), str):
+            return self.error(400, 'the body needs "token"')
+        client = request.remote or "unknown"
+        wait = await sessions.locked_out(client)
+        if wait:
+            resp = self.error(429, f"too many failed logins: try again in {wait} s")
+            resp.headers["Retry-After"] = str(wait)
+            return resp
+        identity = await self.ctx.services().tokens.resolve(body["token"])
+        if identity is None:
+            await sessions.failed(client)
+            await asyncio.sleep(0.5)  # slows guessing further
+            return self.error(401, "wrong token")
+        who = identity.who
+        if who == BOOTSTRAP_NAME:  # the shared admin token: the person says who they are
+            name = str(body.get("name") or "").strip()[:64]
+            if not name:
+                return self.error(400, "say who you are (name): this token is shared")
+            who = f"{name} ({BOOTSTRAP_NAME})"
+        session_id, session = await sessions.create(who, identity.role, identity.who)
+        await self.ctx.services().audit.record(identity, "console.login", who, "console", {"client": client})
+        resp = self.json({"who": who, "role": identity.role, "csrf": session["csrf"]})
+        resp.set_cookie(COOKIE, session_id, max_age=TTL_S, httponly=True, samesite="Strict", path="/")
+        return resp
+
+
+class Logout(ConsoleView):
+    path = "/console/logout"
+
+    async def post(self, request: Request) -> Response:
+        if self.ctx.services() is not None:
+            await self.ctx.services().sessions.end(request.cookies.get(COOKIE))
+        resp = self.json({"ok": True})
+        resp.del_cookie(COOKIE, path="/")
+        return resp
+
+
+class Session(ConsoleView):
+    path = "/console/session"
+
+    async def get(self, request: Request) -> Response:
+        if self.ctx.services() is None:
+            return self.error(503, "the worker is starting")
+        who = await self.session(request)
+        if who is None:
+            return self.refused()
+        return self.json({"who": who.identity.who, "role": who.identity.role, "csrf": who.session["csrf"]})
+
+
+class Map(ConsoleView):
+    path = "/console/map"
+
+    async def get(self, request: Request) -> Response:
+        if (who := await self.session(request)) is None:
+            return self.refused()
+        ref = self.ctx.refdata()
+        doc = ref.doc
+        return self.json(
+            {
+                "version": ref.version,
+                "areas": doc.get("areas") or {},
+                "zones": doc.get("zones") or {},
+                "routes": doc.get("routes") or {},
+                "sites": [
+                    shown(
+                        {
+                            "id": s.id,
+                            "name": s.name,
+                            "lon": s.lon,
+                            "lat": s.lat,
+                            "category": s.category,
+                            "status": s.status,
+                        },
+                        who,
+                    )
+                    for s in ref.sites.values()
+                ],
+                "departments": sorted({d for rule in ref.departments for d in rule.departments}),
+            }
+        )
+
+
+class Status(ConsoleView):
+    path = "/console/status"
+
+    async def get(self, request: Request) -> Response:
+        if (who := await self.session(request)) is None:
+            return self.refused()
+        redis = self.ctx.services().store.redis
+        snaps = await read_all(redis)
+        records, dead = totals(snaps)
+        async with redis.pipeline(transaction=False) as pipe:
+            for status in ("open", "acknowledged", "dispatched"):
+                pipe.zcard(IDX.format(f"status:{status}"))
+            open_, acked, dispatched = await pipe.execute()
+        return self.json(
+            {
+                "records": records,
+                "dead_letters": dead,
+                "workers": len(snaps),
+                "alerts": {"open": open_, "acknowledged": acked, "dispatched": dispatched},
+                "vehicles": [shown(v, who) for v in await vehicles.gather(redis, self.ctx.positions())],
+            }
+        )
+
+
+class Readings(ConsoleView):
+    path = "/console/readings"
+
+    async def get(self, request: Request) -> Response:
+        if await self.session(request) is None:
+            return self.refused()
+        q = request.query
+        source, entity = q.get("source", ""), q.get("entity", "")
+        if source not in self.ctx.registry or not entity:
+            return self.error(400, "source (a declared one) and entity are required")
+        try:
+            ts = float(q.get("ts", ""))
+        except ValueError:
+            return self.error(400, "ts must be epoch seconds")
+        spec = self.ctx.registry[source]
+        field = q.get("field") or next(iter(spec.windowed_fields or spec.numeric_fields), None)
+        if field not in spec.numeric_fields:
+            return self.json({"field": None, "points": []})
+        points = await asyncio.to_thread(_readings, self.ctx.settings, spec.entity_field, source, entity, field, ts)
+        return self.json({"field": field, "unit": spec.fields[field].unit, "points": points})
+
+
+class Events(ConsoleView):
+    path = "/console/events"
+
+    async def get(self, request: Request):
+        if (who := await self.session(request)) is None:
+            return self.refused()
+        return await _feed(request, self.ctx.services().store.redis, masked=not who.identity.may("operator"))
+
+
+VIEWS = (Login, Logout, Session, Map, Status, Readings, Events)
+
+
 def register(
     app: faust.App,
     settings: Settings,
@@ -85,150 +250,7 @@ def register(
 
     for path in ASSETS:
         app.page(path)(asset_view(path))
-
-    class _Console(View):
-        async def session(self, request: Request) -> Caller | None:
-            """The logged-in caller (console pages take the session cookie only, not bearer tokens)."""
-            if services() is None or not request.cookies.get(COOKIE):
-                return None
-            return await caller(request, services())
-
-        def refused(self) -> Response:
-            return self.error(401, "log in first")
-
-    @app.page("/console/login")
-    class Login(_Console):
-        async def post(self, request: Request) -> Response:
-            if services() is None:
-                return self.error(503, "the worker is starting")
-            sessions = services().sessions
-            try:
-                body = await request.json()
-            except ValueError:
-                return self.error(400, "the body must be JSON")
-            if not isinstance(body, dict) or not isinstance(body.get("token"), str):
-                return self.error(400, 'the body needs "token"')
-            client = request.remote or "unknown"
-            wait = await sessions.locked_out(client)
-            if wait:
-                resp = self.error(429, f"too many failed logins: try again in {wait} s")
-                resp.headers["Retry-After"] = str(wait)
-                return resp
-            identity = await services().tokens.resolve(body["token"])
-            if identity is None:
-                await sessions.failed(client)
-                await asyncio.sleep(0.5)  # slows guessing further
-                return self.error(401, "wrong token")
-            who = identity.who
-            if who == BOOTSTRAP_NAME:  # the shared admin token: the person says who they are
-                name = str(body.get("name") or "").strip()[:64]
-                if not name:
-                    return self.error(400, "say who you are (name): this token is shared")
-                who = f"{name} ({BOOTSTRAP_NAME})"
-            session_id, session = await sessions.create(who, identity.role, identity.who)
-            await services().audit.record(identity, "console.login", who, "console", {"client": client})
-            resp = self.json({"who": who, "role": identity.role, "csrf": session["csrf"]})
-            resp.set_cookie(COOKIE, session_id, max_age=TTL_S, httponly=True, samesite="Strict", path="/")
-            return resp
-
-    @app.page("/console/logout")
-    class Logout(_Console):
-        async def post(self, request: Request) -> Response:
-            if services() is not None:
-                await services().sessions.end(request.cookies.get(COOKIE))
-            resp = self.json({"ok": True})
-            resp.del_cookie(COOKIE, path="/")
-            return resp
-
-    @app.page("/console/session")
-    class Session(_Console):
-        async def get(self, request: Request) -> Response:
-            if services() is None:
-                return self.error(503, "the worker is starting")
-            who = await self.session(request)
-            if who is None:
-                return self.refused()
-            return self.json({"who": who.identity.who, "role": who.identity.role, "csrf": who.session["csrf"]})
-
-    @app.page("/console/map")
-    class Map(_Console):
-        async def get(self, request: Request) -> Response:
-            if (who := await self.session(request)) is None:
-                return self.refused()
-            ref = refdata()
-            doc = ref.doc
-            return self.json(
-                {
-                    "version": ref.version,
-                    "areas": doc.get("areas") or {},
-                    "zones": doc.get("zones") or {},
-                    "routes": doc.get("routes") or {},
-                    "sites": [
-                        shown(
-                            {
-                                "id": s.id,
-                                "name": s.name,
-                                "lon": s.lon,
-                                "lat": s.lat,
-                                "category": s.category,
-                                "status": s.status,
-                            },
-                            who,
-                        )
-                        for s in ref.sites.values()
-                    ],
-                    "departments": sorted({d for rule in ref.departments for d in rule.departments}),
-                }
-            )
-
-    @app.page("/console/status")
-    class Status(_Console):
-        async def get(self, request: Request) -> Response:
-            if (who := await self.session(request)) is None:
-                return self.refused()
-            redis = services().store.redis
-            snaps = await read_all(redis)
-            records, dead = totals(snaps)
-            async with redis.pipeline(transaction=False) as pipe:
-                for status in ("open", "acknowledged", "dispatched"):
-                    pipe.zcard(IDX.format(f"status:{status}"))
-                open_, acked, dispatched = await pipe.execute()
-            return self.json(
-                {
-                    "records": records,
-                    "dead_letters": dead,
-                    "workers": len(snaps),
-                    "alerts": {"open": open_, "acknowledged": acked, "dispatched": dispatched},
-                    "vehicles": [shown(v, who) for v in await vehicles.gather(redis, positions())],
-                }
-            )
-
-    @app.page("/console/readings")
-    class Readings(_Console):
-        async def get(self, request: Request) -> Response:
-            if await self.session(request) is None:
-                return self.refused()
-            q = request.query
-            source, entity = q.get("source", ""), q.get("entity", "")
-            if source not in registry or not entity:
-                return self.error(400, "source (a declared one) and entity are required")
-            try:
-                ts = float(q.get("ts", ""))
-            except ValueError:
-                return self.error(400, "ts must be epoch seconds")
-            spec = registry[source]
-            field = q.get("field") or next(iter(spec.windowed_fields or spec.numeric_fields), None)
-            if field not in spec.numeric_fields:
-                return self.json({"field": None, "points": []})
-            points = await asyncio.to_thread(_readings, settings, spec.entity_field, source, entity, field, ts)
-            return self.json({"field": field, "unit": spec.fields[field].unit, "points": points})
-
-    @app.page("/console/events")
-    class Events(_Console):
-        async def get(self, request: Request):
-            if (who := await self.session(request)) is None:
-                return self.refused()
-            return await _feed(request, services().store.redis, masked=not who.identity.may("operator"))
+    mount(app, VIEWS, WebContext(settings, services, registry, refdata, positions))
 
 
 def _readings(settings: Settings, entity_field: str, source: str, entity: str, field: str, ts: float) -> list:
