@@ -11,7 +11,7 @@ import orjson
 
 from agents.worker.health import Health
 from agents.worker.metrics import WorkerMetrics
-from agents.worker.partition import Message, PartitionRunner
+from agents.worker.partition import Message, PartitionLinks, PartitionRunner
 from models.catalog import load_sources
 from replay import segments as seg
 from replay.archive import PartitionArchive, prune, read_records, segments
@@ -155,15 +155,17 @@ def _runner(tmp_path, archive_factory):
     runner = PartitionRunner(
         load_sources()["metric"],
         0,
-        settings,
-        _Outputs(),
-        _Checkpoints(),
-        WorkerMetrics(),
-        commit,
-        alert,
-        lambda: ref,
-        Health(),
-        archive=archive_factory,
+        PartitionLinks(
+            settings,
+            _Outputs(),
+            _Checkpoints(),
+            WorkerMetrics(),
+            Health(),
+            commit=commit,
+            alert=alert,
+            refdata=lambda: ref,
+            archive=lambda source, partition, run: archive_factory(run),
+        ),
     )
     return runner, committed
 

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from agents.worker.health import Health
 from agents.worker.metrics import WorkerMetrics
-from agents.worker.partition import Message, PartitionRunner
+from agents.worker.partition import Message, PartitionLinks, PartitionRunner
 from replay import segments as seg
 from replay.archive import PartitionArchive, segments
 from settings import Settings
@@ -152,15 +152,17 @@ async def _runner(source, root: Path) -> tuple[PartitionRunner, _Kept]:
     runner = PartitionRunner(
         source,
         0,
-        settings,
-        outputs,
-        _Checkpoints(),
-        WorkerMetrics(),
-        ignore,
-        ignore,
-        lambda: ref,
-        Health(),
-        archive=lambda run: PartitionArchive(root, source.name, 0, run=run),
+        PartitionLinks(
+            settings,
+            outputs,
+            _Checkpoints(),
+            WorkerMetrics(),
+            Health(),
+            commit=ignore,
+            alert=ignore,
+            refdata=lambda: ref,
+            archive=lambda name, partition, run: PartitionArchive(root, name, partition, run=run),
+        ),
     )
     await runner.restore()
     return runner, outputs

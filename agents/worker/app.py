@@ -39,7 +39,7 @@ from agents.worker.health import Health
 from agents.worker.metrics import WorkerMetrics
 from agents.worker.model_watch import ModelWatch
 from agents.worker.outputs import Outputs
-from agents.worker.partition import Message, PartitionRunner
+from agents.worker.partition import Message, PartitionLinks, PartitionRunner
 from agents.worker.transport import app_class, credentials
 from models.fusion import load_patterns
 from models.incidents import QuietPeriods
@@ -93,6 +93,7 @@ class Worker:
         self.archiver: Archiver | None = None
         self.models: ModelWatch | None = None
         self.services: Services | None = None  # the API's and console's, once started
+        self.links: PartitionLinks | None = None  # what every partition runner shares, once started
         self.fusion: Fusion | None = None
         self.patterns = load_patterns(settings.fusion_patterns_dirs)  # a bad pattern file stops the start
         self.ready = asyncio.Event()  # agents wait for start(): Faust may start them first
@@ -165,6 +166,18 @@ class Worker:
         self.archiver = Archiver(s, self.redis)
         self.models = ModelWatch(self.redis, self.health)
         await self.models.start()
+        self.links = PartitionLinks(
+            s,
+            self.outputs,
+            self.checkpoints,
+            self.metrics,
+            self.health,
+            commit=self._commit,
+            alert=self._manage,
+            refdata=lambda: self.refdata.current,
+            archive=self.archiver.partition,
+            model=self.models.get,
+        )
         self.services = Services(self.store, Sessions(self.redis), TokenStore(self.redis, s), Audit(self.redis, s))
         self.ready.set()
 
@@ -232,20 +245,7 @@ class Worker:
         runner = self.runners.get(key)
         if runner is None:
             await self.ready.wait()
-            runner = PartitionRunner(
-                source,
-                partition,
-                self.settings,
-                self.outputs,
-                self.checkpoints,
-                self.metrics,
-                self._commit,
-                self._manage,
-                lambda: self.refdata.current,
-                self.health,
-                archive=lambda run: self.archiver.partition(source.name, partition, run),
-                model=lambda: self.models.get(source.name),
-            )
+            runner = PartitionRunner(source, partition, self.links)
             await runner.restore()
             self.runners[key] = runner
         return runner

@@ -52,31 +52,36 @@ class Message:
     timestamp: float | None = None  # Kafka append (or create) time, epoch seconds
 
 
+@dataclass(slots=True)
+class PartitionLinks:
+    """What every partition runner of a worker reaches outside itself."""
+
+    settings: Settings
+    outputs: Outputs  # signals, dead letters, forwards
+    checkpoints: CheckpointStore
+    metrics: WorkerMetrics
+    health: Health
+    commit: Callable[[str, int, int], Awaitable[None]]  # (topic, partition, next offset)
+    alert: Callable[[list[dict]], Awaitable[None]]  # the alert manager, given a batch's signals
+    refdata: Callable[[], RefData]  # the reference data loaded now
+    archive: Callable[[str, int, str | None], PartitionArchive | None] = lambda source, partition, run: None
+    model: Callable[[str], object | None] = lambda source: None  # a source's promoted model version
+
+
 class PartitionRunner:
     """Processes, checkpoints and restores one (source, partition)."""
 
-    def __init__(
-        self,
-        source: Source,
-        partition: int,
-        settings: Settings,
-        outputs: Outputs,
-        checkpoints: CheckpointStore,
-        metrics: WorkerMetrics,
-        commit: Callable[[str, int, int], Awaitable[None]],
-        alert: Callable[[list[dict]], Awaitable[None]],
-        refdata: Callable[[], RefData],
-        health: Health,
-        archive: Callable[[str | None], PartitionArchive | None] = lambda run: None,
-        model: Callable[[], object | None] = lambda: None,
-    ):
-        self.source, self.partition, self.settings = source, partition, settings
-        self.outputs, self.checkpoints, self.metrics = outputs, checkpoints, metrics
-        self.commit, self.alert, self.refdata, self.health = commit, alert, refdata, health
-        self.model = model
-        self.engine = SourceEngine(source, settings, refdata=refdata(), model=model())
+    def __init__(self, source: Source, partition: int, links: PartitionLinks):
+        settings = links.settings
+        self.source, self.partition, self.links, self.settings = source, partition, links, settings
+        self.outputs, self.checkpoints, self.metrics, self.health = (
+            links.outputs,
+            links.checkpoints,
+            links.metrics,
+            links.health,
+        )
+        self.engine = SourceEngine(source, settings, refdata=links.refdata(), model=links.model(source.name))
         self.schema = RecordSchema.for_source(source, settings)
-        self._open_archive = archive
         self.archive: PartitionArchive | None = None
         self.archiving = settings.archive_enabled  # a replay log to keep (reopened after a failure)
         self._appending: tuple[asyncio.Future, int] | None = None  # the append in flight, its first offset
@@ -113,7 +118,7 @@ class PartitionRunner:
 
     def _reopen_archive(self) -> PartitionArchive | None:
         """The replay log of this partition's run: the checkpoint's, or a new one when starting afresh."""
-        archive = self._open_archive(self.archive_run)
+        archive = self.links.archive(self.source.name, self.partition, self.archive_run)
         if archive is not None:
             self.archive_run = archive.run
         return archive
@@ -130,7 +135,7 @@ class PartitionRunner:
                 exc,
                 found.offset,
             )
-        self.engine.use_refdata(self.refdata())  # lookups cached in the restored state may be stale
+        self.engine.use_refdata(self.links.refdata())  # lookups cached in the restored state may be stale
         self.restored_offset = self.offset = self.checkpointed = found.offset
         self.metrics.held(self.source.name, self.partition, len(self.engine.state))
         log.info(
@@ -260,7 +265,7 @@ class PartitionRunner:
         records already validated (the schema's structs, all accepted by validation).
         """
         source, topic = self.source.name, self.source.topic
-        ref, model = self.refdata(), self.model()
+        ref, model = self.links.refdata(), self.links.model(self.source.name)
         if ref is not self.engine.refdata:
             self.engine.use_refdata(ref)
         if model is not self.engine.model:
@@ -280,7 +285,7 @@ class PartitionRunner:
         for pos in out.forward:
             rec = plain(records[pos])
             await self.outputs.forward(topic, rec[self.source.entity_field], rec)
-        await self.alert(out.signals)
+        await self.links.alert(out.signals)
         await self.outputs.signals(out.signals)
         self.metrics.processed(source, len(records), out.accepted, len(out.signals), len(out.forward))
         self.metrics.held(source, self.partition, len(self.engine.state))
@@ -361,7 +366,7 @@ class PartitionRunner:
             if watermark == -np.inf or idle < self.source.expected_interval_s:
                 return
             signals = self.engine.sweep(watermark + idle)
-            await self.alert(signals)
+            await self.links.alert(signals)
             await self.outputs.signals(signals)
             self.metrics.processed(self.source.name, 0, 0, len(signals), 0)
 
@@ -404,7 +409,7 @@ class PartitionRunner:
             return
         self.checkpointed = self.offset
         self.metrics.checkpointed(self.source.name, self.partition, stored, len(self.engine.state))
-        await self.commit(self.source.topic, self.partition, self.offset + 1)
+        await self.links.commit(self.source.topic, self.partition, self.offset + 1)
         self.checkpoint_cost = time.monotonic() - started
 
 
