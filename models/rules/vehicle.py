@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import fnmatch
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -31,6 +33,7 @@ from models.signal import new_signal
 from state.entity_state import EntityState
 from state.refdata.reference import DATA_DIR, RefData
 from state.refdata.zones import Zones, local_xy, metres
+from state.sequence import EntitySequence
 from streams.registry import Source
 from streams.validation import Batch
 
@@ -110,6 +113,23 @@ class Corridors:
         return out
 
 
+@dataclass(frozen=True, slots=True)
+class Fixes:
+    """A batch's GPS fixes in per-entity event order (``seq``), with what the checks read: event times,
+    positions, speeds, whether each vehicle carries hazardous goods, each fix's previous time from before the
+    batch (for an entity's first fix), and the detector's state columns by name."""
+
+    batch: Batch
+    seq: EntitySequence
+    ts: np.ndarray
+    lon: np.ndarray
+    lat: np.ndarray
+    speed: np.ndarray
+    hazmat: np.ndarray
+    prior_ts: np.ndarray
+    st: dict[str, np.ndarray]
+
+
 class Vehicle(Detector):
     """Raises ``dwell``, ``restricted_zone``, ``night_driving``, ``off_route``, ``speeding_hazardous`` and
     ``signal_lost_moving``."""
@@ -177,13 +197,13 @@ class Vehicle(Detector):
                 "fast",
             )
         }
-        hazmat = self._hazmat(seq.rows, state)
-        alerts = self._gaps(batch, seq, ts, speed, ctx.prior_last_ts, st)
-        alerts += self._dwell(batch, seq, ts, lon, lat, speed, st)
-        alerts += self._zones(batch, seq, lon, lat, st, hazmat)
-        alerts += self._night(batch, seq, ts, speed, st, hazmat)
-        alerts += self._route(batch, seq, lon, lat, speed, hazmat, st, state)
-        alerts += self._speed(batch, seq, speed, hazmat, st)
+        fx = Fixes(batch, seq, ts, lon, lat, speed, self._hazmat(seq.rows, state), ctx.prior_last_ts[seq.order], st)
+        alerts = self._gaps(fx)
+        alerts += self._dwell(fx)
+        alerts += self._zones(fx)
+        alerts += self._night(fx)
+        alerts += self._route(fx, state)
+        alerts += self._speed(fx)
         r, last = seq.rows, seq.last
         st["prev_lon"][r[last]], st["prev_lat"][r[last]] = lon[last], lat[last]
         st["prev_speed"][r[last]] = speed[last]
@@ -191,12 +211,13 @@ class Vehicle(Detector):
             alerts += self.sweep(state, ctx.watermark)
         return alerts
 
-    def _gaps(self, batch, seq, ts, speed, prior_last_ts, st) -> list[dict]:
+    def _gaps(self, fx: Fixes) -> list[dict]:
         """Signal lost while moving, seen as a gap between two records of the batch (or since the last one)."""
+        batch, seq, ts, speed, st = fx.batch, fx.seq, fx.ts, fx.speed, fx.st
         sp, r, order = self.settings, seq.rows, seq.order
         was_lost = seq.first & (st["lost"][r] == 1)
         st["lost"][r] = 0.0  # a record: the signal is back
-        prev_ts = np.where(seq.first, prior_last_ts[order], np.roll(ts, 1))
+        prev_ts = np.where(seq.first, fx.prior_ts, np.roll(ts, 1))
         prev_speed = seq.previous(speed, st["prev_speed"])
         with np.errstate(invalid="ignore"):
             lost = (ts - prev_ts > sp.signal_lost_s) & (prev_speed >= sp.stationary_kmh) & ~was_lost
@@ -219,7 +240,9 @@ class Vehicle(Detector):
             evidence={"last_seen": last_seen, "last_speed": speed},
         )
 
-    def _dwell(self, batch, seq, ts, lon, lat, speed, st) -> list[dict]:
+    def _dwell(self, fx: Fixes) -> list[dict]:
+        """``dwell``: standing within ``dwell_radius_m`` for ``dwell_limit_s`` outside authorised sites."""
+        batch, seq, ts, lon, lat, speed, st = fx.batch, fx.seq, fx.ts, fx.lon, fx.lat, fx.speed, fx.st
         sp, r, order = self.settings, seq.rows, seq.order
         moved = metres(seq.previous(lon, st["prev_lon"]), seq.previous(lat, st["prev_lat"]), lon, lat)
         still = (speed < sp.stationary_kmh) & ~(moved > sp.dwell_radius_m)
@@ -260,7 +283,9 @@ class Vehicle(Detector):
         st["since"][r[seq.last]] = since[seq.last]
         return alerts
 
-    def _zones(self, batch, seq, lon, lat, st, hazmat) -> list[dict]:
+    def _zones(self, fx: Fixes) -> list[dict]:
+        """``restricted_zone``: entering one (hazardous-goods vehicles only, unless the table says otherwise)."""
+        batch, seq, lon, lat, st, hazmat = fx.batch, fx.seq, fx.lon, fx.lat, fx.st, fx.hazmat
         r, order = seq.rows, seq.order
         zone = self.zones.zone_index(lon, lat, self.settings.restricted_kind).astype(np.float64)
         before = seq.previous(zone, st["zone"])
@@ -284,8 +309,10 @@ class Vehicle(Detector):
             for i in np.flatnonzero(entered).tolist()
         ]
 
-    def _night(self, batch, seq, ts, speed, st, hazmat) -> list[dict]:
-        sp, r, order = self.settings, seq.rows, seq.order
+    def _night(self, fx: Fixes) -> list[dict]:
+        """``night_driving``: a hazardous-goods vehicle moving in the night ban; once per vehicle and night."""
+        batch, ts, speed, st, hazmat = fx.batch, fx.ts, fx.speed, fx.st, fx.hazmat
+        sp, r, order = self.settings, fx.seq.rows, fx.seq.order
         if not hazmat.any():
             return []
         day, hour = local_day_hour(ts, sp.utc_offset_h).T
@@ -309,9 +336,10 @@ class Vehicle(Detector):
             )
         return alerts
 
-    def _route(self, batch, seq, lon, lat, speed, hazmat, st, state) -> list[dict]:
+    def _route(self, fx: Fixes, state: EntityState) -> list[dict]:
         """``off_route``: a hazardous-goods vehicle with authorised routes drives outside all their corridors
         and outside authorised sites; once per excursion (standing still neither starts nor ends one)."""
+        batch, seq, lon, lat, speed, hazmat, st = fx.batch, fx.seq, fx.lon, fx.lat, fx.speed, fx.hazmat, fx.st
         if not self.corridors.allowed or not hazmat.any():
             return []
         cand = hazmat & (speed >= self.settings.stationary_kmh)
@@ -336,8 +364,9 @@ class Vehicle(Detector):
             lambda o, k: {"routes": self.ref.vehicles[batch.entities[o]].routes, "speed": float(speed[k])},
         )
 
-    def _speed(self, batch, seq, speed, hazmat, st) -> list[dict]:
+    def _speed(self, fx: Fixes) -> list[dict]:
         """``speeding_hazardous``: a hazardous-goods vehicle above its class limit; once per episode."""
+        batch, seq, speed, hazmat, st = fx.batch, fx.seq, fx.speed, fx.hazmat, fx.st
         if not hazmat.any():
             return []
         limit, fast = self.settings.hazardous_max_kmh, speed[hazmat]
@@ -350,7 +379,15 @@ class Vehicle(Detector):
             lambda o, k: {"speed": float(fast[k]), "limit": limit},
         )
 
-    def _episodes(self, kind: str, batch, sub, flag: np.ndarray, stored: np.ndarray, evidence) -> list[dict]:
+    def _episodes(
+        self,
+        kind: str,
+        batch: Batch,
+        sub: EntitySequence,
+        flag: np.ndarray,
+        stored: np.ndarray,
+        evidence: Callable[[int, int], dict],
+    ) -> list[dict]:
         """A signal where ``flag`` (0/1, in ``sub``'s order) turns on; the last flag per entity is kept."""
         starts = np.flatnonzero((flag == 1.0) & (sub.previous(flag, stored) == 0.0))
         stored[sub.rows[sub.last]] = flag[sub.last]
