@@ -37,6 +37,7 @@ from typing import Annotated, Any, ClassVar, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from models.signal import Signal
 from state.entity_state import EntityState
 from state.refdata.reference import RefData
 from state.sequence import EntitySequence
@@ -76,7 +77,7 @@ class BatchContext:
 
 
 class Detector(ABC):
-    """Reads a source's records batch by batch and raises signals (dicts of :func:`models.signal.new_signal`)."""
+    """Reads a source's records batch by batch and raises :class:`~models.signal.Signal` objects."""
 
     name: ClassVar[str]  # in ``detectors = [...]``, and its columns' prefix
     table_key: ClassVar[str]  # its table in a declaration (default: its name)
@@ -123,10 +124,10 @@ class Detector(ABC):
         return min(spans, default=float("inf"))
 
     @abstractmethod
-    def detect(self, batch: Batch, rows: np.ndarray, state: EntityState, ctx: BatchContext) -> list[dict]:
+    def detect(self, batch: Batch, rows: np.ndarray, state: EntityState, ctx: BatchContext) -> list[Signal]:
         """Signals raised by ``batch``, whose records (of entity ``rows``) are already folded into ``state``."""
 
-    def sweep(self, state: EntityState, now: float) -> list[dict]:
+    def sweep(self, state: EntityState, now: float) -> list[Signal]:
         """Time-driven signals at event time ``now`` when no record arrives (a feed gone quiet)."""
         return []
 

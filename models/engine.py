@@ -7,7 +7,7 @@ signals and state, however they are cut into batches.
 >>> from models.catalog import load_sources
 >>> engine = SourceEngine(load_sources()["air"])
 >>> out = engine.process([{"entity": "st-1", "ts": 1700000000, "pm25": 300.0}, {"entity": 5}])
->>> [a["kind"] for a in out.signals], [r.reason for r in out.rejects]
+>>> [s.kind for s in out.signals], [r.reason for r in out.rejects]
 (['pm25_over_limit'], ['wrong_type'])
 """
 
@@ -21,7 +21,8 @@ import numpy as np
 
 from models import catalog
 from models.base import BatchContext
-from models.versions import BUILTIN, ModelVersion
+from models.signal import BUILTIN, Signal
+from models.versions import ModelVersion
 from settings import Settings, get_settings
 from state.entity_state import EntityState
 from state.refdata.reference import RefData
@@ -33,7 +34,7 @@ from streams.validation import Batch, Reject, Validator
 class Outcome:
     """What processing one message's records produced."""
 
-    signals: list[dict] = field(default_factory=list)
+    signals: list[Signal] = field(default_factory=list)
     rejects: list[Reject] = field(default_factory=list)
     forward: list[int] = field(default_factory=list)  # positions owned by another partition
     accepted: int = 0
@@ -119,7 +120,7 @@ class SourceEngine:
             out.signals += self._fold_and_detect(batch if whole else batch.take(piece), rows[piece])
         return out
 
-    def sweep(self, now: float) -> list[dict]:
+    def sweep(self, now: float) -> list[Signal]:
         """Time-driven signals (silence) at event time ``now``, for a feed that has gone quiet."""
         if not len(self.state):
             return []
@@ -128,9 +129,9 @@ class SourceEngine:
             alerts += detector.sweep(self.state, now)
         return self._stamped(alerts)
 
-    def _stamped(self, signals: list[dict]) -> list[dict]:
+    def _stamped(self, signals: list[Signal]) -> list[Signal]:
         for sig in signals:
-            sig["model_version"] = self.model_version
+            sig.model_version = self.model_version
         return signals
 
     def _time_slices(self, batch: Batch, rows: np.ndarray) -> list[np.ndarray]:
@@ -155,7 +156,7 @@ class SourceEngine:
         cuts.append(len(batch))
         return [np.arange(a, b) for a, b in itertools.pairwise(cuts) if b > a]
 
-    def _fold_and_detect(self, batch: Batch, rows: np.ndarray) -> list[dict]:
+    def _fold_and_detect(self, batch: Batch, rows: np.ndarray) -> list[Signal]:
         numeric = (
             np.column_stack([batch.columns[f] for f in self._numeric]) if self._numeric else np.empty((len(batch), 0))
         )

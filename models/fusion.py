@@ -11,7 +11,7 @@ and water while a hazardous-goods vehicle dwells at its gate.
 The logic is pure: :func:`site_pieces` ties a signal to (pattern, site,
 piece), :func:`keep` bounds the pieces held, :func:`fuse` decides on them, and
 :class:`FusionBook` keeps pieces in memory for replay; the live worker keeps
-them in Redis (``agents/fusion.py``).
+them in Redis (``agents/worker/fusion.py``).
 
 >>> p = Pattern(name="p", kind="k", window_s=3600, min_evidence=2, evidence=[
 ...     EvidenceSpec(name="power", source="power", kinds=["closed_site_consumption"]),
@@ -19,7 +19,7 @@ them in Redis (``agents/fusion.py``).
 >>> pieces = {"power": [{"name": "power", "ts": 100.0, "score": 1.0}],
 ...           "truck": [{"name": "truck", "ts": 2000.0, "score": 0.5}]}
 >>> (fused,) = fuse(p, {"id": "plant-1", "name": "Plant"}, pieces)
->>> fused["kind"], fused["entity"], [x["name"] for x in fused["evidence"]["pieces"]]
+>>> fused.kind, fused.entity, [x["name"] for x in fused.evidence["pieces"]]
 ('k', 'plant-1', ['power', 'truck'])
 >>> fuse(p, {"id": "plant-1"}, {"power": [{"ts": 100.0, "score": 1.0}], "truck": [{"ts": 9000.0, "score": 1.0}]})
 []
@@ -35,8 +35,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from models.incidents import epoch
-from models.signal import new_signal
+from models.signal import Signal
 from state.refdata.reference import RefData, Site
 from state.refdata.zones import metres
 
@@ -63,8 +62,8 @@ class EvidenceSpec(BaseModel):
         "else: the signal's location within this distance",
     )
 
-    def matches(self, signal: dict) -> bool:
-        return signal["source"] == self.source and any(fnmatchcase(signal["kind"], k) for k in self.kinds)
+    def matches(self, signal: Signal) -> bool:
+        return signal.source == self.source and any(fnmatchcase(signal.kind, k) for k in self.kinds)
 
 
 class Pattern(BaseModel):
@@ -102,7 +101,7 @@ def load_patterns(dirs: list[Path] | None = None) -> list[Pattern]:
     return list(found.values())
 
 
-def site_pieces(signal: dict, patterns: list[Pattern], ref: RefData) -> list[tuple[Pattern, Site, str]]:
+def site_pieces(signal: Signal, patterns: list[Pattern], ref: RefData) -> list[tuple[Pattern, Site, str]]:
     """(pattern, site, evidence name) for each piece of evidence ``signal`` gives about a site."""
     out = []
     for pattern in patterns:
@@ -115,11 +114,11 @@ def site_pieces(signal: dict, patterns: list[Pattern], ref: RefData) -> list[tup
     return out
 
 
-def _sites(signal: dict, spec: EvidenceSpec, ref: RefData) -> list[Site]:
+def _sites(signal: Signal, spec: EvidenceSpec, ref: RefData) -> list[Site]:
     if spec.radius_m <= 0:
-        site = ref.device_site.get(signal["entity"])
+        site = ref.device_site.get(signal.entity)
         return [site] if site else []
-    ev = signal.get("evidence") or {}
+    ev = signal.evidence or {}
     lon, lat = ev.get("lon"), ev.get("lat")
     if not isinstance(lon, (int, float)) or not isinstance(lat, (int, float)) or not ref.sites:
         return []
@@ -128,21 +127,21 @@ def _sites(signal: dict, spec: EvidenceSpec, ref: RefData) -> list[Site]:
     return [sites[i] for i in np.flatnonzero(d <= spec.radius_m).tolist()]
 
 
-def piece(signal: dict, name: str) -> dict:
+def piece(signal: Signal, name: str) -> dict:
     """What a fused alert cites of one signal."""
     return {
         "name": name,
-        "id": signal["id"],
-        "source": signal["source"],
-        "kind": signal["kind"],
-        "entity": signal["entity"],
-        "ts": epoch(signal["ts"]),
-        "score": signal["score"],
-        "evidence": signal.get("evidence", {}),
+        "id": signal.id,
+        "source": signal.source,
+        "kind": signal.kind,
+        "entity": signal.entity,
+        "ts": signal.ts,
+        "score": signal.score,
+        "evidence": signal.evidence,
     }
 
 
-def fuse(pattern: Pattern, site: dict, pieces: dict[str, list[dict]]) -> list[dict]:
+def fuse(pattern: Pattern, site: dict, pieces: dict[str, list[dict]]) -> list[Signal]:
     """The fused signals the site's pieces (evidence name -> its recent pieces) make, oldest first.
 
     The pattern completes at each time ``T`` (a piece's time) by which
@@ -153,7 +152,7 @@ def fuse(pattern: Pattern, site: dict, pieces: dict[str, list[dict]]) -> list[di
     The result depends on the pieces only, not on the order they arrived in (a
     replay interleaves sources differently from the live run).
     """
-    out: list[dict] = []
+    out: list[Signal] = []
     last = -float("inf")
     for t in sorted({p["ts"] for held in pieces.values() for p in held}):
         cited = [
@@ -170,7 +169,7 @@ def fuse(pattern: Pattern, site: dict, pieces: dict[str, list[dict]]) -> list[di
         last = t
         score = sum(p["score"] for p in cited) / len(pattern.evidence)  # mean score, missing pieces counting 0
         out.append(
-            new_signal(
+            Signal.new(
                 source=SOURCE,
                 kind=pattern.kind,
                 entity=site["id"],
@@ -218,14 +217,14 @@ class FusionBook:
         self.pieces: dict[tuple[str, str], dict[str, list[dict]]] = {}
         self.emitted: set[str] = set()  # live, the alert manager's merged-signal marks do this
 
-    def add(self, signal: dict, ref: RefData) -> list[dict]:
+    def add(self, signal: Signal, ref: RefData) -> list[Signal]:
         """Fused signals that ``signal`` completes (each fused signal once)."""
         out = []
         for pattern, site, name in site_pieces(signal, self.patterns, ref):
             held = self.pieces.setdefault((pattern.name, site.id), {})
             held[name] = keep(held.get(name, []), piece(signal, name), pattern.window_s)
             for fused in fuse(pattern, site_doc(site), held):
-                if fused["id"] not in self.emitted:
-                    self.emitted.add(fused["id"])
+                if fused.id not in self.emitted:
+                    self.emitted.add(fused.id)
                     out.append(fused)
         return out

@@ -7,11 +7,12 @@ situation recurred); one marked false positive absorbs it silently. Past the
 quiet period a new incident starts, whose id is its first signal's id, so the
 same signals always give the same alerts, live or replayed.
 
+>>> import msgspec
 >>> book = IncidentBook(QuietPeriods({"*": 600}))
->>> s = {"id": "a1", "source": "air", "kind": "pm25_over_limit", "entity": "st-1", "ts": "2026-01-01T00:00:00Z",
-...      "score": 0.6, "severity": "major", "model": "threshold@1", "evidence": {"value": 80}}
->>> [book.add(dict(s, id=i, ts=t, score=sc))[1] for i, t, sc in
-...  [("a1", "2026-01-01T00:00:00Z", 0.6), ("a2", "2026-01-01T00:05:00Z", 0.9), ("a3", "2026-01-01T01:00:00Z", 0.5)]]
+>>> s = Signal.new(source="air", kind="pm25_over_limit", entity="st-1", ts=1767225600, window_start=1767225600,
+...                window_s=0, score=0.6, severity="major", model="threshold@1", evidence={"value": 80})
+>>> [book.add(msgspec.structs.replace(s, id=i, ts=s.ts + dt, score=sc))[1] for i, dt, sc in
+...  [("a1", 0, 0.6), ("a2", 300, 0.9), ("a3", 3600, 0.5)]]
 ['opened', 'merged', 'opened']
 >>> first = book.incidents["a1"]
 >>> first["count"], first["score"], first["last_seen"] - first["first_seen"]
@@ -23,6 +24,8 @@ from __future__ import annotations
 from datetime import datetime
 from fnmatch import fnmatchcase
 
+from models.alert import Alert
+from models.signal import BUILTIN, Signal
 from streams.event_time import iso
 
 ACTIVE = ("open", "acknowledged", "dispatched")
@@ -33,9 +36,9 @@ def epoch(iso_ts: str) -> float:
     return datetime.fromisoformat(iso_ts).timestamp()
 
 
-def situation(signal: dict) -> str:
-    """The key duplicates share."""
-    return f"{signal['source']}|{signal['kind']}|{signal['entity']}"
+def situation(incident: dict) -> str:
+    """The key an incident's duplicates share (a signal's :attr:`~models.signal.Signal.situation`)."""
+    return f"{incident['source']}|{incident['kind']}|{incident['entity']}"
 
 
 class QuietPeriods:
@@ -55,34 +58,34 @@ class QuietPeriods:
         return found
 
 
-def open_incident(signal: dict) -> dict:
+def open_incident(signal: Signal) -> dict:
     """A new incident from its first signal."""
-    t = epoch(signal["ts"])
+    t = signal.ts
     return {
-        "id": signal["id"],
-        "source": signal["source"],
-        "kind": signal["kind"],
-        "entity": signal["entity"],
+        "id": signal.id,
+        "source": signal.source,
+        "kind": signal.kind,
+        "entity": signal.entity,
         "status": "open",
         "count": 1,
         "first_seen": t,
         "last_seen": t,
-        "ts": signal["ts"],
-        "score": signal["score"],
-        "detector_severity": signal["severity"],
-        "model": signal["model"],
-        "model_version": signal.get("model_version", "builtin"),
-        "evidence": signal["evidence"],
+        "ts": iso(t),
+        "score": signal.score,
+        "detector_severity": signal.severity,
+        "model": signal.model,
+        "model_version": signal.model_version,
+        "evidence": signal.evidence,
         "reopened": 0,
     }
 
 
-def merge(incident: dict | None, signal: dict, quiet_s: float) -> tuple[dict, str]:
+def merge(incident: dict | None, signal: Signal, quiet_s: float) -> tuple[dict, str]:
     """Fold one signal into its situation's latest incident (or start one); returns it and what happened.
 
     ``incident`` is changed in place when the signal merges into it.
     """
-    t = epoch(signal["ts"])
+    t = signal.ts
     if incident is None or t - incident["last_seen"] > quiet_s:
         return open_incident(signal), "opened"
     event = "merged"
@@ -91,44 +94,43 @@ def merge(incident: dict | None, signal: dict, quiet_s: float) -> tuple[dict, st
     incident["count"] += 1
     incident["first_seen"] = min(incident["first_seen"], t)
     incident["last_seen"] = max(incident["last_seen"], t)
-    if signal["score"] > incident["score"]:
+    if signal.score > incident["score"]:
         incident.update(
-            score=signal["score"],
-            evidence=signal["evidence"],
-            model=signal["model"],
-            model_version=signal.get("model_version", "builtin"),
-            detector_severity=signal["severity"],
+            score=signal.score,
+            evidence=signal.evidence,
+            model=signal.model,
+            model_version=signal.model_version,
+            detector_severity=signal.severity,
         )
     return incident, event
 
 
-def to_alert(incident: dict, routed: dict, event: str) -> dict:
-    """The alert as consumers see it (stream, Kafka, API, webhooks, replay), ``routed`` by
-    :func:`models.routing.route`."""
-    return {
-        "id": incident["id"],
-        "event": event,
-        "status": incident["status"],
-        "source": incident["source"],
-        "kind": incident["kind"],
-        "entity": incident["entity"],
-        "ts": incident["ts"],
-        "first_seen": iso(incident["first_seen"]),
-        "last_seen": iso(incident["last_seen"]),
-        "count": incident["count"],
-        "reopened": incident["reopened"],
-        "score": incident["score"],
-        "severity": routed["severity"],
-        "detector_severity": incident["detector_severity"],
-        "model": incident["model"],
-        "model_version": incident.get("model_version", "builtin"),
-        "evidence": incident["evidence"],
-        "location": routed["location"],
-        "area": routed["area"],
-        "departments": routed["departments"],
-        "action": routed["action"],
-        "context": routed["context"],
-    }
+def to_alert(incident: dict, routed: dict, event: str) -> Alert:
+    """The alert of ``incident`` after ``event``, ``routed`` by :func:`models.routing.route`."""
+    return Alert(
+        id=incident["id"],
+        event=event,
+        status=incident["status"],
+        source=incident["source"],
+        kind=incident["kind"],
+        entity=incident["entity"],
+        ts=epoch(incident["ts"]),
+        first_seen=incident["first_seen"],
+        last_seen=incident["last_seen"],
+        count=incident["count"],
+        reopened=incident["reopened"],
+        score=incident["score"],
+        severity=routed["severity"],
+        detector_severity=incident["detector_severity"],
+        model=incident["model"],
+        model_version=incident.get("model_version", BUILTIN),
+        evidence=incident["evidence"],
+        location=routed["location"],
+        area=routed["area"],
+        departments=routed["departments"],
+        action=routed["action"],
+        context=routed["context"],
+    )
 
 
 class IncidentBook:
@@ -146,10 +148,10 @@ class IncidentBook:
             self.incidents[incident["id"]] = incident
             self.latest[key] = incident["id"]
 
-    def add(self, signal: dict) -> tuple[dict, str]:
-        key = situation(signal)
+    def add(self, signal: Signal) -> tuple[dict, str]:
+        key = signal.situation
         current = self.incidents.get(self.latest.get(key, ""))
-        incident, event = merge(current, signal, self.quiet(signal["kind"]))
+        incident, event = merge(current, signal, self.quiet(signal.kind))
         if event == "opened":
             self.incidents[incident["id"]] = incident
             self.latest[key] = incident["id"]

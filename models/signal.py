@@ -1,20 +1,32 @@
-"""Signals: what a detector emits - deterministic ids and the JSON shape the alert manager reads.
+"""Signals: what a detector emits about one detection, with a deterministic id.
 
 The id depends only on what happened (source, kind, entity, window start), so
 a record processed twice - after a crash, or in a replay - gives the same id.
+Inside Warden a signal is a typed :class:`Signal` with epoch-second times; it
+becomes JSON (ISO-8601 times) once, where it leaves: ``warden.signals``, a
+replay's signals file.
 
->>> signal_id("air", "pm25_over_limit", "st-1", 1700000000.0) == signal_id("air", "pm25_over_limit", "st-1", 1700000000)
-True
+>>> sig = Signal.new(source="air", kind="pm25_over_limit", entity="st-1", ts=1767225600.5, window_start=1767225600,
+...                  window_s=0.0, score=0.91234, severity="warning", model="threshold@1", evidence={"value": 91})
+>>> sig.id == signal_id("air", "pm25_over_limit", "st-1", 1767225600.0), sig.score
+(True, 0.9123)
+>>> doc = sig.doc()
+>>> doc["ts"], Signal.from_doc(doc) == sig
+('2026-01-01T00:00:00.500Z', True)
 """
 
 from __future__ import annotations
 
 import hashlib
+from datetime import datetime
+
+import msgspec
 
 from streams.event_time import iso
 
 SEVERITIES = ("info", "warning", "major", "critical")
 LIMIT_MODELS = ("threshold@", "aqi@")  # their signals are breaches of a legal limit, not model opinions
+BUILTIN = "builtin"  # the model version of the declared detectors as shipped (no trained version)
 
 
 def is_limit_breach(model: str) -> bool:
@@ -28,30 +40,72 @@ def signal_id(source: str, kind: str, entity: str, window_start: float) -> str:
     return hashlib.blake2b(key, digest_size=10).hexdigest()
 
 
-def new_signal(
-    *,
-    source: str,
-    kind: str,
-    entity: str,
-    ts: float,
-    window_start: float,
-    window_s: float,
-    score: float,
-    severity: str,
-    model: str,
-    evidence: dict,
-) -> dict:
-    """A signal as it goes to ``warden.signals`` (the alert manager turns it into an alert)."""
-    return {
-        "id": signal_id(source, kind, entity, window_start),
-        "source": source,
-        "kind": kind,
-        "entity": entity,
-        "ts": iso(ts),
-        "window_start": iso(window_start),
-        "window_s": window_s,
-        "score": round(float(score), 4),
-        "severity": severity,
-        "model": model,
-        "evidence": evidence,
-    }
+class Signal(msgspec.Struct, kw_only=True):
+    """One detection: what (``kind``) of which ``entity`` of which ``source``, when (``ts``, and the window it
+    judged: ``window_start``, ``window_s``), how sure (``score``), how bad the detector thinks it is
+    (``severity``), which detector and version said so, and the readings and features behind it."""
+
+    id: str
+    source: str
+    kind: str
+    entity: str
+    ts: float  # event time, epoch seconds
+    window_start: float
+    window_s: float
+    score: float
+    severity: str
+    model: str
+    evidence: dict
+    model_version: str = BUILTIN
+
+    @classmethod
+    def new(
+        cls,
+        *,
+        source: str,
+        kind: str,
+        entity: str,
+        ts: float,
+        window_start: float,
+        window_s: float,
+        score: float,
+        severity: str,
+        model: str,
+        evidence: dict,
+    ) -> Signal:
+        """A detection, its id worked out from what happened and its score rounded to 4 places."""
+        return cls(
+            id=signal_id(source, kind, entity, window_start),
+            source=source,
+            kind=kind,
+            entity=entity,
+            ts=float(ts),
+            window_start=float(window_start),
+            window_s=float(window_s),
+            score=round(float(score), 4),
+            severity=severity,
+            model=model,
+            evidence=evidence,
+        )
+
+    @property
+    def situation(self) -> str:
+        """The key its duplicates share: (source, kind, entity)."""
+        return f"{self.source}|{self.kind}|{self.entity}"
+
+    def doc(self) -> dict:
+        """The signal as JSON carries it (``warden.signals``, signal files): times as ISO-8601 UTC."""
+        doc = msgspec.structs.asdict(self)
+        doc["ts"], doc["window_start"] = iso(self.ts), iso(self.window_start)
+        return doc
+
+    @classmethod
+    def from_doc(cls, doc: dict) -> Signal:
+        """A signal read back from :meth:`doc`'s JSON."""
+        return msgspec.convert(
+            {**doc, "ts": _epoch(doc["ts"]), "window_start": _epoch(doc["window_start"])}, cls, strict=False
+        )
+
+
+def _epoch(iso_ts: str) -> float:
+    return datetime.fromisoformat(iso_ts).timestamp()

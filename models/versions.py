@@ -25,8 +25,8 @@ import orjson
 import redis.asyncio as aioredis
 
 from models.batch.isolation import WindowOutlierModel
+from models.signal import BUILTIN
 
-BUILTIN = "builtin"  # no trained version: the declared detectors as shipped
 VERSIONS = "warden:models:versions"
 ACTIVE = "warden:models:active"
 HISTORY = "warden:models:history:{}"

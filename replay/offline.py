@@ -18,6 +18,7 @@ from pathlib import Path
 import orjson
 
 from models.engine import SourceEngine
+from models.signal import Signal
 from models.versions import ModelVersion
 from replay.archive import Chunk
 from settings import Settings
@@ -60,7 +61,7 @@ class Engines:
         *,
         refdata: RefData | None = None,
         models: dict[str, ModelVersion] | None = None,
-        on_signal: Callable[[dict], None],
+        on_signal: Callable[[Signal], None],
         on_progress: Callable[[int], None] | None = None,
         setup: Callable[[SourceEngine], None] | None = None,
     ):
@@ -130,7 +131,7 @@ def replay(
     source: str | None = None,
     refdata: RefData | None = None,
     models: dict[str, ModelVersion] | None = None,
-    on_signal: Callable[[dict], None],
+    on_signal: Callable[[Signal], None],
     on_progress: Callable[[int], None] | None = None,
 ) -> ReplaySummary:
     """Run ``records`` through the engines in order; ``on_signal`` gets every detector signal.

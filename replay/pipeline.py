@@ -4,23 +4,26 @@ Replay, evaluation and the benchmark all turn detector signals into alerts
 here, so the alerts they report are the ones a live worker would store (same
 ids, counts, first and last seen).
 
+>>> import msgspec
+>>> from models.signal import Signal
 >>> from settings import Settings
 >>> pipeline = AlertPipeline(Settings())
->>> sig = {"id": "s1", "source": "air", "kind": "pm25_over_limit", "entity": "st-1", "ts": "2026-01-01T00:00:00.000Z",
-...        "window_start": "2026-01-01T00:00:00.000Z", "window_s": 0.0, "score": 0.9, "severity": "warning",
-...        "model": "threshold@1", "evidence": {}}
->>> pipeline.add(sig); pipeline.add({**sig, "id": "s2", "ts": "2026-01-01T00:10:00.000Z"})
->>> [(a["id"], a["count"], a["last_seen"]) for a in pipeline.scored()]
-[('s1', 2, '2026-01-01T00:10:00.000Z')]
+>>> first = Signal.new(source="air", kind="pm25_over_limit", entity="st-1", ts=1767225600, window_start=1767225600,
+...                    window_s=3600, score=0.9, severity="warning", model="threshold@1", evidence={})
+>>> pipeline.add(first); pipeline.add(msgspec.structs.replace(first, id="s2", ts=1767226200.0))
+>>> [(a["id"] == first.id, a["count"], a["last_seen"]) for a in pipeline.scored()]
+[(True, 2, '2026-01-01T00:10:00.000Z')]
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+from models.alert import Alert
 from models.fusion import FusionBook, Pattern, load_patterns
 from models.incidents import IncidentBook, QuietPeriods, to_alert
 from models.routing import route
+from models.signal import Signal
 from settings import Settings
 from state.refdata.reference import RefData
 from streams.event_time import iso
@@ -34,14 +37,14 @@ class AlertPipeline:
         settings: Settings,
         ref: RefData | None = None,
         patterns: list[Pattern] | None = None,
-        also: Callable[[dict], None] | None = None,
+        also: Callable[[Signal], None] | None = None,
     ):
         self.ref = ref if ref is not None else RefData.empty()
         self.book = IncidentBook(QuietPeriods(settings.alert_quiet_s))
         self.fusion = FusionBook(patterns if patterns is not None else load_patterns(settings.fusion_patterns_dirs))
         self.also = also
 
-    def add(self, sig: dict) -> None:
+    def add(self, sig: Signal) -> None:
         """Merge a detector's signal, and the fused signals it completes, into the alerts."""
         self.book.add(sig)
         if self.also:
@@ -56,7 +59,7 @@ class AlertPipeline:
         """The alerts' ids."""
         return set(self.book.incidents)
 
-    def alerts(self) -> list[dict]:
+    def alerts(self) -> list[Alert]:
         """Each alert as consumers see it, routed, as it stands now; ordered by first seen, then id."""
         incidents = sorted(self.book.incidents.values(), key=lambda i: (i["first_seen"], i["id"]))
         return [to_alert(inc, route(inc, self.ref), "opened") for inc in incidents]

@@ -16,6 +16,7 @@ import numpy as np
 
 from models.batch.isolation import WindowOutlierModel
 from models.engine import SourceEngine
+from models.signal import Signal
 from models.versions import ModelVersion
 from state.refdata.holidays import RestDays
 from state.refdata.reference import RefData
@@ -26,7 +27,7 @@ NOON = LOCAL_MIDNIGHT + 12 * 3600
 NIGHT = NOON + 11 * 3600  # 23:00 local
 
 
-def in_batches(engine: SourceEngine, records: list[dict], cut: int | Sequence[int]) -> list[dict]:
+def in_batches(engine: SourceEngine, records: list[dict], cut: int | Sequence[int]) -> list[Signal]:
     """The signals of ``records`` fed to ``engine`` in batches of ``cut`` records, or cut at the given
     positions."""
     cuts = range(cut, len(records), cut) if isinstance(cut, int) else sorted(set(cut))

@@ -21,7 +21,7 @@ from agents.embedded.redis_server import EmbeddedRedis
 from models.incidents import QuietPeriods
 from models.lifecycle import TransitionError
 from models.routing import route
-from models.signal import new_signal
+from models.signal import Signal
 from settings import Settings
 from state.refdata import store as refstore
 from state.refdata.reference import RefData, RefDataError
@@ -50,8 +50,8 @@ def redis_url():
         server.stop()
 
 
-def _signal(entity: str, t: float, score: float = 0.5, kind: str = "pm25_over_limit", source: str = "air") -> dict:
-    return new_signal(
+def _signal(entity: str, t: float, score: float = 0.5, kind: str = "pm25_over_limit", source: str = "air") -> Signal:
+    return Signal.new(
         source=source,
         kind=kind,
         entity=entity,
@@ -172,15 +172,15 @@ def test_duplicates_merge_lifecycle_refuses_illegal_steps_and_recurrence_reopens
 
         burst = [_signal(station, TS + 60 * i, score=0.5 + i / 100) for i in range(12)]
         for signal in burst:
-            signal["evidence"]["note"] = '河岸 "quoted" \\ ✓'  # stored byte for byte through the Lua commit
+            signal.evidence["note"] = '河岸 "quoted" \\ ✓'  # stored byte for byte through the Lua commit
         first = await manager.handle(burst[:5])
-        assert [a["event"] for a in first] == ["opened"]
-        assert "河岸" in orjson.dumps(first[0]).decode()
-        assert (await r.xrange(ALERT_STREAM))[-1][1][b"alert"] == orjson.dumps(first[0])
+        assert [a.event for a in first] == ["opened"]
+        assert "河岸" in orjson.dumps(first[0].doc()).decode()
+        assert (await r.xrange(ALERT_STREAM))[-1][1][b"alert"] == orjson.dumps(first[0].doc())
         again = await manager.handle(burst[3:])  # redelivered overlap: 3 and 4 count once
-        assert [a["event"] for a in again] == ["merged"]
+        assert [a.event for a in again] == ["merged"]
         assert await manager.handle(burst) == []  # everything redelivered: nothing changes
-        alert = await store.get(first[0]["id"])
+        alert = await store.get(first[0].id)
         assert (alert["count"], alert["status"], alert["first_seen"], alert["last_seen"]) == (
             12,
             "open",
@@ -210,14 +210,14 @@ def test_duplicates_merge_lifecycle_refuses_illegal_steps_and_recurrence_reopens
         assert [(x["id"], x["label"], x["by"]) for x in labels] == [(aid, True, "zhang.min")]
 
         recur = await manager.handle([_signal(station, TS + 60 * 20)])  # within the quiet period
-        assert [(a["id"], a["event"], a["status"], a["reopened"]) for a in recur] == [(aid, "reopened", "open", 1)]
+        assert [(a.id, a.event, a.status, a.reopened) for a in recur] == [(aid, "reopened", "open", 1)]
         later = await manager.handle([_signal(station, TS + 60 * 20 + 1801)])  # after it: a new alert
-        assert later[0]["event"] == "opened" and later[0]["id"] != aid
-        await store.transition(later[0]["id"], "false_positive", "li.wei")
+        assert later[0].event == "opened" and later[0].id != aid
+        await store.transition(later[0].id, "false_positive", "li.wei")
         with pytest.raises(TransitionError, match="cannot resolve an alert that is false_positive"):
-            await store.transition(later[0]["id"], "resolve", "li.wei")
+            await store.transition(later[0].id, "resolve", "li.wei")
         assert [a["id"] for a in await store.list(status="open")] == [aid]
-        assert {a["id"] for a in await store.list(area="town-" + alert["area"]["town_id"][5:])} == {aid, later[0]["id"]}
+        assert {a["id"] for a in await store.list(area="town-" + alert["area"]["town_id"][5:])} == {aid, later[0].id}
         await r.aclose()
 
     run(scenario())
@@ -373,8 +373,8 @@ def test_staff_marks_lower_the_severity_of_kinds_they_reject_but_never_of_limit_
         cache = RefCache(r)
         manager = AlertManager(store, cache, QuietPeriods({"*": 60.0}))
 
-        def sig(kind: str, model: str, i: int, source: str = "power") -> dict:
-            return new_signal(
+        def sig(kind: str, model: str, i: int, source: str = "power") -> Signal:
+            return Signal.new(
                 source=source,
                 kind=kind,
                 entity=f"m-{i}",
@@ -395,13 +395,13 @@ def test_staff_marks_lower_the_severity_of_kinds_they_reject_but_never_of_limit_
         for i in range(15):
             for kind, model, real in kinds:
                 (alert,) = await manager.handle([sig(kind, model, i)])
-                await store.transition(alert["id"], "resolve" if real else "false_positive", "officer.chen")
+                await store.transition(alert.id, "resolve" if real else "false_positive", "officer.chen")
         assert await manager.learn_labels() == 45 and await manager.learn_labels() == 0
-        fresh = {a["kind"]: a for a in await manager.handle([sig(k, m, 100) for k, m, _ in kinds])}
-        assert fresh["kw_consumption_abnormal"]["severity"] == "info"
-        assert fresh["kw_consumption_abnormal"]["context"]["feedback"]["severity_was"] == "warning"
-        assert fresh["night_flow"]["severity"] == "warning"
-        assert fresh["voltage_low"]["severity"] == "warning"  # a limit breach is never lowered
+        fresh = {a.kind: a for a in await manager.handle([sig(k, m, 100) for k, m, _ in kinds])}
+        assert fresh["kw_consumption_abnormal"].severity == "info"
+        assert fresh["kw_consumption_abnormal"].context["feedback"]["severity_was"] == "warning"
+        assert fresh["night_flow"].severity == "warning"
+        assert fresh["voltage_low"].severity == "warning"  # a limit breach is never lowered
         await r.aclose()
 
     run(scenario())

@@ -12,6 +12,7 @@ from models.engine import SourceEngine
 from replay import nab
 from replay.offline import replay
 from settings import Settings
+from streams.event_time import iso
 
 NAB_DIR = Path(__file__).parent / "data" / "nab"
 TS = 1_767_225_600
@@ -32,9 +33,9 @@ def _alerts_at(values: np.ndarray, entity: str = "m1", **spec) -> list[int]:
     engine = SourceEngine(source, settings)
     alerts = engine.process(_stream(values, entity)).signals
     return [
-        int((np.datetime64(a["ts"][:-1]).astype("datetime64[s]").astype(int) - TS) / 300)
+        int((np.datetime64(iso(a.ts)[:-1]).astype("datetime64[s]").astype(int) - TS) / 300)
         for a in alerts
-        if a["kind"] == "value_anomaly"
+        if a.kind == "value_anomaly"
     ]
 
 
@@ -102,9 +103,9 @@ def test_entities_learn_separately_and_the_same_records_give_the_same_alerts():
     second: list[dict] = []
     replay(recs, registry, settings, source="metric", on_signal=first.append)
     replay(iter(recs), registry, settings, source="metric", on_signal=second.append)
-    assert [x["id"] for x in first] == [x["id"] for x in second]
-    learned = [x for x in first if x["ts"] >= "2026-01-02"]  # after the first (learning) day
-    assert [(x["entity"], x["ts"]) for x in learned] == [("a", "2026-01-12T02:40:00.000Z")]
+    assert [x.id for x in first] == [x.id for x in second]
+    learned = [x for x in first if iso(x.ts) >= "2026-01-02"]  # after the first (learning) day
+    assert [(x.entity, iso(x.ts)) for x in learned] == [("a", "2026-01-12T02:40:00.000Z")]
 
 
 def test_nab_scorer_bounds():
@@ -116,8 +117,8 @@ def test_nab_scorer_bounds():
 
 def test_nab_score_of_the_generic_detector():
     streams = nab.load(NAB_DIR)
-    alerts: list[dict] = []
+    signals = []
     settings = Settings()
-    replay(nab.records(streams), load_sources(settings), settings, on_signal=alerts.append)
-    result = nab.score(streams, alerts)["all"]
+    replay(nab.records(streams), load_sources(settings), settings, on_signal=signals.append)
+    result = nab.score(streams, [s.doc() for s in signals])["all"]
     assert result["score"] >= NAB_FLOOR, result

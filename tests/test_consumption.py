@@ -9,12 +9,13 @@ from models.catalog import load_sources
 from models.engine import SourceEngine
 from settings import Settings
 from state.refdata.reference import RefData
+from streams.event_time import iso
 
 SPRING = 1_767_542_400  # 2026-01-05 00:00 local, a Monday: eight weeks up to the Spring Festival and past it
 
 
 def _abnormal(alerts):
-    return [(a["entity"], a["window_start"]) for a in alerts if a["kind"] == "kw_consumption_abnormal"]
+    return [(a.entity, iso(a.window_start)) for a in alerts if a.kind == "kw_consumption_abnormal"]
 
 
 @pytest.mark.parametrize("cut", [50, 100_000])
@@ -24,8 +25,8 @@ def test_an_abnormal_hour_is_flagged_and_normal_weeks_are_not(cut):
     alerts = in_batches(engine, recs, cut)
     # day 25, 03:00-04:00 local = 19:00 UTC the day before
     assert _abnormal(alerts) == [("home-2", "2026-01-25T19:00:00.000Z")]
-    hit = next(a for a in alerts if a["kind"] == "kw_consumption_abnormal")
-    assert hit["evidence"]["direction"] == "high" and hit["evidence"]["ratio"] > 5
+    hit = next(a for a in alerts if a.kind == "kw_consumption_abnormal")
+    assert hit.evidence["direction"] == "high" and hit.evidence["ratio"] > 5
 
 
 @pytest.mark.parametrize("seed", [3, 4])

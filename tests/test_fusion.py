@@ -9,7 +9,7 @@ import pytest
 
 from models.fusion import FusionBook, PatternError, fuse, load_patterns, site_doc
 from models.incidents import IncidentBook, QuietPeriods
-from models.signal import new_signal
+from models.signal import Signal
 from state.refdata.reference import RefData
 from streams.event_time import iso
 from tests.conftest import run, wait_until
@@ -39,8 +39,8 @@ def _ref() -> RefData:
     return RefData.from_doc({"sites": [PLANT, OPEN_PLANT]})
 
 
-def _signal(source: str, kind: str, entity: str, ts: float, **evidence) -> dict:
-    return new_signal(
+def _signal(source: str, kind: str, entity: str, ts: float, **evidence) -> Signal:
+    return Signal.new(
         source=source,
         kind=kind,
         entity=entity,
@@ -54,7 +54,7 @@ def _signal(source: str, kind: str, entity: str, ts: float, **evidence) -> dict:
     )
 
 
-def _at_gate(entity: str, ts: float, plant: dict, north_m: float = 50.0) -> dict:
+def _at_gate(entity: str, ts: float, plant: dict, north_m: float = 50.0) -> Signal:
     return _signal("gps", "dwell", entity, ts, lon=plant["lon"], lat=plant["lat"] + north_m / 111_000)
 
 
@@ -70,27 +70,25 @@ def test_three_pieces_about_a_closed_plant_fuse_into_one_alert():
         fused += book.add(sig, ref)
     assert len(fused) == 1
     f = fused[0]
-    assert (f["source"], f["kind"], f["entity"], f["severity"]) == (
+    assert (f.source, f.kind, f.entity, f.severity) == (
         "fusion",
         "suspected_illegal_resumption",
         "plant-1",
         "critical",
     )
-    assert [p["name"] for p in f["evidence"]["pieces"]] == ["electricity", "water", "hazardous_vehicle"]
-    assert f["evidence"]["site"]["name"] == "Old Dye Works" and f["ts"] == iso(T0 + 1800)
+    assert [p["name"] for p in f.evidence["pieces"]] == ["electricity", "water", "hazardous_vehicle"]
+    assert f.evidence["site"]["name"] == "Old Dye Works" and iso(f.ts) == iso(T0 + 1800)
     # one more piece completes nothing (evidence counts once); a full recurrence fuses again, into the same alert
     assert book.add(_signal("power", "closed_site_consumption", "pw-1", T0 + 2400), ref) == []
     again = book.add(_signal("water", "closed_site_consumption", "wt-1", T0 + 3000), ref)
     again += book.add(_at_gate("truck-9", T0 + 3600, PLANT), ref)
-    assert [s["ts"] for s in again] == [iso(T0 + 3600)]
+    assert [iso(s.ts) for s in again] == [iso(T0 + 3600)]
     for s in fused + again:
         alerts.add(s)
     assert len(alerts.incidents) == 1 and next(iter(alerts.incidents.values()))["count"] == 2
     # the completions are a function of the pieces held (replay and live agree however sources interleave)
     held = book.pieces[("illegal_resumption", "plant-1")]
-    assert [s["id"] for s in fuse(book.patterns[0], site_doc(ref.sites["plant-1"]), held)] == [
-        s["id"] for s in fused + again
-    ]
+    assert [s.id for s in fuse(book.patterns[0], site_doc(ref.sites["plant-1"]), held)] == [s.id for s in fused + again]
 
 
 @pytest.mark.parametrize("case", ["operating_plant", "truck_far_away", "outside_window", "two_pieces"])

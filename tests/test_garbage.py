@@ -133,7 +133,7 @@ def test_garbage_never_crashes_and_every_record_is_accounted_for(messages):
             # only good records (in the lateness window, any order, duplicated): all processed
             assert out.accepted == n_good and not out.rejects
         for sig in out.signals:
-            assert 0.0 <= sig["score"] <= 1.0 and math.isfinite(sig["score"])
+            assert 0.0 <= sig.score <= 1.0 and math.isfinite(sig.score)
 
 
 def _valid(source, rec: dict) -> bool:

@@ -8,6 +8,7 @@ from cases import in_batches, meter, water_nights
 from models.catalog import load_sources
 from models.engine import SourceEngine
 from settings import Settings
+from streams.event_time import iso
 from streams.sim.simulator import CitySimulator
 
 TS = 1_767_225_600
@@ -19,7 +20,7 @@ def _engine(source: str) -> SourceEngine:
 
 
 def _health(alerts: list[dict]) -> list[tuple[str, str, str]]:
-    return [(a["kind"], a["entity"], a["ts"]) for a in alerts if a["model"].startswith("sensor_health")]
+    return [(a.kind, a.entity, iso(a.ts)) for a in alerts if a.model.startswith("sensor_health")]
 
 
 @pytest.mark.parametrize("cut", [1, 13, 1000])
@@ -50,7 +51,7 @@ def test_quiet_on_a_simulated_day():
             if mine:
                 alerts += engine.process(mine).signals
     quiet_models = ("sensor_health", "night_flow", "silence")
-    assert [(a["kind"], a["entity"]) for a in alerts if a["model"].startswith(quiet_models)] == []
+    assert [(a.kind, a.entity) for a in alerts if a.model.startswith(quiet_models)] == []
     assert sum(len(e.state) for e in engines.values()) > 400
 
 
@@ -59,5 +60,5 @@ def test_night_flow_flags_a_leaking_meter_once_per_night(cut):
     recs = water_nights()
     engine = _engine("water")
     alerts = in_batches(engine, recs, cut)
-    leaks = [(a["entity"], a["window_start"]) for a in alerts if a["kind"] == "night_flow"]
+    leaks = [(a.entity, iso(a.window_start)) for a in alerts if a.kind == "night_flow"]
     assert leaks == [("w-3", "2026-01-01T17:00:00.000Z"), ("w-3", "2026-01-02T17:00:00.000Z")]

@@ -404,18 +404,18 @@ def test_alert_store_and_audit_retention_delete_old_data():
             (alert,) = await AlertManager(store, cache, QuietPeriods({"*": 3600.0})).handle(
                 [_signal("st-9", time.time())]
             )
-            await store.transition(alert["id"], "resolve", "li")
-            await audit.record(Identity("li", "operator"), "alert.resolve", alert["id"], "api")
-            assert (await store.get(alert["id"]))["status"] == "resolved"
+            await store.transition(alert.id, "resolve", "li")
+            await audit.record(Identity("li", "operator"), "alert.resolve", alert.id, "api")
+            assert (await store.get(alert.id))["status"] == "resolved"
             await asyncio.sleep(3.2)
             await audit.record(Identity("li", "operator"), "alert.resolve", "later", "api")  # trims the old one
             with pytest.raises(AlertNotFound):
-                await store.get(alert["id"])
+                await store.get(alert.id)
             assert await store.list() == [] and await store.trim() > 0
             assert [k async for k in r.scan_iter(match=IDX.format("*"))] == []
             assert await r.xlen(ALERT_STREAM) == 0 and await r.xlen(LABEL_STREAM) == 0
             assert [e["target"] for e in await audit.recent()] == ["later"] and await r.xlen(AUDIT_STREAM) == 1
-            assert [k async for k in r.scan_iter(match=f"warden:alert:{alert['id']}*")] == []
+            assert [k async for k in r.scan_iter(match=f"warden:alert:{alert.id}*")] == []
             await r.aclose()
 
         asyncio.run(scenario())

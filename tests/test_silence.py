@@ -8,6 +8,7 @@ from cases import in_batches
 from models.catalog import load_sources
 from models.engine import SourceEngine
 from settings import Settings
+from streams.event_time import iso
 
 TS = 1_767_225_600
 
@@ -25,7 +26,7 @@ def _meters(minutes: int, quiet: dict[str, tuple[int, int]]) -> list[dict]:
 
 
 def _silence(alerts: list[dict]) -> list[tuple[str, str, str]]:
-    return sorted((a["kind"], a["entity"], a["ts"]) for a in alerts if a["model"].startswith("silence"))
+    return sorted((a.kind, a.entity, iso(a.ts)) for a in alerts if a.model.startswith("silence"))
 
 
 @pytest.mark.parametrize("cut", [1, 20, 333, 100_000])

@@ -8,6 +8,7 @@ from cases import LOCAL_MIDNIGHT, dwelling_days, in_batches, sites
 from models.catalog import load_sources
 from models.engine import SourceEngine
 from state.refdata.reference import RefData
+from streams.event_time import iso
 
 T0 = float(LOCAL_MIDNIGHT)  # 2026-01-01T00:00:00+08:00
 
@@ -31,17 +32,17 @@ def test_use_at_closed_sites_is_caught_and_nothing_else():
         records.append({"entity": idle_closed[0], "ts": t, "kwh": 50.0, "kw": 0.2})
         for m in operating:
             records.append({"entity": m, "ts": t, "kwh": 1000 + k, "kw": float(rng.uniform(5, 50))})
-    signals = [s for s in in_batches(engine, records, 997) if s["kind"] == "closed_site_consumption"]
-    flagged = {s["entity"] for s in signals}
+    signals = [s for s in in_batches(engine, records, 997) if s.kind == "closed_site_consumption"]
+    flagged = {s.entity for s in signals}
     assert flagged == set(closed)  # recall 1, precision 1
     # one signal per meter per hour of use (dedup_s), with the site in evidence
-    assert all(3 <= sum(s["entity"] == m for s in signals) <= 4 for m in closed)
-    assert signals[0]["evidence"]["site"] == f"site-{signals[0]['entity']}"
+    assert all(3 <= sum(s.entity == m for s in signals) <= 4 for m in closed)
+    assert signals[0].evidence["site"] == f"site-{signals[0].entity}"
 
     # The site's registration changes to operating: the same use is no longer a signal.
     engine.use_refdata(sites([(m, "chemical_plant", "operating") for m in closed]))
     later = [{"entity": m, "ts": T0 + 86400 + 600, "kwh": 2000.0, "kw": 40.0} for m in closed]
-    assert [s for s in engine.process(later).signals if s["kind"] == "closed_site_consumption"] == []
+    assert [s for s in engine.process(later).signals if s.kind == "closed_site_consumption"] == []
 
 
 def test_group_renting_needs_days_running_far_above_peers():
@@ -51,16 +52,16 @@ def test_group_renting_needs_days_running_far_above_peers():
     one = [
         s
         for s in SourceEngine(load_sources()["power"], refdata=ref).process(records).signals
-        if s["kind"] == "group_renting"
+        if s.kind == "group_renting"
     ]
     chunked = [
         s
         for s in in_batches(SourceEngine(load_sources()["power"], refdata=ref), records, 1234)
-        if s["kind"] == "group_renting"
+        if s.kind == "group_renting"
     ]
-    assert [s["id"] for s in one] == [s["id"] for s in chunked]  # batching does not matter
-    assert {s["entity"] for s in one} == {"w-001", "w-002", "w-003"}
-    first = {m: min(s["ts"] for s in one if s["entity"] == m) for m in ("w-001", "w-002", "w-003")}
+    assert [s.id for s in one] == [s.id for s in chunked]  # batching does not matter
+    assert {s.entity for s in one} == {"w-001", "w-002", "w-003"}
+    first = {m: min(iso(s.ts) for s in one if s.entity == m) for m in ("w-001", "w-002", "w-003")}
     # A day is judged against the peers' day before it, so the first day (no peers yet) is not judged:
     # w-001 and w-002 reach three heavy days with local day 4 (ends 2026-01-04T16:00Z), w-003 a day later.
     assert first == {
@@ -68,11 +69,11 @@ def test_group_renting_needs_days_running_far_above_peers():
         "w-002": "2026-01-04T16:00:00.000Z",
         "w-003": "2026-01-05T16:00:00.000Z",
     }
-    assert all(s["evidence"]["ratio"] > 4 and s["evidence"]["peer_median"] > 0 for s in one)
+    assert all(s.evidence["ratio"] > 4 and s.evidence["peer_median"] > 0 for s in one)
 
     # Without reference data nobody is a dwelling: no peer comparison at all.
     assert [
-        s for s in SourceEngine(load_sources()["power"]).process(records[:5000]).signals if s["kind"] == "group_renting"
+        s for s in SourceEngine(load_sources()["power"]).process(records[:5000]).signals if s.kind == "group_renting"
     ] == []
 
 
@@ -104,14 +105,14 @@ def test_a_station_far_above_its_neighbours_and_only_then():
 
     def spatial(chunk: int) -> list[dict]:
         engine = SourceEngine(load_sources()["air"], refdata=ref)
-        return [s for s in in_batches(engine, records, chunk) if s["kind"] == "pm25_above_neighbours"]
+        return [s for s in in_batches(engine, records, chunk) if s.kind == "pm25_above_neighbours"]
 
     whole, cut = spatial(len(records)), spatial(777)
-    assert [s["id"] for s in whole] == [s["id"] for s in cut]
+    assert [s.id for s in whole] == [s.id for s in cut]
     # Judged once the hour is past the lateness (600 s) and the grace (3600 s): hours 3-5 are, by 12:00.
-    assert [(s["entity"], s["window_start"]) for s in whole] == [
+    assert [(s.entity, iso(s.window_start)) for s in whole] == [
         ("st-4", "2025-12-31T19:00:00.000Z"),
         ("st-4", "2025-12-31T20:00:00.000Z"),
         ("st-4", "2025-12-31T21:00:00.000Z"),
     ]
-    assert whole[0]["evidence"]["neighbours"] == 5 and 140 < whole[0]["evidence"]["hour_mean"] < 160
+    assert whole[0].evidence["neighbours"] == 5 and 140 < whole[0].evidence["hour_mean"] < 160

@@ -11,6 +11,7 @@ from models.catalog import load_sources
 from models.engine import SourceEngine
 from settings import Settings
 from state.entity_state import EntityState
+from streams.event_time import iso
 
 TS = 1_767_225_600
 
@@ -110,19 +111,19 @@ def _air_records(n_hours: int = 3, breach_hour: int = 1) -> list[dict]:
 def test_threshold_rules_fire_once_per_period_and_on_closed_windows():
     settings = Settings(allowed_lateness_s=120)
     engine = SourceEngine(load_sources(settings)["air"], settings)
-    alerts = [a for a in engine.process(_air_records()).signals if a["model"].startswith("threshold")]
-    got = sorted((a["kind"], a["entity"], a["window_start"]) for a in alerts)
+    alerts = [a for a in engine.process(_air_records()).signals if a.model.startswith("threshold")]
+    got = sorted((a.kind, a.entity, iso(a.window_start)) for a in alerts)
     assert got == [
         ("no2_hourly_over_limit", "s1", "2026-01-01T01:00:00.000Z"),  # only the breaching hour, once
         ("pm25_over_limit", "s2", "2026-01-01T00:00:00.000Z"),  # minutes 30 and 31: one alert
         ("pm25_over_limit", "s2", "2026-01-01T01:00:00.000Z"),  # minute 95: next hour
     ]
-    no2 = next(a for a in alerts if a["kind"].startswith("no2"))
-    assert no2["evidence"]["mean"] == pytest.approx(260.0) and no2["ts"] == "2026-01-01T02:00:00.000Z"
+    no2 = next(a for a in alerts if a.kind.startswith("no2"))
+    assert no2.evidence["mean"] == pytest.approx(260.0) and iso(no2.ts) == "2026-01-01T02:00:00.000Z"
     # quiet data raises nothing
     quiet = SourceEngine(load_sources(settings)["air"], settings)
     calm = [dict(r, pm25=30.0) for r in _air_records(breach_hour=99)]
-    assert [a for a in quiet.process(calm).signals if a["model"].startswith("threshold")] == []
+    assert [a for a in quiet.process(calm).signals if a.model.startswith("threshold")] == []
 
 
 @pytest.mark.parametrize("cut", [1, 7, 100, 10_000])
@@ -133,7 +134,7 @@ def test_same_records_same_alerts_and_state_however_batched(cut):
     expected = whole.process(records).signals
     pieces = SourceEngine(load_sources(settings)["air"], settings)
     got = in_batches(pieces, records, cut)
-    assert sorted(a["id"] for a in got) == sorted(a["id"] for a in expected)
+    assert sorted(a.id for a in got) == sorted(a.id for a in expected)
     assert pieces.state.slots.entities == whole.state.slots.entities
     names = whole.state.store.names()
     assert {"last_ts", "mean", "m2", "1h.sum", "threshold.alerted"} <= set(names)  # air's window model reads stats
@@ -165,11 +166,11 @@ def test_daily_limit_needs_twenty_hours_and_aqi_tracks_the_hour():
         key=lambda r: (r["ts"], r["entity"]),
     )
     alerts = engine.process(recs).signals
-    daily = [(a["entity"], a["ts"]) for a in alerts if a["kind"] == "pm25_daily_over_limit"]
+    daily = [(a.entity, iso(a.ts)) for a in alerts if a.kind == "pm25_daily_over_limit"]
     # first closed hour with >= 20 hourly values: hour 19 closes when hour 20's first record arrives + lateness
     assert daily and {e for e, _ in daily} == {"dirty"}
     assert daily[0][1] == "2026-01-01T20:00:00.000Z"
-    aqi = [a for a in alerts if a["kind"] == "aqi_polluted"]
-    assert {a["entity"] for a in aqi} == {"short"}  # PM2.5 ~200 -> AQI ~250, heavily polluted
-    assert aqi[0]["evidence"]["category"] == "heavily polluted" and aqi[0]["severity"] == "major"
-    assert aqi[0]["evidence"]["primary"] == "pm25" and 240 <= aqi[0]["evidence"]["aqi"] <= 260
+    aqi = [a for a in alerts if a.kind == "aqi_polluted"]
+    assert {a.entity for a in aqi} == {"short"}  # PM2.5 ~200 -> AQI ~250, heavily polluted
+    assert aqi[0].evidence["category"] == "heavily polluted" and aqi[0].severity == "major"
+    assert aqi[0].evidence["primary"] == "pm25" and 240 <= aqi[0].evidence["aqi"] <= 260

@@ -13,10 +13,11 @@ from models.engine import SourceEngine
 from settings import Settings
 from state.refdata.reference import DATA_DIR
 from state.refdata.zones import Zones
+from streams.event_time import iso
 
 
 def _vehicle(alerts):
-    return sorted((a["kind"], a["entity"]) for a in alerts if a["model"].startswith("vehicle"))
+    return sorted((a.kind, a.entity) for a in alerts if a.model.startswith("vehicle"))
 
 
 @pytest.mark.parametrize("cut", [1, 13, 10_000])
@@ -40,10 +41,10 @@ def test_each_movement_rule_fires_once_and_only_where_it_should(cut):
         ("restricted_zone", "gps-0000002"),
         ("signal_lost_moving", "gps-0000104"),
     ]
-    dwell = next(a for a in alerts if a["kind"] == "dwell")
-    assert dwell["evidence"]["dwell_s"] == 1800.0 and dwell["ts"] == "2026-01-01T04:30:00.000Z"
-    zone = next(a for a in alerts if a["kind"] == "restricted_zone")
-    assert zone["evidence"]["zone"] == "restricted-old-town" and zone["severity"] == "major"
+    dwell = next(a for a in alerts if a.kind == "dwell")
+    assert dwell.evidence["dwell_s"] == 1800.0 and iso(dwell.ts) == "2026-01-01T04:30:00.000Z"
+    zone = next(a for a in alerts if a.kind == "restricted_zone")
+    assert zone.evidence["zone"] == "restricted-old-town" and zone.severity == "major"
 
 
 def _registry_city():
@@ -93,16 +94,16 @@ def test_route_corridor_and_hazardous_speed_from_the_vehicle_registry(cut):
     recs.sort(key=lambda r: (r["ts"], r["entity"]))
     engine = SourceEngine(load_sources(Settings())["gps"], Settings(), refdata=_registry_city())
     alerts = in_batches(engine, recs, cut)
-    got = [(a["kind"], a["entity"], a["ts"]) for a in alerts if a["kind"] in ("off_route", "speeding_hazardous")]
+    got = [(a.kind, a.entity, iso(a.ts)) for a in alerts if a.kind in ("off_route", "speeding_hazardous")]
     assert sorted(got) == [
         ("off_route", "tanker-1", "2026-01-01T04:01:40.000Z"),
         ("off_route", "tanker-1", "2026-01-01T04:05:00.000Z"),
         ("speeding_hazardous", "tanker-2", "2026-01-01T04:05:00.000Z"),
         ("speeding_hazardous", "tanker-2", "2026-01-01T04:06:40.000Z"),
     ]
-    assert {a["evidence"]["routes"] == ["r1"] for a in alerts if a["kind"] == "off_route"} == {True}
+    assert {a.evidence["routes"] == ["r1"] for a in alerts if a.kind == "off_route"} == {True}
     # The van (not hazardous) drove off the route at 95 km/h: neither is an alert for it.
-    assert not [a for a in alerts if a["entity"] == "van-1" and a["kind"] not in ("signal_lost_moving", "silent")]
+    assert not [a for a in alerts if a.entity == "van-1" and a.kind not in ("signal_lost_moving", "silent")]
 
 
 def test_the_zone_grid_gives_exactly_the_plain_point_in_polygon_answer():

@@ -14,7 +14,7 @@ APR = 1_775_001_600  # 2026-04-01 00:00 UTC (fishing ban: 1 March - 30 June)
 
 
 def _video(alerts):
-    return sorted((a["kind"], a["entity"]) for a in alerts if a["model"].startswith("video"))
+    return sorted((a.kind, a.entity) for a in alerts if a.model.startswith("video"))
 
 
 @pytest.mark.parametrize("cut", [1, 7, 10_000])
@@ -38,5 +38,5 @@ def test_each_rule_fires_once_per_scene_and_not_otherwise(cut):
         ("smoke", "cam-plant"),
         ("smoke", "cam-plant"),
     ]
-    smoke = next(a for a in alerts if a["kind"] == "smoke")
-    assert smoke["severity"] == "critical" and smoke["evidence"]["zone"] == "plant-gate"
+    smoke = next(a for a in alerts if a.kind == "smoke")
+    assert smoke.severity == "critical" and smoke.evidence["zone"] == "plant-gate"

@@ -10,9 +10,11 @@ and changes nothing, so counts stay exact across crashes.
 from __future__ import annotations
 
 from agents.alerts.store import AlertStore
-from models.incidents import IncidentBook, QuietPeriods, situation, to_alert
+from models.alert import Alert
+from models.incidents import IncidentBook, QuietPeriods, to_alert
 from models.online.feedback import StaffFeedback
 from models.routing import route
+from models.signal import Signal
 from state.refdata.reference import RefData
 from state.refdata.store import RefCache
 
@@ -52,13 +54,13 @@ class AlertManager:
             routed["severity"] = adjusted
         return routed
 
-    async def handle(self, signals: list[dict]) -> list[dict]:
-        unique = list({s["id"]: s for s in signals}.values())
-        fresh = [s for s, new in zip(unique, await self.store.unseen([s["id"] for s in unique])) if new]
+    async def handle(self, signals: list[Signal]) -> list[Alert]:
+        unique = list({s.id: s for s in signals}.values())
+        fresh = [s for s, new in zip(unique, await self.store.unseen([s.id for s in unique])) if new]
         if not fresh:
             return []
         book = IncidentBook(self.quiet)
-        book.seed(await self.store.latest(sorted({situation(s) for s in fresh})))
+        book.seed(await self.store.latest(sorted({s.situation for s in fresh})))
         changed: dict[str, tuple[dict, str]] = {}
         for signal in fresh:
             incident, event = book.add(signal)
@@ -67,5 +69,5 @@ class AlertManager:
                 changed[incident["id"]] = (incident, event)
         ref = self.refdata.current
         rows = [(inc, to_alert(inc, self._routed(inc, ref), event), event) for inc, event in changed.values()]
-        await self.store.commit(rows, [s["id"] for s in fresh])
+        await self.store.commit(rows, [s.id for s in fresh])
         return [alert for _, alert, _ in rows]

@@ -24,6 +24,7 @@ import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import WatchError
 
+from models.alert import Alert
 from models.incidents import situation
 from models.lifecycle import LABELS, TransitionError, next_status
 from settings import Settings
@@ -123,7 +124,7 @@ class AlertStore:
                 out[key] = {**orjson.loads(raw), "status": status.decode()}
         return out
 
-    async def commit(self, changes: list[tuple[dict, dict, str]], signal_ids: list[str]) -> None:
+    async def commit(self, changes: list[tuple[dict, Alert, str]], signal_ids: list[str]) -> None:
         """Store changed incidents ``(incident, public alert, event)`` and mark their signals merged, atomically.
 
         One Lua call for the whole batch: a MULTI/EXEC pipeline costs ten commands an alert, each packed
@@ -133,17 +134,18 @@ class AlertStore:
         now = repr(time.time())
         rows = []
         for incident, alert, event in changes:
+            doc = alert.doc()
             row = {
-                "key": ALERT_KEY.format(alert["id"]),
-                "id": alert["id"],
+                "key": ALERT_KEY.format(alert.id),
+                "id": alert.id,
                 "incident": orjson.dumps({k: v for k, v in incident.items() if k != "status"}).decode(),
-                "doc": orjson.dumps({k: v for k, v in alert.items() if k not in ("event", "status")}).decode(),
+                "doc": orjson.dumps({k: v for k, v in doc.items() if k not in ("event", "status")}).decode(),
                 "situation": SITUATION_KEY.format(situation(incident)),
-                "alert": orjson.dumps(alert).decode(),
+                "alert": orjson.dumps(doc).decode(),
             }
             if event != "merged":  # opened or reopened: the merge decides the status
-                row["status"] = alert["status"]
-                row["indexes"] = [IDX.format(f"status:{alert['status']}"), *_index_keys(alert)]
+                row["status"] = alert.status
+                row["indexes"] = [IDX.format(f"status:{alert.status}"), *_index_keys(doc)]
             rows.append(row)
         call = {
             "now": now,

@@ -175,7 +175,10 @@ def replay_cmd(
     sig_file = open(signals_out, "wb") if signals_out else None
     exported = (lambda doc: doc) if personal else mask_alert
     pipeline = AlertPipeline(
-        settings, ref, patterns, (lambda sig: sig_file.write(orjson.dumps(exported(sig)) + b"\n")) if sig_file else None
+        settings,
+        ref,
+        patterns,
+        (lambda sig: sig_file.write(orjson.dumps(exported(sig.doc())) + b"\n")) if sig_file else None,
     )
     on_signal = pipeline.add
 
@@ -211,7 +214,7 @@ def replay_cmd(
     alerts = pipeline.alerts()
     with open(alerts_out, "wb") as out:
         for alert in alerts:
-            out.write(orjson.dumps(exported(alert)) + b"\n")
+            out.write(orjson.dumps(exported(alert.doc())) + b"\n")
     console.print(
         f"{summary.records:,} records ({summary.records / max(elapsed, 1e-9):,.0f}/s), "
         f"{summary.accepted:,} accepted, {summary.signals:,} signals, "
@@ -502,8 +505,9 @@ def evaluate_nab(
         fail(f"unknown profile {profile!r}")
     settings, registry = get_settings(), registry_or_fail()
     streams = nab_bench.load(nab)
-    alerts: list[dict] = []  # the detector's signals: NAB scores detections, before any merging
-    replay(nab_bench.records(streams), registry, settings, on_signal=alerts.append)
+    signals: list = []  # NAB scores the detector's detections, before any merging
+    replay(nab_bench.records(streams), registry, settings, on_signal=signals.append)
+    alerts = [s.doc() for s in signals]
     if alerts_out:
         alerts_out.write_bytes(b"".join(orjson.dumps(a) + b"\n" for a in alerts))
     scores = nab_bench.score(streams, alerts, profile)

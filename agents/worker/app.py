@@ -43,6 +43,7 @@ from agents.worker.partition import Message, PartitionLinks, PartitionRunner
 from agents.worker.transport import app_class, credentials
 from models.fusion import load_patterns
 from models.incidents import QuietPeriods
+from models.signal import Signal
 from settings import Settings
 from state.checkpoint import CheckpointStore
 from state.redis_client import redis_client
@@ -229,7 +230,7 @@ class Worker:
         guarded.__name__ = name
         return guarded
 
-    async def _manage(self, signals: list[dict]) -> None:
+    async def _manage(self, signals: list[Signal]) -> None:
         """Merge and store a batch's signals, retrying (with back-off) while Redis is unavailable."""
         if not signals:
             return

@@ -24,6 +24,7 @@ from models.fusion import (
     site_doc,
     site_pieces,
 )
+from models.signal import Signal
 from state.refdata.reference import RefData
 
 KEY = "warden:fusion:{}:{}:{}"
@@ -35,14 +36,14 @@ class Fusion:
     def __init__(self, redis: aioredis.Redis, patterns: list[Pattern], refdata: Callable[[], RefData]):
         self.redis, self.patterns, self.refdata = redis, patterns, refdata
 
-    async def handle(self, signals: list[dict]) -> list[dict]:
+    async def handle(self, signals: list[Signal]) -> list[Signal]:
         if not self.patterns:
             return []
         ref = self.refdata()
         found = [
             (pattern, site, name, sig)
             for sig in signals
-            if sig["source"] != SOURCE
+            if sig.source != SOURCE
             for pattern, site, name in site_pieces(sig, self.patterns, ref)
         ]
         if not found:
@@ -63,5 +64,5 @@ class Fusion:
         for pattern, site in touched.values():
             pieces = {spec.name: [orjson.loads(p) for p in next(held)] for spec in pattern.evidence}
             for out in fuse(pattern, site_doc(site), {name: got for name, got in pieces.items() if got}):
-                fused[out["id"]] = out  # ones already merged are skipped by the alert manager (same id)
+                fused[out.id] = out  # ones already merged are skipped by the alert manager (same id)
         return list(fused.values())

@@ -12,6 +12,7 @@ import psutil
 import redis.asyncio as aioredis
 
 from agents.worker import published as worker_values
+from models.alert import Alert
 
 METRICS = "warden:metrics"  # each worker's snapshot: warden:metrics:<worker id>
 METRICS_TTL_S = 30
@@ -47,8 +48,8 @@ class WorkerMetrics:
         self.signals[source] += signals
         self.forwarded[source] += forwarded
 
-    def alerted(self, alerts: list[dict]) -> None:
-        self.alerts.update(a["event"] for a in alerts)
+    def alerted(self, alerts: list[Alert]) -> None:
+        self.alerts.update(a.event for a in alerts)
 
     def batch_latency(self, seconds: float) -> None:
         if self.on_latency is not None:

@@ -3,6 +3,7 @@ records forwarded to the partition that owns them - all through the batching pro
 
 from __future__ import annotations
 
+from models.signal import Signal
 from settings import Settings
 from streams.kafka.partitioner import PartitionCache
 from streams.kafka.producer import BatchingProducer
@@ -14,10 +15,10 @@ class Outputs:
     def __init__(self, producer: BatchingProducer, settings: Settings):
         self.producer, self.settings = producer, settings
 
-    async def signals(self, signals: list[dict]) -> None:
-        """Detector signals to ``warden.signals``, keyed by entity, for consumers downstream."""
+    async def signals(self, signals: list[Signal]) -> None:
+        """Detector signals to ``warden.signals`` as JSON, keyed by entity, for consumers downstream."""
         for sig in signals:
-            await self.producer.send(self.settings.signals_topic, sig["entity"], sig)
+            await self.producer.send(self.settings.signals_topic, sig.entity, sig.doc())
 
     async def dead_letters(self, letters: list[dict]) -> None:
         for d in letters:

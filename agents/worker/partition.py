@@ -27,6 +27,7 @@ from agents.worker.health import UNAVAILABLE, Health
 from agents.worker.metrics import WorkerMetrics
 from agents.worker.outputs import Outputs
 from models.engine import Outcome, SourceEngine
+from models.signal import Signal
 from replay.archive import PartitionArchive
 from settings import Settings
 from state.checkpoint import CheckpointStore
@@ -62,7 +63,7 @@ class PartitionLinks:
     metrics: WorkerMetrics
     health: Health
     commit: Callable[[str, int, int], Awaitable[None]]  # (topic, partition, next offset)
-    alert: Callable[[list[dict]], Awaitable[None]]  # the alert manager, given a batch's signals
+    alert: Callable[[list[Signal]], Awaitable[None]]  # the alert manager, given a batch's signals
     refdata: Callable[[], RefData]  # the reference data loaded now
     archive: Callable[[str, int, str | None], PartitionArchive | None] = lambda source, partition, run: None
     model: Callable[[str], object | None] = lambda source: None  # a source's promoted model version

@@ -15,7 +15,7 @@ from pydantic import Field
 from models.base import BatchContext, Detector, DetectorSettings, Severity
 from models.batch.isolation import WindowOutlierModel
 from models.batch.window_features import CONTEXT_HOURS, hour_features, names
-from models.signal import new_signal
+from models.signal import Signal
 from state.entity_state import EntityState
 from streams.registry import Source
 from streams.validation import Batch
@@ -67,7 +67,7 @@ class WindowOutlier(Detector):
         """Keep the features of every closed hour (see :attr:`collected`) instead of, or as well as, scoring."""
         self.collected = []
 
-    def detect(self, batch: Batch, rows: np.ndarray, state: EntityState, ctx: BatchContext) -> list[dict]:
+    def detect(self, batch: Batch, rows: np.ndarray, state: EntityState, ctx: BatchContext) -> list[Signal]:
         if self.model is None and self.collected is None:
             return []
         seconds, _ = state.windows["1h"]
@@ -91,7 +91,7 @@ class WindowOutlier(Detector):
             score = self.model.score(x[hit])
             for j, i in enumerate(hit.tolist()):
                 alerts.append(
-                    new_signal(
+                    Signal.new(
                         source=self.source.name,
                         kind="window_outlier",
                         entity=state.slots.entities[r[i]],

@@ -65,7 +65,7 @@ from pydantic import Field, model_validator
 
 from models.base import BatchContext, Detector, DetectorSettings, Severity
 from models.online.shape_memory import ShapeMemory
-from models.signal import new_signal
+from models.signal import Signal
 from state.entity_state import EntityState
 from streams.registry import Source
 from streams.validation import Batch
@@ -314,7 +314,7 @@ class Anomaly(Detector):
         if not any(f.anomaly for f in source.fields.values()):
             raise ValueError("the anomaly detector needs a field marked anomaly = true")
 
-    def detect(self, batch: Batch, rows: np.ndarray, state: EntityState, ctx: BatchContext) -> list[dict]:
+    def detect(self, batch: Batch, rows: np.ndarray, state: EntityState, ctx: BatchContext) -> list[Signal]:
         """Score and learn every record in order; alerts for the ones that pass."""
         alerts = []
         sp = self.settings
@@ -346,7 +346,7 @@ class Anomaly(Detector):
                 if det.should_alert(likelihood):
                     ts = float(batch.ts[i])
                     alerts.append(
-                        new_signal(
+                        Signal.new(
                             source=self.source.name,
                             kind=f"{name}_anomaly",
                             entity=batch.entities[i],

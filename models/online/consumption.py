@@ -23,7 +23,7 @@ from models.base import (
     needs_field,
 )
 from models.calendar import slot_of
-from models.signal import new_signal
+from models.signal import Signal
 from state import nibbles
 from state.entity_state import EntityState
 from state.refdata.holidays import RestDays
@@ -72,7 +72,7 @@ class Consumption(Detector):
     def check(cls, source: Source, settings: ConsumptionSettings) -> None:
         needs_field(source, cls.name, settings.field, windowed=True)
 
-    def detect(self, batch: Batch, rows: np.ndarray, state: EntityState, ctx: BatchContext) -> list[dict]:
+    def detect(self, batch: Batch, rows: np.ndarray, state: EntityState, ctx: BatchContext) -> list[Signal]:
         sp = self.settings
         seconds, _ = state.windows["1h"]
         profile, seen, var = (state.store[f"consumption.{c}"] for c in ("profile", "seen", "var"))
@@ -91,7 +91,7 @@ class Consumption(Detector):
             hit = ready & (z >= sp.z_alert) & (np.abs(use - expected) >= sp.min_change)
             for i in np.flatnonzero(hit).tolist():
                 alerts.append(
-                    new_signal(
+                    Signal.new(
                         source=self.source.name,
                         kind=f"{sp.field}_consumption_abnormal",
                         entity=state.slots.entities[r[i]],

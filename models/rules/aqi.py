@@ -17,7 +17,7 @@ import numpy as np
 from pydantic import Field
 
 from models.base import BatchContext, Detector, DetectorSettings
-from models.signal import new_signal
+from models.signal import Signal
 from state.entity_state import EntityState
 from streams.registry import Source
 from streams.validation import Batch
@@ -73,7 +73,7 @@ class Aqi(Detector):
         self.alert_from = self.settings.alert_from
         state.add_marker("aqi.closed")
 
-    def detect(self, batch: Batch, rows: np.ndarray, state: EntityState, ctx: BatchContext) -> list[dict]:
+    def detect(self, batch: Batch, rows: np.ndarray, state: EntityState, ctx: BatchContext) -> list[Signal]:
         alerts = []
         seconds, _ = state.windows["1h"]
         for r, b in state.newly_closed(rows, "1h", state.store["aqi.closed"]):
@@ -86,7 +86,7 @@ class Aqi(Detector):
                 name = category(value)
                 primary = self.pollutants[int(np.nanargmax(scores[i]))]
                 alerts.append(
-                    new_signal(
+                    Signal.new(
                         source=self.source.name,
                         kind="aqi_polluted",
                         entity=state.slots.entities[r[i]],

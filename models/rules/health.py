@@ -17,7 +17,7 @@ import numpy as np
 from pydantic import Field
 
 from models.base import BatchContext, Detector, DetectorSettings, Severity
-from models.signal import new_signal
+from models.signal import Signal
 from state.entity_state import EntityState
 from state.sequence import EntitySequence
 from streams.registry import Source
@@ -71,16 +71,16 @@ class Health(Detector):
             if name not in source.fields or not source.fields[name].numeric:
                 raise ValueError(f"no numeric field {name!r}")
 
-    def detect(self, batch: Batch, rows: np.ndarray, state: EntityState, ctx: BatchContext) -> list[dict]:
+    def detect(self, batch: Batch, rows: np.ndarray, state: EntityState, ctx: BatchContext) -> list[Signal]:
         seq = ctx.sequence
-        alerts: list[dict] = []
+        alerts: list[Signal] = []
         for f in self.settings.stuck_fields:
             alerts += self._stuck(f, batch, seq, state)
         for f in self.settings.counters:
             alerts += self._counter(f, batch, seq, state)
         return alerts
 
-    def _stuck(self, f: str, batch: Batch, seq: EntitySequence, state: EntityState) -> list[dict]:
+    def _stuck(self, f: str, batch: Batch, seq: EntitySequence, state: EntityState) -> list[Signal]:
         values = batch.columns[f][seq.order]
         keep = ~np.isnan(values)
         if not keep.any():
@@ -105,7 +105,7 @@ class Health(Detector):
             for i in hit
         ]
 
-    def _counter(self, f: str, batch: Batch, seq: EntitySequence, state: EntityState) -> list[dict]:
+    def _counter(self, f: str, batch: Batch, seq: EntitySequence, state: EntityState) -> list[Signal]:
         values = batch.columns[f][seq.order]
         stored = state.store[f"health.counter.{f}"]
         before = seq.previous(values, stored)
@@ -127,9 +127,9 @@ class Health(Detector):
         stored[seq.rows[ok]] = values[ok]
         return alerts
 
-    def _alert(self, kind: str, batch: Batch, i: int, evidence: dict, score: float) -> dict:
+    def _alert(self, kind: str, batch: Batch, i: int, evidence: dict, score: float) -> Signal:
         ts = float(batch.ts[i])
-        return new_signal(
+        return Signal.new(
             source=self.source.name,
             kind=kind,
             entity=batch.entities[i],

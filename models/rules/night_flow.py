@@ -22,7 +22,7 @@ from models.base import (
     needs_field,
 )
 from models.calendar import local_day_hour
-from models.signal import new_signal
+from models.signal import Signal
 from state.entity_state import EntityState
 from streams.registry import Source
 from streams.validation import Batch
@@ -58,7 +58,7 @@ class NightFlow(Detector):
     def check(cls, source: Source, settings: NightFlowSettings) -> None:
         needs_field(source, cls.name, settings.field)
 
-    def detect(self, batch: Batch, rows: np.ndarray, state: EntityState, ctx: BatchContext) -> list[dict]:
+    def detect(self, batch: Batch, rows: np.ndarray, state: EntityState, ctx: BatchContext) -> list[Signal]:
         sp = self.settings
         flow = batch.columns[sp.field]
         dh = local_day_hour(batch.ts, sp.utc_offset_h)
@@ -84,11 +84,11 @@ class NightFlow(Detector):
                     low[r], n[r] = min(low[r], flow[i]), n[r] + 1
         return alerts
 
-    def _alert(self, entity: str, day: float, low: float, readings: int) -> dict:
+    def _alert(self, entity: str, day: float, low: float, readings: int) -> Signal:
         sp = self.settings
         start = day * 86400 + sp.night_start_h * 3600 - sp.utc_offset_h * 3600
         end = day * 86400 + sp.night_end_h * 3600 - sp.utc_offset_h * 3600
-        return new_signal(
+        return Signal.new(
             source=self.source.name,
             kind="night_flow",
             entity=entity,

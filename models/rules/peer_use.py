@@ -28,7 +28,7 @@ from models.base import (
     needs_field,
 )
 from models.calendar import local_day_hour
-from models.signal import new_signal
+from models.signal import Signal
 from state.entity_state import EntityState
 from state.refdata.reference import RefData
 from streams.registry import Source
@@ -91,7 +91,7 @@ class PeerUse(Detector):
     def check(cls, source: Source, settings: PeerUseSettings) -> None:
         needs_field(source, cls.name, settings.field)
 
-    def detect(self, batch: Batch, rows: np.ndarray, state: EntityState, ctx: BatchContext) -> list[dict]:
+    def detect(self, batch: Batch, rows: np.ndarray, state: EntityState, ctx: BatchContext) -> list[Signal]:
         ref = ctx.refdata
         if not ref.sites:
             return []
@@ -145,7 +145,7 @@ class PeerUse(Detector):
 
     def _judge(
         self, ref: RefData, days: np.ndarray, rows: np.ndarray, means: np.ndarray, st: dict, state: EntityState
-    ) -> list[dict]:
+    ) -> list[Signal]:
         """Compare each closed day with its peers' previous day, then add it to its own day's histogram."""
         sp = self.settings
         hists = {int(d): np.array(h, dtype=np.int64) for d, h in self.recall(state, "hist", {}).items()}
@@ -171,11 +171,11 @@ class PeerUse(Detector):
         self.remember(state, "hist", {str(d): h.tolist() for d, h in hists.items() if d > newest - KEEP_DAYS})
         return out
 
-    def _signal(self, ref: RefData, entity: str, day: float, mean: float, median: float, streak: int) -> dict:
+    def _signal(self, ref: RefData, entity: str, day: float, mean: float, median: float, streak: int) -> Signal:
         sp = self.settings
         end = (day + 1) * 86400.0 - sp.utc_offset_h * 3600.0  # the closed local day's end, UTC epoch
         site = ref.device_site.get(entity)
-        return new_signal(
+        return Signal.new(
             source=self.source.name,
             kind=sp.kind,
             entity=entity,

@@ -15,7 +15,7 @@ records themselves raises both, so the signals do not depend on batching.
 >>> _ = e.process([{"entity": "a", "ts": 1767225600, "kwh": 1, "kw": 1},
 ...                {"entity": "b", "ts": 1767225600, "kwh": 1, "kw": 1}])
 >>> out = e.process([{"entity": "b", "ts": 1767225600 + 60 * k, "kwh": 1 + k, "kw": 1} for k in range(1, 8)])
->>> [(a["kind"], a["entity"]) for a in out.signals]
+>>> [(s.kind, s.entity) for s in out.signals]
 [('silent', 'a')]
 """
 
@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from models.base import BatchContext, Detector
-from models.signal import new_signal
+from models.signal import Signal
 from state.entity_state import EntityState
 from streams.registry import Source
 from streams.validation import Batch
@@ -44,13 +44,13 @@ class Silence(Detector):
         self.limit_s = source.silence_factor * source.expected_interval_s
         state.store.add("silence.open", np.int8)  # its silence began at its last_ts, which stays put
 
-    def detect(self, batch: Batch, rows: np.ndarray, state: EntityState, ctx: BatchContext) -> list[dict]:
+    def detect(self, batch: Batch, rows: np.ndarray, state: EntityState, ctx: BatchContext) -> list[Signal]:
         alerts = self._recoveries(batch, state, ctx)
         if ctx.watermark - float(self.recall(state, "swept", -np.inf)) >= self.source.expected_interval_s:
             alerts += self.sweep(state, ctx.watermark)
         return alerts
 
-    def sweep(self, state: EntityState, now: float) -> list[dict]:
+    def sweep(self, state: EntityState, now: float) -> list[Signal]:
         """Signals for every entity silent at event time ``now``."""
         self.remember(state, "swept", now)
         n = len(state)
@@ -59,7 +59,7 @@ class Silence(Detector):
         open_[silent] = 1
         return [self._silent(state.slots.entities[r], float(last_ts[r])) for r in silent.tolist()]
 
-    def _recoveries(self, batch: Batch, state: EntityState, ctx: BatchContext) -> list[dict]:
+    def _recoveries(self, batch: Batch, state: EntityState, ctx: BatchContext) -> list[Signal]:
         """Gaps longer than the limit inside the records, and entities back after a sweep found them silent."""
         seq = ctx.sequence
         r, t, first = seq.rows, batch.ts[seq.order], seq.first
@@ -74,7 +74,7 @@ class Silence(Detector):
             if gap[i]:
                 alerts.append(self._silent(entity, start))
             alerts.append(
-                new_signal(
+                Signal.new(
                     source=self.source.name,
                     kind="silence_recovered",
                     entity=entity,
@@ -90,8 +90,8 @@ class Silence(Detector):
         open_[r[was_open]] = 0
         return alerts
 
-    def _silent(self, entity: str, last_seen: float) -> dict:
-        return new_signal(
+    def _silent(self, entity: str, last_seen: float) -> Signal:
+        return Signal.new(
             source=self.source.name,
             kind="silent",
             entity=entity,

@@ -12,7 +12,7 @@ reference data; the per-meter answer is cached in a lookup column of the state
 >>> engine = SourceEngine(load_sources()["power"], refdata=ref)
 >>> out = engine.process([{"entity": "power-7", "ts": 1767225600 + 60 * i, "kwh": 10 + i, "kw": 30.0}
 ...                       for i in range(3)] + [{"entity": "power-8", "ts": 1767225600, "kwh": 5, "kw": 30.0}])
->>> [(s["kind"], s["entity"], s["evidence"]["site"]) for s in out.signals if s["model"] == MODEL]
+>>> [(s.kind, s.entity, s.evidence["site"]) for s in out.signals if s.model == MODEL]
 [('closed_site_consumption', 'power-7', 'plant-1')]
 """
 
@@ -22,7 +22,7 @@ import numpy as np
 from pydantic import Field
 
 from models.base import BatchContext, Detector, DetectorSettings, Severity, needs_field
-from models.signal import new_signal
+from models.signal import Signal
 from state.entity_state import EntityState
 from state.refdata.reference import RefData
 from streams.registry import Source
@@ -56,7 +56,7 @@ class SiteStatus(Detector):
     def check(cls, source: Source, settings: SiteStatusSettings) -> None:
         needs_field(source, cls.name, settings.field)
 
-    def detect(self, batch: Batch, rows: np.ndarray, state: EntityState, ctx: BatchContext) -> list[dict]:
+    def detect(self, batch: Batch, rows: np.ndarray, state: EntityState, ctx: BatchContext) -> list[Signal]:
         ref = ctx.refdata
         if not ref.sites:
             return []
@@ -82,10 +82,10 @@ class SiteStatus(Detector):
         site = ref.device_site.get(entity)
         return float(site is not None and site.status in self.settings.statuses)
 
-    def _signal(self, ref: RefData, batch: Batch, i: int, ts: float, value: float) -> dict:
+    def _signal(self, ref: RefData, batch: Batch, i: int, ts: float, value: float) -> Signal:
         entity = batch.entities[i]
         site = ref.device_site[entity]
-        return new_signal(
+        return Signal.new(
             source=self.source.name,
             kind="closed_site_consumption",
             entity=entity,

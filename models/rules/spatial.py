@@ -20,7 +20,7 @@ import numpy as np
 from pydantic import Field
 
 from models.base import BatchContext, Detector, DetectorSettings, Severity, needs_field
-from models.signal import new_signal
+from models.signal import Signal
 from state.entity_state import EntityState
 from state.refdata.reference import RefData
 from state.refdata.zones import local_xy
@@ -81,7 +81,7 @@ class Spatial(Detector):
     def max_span_s(self, state: EntityState) -> float:
         return super().max_span_s(state) - self.settings.grace_s
 
-    def detect(self, batch: Batch, rows: np.ndarray, state: EntityState, ctx: BatchContext) -> list[dict]:
+    def detect(self, batch: Batch, rows: np.ndarray, state: EntityState, ctx: BatchContext) -> list[Signal]:
         if not ctx.refdata.sites:
             return []
         seconds, ring = state.windows["1h"]
@@ -100,7 +100,7 @@ class Spatial(Detector):
             state.lookup(f"spatial.{axis}", rows, lambda e, a=axis: getattr(ref.device_site.get(e), a, UNLOCATED))
         return rows[state.store["spatial.lon"][rows] != UNLOCATED]
 
-    def _judge(self, ref: RefData, hour: int, state: EntityState) -> list[dict]:
+    def _judge(self, ref: RefData, hour: int, state: EntityState) -> list[Signal]:
         rows = self._located(ref, state)
         if len(rows) <= self.settings.min_neighbours:
             return []
@@ -118,7 +118,7 @@ class Spatial(Detector):
         )
         seconds = state.windows["1h"][0]
         return [
-            new_signal(
+            Signal.new(
                 source=self.source.name,
                 kind=f"{sp.field}_above_neighbours",
                 entity=state.slots.entities[rows[i]],

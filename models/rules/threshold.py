@@ -15,7 +15,7 @@ to 1 at twice it (:func:`score`). Configured by the declaration's ``[[rules]]``.
 >>> from models.catalog import load_sources
 >>> from models.engine import SourceEngine
 >>> out = SourceEngine(load_sources()["air"]).process([{"entity": "st-1", "ts": 1700000000, "pm25": 300.0}])
->>> [(s["kind"], s["evidence"]["limit"]) for s in out.signals]
+>>> [(s.kind, s.evidence["limit"]) for s in out.signals]
 [('pm25_over_limit', 75.0)]
 """
 
@@ -27,7 +27,7 @@ import numpy as np
 from pydantic import Field, RootModel, model_validator
 
 from models.base import BatchContext, Detector, DetectorSettings, Severity
-from models.signal import new_signal
+from models.signal import Signal
 from state.entity_state import EntityState
 from streams.registry import Source
 from streams.validation import Batch
@@ -111,7 +111,7 @@ class Threshold(Detector):
                 out[window] = max(out.get(window, 0), 24 if rule.over == "24h" else 1)
         return out
 
-    def detect(self, batch: Batch, rows: np.ndarray, state: EntityState, ctx: BatchContext) -> list[dict]:
+    def detect(self, batch: Batch, rows: np.ndarray, state: EntityState, ctx: BatchContext) -> list[Signal]:
         """Alerts raised by ``batch`` (already folded into ``state`` at ``rows``)."""
         alerts = []
         for k, rule in enumerate(self.record_rules):
@@ -120,7 +120,7 @@ class Threshold(Detector):
             alerts += self._window_rules(rows, state)
         return alerts
 
-    def _record_rule(self, k: int, rule: Rule, batch: Batch, rows: np.ndarray, state: EntityState) -> list[dict]:
+    def _record_rule(self, k: int, rule: Rule, batch: Batch, rows: np.ndarray, state: EntityState) -> list[Signal]:
         values = batch.columns[rule.field]
         idx = np.flatnonzero(exceeds(rule, values))
         if not len(idx):
@@ -135,7 +135,7 @@ class Threshold(Detector):
         fire = first & (period > alerted[r])
         np.maximum.at(alerted, r, period)
         return [
-            new_signal(
+            Signal.new(
                 source=self.source.name,
                 kind=rule.kind,
                 entity=batch.entities[i],
@@ -156,7 +156,7 @@ class Threshold(Detector):
             for i, p in zip(idx[fire], period[fire])
         ]
 
-    def _window_rules(self, rows: np.ndarray, state: EntityState) -> list[dict]:
+    def _window_rules(self, rows: np.ndarray, state: EntityState) -> list[Signal]:
         alerts = []
         for window in sorted({_bucket_window(r.over) for r in self.window_rules}):
             seconds, _ring = state.windows[window]
@@ -177,7 +177,7 @@ class Threshold(Detector):
                     col = means[:, state.windowed.index(rule.field)]
                     for i in np.flatnonzero(exceeds(rule, col)):
                         alerts.append(
-                            new_signal(
+                            Signal.new(
                                 source=self.source.name,
                                 kind=rule.kind,
                                 entity=state.slots.entities[r[i]],

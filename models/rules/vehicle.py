@@ -29,7 +29,7 @@ from shapely import STRtree
 
 from models.base import BatchContext, Detector, DetectorSettings, UtcOffsetHours
 from models.calendar import local_day_hour
-from models.signal import new_signal
+from models.signal import Signal
 from state.entity_state import EntityState
 from state.refdata.reference import DATA_DIR, RefData
 from state.refdata.zones import Zones, local_xy, metres
@@ -177,7 +177,7 @@ class Vehicle(Detector):
         """Per record (rows in sequence order): whether its vehicle carries hazardous goods (cached per row)."""
         return state.lookup("vehicle.hazmat", rows, lambda entity: float(self.hazardous(entity))) == 1.0
 
-    def detect(self, batch: Batch, rows: np.ndarray, state: EntityState, ctx: BatchContext) -> list[dict]:
+    def detect(self, batch: Batch, rows: np.ndarray, state: EntityState, ctx: BatchContext) -> list[Signal]:
         seq = ctx.sequence
         ts, lon, lat, speed = (
             a[seq.order] for a in (batch.ts, batch.columns["lon"], batch.columns["lat"], batch.columns["speed"])
@@ -211,7 +211,7 @@ class Vehicle(Detector):
             alerts += self.sweep(state, ctx.watermark)
         return alerts
 
-    def _gaps(self, fx: Fixes) -> list[dict]:
+    def _gaps(self, fx: Fixes) -> list[Signal]:
         """Signal lost while moving, seen as a gap between two records of the batch (or since the last one)."""
         batch, seq, ts, speed, st = fx.batch, fx.seq, fx.ts, fx.speed, fx.st
         sp, r, order = self.settings, seq.rows, seq.order
@@ -226,8 +226,8 @@ class Vehicle(Detector):
             for i in np.flatnonzero(lost).tolist()
         ]
 
-    def _lost(self, entity: str, last_seen: float, speed: float) -> dict:
-        return new_signal(
+    def _lost(self, entity: str, last_seen: float, speed: float) -> Signal:
+        return Signal.new(
             source=self.source.name,
             kind="signal_lost_moving",
             entity=entity,
@@ -240,7 +240,7 @@ class Vehicle(Detector):
             evidence={"last_seen": last_seen, "last_speed": speed},
         )
 
-    def _dwell(self, fx: Fixes) -> list[dict]:
+    def _dwell(self, fx: Fixes) -> list[Signal]:
         """``dwell``: standing within ``dwell_radius_m`` for ``dwell_limit_s`` outside authorised sites."""
         batch, seq, ts, lon, lat, speed, st = fx.batch, fx.seq, fx.ts, fx.lon, fx.lat, fx.speed, fx.st
         sp, r, order = self.settings, seq.rows, seq.order
@@ -283,7 +283,7 @@ class Vehicle(Detector):
         st["since"][r[seq.last]] = since[seq.last]
         return alerts
 
-    def _zones(self, fx: Fixes) -> list[dict]:
+    def _zones(self, fx: Fixes) -> list[Signal]:
         """``restricted_zone``: entering one (hazardous-goods vehicles only, unless the table says otherwise)."""
         batch, seq, lon, lat, st, hazmat = fx.batch, fx.seq, fx.lon, fx.lat, fx.st, fx.hazmat
         r, order = seq.rows, seq.order
@@ -309,7 +309,7 @@ class Vehicle(Detector):
             for i in np.flatnonzero(entered).tolist()
         ]
 
-    def _night(self, fx: Fixes) -> list[dict]:
+    def _night(self, fx: Fixes) -> list[Signal]:
         """``night_driving``: a hazardous-goods vehicle moving in the night ban; once per vehicle and night."""
         batch, ts, speed, st, hazmat = fx.batch, fx.ts, fx.speed, fx.st, fx.hazmat
         sp, r, order = self.settings, fx.seq.rows, fx.seq.order
@@ -336,7 +336,7 @@ class Vehicle(Detector):
             )
         return alerts
 
-    def _route(self, fx: Fixes, state: EntityState) -> list[dict]:
+    def _route(self, fx: Fixes, state: EntityState) -> list[Signal]:
         """``off_route``: a hazardous-goods vehicle with authorised routes drives outside all their corridors
         and outside authorised sites; once per excursion (standing still neither starts nor ends one)."""
         batch, seq, lon, lat, speed, hazmat, st = fx.batch, fx.seq, fx.lon, fx.lat, fx.speed, fx.hazmat, fx.st
@@ -364,7 +364,7 @@ class Vehicle(Detector):
             lambda o, k: {"routes": self.ref.vehicles[batch.entities[o]].routes, "speed": float(speed[k])},
         )
 
-    def _speed(self, fx: Fixes) -> list[dict]:
+    def _speed(self, fx: Fixes) -> list[Signal]:
         """``speeding_hazardous``: a hazardous-goods vehicle above its class limit; once per episode."""
         batch, seq, speed, hazmat, st = fx.batch, fx.seq, fx.speed, fx.hazmat, fx.st
         if not hazmat.any():
@@ -387,7 +387,7 @@ class Vehicle(Detector):
         flag: np.ndarray,
         stored: np.ndarray,
         evidence: Callable[[int, int], dict],
-    ) -> list[dict]:
+    ) -> list[Signal]:
         """A signal where ``flag`` (0/1, in ``sub``'s order) turns on; the last flag per entity is kept."""
         starts = np.flatnonzero((flag == 1.0) & (sub.previous(flag, stored) == 0.0))
         stored[sub.rows[sub.last]] = flag[sub.last]
@@ -396,7 +396,7 @@ class Vehicle(Detector):
             for k in starts.tolist()
         ]
 
-    def sweep(self, state: EntityState, now: float) -> list[dict]:
+    def sweep(self, state: EntityState, now: float) -> list[Signal]:
         """``signal_lost_moving`` for vehicles that went quiet while driving."""
         self.remember(state, "swept", now)
         n = len(state)
@@ -408,8 +408,8 @@ class Vehicle(Detector):
         lost[quiet] = 1.0
         return [self._lost(state.slots.entities[q], float(last_ts[q]), float(speed[q])) for q in quiet.tolist()]
 
-    def _alert(self, kind: str, batch: Batch, i: int, window_start: float, evidence: dict) -> dict:
-        return new_signal(
+    def _alert(self, kind: str, batch: Batch, i: int, window_start: float, evidence: dict) -> Signal:
+        return Signal.new(
             source=self.source.name,
             kind=kind,
             entity=batch.entities[i],

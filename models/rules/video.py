@@ -20,7 +20,7 @@ from models.base import (
     UtcOffsetHours,
 )
 from models.calendar import in_period
-from models.signal import new_signal
+from models.signal import Signal
 from state.entity_state import EntityState
 from state.sequence import EntitySequence
 from streams.registry import Source
@@ -69,7 +69,7 @@ class Video(Detector):
         if not {"object", "count", "confidence"} <= set(source.fields):
             raise ValueError("the video detector needs object, count and confidence fields")
 
-    def detect(self, batch: Batch, rows: np.ndarray, state: EntityState, ctx: BatchContext) -> list[dict]:
+    def detect(self, batch: Batch, rows: np.ndarray, state: EntityState, ctx: BatchContext) -> list[Signal]:
         objects = np.array(batch.strings["object"], dtype=object)
         zones = np.array([z or "" for z in self._zones(batch)], dtype=object)
         # zone patterns are matched once per distinct zone, not per record
@@ -112,7 +112,7 @@ class Video(Detector):
         state: EntityState,
         seq: EntitySequence,
         limits: np.ndarray,
-    ) -> list[dict]:
+    ) -> list[Signal]:
         """One alert per scene: a hit more than ``scene_gap_s`` after the camera's previous hit of that kind."""
         if not mask.any():
             return []
@@ -124,7 +124,7 @@ class Video(Detector):
             if t - seen[row] > self.settings.scene_gap_s:
                 obj, zone = batch.strings["object"][i], self._zones(batch)[i]
                 alerts.append(
-                    new_signal(
+                    Signal.new(
                         source=self.source.name,
                         kind=kind,
                         entity=batch.entities[i],
