@@ -19,13 +19,27 @@ The contract every registered detector is held to (``tests/test_detector_contrac
 - its file, class, registry name and column prefix agree
   (``models/rules/night_flow.py``, ``NightFlow``, ``night_flow``, ``night_flow.*``).
 
+A detector needs no engine to be tried: a state, a batch and its context.
+
+>>> from models.catalog import load_sources
+>>> from settings import Settings
+>>> from streams.validation import Validator
 >>> class Hot(Detector):
-...     '''Raises ``hot`` for a reading above 30.'''
+...     '''Raises ``hot`` for a value above 30.'''
 ...     name = "hot"
 ...     def detect(self, batch, rows, state, ctx):
-...         return [batch.entities[i] for i in np.flatnonzero(batch.columns["t"] > 30)]
->>> Hot.settings_model.model_validate({}), Hot.reads(None)
-(NoSettings(), {})
+...         return [Signal.new(source=self.source.name, kind="hot", entity=batch.entities[i], ts=batch.ts[i],
+...                            window_start=batch.ts[i], window_s=0, score=1, severity="warning", model="hot@1",
+...                            evidence={}) for i in np.flatnonzero(batch.columns["value"] > 30)]
+>>> source = load_sources()["metric"]
+>>> state = EntityState.for_source(source, Settings(), Hot.reads(source), Hot.keeps)
+>>> hot = Hot(source, state)
+>>> batch, _ = Validator(source, Settings()).validate([{"entity": "m1", "ts": 1767225600, "value": 31.0},
+...                                                    {"entity": "m2", "ts": 1767225600, "value": 12.0}])
+>>> rows = state.locate(batch.entities)
+>>> sequence, prior = state.update(rows, batch.ts, batch.columns["value"][:, None])
+>>> [s.entity for s in hot.detect(batch, rows, state, BatchContext(sequence, prior, state.watermark, RefData.empty()))]
+['m1']
 """
 
 from __future__ import annotations

@@ -221,19 +221,9 @@ def segments(
 
 
 def _scan(path: Path, source: str) -> dict:
-    entry = {
-        "source": source,
-        "partition": int(path.parent.name[1:]),
-        **_named(path),
-        "segment": path.name,
-        "first_offset": None,
-        "last_offset": None,
-        "records": 0,
-        "frames": 0,
-        "min_ts": None,
-        "max_ts": None,
-        "bytes": path.stat().st_size,
-    }
+    entry = seg.empty_entry(
+        path, path.stat().st_size, source=source, partition=int(path.parent.name[1:]), **_named(path)
+    )
     for frame in seg.read(path, verify=False):
         seg.account(entry, frame.offsets, frame.ts, 0)
     return entry

@@ -71,26 +71,28 @@ def index_path(segment: Path) -> Path:
     return segment.with_suffix(".json")
 
 
+def empty_entry(path: Path, size: int = len(MAGIC), **known) -> dict:
+    """The index entry of a segment with no frame yet (``known``: source, partition, hour, run)."""
+    return {
+        **known,
+        "segment": path.name,
+        "first_offset": None,
+        "last_offset": None,
+        "records": 0,
+        "frames": 0,
+        "min_ts": None,
+        "max_ts": None,
+        "bytes": size,
+    }
+
+
 class SegmentWriter:
     """Appends accepted batches to one segment; :meth:`sync` makes them durable, :meth:`seal` closes it."""
 
     def __init__(self, path: Path, *, source: str, partition: int, hour: int, run: str, level: int = 3):
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self.entry = {
-            "source": source,
-            "partition": partition,
-            "hour": hour,
-            "run": run,
-            "segment": path.name,
-            "first_offset": None,
-            "last_offset": None,
-            "records": 0,
-            "frames": 0,
-            "min_ts": None,
-            "max_ts": None,
-            "bytes": len(MAGIC),
-        }
+        self.entry = empty_entry(path, source=source, partition=partition, hour=hour, run=run)
         self.level = level
         self._file = open(path, "xb")
         self._file.write(MAGIC)
@@ -187,17 +189,7 @@ def _typed_frames(record_type: type) -> Callable[[bytes], object]:
 def recover(path: Path, **known) -> dict:
     """Seal a segment a crash left open: cut it after its last whole frame and write its index entry
     (``known``: source, partition, hour, run)."""
-    entry = {
-        **known,
-        "segment": path.name,
-        "first_offset": None,
-        "last_offset": None,
-        "records": 0,
-        "frames": 0,
-        "min_ts": None,
-        "max_ts": None,
-        "bytes": len(MAGIC),
-    }
+    entry = empty_entry(path, **known)
     for raw, size in _frames(path, sizes=True):
         doc = orjson.loads(raw)
         account(entry, doc["o"], doc["t"], size)

@@ -17,12 +17,7 @@ import numpy as np
 
 
 def add(
-    sums: np.ndarray,
-    counts: np.ndarray,
-    head: np.ndarray,
-    rows: np.ndarray,
-    buckets: np.ndarray,
-    values: np.ndarray,
+    sums: np.ndarray, counts: np.ndarray, head: np.ndarray, rows: np.ndarray, buckets: np.ndarray, values: np.ndarray
 ) -> None:
     """Add ``values`` (records x fields, NaN = absent) to bucket ``buckets`` of entity ``rows``."""
     if len(rows) == 0:

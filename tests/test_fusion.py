@@ -70,12 +70,7 @@ def test_three_pieces_about_a_closed_plant_fuse_into_one_alert():
         fused += book.add(sig, ref)
     assert len(fused) == 1
     f = fused[0]
-    assert (f.source, f.kind, f.entity, f.severity) == (
-        "fusion",
-        "suspected_illegal_resumption",
-        "plant-1",
-        "critical",
-    )
+    assert (f.source, f.kind, f.entity, f.severity) == ("fusion", "suspected_illegal_resumption", "plant-1", "critical")
     assert [p["name"] for p in f.evidence["pieces"]] == ["electricity", "water", "hazardous_vehicle"]
     assert f.evidence["site"]["name"] == "Old Dye Works" and iso(f.ts) == iso(T0 + 1800)
     # one more piece completes nothing (evidence counts once); a full recurrence fuses again, into the same alert

@@ -16,13 +16,7 @@ import pytest
 
 from agents.access.audit import AUDIT_STREAM, Audit
 from agents.access.tokens import Identity
-from agents.alerts.store import (
-    ALERT_STREAM,
-    IDX,
-    LABEL_STREAM,
-    AlertNotFound,
-    AlertStore,
-)
+from agents.alerts.store import ALERT_STREAM, IDX, LABEL_STREAM, AlertNotFound, AlertStore
 from agents.embedded.broker import EmbeddedBroker
 from agents.embedded.ports import free_port
 from agents.embedded.redis_server import EmbeddedRedis

@@ -15,16 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from agents.cli import access, data
-from agents.cli.support import (
-    PERSONAL,
-    audit,
-    console,
-    fail,
-    login_name,
-    preflight,
-    registry_or_fail,
-    with_redis,
-)
+from agents.cli.support import PERSONAL, audit, console, fail, login_name, preflight, registry_or_fail, with_redis
 from settings import ConfigError, get_settings
 from streams.kafka.client import kafka_options
 from streams.privacy import mask_alert, mask_logs

@@ -138,12 +138,7 @@ def replay_log(settings: Settings, registry: Registry, archive: Path) -> tuple[i
     pipeline = AlertPipeline(settings)
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("replaying the log", total=sum(s.entry["records"] for s in found))
-        engines = Engines(
-            registry,
-            settings,
-            on_signal=pipeline.add,
-            on_progress=lambda n: progress.advance(task, n),
-        )
+        engines = Engines(registry, settings, on_signal=pipeline.add, on_progress=lambda n: progress.advance(task, n))
         start = time.perf_counter()
         summary = replay_archive(
             read_records(found, entity_field=lambda s: registry[s].entity_field, record_type=engines.record_type),

@@ -30,13 +30,7 @@ from rich.table import Table
 
 from agents.alerts.store import AlertStore
 from agents.embedded.stack import embedded_stack
-from agents.tools.bench import (
-    console,
-    raw_ceiling,
-    send_backlog,
-    start_worker,
-    wait_processed,
-)
+from agents.tools.bench import console, raw_ceiling, send_backlog, start_worker, wait_processed
 from settings import Settings
 from state.redis_client import redis_client
 from streams.registry import Registry

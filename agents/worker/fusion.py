@@ -15,15 +15,7 @@ from collections.abc import Callable
 import orjson
 import redis.asyncio as aioredis
 
-from models.fusion import (
-    MAX_PIECES,
-    SOURCE,
-    Pattern,
-    fuse,
-    piece,
-    site_doc,
-    site_pieces,
-)
+from models.fusion import MAX_PIECES, SOURCE, Pattern, fuse, piece, site_doc, site_pieces
 from models.signal import Signal
 from state.refdata.reference import RefData
 

@@ -5,6 +5,30 @@ Inactive (and free) until a model version supplies a fitted
 an entity with enough history is scored and one more unusual than the
 model's training quantile raises ``window_outlier``. Training uses the same
 detector in collecting mode, so features are built by one piece of code.
+
+Parameters (the ``[window_outlier]`` table): ``trees``, ``max_samples``,
+``seed`` (the forest), ``quantile`` (of the training windows' scores: above
+it, an hour is an outlier), ``min_records`` (an entity's history before its
+hours are scored), ``severity``.
+
+>>> import math
+>>> import numpy as np
+>>> from models.catalog import load_sources
+>>> from models.engine import SourceEngine
+>>> from models.versions import ModelVersion
+>>> source = load_sources()["metric"].model_copy(update={"detectors": ["window_outlier"]})
+>>> def days(n, jump=None):
+...     return [{"entity": f"m{k}", "ts": 1767225600 + 300 * i, "value": 10 + math.sin(i / 12 + k)
+...              + (20 if jump and jump <= i < jump + 12 and k == 0 else 0)} for i in range(n) for k in range(3)]
+>>> trainer = SourceEngine(source)
+>>> trainer.detectors[0].collect(); _ = trainer.process(days(4 * 288))
+>>> model = WindowOutlierModel(seed=1).fit(np.concatenate(trainer.detectors[0].collected))
+>>> engine = SourceEngine(source, model=ModelVersion({"version": "v1", "source": "metric"}, model))
+>>> [(s.entity, s.window_start) for s in engine.process(days(2 * 288, jump=400)).signals][1:]
+[('m0', 1767344400.0), ('m0', 1767348000.0)]
+
+Reference: F. T. Liu, K. M. Ting and Z.-H. Zhou, "Isolation Forest", IEEE
+ICDM 2008, 413-422.
 """
 
 from __future__ import annotations

@@ -178,21 +178,8 @@ class AnomalyState:
             if spec.shape_memory
             else None
         )
-        (
-            self.n,
-            self.mean,
-            self.var,
-            self.prev,
-            self.dmean,
-            self.dvar,
-            self.lo,
-            self.hi,
-            self.s_mean,
-            self.s_var,
-            self.s_short,
-            self.bias,
-            self.last_alert,
-        ) = values if values is not None else self.fresh()
+        for name, value in zip(self.COLUMNS, values if values is not None else self.fresh()):
+            setattr(self, name, value)
         self.slots = slots if slots is not None else [0.0] * (spec.daily_slots * len(SLOT_STATS))
         self.seen = seen if seen is not None else [0] * spec.daily_slots
 
@@ -203,21 +190,7 @@ class AnomalyState:
 
     def values(self) -> list[float]:
         """The :attr:`COLUMNS`, in order, as stored."""
-        return [
-            self.n,
-            self.mean,
-            self.var,
-            self.prev,
-            self.dmean,
-            self.dvar,
-            self.lo,
-            self.hi,
-            self.s_mean,
-            self.s_var,
-            self.s_short,
-            self.bias,
-            self.last_alert,
-        ]
+        return [getattr(self, name) for name in self.COLUMNS]
 
     def learn_score(self, x: float, ts: float = 0.0) -> float:
         """Likelihood in [0, 1] that ``x`` (at event time ``ts``) starts something unusual; then learn ``x``."""

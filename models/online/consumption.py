@@ -7,6 +7,23 @@ kept as float16 exponentially weighted means (~130 bytes a meter with counts
 and spread). The surprise is the log ratio to the profile, in units of the
 meter's own spread of such ratios; an hour far off (either way) after the slot
 has been seen ``warmup`` times raises ``<field>_consumption_abnormal``.
+
+In formulas, for the closed hour's mean use u in slot k with profile p_k and
+log-ratio variance v (both exponentially weighted by ``alpha``):
+
+    r = log((u + floor) / (p_k + floor)),  z = |r| / max(sqrt(v), min_spread)
+
+and a signal when z >= ``z_alert`` and |u - p_k| >= ``min_change``.
+
+>>> import math
+>>> from models.catalog import load_sources
+>>> from models.engine import SourceEngine
+>>> engine = SourceEngine(load_sources()["power"].model_copy(update={"detectors": ["consumption"]}))
+>>> midnight = 1767196800   # 2026-01-01 00:00 local
+>>> three_weeks = [{"entity": "home-1", "ts": midnight + 600 * i, "kwh": 100.0 + i,
+...                 "kw": 8.0 if i // 6 == 21 * 24 + 3 else 1.0 + 0.1 * math.sin(i)} for i in range(22 * 144)]
+>>> [(s.kind, s.window_start - midnight, s.evidence["direction"]) for s in engine.process(three_weeks).signals]
+[('kw_consumption_abnormal', 1825200.0, 'high')]
 """
 
 from __future__ import annotations
@@ -14,14 +31,7 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field
 
-from models.base import (
-    BatchContext,
-    Detector,
-    DetectorSettings,
-    Severity,
-    UtcOffsetHours,
-    needs_field,
-)
+from models.base import BatchContext, Detector, DetectorSettings, Severity, UtcOffsetHours, needs_field
 from models.calendar import slot_of
 from models.signal import Signal
 from state import nibbles

@@ -4,6 +4,21 @@ Minimum night flow analysis: between ``night_start_h`` and ``night_end_h``
 local time a dwelling or a closed site draws (almost) nothing at some point;
 if every reading of the night stays above ``min_flow``, the night is flagged
 when it ends (at the meter's first reading after it), once per meter and night.
+
+Parameters (the ``[night_flow]`` table): ``field``, ``night_start_h`` and
+``night_end_h`` (local), ``min_flow`` (the floor), ``min_readings`` (a night
+needs them to be judged), ``utc_offset_h``, ``severity``.
+
+>>> from models.catalog import load_sources
+>>> from models.engine import SourceEngine
+>>> engine = SourceEngine(load_sources()["water"].model_copy(update={"detectors": ["night_flow"]}))
+>>> never_zero = [{"entity": "w-1", "ts": 1767204000 + 300 * i, "flow": 0.1, "total": 100.0 + i}
+...               for i in range(60)]   # 02:00-07:00 local, 0.1 m3/h throughout
+>>> [(s.kind, s.entity, s.evidence["readings"]) for s in engine.process(never_zero).signals]
+[('night_flow', 'w-1', 36)]
+
+Reference: minimum night flow analysis, M. Farley and S. Trow, *Losses in
+Water Distribution Networks*, IWA Publishing (2003).
 """
 
 from __future__ import annotations
@@ -13,14 +28,7 @@ import math
 import numpy as np
 from pydantic import Field
 
-from models.base import (
-    BatchContext,
-    Detector,
-    DetectorSettings,
-    Severity,
-    UtcOffsetHours,
-    needs_field,
-)
+from models.base import BatchContext, Detector, DetectorSettings, Severity, UtcOffsetHours, needs_field
 from models.calendar import local_day_hour
 from models.signal import Signal
 from state.entity_state import EntityState

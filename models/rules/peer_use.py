@@ -19,14 +19,7 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field
 
-from models.base import (
-    BatchContext,
-    Detector,
-    DetectorSettings,
-    Severity,
-    UtcOffsetHours,
-    needs_field,
-)
+from models.base import BatchContext, Detector, DetectorSettings, Severity, UtcOffsetHours, needs_field
 from models.calendar import local_day_hour
 from models.signal import Signal
 from state.entity_state import EntityState

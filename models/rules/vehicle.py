@@ -11,6 +11,14 @@ outside authorised sites), ``restricted_zone`` (entering one), ``night_driving``
 and ``speeding_hazardous`` (hazardous goods: moving in the night ban, above
 ``hazardous_max_kmh``), ``off_route`` (outside every authorised corridor) and
 ``signal_lost_moving`` (no fix for ``signal_lost_s`` after one while moving).
+
+>>> from models.catalog import load_sources
+>>> from models.engine import SourceEngine
+>>> engine = SourceEngine(load_sources()["gps"].model_copy(update={"detectors": ["vehicle"]}))
+>>> at_23h = [{"entity": "gps-0000001", "ts": 1767279600 + 10 * i, "lat": 31.2, "lon": 120.5 + 0.0001 * i,
+...            "speed": 50.0, "heading": 90.0} for i in range(3)]   # a hazardous-goods truck at 23:00 local
+>>> [(s.kind, s.entity, s.severity) for s in engine.process(at_23h).signals]
+[('night_driving', 'gps-0000001', 'major')]
 """
 
 from __future__ import annotations

@@ -3,6 +3,19 @@
 Cameras repeat a detection every few seconds while a scene lasts; one scene
 (camera, kind) raises one alert until the camera has been free of that kind
 for ``scene_gap_s``.
+
+Parameters (the ``[video]`` table): ``bans`` (name, zone patterns, objects and
+a yearly period, local), ``alarm_objects``, ``crowd_default`` and
+``crowd_limits`` (per zone pattern), ``scene_gap_s``, ``min_confidence``,
+``utc_offset_h``.
+
+>>> from models.catalog import load_sources
+>>> from models.engine import SourceEngine
+>>> engine = SourceEngine(load_sources()["video"].model_copy(update={"detectors": ["video"]}))
+>>> smoke = [{"entity": "cam-1", "ts": 1767225600 + 10 * i, "object": "smoke", "count": 1, "confidence": 0.9,
+...           "zone": "plant-gate"} for i in range(5)]
+>>> [(s.kind, s.entity, s.severity) for s in engine.process(smoke).signals]   # five detections, one scene
+[('smoke', 'cam-1', 'critical')]
 """
 
 from __future__ import annotations
@@ -12,13 +25,7 @@ import fnmatch
 import numpy as np
 from pydantic import Field
 
-from models.base import (
-    BatchContext,
-    Detector,
-    DetectorSettings,
-    Severity,
-    UtcOffsetHours,
-)
+from models.base import BatchContext, Detector, DetectorSettings, Severity, UtcOffsetHours
 from models.calendar import in_period
 from models.signal import Signal
 from state.entity_state import EntityState

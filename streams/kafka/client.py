@@ -12,11 +12,7 @@ import asyncio
 import ssl
 
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import (
-    KafkaConnectionError,
-    KafkaError,
-    UnsupportedSaslMechanismError,
-)
+from aiokafka.errors import KafkaConnectionError, KafkaError, UnsupportedSaslMechanismError
 from aiokafka.helpers import create_ssl_context
 
 from settings import ConfigError, Settings
