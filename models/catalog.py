@@ -52,13 +52,21 @@ DETECTORS: dict[str, type[Detector]] = {
 TABLES = {d.table_key: name for name, d in DETECTORS.items()}  # a declaration's table -> its detector
 
 
+def detectors_of(source: Source) -> list[type[Detector]]:
+    """The detector classes a source names, in its order; SourceError for a name the catalog lacks."""
+    unknown = [d for d in source.detectors if d not in DETECTORS]
+    if unknown:
+        raise SourceError(
+            f"{source.path or source.name}: detectors: unknown detector(s) {unknown}; known: {sorted(DETECTORS)}"
+        )
+    return [DETECTORS[name] for name in source.detectors]
+
+
 def check_source(source: Source) -> None:
     """SourceError (naming the file and key) unless every detector the source names exists and every
     detector table is valid; the named detectors are also checked against the source's fields."""
     where = source.path or source.name
-    unknown = [d for d in source.detectors if d not in DETECTORS]
-    if unknown:
-        raise SourceError(f"{where}: detectors: unknown detector(s) {unknown}; known: {sorted(DETECTORS)}")
+    detectors_of(source)
     stray = [key for key in source.tables if key not in TABLES]
     if stray:
         raise SourceError(f"{where}: {stray[0]}: no such key or detector table")
@@ -87,25 +95,26 @@ def windows_needed(source: Source) -> dict[str, int]:
     """Window -> how many closed buckets a source's detectors read at most (the only rings its state keeps,
     sized by this)."""
     needed: dict[str, int] = {}
-    for name in source.detectors:
-        for window, buckets in DETECTORS[name].reads(source).items():
+    for detector in detectors_of(source):
+        for window, buckets in detector.reads(source).items():
             needed[window] = max(needed.get(window, 0), buckets)
     return needed
 
 
 def keeps_needed(source: Source) -> frozenset[str]:
     """The optional state columns (``EntityState``'s ``OPTIONAL``) that the source's detectors read."""
-    return frozenset().union(*(DETECTORS[name].keeps for name in source.detectors))
+    return frozenset().union(*(detector.keeps for detector in detectors_of(source)))
 
 
 def build(source: Source, state: EntityState) -> list[Detector]:
-    """The detectors a source declares, bound to its state; window rings a detector needs and the settings
-    leave out are an error."""
-    check_source(source)
-    for name in source.detectors:
-        missing = [w for w in DETECTORS[name].reads(source) if w not in state.windows]
+    """The detectors a source declares, bound to its state (each configures itself from its table); window
+    rings a detector needs and the settings leave out are an error."""
+    detectors = detectors_of(source)
+    for detector in detectors:
+        missing = [w for w in detector.reads(source) if w not in state.windows]
         if missing:
             raise ValueError(
-                f"source {source.name!r}: the {name} detector needs the {', '.join(missing)} window (WARDEN_WINDOWS)"
+                f"source {source.name!r}: the {detector.name} detector needs the {', '.join(missing)} window "
+                "(WARDEN_WINDOWS)"
             )
-    return [DETECTORS[name](source, state) for name in source.detectors]
+    return [detector(source, state) for detector in detectors]

@@ -21,24 +21,18 @@ same signals always give the same alerts, live or replayed.
 
 from __future__ import annotations
 
-from datetime import datetime
 from fnmatch import fnmatchcase
 
 from models.alert import Alert
-from models.signal import BUILTIN, Signal
-from streams.event_time import iso
+from models.signal import BUILTIN, Signal, situation_key
+from streams.event_time import epoch, iso
 
 ACTIVE = ("open", "acknowledged", "dispatched")
 
 
-def epoch(iso_ts: str) -> float:
-    """ISO-8601 (with ``Z``) to epoch seconds."""
-    return datetime.fromisoformat(iso_ts).timestamp()
-
-
 def situation(incident: dict) -> str:
     """The key an incident's duplicates share (a signal's :attr:`~models.signal.Signal.situation`)."""
-    return f"{incident['source']}|{incident['kind']}|{incident['entity']}"
+    return situation_key(incident["source"], incident["kind"], incident["entity"])
 
 
 class QuietPeriods:
@@ -105,31 +99,32 @@ def merge(incident: dict | None, signal: Signal, quiet_s: float) -> tuple[dict, 
     return incident, event
 
 
+# What an alert takes from its incident as it is (the rest: its event, routing and first signal's time).
+ALERT_FIELDS = (
+    "id",
+    "status",
+    "source",
+    "kind",
+    "entity",
+    "first_seen",
+    "last_seen",
+    "count",
+    "reopened",
+    "score",
+    "detector_severity",
+    "model",
+    "evidence",
+)
+
+
 def to_alert(incident: dict, routed: dict, event: str) -> Alert:
     """The alert of ``incident`` after ``event``, ``routed`` by :func:`models.routing.route`."""
     return Alert(
-        id=incident["id"],
+        **{name: incident[name] for name in ALERT_FIELDS},
+        **routed,
         event=event,
-        status=incident["status"],
-        source=incident["source"],
-        kind=incident["kind"],
-        entity=incident["entity"],
         ts=epoch(incident["ts"]),
-        first_seen=incident["first_seen"],
-        last_seen=incident["last_seen"],
-        count=incident["count"],
-        reopened=incident["reopened"],
-        score=incident["score"],
-        severity=routed["severity"],
-        detector_severity=incident["detector_severity"],
-        model=incident["model"],
         model_version=incident.get("model_version", BUILTIN),
-        evidence=incident["evidence"],
-        location=routed["location"],
-        area=routed["area"],
-        departments=routed["departments"],
-        action=routed["action"],
-        context=routed["context"],
     )
 
 

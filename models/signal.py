@@ -10,15 +10,13 @@ replay's signals file.
 ...                  window_s=0.0, score=0.91234, severity="warning", model="threshold@1", evidence={"value": 91})
 >>> sig.id == signal_id("air", "pm25_over_limit", "st-1", 1767225600.0), sig.score
 (True, 0.9123)
->>> doc = sig.doc()
->>> doc["ts"], Signal.from_doc(doc) == sig
-('2026-01-01T00:00:00.500Z', True)
+>>> sig.doc()["ts"]
+'2026-01-01T00:00:00.500Z'
 """
 
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime
 
 import msgspec
 
@@ -32,6 +30,11 @@ BUILTIN = "builtin"  # the model version of the declared detectors as shipped (n
 def is_limit_breach(model: str) -> bool:
     """Whether a signal of ``model`` is a rule-mandated limit breach (its severity is never lowered)."""
     return model.startswith(LIMIT_MODELS)
+
+
+def situation_key(source: str, kind: str, entity: str) -> str:
+    """The key of a situation (source, kind, entity): the signals about it merge into one alert."""
+    return f"{source}|{kind}|{entity}"
 
 
 def signal_id(source: str, kind: str, entity: str, window_start: float) -> str:
@@ -91,21 +94,10 @@ class Signal(msgspec.Struct, kw_only=True):
     @property
     def situation(self) -> str:
         """The key its duplicates share: (source, kind, entity)."""
-        return f"{self.source}|{self.kind}|{self.entity}"
+        return situation_key(self.source, self.kind, self.entity)
 
     def doc(self) -> dict:
         """The signal as JSON carries it (``warden.signals``, signal files): times as ISO-8601 UTC."""
         doc = msgspec.structs.asdict(self)
         doc["ts"], doc["window_start"] = iso(self.ts), iso(self.window_start)
         return doc
-
-    @classmethod
-    def from_doc(cls, doc: dict) -> Signal:
-        """A signal read back from :meth:`doc`'s JSON."""
-        return msgspec.convert(
-            {**doc, "ts": _epoch(doc["ts"]), "window_start": _epoch(doc["window_start"])}, cls, strict=False
-        )
-
-
-def _epoch(iso_ts: str) -> float:
-    return datetime.fromisoformat(iso_ts).timestamp()

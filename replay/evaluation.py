@@ -24,7 +24,7 @@ from statistics import median
 
 import orjson
 
-from models.incidents import epoch
+from streams.event_time import epoch
 from streams.validation import parse_time
 
 

@@ -6,6 +6,8 @@
 ([1, 2, 0], [True, True, False], [True, False, True])
 >>> s.previous(np.array([70.0, 30.0, 50.0]), stored=np.array([-1.0, -2.0])).tolist()
 [-1.0, -2.0, 30.0]
+>>> EntitySequence.of(np.array([], dtype=int), np.array([])).first.tolist()
+[]
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ class EntitySequence:
     @classmethod
     def _sorted(cls, order: np.ndarray, rows: np.ndarray) -> EntitySequence:
         change = rows[1:] != rows[:-1]
-        return cls(order, rows, np.concatenate(([True], change)), np.concatenate((change, [True])))
+        edge = np.ones(min(len(rows), 1), dtype=bool)  # an empty batch has no first or last record
+        return cls(order, rows, np.concatenate((edge, change)), np.concatenate((change, edge)))
 
     @classmethod
     def of_sorted(cls, rows: np.ndarray) -> EntitySequence:

@@ -27,6 +27,32 @@ NOON = LOCAL_MIDNIGHT + 12 * 3600
 NIGHT = NOON + 11 * 3600  # 23:00 local
 
 
+def instant_signal(
+    source: str,
+    kind: str,
+    entity: str,
+    ts: float,
+    *,
+    score: float = 1.0,
+    severity: str = "warning",
+    model: str = "test@1",
+    evidence: dict | None = None,
+) -> Signal:
+    """A signal about one moment (its window starts and ends at ``ts``), as tests of merging and fusion feed."""
+    return Signal.new(
+        source=source,
+        kind=kind,
+        entity=entity,
+        ts=ts,
+        window_start=ts,
+        window_s=0.0,
+        score=score,
+        severity=severity,
+        model=model,
+        evidence=evidence or {},
+    )
+
+
 def in_batches(engine: SourceEngine, records: list[dict], cut: int | Sequence[int]) -> list[Signal]:
     """The signals of ``records`` fed to ``engine`` in batches of ``cut`` records, or cut at the given
     positions."""

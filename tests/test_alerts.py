@@ -11,6 +11,7 @@ import orjson
 import pytest
 import redis
 from aiohttp import web
+from cases import instant_signal
 from typer.testing import CliRunner
 
 from agents.alerts.manager import AlertManager
@@ -51,18 +52,7 @@ def redis_url():
 
 
 def _signal(entity: str, t: float, score: float = 0.5, kind: str = "pm25_over_limit", source: str = "air") -> Signal:
-    return Signal.new(
-        source=source,
-        kind=kind,
-        entity=entity,
-        ts=t,
-        window_start=t,
-        window_s=0.0,
-        score=score,
-        severity="warning",
-        model="threshold@1",
-        evidence={"value": 100 + score},
-    )
+    return instant_signal(source, kind, entity, t, score=score, model="threshold@1", evidence={"value": 100 + score})
 
 
 # -- routing -------------------------------------------------------------------------------------
@@ -374,18 +364,7 @@ def test_staff_marks_lower_the_severity_of_kinds_they_reject_but_never_of_limit_
         manager = AlertManager(store, cache, QuietPeriods({"*": 60.0}))
 
         def sig(kind: str, model: str, i: int, source: str = "power") -> Signal:
-            return Signal.new(
-                source=source,
-                kind=kind,
-                entity=f"m-{i}",
-                ts=TS + i,
-                window_start=TS + i,
-                window_s=0.0,
-                score=0.6,
-                severity="warning",
-                model=model,
-                evidence={},
-            )
+            return instant_signal(source, kind, f"m-{i}", TS + i, score=0.6, model=model)
 
         kinds = [
             ("kw_consumption_abnormal", "consumption@1", False),

@@ -6,6 +6,7 @@ import time
 
 import orjson
 import pytest
+from cases import instant_signal
 
 from models.fusion import FusionBook, PatternError, fuse, load_patterns, site_doc
 from models.incidents import IncidentBook, QuietPeriods
@@ -40,18 +41,7 @@ def _ref() -> RefData:
 
 
 def _signal(source: str, kind: str, entity: str, ts: float, **evidence) -> Signal:
-    return Signal.new(
-        source=source,
-        kind=kind,
-        entity=entity,
-        ts=ts,
-        window_start=ts,
-        window_s=0,
-        score=1.0,
-        severity="major",
-        model="test@1",
-        evidence=evidence,
-    )
+    return instant_signal(source, kind, entity, ts, severity="major", evidence=evidence)
 
 
 def _at_gate(entity: str, ts: float, plant: dict, north_m: float = 50.0) -> Signal:

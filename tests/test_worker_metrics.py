@@ -8,7 +8,7 @@ import orjson
 import redis.asyncio as aioredis
 
 from agents.embedded.redis_server import EmbeddedRedis
-from agents.worker import published as worker_values
+from agents.worker import published
 from agents.worker.metrics import METRICS, read_all
 from tests.test_archive import _messages, _runner
 
@@ -36,7 +36,7 @@ def test_every_live_workers_snapshot_is_read_without_walking_the_keyspace(tmp_pa
         try:
             await redis.mset({f"warden:alert:{i}": b"{}" for i in range(5000)})  # alerts elsewhere in Redis
             for worker, ttl in (("w1", 30), ("w2", 30), ("gone", 1)):
-                await worker_values.publish(redis, METRICS, worker, orjson.dumps({"worker": worker}), ttl)
+                await published.publish(redis, METRICS, worker, orjson.dumps({"worker": worker}), ttl)
             await asyncio.sleep(1.5)  # "gone" has expired
             await redis.config_resetstat()
             snapshots = await read_all(redis)

@@ -11,7 +11,7 @@ import orjson
 import psutil
 import redis.asyncio as aioredis
 
-from agents.worker import published as worker_values
+from agents.worker import published
 from models.alert import Alert
 
 METRICS = "warden:metrics"  # each worker's snapshot: warden:metrics:<worker id>
@@ -91,12 +91,12 @@ class WorkerMetrics:
         }
 
     async def publish(self, redis: aioredis.Redis) -> None:
-        await worker_values.publish(redis, METRICS, self.worker_id, orjson.dumps(self.snapshot()), METRICS_TTL_S)
+        await published.publish(redis, METRICS, self.worker_id, orjson.dumps(self.snapshot()), METRICS_TTL_S)
 
 
 async def read_all(redis: aioredis.Redis) -> list[dict]:
     """Every live worker's latest snapshot."""
-    return [orjson.loads(v) for v in await worker_values.read_all(redis, METRICS)]
+    return [orjson.loads(v) for v in await published.read_all(redis, METRICS)]
 
 
 def totals(snapshots: list[dict]) -> tuple[dict[str, int], int]:

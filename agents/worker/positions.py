@@ -13,7 +13,7 @@ from collections.abc import Callable
 import orjson
 import redis.asyncio as aioredis
 
-from agents.worker import published as worker_values
+from agents.worker import published
 
 WATCHING_KEY = "warden:console:watching"
 POSITIONS = "warden:positions"  # each worker's: warden:positions:<worker id>
@@ -24,7 +24,7 @@ async def share(redis: aioredis.Redis, worker_id: str, positions: Callable[[], l
     """Write this worker's positions if a console is watching; returns whether it did."""
     if not await redis.exists(WATCHING_KEY):
         return False
-    await worker_values.publish(redis, POSITIONS, worker_id, orjson.dumps(positions()), POSITIONS_TTL_S)
+    await published.publish(redis, POSITIONS, worker_id, orjson.dumps(positions()), POSITIONS_TTL_S)
     return True
 
 
@@ -32,7 +32,7 @@ async def gather(redis: aioredis.Redis, own: list[dict]) -> list[dict]:
     """Every worker's shared positions and ``own`` (this worker's, current), the latest per vehicle."""
     await redis.set(WATCHING_KEY, 1, ex=WATCH_S)
     latest: dict[str, dict] = {}
-    for raw in await worker_values.read_all(redis, POSITIONS):
+    for raw in await published.read_all(redis, POSITIONS):
         for p in orjson.loads(raw):
             if p["entity"] not in latest or p["ts"] > latest[p["entity"]]["ts"]:
                 latest[p["entity"]] = p

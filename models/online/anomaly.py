@@ -59,6 +59,7 @@ weighted level and seasonal terms.
 from __future__ import annotations
 
 import math
+import operator
 
 import numpy as np
 from pydantic import Field, model_validator
@@ -178,8 +179,22 @@ class AnomalyState:
             if spec.shape_memory
             else None
         )
-        for name, value in zip(self.COLUMNS, values if values is not None else self.fresh()):
-            setattr(self, name, value)
+        # one unpacking, not a setattr per column: a state is built per entity and batch
+        (
+            self.n,
+            self.mean,
+            self.var,
+            self.prev,
+            self.dmean,
+            self.dvar,
+            self.lo,
+            self.hi,
+            self.s_mean,
+            self.s_var,
+            self.s_short,
+            self.bias,
+            self.last_alert,
+        ) = values if values is not None else self.fresh()
         self.slots = slots if slots is not None else [0.0] * (spec.daily_slots * len(SLOT_STATS))
         self.seen = seen if seen is not None else [0] * spec.daily_slots
 
@@ -188,9 +203,9 @@ class AnomalyState:
         """The :attr:`COLUMNS` of an entity not seen yet."""
         return [0.0] * (len(cls.COLUMNS) - 1) + [-1e18]
 
-    def values(self) -> list[float]:
+    def values(self) -> tuple[float, ...]:
         """The :attr:`COLUMNS`, in order, as stored."""
-        return [getattr(self, name) for name in self.COLUMNS]
+        return _columns_of(self)
 
     def learn_score(self, x: float, ts: float = 0.0) -> float:
         """Likelihood in [0, 1] that ``x`` (at event time ``ts``) starts something unusual; then learn ``x``."""
@@ -256,6 +271,9 @@ class AnomalyState:
             return False
         self.last_alert = n
         return True
+
+
+_columns_of = operator.attrgetter(*AnomalyState.COLUMNS)
 
 
 def _ew(mean: float, var: float, x: float, alpha: float) -> tuple[float, float]:
