@@ -83,6 +83,9 @@ class Settings(BaseSettings):
 
     # Input limits.
     max_message_bytes: int = 1_000_000
+    deadletter_original_bytes: int = Field(
+        65_536, ge=0, description="head of a rejected message kept in its dead letter (its length and SHA-256 always)"
+    )
     allowed_lateness_s: float = Field(600.0, ge=0)
     max_future_s: float = Field(86_400.0, ge=0)
     min_event_time: str = "2000-01-01T00:00:00Z"

@@ -18,6 +18,7 @@ from replay.archive import PartitionArchive, prune, read_records, segments
 from settings import Settings
 from state.refdata.reference import RefData
 from streams.record_schema import RecordSchema, plain
+from tests.runners import Unstored
 
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 
@@ -133,14 +134,6 @@ class _Outputs:
         return SimpleNamespace(partitions=1)
 
 
-class _Checkpoints:
-    async def save(self, source, partition, offset, blob):
-        return len(blob)  # the bytes stored
-
-    async def load(self, source, partition):
-        return None
-
-
 def _runner(tmp_path, archive_factory):
     """A partition runner of the metric source; returns it and the offsets it committed, in order."""
     committed: list[int] = []
@@ -158,7 +151,7 @@ def _runner(tmp_path, archive_factory):
         PartitionLinks(
             settings,
             _Outputs(),
-            _Checkpoints(),
+            Unstored(),
             WorkerMetrics(),
             Health(),
             commit=commit,

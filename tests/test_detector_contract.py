@@ -154,3 +154,24 @@ def _parts(blob: bytes) -> tuple[dict, dict[str, np.ndarray]]:
         columns[name] = np.frombuffer(blob, dtype=dtype, count=count, offset=at)
         at += count * np.dtype(dtype).itemsize
     return orjson.loads(blob[:first]), columns
+
+
+SOURCES = sorted({case.source for case in CASES.values()})
+
+
+@pytest.mark.parametrize("source", SOURCES)
+@settings(max_examples=25, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_any_entities_at_any_times_in_any_batches_never_raise(source, data):
+    """Valid records of the source's cases, re-stamped to a few entities at arbitrary times (out of order,
+    duplicated, hours apart) and cut anywhere: every detector of the source takes them without raising."""
+    pool = [r for case in CASES.values() if case.source == source for r in case.records()[:200]]
+    picks = data.draw(st.lists(st.integers(0, len(pool) - 1), min_size=1, max_size=40), label="records")
+    stamps = data.draw(st.lists(st.integers(-3 * 86400, 3 * 86400), min_size=len(picks), max_size=len(picks)))
+    owners = data.draw(st.lists(st.integers(0, 3), min_size=len(picks), max_size=len(picks)), label="entities")
+    records = [{**pool[i], "entity": f"e{who}", "ts": pool[0]["ts"] + dt} for i, dt, who in zip(picks, stamps, owners)]
+    cuts = data.draw(st.lists(st.integers(1, max(len(records) - 1, 1)), max_size=6), label="cuts")
+    ref = next(case for case in CASES.values() if case.source == source).refdata()
+    engine = SourceEngine(load_sources(Settings())[source], Settings(), refdata=ref)
+    in_batches(engine, records, cuts)
+    engine.sweep(pool[0]["ts"] + 4 * 86400)

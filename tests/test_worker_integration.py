@@ -116,6 +116,7 @@ def test_records_on_the_wrong_partition_are_forwarded(stack):
     run(_send(stack.settings.bootstrap_servers, "telemetry.metric", [(None, orjson.dumps([record]), wrong)]))
     wait_until(lambda: sum(m["forwarded"].get("metric", 0) for m in stack.metrics()) == 1, what="forward")
     wait_until(lambda: sum(m["accepted"].get("metric", 0) for m in stack.metrics()) == 1, what="processing")
+    assert _processed(stack, "metric") == 1  # counted once, where it is owned
     key = f"warden:ckpt:warden:metric:{owner}"
     wait_until(lambda: stack.redis.exists(key), what="owner's checkpoint")
 

@@ -26,7 +26,11 @@ class WorkerCollector:
     def collect(self):
         snap = self.snapshot()
         for name, key, doc in (
-            ("records", "records", "records read"),
+            (
+                "records",
+                "records",
+                "records judged here (a forwarded one where it is owned; an unreadable message: one)",
+            ),
             ("accepted", "accepted", "records accepted"),
             ("signals", "signals", "detector signals"),
             ("forwarded", "forwarded", "records forwarded to their partition"),

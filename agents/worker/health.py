@@ -1,9 +1,12 @@
-"""What is wrong with a worker right now (a dependency unavailable), for /health, /metrics and the log.
+"""What is wrong with a worker right now (a dependency unavailable, a recent internal error), for /health,
+/metrics and the log.
 
 Redis is the one dependency a worker cannot do its job without: while it is
 unavailable, partitions wait (their records stay in Kafka, lag grows), timers
 skip their turn, and :meth:`Health.retry` keeps trying with back-off; nothing
-crashes and nothing is lost.
+crashes and nothing is lost. An internal error (a batch the engine could not
+process) keeps the worker degraded for ``FAULT_HOLD_S`` after the last one, so
+a scrape or a look at /health sees it.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from redis.exceptions import RedisError
 log = logging.getLogger("warden.health")
 T = TypeVar("T")
 UNAVAILABLE = (RedisError, OSError, asyncio.TimeoutError)  # OSError covers ConnectionError
+INTERNAL = "internal_error"
+FAULT_HOLD_S = 600.0
 
 
 class Health:
@@ -37,8 +42,18 @@ class Health:
         if problem is not None:
             log.warning("%s available again after %.1f s", dependency, time.time() - problem["since"])
 
+    def fault(self, where: str, error_id: str, exc: BaseException) -> None:
+        """An internal error (logged with its traceback by the caller, under ``error_id``)."""
+        now = time.time()
+        problem = self.problems.setdefault(INTERNAL, {"since": now, "count": 0})
+        problem.update(where=where, error_id=error_id, error=f"{type(exc).__name__}: {exc}", last=now)
+        problem["count"] += 1
+
     @property
     def status(self) -> str:
+        fault = self.problems.get(INTERNAL)
+        if fault is not None and time.time() - fault["last"] > FAULT_HOLD_S:
+            del self.problems[INTERNAL]
         return "degraded" if self.problems else "ok"
 
     async def retry(self, where: str, work: Callable[[], Awaitable[T]], max_delay_s: float = 10.0) -> T:

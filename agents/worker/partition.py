@@ -23,7 +23,7 @@ from operator import itemgetter
 import numpy as np
 import orjson
 
-from agents.worker.health import UNAVAILABLE, Health
+from agents.worker.health import INTERNAL, UNAVAILABLE, Health
 from agents.worker.metrics import WorkerMetrics
 from agents.worker.outputs import Outputs
 from models.engine import Outcome, SourceEngine
@@ -189,8 +189,19 @@ class PartitionRunner:
 
     def _unreadable(self, msg: Message, got: Decoded) -> dict:
         """The dead letter of a message with nothing to read in it."""
+        self.metrics.processed(self.source.name, 1, 0, 0, 0)
+        return self._dead(msg.offset, got.reason, got.detail, msg.value or b"")
+
+    def _dead(self, offset: int, reason: str, detail: str, original: bytes) -> dict:
         return dead_letter(
-            self.source.name, self.source.topic, self.partition, msg.offset, got.reason, got.detail, msg.value or b""
+            self.source.name,
+            self.source.topic,
+            self.partition,
+            offset,
+            reason,
+            detail,
+            original,
+            self.settings.deadletter_original_bytes,
         )
 
     async def _process_parsed(self, messages: list[Message], dead: list[dict]) -> None:
@@ -271,9 +282,15 @@ class PartitionRunner:
             self.engine.use_refdata(ref)
         if model is not self.engine.model:
             self.engine.use_model(model)  # a promoted version: swapped between batches, state kept
-        out = (
-            self.engine.process(records, self._owns) if batch is None else self.engine.process_batch(batch, self._owns)
-        )
+        try:
+            out = (
+                self.engine.process(records, self._owns)
+                if batch is None
+                else self.engine.process_batch(batch, self._owns)
+            )
+        except Exception as exc:  # a detector's fault costs these messages, never the partition
+            self._failed(decoded_from, dead, exc)
+            return
         starts.append(len(records))
         if self.archive is not None and out.accepted:
             await self._archive(records, starts, decoded_from, out, sent)
@@ -282,14 +299,33 @@ class PartitionRunner:
             msg = decoded_from[m_i]
             alone = starts[m_i + 1] - starts[m_i] == 1
             raw = msg.value if alone else _bytes(records[rej.position])
-            dead.append(dead_letter(source, topic, self.partition, msg.offset, rej.reason, rej.detail, raw))
+            dead.append(self._dead(msg.offset, rej.reason, rej.detail, raw))
         for pos in out.forward:
             rec = plain(records[pos])
             await self.outputs.forward(topic, rec[self.source.entity_field], rec)
         await self.links.alert(out.signals)
         await self.outputs.signals(out.signals)
-        self.metrics.processed(source, len(records), out.accepted, len(out.signals), len(out.forward))
+        taken = len(records) - len(out.forward)  # forwarded ones are counted where they are owned
+        self.metrics.processed(source, taken, out.accepted, len(out.signals), len(out.forward))
         self.metrics.held(source, self.partition, len(self.engine.state))
+
+    def _failed(self, messages: list[Message], dead: list[dict], exc: Exception) -> None:
+        """Messages the engine raised on: each to the dead letters as ``internal_error`` with an error id that
+        the log has with the traceback; the worker reports itself degraded."""
+        first, last = messages[0].offset, messages[-1].offset
+        error_id = f"{self.source.name}-p{self.partition}-o{first}"
+        log.exception(
+            "internal error %s: %s/%d offsets %d-%d not processed; sent to the dead letters",
+            error_id,
+            self.source.name,
+            self.partition,
+            first,
+            last,
+        )
+        self.health.fault(f"{self.source.name}/{self.partition}", error_id, exc)
+        detail = f"error {error_id}: {type(exc).__name__}: {exc}"
+        dead += [self._dead(msg.offset, INTERNAL, detail, msg.value or b"") for msg in messages]
+        self.metrics.processed(self.source.name, len(messages), 0, 0, 0)
 
     def _owns(self, entities: list[str]) -> np.ndarray:
         """Which of these entities, new to the state, this partition owns (judged once, at first sight)."""

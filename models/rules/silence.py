@@ -51,11 +51,14 @@ class Silence(Detector):
         return alerts
 
     def sweep(self, state: EntityState, now: float) -> list[Signal]:
-        """Signals for every entity silent at event time ``now``."""
+        """Signals for every entity silent at event time ``now``.
+
+        An entity whose slot was taken for a later slice of the batch has no record yet (its last time is
+        -inf): it is not silent, it has not begun."""
         self.remember(state, "swept", now)
         n = len(state)
         last_ts, open_ = state.store["last_ts"][:n], state.store["silence.open"][:n]
-        silent = np.flatnonzero((now - last_ts > self.limit_s) & (open_ == 0))
+        silent = np.flatnonzero((now - last_ts > self.limit_s) & (open_ == 0) & np.isfinite(last_ts))
         open_[silent] = 1
         return [self._silent(state.slots.entities[r], float(last_ts[r])) for r in silent.tolist()]
 

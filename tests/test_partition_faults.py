@@ -1,0 +1,58 @@
+"""A batch the engine raises on costs its own messages, never the partition: they go to the dead letters as
+``internal_error`` with an error id the log has with the traceback, they are counted, and health says so."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+
+import orjson
+import pytest
+
+from agents.worker.health import INTERNAL, Health
+from agents.worker.partition import Message
+from models.rules.threshold import Threshold
+from streams.kafka.partitioner import partition_for
+from tests.runners import kept_runner
+from tests.test_garbage import REGISTRY, T0
+
+OWNED = [e for e in (f"st-{i}" for i in range(20)) if partition_for(e, 2) == 0][:2]  # by the runner's partition
+
+
+def _message(offset: int, entity: str, pm25: float) -> Message:
+    return Message(offset, orjson.dumps({"entity": entity, "ts": T0 + 60 * offset, "pm25": pm25}))
+
+
+def test_a_detector_that_raises_dead_letters_its_messages_and_the_partition_goes_on(
+    tmp_path, monkeypatch, caplog: pytest.LogCaptureFixture
+):
+    real = Threshold.detect
+
+    def fragile(self, batch, rows, state, ctx):
+        if (batch.columns["pm25"] == 666.0).any():
+            raise RuntimeError("a detector bug")
+        return real(self, batch, rows, state, ctx)
+
+    monkeypatch.setattr(Threshold, "detect", fragile)
+    health = Health()
+
+    async def scenario():
+        runner, outputs = await kept_runner(REGISTRY["air"], tmp_path, health=health)
+        await runner.process([_message(0, OWNED[0], 20.0), _message(1, OWNED[1], 666.0)])  # one batch: both lost
+        await runner.process([_message(2, OWNED[0], 300.0)])  # the partition goes on, and detects
+        await runner.close()
+        return runner, outputs
+
+    with caplog.at_level(logging.ERROR, logger="agents.worker.partition"):
+        runner, outputs = asyncio.run(scenario())
+    letters = outputs.letters
+    assert [(d["offset"], d["reason"]) for d in letters] == [(0, INTERNAL), (1, INTERNAL)]
+    error_id = health.problems[INTERNAL]["error_id"]
+    assert all(error_id in d["detail"] and "RuntimeError: a detector bug" in d["detail"] for d in letters)
+    assert orjson.loads(base64.b64decode(letters[1]["original"]))["pm25"] == 666.0
+    logged = [r for r in caplog.records if error_id in r.getMessage()]
+    assert logged and logged[0].exc_info and "a detector bug" in str(logged[0].exc_info[1])
+    assert health.status == "degraded" and health.problems[INTERNAL]["count"] == 1
+    assert [s.kind for s in outputs.sent] == ["pm25_over_limit"]
+    assert runner.links.metrics.records["air"] == 3  # each message counted once: two lost, one processed
