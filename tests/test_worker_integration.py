@@ -89,6 +89,9 @@ def test_malformed_records_go_to_dead_letters_and_worker_keeps_going(stack):
     assert base64.b64decode(by_reason["not_json"]["original"]) == b"{this is not json"
     assert by_reason["not_json"]["source"] == "air" and by_reason["not_json"]["partition"] == 0
     assert isinstance(by_reason["not_json"]["offset"], int) and by_reason["not_json"]["detail"]
+    oversize = by_reason["oversize"]  # its head, length and hash: a dead letter a stock broker takes
+    assert oversize["original_truncated"] and oversize["original_bytes"] == len(bad_messages["oversize"])
+    assert len(base64.b64decode(oversize["original"])) == stack.settings.deadletter_original_bytes
     assert worker.alive()
     # late: a record far behind its entity's latest event time
     run(
