@@ -90,7 +90,10 @@ class PartitionArchive:
                 )
             except CorruptSegment:
                 continue  # reported by whoever reads it; its offsets are not taken as archived
-            if entry["last_offset"] is not None:
+            if not entry["records"]:  # killed before a frame reached it: the run writes that segment again
+                path.unlink()
+                index.unlink(missing_ok=True)
+            elif entry["last_offset"] is not None:
                 last = max(last, entry["last_offset"])
         return last
 
@@ -107,8 +110,9 @@ class PartitionArchive:
         (see :meth:`SegmentWriter.append`).
 
         Offsets at or below :attr:`last_offset` are already archived and skipped. A record
-        goes to the segment of the newest event-time hour seen so far, so one arriving
-        late stays in the newer segment (each segment's index keeps its true time range).
+        goes to the segment of the newest event-time hour seen so far (up to the last record of its
+        message), so one arriving late stays in the newer segment (each segment's index keeps its true
+        time range).
         """
         new = offsets > self.last_offset
         if not new.any():
@@ -118,6 +122,9 @@ class PartitionArchive:
             offsets, ts, records = offsets[keep], ts[keep], [records[i] for i in keep.tolist()]
             spans = ()  # partly archived before (a batch seen again after a restore): encoded
         hours = np.maximum.accumulate(np.maximum(np.floor(ts / HOUR).astype(np.int64), self.hour))
+        # A message's records stay in one frame (the hour of its last): a frame on disk holds whole messages, so
+        # after a crash the run's last offset on disk is a message archived whole.
+        hours = hours[np.searchsorted(offsets, offsets, side="right") - 1]
         cuts = np.flatnonzero(np.diff(hours)) + 1
         for a, b in zip([0, *cuts.tolist()], [*cuts.tolist(), len(hours)]):
             hour = int(hours[a])
@@ -132,6 +139,14 @@ class PartitionArchive:
                 encode,
             )
         self.last_offset = int(offsets[-1])
+
+    def sweep(self, now: float, sync: bool = False) -> None:
+        """A sweep the live engine ran at event time ``now`` on an idle feed, after the records appended so far
+        (none yet: nothing to sweep, and none written); ``sync``: durable now (it raised signals)."""
+        if self.writer is not None:
+            self.writer.sweep(now)
+            if sync:
+                self.writer.sync()
 
     def sync(self) -> None:
         """Everything appended is on disk: call before committing the offsets it covers."""
@@ -238,6 +253,7 @@ class Chunk:
     records: list
     ts: list[float]  # event times (epoch s), one per record
     typed: bool = False  # the records are structs of the source's record type (see read_records), not dicts
+    sweep: float | None = None  # no records: a sweep the live engine ran at this event time (feed idle)
 
 
 def read_records(
@@ -265,6 +281,10 @@ def read_records(
                 size=s.entry["bytes"] if s.sealed else None,
                 record_type=record_type(src) if entity is None else None,
             ):
+                if frame.sweep is not None:
+                    if (since is None or frame.sweep >= since) and (until is None or frame.sweep < until):
+                        yield Chunk(src, part, [], [], sweep=frame.sweep)
+                    continue
                 records, ts = frame.records, frame.ts
                 if since is not None or until is not None:
                     t = np.asarray(ts)

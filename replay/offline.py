@@ -93,6 +93,13 @@ class Engines:
         schema = self.schema(source)
         return schema.record if schema is not None else None
 
+    def sweep(self, source: str, partition: int, now: float) -> None:
+        """The time-driven signals of a partition's idle feed at event time ``now``, as live."""
+        signals = self.engine(source, partition).sweep(now)
+        for sig in signals:
+            self.on_signal(sig)
+        self.summary.signals += len(signals)
+
     def run(self, source: str, partition: int, batch: list, typed: bool = False) -> None:
         """``batch``: records as dicts, or (``typed``) as the source's record structs."""
         engine = self.engine(source, partition)
@@ -113,9 +120,13 @@ class Engines:
 
 
 def replay_archive(chunks: Iterable[Chunk], engines: Engines) -> ReplaySummary:
-    """Archived chunks through their partition's engine, in the order they were archived."""
+    """Archived chunks through their partition's engine, in the order they were archived (a sweep where the
+    live worker swept its idle feed)."""
     for chunk in chunks:
-        if chunk.source in engines.registry:
+        if chunk.sweep is not None:
+            if chunk.source in engines.registry:
+                engines.sweep(chunk.source, chunk.partition, chunk.sweep)
+        elif chunk.source in engines.registry:
             engines.run(chunk.source, chunk.partition, chunk.records, chunk.typed)
         else:
             engines.summary.records += len(chunk.records)

@@ -3,7 +3,8 @@
 A segment holds records of one source partition in offset order. Each frame
 is one batch the engine accepted: a 4-byte little-endian length, then a zstd
 frame (with its content checksum) of the JSON ``{"o": offsets, "t": event
-times, "r": records}``. Sealing fsyncs the file and writes its index entry
+times, "r": records}``; a frame with no records and ``"w": now`` is a sweep the
+live worker ran on an idle feed (see :meth:`SegmentWriter.sweep`). Sealing fsyncs the file and writes its index entry
 (``<segment>.json``: offsets, event-time range, record count, bytes) by atomic
 rename. A segment left open by a crash is still readable up to its last whole
 frame; :func:`recover` cuts the torn tail and seals it.
@@ -51,6 +52,7 @@ class Frame:
     ts: list[float]
     records: list
     typed: bool = False  # the records are structs of the record type asked for, not dicts
+    sweep: float | None = None  # a sweep at this event time, between the frames before and after it
 
 
 _contexts = threading.local()
@@ -118,6 +120,13 @@ class SegmentWriter:
         self._file.write(_LEN.pack(len(body)) + body)
         account(self.entry, offsets, ts, _LEN.size + len(body))
 
+    def sweep(self, now: float) -> None:
+        """A sweep the live engine ran at event time ``now`` with no record to drive it (its feed idle): replay
+        runs it at the same place, so time-driven signals (silence) are the live ones."""
+        body = _compressor(self.level).compress(b'{"o":[],"t":[],"r":[],"w":%b}' % orjson.dumps(now))
+        self._file.write(_LEN.pack(len(body)) + body)
+        account(self.entry, [], [], _LEN.size + len(body))
+
     def sync(self) -> None:
         """Everything appended so far is on disk (flushed and fsynced)."""
         self._file.flush()
@@ -170,19 +179,21 @@ def read(path: Path, verify: bool = True, size: int | None = None, record_type: 
         if typed is not None:
             try:
                 frame = typed(raw)
-                yield Frame(frame.o, frame.t, frame.r, typed=True)
+                yield Frame(frame.o, frame.t, frame.r, typed=True, sweep=frame.w)
                 continue
             except (msgspec.DecodeError, ValueError):
                 pass
         doc = orjson.loads(raw)
-        yield Frame(doc["o"], doc["t"], doc["r"])
+        yield Frame(doc["o"], doc["t"], doc["r"], sweep=doc.get("w"))
 
 
 @lru_cache(maxsize=32)
 def _typed_frames(record_type: type) -> Callable[[bytes], object]:
     """A decoder of frames whose records are ``record_type`` structs."""
     return msgspec.json.Decoder(
-        msgspec.defstruct("TypedFrame", [("o", list[int]), ("t", list[float]), ("r", list[record_type])])
+        msgspec.defstruct(
+            "TypedFrame", [("o", list[int]), ("t", list[float]), ("r", list[record_type]), ("w", float | None, None)]
+        )
     ).decode
 
 
@@ -194,6 +205,9 @@ def recover(path: Path, **known) -> dict:
         doc = orjson.loads(raw)
         account(entry, doc["o"], doc["t"], size)
     with open(path, "r+b") as f:
+        if f.read(len(MAGIC)) != MAGIC:  # torn at birth (see _frames)
+            f.seek(0)
+            f.write(MAGIC)
         f.truncate(entry["bytes"])
         os.fsync(f.fileno())
     _write_index(path, entry)
@@ -205,7 +219,10 @@ def _frames(path: Path, sizes: bool = False) -> Iterator:
     unzstd = zstandard.ZstdDecompressor()
     frames = 0
     with open(path, "rb") as f:
-        if f.read(len(MAGIC)) != MAGIC:
+        head = f.read(len(MAGIC))
+        if len(head) < len(MAGIC) and MAGIC.startswith(head):
+            return  # created, then killed before its header reached the disk: no frames
+        if head != MAGIC:
             raise CorruptSegment(path, 0, "not a Warden segment", 0)
         at = len(MAGIC)
         while True:
@@ -226,11 +243,12 @@ def _frames(path: Path, sizes: bool = False) -> Iterator:
 
 
 def account(entry: dict, offsets: list[int], ts: list[float], size: int) -> None:
-    if entry["first_offset"] is None:
-        entry["first_offset"], entry["min_ts"], entry["max_ts"] = offsets[0], min(ts), max(ts)
-    entry["last_offset"] = offsets[-1]
-    entry["min_ts"], entry["max_ts"] = min(entry["min_ts"], min(ts)), max(entry["max_ts"], max(ts))
-    entry["records"] += len(offsets)
+    if offsets:  # a sweep frame has none
+        if entry["first_offset"] is None:
+            entry["first_offset"], entry["min_ts"], entry["max_ts"] = offsets[0], min(ts), max(ts)
+        entry["last_offset"] = offsets[-1]
+        entry["min_ts"], entry["max_ts"] = min(entry["min_ts"], min(ts)), max(entry["max_ts"], max(ts))
+        entry["records"] += len(offsets)
     entry["frames"] += 1
     entry["bytes"] += size
 

@@ -58,6 +58,16 @@ class CheckpointStore:
         await self.client.hset(self.key(source, partition), mapping={"offset": offset, "state": stored})
         return len(stored)
 
+    async def run(self, source: str, partition: int) -> str | None:
+        """The replay-log run the partition's state began (None: none yet), known before its first checkpoint."""
+        run = await self.client.hget(self.key(source, partition), "run")
+        return run.decode() if run is not None else None
+
+    async def begin_run(self, source: str, partition: int, run: str) -> None:
+        """Remember the run a partition's state begins: a worker killed before the first checkpoint is followed
+        by one that goes on with it, so the replay log does not hold the offsets it had archived twice."""
+        await self.client.hset(self.key(source, partition), "run", run)
+
     async def load(self, source: str, partition: int) -> Checkpoint | None:
         found = await self.client.hmget(self.key(source, partition), "offset", "state")
         if found[0] is None or found[1] is None:

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import orjson
@@ -42,14 +43,16 @@ class Stack:
     def env(self, **extra: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("WARDEN_")}
         env.update(
-            WARDEN_BROKER=self.settings.broker,
-            WARDEN_REDIS_URL=self.settings.redis_url,
-            WARDEN_EMBEDDED="true",
-            WARDEN_PARTITIONS="4",
-            WARDEN_CHECKPOINT_INTERVAL_S="0.5",
-            WARDEN_DATA_DIR=str(self.tmp / "data"),
-            WARDEN_WEB_PORT=str(free_port()),
-            **extra,
+            {
+                "WARDEN_BROKER": self.settings.broker,
+                "WARDEN_REDIS_URL": self.settings.redis_url,
+                "WARDEN_EMBEDDED": "true",
+                "WARDEN_PARTITIONS": "4",
+                "WARDEN_CHECKPOINT_INTERVAL_S": "0.5",
+                "WARDEN_DATA_DIR": str(self.tmp / "data"),
+                "WARDEN_WEB_PORT": str(free_port()),
+                **extra,
+            }
         )
         return env
 
@@ -100,6 +103,14 @@ class WorkerProcess:
 
     def alive(self) -> bool:
         return self.proc.poll() is None
+
+    def ready(self) -> bool:
+        """Its /health answers (it has started its agents)."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=5) as resp:
+                return resp.status == 200
+        except OSError:
+            return False
 
 
 def wait_until(predicate, timeout: float = 60.0, every: float = 0.2, what: str = "condition"):

@@ -22,6 +22,12 @@ class Unstored:
     async def load(self, source, partition):
         return None
 
+    async def run(self, source, partition):
+        return None
+
+    async def begin_run(self, source, partition, run):
+        pass
+
 
 class Kept:
     """A partition runner's outputs, kept for comparison."""

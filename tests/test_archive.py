@@ -66,6 +66,41 @@ def test_a_partition_started_afresh_is_a_new_run_replayed_after_the_old(tmp_path
     assert _archived_offsets(tmp_path) == [0, 1, 2, 3, 4, 0, 1, 2]
 
 
+def test_a_segment_killed_before_its_header_reached_the_disk_is_empty_not_corrupt(tmp_path):
+    for torn in (b"", seg.MAGIC[:3]):
+        part = PartitionArchive(tmp_path, "metric", 0)
+        part.append(*_records(range(5)))
+        part.close()
+        killed = PartitionArchive(tmp_path, "metric", 0, run=part.run)
+        killed._rotate(killed.hour + 1, 5)  # a new hour's segment, then kill -9 before a byte of it is flushed
+        killed.writer._file = open(killed.writer.path, "wb")
+        killed.writer._file.write(torn)
+        killed.writer._file.close()
+        reported = []
+        assert [s.entry["records"] for s in segments(tmp_path, on_corrupt=reported.append)] == [5] and not reported
+        again = PartitionArchive(tmp_path, "metric", 0, run=part.run)  # the restart drops it (nothing in it)
+        assert again.last_offset == 4 and not killed.writer.path.exists()
+        again.append(*_records(range(5, 8), t0=T0 + 3600))
+        again.close()
+        assert _archived_offsets(tmp_path) == list(range(8)) and not reported
+        for path in tmp_path.rglob("*"):
+            if path.is_file():
+                path.unlink()
+
+
+def test_an_idle_sweep_is_replayed_at_its_place_among_the_records(tmp_path):
+    part = PartitionArchive(tmp_path, "metric", 0)
+    part.append(*_records(range(3)))
+    part.sweep(T0 + 900.0)
+    part.append(*_records(range(3, 5)))
+    part.close()
+    [found] = segments(tmp_path)
+    assert found.entry["records"] == 5 and found.entry["frames"] == 3
+    chunks = [(c.sweep, [int(r["value"]) for r in c.records]) for c in read_records([found])]
+    assert chunks == [(None, [0, 1, 2]), (T0 + 900.0, []), (None, [3, 4])]
+    assert all(c.sweep is None for c in read_records([found], until=T0 + 600.0))  # outside the period asked for
+
+
 def test_corrupt_segment_is_skipped_whole_and_reported(tmp_path):
     part = PartitionArchive(tmp_path, "metric", 0)
     part.append(*_records(range(180)))  # three hours: three segments
@@ -271,10 +306,11 @@ def test_records_are_archived_as_they_were_read_whether_sent_alone_or_in_arrays(
     assert runner.metrics.dead_letters == {"metric:not_json": 1, "metric:wrong_type": 1}
 
 
-def test_array_messages_go_to_the_replay_log_as_sent_unless_a_record_or_the_hour_splits_them(tmp_path):
+def test_array_messages_go_to_the_replay_log_as_sent_unless_a_record_is_refused(tmp_path):
     """Messages all read by orjson (the typed path off): an array whose records are all accepted is archived
-    as its own bytes; one with a rejected record, or one cut by the hour, is encoded; a lone record keeps its
-    bytes. Replay reads back exactly the accepted records with their offsets either way."""
+    as its own bytes, in one frame even across an hour (the hour of its last record); one with a rejected
+    record is encoded; a lone record keeps its bytes. Replay reads back exactly the accepted records with their
+    offsets either way."""
 
     def rec(o, minute=None, **extra):
         return {"entity": f"m{o % 3}", "ts": T0 + 60.0 * (o if minute is None else minute), "value": float(o), **extra}
@@ -288,8 +324,8 @@ def test_array_messages_go_to_the_replay_log_as_sent_unless_a_record_or_the_hour
         Message(1, whole),
         Message(2, orjson.dumps([rec(3), rec(4, value="four"), rec(5)])),  # one rejected: wrong type
         Message(3, b' {"entity": "m0",   "ts": %r, "value": 6.0}' % (T0 + 360.0)),
-        Message(4, orjson.dumps([rec(7, minute=59), rec(8, minute=61)])),
-    ]  # the hour cuts it
+        Message(4, orjson.dumps([rec(7, minute=59), rec(8, minute=61)])),  # across an hour
+    ]
 
     async def run():
         runner, _ = _runner(tmp_path, lambda run: PartitionArchive(tmp_path / "archive", "metric", 0, run=run))
@@ -301,7 +337,7 @@ def test_array_messages_go_to_the_replay_log_as_sent_unless_a_record_or_the_hour
 
     runner = asyncio.run(run())
     frames = _frames(tmp_path / "archive")
-    assert [f.offsets for f in frames] == [[1, 1, 2, 2, 3, 4], [4]]
+    assert [f.offsets for f in frames] == [[1, 1, 2, 2, 3], [4, 4]]
     assert [r for f in frames for r in f.records] == [
         {"entity": "m1", "ts": T0 + 60.0, "value": 1.0, "note": "\u6c34"},
         {"entity": "m2", "ts": T0 + 120.0, "value": 2.0},
@@ -319,8 +355,8 @@ def test_array_messages_go_to_the_replay_log_as_sent_unless_a_record_or_the_hour
 
 def test_typed_messages_go_to_the_replay_log_as_sent_and_read_back_the_same_as_structs_or_dicts(tmp_path):
     """Messages of declared fields only take the schema's typed path: a whole array is archived as its own
-    bytes, one the hour cuts is encoded by the schema. Replay reads the same records back, as the source's
-    structs in one pass or as dicts."""
+    bytes, the accepted records of one with a record refused (late) are encoded by the schema. Replay reads the
+    same records back, as the source's structs in one pass or as dicts."""
     whole = b'[ {"entity": "m1",  "ts": %r, "value": 1},\n {"entity": "m2", "ts": %r, "value": 2.5} ]' % (
         T0 + 60.0,
         T0 + 120.0,
@@ -328,6 +364,7 @@ def test_typed_messages_go_to_the_replay_log_as_sent_and_read_back_the_same_as_s
     cut = orjson.dumps(
         [
             {"entity": "m0", "ts": T0 + 3540.0, "value": 8},
+            {"entity": "m0", "ts": T0 + 2540.0, "value": 7},  # late
             {"entity": "m1", "ts": T0 + 3660.0, "value": 9.25, "source": "metric"},
         ]
     )
@@ -350,7 +387,7 @@ def test_typed_messages_go_to_the_replay_log_as_sent_and_read_back_the_same_as_s
     payload = b"".join(raw for path in sorted((tmp_path / "archive").rglob("*.wseg")) for raw in seg._frames(path))
     assert whole.strip()[1:-1] in payload  # as sent
     assert b'"value":8.0' in payload and b'"value":8}' not in payload  # encoded by the schema, not orjson
-    assert sum(runner.metrics.records.values()) == 4 and not runner.metrics.dead_letters
+    assert sum(runner.metrics.records.values()) == 5 and runner.metrics.dead_letters == {"metric:late": 1}
     schema = RecordSchema(load_sources()["metric"])
     chunks = list(read_records(segments(tmp_path / "archive"), record_type=lambda source: schema.record))
     assert all(c.typed for c in chunks) and [plain(r) for c in chunks for r in c.records] == expected

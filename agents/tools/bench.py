@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -78,6 +79,8 @@ def run_bench(
 def _shown(value) -> str:
     if isinstance(value, list):
         return " / ".join(map(_shown, value))
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {_shown(v)}" for k, v in value.items()) or "-"
     return f"{value:,.1f}" if isinstance(value, float) else f"{value:,}"
 
 
@@ -97,9 +100,9 @@ async def _bench(
         snap = (await read_all(redis))[0]
         worker.terminate()
         worker.wait(30)
-        live_ids = {a["id"] for a in await AlertStore(redis, settings).list(limit=2**31)}
+        live = {a["id"]: a["kind"] for a in await AlertStore(redis, settings).list(limit=2**31)}
         archived = sum(p.stat().st_size for p in archive.rglob("*.wseg"))
-        replayed, replay_rate, replay_ids = replay_log(settings, registry, archive)
+        replayed, replay_rate, replay = replay_log(settings, registry, archive)
     finally:
         worker.terminate()
         worker.wait(30)
@@ -125,14 +128,15 @@ async def _bench(
         "archive_bytes_per_record": round(archived / max(sum(snap["records"].values()), 1), 1),
         "replay_records": replayed,
         "replay_records_per_s": round(replay_rate, 1),
-        "alerts_live": len(live_ids),
-        "alerts_replayed": len(replay_ids),
-        "replay_alerts_differ": len(live_ids ^ replay_ids),
+        "alerts_live": len(live),
+        "alerts_replayed": len(replay),
+        "replay_alerts_differ": len(live.keys() ^ replay.keys()),
+        "replay_differ_kinds": dict(Counter({**live, **replay}[i] for i in live.keys() ^ replay.keys())),
     }
 
 
-def replay_log(settings: Settings, registry: Registry, archive: Path) -> tuple[int, float, set[str]]:
-    """Records, records/s and alert ids of replaying the replay log under ``archive`` in this process,
+def replay_log(settings: Settings, registry: Registry, archive: Path) -> tuple[int, float, dict[str, str]]:
+    """Records, records/s and alerts (id: kind) of replaying the replay log under ``archive`` in this process,
     through the engines, fusion and merging that ``warden replay`` uses."""
     found = segments(archive)
     pipeline = AlertPipeline(settings)
@@ -145,7 +149,7 @@ def replay_log(settings: Settings, registry: Registry, archive: Path) -> tuple[i
             engines,
         )
         elapsed = time.perf_counter() - start
-    return summary.records, summary.records / max(elapsed, 1e-9), pipeline.ids
+    return summary.records, summary.records / max(elapsed, 1e-9), {a.id: a.kind for a in pipeline.alerts()}
 
 
 async def send_backlog(

@@ -17,6 +17,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from itertools import groupby
 from operator import itemgetter
 
@@ -115,7 +116,16 @@ class PartitionRunner:
         )
         if found is not None:
             self._load(found)
+        elif self.archiving:  # killed before its first checkpoint: the run it began goes on
+            self.archive_run = await self.health.retry(
+                "archive run", lambda: self.checkpoints.run(self.source.name, self.partition)
+            )
+        began = self.archive_run is None
         self.archive = await self._archive_call("open", self._reopen_archive)
+        if began and self.archive is not None:
+            await self.health.retry(
+                "archive run", lambda: self.checkpoints.begin_run(self.source.name, self.partition, self.archive_run)
+            )
 
     def _reopen_archive(self) -> PartitionArchive | None:
         """The replay log of this partition's run: the checkpoint's, or a new one when starting afresh."""
@@ -395,14 +405,19 @@ class PartitionRunner:
     async def sweep_idle(self) -> None:
         """When no record has come for an expected interval, let event time run on with the wall clock.
 
-        Live only: a feed that dies entirely still makes its entities silent.
+        A feed that dies entirely still makes its entities silent. The wall clock is live only, so the sweep
+        goes into the replay log at its place among the records, and replay runs it there.
         """
         async with self.lock:
             idle = time.time() - self.last_message_at
             watermark = self.engine.state.watermark
             if watermark == -np.inf or idle < self.source.expected_interval_s:
                 return
-            signals = self.engine.sweep(watermark + idle)
+            now = watermark + idle
+            signals = self.engine.sweep(now)
+            await self._archive_settled()
+            if self.archive is not None:  # replay sweeps here too: the same signals and state after
+                await self._archive_call("sweep", partial(self.archive.sweep, now, sync=bool(signals)))
             await self.links.alert(signals)
             await self.outputs.signals(signals)
             self.metrics.processed(self.source.name, 0, 0, len(signals), 0)
