@@ -37,6 +37,7 @@ class Outcome:
     signals: list[Signal] = field(default_factory=list)
     rejects: list[Reject] = field(default_factory=list)
     forward: list[int] = field(default_factory=list)  # positions owned by another partition
+    duplicates: int = 0  # records that repeat one already taken (same entity, time and fields): changed nothing
     accepted: int = 0
     positions: np.ndarray | None = None  # of the accepted records, in order
     ts: np.ndarray | None = None  # their event times (epoch s)
@@ -114,10 +115,15 @@ class SourceEngine:
             ]
             out.rejects.sort(key=lambda r: r.position)
             batch, rows = batch.take(~late), rows[~late]
+        prints = batch.prints()
+        repeated = self.state.duplicates(rows, batch.ts, prints)
+        if repeated.any():
+            out.duplicates = int(repeated.sum())
+            batch, rows, prints = batch.take(~repeated), rows[~repeated], prints[~repeated]
         out.accepted, out.positions, out.ts = len(batch), batch.positions, batch.ts
         for piece in self._time_slices(batch, rows):
             whole = len(piece) == len(batch)
-            out.signals += self._fold_and_detect(batch if whole else batch.take(piece), rows[piece])
+            out.signals += self._fold_and_detect(batch if whole else batch.take(piece), rows[piece], prints[piece])
         return out
 
     def sweep(self, now: float) -> list[Signal]:
@@ -156,11 +162,11 @@ class SourceEngine:
         cuts.append(len(batch))
         return [np.arange(a, b) for a, b in itertools.pairwise(cuts) if b > a]
 
-    def _fold_and_detect(self, batch: Batch, rows: np.ndarray) -> list[Signal]:
+    def _fold_and_detect(self, batch: Batch, rows: np.ndarray, prints: np.ndarray) -> list[Signal]:
         numeric = (
             np.column_stack([batch.columns[f] for f in self._numeric]) if self._numeric else np.empty((len(batch), 0))
         )
-        sequence, prior_last_ts = self.state.update(rows, batch.ts, numeric)
+        sequence, prior_last_ts = self.state.update(rows, batch.ts, numeric, prints)
         ctx = BatchContext(sequence, prior_last_ts, self.state.watermark, self.refdata)
         alerts = []
         for detector in self.detectors:

@@ -34,6 +34,7 @@ CHUNK = 20_000
 class ReplaySummary:
     records: int = 0
     accepted: int = 0
+    duplicates: int = 0
     signals: int = 0
     rejects: Counter = field(default_factory=Counter)
 
@@ -111,6 +112,7 @@ class Engines:
         summary = self.summary
         summary.records += len(batch)
         summary.accepted += out.accepted
+        summary.duplicates += out.duplicates
         summary.rejects.update(r.reason for r in out.rejects)
         for sig in out.signals:
             self.on_signal(sig)

@@ -58,6 +58,7 @@ class EntityState:
         self._lookups: list[str] = []
         store = self.store = ColumnStore(capacity)
         store.add("last_ts", np.float64, fill=-np.inf)
+        store.add("last_print", np.uint64)  # the print of the record at last_ts (Batch.prints): duplicates
         if "last_values" in keeps:
             store.add("last", np.float32, (len(self.numeric),), fill=np.nan)
         nw = len(self.windowed)
@@ -132,8 +133,29 @@ class EntityState:
         within[order] = before
         return ts < np.maximum(prior, within) - self.lateness_s
 
-    def update(self, rows: np.ndarray, ts: np.ndarray, numeric: np.ndarray) -> tuple[EntitySequence, np.ndarray]:
-        """Fold records of entity ``rows`` (numeric: records x numeric fields, NaN = absent) in.
+    def duplicates(self, rows: np.ndarray, ts: np.ndarray, prints: np.ndarray) -> np.ndarray:
+        """Records that repeat their entity's latest record, or an earlier record of the batch, exactly: the same
+        event time and the same ``prints`` (see ``Batch.prints``).
+
+        >>> st = EntityState(numeric=["v"], windowed=[], windows={}, lateness_s=60)
+        >>> _ = st.update(st.locate(["a"]), np.array([10.0]), np.array([[1.0]]), np.array([7], dtype=np.uint64))
+        >>> st.duplicates(st.locate(["a", "a", "a", "b"]), np.array([10.0, 10.0, 20.0, 10.0]),
+        ...               np.array([7, 8, 7, 7], dtype=np.uint64)).tolist()
+        [True, False, False, False]
+        """
+        if len(rows) == 0:
+            return np.zeros(0, dtype=bool)
+        found = (ts == self.store["last_ts"][rows]) & (prints == self.store["last_print"][rows])
+        key = np.lexsort((np.arange(len(rows)), prints, ts, rows))  # equal records together, in arrival order
+        r, t, p = rows[key], ts[key], prints[key]
+        found[key[1:]] |= (r[1:] == r[:-1]) & (t[1:] == t[:-1]) & (p[1:] == p[:-1])
+        return found
+
+    def update(
+        self, rows: np.ndarray, ts: np.ndarray, numeric: np.ndarray, prints: np.ndarray | None = None
+    ) -> tuple[EntitySequence, np.ndarray]:
+        """Fold records of entity ``rows`` (numeric: records x numeric fields, NaN = absent; ``prints``: each
+        record's print, see :meth:`duplicates`) in.
 
         Returns the records in per-entity event order and each record's entity event time before this
         update, which the detectors that run next read.
@@ -149,6 +171,8 @@ class EntityState:
         newer = ts[newest] >= last_ts[rows[newest]]
         pick = newest[newer]
         last_ts[rows[pick]] = ts[pick]
+        if prints is not None:
+            self.store["last_print"][rows[pick]] = prints[pick]
         if "last" in self.store:
             self.store["last"][rows[pick]] = numeric[pick].astype(np.float32)
         if self.windowed:

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import orjson
 import pytest
-from cases import CASES, in_batches
+from cases import CASES, in_batches, meter
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -175,3 +175,44 @@ def test_any_entities_at_any_times_in_any_batches_never_raise(source, data):
     engine = SourceEngine(load_sources(Settings())[source], Settings(), refdata=ref)
     in_batches(engine, records, cuts)
     engine.sweep(pool[0]["ts"] + 4 * 86400)
+
+
+@pytest.mark.parametrize("name", NAMES)
+@settings(max_examples=4, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_a_record_sent_again_changes_nothing(name, data):
+    """Exact duplicates (a retrying gateway, a backlog produced twice in one message) are taken once: anywhere
+    later in the batch, or right after their original across any cut."""
+    records = _records(name)
+    ids, state = _whole(name)
+    again = data.draw(st.lists(st.integers(0, len(records) - 1), min_size=1, max_size=30, unique=True), label="again")
+    later = data.draw(st.lists(st.integers(0, 40), min_size=len(again), max_size=len(again)), label="how much later")
+    stream = list(records)
+    for i, gap in sorted(zip(again, later), reverse=True):
+        stream.insert(min(i + 1 + gap, len(records)), dict(records[i]))
+    engine = _engine(name)
+    assert sorted(s.id for s in engine.process(stream).signals) == sorted(ids)
+    _same_state(engine.state.to_bytes(), state, engine.state.lookup_columns)
+    if name in VARIANT:
+        return
+    stream = [r for i, record in enumerate(records) for r in ([record, dict(record)] if i in again else [record])]
+    cuts = data.draw(st.lists(st.integers(1, len(stream) - 1), max_size=12), label="cuts")
+    engine = _engine(name)
+    assert sorted(s.id for s in in_batches(engine, stream, cuts)) == sorted(ids)
+
+
+@settings(max_examples=20, deadline=None, derandomize=True)
+@given(data=st.data())
+def test_readings_of_a_rising_register_out_of_order_within_the_lateness_raise_nothing(data):
+    """The readings of a meter whose register only rises, each arriving up to the allowed lateness after later
+    ones (some twice), in any batches: no register runs backwards."""
+    lateness = Settings().allowed_lateness_s
+    readings = meter(120)
+    delay = data.draw(st.lists(st.floats(0, lateness), min_size=len(readings), max_size=len(readings)))
+    arrival = sorted(range(len(readings)), key=lambda i: readings[i]["ts"] + delay[i])
+    twice = data.draw(st.sets(st.integers(0, len(readings) - 1), max_size=10), label="sent twice")
+    stream = [readings[i] for i in arrival] + [readings[i] for i in sorted(twice)]
+    cuts = data.draw(st.lists(st.integers(1, len(stream) - 1), max_size=12), label="cuts")
+    engine = SourceEngine(load_sources(Settings())["power"], Settings())
+    signals = in_batches(engine, stream, cuts)
+    assert [(s.kind, s.evidence) for s in signals if s.kind.startswith("kwh")] == []

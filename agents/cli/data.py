@@ -214,6 +214,8 @@ def replay_cmd(
         f"{summary.accepted:,} accepted, {summary.signals:,} signals, "
         f"{len(alerts):,} alerts -> {alerts_out}"
     )
+    if summary.duplicates:
+        console.print(f"  duplicates (the same entity, time and fields again; no effect): {summary.duplicates:,}")
     for reason, n in sorted(summary.rejects.items()):
         console.print(f"  rejected {reason}: {n:,}")
     if period:

@@ -34,6 +34,7 @@ class WorkerCollector:
             ("accepted", "accepted", "records accepted"),
             ("signals", "signals", "detector signals"),
             ("forwarded", "forwarded", "records forwarded to their partition"),
+            ("duplicates", "duplicates", "records repeating one already taken (entity, time, fields): no effect"),
         ):
             family = CounterMetricFamily(f"warden_{name}", doc, labels=["source"])
             for source, n in snap[key].items():

@@ -28,6 +28,7 @@ class WorkerMetrics:
         self.signals: Counter[str] = Counter()
         self.alerts: Counter[str] = Counter()  # alert changes by event (opened, merged, ...)
         self.forwarded: Counter[str] = Counter()
+        self.duplicates: Counter[str] = Counter()  # records repeating one already taken: no effect
         self.dead_letters: Counter[str] = Counter()
         # per "source:partition" held here: entities in state now, and bytes and entities of the last checkpoint
         self.entities: dict[str, int] = {}
@@ -39,7 +40,9 @@ class WorkerMetrics:
         self.rss_at_start = psutil.Process().memory_info().rss
         self.on_latency = None  # set by the worker: its Prometheus histogram's observe
 
-    def processed(self, source: str, records: int, accepted: int, signals: int, forwarded: int) -> None:
+    def processed(
+        self, source: str, records: int, accepted: int, signals: int, forwarded: int, duplicates: int = 0
+    ) -> None:
         now = time.time()
         self.first_record_at = self.first_record_at or now
         self.last_record_at = now
@@ -47,6 +50,7 @@ class WorkerMetrics:
         self.accepted[source] += accepted
         self.signals[source] += signals
         self.forwarded[source] += forwarded
+        self.duplicates[source] += duplicates
 
     def alerted(self, alerts: list[Alert]) -> None:
         self.alerts.update(a.event for a in alerts)
@@ -80,6 +84,7 @@ class WorkerMetrics:
             "signals": dict(self.signals),
             "alerts": dict(self.alerts),
             "forwarded": dict(self.forwarded),
+            "duplicates": dict(self.duplicates),
             "dead_letters": dict(self.dead_letters),
             "entities": sum(self.entities.values()),
             "checkpoint_bytes": sum(self.state_bytes.values()),

@@ -316,7 +316,7 @@ class PartitionRunner:
         await self.links.alert(out.signals)
         await self.outputs.signals(out.signals)
         taken = len(records) - len(out.forward)  # forwarded ones are counted where they are owned
-        self.metrics.processed(source, taken, out.accepted, len(out.signals), len(out.forward))
+        self.metrics.processed(source, taken, out.accepted, len(out.signals), len(out.forward), out.duplicates)
         self.metrics.held(source, self.partition, len(self.engine.state))
 
     def _failed(self, messages: list[Message], dead: list[dict], exc: Exception) -> None:
