@@ -64,7 +64,9 @@ class Settings(BaseSettings):
     redis_ssl_cafile: Path | None = Field(None, description="CA bundle for rediss:// (default: the system's)")
     redis_ssl_certfile: Path | None = None
     redis_ssl_keyfile: Path | None = None
-    connect_timeout_s: float = Field(10.0, gt=0, description="a broker or Redis that does not answer fails the start")
+    connect_timeout_s: float = Field(
+        10.0, gt=0, description="a broker that does not answer fails the start (a worker waits for Redis)"
+    )
 
     # Topics and the Faust app.
     app_id: str = "warden"

@@ -63,21 +63,35 @@ def _explain(exc: BaseException, settings: Settings) -> str:
     return f"{where}: {exc.__class__.__name__} while connecting"
 
 
+class RedisAway(ConfigError):
+    """Redis did not answer at all (refused, timed out), as opposed to refusing what it was given."""
+
+
+def _away(exc: BaseException) -> bool:
+    cause = exc.__cause__ or exc.__context__
+    if isinstance(exc, exceptions.AuthenticationError) or isinstance(cause, ssl.SSLError) or "SSL" in str(exc):
+        return False
+    return isinstance(exc, exceptions.TimeoutError | exceptions.ConnectionError) and not (
+        "NOAUTH" in str(exc) or "WRONGPASS" in str(exc)
+    )
+
+
 async def connected(settings: Settings) -> aioredis.Redis:
-    """A client that has answered a ping; a refusal raises :class:`ConfigError` saying what is wrong."""
+    """A client that has answered a ping; a refusal raises :class:`ConfigError` saying what is wrong
+    (:class:`RedisAway` when nothing answered)."""
     client = redis_client(settings)
     try:
         await asyncio.wait_for(client.ping(), settings.connect_timeout_s + 1)
         return client
     except TimeoutError:
         await client.aclose()
-        raise ConfigError(
+        raise RedisAway(
             f"Redis at {settings.redis_display_url}: no answer within "
             f"{settings.connect_timeout_s:.0f} s (WARDEN_REDIS_URL)"
         ) from None
     except exceptions.RedisError as exc:
         await client.aclose()
-        raise ConfigError(_explain(exc, settings)) from None
+        raise (RedisAway if _away(exc) else ConfigError)(_explain(exc, settings)) from None
 
 
 async def check_redis(settings: Settings) -> None:

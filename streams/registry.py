@@ -17,8 +17,9 @@ import tomllib
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from settings import Settings, get_settings
 
@@ -69,6 +70,11 @@ class Source(BaseModel):
     entity_field: str = "entity"
     time_field: str = "ts"
     time_format: Literal["auto", "iso8601", "epoch_s", "epoch_ms"] = "auto"
+    timezone: str = Field("UTC", description="IANA zone of timestamps written without one (2013-03-01 03:00:00)")
+    missing: list[str] = Field(
+        default_factory=list, description='values that mean "no reading" in any field (["NA", ""]): left out'
+    )
+    numbers_as_text: bool = Field(False, description='numeric fields may come as text ("12.5") and are read')
     partitions: int | None = Field(
         None,
         ge=1,
@@ -98,12 +104,26 @@ class Source(BaseModel):
             data = {k: v for k, v in data.items() if k in own} | {"tables": {**data.get("tables", {}), **tables}}
         return data
 
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, name: str) -> str:
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {name!r} (an IANA name such as 'Asia/Shanghai')") from None
+        return name
+
     @model_validator(mode="after")
     def _check(self) -> Source:
         for reserved in (self.entity_field, self.time_field):
             if reserved in self.fields:
                 raise ValueError(f"'{reserved}' is the entity/time field, not a typed field")
         return self
+
+    @property
+    def zone(self) -> ZoneInfo:
+        """The zone of naive timestamps."""
+        return ZoneInfo(self.timezone)
 
     @property
     def numeric_fields(self) -> list[str]:

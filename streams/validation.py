@@ -13,10 +13,11 @@ each invalid one comes out as a :class:`Reject` with its position and reason.
 
 from __future__ import annotations
 
+import contextlib
 import time
 import zlib
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from itertools import repeat
 
 import numpy as np
@@ -84,11 +85,15 @@ class Batch:
         )
 
 
-def parse_time(value: object, fmt: str = "auto") -> float | None:
-    """Event time as UTC epoch seconds, or None when it cannot be read.
+def parse_time(value: object, fmt: str = "auto", zone: tzinfo = UTC) -> float | None:
+    """Event time as UTC epoch seconds, or None when it cannot be read; a text time without a zone is in
+    ``zone``.
 
     >>> parse_time("2014-07-01T00:00:00Z"), parse_time(1404172800000), parse_time(True)
     (1404172800.0, 1404172800.0, None)
+    >>> from zoneinfo import ZoneInfo
+    >>> parse_time("2014-07-01 08:00:00", zone=ZoneInfo("Asia/Shanghai"))
+    1404172800.0
     """
     kind = type(value)
     if kind is int or kind is float:
@@ -107,7 +112,7 @@ def parse_time(value: object, fmt: str = "auto") -> float | None:
         except ValueError:
             return None
         if dt.tzinfo is None:
-            dt = dt.replace(tzinfo=UTC)
+            dt = dt.replace(tzinfo=zone)
         return dt.timestamp()
     return None
 
@@ -155,6 +160,8 @@ class Validator:
         self._numeric = [(n, f) for n, f in source.fields.items() if f.numeric]
         self._strings = [(n, f) for n, f in source.fields.items() if f.type == "string"]
         self._bools = [(n, f) for n, f in source.fields.items() if f.type == "bool"]
+        self._zone = source.zone
+        self._missing = frozenset(source.missing)
 
     def validate(self, records: list) -> tuple[Batch, list[Reject]]:
         """Split ``records`` into a valid :class:`Batch` and the rejects."""
@@ -174,6 +181,8 @@ class Validator:
                     reject(i, "not_object", f"record is a JSON {type(r).__name__}")
                     rows.append({})
 
+        if self._missing or self.source.numbers_as_text:
+            rows = [self._read_text(r) for r in rows]
         self._source_names(rows, reject)
         entities = self._entities(rows, reject)
         ts = self._times(rows, reject)
@@ -190,6 +199,23 @@ class Validator:
         batch = Batch(np.arange(n), entities, ts, columns, strings).take(positions)
         rejects = [Reject(i, r, d) for i, (r, d) in sorted(reasons.items())]
         return batch, rejects
+
+    def _read_text(self, record: dict) -> dict:
+        """The record with its typed fields' missing-value tokens left out, and (``numbers_as_text``) numeric fields
+        given as text read as numbers (text that is not a number stays, and is refused as the wrong type)."""
+        if str not in set(map(type, record.values())):
+            return record
+        read = {}
+        for name, value in record.items():
+            spec = self.source.fields.get(name)
+            if type(value) is str and spec is not None:
+                if value in self._missing:
+                    continue
+                if self.source.numbers_as_text and spec.numeric:
+                    with contextlib.suppress(ValueError):
+                        value = float(value)
+            read[name] = value
+        return read
 
     def _source_names(self, rows: list[dict], reject) -> None:
         """A record may name its source; on this topic it must name this one."""
@@ -221,7 +247,7 @@ class Validator:
         col = _column(rows, field)
         ts = epoch_numbers(col, fmt)
         if ts is None:
-            ts = np.array([parse_time(v, fmt) for v in col], dtype=np.float64)  # None -> NaN
+            ts = np.array([parse_time(v, fmt, self._zone) for v in col], dtype=np.float64)  # None -> NaN
         for i in np.flatnonzero(np.isnan(ts)):
             value = col[i]
             if value is None:

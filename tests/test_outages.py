@@ -81,6 +81,25 @@ def test_redis_outage_holds_alerts_back_reports_it_and_loses_nothing(stack, tmp_
     assert "redis available again" in worker.log.read_text().lower()
 
 
+def test_redis_down_at_start_the_worker_waits_says_so_and_then_catches_up(stack, tmp_path):
+    port = stack.redis_server.port
+    stack.redis_server.stop()
+    worker = stack.start_worker()
+    run(_send(stack.settings.bootstrap_servers, "telemetry.air", [_breach("st-early", 0)]))
+    health = wait_until(
+        lambda: _reachable(worker.port) and (h := _health(worker.port))["status"] == "degraded" and h,
+        timeout=60,
+        what="/health saying Redis is unavailable while the worker waits for it",
+    )
+    assert "redis" in health["problems"]
+    time.sleep(5)
+    assert worker.alive() and "redis unavailable" in worker.log.read_text().lower()
+    stack.redis_server = EmbeddedRedis(data_dir=tmp_path / "redis", port=port).start()
+    wait_until(lambda: [a["entity"] for a in stack.stream_alerts()] == ["st-early"], timeout=90, what="the alert")
+    wait_until(lambda: _health(worker.port)["status"] == "ok", what="health back to ok")
+    assert "traceback" not in worker.log.read_text().lower()
+
+
 async def _produce(bootstrap: str, topic: str, records: list[dict], pause_s: float = 0.0) -> None:
     """Records keyed by entity, in per-partition batches, as the simulator and integrators' producers send them;
     ``pause_s`` after every 100 records spreads them over time."""

@@ -110,6 +110,35 @@ def test_time_formats():
     assert parse_time(float("nan")) is None
 
 
+def test_a_feed_declares_its_zone_its_missing_values_and_numbers_written_as_text(tmp_path):
+    """A Beijing feed as published: local times without a zone, "NA" for a reading the station did not make,
+    numbers in quotes. Its records are read as it means them; an unknown zone is refused at load."""
+    (tmp_path / "station.toml").write_text(
+        'name = "station"\ntopic = "telemetry.station"\ntimezone = "Asia/Shanghai"\nmissing = ["NA", ""]\n'
+        "numbers_as_text = true\n"
+        '[fields.pm25]\ntype = "float"\nmin = 0\n[fields.so2]\ntype = "float"\nmin = 0\n'
+        '[fields.site]\ntype = "string"\n'
+    )
+    source = load_sources(Settings(sources_dirs=[tmp_path]))["station"]
+    batch, rejects = Validator(source, Settings()).validate(
+        [
+            {"entity": "NA", "ts": "2026-01-01 08:00:00", "pm25": "NA", "so2": "12.5", "site": ""},
+            {"entity": "s2", "ts": "2026-01-01T08:00:00+08:00", "pm25": 3, "so2": "lots"},
+            {"entity": "s3", "ts": "NA", "pm25": 3},
+        ]
+    )
+    assert batch.entities == ["NA"] and batch.ts.tolist() == [TS]  # 08:00 in Beijing is midnight UTC
+    assert np.isnan(batch.columns["pm25"][0]) and batch.columns["so2"].tolist() == [12.5]
+    assert batch.strings["site"] == [None]
+    assert [(r.position, r.reason) for r in rejects] == [(1, "wrong_type"), (2, "bad_timestamp")]
+    assert Validator(load_sources(Settings())["air"], Settings()).validate([{"entity": "a", "ts": TS, "pm25": "3"}])[1]
+    (tmp_path / "station.toml").write_text(
+        (tmp_path / "station.toml").read_text().replace("Asia/Shanghai", "Asia/Peking-ish")
+    )
+    with pytest.raises(SourceError, match=r"station.toml: timezone: .*unknown time zone 'Asia/Peking-ish'"):
+        load_sources(Settings(sources_dirs=[tmp_path]))
+
+
 @pytest.mark.parametrize("fmt", ["auto", "epoch_s", "epoch_ms", "iso8601"])
 def test_a_batch_of_numeric_times_reads_as_one_record_at_a_time(fmt):
     """All-number times take a vectorised path; one odd record sends the batch one record at a time."""

@@ -307,7 +307,7 @@ def worker(loglevel: str = typer.Option("info", help="crit, error, warn, info or
 
     registry = registry_or_fail()
     with embedded_stack(get_settings()) as live:
-        preflight(live)
+        preflight(live, wait_for_redis=True)
         try:
             app = Worker(live, registry).app  # loads the fusion patterns: a bad file stops the start
         except PatternError as exc:

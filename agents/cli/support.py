@@ -10,7 +10,7 @@ from rich.markup import escape
 
 from models.catalog import load_sources
 from settings import ConfigError, Settings, get_settings
-from state.redis_client import check_redis, connected
+from state.redis_client import RedisAway, check_redis, connected
 from streams.kafka.client import check_kafka
 from streams.registry import SourceError
 from streams.validation import parse_time
@@ -25,14 +25,21 @@ def registry_or_fail():
         fail(str(exc))
 
 
-def preflight(settings: Settings, kafka: bool = True, redis: bool = True) -> None:
-    """Connect to the broker and Redis once; a refusal or a wrong setting ends the command with a clear error."""
+def preflight(settings: Settings, kafka: bool = True, redis: bool = True, wait_for_redis: bool = False) -> None:
+    """Connect to the broker and Redis once; a refusal or a wrong setting ends the command with a clear error.
+    ``wait_for_redis``: a Redis that does not answer (down, restarting) is only reported; the caller waits for it.
+    """
 
     async def run():
         if kafka:
             await check_kafka(settings)
         if redis:
-            await check_redis(settings)
+            try:
+                await check_redis(settings)
+            except RedisAway as exc:
+                if not wait_for_redis:
+                    raise
+                console.print(f"[yellow]{exc}: waiting for it (/health says degraded until it answers)[/]")
 
     try:
         asyncio.run(run())

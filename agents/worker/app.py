@@ -146,7 +146,7 @@ class Worker:
         s = self.settings
         await ensure_topics(s, warden_topics(s, self.registry))
         self.redis = redis_client(s)
-        await self.redis.ping()
+        await self.health.retry("start", self.redis.ping)  # Redis down at start: wait (and say so), not die
         self.producer = BatchingProducer(
             **kafka_options(s),
             batch_records=s.producer_batch_records,
@@ -157,15 +157,16 @@ class Worker:
         self.outputs = Outputs(self.producer, s)
         self.checkpoints = CheckpointStore(self.redis, s.app_id)
         self.refdata = RefCache(self.redis)
-        await self.refdata.refresh()
+        await self.health.retry("start", self.refdata.refresh)
         self.store = AlertStore(self.redis, s)
         self.alert_manager = AlertManager(self.store, self.refdata, QuietPeriods(s.alert_quiet_s))
-        await self.alert_manager.learn_labels()
+        await self.health.retry("start", self.alert_manager.learn_labels)
         self.delivery = Delivery(self.redis, s, self.metrics.worker_id)
         await self.delivery.start()
         self.fusion = Fusion(self.redis, self.patterns, lambda: self.refdata.current)
         self.archiver = Archiver(s, self.redis)
         self.models = ModelWatch(self.redis, self.health)
+        await self.health.retry("start", self.models.refresh)
         await self.models.start()
         self.links = PartitionLinks(
             s,
@@ -272,7 +273,7 @@ class Worker:
 
     async def _refresh_refdata(self) -> None:
         try:
-            await self.refdata.refresh()
+            await self.health.retry("start", self.refdata.refresh)
         except ValueError as exc:  # stored by an older or newer release: keep what we have
             log.error("reference data not refreshed: %s", exc)
 
