@@ -220,10 +220,21 @@ class EntityState:
         (:meth:`newly_closed`'s ``done``); :data:`NEVER` until set."""
         self.store.add(column, np.int32, fill=NEVER)
 
-    def closed_bucket(self, rows: np.ndarray, window: str) -> np.ndarray:
-        """The newest bucket of ``window`` that no record can still enter, per entity."""
+    def closed_bucket(self, rows: np.ndarray, window: str, now: float | None = None) -> np.ndarray:
+        """The newest bucket of ``window`` that no record can still enter, per entity; ``now``: the partition's
+        clock run on by its idle timer (see ``SourceEngine.sweep``), which closes a quiet entity's buckets too."""
         seconds, _ = self.windows[window]
-        return np.floor((self.store["last_ts"][rows] - self.lateness_s) / seconds).astype(np.int64) - 1
+        clock = self.store["last_ts"][rows]
+        if now is not None:
+            clock = np.maximum(clock, now)
+        return np.floor((clock - self.lateness_s) / seconds).astype(np.int64) - 1
+
+    def unjudged(self, window: str, done: np.ndarray, now: float) -> np.ndarray:
+        """Entities with records whose ``window`` buckets closed by ``now`` are not all judged (``done``, a
+        marker column of :meth:`newly_closed`): the ones an idle timer's sweep judges."""
+        n = len(self)
+        rows = np.flatnonzero(np.isfinite(self.store["last_ts"][:n]))
+        return rows[done[rows] < self.closed_bucket(rows, window, now)]
 
     def window_means(self, window: str, rows: np.ndarray, buckets: np.ndarray) -> np.ndarray:
         """Mean of each windowed field in bucket ``buckets`` of entity ``rows`` (NaN if empty/gone)."""
@@ -231,8 +242,9 @@ class EntityState:
             self.store[f"{window}.sum"], self.store[f"{window}.count"], self.store[f"{window}.head"], rows, buckets
         )
 
-    def newly_closed(self, rows: np.ndarray, window: str, done: np.ndarray):
-        """Yield (rows, buckets) for each ``window`` bucket with data closed since ``done``.
+    def newly_closed(self, rows: np.ndarray, window: str, done: np.ndarray, now: float | None = None):
+        """Yield (rows, buckets) for each ``window`` bucket with data closed since ``done`` (by ``now`` too:
+        see :meth:`closed_bucket`).
 
         ``done`` (a per-entity column) is advanced, so each closed bucket is
         yielded once; only buckets still held in the ring can be yielded.
@@ -241,7 +253,7 @@ class EntityState:
             return
         rows = np.unique(rows)
         _, ring = self.windows[window]
-        closed = self.closed_bucket(rows, window)
+        closed = self.closed_bucket(rows, window, now)
         head = self.store[f"{window}.head"][rows].astype(np.int64)
         start = np.maximum(done[rows] + 1, head - ring + 1)
         counts = self.store[f"{window}.count"]

@@ -45,3 +45,23 @@ def test_silent_and_recovered_once_however_batched(cut):
         ("silent", "meter-07"),
     }
     assert ("silent", "meter-07", "2026-01-01T01:44:07.000Z") in got
+
+
+def test_an_idle_feeds_clock_closes_the_hours_of_stations_gone_quiet():
+    """A station's last hour is judged when the partition's idle timer runs the clock past its end plus the
+    lateness, not only when that station reports again; each hour once."""
+    engine = SourceEngine(load_sources(Settings())["air"], Settings())
+    hour = 1_767_229_200.0  # 2026-01-01T01:00Z
+    engine.process(
+        [
+            {"entity": "st-q", "ts": hour + 1800, "pm25": 400.0},  # AQI 434 for its hour, then silence
+            {"entity": "st-b", "ts": hour + 1800, "pm25": 10.0},
+        ]
+    )
+    lateness = Settings().allowed_lateness_s
+    assert "aqi_polluted" not in [s.kind for s in engine.sweep(hour + 3600 + lateness - 1)]
+    closed = [(s.kind, s.entity, iso(s.window_start)) for s in engine.sweep(hour + 3600 + lateness + 1)]
+    assert ("aqi_polluted", "st-q", "2026-01-01T01:00:00.000Z") in closed
+    assert "aqi_polluted" not in [s.kind for s in engine.sweep(hour + 3 * 3600)]  # judged once
+    later = engine.process([{"entity": "st-q", "ts": hour + 7200, "pm25": 10.0}]).signals
+    assert "aqi_polluted" not in [s.kind for s in later]

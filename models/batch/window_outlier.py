@@ -92,12 +92,21 @@ class WindowOutlier(Detector):
         self.collected = []
 
     def detect(self, batch: Batch, rows: np.ndarray, state: EntityState, ctx: BatchContext) -> list[Signal]:
+        return self._judge(rows, state)
+
+    def sweep(self, state: EntityState, now: float) -> list[Signal]:
+        """The hours an idle feed's clock (``now``) has closed."""
+        if self.model is None and self.collected is None:
+            return []
+        return self._judge(state.unjudged("1h", state.store[DONE], now), state, now)
+
+    def _judge(self, rows: np.ndarray, state: EntityState, now: float | None = None) -> list[Signal]:
         if self.model is None and self.collected is None:
             return []
         seconds, _ = state.windows["1h"]
         counts = state.store["count"]
         alerts = []
-        for r, b in state.newly_closed(rows, "1h", state.store[DONE]):
+        for r, b in state.newly_closed(rows, "1h", state.store[DONE], now):
             ready = counts[r].min(axis=1) >= self.settings.min_records
             r, b = r[ready], b[ready]
             if not len(r):

@@ -83,11 +83,18 @@ class Consumption(Detector):
         needs_field(source, cls.name, settings.field, windowed=True)
 
     def detect(self, batch: Batch, rows: np.ndarray, state: EntityState, ctx: BatchContext) -> list[Signal]:
+        return self._judge(rows, state)
+
+    def sweep(self, state: EntityState, now: float) -> list[Signal]:
+        """The hours an idle feed's clock (``now``) has closed."""
+        return self._judge(state.unjudged("1h", state.store["consumption.closed"], now), state, now)
+
+    def _judge(self, rows: np.ndarray, state: EntityState, now: float | None = None) -> list[Signal]:
         sp = self.settings
         seconds, _ = state.windows["1h"]
         profile, seen, var = (state.store[f"consumption.{c}"] for c in ("profile", "seen", "var"))
         alerts = []
-        for r, b in state.newly_closed(rows, "1h", state.store["consumption.closed"]):
+        for r, b in state.newly_closed(rows, "1h", state.store["consumption.closed"], now):
             use = state.window_means("1h", r, b)[:, self.f]
             ok = ~np.isnan(use)
             r, b, use = r[ok], b[ok], use[ok]

@@ -74,9 +74,16 @@ class Aqi(Detector):
         state.add_marker("aqi.closed")
 
     def detect(self, batch: Batch, rows: np.ndarray, state: EntityState, ctx: BatchContext) -> list[Signal]:
+        return self._judge(rows, state)
+
+    def sweep(self, state: EntityState, now: float) -> list[Signal]:
+        """The hours an idle feed's clock (``now``) has closed: a station gone quiet is judged on its last."""
+        return self._judge(state.unjudged("1h", state.store["aqi.closed"], now), state, now)
+
+    def _judge(self, rows: np.ndarray, state: EntityState, now: float | None = None) -> list[Signal]:
         alerts = []
         seconds, _ = state.windows["1h"]
-        for r, b in state.newly_closed(rows, "1h", state.store["aqi.closed"]):
+        for r, b in state.newly_closed(rows, "1h", state.store["aqi.closed"], now):
             means = state.window_means("1h", r, b)
             scores = np.column_stack([iaqi(p, means[:, state.windowed.index(p)]) for p in self.pollutants])
             valid = ~np.isnan(scores).all(axis=1)

@@ -156,12 +156,19 @@ class Threshold(Detector):
             for i, p in zip(idx[fire], period[fire])
         ]
 
-    def _window_rules(self, rows: np.ndarray, state: EntityState) -> list[Signal]:
+    def sweep(self, state: EntityState, now: float) -> list[Signal]:
+        """The windows an idle feed's clock (``now``) has closed."""
+        return self._window_rules(None, state, now)
+
+    def _window_rules(self, rows: np.ndarray | None, state: EntityState, now: float | None = None) -> list[Signal]:
+        """Window rules over the buckets closed for ``rows`` (None: every entity with unjudged buckets at
+        ``now``)."""
         alerts = []
         for window in sorted({_bucket_window(r.over) for r in self.window_rules}):
             seconds, _ring = state.windows[window]
             done = state.store[f"threshold.closed.{window}"]
-            for r, b in state.newly_closed(rows, window, done):
+            due = state.unjudged(window, done, now) if rows is None else rows
+            for r, b in state.newly_closed(due, window, done, now):
                 hour_means = day_means = None
                 for rule in self.window_rules:
                     if _bucket_window(rule.over) != window:
