@@ -42,7 +42,7 @@ from state.refdata.zones import metres
 SOURCE = "fusion"
 MODEL = "fusion@1"
 PATTERNS_DIR = Path(__file__).parent / "patterns"
-MAX_PIECES = 16  # per pattern, site and evidence name
+MAX_PIECES = 64  # per pattern, site and evidence name: the latest, of those newer than the last completion
 
 
 class PatternError(ValueError):
@@ -141,24 +141,26 @@ def piece(signal: Signal, name: str) -> dict:
     }
 
 
-def fuse(pattern: Pattern, site: dict, pieces: dict[str, list[dict]]) -> list[Signal]:
-    """The fused signals the site's pieces (evidence name -> its recent pieces) make, oldest first.
+def fuse(pattern: Pattern, site: dict, pieces: dict[str, list[dict]], after: float = -float("inf")) -> list[Signal]:
+    """The fused signals the site's pieces (evidence name -> its pieces) make after its last completion
+    (``after``), oldest first.
 
     The pattern completes at each time ``T`` (a piece's time) by which
     ``min_evidence`` names each have a piece that is within ``window_s`` before
     ``T`` and newer than the previous completion: evidence is used once, so a
     recurrence gives a new fused signal (which merges into the same alert while
-    it is open). A fused signal cites, per name, its latest piece in the span.
-    The result depends on the pieces only, not on the order they arrived in (a
-    replay interleaves sources differently from the live run).
+    it is open). A fused signal cites, per name, its first piece in the span:
+    the one that arrives first when each source delivers in order, so the result
+    does not depend on how sources interleave (a replay interleaves them
+    differently from the live run), only on the pieces and the last completion.
     """
     out: list[Signal] = []
-    last = -float("inf")
-    for t in sorted({p["ts"] for held in pieces.values() for p in held}):
+    last = after
+    for t in sorted({p["ts"] for held in pieces.values() for p in held if p["ts"] > after}):
         cited = [
-            max(
+            min(
                 (p for p in held if p["ts"] > last and t - pattern.window_s <= p["ts"] <= t),
-                key=lambda p: p["ts"],
+                key=lambda p: (p["ts"], p["id"]),
                 default=None,
             )
             for held in pieces.values()
@@ -192,10 +194,12 @@ def fuse(pattern: Pattern, site: dict, pieces: dict[str, list[dict]]) -> list[Si
     return out
 
 
-def keep(held: list[dict], new: dict, window_s: float) -> list[dict]:
-    """A name's pieces with ``new`` added: the recent ones (``MAX_PIECES``, none older than two windows)."""
-    held = sorted([*held, new], key=lambda p: p["ts"])[-MAX_PIECES:]
-    return [p for p in held if p["ts"] >= held[-1]["ts"] - 2 * window_s]
+def keep(held: list[dict], new: dict, after: float) -> list[dict]:
+    """A name's pieces with ``new`` added, each signal once, by event time: those newer than the site's last
+    completion (``after``: older ones are used up), at most the latest ``MAX_PIECES``. The live store keeps the
+    same (``agents/worker/fusion.py``)."""
+    held = {p["id"]: p for p in [*held, new] if p["ts"] > after}.values()
+    return sorted(held, key=lambda p: (p["ts"], p["id"]))[-MAX_PIECES:]
 
 
 def site_doc(site: Site) -> dict:
@@ -215,16 +219,23 @@ class FusionBook:
     def __init__(self, patterns: list[Pattern]):
         self.patterns = patterns
         self.pieces: dict[tuple[str, str], dict[str, list[dict]]] = {}
+        self.last: dict[tuple[str, str], float] = {}  # each (pattern, site)'s last completion
         self.emitted: set[str] = set()  # live, the alert manager's merged-signal marks do this
 
     def add(self, signal: Signal, ref: RefData) -> list[Signal]:
         """Fused signals that ``signal`` completes (each fused signal once)."""
         out = []
         for pattern, site, name in site_pieces(signal, self.patterns, ref):
-            held = self.pieces.setdefault((pattern.name, site.id), {})
-            held[name] = keep(held.get(name, []), piece(signal, name), pattern.window_s)
-            for fused in fuse(pattern, site_doc(site), held):
+            key = (pattern.name, site.id)
+            held, after = self.pieces.setdefault(key, {}), self.last.get(key, -float("inf"))
+            held[name] = keep(held.get(name, []), piece(signal, name), after)
+            done = fuse(pattern, site_doc(site), held, after)
+            for fused in done:
                 if fused.id not in self.emitted:
                     self.emitted.add(fused.id)
                     out.append(fused)
+            if done:  # the evidence it used up goes (as the live store's COMPLETE does)
+                after = self.last[key] = done[-1].ts
+                for held_name, got in held.items():
+                    held[held_name] = [p for p in got if p["ts"] > after]
         return out

@@ -71,9 +71,74 @@ def test_three_pieces_about_a_closed_plant_fuse_into_one_alert():
     for s in fused + again:
         alerts.add(s)
     assert len(alerts.incidents) == 1 and next(iter(alerts.incidents.values()))["count"] == 2
-    # the completions are a function of the pieces held (replay and live agree however sources interleave)
-    held = book.pieces[("illegal_resumption", "plant-1")]
-    assert [s.id for s in fuse(book.patterns[0], site_doc(ref.sites["plant-1"]), held)] == [s.id for s in fused + again]
+    # the pieces held are those newer than the last completion, and they complete nothing more
+    key = ("illegal_resumption", "plant-1")
+    held, after = book.pieces[key], book.last[key]
+    assert after == T0 + 3600 and all(p["ts"] > after for got in held.values() for p in got)
+    assert fuse(book.patterns[0], site_doc(ref.sites["plant-1"]), held, after) == []
+
+
+def _episodes() -> list[Signal]:
+    """Episodes at the closed plant three and fourteen hours apart, and pieces between them that complete nothing
+    (more of one name than the store holds)."""
+    out = []
+    for start in (T0, T0 + 3 * 3600, T0 + 17 * 3600):
+        out += [
+            _signal("power", "closed_site_consumption", "pw-1", start),
+            _signal("water", "closed_site_consumption", "wt-1", start + 600),
+            _at_gate("truck-9", start + 1800, PLANT),
+            _signal("power", "closed_site_consumption", "pw-1", start + 5400),
+        ]
+    # the plant's meter keeps reporting use, more pieces than a name holds
+    out += [_signal("power", "kw_consumption_abnormal", "pw-1", T0 + 7200 + 300 * k) for k in range(20)]
+    return sorted(out, key=lambda s: s.ts)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_live_store_fuses_as_replay_does_however_sources_interleave_and_after_redeliveries(seed):
+    """Pieces in Redis are kept by event time and signal id: each source's signals in order but the sources
+    interleaved at random, and a stretch of one source delivered again (a crash), give the fused signals (ids,
+    evidence) of the in-memory book fed in event-time order."""
+    import asyncio
+    import random
+
+    from agents.embedded.redis_server import EmbeddedRedis
+    from agents.worker.fusion import Fusion
+    from settings import Settings
+    from state.redis_client import redis_client
+
+    signals = _episodes()
+    book, ref = FusionBook(load_patterns()), _ref()
+    expected = [f for sig in signals for f in book.add(sig, ref)]
+    rng = random.Random(seed)
+    streams = {source: [x for x in signals if x.source == source] for source in ("power", "water", "gps")}
+    again = rng.choice(["power", "water", "gps"])
+    cut = rng.randrange(len(streams[again]))
+    streams[again] += streams[again][cut:]  # redelivered from a checkpoint after a crash
+    arrivals = []
+    while any(streams.values()):
+        arrivals.append(streams[rng.choice([k for k, v in streams.items() if v])].pop(0))
+
+    async def live(url: str) -> list[Signal]:
+        redis = redis_client(Settings(redis_url=url))
+        try:
+            fusion, fused = Fusion(redis, load_patterns(), lambda: ref), {}
+            for k in range(0, len(arrivals), 2):
+                for f in await fusion.handle(arrivals[k : k + 2]):
+                    fused[f.id] = f  # the alert manager merges a signal id once
+            return list(fused.values())
+        finally:
+            await redis.aclose()
+
+    server = EmbeddedRedis().start()
+    try:
+        got = asyncio.run(live(server.url))
+    finally:
+        server.stop()
+    assert len(expected) == 3
+    assert sorted((f.id, f.ts, orjson.dumps(f.evidence)) for f in got) == sorted(
+        (f.id, f.ts, orjson.dumps(f.evidence)) for f in expected
+    )
 
 
 @pytest.mark.parametrize("case", ["operating_plant", "truck_far_away", "outside_window", "two_pieces"])
