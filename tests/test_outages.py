@@ -100,6 +100,59 @@ def test_redis_down_at_start_the_worker_waits_says_so_and_then_catches_up(stack,
     assert "traceback" not in worker.log.read_text().lower()
 
 
+def test_a_frozen_broker_shows_in_health_and_the_log_and_nothing_is_lost_or_doubled(stack):
+    import os
+    import signal
+
+    worker = stack.start_worker()
+    run(_send(stack.settings.bootstrap_servers, "telemetry.air", [_breach("st-1", 0)]))
+    wait_until(lambda: stack.stream_alerts(), timeout=90, what="the first alert")
+    broker = stack.broker._proc.pid
+    os.kill(broker, signal.SIGSTOP)
+    try:
+        health = wait_until(
+            lambda: (h := _health(worker.port))["status"] == "degraded" and h,
+            timeout=60,
+            what="/health saying the broker does not answer",
+        )
+        assert "broker" in health["problems"] and 'dependency="broker"} 0.0' in _metrics(worker.port)
+        assert "broker unavailable" in worker.log.read_text().lower()
+        time.sleep(5)
+    finally:
+        os.kill(broker, signal.SIGCONT)
+    wait_until(lambda: _health(worker.port)["status"] == "ok", timeout=90, what="health back to ok")
+    run(_send(stack.settings.bootstrap_servers, "telemetry.air", [_breach("st-2", 0)]))
+    wait_until(lambda: len(stack.stream_alerts()) >= 2, timeout=90, what="the alert after the freeze")
+    time.sleep(2)
+    opened = [(a["kind"], a["entity"]) for a in stack.stream_alerts() if a["event"] == "opened"]
+    assert sorted(opened) == [("pm25_over_limit", "st-1"), ("pm25_over_limit", "st-2")]  # once each, no silence
+    assert worker.alive() and "broker available again" in worker.log.read_text().lower()
+
+
+def test_a_frozen_redis_holds_alerts_back_says_so_and_loses_or_doubles_nothing(stack):
+    import os
+    import signal
+
+    worker = stack.start_worker()
+    run(_send(stack.settings.bootstrap_servers, "telemetry.air", [_breach("st-0", 0)]))
+    wait_until(lambda: stack.stream_alerts(), timeout=90, what="the first alert")
+    redis_pid = stack.redis_server._server.pid
+    os.kill(redis_pid, signal.SIGSTOP)
+    try:
+        run(_send(stack.settings.bootstrap_servers, "telemetry.air", [_breach(f"st-{i}", 0) for i in range(1, 6)]))
+        health = wait_until(
+            lambda: (h := _health(worker.port))["status"] == "degraded" and h, timeout=60, what="degraded health"
+        )
+        assert "redis" in health["problems"]
+        time.sleep(3)
+    finally:
+        os.kill(redis_pid, signal.SIGCONT)
+    wait_until(lambda: len({a["entity"] for a in stack.stream_alerts()}) == 6, timeout=90, what="every alert")
+    wait_until(lambda: _health(worker.port)["status"] == "ok", timeout=60, what="health back to ok")
+    opened = [a["entity"] for a in stack.stream_alerts() if a["event"] == "opened"]
+    assert sorted(opened) == [f"st-{i}" for i in range(6)] and worker.alive()
+
+
 async def _produce(bootstrap: str, topic: str, records: list[dict], pause_s: float = 0.0) -> None:
     """Records keyed by entity, in per-partition batches, as the simulator and integrators' producers send them;
     ``pause_s`` after every 100 records spreads them over time."""

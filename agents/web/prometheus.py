@@ -64,7 +64,9 @@ class WorkerCollector:
         )
         yield GaugeMetricFamily("warden_resident_bytes", "resident memory of the worker", value=snap["rss"])
         up = GaugeMetricFamily("warden_dependency_up", "1 when the dependency is reachable", labels=["dependency"])
-        up.add_metric(["redis"], 0.0 if "redis" in self.problems() else 1.0)
+        problems = self.problems()
+        for dependency in ("redis", "broker"):
+            up.add_metric([dependency], 0.0 if dependency in problems else 1.0)
         yield up
 
 

@@ -20,6 +20,7 @@ from collections import defaultdict
 import faust
 import numpy as np
 import redis.asyncio as aioredis
+from aiokafka.errors import KafkaError
 from faust.types import TP
 
 from agents.access.audit import Audit
@@ -55,6 +56,8 @@ from streams.kafka.topics import ensure_topics, warden_topics
 from streams.registry import Registry, Source
 
 log = logging.getLogger("warden.worker")
+BROKER = "broker"  # its problem's name in /health
+BROKER_PING_S = 5.0
 
 
 class Worker:
@@ -109,6 +112,7 @@ class Worker:
             ("publish_metrics", 1.0, lambda: self.metrics.publish(self.redis)),
             ("share_positions", 2.0, lambda: vehicles.share(self.redis, self.metrics.worker_id, self.positions)),
             ("sweep_idle", 5.0, self._sweep_idle),
+            ("ping_broker", BROKER_PING_S, self._ping_broker),
             ("refresh_refdata", refresh, self._refresh_refdata),
             ("learn_labels", refresh, lambda: self.alert_manager.learn_labels()),
             ("refresh_models", refresh, lambda: self.models.refresh()),
@@ -268,8 +272,19 @@ class Worker:
             await runner.checkpoint()
 
     async def _sweep_idle(self) -> None:
+        if BROKER in self.health.problems:  # records may be waiting in a broker that does not answer: not idle
+            return
         for runner in list(self.runners.values()):
             await runner.sweep_idle()
+
+    async def _ping_broker(self) -> None:
+        """A broker that stops answering (frozen, partitioned away) shows in /health, /metrics and the log."""
+        try:
+            await asyncio.wait_for(self.producer.ping(), BROKER_PING_S)
+        except (TimeoutError, KafkaError, OSError) as exc:
+            self.health.failed(BROKER, "metadata request", exc)
+        else:
+            self.health.recovered(BROKER)
 
     async def _refresh_refdata(self) -> None:
         try:

@@ -61,6 +61,10 @@ class BatchingProducer:
         finally:
             await self._producer.stop()
 
+    async def ping(self) -> None:
+        """A metadata round trip to the cluster: raises (or hangs: bound it) when the broker does not answer."""
+        await self._producer.client.fetch_all_metadata()
+
     async def partitions(self, topic: str) -> PartitionCache:
         """The partitioner for ``topic`` (its partition count read once from metadata)."""
         cache = self._partitioners.get(topic)
