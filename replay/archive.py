@@ -142,11 +142,28 @@ class PartitionArchive:
 
     def sweep(self, now: float, sync: bool = False) -> None:
         """A sweep the live engine ran at event time ``now`` on an idle feed, after the records appended so far
-        (none yet: nothing to sweep, and none written); ``sync``: durable now (it raised signals)."""
-        if self.writer is not None:
-            self.writer.sweep(now)
-            if sync:
-                self.writer.sync()
+        (into the run's last segment, opened again after a restart; none in the run yet: nothing to sweep, and
+        none written); ``sync``: durable now (it raised signals)."""
+        if self.writer is None:
+            last = self._last_segment()
+            if last is None:
+                return
+            self.writer = SegmentWriter.resume(last, self.level)
+            self.hour = self.writer.entry["hour"]
+        self.writer.sweep(now)
+        if sync:
+            self.writer.sync()
+
+    def _last_segment(self) -> Path | None:
+        """The sealed segment of this run holding its last offset (None: the run has archived nothing)."""
+        found = []
+        for path in self.dir.glob(f"*-{self.run}-*" + seg.SUFFIX) if self.dir.is_dir() else ():
+            index = seg.index_path(path)
+            if index.exists():
+                entry = orjson.loads(index.read_bytes())
+                if entry["records"]:
+                    found.append((entry["last_offset"], entry["hour"], path))
+        return max(found)[2] if found else None
 
     def sync(self) -> None:
         """Everything appended is on disk: call before committing the offsets it covers."""

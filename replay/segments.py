@@ -99,6 +99,16 @@ class SegmentWriter:
         self._file = open(path, "xb")
         self._file.write(MAGIC)
 
+    @classmethod
+    def resume(cls, path: Path, level: int = 3) -> SegmentWriter:
+        """A sealed segment opened to append again (its index removed until it is sealed anew)."""
+        writer = cls.__new__(cls)
+        writer.path, writer.level = path, level
+        writer.entry = orjson.loads(index_path(path).read_bytes())
+        writer._file = open(path, "ab")
+        index_path(path).unlink()
+        return writer
+
     def append(
         self,
         offsets: list[int],

@@ -101,6 +101,21 @@ def test_an_idle_sweep_is_replayed_at_its_place_among_the_records(tmp_path):
     assert all(c.sweep is None for c in read_records([found], until=T0 + 600.0))  # outside the period asked for
 
 
+def test_a_sweep_after_a_restart_goes_after_the_records_archived_before_it(tmp_path):
+    part = PartitionArchive(tmp_path, "metric", 0)
+    part.append(*_records(range(3)))
+    part.close()
+    again = PartitionArchive(tmp_path, "metric", 0, run=part.run)  # restored: no record processed yet
+    again.sweep(T0 + 900.0)
+    again.append(*_records(range(3, 5)))
+    again.close()
+    found = segments(tmp_path)
+    assert [s.sealed for s in found] == [True] and found[0].entry["frames"] == 3
+    chunks = [(c.sweep, [int(r["value"]) for r in c.records]) for c in read_records(found)]
+    assert chunks == [(None, [0, 1, 2]), (T0 + 900.0, []), (None, [3, 4])]
+    assert PartitionArchive(tmp_path, "metric", 1).sweep(T0) is None and segments(tmp_path) == found  # none before
+
+
 def test_corrupt_segment_is_skipped_whole_and_reported(tmp_path):
     part = PartitionArchive(tmp_path, "metric", 0)
     part.append(*_records(range(180)))  # three hours: three segments
