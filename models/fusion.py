@@ -16,12 +16,15 @@ them in Redis (``agents/worker/fusion.py``).
 >>> p = Pattern(name="p", kind="k", window_s=3600, min_evidence=2, evidence=[
 ...     EvidenceSpec(name="power", source="power", kinds=["closed_site_consumption"]),
 ...     EvidenceSpec(name="truck", source="gps", kinds=["dwell"], radius_m=300)])
->>> pieces = {"power": [{"name": "power", "ts": 100.0, "score": 1.0}],
-...           "truck": [{"name": "truck", "ts": 2000.0, "score": 0.5}]}
+>>> pieces = {"power": [{"name": "power", "id": "s1", "ts": 100.0, "score": 1.0}],
+...           "truck": [{"name": "truck", "id": "s2", "ts": 2000.0, "score": 0.5}]}
 >>> (fused,) = fuse(p, {"id": "plant-1", "name": "Plant"}, pieces)
 >>> fused.kind, fused.entity, [x["name"] for x in fused.evidence["pieces"]]
 ('k', 'plant-1', ['power', 'truck'])
->>> fuse(p, {"id": "plant-1"}, {"power": [{"ts": 100.0, "score": 1.0}], "truck": [{"ts": 9000.0, "score": 1.0}]})
+>>> fuse(p, {"id": "plant-1"}, pieces, after=fused.ts)  # evidence is used once
+[]
+>>> far = {"power": pieces["power"], "truck": [{"id": "s3", "ts": 9000.0, "score": 1.0}]}
+>>> fuse(p, {"id": "plant-1"}, far)
 []
 """
 

@@ -132,9 +132,31 @@ def test_three_kill_9s_give_the_clean_runs_alerts_and_a_replay_log_that_replays_
         worker.kill()
     run(_produce(settings, registry, backlog[sent:]))
     worker = stack.start_worker(WARDEN_CHECKPOINT_INTERVAL_S="1")
+    _same_as_a_clean_run(stack, backlog, [worker])
+
+
+def test_two_workers_one_killed_give_the_clean_runs_alerts_and_a_replay_log_that_replays_them(stack):
+    settings, registry = stack.settings, load_sources(stack.settings)
+    backlog = _backlog()
+    run(ensure_topics(settings, warden_topics(settings, registry)))
+    first, second = stack.start_worker(), stack.start_worker()
+    wait_until(lambda: len(stack.metrics()) == 2, timeout=90, what="two workers")
+    half = RECORDS // 2
+    run(_produce(settings, registry, backlog[:half]))
+    wait_until(lambda: _accepted(stack) > half // 2, timeout=60, what="both processing")
+    first.kill()  # its partitions go to the partner, from their checkpoints
+    run(_produce(settings, registry, backlog[half:]))
+    _same_as_a_clean_run(stack, backlog, [second])
+
+
+def _same_as_a_clean_run(stack, backlog: list[dict], workers) -> None:
+    """Once every record is checkpointed: the live alerts (ids, counts, first and last seen, evidence) are a clean
+    in-process run's, the replay log holds each record of each offset once, and replay over it gives them too."""
+    settings, registry = stack.settings, load_sources(stack.settings)
     ends = run(_ends(settings, registry))
     wait_until(lambda: _checkpointed(stack, ends), timeout=120, what="every record processed and checkpointed")
-    worker.stop()  # seals the replay log
+    for worker in workers:
+        worker.stop()  # seals the replay log
     live = _essence(run(_live(settings)).values())
 
     clean = AlertPipeline(settings)  # the same records, no broker, no crash
