@@ -56,3 +56,26 @@ def test_a_detector_that_raises_dead_letters_its_messages_and_the_partition_goes
     assert health.status == "degraded" and health.problems[INTERNAL]["count"] == 1
     assert [s.kind for s in outputs.sent] == ["pm25_over_limit"]
     assert runner.links.metrics.records["air"] == 3  # each message counted once: two lost, one processed
+
+
+def test_a_sweep_that_raises_costs_that_sweep_only(tmp_path, monkeypatch):
+    from models.rules.aqi import Aqi
+
+    def broken(self, state, now):
+        raise ValueError("a sweep bug")
+
+    monkeypatch.setattr(Aqi, "sweep", broken)
+    health = Health()
+
+    async def scenario():
+        runner, outputs = await kept_runner(REGISTRY["air"], tmp_path, health=health)
+        await runner.process([_message(0, OWNED[0], 20.0)])
+        runner.last_message_at -= 3600  # an hour without a message: the idle timer sweeps
+        await runner.sweep_idle()
+        await runner.process([_message(1, OWNED[0], 300.0)])  # and the partition goes on
+        await runner.close()
+        return outputs
+
+    outputs = asyncio.run(scenario())
+    assert health.problems[INTERNAL]["error"] == "ValueError: a sweep bug" and health.status == "degraded"
+    assert [s.kind for s in outputs.sent] == ["pm25_over_limit"] and not outputs.letters

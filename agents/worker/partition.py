@@ -414,7 +414,13 @@ class PartitionRunner:
             if watermark == -np.inf or idle < self.source.expected_interval_s:
                 return
             now = watermark + idle
-            signals = self.engine.sweep(now)
+            try:
+                signals = self.engine.sweep(now)
+            except Exception as exc:  # as a batch's: never the partition (its timer runs again)
+                error_id = f"{self.source.name}-p{self.partition}-sweep-{now:.0f}"
+                log.exception("internal error %s: the idle sweep of %s/%d", error_id, self.source.name, self.partition)
+                self.health.fault(f"{self.source.name}/{self.partition}", error_id, exc)
+                return
             await self._archive_settled()
             if self.archive is not None:  # replay sweeps here too: the same signals and state after
                 await self._archive_call("sweep", partial(self.archive.sweep, now, sync=bool(signals)))
