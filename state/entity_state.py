@@ -226,12 +226,16 @@ class EntityState:
         self.store.add(column, np.int32, fill=NEVER)
 
     def closed_bucket(self, rows: np.ndarray, window: str, now: float | None = None) -> np.ndarray:
-        """The newest bucket of ``window`` that no record can still enter, per entity; ``now``: the partition's
-        clock run on by its idle timer (see ``SourceEngine.sweep``), which closes a quiet entity's buckets too."""
+        """The newest bucket of ``window`` that no record can still enter, per entity.
+
+        ``now``: the partition's clock at a sweep (see ``SourceEngine.sweep``), which closes the buckets of an
+        entity that went quiet too. An entity more than two buckets and two latenesses behind it keeps its own
+        clock: it is catching up (a logger's buffered upload), and its buckets close on its own records."""
         seconds, _ = self.windows[window]
         clock = self.store["last_ts"][rows]
         if now is not None:
-            clock = np.maximum(clock, now)
+            keeping_up = clock >= now - 2 * (seconds + self.lateness_s)
+            clock = np.where(keeping_up, np.maximum(clock, now), clock)
         return np.floor((clock - self.lateness_s) / seconds).astype(np.int64) - 1
 
     def unjudged(self, window: str, done: np.ndarray, now: float) -> np.ndarray:

@@ -12,6 +12,7 @@ import pytest
 
 from agents.worker.health import INTERNAL, Health
 from agents.worker.partition import Message
+from models.catalog import load_sources
 from models.rules.threshold import Threshold
 from streams.kafka.partitioner import partition_for
 from tests.runners import kept_runner
@@ -79,3 +80,34 @@ def test_a_sweep_that_raises_costs_that_sweep_only(tmp_path, monkeypatch):
     outputs = asyncio.run(scenario())
     assert health.problems[INTERNAL]["error"] == "ValueError: a sweep bug" and health.status == "degraded"
     assert [s.kind for s in outputs.sent] == ["pm25_over_limit"] and not outputs.letters
+
+
+def test_a_busy_partitions_clock_judges_the_hour_of_a_station_gone_quiet_and_replay_agrees(tmp_path):
+    """One station reports once and goes quiet while another keeps reporting: the timer's sweep at the
+    partition's watermark judges the quiet one's hour (AQI) once the clock passes its end plus the lateness;
+    the sweep is in the replay log, and replay raises the same."""
+    from replay.archive import read_records, segments
+    from replay.offline import Engines, replay_archive
+    from settings import Settings
+
+    quiet, busy = OWNED
+    hour = T0 + 3600
+
+    def at(offset: int, entity: str, ts: float, pm25: float) -> Message:
+        return Message(offset, orjson.dumps({"entity": entity, "ts": ts, "pm25": pm25}))
+
+    async def scenario():
+        runner, outputs = await kept_runner(REGISTRY["air"], tmp_path)
+        await runner.process([at(0, quiet, hour + 1800, 400.0), at(1, busy, hour + 1800, 10.0)])
+        for k in range(1, 6):  # the busy one every ten minutes, past the hour's end plus the lateness
+            await runner.process([at(1 + k, busy, hour + 1800 + 600 * k, 10.0)])
+            await runner.sweep_idle()  # the timer's tick: the partition is busy, its clock is the watermark
+        await runner.close()
+        return outputs
+
+    outputs = asyncio.run(scenario())
+    live = sorted((s.kind, s.entity, s.window_start) for s in outputs.sent if s.kind == "aqi_polluted")
+    assert live == [("aqi_polluted", quiet, hour)]
+    replayed = []
+    replay_archive(read_records(segments(tmp_path)), Engines(load_sources(), Settings(), on_signal=replayed.append))
+    assert sorted(s.id for s in replayed) == sorted(s.id for s in outputs.sent)

@@ -96,6 +96,7 @@ class PartitionRunner:
         self.checkpoint_cost = 0.0  # seconds the last checkpoint took
         self.archive_run: str | None = None  # the replay log's run this state continues (in its checkpoint)
         self.last_message_at = time.time()
+        self.swept_to = -np.inf  # event time of the last sweep this runner ran
 
     async def restore(self) -> None:
         """Learn the topic's real partition count; load the partition's checkpoint, if any (a layout
@@ -403,17 +404,23 @@ class PartitionRunner:
         return result
 
     async def sweep_idle(self) -> None:
-        """When no record has come for an expected interval, let event time run on with the wall clock.
+        """Time-driven signals and window closes at the partition's clock, every tick of the timer.
 
-        A feed that dies entirely still makes its entities silent. The wall clock is live only, so the sweep
-        goes into the replay log at its place among the records, and replay runs it there.
+        The clock is the partition's watermark: its other entities' records close the windows of one that went
+        quiet (hours judged within a tick of their end plus the lateness). When no record has come for an
+        expected interval, it runs on with the wall clock, so a feed that dies entirely still goes silent. The
+        wall clock and the timer are live only, so each sweep goes into the replay log at its place among the
+        records, and replay runs it there.
         """
         async with self.lock:
             idle = time.time() - self.last_message_at
             watermark = self.engine.state.watermark
-            if watermark == -np.inf or idle < self.source.expected_interval_s:
+            if watermark == -np.inf:
                 return
-            now = watermark + idle
+            now = watermark + idle if idle >= self.source.expected_interval_s else watermark
+            if now <= self.swept_to:
+                return
+            self.swept_to = now
             try:
                 signals = self.engine.sweep(now)
             except Exception as exc:  # as a batch's: never the partition (its timer runs again)
