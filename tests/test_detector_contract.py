@@ -218,21 +218,33 @@ def test_readings_of_a_rising_register_out_of_order_within_the_lateness_raise_no
     assert [(s.kind, s.evidence) for s in signals if s.kind.startswith("kwh")] == []
 
 
-# Its exponentially weighted statistics learn each record as it arrives: one arriving after a later one is learnt
-# out of order, and its scores move (issue 23: a reorder hold, or a model that learns in event time).
-IN_ARRIVAL_ORDER = {"anomaly": pytest.mark.xfail(strict=True, reason="learns records in arrival order")}
+def _arrivals(records: list[dict], seed: int) -> list[dict]:
+    """The records as they might arrive: each delayed by up to the allowed lateness."""
+    delay = np.random.default_rng(seed).uniform(0, Settings().allowed_lateness_s, len(records))
+    return [records[i] for i in sorted(range(len(records)), key=lambda i: records[i]["ts"] + delay[i])]
 
 
-@pytest.mark.parametrize(
-    "name", [pytest.param(n, marks=IN_ARRIVAL_ORDER[n]) if n in IN_ARRIVAL_ORDER else n for n in NAMES]
-)
+@pytest.mark.parametrize("name", NAMES)
 @settings(max_examples=4, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
-@given(data=st.data())
-def test_any_arrival_order_within_the_lateness_gives_the_signals_of_event_time_order(name, data):
-    records = _records(name)
-    lateness = Settings().allowed_lateness_s
-    delay = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1), label="seed")).uniform(0, lateness, len(records))
-    arrival = sorted(range(len(records)), key=lambda i: records[i]["ts"] + delay[i])  # each within the lateness
+@given(seed=st.integers(0, 2**32 - 1))
+def test_a_batch_in_any_arrival_order_within_the_lateness_gives_the_signals_of_event_time_order(name, seed):
     ids, _ = _whole(name)
-    engine = _engine(name)
-    assert sorted(s.id for s in engine.process([records[i] for i in arrival]).signals) == sorted(ids)
+    assert sorted(s.id for s in _engine(name).process(_arrivals(_records(name), seed)).signals) == sorted(ids)
+
+
+# Across batches, a record that arrives after a later one of its entity (in an earlier batch) meets state that has
+# moved on: the anomaly detector has learnt the later one, silence has judged the gap before it, health's runs and
+# registers compare with the latest reading only, vehicle's runs and zone entries have turned, site_status's
+# de-duplication has started from the later one, window_outlier reads running statistics at batch end (issue 23;
+# docs/architecture.md, known limits). Within one batch every detector takes records in event order (above).
+ACROSS_BATCHES = [
+    n for n in NAMES if n not in {"anomaly", "silence", "health", "vehicle", "site_status", "window_outlier"}
+]
+
+
+@pytest.mark.parametrize("name", ACROSS_BATCHES)
+@settings(max_examples=4, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**32 - 1), size=st.integers(50, 500))
+def test_batches_in_any_arrival_order_within_the_lateness_give_the_signals_of_event_time_order(name, seed, size):
+    ids, _ = _whole(name)
+    assert sorted(s.id for s in in_batches(_engine(name), _arrivals(_records(name), seed), size)) == sorted(ids)

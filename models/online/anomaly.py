@@ -306,7 +306,8 @@ class Anomaly(Detector):
             raise ValueError("the anomaly detector needs a field marked anomaly = true")
 
     def detect(self, batch: Batch, rows: np.ndarray, state: EntityState, ctx: BatchContext) -> list[Signal]:
-        """Score and learn every record in order; alerts for the ones that pass."""
+        """Score and learn every record in event order (each entity's records of the batch by time); alerts for
+        the ones that pass."""
         alerts = []
         sp = self.settings
         daily = sp.daily_slots > 0
@@ -320,7 +321,8 @@ class Anomaly(Detector):
             )
             values = batch.columns[name]
             live: dict[int, AnomalyState] = {}
-            for i in np.flatnonzero(~np.isnan(values)).tolist():
+            order = ctx.sequence.order
+            for i in order[~np.isnan(values[order])].tolist():
                 row = int(rows[i])
                 det = live.get(row)
                 if det is None:

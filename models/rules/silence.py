@@ -66,7 +66,9 @@ class Silence(Detector):
         """Gaps longer than the limit inside the records, and entities back after a sweep found them silent."""
         seq = ctx.sequence
         r, t, first = seq.rows, batch.ts[seq.order], seq.first
-        before = np.where(first, ctx.prior_last_ts[seq.order], np.roll(t, 1))
+        prior = ctx.prior_last_ts[seq.order]
+        # the entity's latest time before each record: a record that came late sits behind it, and is no gap
+        before = np.where(first, prior, np.maximum(np.roll(t, 1), prior))
         open_ = state.store["silence.open"]
         was_open = first & (open_[r] == 1)
         gap = ~was_open & (t - before > self.limit_s) & np.isfinite(before)
