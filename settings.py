@@ -67,6 +67,9 @@ class Settings(BaseSettings):
     connect_timeout_s: float = Field(
         10.0, gt=0, description="a broker that does not answer fails the start (a worker waits for Redis)"
     )
+    redis_timeout_s: float = Field(
+        15.0, ge=2, description="a Redis reply awaited longer fails (and is retried); blocking reads wait less"
+    )
 
     # Topics and the Faust app.
     app_id: str = "warden"

@@ -19,7 +19,8 @@ def redis_client(settings: Settings) -> aioredis.Redis:
     """A client for the configured Redis (``redis://`` or ``rediss://``), with its user, password and TLS files."""
     if not settings.redis_url:
         raise ConfigError("WARDEN_REDIS_URL: not set (`warden up` prints one)")
-    options: dict = {"socket_connect_timeout": settings.connect_timeout_s}
+    # explicit: the client's default (5 s in redis-py 8) is shorter than the live feed's blocking read once was
+    options: dict = {"socket_connect_timeout": settings.connect_timeout_s, "socket_timeout": settings.redis_timeout_s}
     password = settings.secret("redis_password")
     if password is not None:
         options["password"] = password

@@ -196,3 +196,42 @@ def test_the_map_shows_vehicles_from_every_worker(stack):
             assert len(owners) == 2 and all(owners), "both workers hold some of the vehicles"
         finally:
             ctx.dispose()
+
+
+def test_the_live_feed_holds_on_a_quiet_stream_and_resumes_from_the_last_event(stack):
+    """A quiet stream gets keep-alives and stays open past the Redis reply timeout (the feed dropped every 5 s
+    when its blocking read outlasted it); a reconnect with Last-Event-ID gets only what came after."""
+    import asyncio
+
+    import aiohttp
+
+    worker = stack.start_worker(WARDEN_API_TOKEN=TOKEN, WARDEN_REDIS_TIMEOUT_S="4")
+    base = f"http://127.0.0.1:{worker.port}"
+    _wait_ready(base)
+
+    async def scenario() -> tuple[list[str], list[str]]:
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:  # (an IP address)
+            login = await http.post(f"{base}/console/login", json={"name": "a", "token": TOKEN})
+            assert login.status == 200
+            lines: list[str] = []
+            async with http.get(f"{base}/console/events") as feed:
+                assert feed.status == 200
+                deadline = time.monotonic() + 10  # beyond twice the reply timeout, nothing to say
+                while time.monotonic() < deadline:
+                    line = await asyncio.wait_for(feed.content.readline(), 10)
+                    assert line, f"the feed ended on a quiet stream after {lines}"
+                    lines.append(line.decode().strip())
+                await _send(
+                    stack.settings.bootstrap_servers, "telemetry.air", [(b"st-9", _record("st-9", 300.0), None)]
+                )
+                while not any(x.startswith("data:") for x in lines):
+                    lines.append((await asyncio.wait_for(feed.content.readline(), 60)).decode().strip())
+            last = [x for x in lines if x.startswith("id:")][-1].split(":", 1)[1].strip()
+            async with http.get(f"{base}/console/events", headers={"Last-Event-ID": last}) as again:
+                resumed = [(await asyncio.wait_for(again.content.readline(), 10)).decode().strip() for _ in range(2)]
+            return lines, resumed
+
+    lines, resumed = asyncio.run(scenario())
+    assert lines.count(": keep-alive") >= 3 and "st-9" in next(x for x in lines if x.startswith("data:"))
+    assert resumed == [": keep-alive", ""]  # nothing again from before the id it came back with
+    assert "traceback" not in worker.log.read_text().lower()

@@ -20,6 +20,7 @@ personal data masked (plates, dwellings, person counts) in the feed and the vehi
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from importlib.resources import files
 
@@ -27,6 +28,7 @@ import faust
 import orjson
 from aiohttp import web as aioweb
 from faust.web import Request, Response, View
+from redis.exceptions import RedisError
 
 from agents.access.identity import Caller, Services, caller
 from agents.access.sessions import COOKIE, TTL_S
@@ -58,6 +60,7 @@ ASSETS = {
     "/console/app.css": ("console.css", "text/css"),
 }
 FEED_BACKLOG = 200
+log = logging.getLogger("warden.console")
 READINGS_BEFORE_S, READINGS_AFTER_S, MAX_POINTS = 3 * 3600, 3600, 600
 
 
@@ -219,7 +222,12 @@ class Events(ConsoleView):
     async def get(self, request: Request):
         if (who := await self.session(request)) is None:
             return self.refused()
-        return await _feed(request, self.ctx.services().store.redis, masked=not who.identity.may("operator"))
+        return await _feed(
+            request,
+            self.ctx.services().store.redis,
+            masked=not who.identity.may("operator"),
+            block_ms=int(self.ctx.settings.redis_timeout_s * 1000 / 2),
+        )
 
 
 VIEWS = (Login, Logout, Session, Map, Status, Readings, Events)
@@ -276,9 +284,11 @@ def _readings(settings: Settings, entity_field: str, source: str, entity: str, f
     return points[::step]
 
 
-async def _feed(request: Request, redis, masked: bool) -> aioweb.StreamResponse:
+async def _feed(request: Request, redis, masked: bool, block_ms: int) -> aioweb.StreamResponse:
     """Server-sent events: recent alert changes, then each new one as it is stored (personal data masked if
-    ``masked``; otherwise the stored bytes as they are)."""
+    ``masked``; otherwise the stored bytes as they are). A quiet stream gets a keep-alive every ``block_ms``
+    (half the Redis reply timeout, so the blocking read never times out); when Redis goes away the stream ends
+    and the browser reconnects with ``Last-Event-ID``, from where it was."""
     resp = aioweb.StreamResponse(
         headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", **SECURITY_HEADERS}
     )
@@ -294,10 +304,12 @@ async def _feed(request: Request, redis, masked: bool) -> aioweb.StreamResponse:
                 last = entry_id.decode()
                 data = orjson.dumps(mask_alert(orjson.loads(fields[b"alert"]))) if masked else fields[b"alert"]
                 await resp.write(b"id: " + entry_id + b"\ndata: " + data + b"\n\n")
-            got = await redis.xread({ALERT_STREAM: last or "$"}, block=15_000, count=500)
+            got = await redis.xread({ALERT_STREAM: last or "$"}, block=block_ms, count=500)
             entries = [e for _, batch in got or [] for e in batch]
             if not entries:
                 await resp.write(b": keep-alive\n\n")
     except (ConnectionResetError, asyncio.CancelledError):
         pass
+    except RedisError as exc:
+        log.info("live feed ended (Redis: %s); the browser reconnects", exc)
     return resp
