@@ -91,6 +91,24 @@ class Signal(msgspec.Struct, kw_only=True):
             evidence=evidence,
         )
 
+    @classmethod
+    def at(
+        cls, *, source: str, kind: str, entity: str, ts: float, score: float, severity: str, model: str, evidence: dict
+    ) -> Signal:
+        """A detection about one moment (its window starts and ends at ``ts``)."""
+        return cls.new(
+            source=source,
+            kind=kind,
+            entity=entity,
+            ts=ts,
+            window_start=ts,
+            window_s=0.0,
+            score=score,
+            severity=severity,
+            model=model,
+            evidence=evidence,
+        )
+
     @property
     def situation(self) -> str:
         """The key its duplicates share: (source, kind, entity)."""

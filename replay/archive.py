@@ -73,10 +73,12 @@ class PartitionArchive:
         self.run = run or _new_run()
         self.writer: SegmentWriter | None = None
         self.hour = -1
+        self.last_segment: Path | None = None  # the sealed segment holding the run's last offset, when restarted
         self.last_offset = self._recover() if run else -1
 
     def _recover(self) -> int:
-        """Seal this run's segments a crash left open; the run's last offset on disk (-1 for none)."""
+        """Seal this run's segments a crash left open; the run's last offset on disk (-1 for none), its segment
+        in :attr:`last_segment`."""
         last = -1
         if not self.dir.is_dir():
             return last
@@ -93,8 +95,8 @@ class PartitionArchive:
             if not entry["records"]:  # killed before a frame reached it: the run writes that segment again
                 path.unlink()
                 index.unlink(missing_ok=True)
-            elif entry["last_offset"] is not None:
-                last = max(last, entry["last_offset"])
+            elif entry["last_offset"] is not None and entry["last_offset"] > last:
+                last, self.last_segment = entry["last_offset"], path
         return last
 
     def append(
@@ -145,25 +147,13 @@ class PartitionArchive:
         (into the run's last segment, opened again after a restart; none in the run yet: nothing to sweep, and
         none written); ``sync``: durable now (it raised signals)."""
         if self.writer is None:
-            last = self._last_segment()
-            if last is None:
+            if self.last_segment is None:
                 return
-            self.writer = SegmentWriter.resume(last, self.level)
+            self.writer = SegmentWriter.resume(self.last_segment, self.level)
             self.hour = self.writer.entry["hour"]
         self.writer.sweep(now)
         if sync:
             self.writer.sync()
-
-    def _last_segment(self) -> Path | None:
-        """The sealed segment of this run holding its last offset (None: the run has archived nothing)."""
-        found = []
-        for path in self.dir.glob(f"*-{self.run}-*" + seg.SUFFIX) if self.dir.is_dir() else ():
-            index = seg.index_path(path)
-            if index.exists():
-                entry = orjson.loads(index.read_bytes())
-                if entry["records"]:
-                    found.append((entry["last_offset"], entry["hour"], path))
-        return max(found)[2] if found else None
 
     def sync(self) -> None:
         """Everything appended is on disk: call before committing the offsets it covers."""

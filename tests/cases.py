@@ -38,14 +38,12 @@ def instant_signal(
     model: str = "test@1",
     evidence: dict | None = None,
 ) -> Signal:
-    """A signal about one moment (its window starts and ends at ``ts``), as tests of merging and fusion feed."""
-    return Signal.new(
+    """``Signal.at`` with a test's defaults, as tests of merging and fusion feed."""
+    return Signal.at(
         source=source,
         kind=kind,
         entity=entity,
         ts=ts,
-        window_start=ts,
-        window_s=0.0,
         score=score,
         severity=severity,
         model=model,

@@ -3,8 +3,11 @@ processes)."""
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 import urllib.request
+from contextlib import contextmanager
 
 import orjson
 import pytest
@@ -100,16 +103,23 @@ def test_redis_down_at_start_the_worker_waits_says_so_and_then_catches_up(stack,
     assert "traceback" not in worker.log.read_text().lower()
 
 
-def test_a_frozen_broker_shows_in_health_and_the_log_and_nothing_is_lost_or_doubled(stack):
-    import os
-    import signal
-
+@contextmanager
+def _alerting_worker_with_frozen(stack, pid_of, first: str):
+    """A worker that has raised its first alert (for ``first``), then the process ``pid_of(stack)`` stopped with
+    SIGSTOP until the block ends (SIGCONT); yields the worker."""
     worker = stack.start_worker()
-    run(_send(stack.settings.bootstrap_servers, "telemetry.air", [_breach("st-1", 0)]))
+    run(_send(stack.settings.bootstrap_servers, "telemetry.air", [_breach(first, 0)]))
     wait_until(lambda: stack.stream_alerts(), timeout=90, what="the first alert")
-    broker = stack.broker._proc.pid
-    os.kill(broker, signal.SIGSTOP)
+    pid = pid_of(stack)
+    os.kill(pid, signal.SIGSTOP)
     try:
+        yield worker
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+
+def test_a_frozen_broker_shows_in_health_and_the_log_and_nothing_is_lost_or_doubled(stack):
+    with _alerting_worker_with_frozen(stack, lambda s: s.broker._proc.pid, "st-1") as worker:
         health = wait_until(
             lambda: (h := _health(worker.port))["status"] == "degraded" and h,
             timeout=60,
@@ -118,8 +128,6 @@ def test_a_frozen_broker_shows_in_health_and_the_log_and_nothing_is_lost_or_doub
         assert "broker" in health["problems"] and 'dependency="broker"} 0.0' in _metrics(worker.port)
         assert "broker unavailable" in worker.log.read_text().lower()
         time.sleep(5)
-    finally:
-        os.kill(broker, signal.SIGCONT)
     wait_until(lambda: _health(worker.port)["status"] == "ok", timeout=90, what="health back to ok")
     run(_send(stack.settings.bootstrap_servers, "telemetry.air", [_breach("st-2", 0)]))
     wait_until(lambda: len(stack.stream_alerts()) >= 2, timeout=90, what="the alert after the freeze")
@@ -130,23 +138,13 @@ def test_a_frozen_broker_shows_in_health_and_the_log_and_nothing_is_lost_or_doub
 
 
 def test_a_frozen_redis_holds_alerts_back_says_so_and_loses_or_doubles_nothing(stack):
-    import os
-    import signal
-
-    worker = stack.start_worker()
-    run(_send(stack.settings.bootstrap_servers, "telemetry.air", [_breach("st-0", 0)]))
-    wait_until(lambda: stack.stream_alerts(), timeout=90, what="the first alert")
-    redis_pid = stack.redis_server._server.pid
-    os.kill(redis_pid, signal.SIGSTOP)
-    try:
+    with _alerting_worker_with_frozen(stack, lambda s: s.redis_server._server.pid, "st-0") as worker:
         run(_send(stack.settings.bootstrap_servers, "telemetry.air", [_breach(f"st-{i}", 0) for i in range(1, 6)]))
         health = wait_until(
             lambda: (h := _health(worker.port))["status"] == "degraded" and h, timeout=60, what="degraded health"
         )
         assert "redis" in health["problems"]
         time.sleep(3)
-    finally:
-        os.kill(redis_pid, signal.SIGCONT)
     wait_until(lambda: len({a["entity"] for a in stack.stream_alerts()}) == 6, timeout=90, what="every alert")
     wait_until(lambda: _health(worker.port)["status"] == "ok", timeout=60, what="health back to ok")
     opened = [a["entity"] for a in stack.stream_alerts() if a["event"] == "opened"]

@@ -339,13 +339,11 @@ class Anomaly(Detector):
                 if det.should_alert(likelihood):
                     ts = float(batch.ts[i])
                     alerts.append(
-                        Signal.new(
+                        Signal.at(
                             source=self.source.name,
                             kind=f"{name}_anomaly",
                             entity=batch.entities[i],
                             ts=ts,
-                            window_start=ts,
-                            window_s=0.0,
                             score=likelihood,
                             severity=self.settings.severity,
                             model=MODEL,

@@ -100,10 +100,10 @@ class Health(Detector):
         last[r[tail]] = values[tail]
         run[r[tail]] = np.minimum(lengths[tail], np.iinfo(np.int32).max)
         return [
-            self._alert(
+            self._signal(
                 f"{f}_stuck",
-                batch,
-                int(idx[i]),
+                batch.entities[int(idx[i])],
+                float(batch.ts[idx[i]]),
                 {"field": f, "value": float(values[i]), "repeats": int(lengths[i])},
                 0.7,
             )
@@ -146,17 +146,12 @@ class Health(Detector):
         kind = f"{f}_zeroed" if value == 0 else f"{f}_backwards"
         return self._signal(kind, entity, ts, {"field": f, "value": value, "previous": previous}, 0.9)
 
-    def _alert(self, kind: str, batch: Batch, i: int, evidence: dict, score: float) -> Signal:
-        return self._signal(kind, batch.entities[i], float(batch.ts[i]), evidence, score)
-
     def _signal(self, kind: str, entity: str, ts: float, evidence: dict, score: float) -> Signal:
-        return Signal.new(
+        return Signal.at(
             source=self.source.name,
             kind=kind,
             entity=entity,
             ts=ts,
-            window_start=ts,
-            window_s=0.0,
             score=score,
             severity=self.settings.severity,
             model=MODEL,

@@ -85,13 +85,11 @@ class SiteStatus(Detector):
     def _signal(self, ref: RefData, batch: Batch, i: int, ts: float, value: float) -> Signal:
         entity = batch.entities[i]
         site = ref.device_site[entity]
-        return Signal.new(
+        return Signal.at(
             source=self.source.name,
             kind="closed_site_consumption",
             entity=entity,
             ts=ts,
-            window_start=ts,
-            window_s=0.0,
             score=1.0,
             severity=self.settings.severity,
             model=MODEL,

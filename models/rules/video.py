@@ -131,13 +131,11 @@ class Video(Detector):
             if t - seen[row] > self.settings.scene_gap_s:
                 obj, zone = batch.strings["object"][i], self._zones(batch)[i]
                 alerts.append(
-                    Signal.new(
+                    Signal.at(
                         source=self.source.name,
                         kind=kind,
                         entity=batch.entities[i],
                         ts=t,
-                        window_start=t,
-                        window_s=0.0,
                         score=float(batch.columns["confidence"][i]),
                         severity=severity,
                         model=MODEL,
