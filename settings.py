@@ -127,6 +127,9 @@ class Settings(BaseSettings):
             "silent": 86_400.0,
             "*_daily_over_limit": 86_400.0,
             "group_renting": 172_800.0,
+            # a vehicle's habit (speeding, driving in the night ban) is one case while it recurs within a week
+            "speeding*": 604_800.0,
+            "night_driving": 604_800.0,
         },
         description="per alert kind (shell patterns, '*' default): signals this close to the last merge into it",
     )

@@ -47,6 +47,7 @@ class Alert(msgspec.Struct, kw_only=True):
     departments: list[str]
     action: dict | None
     context: dict
+    members: list[str] = []  # a group's incident: its entities (``entity`` names the group)
 
     def doc(self) -> dict:
         """The alert as JSON carries it: times as ISO-8601 UTC."""

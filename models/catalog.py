@@ -6,7 +6,7 @@ has each detector validate its own table, so a mistake is reported when the
 declarations are loaded, with the file and the key.
 
 >>> sorted(DETECTORS)[:3], load_sources()["gps"].detectors
-(['anomaly', 'aqi', 'consumption'], ['threshold', 'vehicle', 'silence'])
+(['anomaly', 'aqi', 'consumption'], ['vehicle'])
 """
 
 from __future__ import annotations

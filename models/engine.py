@@ -5,10 +5,10 @@ in it and is deterministic: the same records in the same order give the same
 signals and state, however they are cut into batches.
 
 >>> from models.catalog import load_sources
->>> engine = SourceEngine(load_sources()["air"])
->>> out = engine.process([{"entity": "st-1", "ts": 1700000000, "pm25": 300.0}, {"entity": 5}])
+>>> engine = SourceEngine(load_sources()["power"])
+>>> out = engine.process([{"entity": "m-1", "ts": 1700000000, "kwh": 1.0, "kw": 0.5, "voltage": 150.0}, {"entity": 5}])
 >>> [s.kind for s in out.signals], [r.reason for r in out.rejects]
-(['pm25_over_limit'], ['wrong_type'])
+(['voltage_low'], ['wrong_type'])
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import numpy as np
 
 from models import catalog
 from models.base import BatchContext
+from models.grouping import Groups
 from models.signal import BUILTIN, Signal
 from models.versions import ModelVersion
 from settings import Settings, get_settings
@@ -68,6 +69,7 @@ class SourceEngine:
                 f"source {source.name!r}: window rings too short for its detectors "
                 "(raise the 1h ring in WARDEN_WINDOWS or lower the allowed lateness)"
             )
+        self.groups = Groups(source.groups)
         self.refdata = RefData.empty()
         self.use_refdata(refdata or self.refdata)
         self.model: ModelVersion | None = None
@@ -136,8 +138,11 @@ class SourceEngine:
         return self._stamped(alerts)
 
     def _stamped(self, signals: list[Signal]) -> list[Signal]:
+        """The signals with the model version and each one's group (:mod:`models.grouping`)."""
         for sig in signals:
             sig.model_version = self.model_version
+            if self.groups.scopes:
+                sig.group = self.groups.of(sig.kind, sig.entity, self.refdata)
         return signals
 
     def _time_slices(self, batch: Batch, rows: np.ndarray) -> list[np.ndarray]:

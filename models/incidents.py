@@ -52,14 +52,18 @@ class QuietPeriods:
         return found
 
 
+MAX_MEMBERS = 256  # entities listed on a group's incident: the first to join
+
+
 def open_incident(signal: Signal) -> dict:
-    """A new incident from its first signal."""
+    """A new incident from its first signal (a group's incident names the group and lists its entities)."""
     t = signal.ts
     return {
         "id": signal.id,
         "source": signal.source,
         "kind": signal.kind,
-        "entity": signal.entity,
+        "entity": signal.group or signal.entity,
+        "members": [signal.entity] if signal.group else [],
         "status": "open",
         "count": 1,
         "first_seen": t,
@@ -77,18 +81,27 @@ def open_incident(signal: Signal) -> dict:
 def merge(incident: dict | None, signal: Signal, quiet_s: float) -> tuple[dict, str]:
     """Fold one signal into its situation's latest incident (or start one); returns it and what happened.
 
-    ``incident`` is changed in place when the signal merges into it.
+    ``incident`` is changed in place when the signal merges into it. A signal that ends an episode
+    (``Signal.ends``: an entity back after its silence) adds its evidence to the episode's incident, when
+    one is known, without counting as a repeat.
     """
     t = signal.ts
+    if signal.ends and incident is not None and incident["kind"] == signal.ends:
+        incident["evidence"] = {**incident["evidence"], **signal.evidence, "ended": iso(t)}
+        incident["last_seen"] = max(incident["last_seen"], t)
+        return incident, "merged"
     if incident is None or t - incident["last_seen"] > quiet_s:
         return open_incident(signal), "opened"
     event = "merged"
     if incident["status"] == "resolved":
         incident["status"], incident["reopened"], event = "open", incident["reopened"] + 1, "reopened"
     incident["count"] += 1
+    members = incident.setdefault("members", [])
+    if signal.group and len(members) < MAX_MEMBERS and signal.entity not in members:
+        members.append(signal.entity)
     incident["first_seen"] = min(incident["first_seen"], t)
     incident["last_seen"] = max(incident["last_seen"], t)
-    if signal.score > incident["score"]:
+    if signal.score > incident["score"] or "ended" in incident["evidence"]:
         incident.update(
             score=signal.score,
             evidence=signal.evidence,
@@ -125,6 +138,7 @@ def to_alert(incident: dict, routed: dict, event: str) -> Alert:
         event=event,
         ts=epoch(incident["ts"]),
         model_version=incident.get("model_version", BUILTIN),
+        members=incident.get("members", []),
     )
 
 
@@ -149,5 +163,5 @@ class IncidentBook:
         incident, event = merge(current, signal, self.quiet(signal.kind))
         if event == "opened":
             self.incidents[incident["id"]] = incident
-            self.latest[key] = incident["id"]
+            self.latest[situation(incident)] = incident["id"]
         return incident, event

@@ -19,21 +19,27 @@ from state.refdata.reference import RefData
 STRONG_SCORE = 0.9
 
 
+def _entity(incident: dict) -> str:
+    """The entity the reference data is asked about: the incident's, or a group's first member."""
+    members = incident.get("members")
+    return members[0] if members else incident["entity"]
+
+
 def _where(incident: dict, ref: RefData) -> tuple[float, float] | None:
     ev = incident.get("evidence") or {}
     if isinstance(ev.get("lon"), (int, float)) and isinstance(ev.get("lat"), (int, float)):
         return float(ev["lon"]), float(ev["lat"])
-    site = ref.device_site.get(incident["entity"])
+    site = ref.device_site.get(_entity(incident))
     return (site.lon, site.lat) if site else None
 
 
 def context(incident: dict, ref: RefData) -> dict:
-    """What the reference data says about the incident's entity: its site or vehicle."""
+    """What the reference data says about the incident's entity (a group's first member): its site or vehicle."""
     out: dict = {}
-    site = ref.device_site.get(incident["entity"])
+    site = ref.device_site.get(_entity(incident))
     if site is not None:
         out["site"] = {"id": site.id, "name": site.name, "category": site.category, "status": site.status}
-    vehicle = ref.vehicles.get(incident["entity"])
+    vehicle = ref.vehicles.get(_entity(incident))
     if vehicle is not None:
         out["vehicle"] = {"plate": vehicle.plate, "hazard_class": vehicle.hazard_class, "operator": vehicle.operator}
     return out

@@ -60,6 +60,8 @@ class Signal(msgspec.Struct, kw_only=True):
     model: str
     evidence: dict
     model_version: str = BUILTIN
+    ends: str = ""  # the kind of the episode this signal ends (its alert is updated, none is opened)
+    group: str = ""  # the entities' group whose one incident it joins (a regional episode), if its kind has one
 
     @classmethod
     def new(
@@ -75,6 +77,7 @@ class Signal(msgspec.Struct, kw_only=True):
         severity: str,
         model: str,
         evidence: dict,
+        ends: str = "",
     ) -> Signal:
         """A detection, its id worked out from what happened and its score rounded to 4 places."""
         return cls(
@@ -89,6 +92,7 @@ class Signal(msgspec.Struct, kw_only=True):
             severity=severity,
             model=model,
             evidence=evidence,
+            ends=ends,
         )
 
     @classmethod
@@ -111,8 +115,9 @@ class Signal(msgspec.Struct, kw_only=True):
 
     @property
     def situation(self) -> str:
-        """The key its duplicates share: (source, kind, entity)."""
-        return situation_key(self.source, self.kind, self.entity)
+        """The key its duplicates share: (source, kind, entity or group); an ending signal's is the episode's it
+        ends."""
+        return situation_key(self.source, self.ends or self.kind, self.group or self.entity)
 
     def doc(self) -> dict:
         """The signal as JSON carries it (``warden.signals``, signal files): times as ISO-8601 UTC."""

@@ -121,6 +121,11 @@ def read_labels(paths: Iterable[Path]) -> list[Window]:
     return windows
 
 
+def concerns(alert: dict) -> list[str]:
+    """The entities an alert is about: its own, or a group's members (:mod:`models.grouping`)."""
+    return alert.get("members") or [alert["entity"]]
+
+
 def score(alerts: list[dict], windows: list[Window], grace_s: float = 0.0) -> dict[str, KindResult]:
     """Per alert kind: alerts, how many meet a labelled window, windows detected and their delays."""
     results: dict[str, KindResult] = {}
@@ -134,7 +139,7 @@ def score(alerts: list[dict], windows: list[Window], grace_s: float = 0.0) -> di
         r.alerts += 1
         lo, hi = epoch(a["first_seen"]), epoch(a["last_seen"])
         hit = False
-        for w in by_key.get((a["kind"], a["entity"]), []):
+        for w in (w for e in concerns(a) for w in by_key.get((a["kind"], e), [])):
             if lo <= w.end + grace_s and hi >= w.start:
                 hit = True
                 first_hit[id(w)] = min(first_hit.get(id(w), float("inf")), max(lo, w.start))
@@ -250,10 +255,10 @@ def score_incidents(
         return epoch(a["first_seen"]) <= t.end + grace_s and epoch(a["last_seen"]) >= t.start
 
     def matches(a: dict, t: Truth) -> bool:
-        return a["kind"] in t.alert_kinds and a["entity"] in t.entities and during(a, t)
+        return a["kind"] in t.alert_kinds and any(e in t.entities for e in concerns(a)) and during(a, t)
 
     def explained(a: dict, t: Truth) -> bool:
-        return matches(a, t) or ((a["entity"], a["kind"]) in t.explains and during(a, t))
+        return matches(a, t) or (any((e, a["kind"]) in t.explains for e in concerns(a)) and during(a, t))
 
     results: dict[str, KindResult] = {}
     for kind in dict.fromkeys(t.incident for t in truths):

@@ -85,6 +85,11 @@ class Source(BaseModel):
     expected_interval_s: float = Field(60.0, gt=0)
     silence_factor: float = Field(5.0, gt=1, description="silent after this many expected intervals")
     detectors: list[str] = Field(default_factory=lambda: ["threshold"])
+    groups: dict[str, Literal["source", "site"]] = Field(
+        default_factory=dict,
+        description="alert kinds (shell patterns) whose signals from many entities make one incident: "
+        "'source' (all of the source's entities: a regional episode) or 'site' (the devices of one site)",
+    )
     fields: dict[str, FieldSpec]
     tables: dict[str, Any] = Field(default_factory=dict, description="the detectors' tables, as declared")
     path: Path | None = None
@@ -187,4 +192,10 @@ def load_registry(settings: Settings | None = None) -> Registry:
         for path in sorted(folder.glob("*.toml")):
             source = load_source(path)
             sources[source.name] = source
+    for source in sources.values():
+        if source.groups and source.partition_count(settings.partitions) != 1:
+            raise SourceError(
+                f"{source.path}: 'groups' needs 'partitions = 1' (one worker sees every entity of a group, so its "
+                "incident is merged in one place)"
+            )
     return Registry(sources.values())

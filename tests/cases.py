@@ -72,7 +72,8 @@ def meter(n: int, entity: str = "m1", start: float = TS) -> list[dict]:
 
 def homes(days: int, spike_at: tuple[int, int] | None, seed: int = 1, start: int = LOCAL_MIDNIGHT) -> list[dict]:
     """Five homes, a reading every 10 min: evening peak, quiet nights, home all day on rest days (weekends and
-    public holidays as the official calendar has them); ``spike_at`` (day, hour): one abnormal hour."""
+    public holidays as the official calendar has them); ``spike_at`` (day, hour): three abnormal hours from then
+    (sustained heavy use at night)."""
     rng = np.random.default_rng(seed)
     first_day = (start + 8 * 3600) // 86400
     rest = RestDays.shipped().is_rest(np.arange(first_day, first_day + days))
@@ -84,7 +85,7 @@ def homes(days: int, spike_at: tuple[int, int] | None, seed: int = 1, start: int
         for k in range(5):
             base = 0.3 + (2.0 if 18 <= hour <= 21 else 0.0) + (1.5 if rest[day] and 9 <= hour <= 17 else 0.0)
             kw = base * (1 + 0.1 * k) * rng.normal(1, 0.1)
-            if spike_at and k == 2 and (day, hour) == spike_at:
+            if spike_at and k == 2 and day == spike_at[0] and spike_at[1] <= hour < spike_at[1] + 3:
                 kw = 6.0  # a night of heavy use: ~20x this meter's usual 03:00
             recs.append({"entity": f"home-{k}", "ts": ts + k, "kwh": 1000.0 + step, "kw": round(max(kw, 0), 3)})
     return recs
@@ -278,13 +279,23 @@ def _closed_sites() -> RefData:
     return sites([("m1", "chemical_plant", "closed"), ("m2", "factory", "operating")])
 
 
+def _no2_breach() -> list[dict]:
+    """:func:`air_hours` with one station's NO2 over its 1-hour limit (200 µg/m³) for hours 2 and 3."""
+    return [
+        {**r, "no2": 260.0} if r["entity"] == "st-4" and 2 * 3600 <= r["ts"] - LOCAL_MIDNIGHT < 4 * 3600 else r
+        for r in air_hours(6)
+    ]
+
+
 def _vehicle_records() -> list[dict]:
+    """Hazardous-goods vehicles (``gps-00000*``): driving at night, standing, entering the old town, and
+    dark for 17 minutes at 60 km/h."""
     return _sorted(
-        track("gps-0000001", NIGHT, 30, 120.50, 31.20, 50.0, dlon=0.0001)  # hazardous, driving at night
-        + track("gps-0000101", NOON, 260, 120.40, 31.10, 0.0)  # stands 43 min in the open
-        + track("gps-0000002", NOON, 40, 120.595, 31.31, 30.0, dlon=0.0005)  # hazardous, enters the old town
-        + track("gps-0000104", NOON, 20, 120.30, 31.00, 60.0, dlon=0.001, park=False)  # moving, then nothing
-        + track("gps-0000104", NOON + 600, 5, 120.32, 31.00, 60.0, dlon=0.001)
+        track("gps-0000001", NIGHT, 30, 120.50, 31.20, 50.0, dlon=0.0001)  # driving at night
+        + track("gps-0000003", NOON, 260, 120.40, 31.10, 0.0)  # stands 43 min in the open
+        + track("gps-0000002", NOON, 40, 120.595, 31.31, 30.0, dlon=0.0005)  # enters the old town
+        + track("gps-0000004", NOON, 20, 120.30, 31.00, 60.0, dlon=0.001, park=False)  # moving, then nothing
+        + track("gps-0000004", NOON + 1200, 5, 120.32, 31.00, 60.0, dlon=0.001)
     )
 
 
@@ -313,11 +324,11 @@ def _quiet_cameras() -> list[dict]:
 
 
 CASES: dict[str, Case] = {
-    "threshold": Case("air", lambda: air_hours(6, ("st-4", 2, 4)), {"pm25_over_limit"}, lambda: air_hours(24)),
-    "aqi": Case("air", lambda: air_hours(6, ("st-4", 2, 4)), {"aqi_polluted"}, lambda: air_hours(24)),
+    "threshold": Case("air", _no2_breach, {"no2_hourly_over_limit"}, lambda: air_hours(24)),
+    "aqi": Case("air", lambda: air_hours(6, ("st-4", 2, 5)), {"aqi_polluted"}, lambda: air_hours(24)),
     "spatial": Case(
         "air",
-        lambda: air_hours(8, ("st-4", 2, 4)),
+        lambda: air_hours(9, ("st-4", 2, 5)),
         {"pm25_above_neighbours"},
         lambda: air_hours(24),
         refdata=station_sites,

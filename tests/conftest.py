@@ -21,6 +21,7 @@ from agents.embedded.redis_server import EmbeddedRedis
 from settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
+TEST_SOURCES = ROOT / "tests" / "data" / "sources"  # the shipped sources and the tests' instant station
 
 
 class Stack:
@@ -37,6 +38,7 @@ class Stack:
             embedded=True,
             partitions=4,
             checkpoint_interval_s=0.5,
+            sources_dirs=[TEST_SOURCES],
         )
         self.workers: list[WorkerProcess] = []
 
@@ -49,6 +51,7 @@ class Stack:
                 "WARDEN_EMBEDDED": "true",
                 "WARDEN_PARTITIONS": "4",
                 "WARDEN_CHECKPOINT_INTERVAL_S": "0.5",
+                "WARDEN_SOURCES_DIRS": str(TEST_SOURCES),
                 "WARDEN_DATA_DIR": str(self.tmp / "data"),
                 "WARDEN_WEB_PORT": str(free_port()),
                 **extra,

@@ -100,7 +100,7 @@ def test_console_login_live_alert_lifecycle_and_escaping(stack, tmp_path):
                     run,
                     _send(
                         stack.settings.bootstrap_servers,
-                        "telemetry.air",
+                        "telemetry.station",
                         [
                             (station.encode(), _record(station, 180.0), None),
                             (HOSTILE.encode(), _record(HOSTILE, 190.0), None),
@@ -222,7 +222,7 @@ def test_the_live_feed_holds_on_a_quiet_stream_and_resumes_from_the_last_event(s
                     assert line, f"the feed ended on a quiet stream after {lines}"
                     lines.append(line.decode().strip())
                 await _send(
-                    stack.settings.bootstrap_servers, "telemetry.air", [(b"st-9", _record("st-9", 300.0), None)]
+                    stack.settings.bootstrap_servers, "telemetry.station", [(b"st-9", _record("st-9", 300.0), None)]
                 )
                 while not any(x.startswith("data:") for x in lines):
                     lines.append((await asyncio.wait_for(feed.content.readline(), 60)).decode().strip())

@@ -19,14 +19,27 @@ def _abnormal(alerts):
 
 
 @pytest.mark.parametrize("cut", [50, 100_000])
-def test_an_abnormal_hour_is_flagged_and_normal_weeks_are_not(cut):
+def test_sustained_abnormal_use_is_flagged_and_normal_weeks_are_not(cut):
     engine = SourceEngine(load_sources(Settings())["power"], Settings())
     recs = homes(28, spike_at=(25, 3))
     alerts = in_batches(engine, recs, cut)
-    # day 25, 03:00-04:00 local = 19:00 UTC the day before
-    assert _abnormal(alerts) == [("home-2", "2026-01-25T19:00:00.000Z")]
+    # day 25, 03:00-06:00 local: flagged on its third hour, 05:00-06:00 local = 21:00 UTC the day before
+    assert _abnormal(alerts) == [("home-2", "2026-01-25T21:00:00.000Z")]
     hit = next(a for a in alerts if a.kind == "kw_consumption_abnormal")
-    assert hit.evidence["direction"] == "high" and hit.evidence["ratio"] > 5
+    assert hit.evidence["direction"] == "high" and hit.evidence["ratio"] > 5 and hit.evidence["hours"] == 3
+
+
+def test_one_odd_hour_and_a_household_away_raise_nothing():
+    """An appliance at an unusual hour (one hour) and a week of low use (the family away) are not alerts."""
+    engine = SourceEngine(load_sources(Settings())["power"], Settings())
+    recs = homes(28, spike_at=None, seed=5)
+    for r in recs:
+        day, hour = divmod(int(r["ts"] - r["ts"] % 3600 - 1_767_196_800) // 3600, 24)
+        if r["entity"] == "home-1" and day == 25 and hour == 3:
+            r["kw"] = 6.0
+        if r["entity"] == "home-3" and day >= 20:
+            r["kw"] = 0.05
+    assert _abnormal(in_batches(engine, recs, 1000)) == []
 
 
 @pytest.mark.parametrize("seed", [3, 4])

@@ -49,13 +49,13 @@ def test_redis_outage_holds_alerts_back_reports_it_and_loses_nothing(stack, tmp_
     stack.redis_server.stop()
     stack.redis_server = EmbeddedRedis(data_dir=tmp_path / "redis", port=stack.redis_server.port).start()
     worker = stack.start_worker()
-    run(_send(stack.settings.bootstrap_servers, "telemetry.air", [_breach("st-before", 0)]))
+    run(_send(stack.settings.bootstrap_servers, "telemetry.station", [_breach("st-before", 0)]))
     wait_until(lambda: stack.stream_alerts(), what="the first alert")
     stack.redis.save()
     stack.redis_server.stop()
 
     stations = [f"st-{i}" for i in range(5)]
-    run(_send(stack.settings.bootstrap_servers, "telemetry.air", [_breach(s, 1) for s in stations]))
+    run(_send(stack.settings.bootstrap_servers, "telemetry.station", [_breach(s, 1) for s in stations]))
     health = wait_until(
         lambda: (h := _health(worker.port))["status"] == "degraded" and h,
         timeout=30,
@@ -76,7 +76,7 @@ def test_redis_outage_holds_alerts_back_reports_it_and_loses_nothing(stack, tmp_
     wait_until(lambda: _health(worker.port)["status"] == "ok", what="health back to ok")
     text = _metrics(worker.port)
     assert 'warden_dependency_up{dependency="redis"} 1.0' in text
-    assert 'warden_records_total{source="air"} 6.0' in text and "warden_processing_latency_seconds_bucket" in text
+    assert 'warden_records_total{source="station"} 6.0' in text and "warden_processing_latency_seconds_bucket" in text
     assert 'warden_alert_changes_total{event="opened"}' in text and "warden_lag_messages{" in text
     opened = [a for a in stack.stream_alerts() if a["event"] == "opened"]
     assert len({a["id"] for a in opened}) == len(opened)  # each alert exactly once
@@ -88,7 +88,7 @@ def test_redis_down_at_start_the_worker_waits_says_so_and_then_catches_up(stack,
     port = stack.redis_server.port
     stack.redis_server.stop()
     worker = stack.start_worker()
-    run(_send(stack.settings.bootstrap_servers, "telemetry.air", [_breach("st-early", 0)]))
+    run(_send(stack.settings.bootstrap_servers, "telemetry.station", [_breach("st-early", 0)]))
     health = wait_until(
         lambda: _reachable(worker.port) and (h := _health(worker.port))["status"] == "degraded" and h,
         timeout=60,
@@ -108,7 +108,7 @@ def _alerting_worker_with_frozen(stack, pid_of, first: str):
     """A worker that has raised its first alert (for ``first``), then the process ``pid_of(stack)`` stopped with
     SIGSTOP until the block ends (SIGCONT); yields the worker."""
     worker = stack.start_worker()
-    run(_send(stack.settings.bootstrap_servers, "telemetry.air", [_breach(first, 0)]))
+    run(_send(stack.settings.bootstrap_servers, "telemetry.station", [_breach(first, 0)]))
     wait_until(lambda: stack.stream_alerts(), timeout=90, what="the first alert")
     pid = pid_of(stack)
     os.kill(pid, signal.SIGSTOP)
@@ -129,7 +129,7 @@ def test_a_frozen_broker_shows_in_health_and_the_log_and_nothing_is_lost_or_doub
         assert "broker unavailable" in worker.log.read_text().lower()
         time.sleep(5)
     wait_until(lambda: _health(worker.port)["status"] == "ok", timeout=90, what="health back to ok")
-    run(_send(stack.settings.bootstrap_servers, "telemetry.air", [_breach("st-2", 0)]))
+    run(_send(stack.settings.bootstrap_servers, "telemetry.station", [_breach("st-2", 0)]))
     wait_until(lambda: len(stack.stream_alerts()) >= 2, timeout=90, what="the alert after the freeze")
     time.sleep(2)
     opened = [(a["kind"], a["entity"]) for a in stack.stream_alerts() if a["event"] == "opened"]
@@ -139,7 +139,7 @@ def test_a_frozen_broker_shows_in_health_and_the_log_and_nothing_is_lost_or_doub
 
 def test_a_frozen_redis_holds_alerts_back_says_so_and_loses_or_doubles_nothing(stack):
     with _alerting_worker_with_frozen(stack, lambda s: s.redis_server._server.pid, "st-0") as worker:
-        run(_send(stack.settings.bootstrap_servers, "telemetry.air", [_breach(f"st-{i}", 0) for i in range(1, 6)]))
+        run(_send(stack.settings.bootstrap_servers, "telemetry.station", [_breach(f"st-{i}", 0) for i in range(1, 6)]))
         health = wait_until(
             lambda: (h := _health(worker.port))["status"] == "degraded" and h, timeout=60, what="degraded health"
         )
@@ -191,7 +191,7 @@ def test_worker_killed_under_load_partner_takes_over_every_alert_once_state_cont
         run(
             _produce(
                 bootstrap,
-                "telemetry.air",
+                "telemetry.station",
                 [{"entity": s, "ts": TS, "pm25": 150.0} for s in stations[lo // 5 : hi // 5]],
             )
         )

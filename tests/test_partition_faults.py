@@ -14,9 +14,13 @@ from agents.worker.health import INTERNAL, Health
 from agents.worker.partition import Message
 from models.catalog import load_sources
 from models.rules.threshold import Threshold
+from settings import Settings
 from streams.kafka.partitioner import partition_for
+from tests.conftest import TEST_SOURCES
 from tests.runners import kept_runner
 from tests.test_garbage import REGISTRY, T0
+
+STATION = load_sources(Settings(sources_dirs=[TEST_SOURCES]))["station"]  # one reading over 75: an alert
 
 OWNED = [e for e in (f"st-{i}" for i in range(20)) if partition_for(e, 2) == 0][:2]  # by the runner's partition
 
@@ -39,7 +43,7 @@ def test_a_detector_that_raises_dead_letters_its_messages_and_the_partition_goes
     health = Health()
 
     async def scenario():
-        runner, outputs = await kept_runner(REGISTRY["air"], tmp_path, health=health)
+        runner, outputs = await kept_runner(STATION, tmp_path, health=health)
         await runner.process([_message(0, OWNED[0], 20.0), _message(1, OWNED[1], 666.0)])  # one batch: both lost
         await runner.process([_message(2, OWNED[0], 300.0)])  # the partition goes on, and detects
         await runner.close()
@@ -56,20 +60,18 @@ def test_a_detector_that_raises_dead_letters_its_messages_and_the_partition_goes
     assert logged and logged[0].exc_info and "a detector bug" in str(logged[0].exc_info[1])
     assert health.status == "degraded" and health.problems[INTERNAL]["count"] == 1
     assert [s.kind for s in outputs.sent] == ["pm25_over_limit"]
-    assert runner.links.metrics.records["air"] == 3  # each message counted once: two lost, one processed
+    assert runner.links.metrics.records["station"] == 3  # each message counted once: two lost, one processed
 
 
 def test_a_sweep_that_raises_costs_that_sweep_only(tmp_path, monkeypatch):
-    from models.rules.aqi import Aqi
-
     def broken(self, state, now):
         raise ValueError("a sweep bug")
 
-    monkeypatch.setattr(Aqi, "sweep", broken)
+    monkeypatch.setattr(Threshold, "sweep", broken)
     health = Health()
 
     async def scenario():
-        runner, outputs = await kept_runner(REGISTRY["air"], tmp_path, health=health)
+        runner, outputs = await kept_runner(STATION, tmp_path, health=health)
         await runner.process([_message(0, OWNED[0], 20.0)])
         runner.last_message_at -= 3600  # an hour without a message: the idle timer sweeps
         await runner.sweep_idle()
@@ -98,9 +100,10 @@ def test_a_busy_partitions_clock_judges_the_hour_of_a_station_gone_quiet_and_rep
 
     async def scenario():
         runner, outputs = await kept_runner(REGISTRY["air"], tmp_path)
-        await runner.process([at(0, quiet, hour + 1800, 400.0), at(1, busy, hour + 1800, 10.0)])
+        polluted = [at(k, quiet, hour + 1800 - 3600 * (2 - k), 400.0) for k in range(3)]  # three hours running
+        await runner.process([*polluted, at(3, busy, hour + 1800, 10.0)])
         for k in range(1, 6):  # the busy one every ten minutes, past the hour's end plus the lateness
-            await runner.process([at(1 + k, busy, hour + 1800 + 600 * k, 10.0)])
+            await runner.process([at(3 + k, busy, hour + 1800 + 600 * k, 10.0)])
             await runner.sweep_idle()  # the timer's tick: the partition is busy, its clock is the watermark
         await runner.close()
         return outputs

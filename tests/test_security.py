@@ -21,7 +21,7 @@ from agents.embedded.broker import EmbeddedBroker
 from agents.embedded.ports import free_port
 from agents.embedded.redis_server import EmbeddedRedis
 from settings import Settings
-from tests.conftest import ROOT, WorkerProcess, run, wait_until
+from tests.conftest import ROOT, TEST_SOURCES, WorkerProcess, run, wait_until
 from tests.test_worker_integration import _send
 
 ADMIN_TOKEN = "admin-shared-CANARY-7e1"
@@ -60,8 +60,12 @@ def _token(done: subprocess.CompletedProcess) -> str:
     return next(line.strip() for line in done.stdout.splitlines() if line.strip().startswith("wdn_"))
 
 
-def _speeding(entity: str) -> bytes:
-    return orjson.dumps({"entity": entity, "ts": time.time(), "lat": 31.2, "lon": 120.5, "speed": 150.0})
+def _speeding(entity: str) -> list[dict]:
+    """A hazardous-goods vehicle at 150 km/h for 40 s: a speeding episode."""
+    t = time.time() - 40
+    return [
+        {"entity": entity, "ts": t + 10 * i, "lat": 31.2, "lon": 120.5 + 0.004 * i, "speed": 150.0} for i in range(5)
+    ]
 
 
 @pytest.mark.integration
@@ -85,9 +89,11 @@ def test_roles_allowed_and_refused_audited_and_personal_data_masked_for_viewers(
     worker = stack.start_worker(WARDEN_API_TOKEN=ADMIN_TOKEN)
     port = worker.port
     wait_until(lambda: _ready(port), timeout=90, what="the worker's API")
-    run(_send(stack.settings.bootstrap_servers, "telemetry.gps", [(b"gps-0000003", _speeding("gps-0000003"), None)]))
+    fixes = [(b"gps-0000003", orjson.dumps(fix), None) for fix in _speeding("gps-0000003")]
+    run(_send(stack.settings.bootstrap_servers, "telemetry.gps", fixes))
     alerts = wait_until(
-        lambda: http(port, "GET", "/api/alerts?kind=speeding", tokens["viewer"])[1]["alerts"], what="the speeding alert"
+        lambda: http(port, "GET", "/api/alerts?kind=speeding_hazardous", tokens["viewer"])[1]["alerts"],
+        what="the speeding alert",
     )
     aid = alerts[0]["id"]
 
@@ -202,12 +208,13 @@ def test_worker_and_cli_use_a_redis_password_and_a_wrong_one_fails_clearly(tmp_p
             WARDEN_PARTITIONS="2",
             WARDEN_DATA_DIR=str(tmp_path / "data"),
             WARDEN_CONNECT_TIMEOUT_S="5",
+            WARDEN_SOURCES_DIRS=str(TEST_SOURCES),
         )
         good = {**base, "WARDEN_REDIS_PASSWORD_FILE": str(secret_file)}
         worker = WorkerProcess({**good, "WARDEN_WEB_PORT": str(free_port())}, tmp_path / "worker.log")
         try:
             record = orjson.dumps({"entity": "st-1", "ts": time.time(), "pm25": 300.0})
-            run(_send(broker.bootstrap_servers, "telemetry.air", [(b"st-1", record, None)]))
+            run(_send(broker.bootstrap_servers, "telemetry.station", [(b"st-1", record, None)]))
             listed = wait_until(
                 lambda: (
                     (out := warden(good, "alerts", "list", "--json")).returncode == 0
@@ -366,13 +373,13 @@ def test_replay_exports_mask_personal_data_unless_asked(tmp_path):
     city = tmp_path / "city"
     assert warden(env, "refdata", "city", str(city), "--entities", "300").returncode == 0
     records = tmp_path / "gps.ndjson"
-    records.write_bytes(orjson.dumps({"source": "gps", **orjson.loads(_speeding("gps-0000003"))}) + b"\n")
+    records.write_bytes(b"".join(orjson.dumps({"source": "gps", **fix}) + b"\n" for fix in _speeding("gps-0000003")))
     for flags, plate in (((), MASKED_PLATE), (("--personal",), PLATE)):
         out = tmp_path / f"alerts{len(flags)}.ndjson"
         done = warden(env, "replay", "--refdata", str(city), "--alerts-out", str(out), str(records), *flags)
         assert done.returncode == 0, done.stdout + done.stderr
         alerts = [orjson.loads(line) for line in out.read_bytes().splitlines()]
-        assert "speeding" in {a["kind"] for a in alerts}
+        assert "speeding_hazardous" in {a["kind"] for a in alerts}
         assert {a["context"]["vehicle"]["plate"] for a in alerts} == {plate}
 
 

@@ -12,6 +12,7 @@ from models.engine import SourceEngine
 from settings import Settings
 from state.entity_state import EntityState
 from streams.event_time import iso
+from tests.conftest import TEST_SOURCES
 
 TS = 1_767_225_600
 
@@ -109,14 +110,17 @@ def _air_records(n_hours: int = 3, breach_hour: int = 1) -> list[dict]:
 
 
 def test_threshold_rules_fire_once_per_period_and_on_closed_windows():
-    settings = Settings(allowed_lateness_s=120)
+    settings = Settings(allowed_lateness_s=120, sources_dirs=[TEST_SOURCES])
     engine = SourceEngine(load_sources(settings)["air"], settings)
     alerts = [a for a in engine.process(_air_records()).signals if a.model.startswith("threshold")]
     got = sorted((a.kind, a.entity, iso(a.window_start)) for a in alerts)
+    assert got == [("no2_hourly_over_limit", "s1", "2026-01-01T01:00:00.000Z")]  # only the breaching hour, once
+    per_reading = SourceEngine(load_sources(settings)["station"], settings)
+    readings = [{k: v for k, v in r.items() if k != "no2"} for r in _air_records()]
+    got = sorted((a.kind, a.entity, iso(a.window_start)) for a in per_reading.process(readings).signals)
     assert got == [
-        ("no2_hourly_over_limit", "s1", "2026-01-01T01:00:00.000Z"),  # only the breaching hour, once
-        ("pm25_over_limit", "s2", "2026-01-01T00:00:00.000Z"),  # minutes 30 and 31: one alert
-        ("pm25_over_limit", "s2", "2026-01-01T01:00:00.000Z"),  # minute 95: next hour
+        ("pm25_over_limit", "s2", "2026-01-01T00:30:05.000Z"),  # minutes 30 and 31: one breach
+        ("pm25_over_limit", "s2", "2026-01-01T01:35:05.000Z"),  # minute 95: another
     ]
     no2 = next(a for a in alerts if a.kind.startswith("no2"))
     assert no2.evidence["mean"] == pytest.approx(260.0) and iso(no2.ts) == "2026-01-01T02:00:00.000Z"
@@ -137,11 +141,34 @@ def test_same_records_same_alerts_and_state_however_batched(cut):
     assert sorted(a.id for a in got) == sorted(a.id for a in expected)
     assert pieces.state.slots.entities == whole.state.slots.entities
     names = whole.state.store.names()
-    assert {"last_ts", "mean", "m2", "1h.sum", "threshold.alerted"} <= set(names)  # air's window model reads stats
+    assert {"last_ts", "mean", "m2", "1h.sum", "threshold.closed.1h"} <= set(names)  # air's window model reads stats
     assert "last" not in names  # and none of its detectors reads last values
     for name in names:
         a, b = pieces.state.store[name], whole.state.store[name]
         assert np.allclose(a, b, rtol=1e-9, equal_nan=True), name  # float sums may differ in the last bit
+
+
+@pytest.mark.parametrize("cut", [1, 5, 1000])
+def test_a_breach_that_keeps_happening_counts_on_its_alert(cut):
+    """Three separate breaches within an hour are three signals of one alert (count 3, last seen the third); a
+    breach that goes on is signalled once an hour, and a reading without the field does not end it."""
+    from replay.pipeline import AlertPipeline
+
+    settings = Settings(sources_dirs=[TEST_SOURCES])
+    engine = SourceEngine(load_sources(settings)["station"], settings)
+    high = {5, 6, 20, 40, *range(100, 230)}
+    recs = [
+        {"entity": "s", "ts": TS + 60 * m, **({} if m == 150 else {"pm25": 120.0 if m in high else 20.0})}
+        for m in range(240)
+    ]
+    signals = in_batches(engine, recs, cut)
+    minutes = [int(s.ts - TS) // 60 for s in signals if s.kind == "pm25_over_limit"]
+    assert minutes == [5, 20, 40, 100, 120, 180]
+    pipeline = AlertPipeline(settings)
+    for s in signals:
+        pipeline.add(s)
+    [alert] = [a for a in pipeline.scored() if a["kind"] == "pm25_over_limit"]
+    assert alert["count"] == 6 and alert["last_seen"] == "2026-01-01T03:00:00.000Z"
 
 
 def _station_hours(entity: str, hours: int, pm25: float, no2: float = 30.0) -> list[dict]:
@@ -158,19 +185,43 @@ def _station_hours(entity: str, hours: int, pm25: float, no2: float = 30.0) -> l
     ]
 
 
-def test_daily_limit_needs_twenty_hours_and_aqi_tracks_the_hour():
+def test_daily_limit_is_judged_on_the_local_calendar_day_with_twenty_hours_and_aqi_on_three_hours_running():
     settings = Settings(allowed_lateness_s=120)
     engine = SourceEngine(load_sources(settings)["air"], settings)
     recs = sorted(
-        _station_hours("dirty", 30, 95.0) + _station_hours("clean", 30, 20.0) + _station_hours("short", 10, 200.0),
+        _station_hours("dirty", 48, 95.0)
+        + _station_hours("clean", 48, 20.0)
+        + _station_hours("short", 10, 200.0)
+        + _station_hours("brief", 2, 200.0),
         key=lambda r: (r["ts"], r["entity"]),
     )
     alerts = engine.process(recs).signals
-    daily = [(a.entity, iso(a.ts)) for a in alerts if a.kind == "pm25_daily_over_limit"]
-    # first closed hour with >= 20 hourly values: hour 19 closes when hour 20's first record arrives + lateness
-    assert daily and {e for e, _ in daily} == {"dirty"}
-    assert daily[0][1] == "2026-01-01T20:00:00.000Z"
+    daily = [(a.entity, iso(a.window_start), iso(a.ts)) for a in alerts if a.kind == "pm25_daily_over_limit"]
+    # Beijing's 1 January (16:00Z to 16:00Z) has 16 hours from 00:00Z: too few; 2 January has all 24
+    assert daily == [("dirty", "2026-01-01T16:00:00.000Z", "2026-01-02T16:00:00.000Z")]
     aqi = [a for a in alerts if a.kind == "aqi_polluted"]
-    assert {a.entity for a in aqi} == {"short"}  # PM2.5 ~200 -> AQI ~250, heavily polluted
+    assert {a.entity for a in aqi} == {"short"}  # two polluted hours are no episode
+    assert [a.evidence["hours"] for a in aqi] == list(range(3, 10))  # its last hour closes at a sweep
     assert aqi[0].evidence["category"] == "heavily polluted" and aqi[0].severity == "major"
-    assert aqi[0].evidence["primary"] == "pm25" and 240 <= aqi[0].evidence["aqi"] <= 260
+    assert aqi[0].evidence["primary"] == ["pm25"] and 240 <= aqi[0].evidence["aqi"] <= 260
+
+
+def test_aqi_is_hj_633s_whole_number_with_every_tied_primary_pollutant_and_any_pollutant_enough():
+    """PM2.5 at 115.2 µg/m³ is IAQI 150.4, published as 151: "moderately polluted" (the boundary hour); PM10 at
+    252 is 151 too, so both are primary; a station reporting PM10 alone is judged on it."""
+    settings = Settings(allowed_lateness_s=120)
+    engine = SourceEngine(load_sources(settings)["air"], settings)
+    recs = [
+        r
+        for k in range(5 * 6)
+        for r in (
+            {"entity": "both", "ts": TS + 600 * k + 1, "pm25": 115.2, "pm10": 252.0},
+            {"entity": "pm10-only", "ts": TS + 600 * k + 2, "pm10": 300.0},
+        )
+    ]
+    out = engine.process(recs)
+    assert not out.rejects
+    first = {a.entity: a.evidence for a in out.signals if a.kind == "aqi_polluted" and a.evidence["hours"] == 3}
+    assert first["both"]["aqi"] == 151 and first["both"]["category"] == "moderately polluted"
+    assert first["both"]["primary"] == ["pm10", "pm25"] and first["both"]["iaqi"] == {"pm10": 151, "pm25": 151}
+    assert first["pm10-only"]["primary"] == ["pm10"] and first["pm10-only"]["aqi"] == 175

@@ -74,6 +74,14 @@ def test_registry_ships_six_sources_and_takes_new_declarations(tmp_path):
     )
     with pytest.raises(SourceError, match=r"short.toml: anomaly: .*shape_memory must be 0 \(off\) or at least"):
         load_sources(Settings(sources_dirs=[tmp_path]))
+    (tmp_path / "short.toml").unlink()
+    (tmp_path / "noise.toml").write_text(
+        (tmp_path / "noise.toml")
+        .read_text()
+        .replace('topic = "telemetry.noise"\n', 'topic = "telemetry.noise"\ngroups = { "loud" = "source" }\n')
+    )
+    with pytest.raises(SourceError, match=r"noise.toml: 'groups' needs 'partitions = 1'"):
+        load_sources(Settings(sources_dirs=[tmp_path]))
 
 
 def test_validation_reasons():

@@ -55,9 +55,9 @@ def _processed(stack, source: str) -> int:
 def test_single_record_from_plain_client_raises_alert(stack):
     stack.start_worker()
     record = {"entity": "station-7", "ts": "2026-01-01T08:00:00Z", "pm25": 180.0, "pm10": 220.0}
-    run(_send(stack.settings.bootstrap_servers, "telemetry.air", [(b"station-7", orjson.dumps(record), None)]))
+    run(_send(stack.settings.bootstrap_servers, "telemetry.station", [(b"station-7", orjson.dumps(record), None)]))
     alerts = wait_until(lambda: stack.stream_alerts(), what="an alert in the Redis stream")
-    assert [(a["kind"], a["entity"], a["source"]) for a in alerts] == [("pm25_over_limit", "station-7", "air")]
+    assert [(a["kind"], a["entity"], a["source"]) for a in alerts] == [("pm25_over_limit", "station-7", "station")]
     assert alerts[0]["evidence"]["value"] == 180.0 and alerts[0]["ts"] == "2026-01-01T08:00:00.000Z"
     on_topic = run(_read_topic(stack.settings.bootstrap_servers, "warden.alerts", 1))
     assert [a["id"] for a in on_topic] == [alerts[0]["id"]]
@@ -81,13 +81,13 @@ def test_malformed_records_go_to_dead_letters_and_worker_keeps_going(stack):
     values = [(b"s", v, 0) for v in bad_messages.values()]
     # a batch mixing good and bad records: only the bad one is rejected
     values.append((None, orjson.dumps([good, {"entity": 5, "ts": TS, "pm25": 1.0}]), None))
-    run(_send(stack.settings.bootstrap_servers, "telemetry.air", values))
+    run(_send(stack.settings.bootstrap_servers, "telemetry.station", values))
     letters = run(_read_topic(stack.settings.bootstrap_servers, "warden.deadletter", len(bad_messages) + 1))
     reasons = sorted(d["reason"] for d in letters)
     assert reasons == sorted([*bad_messages, "wrong_type"])
     by_reason = {d["reason"]: d for d in letters}
     assert base64.b64decode(by_reason["not_json"]["original"]) == b"{this is not json"
-    assert by_reason["not_json"]["source"] == "air" and by_reason["not_json"]["partition"] == 0
+    assert by_reason["not_json"]["source"] == "station" and by_reason["not_json"]["partition"] == 0
     assert isinstance(by_reason["not_json"]["offset"], int) and by_reason["not_json"]["detail"]
     oversize = by_reason["oversize"]  # its head, length and hash: a dead letter a stock broker takes
     assert oversize["original_truncated"] and oversize["original_bytes"] == len(bad_messages["oversize"])
@@ -97,7 +97,7 @@ def test_malformed_records_go_to_dead_letters_and_worker_keeps_going(stack):
     run(
         _send(
             stack.settings.bootstrap_servers,
-            "telemetry.air",
+            "telemetry.station",
             [(b"station-1", orjson.dumps({"entity": "station-1", "ts": TS - 7200, "pm25": 3.0}), None)],
         )
     )

@@ -16,9 +16,10 @@ class Outputs:
         self.producer, self.settings = producer, settings
 
     async def signals(self, signals: list[Signal]) -> None:
-        """Detector signals to ``warden.signals`` as JSON, keyed by entity, for consumers downstream."""
+        """Detector signals to ``warden.signals`` as JSON, keyed by entity (a grouped one by its group, so one
+        alert manager owns the group's incident), for consumers downstream."""
         for sig in signals:
-            await self.producer.send(self.settings.signals_topic, sig.entity, sig.doc())
+            await self.producer.send(self.settings.signals_topic, sig.group or sig.entity, sig.doc())
 
     async def dead_letters(self, letters: list[dict]) -> None:
         for d in letters:

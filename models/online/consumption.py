@@ -13,7 +13,10 @@ log-ratio variance v (both exponentially weighted by ``alpha``):
 
     r = log((u + floor) / (p_k + floor)),  z = |r| / max(sqrt(v), min_spread)
 
-and a signal when z >= ``z_alert`` and |u - p_k| >= ``min_change``.
+and the hour is abnormal when z >= ``z_alert`` and |u - p_k| >= ``min_change``
+in one of ``directions`` (default: above the usual only); an alert is raised
+from the ``min_hours``-th abnormal hour running (default 3): sustained use,
+not an appliance switched on at an unusual hour.
 
 >>> import math
 >>> from models.catalog import load_sources
@@ -21,12 +24,14 @@ and a signal when z >= ``z_alert`` and |u - p_k| >= ``min_change``.
 >>> engine = SourceEngine(load_sources()["power"].model_copy(update={"detectors": ["consumption"]}))
 >>> midnight = 1767196800   # 2026-01-01 00:00 local
 >>> three_weeks = [{"entity": "home-1", "ts": midnight + 600 * i, "kwh": 100.0 + i,
-...                 "kw": 8.0 if i // 6 == 21 * 24 + 3 else 1.0 + 0.1 * math.sin(i)} for i in range(22 * 144)]
->>> [(s.kind, s.window_start - midnight, s.evidence["direction"]) for s in engine.process(three_weeks).signals]
-[('kw_consumption_abnormal', 1825200.0, 'high')]
+...                 "kw": 8.0 if 3 <= i // 6 - 21 * 24 < 6 else 1.0 + 0.1 * math.sin(i)} for i in range(22 * 144)]
+>>> [(s.kind, s.window_start - midnight, s.evidence["hours"]) for s in engine.process(three_weeks).signals]
+[('kw_consumption_abnormal', 1832400.0, 3)]
 """
 
 from __future__ import annotations
+
+from typing import Literal
 
 import numpy as np
 from pydantic import Field
@@ -34,6 +39,7 @@ from pydantic import Field
 from models.base import BatchContext, Detector, DetectorSettings, Severity, UtcOffsetHours, needs_field
 from models.calendar import slot_of
 from models.signal import Signal
+from models.streak import Streak
 from state import nibbles
 from state.entity_state import EntityState
 from state.refdata.holidays import RestDays
@@ -41,7 +47,7 @@ from state.refdata.reference import RefData
 from streams.registry import Source
 from streams.validation import Batch
 
-MODEL = "consumption@1"
+MODEL = "consumption@2"
 SLOTS = 48
 
 
@@ -55,6 +61,12 @@ class ConsumptionSettings(DetectorSettings):
     z_alert: float = Field(4.0, gt=0, description="log-ratio spreads that make an hour abnormal")
     min_spread: float = Field(0.1, gt=0)
     alpha: float = Field(0.2, gt=0, lt=1, description="EW weight of a new hour in the profile")
+    min_hours: int = Field(3, ge=1, le=48, description="consecutive abnormal hours before an alert (sustained use)")
+    directions: list[Literal["high", "low"]] = Field(
+        default_factory=lambda: ["high"],
+        description="which deviations alert: use above the usual (a leak, an illegal operation); use below it "
+        "(a household away) only where a department acts on it",
+    )
     utc_offset_h: UtcOffsetHours = 8.0
     severity: Severity = "warning"
 
@@ -73,6 +85,7 @@ class Consumption(Detector):
         state.store.add("consumption.seen", np.uint8, (SLOTS // 2,))  # times each slot was learned, 0..15
         state.store.add("consumption.var", np.float32, fill=np.nan)
         state.add_marker("consumption.closed")
+        self.streak = Streak(state.store, "consumption")
         self.rest_days = RestDays.shipped()
 
     def use_refdata(self, ref: RefData) -> None:
@@ -105,8 +118,11 @@ class Consumption(Detector):
             ready = (n >= sp.warmup) & ~np.isnan(expected)
             spread = np.sqrt(np.where(np.isnan(var[r]), sp.min_spread**2, var[r])).clip(min=sp.min_spread)
             z = np.abs(ratio) / spread
+            direction = np.where(ratio > 0, "high", "low")
             hit = ready & (z >= sp.z_alert) & (np.abs(use - expected) >= sp.min_change)
-            for i in np.flatnonzero(hit).tolist():
+            hit &= np.isin(direction, sp.directions)
+            hours = self.streak.update(r, b, hit)
+            for i in np.flatnonzero(hours >= sp.min_hours).tolist():
                 alerts.append(
                     Signal.new(
                         source=self.source.name,
@@ -124,7 +140,8 @@ class Consumption(Detector):
                             "expected": float(expected[i]),
                             "ratio": float(np.exp(ratio[i])),
                             "z": float(z[i]),
-                            "direction": "high" if ratio[i] > 0 else "low",
+                            "direction": str(direction[i]),
+                            "hours": int(hours[i]),
                             "slot": int(slot[i]),
                         },
                     )

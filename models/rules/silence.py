@@ -1,12 +1,23 @@
-"""Silence: an entity that stops reporting for longer than its source allows, and its recovery.
+"""Silence: an entity that stops reporting for longer than its own cadence allows, and its recovery.
 
 "Now" is event time: the newest event time seen on the partition, so replay
 raises the same signals as the live run. A worker whose whole feed has gone
 quiet advances "now" by wall-clock time instead (see ``sweep``; that path is
-live only). An entity is silent once ``silence_factor`` (default 5) x its source's
-expected interval has passed since its last record; its next record raises
-``silence_recovered``, which closes the episode. A gap found inside the
-records themselves raises both, so the signals do not depend on batching.
+live only). Each entity learns its own cadence: a histogram of its gaps
+between records in doubling bins (1-2 s, 2-4 s, ... 36 h), whose median bin's
+geometric middle is the cadence once ``LEARN_GAPS`` gaps are in (the source's
+``expected_interval_s`` until then, and never less). An entity is silent once
+``silence_factor`` (default 5) x its cadence has passed since its last record:
+an hourly station in a source that declares a minute is silent after 5 hours
+without data, not after every hour. Its next record raises
+``silence_recovered``, which ends the outage's alert (``Signal.ends``) rather
+than raising one of its own. A gap found inside the records themselves raises
+both, so the signals do not depend on batching.
+
+A feed that stops as a whole (a sweep finds no record on the partition for
+longer than its shortest limit) is one ``source_silent`` signal, not one per
+entity; its entities are muted until it returns, and each is silent on its own
+once its limit has passed since the feed's return.
 
 >>> import numpy as np
 >>> from models.catalog import load_sources
@@ -29,20 +40,44 @@ from state.entity_state import EntityState
 from streams.registry import Source
 from streams.validation import Batch
 
-MODEL = "silence@1"
+MODEL = "silence@2"
+BINS = 18  # gap bin k holds gaps in [2**k, 2**(k+1)) seconds; the last one everything longer
+LEARN_GAPS = 4  # gaps an entity shows before its own cadence replaces the declared one
+FULL = np.iinfo(np.uint16).max  # bin counts saturate (min(a + b, FULL) is the same in any order)
+OPEN, MUTED = 1, 2  # silence.open: its own outage alerted; silent in an outage of the whole feed
+
+
+def gap_bins(gaps: np.ndarray) -> np.ndarray:
+    """The histogram bin of each gap (seconds > 0)."""
+    return np.clip(np.floor(np.log2(np.maximum(gaps, 1.0))), 0, BINS - 1).astype(np.int64)
+
+
+def cadence(hist: np.ndarray, declared: float) -> np.ndarray:
+    """Each row's cadence from its gap histogram (rows, BINS): the geometric middle of the median gap's bin
+    (within a factor of 1.41 of it), once ``LEARN_GAPS`` gaps are in, and never under ``declared``."""
+    total = hist.sum(axis=1)
+    median_bin = (np.cumsum(hist, axis=1) * 2 >= total[:, None]).argmax(axis=1)
+    learned = np.where(total >= LEARN_GAPS, 2.0 ** (median_bin + 0.5), declared)
+    return np.maximum(learned, declared)
 
 
 class Silence(Detector):
     """Raises ``silent`` when an entity misses its reports and ``silence_recovered`` when it is back.
 
-    Configured by the source's own ``expected_interval_s`` and ``silence_factor``, not a table."""
+    Configured by the source's own ``expected_interval_s`` and ``silence_factor``, not a table; each entity's
+    cadence is learned from its gaps."""
 
     name = "silence"
 
     def __init__(self, source: Source, state: EntityState):
         super().__init__(source, state)
-        self.limit_s = source.silence_factor * source.expected_interval_s
+        self.factor, self.declared = source.silence_factor, float(source.expected_interval_s)
         state.store.add("silence.open", np.int8)  # its silence began at its last_ts, which stays put
+        state.store.add("silence.gaps", np.uint16, (BINS,))
+
+    def limits(self, hist: np.ndarray) -> np.ndarray:
+        """Seconds without a record after which each entity (its gap histogram rows) is silent."""
+        return self.factor * cadence(hist, self.declared)
 
     def detect(self, batch: Batch, rows: np.ndarray, state: EntityState, ctx: BatchContext) -> list[Signal]:
         alerts = self._recoveries(batch, state, ctx)
@@ -58,9 +93,24 @@ class Silence(Detector):
         self.remember(state, "swept", now)
         n = len(state)
         last_ts, open_ = state.store["last_ts"][:n], state.store["silence.open"][:n]
-        silent = np.flatnonzero((now - last_ts > self.limit_s) & (open_ == 0) & np.isfinite(last_ts))
-        open_[silent] = 1
-        return [self._silent(state.slots.entities[r], float(last_ts[r])) for r in silent.tolist()]
+        limit = self.limits(state.store["silence.gaps"][:n])
+        active = np.isfinite(last_ts)
+        # an entity muted by a feed outage has its silence counted from the feed's return
+        since = np.where(open_ == MUTED, np.maximum(last_ts, self.recall(state, "feed_back", -np.inf)), last_ts)
+        due = (now - since > limit) & (open_ != OPEN) & active
+        if self.recall(state, "feed_quiet") is not None:
+            open_[due] = MUTED
+            return []
+        if active.sum() >= 2 and now - state.watermark > limit[active].min():
+            open_[due] = MUTED
+            self.remember(state, "feed_quiet", state.watermark)
+            return [self._feed_silent(state.watermark, float(limit[active].min()), int(active.sum()))]
+        silent = np.flatnonzero(due)
+        open_[silent] = OPEN
+        return [
+            self._silent(state.slots.entities[r], float(last_ts[r]), float(limit[r]), float(since[r]))
+            for r in silent.tolist()
+        ]
 
     def _recoveries(self, batch: Batch, state: EntityState, ctx: BatchContext) -> list[Signal]:
         """Gaps longer than the limit inside the records, and entities back after a sweep found them silent."""
@@ -69,15 +119,26 @@ class Silence(Detector):
         prior = ctx.prior_last_ts[seq.order]
         # the entity's latest time before each record: a record that came late sits behind it, and is no gap
         before = np.where(first, prior, np.maximum(np.roll(t, 1), prior))
-        open_ = state.store["silence.open"]
-        was_open = first & (open_[r] == 1)
-        gap = ~was_open & (t - before > self.limit_s) & np.isfinite(before)
-        alerts = []
+        open_, hist = state.store["silence.open"], state.store["silence.gaps"]
+        # each record's gap histogram as it stood before it: the stored one plus the batch's earlier gaps
+        seen = np.isfinite(before) & (t > before)
+        onehot = np.zeros((len(t), BINS), dtype=np.int64)
+        onehot[np.flatnonzero(seen), gap_bins(t[seen] - before[seen])] = 1
+        upto = np.cumsum(onehot, axis=0)
+        start_of = np.maximum.accumulate(np.where(first, np.arange(len(t)), 0))
+        earlier = upto - onehot - np.where(start_of[:, None] > 0, upto[start_of - 1], 0)
+        limit = self.limits(np.minimum(hist[r].astype(np.int64) + earlier, FULL))
+        was_open, was_muted = first & (open_[r] == OPEN), first & (open_[r] == MUTED)
+        gap = ~was_open & ~was_muted & (t - before > limit) & np.isfinite(before)
+        if seq.last.any():
+            ends = np.flatnonzero(seq.last)
+            hist[r[ends]] = np.minimum(hist[r[ends]].astype(np.int64) + earlier[ends] + onehot[ends], FULL)
+        alerts = self._feed_back(state, float(t.min())) if len(t) else []
         for i in np.flatnonzero(was_open | gap).tolist():
             row, start = int(r[i]), float(before[i])
             entity = state.slots.entities[row]
             if gap[i]:
-                alerts.append(self._silent(entity, start))
+                alerts.append(self._silent(entity, start, float(limit[i])))
             alerts.append(
                 Signal.new(
                     source=self.source.name,
@@ -90,25 +151,61 @@ class Silence(Detector):
                     severity="info",
                     model=MODEL,
                     evidence={"silent_since": start, "silent_for_s": float(t[i] - start)},
+                    ends="silent",
                 )
             )
-        open_[r[was_open]] = 0
+        open_[r[was_open | was_muted]] = 0
         return alerts
 
-    def _silent(self, entity: str, last_seen: float) -> Signal:
+    def _feed_back(self, state: EntityState, ts: float) -> list[Signal]:
+        """The first records after the whole feed went quiet: its outage's signal is ended."""
+        quiet_since = self.recall(state, "feed_quiet")
+        if quiet_since is None:
+            return []
+        self.remember(state, "feed_quiet", None)
+        self.remember(state, "feed_back", ts)
+        return [
+            Signal.new(
+                source=self.source.name,
+                kind="silence_recovered",
+                entity=self.source.name,
+                ts=ts,
+                window_start=quiet_since,
+                window_s=0.0,
+                score=0.1,
+                severity="info",
+                model=MODEL,
+                evidence={"silent_since": quiet_since, "silent_for_s": ts - quiet_since},
+                ends="source_silent",
+            )
+        ]
+
+    def _feed_silent(self, last_seen: float, limit_s: float, entities: int) -> Signal:
+        return Signal.new(
+            source=self.source.name,
+            kind="source_silent",
+            entity=self.source.name,
+            ts=last_seen + limit_s,
+            window_start=last_seen,
+            window_s=0.0,
+            score=0.8,
+            severity="major",
+            model=MODEL,
+            evidence={"last_seen": last_seen, "limit_s": limit_s, "entities": entities},
+        )
+
+    def _silent(self, entity: str, last_seen: float, limit_s: float, counted_from: float | None = None) -> Signal:
+        """``silent`` for an entity last seen at ``last_seen``, due ``limit_s`` after ``counted_from`` (its last
+        record, or its feed's return after an outage of the whole feed)."""
         return Signal.new(
             source=self.source.name,
             kind="silent",
             entity=entity,
-            ts=last_seen + self.limit_s,
+            ts=(last_seen if counted_from is None else counted_from) + limit_s,
             window_start=last_seen,
             window_s=0.0,
             score=0.6,
             severity="warning",
             model=MODEL,
-            evidence={
-                "last_seen": last_seen,
-                "limit_s": self.limit_s,
-                "expected_interval_s": self.source.expected_interval_s,
-            },
+            evidence={"last_seen": last_seen, "limit_s": limit_s, "cadence_s": limit_s / self.factor},
         )

@@ -1,5 +1,8 @@
 """A station far above its neighbours: the same closed hour, compared across stations within a radius.
 
+A station is alerted from the ``min_hours``-th consecutive hour far above them (a local source that
+persists, not a passing plume).
+
 An hour is judged once the partition's event time has passed its end by the
 allowed lateness plus ``grace_s``, so every station's mean for it is final in
 practice; stations' positions come from the reference data (the site their
@@ -21,13 +24,14 @@ from pydantic import Field
 
 from models.base import BatchContext, Detector, DetectorSettings, Severity, needs_field
 from models.signal import Signal
+from models.streak import Streak
 from state.entity_state import EntityState
 from state.refdata.reference import RefData
 from state.refdata.zones import local_xy
 from streams.registry import Source
 from streams.validation import Batch
 
-MODEL = "spatial@1"
+MODEL = "spatial@2"
 UNLOCATED = -1.0
 
 
@@ -40,6 +44,7 @@ class SpatialSettings(DetectorSettings):
     factor: float = Field(2.0, gt=1, description="times the neighbours' median")
     min_excess: float = Field(35.0, ge=0, description="and at least this much above it, in the field's unit")
     grace_s: float = Field(3600.0, ge=0, description="wait past the lateness before judging an hour")
+    min_hours: int = Field(3, ge=1, le=24, description="consecutive hours above the neighbours before an alert")
     severity: Severity = "warning"
 
 
@@ -73,6 +78,7 @@ class Spatial(Detector):
         self.col = state.windowed.index(self.settings.field)
         state.add_lookup("spatial.lon")
         state.add_lookup("spatial.lat")
+        self.streak = Streak(state.store, "spatial")
 
     @classmethod
     def check(cls, source: Source, settings: SpatialSettings) -> None:
@@ -117,6 +123,9 @@ class Spatial(Detector):
             min_excess=sp.min_excess,
         )
         seconds = state.windows["1h"][0]
+        above = np.zeros(len(rows), dtype=bool)
+        above[hits] = True
+        hours = self.streak.update(rows, np.full(len(rows), hour), above)
         return [
             Signal.new(
                 source=self.source.name,
@@ -134,7 +143,9 @@ class Spatial(Detector):
                     "neighbours_median": round(float(median[i]), 2),
                     "neighbours": int(count[i]),
                     "radius_km": sp.radius_km,
+                    "hours": int(hours[i]),
                 },
             )
             for i in hits.tolist()
+            if hours[i] >= sp.min_hours
         ]

@@ -1,9 +1,12 @@
 """Threshold rules from a source declaration: a field above or below a limit.
 
-A rule ``over = "record"`` looks at each reading and raises at most one alert
-per entity and ``dedup_s`` period; a rule over a window ("1m", "15m", "1h")
+A rule ``over = "record"`` looks at each reading: a signal where a breach
+begins (each occurrence shows on the alert's count) and once per ``dedup_s``
+period while it lasts; a rule over a window ("1m", "15m", "1h")
 looks at the mean of each closed bucket (one no record can still enter), so
-its verdict does not depend on how records were batched.
+its verdict does not depend on how records were batched; a ``"24h"`` rule
+looks at the mean of each local calendar day (``utc_offset_h``), judged once
+when the day closes, as GB 3095-2012 defines a 24-hour mean.
 
 Signals: ``<rule kind>`` (the rule's severity), score 0.5 at the limit rising
 to 1 at twice it (:func:`score`). Configured by the declaration's ``[[rules]]``.
@@ -14,9 +17,10 @@ to 1 at twice it (:func:`score`). Configured by the declaration's ``[[rules]]``.
 [False, True, False]
 >>> from models.catalog import load_sources
 >>> from models.engine import SourceEngine
->>> out = SourceEngine(load_sources()["air"]).process([{"entity": "st-1", "ts": 1700000000, "pm25": 300.0}])
+>>> out = SourceEngine(load_sources()["power"]).process([{"entity": "m-1", "ts": 1700000000, "kwh": 1.0, "kw": 0.5,
+...                                                     "voltage": 275.0}])
 >>> [(s.kind, s.evidence["limit"]) for s in out.signals]
-[('pm25_over_limit', 75.0)]
+[('voltage_high', 260.0)]
 """
 
 from __future__ import annotations
@@ -26,13 +30,13 @@ from typing import Literal
 import numpy as np
 from pydantic import Field, RootModel, model_validator
 
-from models.base import BatchContext, Detector, DetectorSettings, Severity
+from models.base import BatchContext, Detector, DetectorSettings, Severity, UtcOffsetHours
 from models.signal import Signal
 from state.entity_state import EntityState
 from streams.registry import Source
 from streams.validation import Batch
 
-MODEL = "threshold@1"
+MODEL = "threshold@2"
 DAY_MIN_HOURS = 20  # GB 3095-2012: a 24-hour mean needs at least 20 hourly values
 
 
@@ -47,6 +51,7 @@ class Rule(DetectorSettings):
     severity: Severity = "warning"
     dedup_s: float = Field(3600.0, ge=60, description="one alert per entity and kind per this period")
     description: str = ""
+    utc_offset_h: UtcOffsetHours = 8.0
 
     @model_validator(mode="after")
     def _check(self) -> Rule:
@@ -87,8 +92,10 @@ class Threshold(Detector):
         self.record_rules = [r for r in rules if r.over == "record"]
         self.window_rules = [r for r in rules if r.over != "record"]
         if self.record_rules:
-            # the dedup period last alerted (int32: dedup periods are a minute or more)
-            state.store.add("threshold.alerted", np.int32, (len(self.record_rules),), fill=-1)
+            # per rule: whether the entity's latest reading breaks it, and that reading's dedup period (int32:
+            # periods are a minute or more)
+            state.store.add("threshold.breaking", np.int8, (len(self.record_rules),))
+            state.store.add("threshold.period", np.int32, (len(self.record_rules),), fill=-1)
         for window in {_bucket_window(r.over) for r in self.window_rules}:
             state.add_marker(f"threshold.closed.{window}")
 
@@ -115,33 +122,33 @@ class Threshold(Detector):
         """Alerts raised by ``batch`` (already folded into ``state`` at ``rows``)."""
         alerts = []
         for k, rule in enumerate(self.record_rules):
-            alerts += self._record_rule(k, rule, batch, rows, state)
+            alerts += self._record_rule(k, rule, batch, state, ctx)
         if self.window_rules and len(rows):
             alerts += self._window_rules(rows, state)
         return alerts
 
-    def _record_rule(self, k: int, rule: Rule, batch: Batch, rows: np.ndarray, state: EntityState) -> list[Signal]:
-        values = batch.columns[rule.field]
-        idx = np.flatnonzero(exceeds(rule, values))
-        if not len(idx):
-            return []
-        period = np.floor(batch.ts[idx] / rule.dedup_s).astype(np.int64)
-        r = rows[idx]
-        order = np.lexsort((idx, batch.ts[idx], period, r))
-        idx, period, r = idx[order], period[order], r[order]
-        first = np.ones(len(idx), dtype=bool)
-        first[1:] = (r[1:] != r[:-1]) | (period[1:] != period[:-1])
-        alerted = state.store["threshold.alerted"][:, k]
-        fire = first & (period > alerted[r])
-        np.maximum.at(alerted, r, period)
+    def _record_rule(self, k: int, rule: Rule, batch: Batch, state: EntityState, ctx: BatchContext) -> list[Signal]:
+        """Signals where a reading breaks the rule after one that did not (each occurrence counts on the
+        alert), and once per ``dedup_s`` period while the breach goes on; a reading without the field
+        changes nothing."""
+        seq = ctx.sequence
+        values, ts = batch.columns[rule.field][seq.order], batch.ts[seq.order]
+        breaking, last_period = state.store["threshold.breaking"][:, k], state.store["threshold.period"][:, k]
+        known = ~np.isnan(values)
+        _, last_known = seq.run_start(known)
+        start = np.maximum.accumulate(np.where(seq.first, np.arange(len(values)), 0))
+        breach = np.where(last_known >= start, exceeds(rule, values)[last_known.clip(min=0)], breaking[seq.rows] == 1)
+        period = np.floor(ts / rule.dedup_s).astype(np.int64)
+        before = seq.previous(breach.astype(np.int8), breaking) == 1
+        fire = breach & known & (~before | (period != seq.previous(period, last_period)))
+        breaking[seq.rows[seq.last]] = breach[seq.last]
+        last_period[seq.rows[seq.last]] = period[seq.last]
         return [
-            Signal.new(
+            Signal.at(
                 source=self.source.name,
                 kind=rule.kind,
-                entity=batch.entities[i],
-                ts=float(batch.ts[i]),
-                window_start=float(p * rule.dedup_s),
-                window_s=rule.dedup_s,
+                entity=batch.entities[seq.order[i]],
+                ts=float(ts[i]),
                 score=score(rule, float(values[i])),
                 severity=rule.severity,
                 model=MODEL,
@@ -153,7 +160,7 @@ class Threshold(Detector):
                     "description": rule.description,
                 },
             )
-            for i, p in zip(idx[fire], period[fire])
+            for i in np.flatnonzero(fire).tolist()
         ]
 
     def sweep(self, state: EntityState, now: float) -> list[Signal]:
@@ -177,6 +184,7 @@ class Threshold(Detector):
                         if day_means is None:
                             day_means = state.span_means(window, r, b, 24, DAY_MIN_HOURS)
                         means, start = day_means, (b - 23) * seconds
+                        means = np.where(_ends_local_day(b, seconds, rule.utc_offset_h)[:, None], means, np.nan)
                     else:
                         if hour_means is None:
                             hour_means = state.window_means(window, r, b)
@@ -204,6 +212,11 @@ class Threshold(Detector):
                             )
                         )
         return alerts
+
+
+def _ends_local_day(buckets: np.ndarray, seconds: int, utc_offset_h: float) -> np.ndarray:
+    """Whether each hourly bucket is its local day's last: GB 3095-2012's 24-hour mean is a calendar day's."""
+    return ((buckets + 1) * seconds + round(utc_offset_h * 3600)) % 86_400 == 0
 
 
 def _bucket_window(over: str) -> str:

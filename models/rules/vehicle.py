@@ -7,10 +7,14 @@ the reference data, or while none is loaded from entity-id patterns in the same
 table; authorised routes and their corridors come from the reference data too.
 
 Signals: ``dwell`` (standing more than ``dwell_limit_s`` within ``dwell_radius_m``
-outside authorised sites), ``restricted_zone`` (entering one), ``night_driving``
-and ``speeding_hazardous`` (hazardous goods: moving in the night ban, above
-``hazardous_max_kmh``), ``off_route`` (outside every authorised corridor) and
-``signal_lost_moving`` (no fix for ``signal_lost_s`` after one while moving).
+outside authorised sites, fix after fix), ``restricted_zone`` (entering one),
+``night_driving`` (hazardous goods moving in the night ban), ``speeding``
+(above ``max_kmh`` for ``speeding_min_s``; ``speeding_hazardous`` instead for
+hazardous goods, above ``hazardous_max_kmh``), ``off_route`` (outside every
+authorised corridor) and ``signal_lost_moving`` (no fix for ``signal_lost_s``
+after one while moving). The warning models are about hazardous goods: the
+kinds in ``hazardous_only`` (zone entry, dwell, lost signal) are raised for
+those vehicles only.
 
 >>> from models.catalog import load_sources
 >>> from models.engine import SourceEngine
@@ -45,7 +49,7 @@ from state.sequence import EntitySequence
 from streams.registry import Source
 from streams.validation import Batch
 
-MODEL = "vehicle@2"
+MODEL = "vehicle@3"
 
 
 class VehicleSettings(DetectorSettings):
@@ -53,7 +57,10 @@ class VehicleSettings(DetectorSettings):
 
     zones: str = Field("city_zones.geojson", description="GeoJSON beside the TOML or in state/data/")
     restricted_kind: str = "restricted"
-    restricted_hazardous_only: bool = Field(True, description="zone entry alerts only for hazardous vehicles")
+    hazardous_only: list[str] = Field(
+        default_factory=lambda: ["restricted_zone", "dwell", "signal_lost_moving"],
+        description="alert kinds raised only for hazardous-goods vehicles (what the warning models are about)",
+    )
     authorised_kind: str = "authorised_site"
     stationary_kmh: float = Field(3.0, ge=0)
     dwell_radius_m: float = Field(100.0, gt=0, description="moving less than this between fixes is standing")
@@ -65,8 +72,22 @@ class VehicleSettings(DetectorSettings):
     )
     night_start_h: int = Field(22, ge=0, le=23)
     night_end_h: int = Field(6, ge=0, le=23)
-    signal_lost_s: float = Field(120.0, gt=0)
+    signal_lost_s: float = Field(
+        600.0,
+        gt=0,
+        description="no fix this long is a lost signal (and breaks a run); tunnels and street canyons "
+        "make gaps of a few minutes routine",
+    )
+    lost_moving_kmh: float = Field(30.0, ge=0, description="a lost signal counts after a fix at driving speed")
+    max_kmh: float = Field(100.0, gt=0, description="speed limit of every other vehicle (``speeding``)")
     hazardous_max_kmh: float = Field(80.0, gt=0, description="speed limit of hazardous-goods vehicles")
+    speeding_min_s: float = Field(30.0, ge=0, description="above the limit this long, fix to fix, is speeding")
+    speeding_margin: float = Field(
+        0.1,
+        ge=0,
+        description="speeding is above the limit by more than this fraction (the traffic code's first "
+        "penalty band); the episode ends back under the limit itself",
+    )
     utc_offset_h: UtcOffsetHours = 8.0
 
 
@@ -139,8 +160,8 @@ class Fixes:
 
 
 class Vehicle(Detector):
-    """Raises ``dwell``, ``restricted_zone``, ``night_driving``, ``off_route``, ``speeding_hazardous`` and
-    ``signal_lost_moving``."""
+    """Raises ``dwell``, ``restricted_zone``, ``night_driving``, ``off_route``, ``speeding``,
+    ``speeding_hazardous`` and ``signal_lost_moving``."""
 
     name = "vehicle"
     settings_model = VehicleSettings
@@ -152,8 +173,8 @@ class Vehicle(Detector):
         self.hazardous_id = re.compile("|".join(map(fnmatch.translate, self.settings.hazardous)) or "(?!)").match
         self.file_zones = self.zones = _zones_for(source, self.settings.zones)
         self.speed_i = state.numeric.index("speed")
-        for col, fill in (("since", np.nan), ("dwell_alerted", np.nan), ("night", np.nan)):  # times
-            state.store.add(f"vehicle.{col}", np.float64, fill=fill)
+        for col in ("since", "dwell_alerted", "night", "fast_since", "fast_alerted"):  # times
+            state.store.add(f"vehicle.{col}", np.float64, fill=np.nan)
         # positions to a metre or so, speeds, a zone index and flags
         for col, fill in (
             ("prev_lon", np.nan),
@@ -162,7 +183,6 @@ class Vehicle(Detector):
             ("lost", 0.0),
             ("prev_speed", np.nan),
             ("off", 0.0),
-            ("fast", 0.0),
         ):
             state.store.add(f"vehicle.{col}", np.float32, fill=fill)
         state.add_lookup("vehicle.hazmat")
@@ -202,7 +222,8 @@ class Vehicle(Detector):
                 "lost",
                 "prev_speed",
                 "off",
-                "fast",
+                "fast_since",
+                "fast_alerted",
             )
         }
         fx = Fixes(batch, seq, ts, lon, lat, speed, self._hazmat(seq.rows, state), ctx.prior_last_ts[seq.order], st)
@@ -223,12 +244,14 @@ class Vehicle(Detector):
         """Signal lost while moving, seen as a gap between two records of the batch (or since the last one)."""
         batch, seq, ts, speed, st = fx.batch, fx.seq, fx.ts, fx.speed, fx.st
         sp, r, order = self.settings, seq.rows, seq.order
-        was_lost = seq.first & (st["lost"][r] == 1)
+        was_lost = seq.first & (st["lost"][r] >= 1)  # alerted, or muted in an outage of the whole feed
         st["lost"][r] = 0.0  # a record: the signal is back
         prev_ts = np.where(seq.first, fx.prior_ts, np.roll(ts, 1))
         prev_speed = seq.previous(speed, st["prev_speed"])
         with np.errstate(invalid="ignore"):
-            lost = (ts - prev_ts > sp.signal_lost_s) & (prev_speed >= sp.stationary_kmh) & ~was_lost
+            lost = (ts - prev_ts > sp.signal_lost_s) & (prev_speed >= sp.lost_moving_kmh) & ~was_lost
+        if "signal_lost_moving" in sp.hazardous_only:
+            lost &= fx.hazmat
         return [
             self._lost(batch.entities[order[i]], float(prev_ts[i]), float(prev_speed[i]))
             for i in np.flatnonzero(lost).tolist()
@@ -249,47 +272,53 @@ class Vehicle(Detector):
         )
 
     def _dwell(self, fx: Fixes) -> list[Signal]:
-        """``dwell``: standing within ``dwell_radius_m`` for ``dwell_limit_s`` outside authorised sites."""
-        batch, seq, ts, lon, lat, speed, st = fx.batch, fx.seq, fx.ts, fx.lon, fx.lat, fx.speed, fx.st
-        sp, r, order = self.settings, seq.rows, seq.order
+        """``dwell``: standing within ``dwell_radius_m`` for ``dwell_limit_s`` outside authorised sites, seen
+        fix by fix (a logger switched off in between is no evidence of standing)."""
+        seq, lon, lat, speed, st = fx.seq, fx.lon, fx.lat, fx.speed, fx.st
+        sp = self.settings
         moved = metres(seq.previous(lon, st["prev_lon"]), seq.previous(lat, st["prev_lat"]), lon, lat)
         still = (speed < sp.stationary_kmh) & ~(moved > sp.dwell_radius_m)
-        start, broke = seq.run_start(~still)
-        # when the standing run began: after the last break, else carried over from before the batch
-        stored = st["since"][r]
-        unbroken = broke < start
-        began = np.where(
-            unbroken & ~np.isnan(stored), stored, ts[np.where(unbroken, start, broke + 1).clip(max=len(r) - 1)]
-        )
-        since = np.where(still, began, np.nan)
-        due = still & (ts - since >= sp.dwell_limit_s) & (st["dwell_alerted"][r] != since)
-        alerts = []
-        if due.any():
-            hits = np.flatnonzero(due)
-            keep = np.ones(len(hits), dtype=bool)
-            keep[1:] = (r[hits][1:] != r[hits][:-1]) | (since[hits][1:] != since[hits][:-1])
-            hits = hits[keep]
-            allowed = self.zones.inside(lon[hits], lat[hits], sp.authorised_kind)
-            for i, ok in zip(hits.tolist(), allowed.tolist()):
-                st["dwell_alerted"][r[i]] = since[i]
-                if not ok:
-                    alerts.append(
-                        self._alert(
-                            "dwell",
-                            batch,
-                            int(order[i]),
-                            float(since[i]),
-                            {
-                                "lat": float(lat[i]),
-                                "lon": float(lon[i]),
-                                "since": float(since[i]),
-                                "dwell_s": float(ts[i] - since[i]),
-                                "limit_s": sp.dwell_limit_s,
-                            },
-                        )
-                    )
-        st["since"][r[seq.last]] = since[seq.last]
-        return alerts
+        if "dwell" in sp.hazardous_only:
+            still &= fx.hazmat
+        hits, since = self._sustained(fx, still, "since", "dwell_alerted", sp.dwell_limit_s)
+        allowed = self.zones.inside(lon[hits], lat[hits], sp.authorised_kind)
+        return [
+            self._alert(
+                "dwell",
+                fx.batch,
+                int(seq.order[i]),
+                float(since[i]),
+                {"since": float(since[i]), "dwell_s": float(fx.ts[i] - since[i]), "limit_s": sp.dwell_limit_s},
+            )
+            for i, ok in zip(hits.tolist(), allowed.tolist())
+            if not ok
+        ]
+
+    def _sustained(
+        self, fx: Fixes, cond: np.ndarray, since_col: str, alerted_col: str, min_s: float
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Runs of consecutive fixes meeting ``cond`` (in sequence order) with no gap over ``signal_lost_s``:
+        the first fix of each run that has lasted ``min_s`` (once per run), and every fix's run start (NaN off
+        a run). The run start and the start last alerted are kept per vehicle in ``since_col``/``alerted_col``."""
+        seq, ts = fx.seq, fx.ts
+        stored, alerted = fx.st[since_col], fx.st[alerted_col]
+        prev_ts = np.where(seq.first, fx.prior_ts, np.roll(ts, 1))
+        with np.errstate(invalid="ignore"):
+            gap = ts - prev_ts > self.settings.signal_lost_s
+        before = np.where(seq.first, ~np.isnan(stored[seq.rows]), np.roll(cond, 1))
+        idx = np.arange(len(ts))
+        begun = np.maximum.accumulate(np.where(cond & (~before | gap), idx, -1))
+        carried = begun < np.maximum.accumulate(np.where(seq.first, idx, 0))
+        since = np.where(cond, np.where(carried, stored[seq.rows], ts[begun.clip(min=0)]), np.nan)
+        due = cond & (ts - since >= min_s) & (alerted[seq.rows] != since)
+        hits = np.flatnonzero(due)
+        if len(hits):
+            first = np.ones(len(hits), dtype=bool)
+            first[1:] = (seq.rows[hits][1:] != seq.rows[hits][:-1]) | (since[hits][1:] != since[hits][:-1])
+            hits = hits[first]
+            alerted[seq.rows[hits]] = since[hits]
+        stored[seq.rows[seq.last]] = since[seq.last]
+        return hits, since
 
     def _zones(self, fx: Fixes) -> list[Signal]:
         """``restricted_zone``: entering one (hazardous-goods vehicles only, unless the table says otherwise)."""
@@ -298,7 +327,7 @@ class Vehicle(Detector):
         zone = self.zones.zone_index(lon, lat, self.settings.restricted_kind).astype(np.float64)
         before = seq.previous(zone, st["zone"])
         entered = (zone >= 0) & (zone != before)
-        if self.settings.restricted_hazardous_only and entered.any():
+        if "restricted_zone" in self.settings.hazardous_only and entered.any():
             entered &= hazmat
         st["zone"][r[seq.last]] = zone[seq.last]
         return [
@@ -373,19 +402,27 @@ class Vehicle(Detector):
         )
 
     def _speed(self, fx: Fixes) -> list[Signal]:
-        """``speeding_hazardous``: a hazardous-goods vehicle above its class limit; once per episode."""
-        batch, seq, speed, hazmat, st = fx.batch, fx.seq, fx.speed, fx.hazmat, fx.st
-        if not hazmat.any():
-            return []
-        limit, fast = self.settings.hazardous_max_kmh, speed[hazmat]
-        return self._episodes(
-            "speeding_hazardous",
-            batch,
-            seq.subset(hazmat),
-            (fast > limit).astype(np.float64),
-            st["fast"],
-            lambda o, k: {"speed": float(fast[k]), "limit": limit},
-        )
+        """``speeding`` (above ``max_kmh``) and, for hazardous-goods vehicles instead, ``speeding_hazardous``
+        (above ``hazardous_max_kmh``): more than ``speeding_margin`` over the limit for ``speeding_min_s``; an
+        episode ends back under the limit (or when the signal is lost), so cruising near the limit is one."""
+        seq, speed, sp = fx.seq, fx.speed, self.settings
+        limit = np.where(fx.hazmat, sp.hazardous_max_kmh, sp.max_kmh)
+        over = speed > limit * (1 + sp.speeding_margin)
+        _, last = seq.run_start(over | (speed < limit))
+        start = np.maximum.accumulate(np.where(seq.first, np.arange(len(speed)), 0))
+        stored = ~np.isnan(fx.st["fast_since"][seq.rows])
+        fast = np.where(last >= start, over[last.clip(min=0)], stored)
+        hits, since = self._sustained(fx, fast, "fast_since", "fast_alerted", sp.speeding_min_s)
+        return [
+            self._alert(
+                "speeding_hazardous" if fx.hazmat[i] else "speeding",
+                fx.batch,
+                int(seq.order[i]),
+                float(since[i]),
+                {"speed": float(speed[i]), "limit": float(limit[i]), "since": float(since[i])},
+            )
+            for i in hits.tolist()
+        ]
 
     def _episodes(
         self,
@@ -405,15 +442,21 @@ class Vehicle(Detector):
         ]
 
     def sweep(self, state: EntityState, now: float) -> list[Signal]:
-        """``signal_lost_moving`` for vehicles that went quiet while driving."""
+        """``signal_lost_moving`` for vehicles that went quiet while driving; none while the whole feed is quiet
+        (a gateway or the producer stopped: no vehicle's record arrives)."""
         self.remember(state, "swept", now)
         n = len(state)
         last_ts, lost = state.store["last_ts"][:n], state.store["vehicle.lost"][:n]
         speed = state.store["last"][:n, self.speed_i]
         quiet = np.flatnonzero(
-            (now - last_ts > self.settings.signal_lost_s) & (speed >= self.settings.stationary_kmh) & (lost == 0)
+            (now - last_ts > self.settings.signal_lost_s) & (speed >= self.settings.lost_moving_kmh) & (lost == 0)
         )
+        if now - state.watermark > self.settings.signal_lost_s:  # the whole feed stopped, not these vehicles
+            lost[quiet] = 2.0
+            return []
         lost[quiet] = 1.0
+        if "signal_lost_moving" in self.settings.hazardous_only and len(quiet):
+            quiet = quiet[self._hazmat(quiet, state)]
         return [self._lost(state.slots.entities[q], float(last_ts[q]), float(speed[q])) for q in quiet.tolist()]
 
     def _alert(self, kind: str, batch: Batch, i: int, window_start: float, evidence: dict) -> Signal:

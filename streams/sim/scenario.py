@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import orjson
 
+from settings import Settings
 from state.refdata.reference import RefData
 from streams.event_time import iso
 from streams.registry import Registry, load_registry
@@ -53,6 +54,7 @@ OFF_ROUTE_KMH = 30.0  # leaving the corridor sideways
 LEAK_M3H = 0.15
 RENTING_USE = 6.0  # a group-rented dwelling uses 6x the typical dwelling (peer_use fires above 4x) ...
 RENTING_DAYS = 4  # ... from a local midnight, for 4 days: observable when the 3rd whole day ends
+POLLUTION_ALERTS = ["aqi_polluted", "pm25_above_neighbours"]
 
 
 @dataclass
@@ -199,15 +201,8 @@ class Scenario:
         station = self._pick(self.stations)
         if station is None:
             return None
-        return Incident(
-            "pollution_episode",
-            [station],
-            t,
-            t + 3600,
-            t + 60,
-            ["pm25_over_limit", "pm25_above_neighbours", "aqi_polluted"],
-            "air",
-        )
+        end, observable = _polluted_hours(t)
+        return Incident("pollution_episode", [station], t, end, observable, POLLUTION_ALERTS, "air")
 
     def _plan_regional_pollution(self, t: float) -> Incident | None:
         free = [s for s in self.stations if s not in self.used]
@@ -215,15 +210,8 @@ class Scenario:
             return None
         chosen = [free[i] for i in sorted(self.rng.choice(len(free), size=max(3, len(free) // 2), replace=False))]
         self.used.update(chosen)
-        return Incident(
-            "regional_pollution",
-            chosen,
-            t,
-            t + 3600,
-            t + 60,
-            ["pm25_over_limit", "aqi_polluted", "pm25_above_neighbours"],
-            "air",
-        )
+        end, observable = _polluted_hours(t)
+        return Incident("regional_pollution", chosen, t, end, observable, POLLUTION_ALERTS, "air")
 
     def _plan_illegal_resumption(self, t: float) -> Incident | None:
         power, water = set(self.ids.get("power", [])), set(self.ids.get("water", []))
@@ -419,6 +407,14 @@ class Scenario:
             pm25 = round(150 + float(self.rng.normal(0, 8)), 1)
             return {**r, "pm25": pm25, "pm10": round(pm25 * 1.5, 1)}
         return r
+
+
+def _polluted_hours(t: float) -> tuple[float, float]:
+    """A pollution episode from ``t``: it lasts the hour it starts in and the three whole hours after (an
+    episode, not a passing plume, for the AQI and the neighbour comparison), and is observable once the third
+    whole hour is past the allowed lateness. Returns (end, observable)."""
+    end = (t // 3600 + 4) * 3600
+    return end, end + Settings.model_fields["allowed_lateness_s"].default + 60
 
 
 def _declared(sources: Registry, source: str, table: str, key: str):

@@ -1,0 +1,48 @@
+"""Groups: one incident for one situation seen by many entities (a regional smog episode, the meters of one site).
+
+A source declares which alert kinds group and how (``groups``: shell patterns of kinds to a scope):
+``"source"`` gathers every entity of the source into the group ``all`` (a city's stations in one
+episode), ``"site"`` the devices the reference data places at one site into ``site:<id>`` (an entity at
+no site stays on its own). A grouped signal keeps its entity and names its group; the incident it
+joins names the group and lists its members (:mod:`models.incidents`).
+
+>>> from state.refdata.reference import RefData
+>>> groups = Groups({"aqi_*": "source", "kw_*": "site"})
+>>> groups.of("aqi_polluted", "st-1", RefData.empty()), groups.of("kw_consumption_abnormal", "m-1", RefData.empty())
+('all', '')
+>>> groups.of("silent", "st-1", RefData.empty())
+''
+"""
+
+from __future__ import annotations
+
+from fnmatch import fnmatchcase
+
+from state.refdata.reference import RefData
+
+EVERY_ENTITY = "all"
+
+
+class Groups:
+    """Which group (if any) a signal of a kind about an entity joins."""
+
+    def __init__(self, scopes: dict[str, str]):
+        self.scopes = scopes
+        self._scope: dict[str, str] = {}
+
+    def scope(self, kind: str) -> str:
+        """The kind's scope: "source", "site" or "" (none); the first pattern that matches."""
+        found = self._scope.get(kind)
+        if found is None:
+            found = self._scope[kind] = next((s for p, s in self.scopes.items() if fnmatchcase(kind, p)), "")
+        return found
+
+    def of(self, kind: str, entity: str, ref: RefData) -> str:
+        """The group a signal of ``kind`` about ``entity`` joins ("" for none)."""
+        scope = self.scope(kind)
+        if scope == "source":
+            return EVERY_ENTITY
+        if scope == "site":
+            site = ref.device_site.get(entity)
+            return f"site:{site.id}" if site is not None else ""
+        return ""
