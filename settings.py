@@ -126,6 +126,7 @@ class Settings(BaseSettings):
             "*": 7200.0,
             "silent": 86_400.0,
             "*_daily_over_limit": 86_400.0,
+            "daily_limit_exceeded": 86_400.0,
             "group_renting": 172_800.0,
             # a vehicle's habit (speeding, driving in the night ban) is one case while it recurs within a week
             "speeding*": 604_800.0,

@@ -6,7 +6,8 @@ signals and state, however they are cut into batches.
 
 >>> from models.catalog import load_sources
 >>> engine = SourceEngine(load_sources()["power"])
->>> out = engine.process([{"entity": "m-1", "ts": 1700000000, "kwh": 1.0, "kw": 0.5, "voltage": 150.0}, {"entity": 5}])
+>>> sag = [{"entity": "m-1", "ts": 1700000000 + 60 * i, "kwh": 1.0, "kw": 0.5, "voltage": 150.0} for i in range(3)]
+>>> out = engine.process([*sag, {"entity": 5}])
 >>> [s.kind for s in out.signals], [r.reason for r in out.rejects]
 (['voltage_low'], ['wrong_type'])
 """
@@ -21,7 +22,7 @@ import numpy as np
 
 from models import catalog
 from models.base import BatchContext
-from models.grouping import Groups
+from models.grouping import Episodes, Groups
 from models.signal import BUILTIN, Signal
 from models.versions import ModelVersion
 from settings import Settings, get_settings
@@ -69,7 +70,7 @@ class SourceEngine:
                 f"source {source.name!r}: window rings too short for its detectors "
                 "(raise the 1h ring in WARDEN_WINDOWS or lower the allowed lateness)"
             )
-        self.groups = Groups(source.groups)
+        self.groups, self.episodes = Groups(source.groups), Episodes(source.episodes)
         self.refdata = RefData.empty()
         self.use_refdata(refdata or self.refdata)
         self.model: ModelVersion | None = None
@@ -138,9 +139,11 @@ class SourceEngine:
         return self._stamped(alerts)
 
     def _stamped(self, signals: list[Signal]) -> list[Signal]:
-        """The signals with the model version and each one's group (:mod:`models.grouping`)."""
+        """The signals with the model version, each one's episode kind and group (:mod:`models.grouping`)."""
         for sig in signals:
             sig.model_version = self.model_version
+            if self.episodes.kinds:
+                sig.kind = self.episodes(sig.kind)
             if self.groups.scopes:
                 sig.group = self.groups.of(sig.kind, sig.entity, self.refdata)
         return signals

@@ -1,10 +1,12 @@
-"""Groups: one incident for one situation seen by many entities (a regional smog episode, the meters of one site).
+"""Groups: one incident for one situation seen by many entities (a regional smog episode, the meters of one site),
+and episodes: one kind of situation for several rules (every pollutant's daily limit).
 
 A source declares which alert kinds group and how (``groups``: shell patterns of kinds to a scope):
 ``"source"`` gathers every entity of the source into the group ``all`` (a city's stations in one
 episode), ``"site"`` the devices the reference data places at one site into ``site:<id>`` (an entity at
 no site stays on its own). A grouped signal keeps its entity and names its group; the incident it
-joins names the group and lists its members (:mod:`models.incidents`).
+joins names the group and lists its members (:mod:`models.incidents`). A source's ``episodes`` map kinds
+(shell patterns) to the one kind their alerts take.
 
 >>> from state.refdata.reference import RefData
 >>> groups = Groups({"aqi_*": "source", "kw_*": "site"})
@@ -12,6 +14,8 @@ joins names the group and lists its members (:mod:`models.incidents`).
 ('all', '')
 >>> groups.of("silent", "st-1", RefData.empty())
 ''
+>>> Episodes({"*_daily_over_limit": "daily_limit_exceeded"})("no2_daily_over_limit")
+'daily_limit_exceeded'
 """
 
 from __future__ import annotations
@@ -21,6 +25,20 @@ from fnmatch import fnmatchcase
 from state.refdata.reference import RefData
 
 EVERY_ENTITY = "all"
+
+
+class Episodes:
+    """The kind a signal's alert takes: its own, or the situation its source declares it part of."""
+
+    def __init__(self, kinds: dict[str, str]):
+        self.kinds = kinds
+        self._kind: dict[str, str] = {}
+
+    def __call__(self, kind: str) -> str:
+        found = self._kind.get(kind)
+        if found is None:
+            found = self._kind[kind] = next((k for p, k in self.kinds.items() if fnmatchcase(kind, p)), kind)
+        return found
 
 
 class Groups:

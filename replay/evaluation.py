@@ -242,6 +242,19 @@ def read_ground_truth(paths: Iterable[Path]) -> list[Truth]:
     return out
 
 
+def unexplained(alerts: list[dict], truths: list[Truth], grace_s: float = 0.0) -> list[dict]:
+    """The alerts no incident explains (of its alert kinds, or among what it also causes, on one of its
+    entities, during it): every one a false alarm once normal traffic raises nothing."""
+
+    def explains(t: Truth, a: dict) -> bool:
+        if not (epoch(a["first_seen"]) <= t.end + grace_s and epoch(a["last_seen"]) >= t.start):
+            return False
+        ours = a["kind"] in t.alert_kinds and any(e in t.entities for e in concerns(a))
+        return ours or any((e, a["kind"]) in t.explains for e in concerns(a))
+
+    return [a for a in alerts if not any(explains(t, a) for t in truths)]
+
+
 def score_incidents(
     alerts: list[dict], truths: list[Truth], grace_s: float = 0.0, until: float | None = None
 ) -> dict[str, KindResult]:

@@ -85,6 +85,11 @@ class Source(BaseModel):
     expected_interval_s: float = Field(60.0, gt=0)
     silence_factor: float = Field(5.0, gt=1, description="silent after this many expected intervals")
     detectors: list[str] = Field(default_factory=lambda: ["threshold"])
+    episodes: dict[str, str] = Field(
+        default_factory=dict,
+        description="alert kinds (shell patterns) raised as one kind of situation: the pollutants' daily limits "
+        "of one regional episode are one alert, not one per pollutant (the signal's evidence keeps its field)",
+    )
     groups: dict[str, Literal["source", "site"]] = Field(
         default_factory=dict,
         description="alert kinds (shell patterns) whose signals from many entities make one incident: "

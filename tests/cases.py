@@ -311,7 +311,7 @@ def _quiet_vehicles() -> list[dict]:
 
 def _video_records() -> list[dict]:
     return _sorted(
-        camera_events("cam-street", "street-09", "person", TS, 5, count=60)  # over the limit
+        camera_events("cam-street", "street-09", "person", TS, 8, count=60)  # over the limit for 70 s
         + camera_events("cam-plant", "plant-gate", "smoke", TS, 3)
         + camera_events("cam-plant", "plant-gate", "smoke", TS + 3600, 3)
     )  # a second scene
@@ -324,7 +324,7 @@ def _quiet_cameras() -> list[dict]:
 
 
 CASES: dict[str, Case] = {
-    "threshold": Case("air", _no2_breach, {"no2_hourly_over_limit"}, lambda: air_hours(24)),
+    "threshold": Case("air", _no2_breach, {"hourly_limit_exceeded"}, lambda: air_hours(24)),
     "aqi": Case("air", lambda: air_hours(6, ("st-4", 2, 5)), {"aqi_polluted"}, lambda: air_hours(24)),
     "spatial": Case(
         "air",

@@ -114,7 +114,7 @@ def test_threshold_rules_fire_once_per_period_and_on_closed_windows():
     engine = SourceEngine(load_sources(settings)["air"], settings)
     alerts = [a for a in engine.process(_air_records()).signals if a.model.startswith("threshold")]
     got = sorted((a.kind, a.entity, iso(a.window_start)) for a in alerts)
-    assert got == [("no2_hourly_over_limit", "s1", "2026-01-01T01:00:00.000Z")]  # only the breaching hour, once
+    assert got == [("hourly_limit_exceeded", "s1", "2026-01-01T01:00:00.000Z")]  # only the breaching hour, once
     per_reading = SourceEngine(load_sources(settings)["station"], settings)
     readings = [{k: v for k, v in r.items() if k != "no2"} for r in _air_records()]
     got = sorted((a.kind, a.entity, iso(a.window_start)) for a in per_reading.process(readings).signals)
@@ -122,7 +122,7 @@ def test_threshold_rules_fire_once_per_period_and_on_closed_windows():
         ("pm25_over_limit", "s2", "2026-01-01T00:30:05.000Z"),  # minutes 30 and 31: one breach
         ("pm25_over_limit", "s2", "2026-01-01T01:35:05.000Z"),  # minute 95: another
     ]
-    no2 = next(a for a in alerts if a.kind.startswith("no2"))
+    no2 = next(a for a in alerts if a.evidence["field"] == "no2")
     assert no2.evidence["mean"] == pytest.approx(260.0) and iso(no2.ts) == "2026-01-01T02:00:00.000Z"
     # quiet data raises nothing
     quiet = SourceEngine(load_sources(settings)["air"], settings)
@@ -196,7 +196,11 @@ def test_daily_limit_is_judged_on_the_local_calendar_day_with_twenty_hours_and_a
         key=lambda r: (r["ts"], r["entity"]),
     )
     alerts = engine.process(recs).signals
-    daily = [(a.entity, iso(a.window_start), iso(a.ts)) for a in alerts if a.kind == "pm25_daily_over_limit"]
+    daily = [
+        (a.entity, iso(a.window_start), iso(a.ts))
+        for a in alerts
+        if a.kind == "daily_limit_exceeded" and a.evidence["field"] == "pm25"
+    ]
     # Beijing's 1 January (16:00Z to 16:00Z) has 16 hours from 00:00Z: too few; 2 January has all 24
     assert daily == [("dirty", "2026-01-01T16:00:00.000Z", "2026-01-02T16:00:00.000Z")]
     aqi = [a for a in alerts if a.kind == "aqi_polluted"]

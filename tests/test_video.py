@@ -25,7 +25,10 @@ def test_each_rule_fires_once_per_scene_and_not_otherwise(cut):
         + camera_events("cam-river-3", "river-bank-03", "person", APR, 5, confidence=0.3)  # not confident
         + camera_events("cam-road-1", "road-04", "boat", APR, 5)  # not a ban zone
         + camera_events("cam-square", "square-01", "person", JAN, 5, count=150)  # under the square's 200
-        + camera_events("cam-street", "street-09", "person", JAN, 5, count=60)  # over the default 50
+        + camera_events("cam-street", "street-09", "person", JAN, 8, count=60)  # over the default 50 for 70 s
+        + camera_events("cam-street-2", "street-10", "person", JAN, 5, count=60)  # over it for 40 s: a moment
+        + camera_events("cam-road-2", "road-05", "vehicle", JAN, 30, count=80)  # a traffic jam is no crowd
+        + camera_events("cam-river-4", "river-bank-04", "person", APR, 1)  # a passer-by in one frame
         + camera_events("cam-plant", "plant-gate", "smoke", JAN, 3)  # scene 1
         + camera_events("cam-plant", "plant-gate", "smoke", JAN + 3600, 3)  # an hour later: scene 2
     )

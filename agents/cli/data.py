@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from pathlib import Path
 
 import orjson
@@ -421,7 +422,7 @@ def incident_report(
     grace_s: float = 3600.0,
 ) -> dict:
     """Replay the archived period of the incidents and print recall, precision and median delay per kind."""
-    from replay.evaluation import LabelError, read_ground_truth, score_incidents
+    from replay.evaluation import LabelError, read_ground_truth, score_incidents, unexplained
 
     registry = registry_or_fail()
     missing = [str(f) for f in truth_files if not f.is_file()]
@@ -458,7 +459,15 @@ def incident_report(
             _pct(r.precision),
             _delay(r.median_delay_s),
         )
+    false = unexplained(alerts, truths, grace_s)
+    table.add_section()
+    table.add_row(
+        "every alert", "", "", "", str(len(alerts)), _pct(1 - len(false) / len(alerts) if alerts else None), ""
+    )
     console.print(table)
+    if false:
+        kinds = Counter(a["kind"] for a in false)
+        console.print("explained by no incident: " + ", ".join(f"{k} {n}" for k, n in kinds.most_common()))
     pending = sum(1 for t in truths if t.observable > last)
     if pending:
         console.print(f"{pending} incident(s) not yet observable when the data ends: not counted")

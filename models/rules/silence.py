@@ -5,8 +5,9 @@ raises the same signals as the live run. A worker whose whole feed has gone
 quiet advances "now" by wall-clock time instead (see ``sweep``; that path is
 live only). Each entity learns its own cadence: a histogram of its gaps
 between records in doubling bins (1-2 s, 2-4 s, ... 36 h), whose median bin's
-geometric middle is the cadence once ``LEARN_GAPS`` gaps are in (the source's
-``expected_interval_s`` until then, and never less). An entity is silent once
+geometric middle is the cadence once ``LEARN_GAPS`` gaps are in (never less
+than the source's ``expected_interval_s``; an entity that has not shown it yet
+is silent after a day). An entity is silent once
 ``silence_factor`` (default 5) x its cadence has passed since its last record:
 an hourly station in a source that declares a minute is silent after 5 hours
 without data, not after every hour. Its next record raises
@@ -23,11 +24,11 @@ once its limit has passed since the feed's return.
 >>> from models.catalog import load_sources
 >>> from models.engine import SourceEngine
 >>> e = SourceEngine(load_sources()["power"])
->>> _ = e.process([{"entity": "a", "ts": 1767225600, "kwh": 1, "kw": 1},
-...                {"entity": "b", "ts": 1767225600, "kwh": 1, "kw": 1}])
->>> out = e.process([{"entity": "b", "ts": 1767225600 + 60 * k, "kwh": 1 + k, "kw": 1} for k in range(1, 8)])
->>> [(s.kind, s.entity) for s in out.signals]
-[('silent', 'a')]
+>>> minute = lambda entity, k: {"entity": entity, "ts": 1767225600 + 60 * k, "kwh": 1 + k, "kw": 1}
+>>> _ = e.process([minute(m, k) for k in range(5) for m in "ab"])   # both show a one-minute cadence
+>>> out = e.process([minute("b", k) for k in range(5, 12)])   # then "a" stops
+>>> [(s.kind, s.entity, s.evidence["limit_s"]) for s in out.signals]
+[('silent', 'a', 300.0)]
 """
 
 from __future__ import annotations
@@ -42,7 +43,8 @@ from streams.validation import Batch
 
 MODEL = "silence@2"
 BINS = 18  # gap bin k holds gaps in [2**k, 2**(k+1)) seconds; the last one everything longer
-LEARN_GAPS = 4  # gaps an entity shows before its own cadence replaces the declared one
+LEARN_GAPS = 4  # gaps an entity shows before its cadence is known
+UNLEARNED_LIMIT_S = 86_400.0  # silence before then
 FULL = np.iinfo(np.uint16).max  # bin counts saturate (min(a + b, FULL) is the same in any order)
 OPEN, MUTED = 1, 2  # silence.open: its own outage alerted; silent in an outage of the whole feed
 
@@ -54,11 +56,10 @@ def gap_bins(gaps: np.ndarray) -> np.ndarray:
 
 def cadence(hist: np.ndarray, declared: float) -> np.ndarray:
     """Each row's cadence from its gap histogram (rows, BINS): the geometric middle of the median gap's bin
-    (within a factor of 1.41 of it), once ``LEARN_GAPS`` gaps are in, and never under ``declared``."""
+    (within a factor of 1.41 of it), never under ``declared``; NaN until ``LEARN_GAPS`` gaps are in."""
     total = hist.sum(axis=1)
     median_bin = (np.cumsum(hist, axis=1) * 2 >= total[:, None]).argmax(axis=1)
-    learned = np.where(total >= LEARN_GAPS, 2.0 ** (median_bin + 0.5), declared)
-    return np.maximum(learned, declared)
+    return np.where(total >= LEARN_GAPS, np.maximum(2.0 ** (median_bin + 0.5), declared), np.nan)
 
 
 class Silence(Detector):
@@ -76,8 +77,11 @@ class Silence(Detector):
         state.store.add("silence.gaps", np.uint16, (BINS,))
 
     def limits(self, hist: np.ndarray) -> np.ndarray:
-        """Seconds without a record after which each entity (its gap histogram rows) is silent."""
-        return self.factor * cadence(hist, self.declared)
+        """Seconds without a record after which each entity (its gap histogram rows) is silent: a day for one
+        that has not shown its cadence yet (a new hourly meter in a source that declares a minute is no
+        outage), at least ``silence_factor`` x the declared interval."""
+        learned = self.factor * cadence(hist, self.declared)
+        return np.where(np.isnan(learned), max(self.factor * self.declared, UNLEARNED_LIMIT_S), learned)
 
     def detect(self, batch: Batch, rows: np.ndarray, state: EntityState, ctx: BatchContext) -> list[Signal]:
         alerts = self._recoveries(batch, state, ctx)

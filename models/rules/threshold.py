@@ -1,8 +1,8 @@
 """Threshold rules from a source declaration: a field above or below a limit.
 
 A rule ``over = "record"`` looks at each reading: a signal where a breach
-begins (each occurrence shows on the alert's count) and once per ``dedup_s``
-period while it lasts; a rule over a window ("1m", "15m", "1h")
+begins (``min_readings`` breaking readings running; each occurrence shows on
+the alert's count) and once per ``dedup_s`` period while it lasts; a rule over a window ("1m", "15m", "1h")
 looks at the mean of each closed bucket (one no record can still enter), so
 its verdict does not depend on how records were batched; a ``"24h"`` rule
 looks at the mean of each local calendar day (``utc_offset_h``), judged once
@@ -17,8 +17,8 @@ to 1 at twice it (:func:`score`). Configured by the declaration's ``[[rules]]``.
 [False, True, False]
 >>> from models.catalog import load_sources
 >>> from models.engine import SourceEngine
->>> out = SourceEngine(load_sources()["power"]).process([{"entity": "m-1", "ts": 1700000000, "kwh": 1.0, "kw": 0.5,
-...                                                     "voltage": 275.0}])
+>>> surge = [{"entity": "m-1", "ts": 1700000000 + 60 * i, "kwh": 1.0, "kw": 0.5, "voltage": 275.0} for i in range(3)]
+>>> out = SourceEngine(load_sources()["power"]).process(surge)   # three minutes running: sustained
 >>> [(s.kind, s.evidence["limit"]) for s in out.signals]
 [('voltage_high', 260.0)]
 """
@@ -51,6 +51,9 @@ class Rule(DetectorSettings):
     severity: Severity = "warning"
     dedup_s: float = Field(3600.0, ge=60, description="one alert per entity and kind per this period")
     description: str = ""
+    min_readings: int = Field(
+        1, ge=1, le=1000, description="a record rule's breach counts from this many breaking readings running"
+    )
     utc_offset_h: UtcOffsetHours = 8.0
 
     @model_validator(mode="after")
@@ -92,9 +95,9 @@ class Threshold(Detector):
         self.record_rules = [r for r in rules if r.over == "record"]
         self.window_rules = [r for r in rules if r.over != "record"]
         if self.record_rules:
-            # per rule: whether the entity's latest reading breaks it, and that reading's dedup period (int32:
-            # periods are a minute or more)
-            state.store.add("threshold.breaking", np.int8, (len(self.record_rules),))
+            # per rule: breaking readings running up to the entity's latest, and that reading's dedup period
+            # (int32: periods are a minute or more)
+            state.store.add("threshold.running", np.uint16, (len(self.record_rules),))
             state.store.add("threshold.period", np.int32, (len(self.record_rules),), fill=-1)
         for window in {_bucket_window(r.over) for r in self.window_rules}:
             state.add_marker(f"threshold.closed.{window}")
@@ -133,15 +136,20 @@ class Threshold(Detector):
         changes nothing."""
         seq = ctx.sequence
         values, ts = batch.columns[rule.field][seq.order], batch.ts[seq.order]
-        breaking, last_period = state.store["threshold.breaking"][:, k], state.store["threshold.period"][:, k]
+        running, last_period = state.store["threshold.running"][:, k], state.store["threshold.period"][:, k]
         known = ~np.isnan(values)
-        _, last_known = seq.run_start(known)
+        breaks = known & exceeds(rule, values)
+        # breaking readings running (a reading without the field neither counts nor ends the run)
+        _, last_ok = seq.run_start(known & ~breaks)
         start = np.maximum.accumulate(np.where(seq.first, np.arange(len(values)), 0))
-        breach = np.where(last_known >= start, exceeds(rule, values)[last_known.clip(min=0)], breaking[seq.rows] == 1)
+        counted = np.cumsum(breaks)
+        base = np.where(last_ok >= start, counted[last_ok.clip(min=0)], np.where(start > 0, counted[start - 1], 0))
+        run = counted - base + np.where(last_ok >= start, 0, running[seq.rows].astype(np.int64))
+        breach = run >= rule.min_readings
         period = np.floor(ts / rule.dedup_s).astype(np.int64)
-        before = seq.previous(breach.astype(np.int8), breaking) == 1
+        before = seq.previous(run, running) >= rule.min_readings
         fire = breach & known & (~before | (period != seq.previous(period, last_period)))
-        breaking[seq.rows[seq.last]] = breach[seq.last]
+        running[seq.rows[seq.last]] = np.minimum(run[seq.last], np.iinfo(np.uint16).max)
         last_period[seq.rows[seq.last]] = period[seq.last]
         return [
             Signal.at(

@@ -2,12 +2,14 @@
 
 Cameras repeat a detection every few seconds while a scene lasts; one scene
 (camera, kind) raises one alert until the camera has been free of that kind
-for ``scene_gap_s``.
+for ``scene_gap_s``. A ban or a crowd is alerted once its scene has lasted
+``confirm_s`` (a passer-by in one frame is not illegal fishing); smoke and fire
+at once. A crowd is of ``crowd_objects`` (people, not a traffic jam).
 
 Parameters (the ``[video]`` table): ``bans`` (name, zone patterns, objects and
 a yearly period, local), ``alarm_objects``, ``crowd_default`` and
-``crowd_limits`` (per zone pattern), ``scene_gap_s``, ``min_confidence``,
-``utc_offset_h``.
+``crowd_limits`` (per zone pattern), ``crowd_objects``, ``scene_gap_s``,
+``confirm_s``, ``min_confidence``, ``utc_offset_h``.
 
 >>> from models.catalog import load_sources
 >>> from models.engine import SourceEngine
@@ -33,7 +35,7 @@ from state.sequence import EntitySequence
 from streams.registry import Source
 from streams.validation import Batch
 
-MODEL = "video@1"
+MODEL = "video@2"
 
 
 class Ban(DetectorSettings):
@@ -54,7 +56,9 @@ class VideoSettings(DetectorSettings):
     alarm_objects: list[str] = Field(default_factory=lambda: ["smoke", "fire"])
     crowd_default: float = Field(50, gt=0)
     crowd_limits: dict[str, float] = Field(default_factory=dict, description="zone pattern -> limit")
+    crowd_objects: list[str] = Field(default_factory=lambda: ["person"], description="what a crowd is made of")
     scene_gap_s: float = Field(600, ge=0, description="a camera quiet this long ends a scene")
+    confirm_s: float = Field(60, ge=0, description="a ban or crowd scene is alerted once it has lasted this long")
     min_confidence: float = Field(0.6, ge=0, le=1)
     utc_offset_h: UtcOffsetHours = 8.0
 
@@ -69,7 +73,9 @@ class Video(Detector):
         super().__init__(source, state)
         self.kinds = [f"ban_{b.name}" for b in self.settings.bans] + list(self.settings.alarm_objects) + ["crowd"]
         for kind in self.kinds:
-            state.store.add(f"video.seen.{kind}", np.float64, fill=-np.inf)
+            state.store.add(f"video.seen.{kind}", np.float64, fill=-np.inf)  # its last hit
+            state.store.add(f"video.scene.{kind}", np.float64, fill=np.nan)  # when its scene began
+            state.store.add(f"video.alerted.{kind}", np.float64, fill=np.nan)  # the scene last alerted
 
     @classmethod
     def check(cls, source: Source, settings: VideoSettings) -> None:
@@ -93,7 +99,7 @@ class Video(Detector):
         for obj in self.settings.alarm_objects:
             hits.append((obj, confident & (objects == obj) & (count > 0), "critical"))
         limits = np.array([self._crowd_limit(z) for z in names], dtype=np.float64)[zone_of]
-        hits.append(("crowd", confident & (count > limits), "warning"))
+        hits.append(("crowd", confident & np.isin(objects, self.settings.crowd_objects) & (count > limits), "warning"))
         alerts = []
         for kind, mask, severity in hits:
             alerts += self._scenes(kind, mask, severity, batch, rows, state, ctx.sequence, limits)
@@ -120,22 +126,30 @@ class Video(Detector):
         seq: EntitySequence,
         limits: np.ndarray,
     ) -> list[Signal]:
-        """One alert per scene: a hit more than ``scene_gap_s`` after the camera's previous hit of that kind."""
+        """One alert per scene (a hit more than ``scene_gap_s`` after the camera's previous hit of that kind
+        begins one), once it has lasted ``confirm_s`` (alarm objects: at once)."""
         if not mask.any():
             return []
-        seen = state.store[f"video.seen.{kind}"]
+        seen, scene, alerted = (state.store[f"video.{c}.{kind}"] for c in ("seen", "scene", "alerted"))
+        confirm = 0.0 if kind in self.settings.alarm_objects else self.settings.confirm_s
         order = seq.order[mask[seq.order]]
         alerts = []
         for i in order.tolist():
             row, t = int(rows[i]), float(batch.ts[i])
             if t - seen[row] > self.settings.scene_gap_s:
+                scene[row] = t
+            seen[row] = max(seen[row], t)
+            if t - scene[row] >= confirm and alerted[row] != scene[row]:
+                alerted[row] = scene[row]
                 obj, zone = batch.strings["object"][i], self._zones(batch)[i]
                 alerts.append(
-                    Signal.at(
+                    Signal.new(
                         source=self.source.name,
                         kind=kind,
                         entity=batch.entities[i],
                         ts=t,
+                        window_start=float(scene[row]),
+                        window_s=t - float(scene[row]),
                         score=float(batch.columns["confidence"][i]),
                         severity=severity,
                         model=MODEL,
@@ -148,5 +162,4 @@ class Video(Detector):
                         },
                     )
                 )
-            seen[row] = max(seen[row], t)
         return alerts

@@ -99,9 +99,9 @@ class Scenario:
         kinds: tuple[str, ...] = KINDS,
         sources: Registry | None = None,
     ):
-        """The silence limit, the hazardous-goods night ban, the leak-check night and the fishing ban are the
-        ones ``sources`` (the shipped declarations by default) declare, so incidents fall where the detectors
-        look."""
+        """The silence limit, the hazardous-goods night ban, the leak-check night, the fishing ban and how long a
+        camera scene must last are the ones ``sources`` (the shipped declarations by default) declare, so
+        incidents fall where the detectors look."""
         self.sim, self.ref, self.every_s, self.truth, self.kinds = sim, ref, every_s, truth, kinds
         sources = sources or load_registry()
         power = sources["power"]
@@ -115,6 +115,8 @@ class Scenario:
             _declared(sources, "water", "night_flow", "night_end_h"),
         )
         # (zone pattern prefix, first "MM-DD", last "MM-DD") of each ban
+        # a scene is confirmed by the camera's first detection past confirm_s: up to one reporting interval later
+        self.confirm_s = _declared(sources, "video", "video", "confirm_s") + sources["video"].expected_interval_s
         self.bans = [
             (zone.rstrip("*"), ban["start"], ban["end"])
             for ban in _declared(sources, "video", "video", "bans")
@@ -281,7 +283,8 @@ class Scenario:
         if camera is None:
             return None
         zone = f"{bank}{int(self.rng.integers(1, 4)):02d}"
-        return Incident("illegal_fishing", [camera], t, t + 1800, t, ["ban_fishing"], "video", {"zone": zone})
+        observable = t + self.confirm_s  # a scene that lasts is fishing, not a passer-by
+        return Incident("illegal_fishing", [camera], t, t + 1800, observable, ["ban_fishing"], "video", {"zone": zone})
 
     def _plan_group_renting(self, t: float) -> Incident | None:
         site_id = self._pick([s.id for s in self.dwellings])
