@@ -258,11 +258,12 @@ async def _latency(
         await asyncio.sleep(1.0)
         for i in range(probes):
             entity = f"bench-probe-{i:05d}"
-            # Stamped on the simulated city's clock: a wall-clock stamp would move the air partition's event
-            # time months ahead and make every station "silent" at once, and that storm is what got measured.
-            record = {"entity": entity, "ts": sim.ts, "pm25": 500.0}
+            # Stamped on the simulated city's clock: a wall-clock stamp would move the partition's event time
+            # months ahead and make every camera "silent" at once, and that storm is what got measured. Smoke
+            # is alerted on its first detection.
+            record = {"entity": entity, "ts": sim.ts, "object": "smoke", "count": 1, "confidence": 0.9, "zone": "x"}
             sent[entity] = time.time()
-            await probe.send_and_wait(topics["air"], orjson.dumps(record), key=entity.encode())
+            await probe.send_and_wait(topics["video"], orjson.dumps(record), key=entity.encode())
             await asyncio.sleep(0.02)
         arrived: dict[str, float] = {}
         deadline = time.monotonic() + 30

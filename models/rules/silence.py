@@ -75,6 +75,7 @@ class Silence(Detector):
         self.factor, self.declared = source.silence_factor, float(source.expected_interval_s)
         state.store.add("silence.open", np.int8)  # its silence began at its last_ts, which stays put
         state.store.add("silence.gaps", np.uint16, (BINS,))
+        state.store.add("silence.limit", np.float32, fill=max(self.factor * self.declared, UNLEARNED_LIMIT_S))
 
     def limits(self, hist: np.ndarray) -> np.ndarray:
         """Seconds without a record after which each entity (its gap histogram rows) is silent: a day for one
@@ -97,7 +98,7 @@ class Silence(Detector):
         self.remember(state, "swept", now)
         n = len(state)
         last_ts, open_ = state.store["last_ts"][:n], state.store["silence.open"][:n]
-        limit = self.limits(state.store["silence.gaps"][:n])
+        limit = state.store["silence.limit"][:n].astype(np.float64)
         active = np.isfinite(last_ts)
         # an entity muted by a feed outage has its silence counted from the feed's return
         since = np.where(open_ == MUTED, np.maximum(last_ts, self.recall(state, "feed_back", -np.inf)), last_ts)
@@ -124,19 +125,25 @@ class Silence(Detector):
         # the entity's latest time before each record: a record that came late sits behind it, and is no gap
         before = np.where(first, prior, np.maximum(np.roll(t, 1), prior))
         open_, hist = state.store["silence.open"], state.store["silence.gaps"]
-        # each record's gap histogram as it stood before it: the stored one plus the batch's earlier gaps
         seen = np.isfinite(before) & (t > before)
-        onehot = np.zeros((len(t), BINS), dtype=np.int64)
-        onehot[np.flatnonzero(seen), gap_bins(t[seen] - before[seen])] = 1
-        upto = np.cumsum(onehot, axis=0)
+        bins = np.full(len(t), -1, dtype=np.int64)
+        bins[seen] = gap_bins(t[seen] - before[seen])
+        # a gap under the shortest possible limit is never an outage: only longer ones need their limit, from
+        # the histogram as it stood before them (the stored one and the entity's earlier gaps in the batch)
+        limit = np.full(len(t), np.inf)
         start_of = np.maximum.accumulate(np.where(first, np.arange(len(t)), 0))
-        earlier = upto - onehot - np.where(start_of[:, None] > 0, upto[start_of - 1], 0)
-        limit = self.limits(np.minimum(hist[r].astype(np.int64) + earlier, FULL))
+        for i in np.flatnonzero(seen & (t - before > self.factor * self.declared)).tolist():
+            earlier = np.bincount(bins[start_of[i] : i][bins[start_of[i] : i] >= 0], minlength=BINS)
+            limit[i] = self.limits(np.minimum(hist[r[i]].astype(np.int64) + earlier, FULL)[None, :])[0]
         was_open, was_muted = first & (open_[r] == OPEN), first & (open_[r] == MUTED)
         gap = ~was_open & ~was_muted & (t - before > limit) & np.isfinite(before)
-        if seq.last.any():
-            ends = np.flatnonzero(seq.last)
-            hist[r[ends]] = np.minimum(hist[r[ends]].astype(np.int64) + earlier[ends] + onehot[ends], FULL)
+        if seen.any():  # the batch's gaps join each entity's histogram, and its limit follows
+            entity = np.cumsum(first) - 1  # the sequence holds each entity's records together
+            ents = int(entity[-1]) + 1
+            counts = np.bincount(entity[seen] * BINS + bins[seen], minlength=ents * BINS).reshape(ents, BINS)
+            touched = r[first]
+            hist[touched] = np.minimum(hist[touched].astype(np.int64) + counts, FULL)
+            state.store["silence.limit"][touched] = self.limits(hist[touched])
         alerts = self._feed_back(state, float(t.min())) if len(t) else []
         for i in np.flatnonzero(was_open | gap).tolist():
             row, start = int(r[i]), float(before[i])
