@@ -97,7 +97,11 @@ async def _bench(
         snap = (await wait_processed(redis, records, [worker]))[0]
         rate = records / max(snap["last_record_at"] - snap["first_record_at"], 1e-9)
         latencies = await _latency(settings, redis, producer, sim, topics, latency_rate, probes)
-        snap = (await read_all(redis))[0]
+        deadline = time.monotonic() + 15  # the worker publishes its counters every few seconds
+        while sum((snap := (await read_all(redis))[0])["alerts"].values()) < len(latencies):
+            if time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.5)
         worker.terminate()
         worker.wait(30)
         live = {a["id"]: a["kind"] for a in await AlertStore(redis, settings).list(limit=2**31)}
