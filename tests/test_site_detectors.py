@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from cases import LOCAL_MIDNIGHT, dwelling_days, in_batches, sites
 
 from models.catalog import load_sources
@@ -117,3 +118,19 @@ def test_a_station_far_above_its_neighbours_and_only_then():
         ("st-4", "2025-12-31T22:00:00.000Z", 4),
     ]
     assert whole[0].evidence["neighbours"] == 5 and 140 < whole[0].evidence["hour_mean"] < 160
+
+
+@pytest.mark.parametrize("cut", [1, 37, 100_000])
+def test_a_water_register_frozen_while_water_flows_is_flagged_and_a_quiet_night_is_not(cut):
+    """A household meter whose register stops for three and a half hours while its flow stays at 0.3 m³/h:
+    one ``total_frozen`` an hour into it; a meter whose register rests at night (no flow) raises nothing."""
+    from cases import in_batches
+
+    ts0, recs = 1_767_225_600, []
+    for m in range(0, 6 * 60, 5):
+        used = m if m < 60 else 60 if m < 270 else m - 210  # minutes of flow the register shows
+        recs.append({"entity": "w-stuck", "ts": ts0 + 60 * m, "flow": 0.3, "total": 100.0 + 0.005 * used})
+        recs.append({"entity": "w-night", "ts": ts0 + 60 * m + 1, "flow": 0.0, "total": 50.0})
+    engine = SourceEngine(load_sources()["water"].model_copy(update={"detectors": ["health"]}))
+    got = [(s.kind, s.entity, s.evidence["frozen_s"]) for s in in_batches(engine, recs, cut)]
+    assert got == [("total_frozen", "w-stuck", 3600.0)]

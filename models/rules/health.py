@@ -1,4 +1,5 @@
-"""Sensor health: a reading stuck at one value, and a cumulative register running backwards or zeroed.
+"""Sensor health: a reading stuck at one value, a cumulative register running backwards or zeroed, or frozen
+while its rate says it is in use (a household water meter whose register stops while water flows).
 
 A source declares which fields to watch in its ``[health]`` table. Stuck: the
 same value ``stuck_after`` times in a row (one alert when the run reaches it).
@@ -22,6 +23,7 @@ from pydantic import Field
 
 from models.base import BatchContext, Detector, DetectorSettings, Severity
 from models.signal import Signal
+from models.streak import sustained
 from state.entity_state import EntityState
 from state.sequence import EntitySequence
 from streams.registry import Source
@@ -37,6 +39,11 @@ class HealthSettings(DetectorSettings):
     stuck_after: int = Field(20, ge=2, description="readings equal to the one before, in a row")
     stuck_ignore_zero: bool = Field(True, description="a run of zeros is not a stuck sensor")
     counters: list[str] = Field(default_factory=list, description="cumulative registers (kWh, m³)")
+    counter_rates: dict[str, str] = Field(
+        default_factory=dict, description="register -> the rate field that says it must advance (total -> flow)"
+    )
+    frozen_min_rate: float = Field(0.0, ge=0, description="a rate above this is use")
+    frozen_after_s: float = Field(3600.0, gt=0, description="a register unchanged this long under use is frozen")
     severity: Severity = "warning"
 
 
@@ -56,7 +63,8 @@ def runs(group: np.ndarray, values: np.ndarray, prev: np.ndarray, prev_run: np.n
 
 
 class Health(Detector):
-    """Raises ``<field>_stuck``, ``<field>_backwards`` and ``<field>_zeroed`` for declared fields."""
+    """Raises ``<field>_stuck``, ``<field>_backwards``, ``<field>_zeroed`` and ``<field>_frozen`` for declared
+    fields."""
 
     name = "health"
     settings_model = HealthSettings
@@ -69,10 +77,13 @@ class Health(Detector):
         for f in self.settings.counters:
             state.store.add(f"health.counter.{f}", np.float64, fill=np.nan)
             state.store.add(f"health.counter.{f}.ts", np.float64, fill=-np.inf)  # the time of that reading
+        for f in self.settings.counter_rates:  # the last register value, and when its frozen run began
+            for col in ("value", "since", "alerted"):
+                state.store.add(f"health.frozen.{f}.{col}", np.float64, fill=np.nan)
 
     @classmethod
     def check(cls, source: Source, settings: HealthSettings) -> None:
-        for name in [*settings.stuck_fields, *settings.counters]:
+        for name in [*settings.stuck_fields, *settings.counters, *settings.counter_rates.values()]:
             if name not in source.fields or not source.fields[name].numeric:
                 raise ValueError(f"no numeric field {name!r}")
 
@@ -83,7 +94,39 @@ class Health(Detector):
             alerts += self._stuck(f, batch, seq, state)
         for f in self.settings.counters:
             alerts += self._counter(f, batch, seq, state)
+        for f, rate in self.settings.counter_rates.items():
+            alerts += self._frozen(f, rate, batch, state, ctx)
         return alerts
+
+    def _frozen(self, f: str, rate: str, batch: Batch, state: EntityState, ctx: BatchContext) -> list[Signal]:
+        """``<register>_frozen``: the register unchanged from reading to reading for ``frozen_after_s`` while
+        its rate field shows use (a reading without either ends the run)."""
+        seq, sp = ctx.sequence, self.settings
+        values, use, ts = batch.columns[f][seq.order], batch.columns[rate][seq.order], batch.ts[seq.order]
+        last, since, alerted = (state.store[f"health.frozen.{f}.{c}"] for c in ("value", "since", "alerted"))
+        with np.errstate(invalid="ignore"):
+            frozen = (values == seq.previous(values, last)) & (use > sp.frozen_min_rate)
+        hits, start = sustained(
+            seq, ts, ctx.prior_last_ts[seq.order], frozen, since, alerted, sp.frozen_after_s, sp.frozen_after_s
+        )
+        last[seq.rows[seq.last]] = values[seq.last]
+        return [
+            self._signal(
+                f"{f}_frozen",
+                batch.entities[int(seq.order[i])],
+                float(ts[i]),
+                {
+                    "field": f,
+                    "value": float(values[i]),
+                    "rate_field": rate,
+                    "rate": float(use[i]),
+                    "since": float(start[i]),
+                    "frozen_s": float(ts[i] - start[i]),
+                },
+                0.8,
+            )
+            for i in hits.tolist()
+        ]
 
     def _stuck(self, f: str, batch: Batch, seq: EntitySequence, state: EntityState) -> list[Signal]:
         values = batch.columns[f][seq.order]

@@ -42,6 +42,7 @@ from shapely import STRtree
 from models.base import BatchContext, Detector, DetectorSettings, UtcOffsetHours
 from models.calendar import local_day_hour
 from models.signal import Signal
+from models.streak import sustained
 from state.entity_state import EntityState
 from state.refdata.reference import DATA_DIR, RefData
 from state.refdata.zones import Zones, local_xy, metres
@@ -297,28 +298,9 @@ class Vehicle(Detector):
     def _sustained(
         self, fx: Fixes, cond: np.ndarray, since_col: str, alerted_col: str, min_s: float
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Runs of consecutive fixes meeting ``cond`` (in sequence order) with no gap over ``signal_lost_s``:
-        the first fix of each run that has lasted ``min_s`` (once per run), and every fix's run start (NaN off
-        a run). The run start and the start last alerted are kept per vehicle in ``since_col``/``alerted_col``."""
-        seq, ts = fx.seq, fx.ts
-        stored, alerted = fx.st[since_col], fx.st[alerted_col]
-        prev_ts = np.where(seq.first, fx.prior_ts, np.roll(ts, 1))
-        with np.errstate(invalid="ignore"):
-            gap = ts - prev_ts > self.settings.signal_lost_s
-        before = np.where(seq.first, ~np.isnan(stored[seq.rows]), np.roll(cond, 1))
-        idx = np.arange(len(ts))
-        begun = np.maximum.accumulate(np.where(cond & (~before | gap), idx, -1))
-        carried = begun < np.maximum.accumulate(np.where(seq.first, idx, 0))
-        since = np.where(cond, np.where(carried, stored[seq.rows], ts[begun.clip(min=0)]), np.nan)
-        due = cond & (ts - since >= min_s) & (alerted[seq.rows] != since)
-        hits = np.flatnonzero(due)
-        if len(hits):
-            first = np.ones(len(hits), dtype=bool)
-            first[1:] = (seq.rows[hits][1:] != seq.rows[hits][:-1]) | (since[hits][1:] != since[hits][:-1])
-            hits = hits[first]
-            alerted[seq.rows[hits]] = since[hits]
-        stored[seq.rows[seq.last]] = since[seq.last]
-        return hits, since
+        """:func:`models.streak.sustained` over the fixes, a lost signal breaking a run."""
+        st, sp = fx.st, self.settings
+        return sustained(fx.seq, fx.ts, fx.prior_ts, cond, st[since_col], st[alerted_col], min_s, sp.signal_lost_s)
 
     def _zones(self, fx: Fixes) -> list[Signal]:
         """``restricted_zone``: entering one (hazardous-goods vehicles only, unless the table says otherwise)."""
