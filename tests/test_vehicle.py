@@ -132,3 +132,40 @@ def test_the_zone_grid_gives_exactly_the_plain_point_in_polygon_answer():
         found = zones.zone_index(lon, lat, kind)
         assert (plain >= 0).sum() > 1000  # many points inside, many just outside
         assert np.array_equal(found, plain)
+
+
+@pytest.mark.parametrize("cut", [1, 50, 100_000])
+def test_a_vehicle_not_registered_for_hazardous_goods_that_keeps_loading_at_chemical_plants(cut):
+    """A van standing 20 minutes at a chemical plant on three days of one week is unregistered hazardous
+    transport (once, at the third visit); a registered tanker doing the same, a van passing the gate for five
+    minutes a day, and a van loading there once a week raise nothing of the kind."""
+    from state.refdata.reference import RefData
+
+    plant = (120.70, 31.40)
+    ref = RefData.from_doc(
+        {
+            "sites": [
+                {"id": "plant-1", "name": "Plant", "lon": plant[0], "lat": plant[1], "category": "chemical_plant"}
+            ],
+            "vehicles": [
+                {"entity": "van-1", "plate": "A1"},
+                {"entity": "van-2", "plate": "A2"},
+                {"entity": "van-3", "plate": "A3"},
+                {"entity": "tanker-1", "plate": "A4", "hazard_class": "3"},
+            ],
+        }
+    )
+    day, recs = 86_400, []
+    for d in range(3):
+        for entity, minutes, every in (("van-1", 20, 1), ("tanker-1", 20, 1), ("van-2", 5, 1), ("van-3", 20, 3)):
+            if d % every:
+                continue
+            start = NOON + d * every * day
+            recs += track(entity, start - 300, 30, plant[0] - 0.03, plant[1], 40.0, dlon=0.001, park=False)
+            recs += track(entity, start, minutes * 6, plant[0] + 0.0003, plant[1], 0.0)
+    recs.sort(key=lambda r: (r["ts"], r["entity"]))
+    engine = SourceEngine(load_sources(Settings())["gps"], Settings(), refdata=ref)
+    found = [a for a in in_batches(engine, recs, cut) if a.kind == "unregistered_hazardous_transport"]
+    assert [(a.entity, a.evidence["site"], len(a.evidence["visits"]), a.severity) for a in found] == [
+        ("van-1", "plant-1", 3, "major")
+    ]

@@ -12,7 +12,9 @@ outside authorised sites, fix after fix), ``restricted_zone`` (entering one),
 (above ``max_kmh`` for ``speeding_min_s``; ``speeding_hazardous`` instead for
 hazardous goods, above ``hazardous_max_kmh``), ``off_route`` (outside every
 authorised corridor) and ``signal_lost_moving`` (no fix for ``signal_lost_s``
-after one while moving). The warning models are about hazardous goods: the
+after one while moving), ``unregistered_hazardous_transport`` (a vehicle not
+registered for hazardous goods that keeps standing at chemical plants: loading
+them). The warning models are about hazardous goods: the
 kinds in ``hazardous_only`` (zone entry, dwell, lost signal) are raised for
 those vehicles only.
 
@@ -51,6 +53,7 @@ from streams.registry import Source
 from streams.validation import Batch
 
 MODEL = "vehicle@3"
+VISITS_KEPT = 8  # the latest visits to hazardous sites kept per vehicle
 
 
 class VehicleSettings(DetectorSettings):
@@ -82,6 +85,15 @@ class VehicleSettings(DetectorSettings):
     lost_moving_kmh: float = Field(30.0, ge=0, description="a lost signal counts after a fix at driving speed")
     max_kmh: float = Field(100.0, gt=0, description="speed limit of every other vehicle (``speeding``)")
     hazardous_max_kmh: float = Field(80.0, gt=0, description="speed limit of hazardous-goods vehicles")
+    hazardous_sites: list[str] = Field(
+        default_factory=lambda: ["chemical_plant"], description="site categories where hazardous goods are loaded"
+    )
+    site_radius_m: float = Field(300.0, gt=0, description="standing this close to such a site is a visit")
+    visit_s: float = Field(900.0, gt=0, description="standing this long there is a visit (loading, not passing)")
+    unregistered_visits: int = Field(
+        3, ge=2, le=VISITS_KEPT, description="visits by a vehicle not registered for hazardous goods ..."
+    )
+    unregistered_days: float = Field(7.0, gt=0, description="... within this many days: unregistered transport")
     speeding_min_s: float = Field(30.0, ge=0, description="above the limit this long, fix to fix, is speeding")
     speeding_margin: float = Field(
         0.1,
@@ -174,8 +186,9 @@ class Vehicle(Detector):
         self.hazardous_id = re.compile("|".join(map(fnmatch.translate, self.settings.hazardous)) or "(?!)").match
         self.file_zones = self.zones = _zones_for(source, self.settings.zones)
         self.speed_i = state.numeric.index("speed")
-        for col in ("since", "dwell_alerted", "night", "fast_since", "fast_alerted"):  # times
-            state.store.add(f"vehicle.{col}", np.float64, fill=np.nan)
+        for col in ("since", "dwell_alerted", "night", "fast_since", "fast_alerted", "visit_since", "visit_alerted"):
+            state.store.add(f"vehicle.{col}", np.float64, fill=np.nan)  # times
+        state.store.add("vehicle.visits", np.float64, (VISITS_KEPT,), fill=np.nan)  # the latest visits, oldest first
         # positions to a metre or so, speeds, a zone index and flags
         for col, fill in (
             ("prev_lon", np.nan),
@@ -194,6 +207,7 @@ class Vehicle(Detector):
         self.ref = ref
         self.zones = ref.zones if ref.zones.ids else self.file_zones
         self.corridors = Corridors(ref)
+        self.loading = [s for s in ref.sites.values() if s.category in self.settings.hazardous_sites]
 
     def hazardous(self, entity: str) -> bool:
         """From the vehicle registry once one is loaded, else from the declared id patterns."""
@@ -225,6 +239,9 @@ class Vehicle(Detector):
                 "off",
                 "fast_since",
                 "fast_alerted",
+                "visit_since",
+                "visit_alerted",
+                "visits",
             )
         }
         fx = Fixes(batch, seq, ts, lon, lat, speed, self._hazmat(seq.rows, state), ctx.prior_last_ts[seq.order], st)
@@ -278,12 +295,12 @@ class Vehicle(Detector):
         seq, lon, lat, speed, st = fx.seq, fx.lon, fx.lat, fx.speed, fx.st
         sp = self.settings
         moved = metres(seq.previous(lon, st["prev_lon"]), seq.previous(lat, st["prev_lat"]), lon, lat)
-        still = (speed < sp.stationary_kmh) & ~(moved > sp.dwell_radius_m)
-        if "dwell" in sp.hazardous_only:
-            still &= fx.hazmat
+        standing = (speed < sp.stationary_kmh) & ~(moved > sp.dwell_radius_m)
+        alerts = self._visits(fx, standing & ~fx.hazmat) if self.loading else []
+        still = standing & fx.hazmat if "dwell" in sp.hazardous_only else standing
         hits, since = self._sustained(fx, still, "since", "dwell_alerted", sp.dwell_limit_s)
         allowed = self.zones.inside(lon[hits], lat[hits], sp.authorised_kind)
-        return [
+        return alerts + [
             self._alert(
                 "dwell",
                 fx.batch,
@@ -294,6 +311,44 @@ class Vehicle(Detector):
             for i, ok in zip(hits.tolist(), allowed.tolist())
             if not ok
         ]
+
+    def _visits(self, fx: Fixes, standing: np.ndarray) -> list[Signal]:
+        """``unregistered_hazardous_transport``: a vehicle not registered for hazardous goods standing
+        ``visit_s`` at a hazardous site (a chemical plant: loading) ``unregistered_visits`` times within
+        ``unregistered_days``; raised at the visit that completes the count."""
+        sp, seq, visits = self.settings, fx.seq, fx.st["visits"]
+        hits, since = self._sustained(fx, standing, "visit_since", "visit_alerted", sp.visit_s)
+        if not len(hits):
+            return []
+        sites = np.array([(s.lon, s.lat) for s in self.loading])
+        near = metres(fx.lon[hits, None], fx.lat[hits, None], sites[None, :, 0], sites[None, :, 1])
+        alerts = []
+        for j, (i, k) in enumerate(zip(hits.tolist(), near.argmin(axis=1).tolist())):
+            if near[j, k] > sp.site_radius_m:
+                continue
+            row = int(seq.rows[i])
+            visits[row] = np.roll(visits[row], -1)
+            visits[row, -1] = since[i]
+            counted = visits[row, -sp.unregistered_visits :]
+            if np.isnan(counted[0]) or since[i] - counted[0] > sp.unregistered_days * 86_400:
+                continue
+            site = self.loading[k]
+            alerts.append(
+                self._alert(
+                    "unregistered_hazardous_transport",
+                    fx.batch,
+                    int(seq.order[i]),
+                    float(since[i]),
+                    {
+                        "site": site.id,
+                        "site_name": site.name,
+                        "visits": [float(v) for v in counted],
+                        "days": sp.unregistered_days,
+                    },
+                    severity="major",
+                )
+            )
+        return alerts
 
     def _sustained(
         self, fx: Fixes, cond: np.ndarray, since_col: str, alerted_col: str, min_s: float
@@ -441,7 +496,9 @@ class Vehicle(Detector):
             quiet = quiet[self._hazmat(quiet, state)]
         return [self._lost(state.slots.entities[q], float(last_ts[q]), float(speed[q])) for q in quiet.tolist()]
 
-    def _alert(self, kind: str, batch: Batch, i: int, window_start: float, evidence: dict) -> Signal:
+    def _alert(
+        self, kind: str, batch: Batch, i: int, window_start: float, evidence: dict, severity: str | None = None
+    ) -> Signal:
         return Signal.new(
             source=self.source.name,
             kind=kind,
@@ -450,7 +507,7 @@ class Vehicle(Detector):
             window_start=window_start,
             window_s=0.0,
             score=0.8,
-            severity="major" if self.hazardous(batch.entities[i]) else "warning",
+            severity=severity or ("major" if self.hazardous(batch.entities[i]) else "warning"),
             model=MODEL,
             evidence={**evidence, "lon": float(batch.columns["lon"][i]), "lat": float(batch.columns["lat"][i])},
         )
