@@ -20,8 +20,7 @@ joins names the group and lists its members (:mod:`models.incidents`). A source'
 
 from __future__ import annotations
 
-from fnmatch import fnmatchcase
-
+from models.kind_patterns import KindPatterns
 from state.refdata.reference import RefData
 
 EVERY_ENTITY = "all"
@@ -32,13 +31,10 @@ class Episodes:
 
     def __init__(self, kinds: dict[str, str]):
         self.kinds = kinds
-        self._kind: dict[str, str] = {}
+        self._kind = KindPatterns(kinds, default="")
 
     def __call__(self, kind: str) -> str:
-        found = self._kind.get(kind)
-        if found is None:
-            found = self._kind[kind] = next((k for p, k in self.kinds.items() if fnmatchcase(kind, p)), kind)
-        return found
+        return self._kind(kind) or kind
 
 
 class Groups:
@@ -46,14 +42,7 @@ class Groups:
 
     def __init__(self, scopes: dict[str, str]):
         self.scopes = scopes
-        self._scope: dict[str, str] = {}
-
-    def scope(self, kind: str) -> str:
-        """The kind's scope: "source", "site" or "" (none); the first pattern that matches."""
-        found = self._scope.get(kind)
-        if found is None:
-            found = self._scope[kind] = next((s for p, s in self.scopes.items() if fnmatchcase(kind, p)), "")
-        return found
+        self.scope = KindPatterns(scopes, default="")  # a kind's scope: "source", "site" or "" (none)
 
     def of(self, kind: str, entity: str, ref: RefData) -> str:
         """The group a signal of ``kind`` about ``entity`` joins ("" for none)."""

@@ -21,9 +21,8 @@ same signals always give the same alerts, live or replayed.
 
 from __future__ import annotations
 
-from fnmatch import fnmatchcase
-
 from models.alert import Alert
+from models.kind_patterns import KindPatterns
 from models.signal import BUILTIN, Signal, situation_key
 from streams.event_time import epoch, iso
 
@@ -35,21 +34,12 @@ def situation(incident: dict) -> str:
     return situation_key(incident["source"], incident["kind"], incident["entity"])
 
 
-class QuietPeriods:
-    """Quiet period per alert kind, from shell patterns (first match; ``*`` is the default)."""
+class QuietPeriods(KindPatterns[float]):
+    """Quiet period per alert kind, from shell patterns (first match; ``*`` is the default, else 0)."""
 
     def __init__(self, periods: dict[str, float]):
+        super().__init__(periods, 0.0)
         self.periods = periods
-        self._cache: dict[str, float] = {}
-
-    def __call__(self, kind: str) -> float:
-        found = self._cache.get(kind)
-        if found is None:
-            found = next(
-                (s for p, s in self.periods.items() if p != "*" and fnmatchcase(kind, p)), self.periods.get("*", 0.0)
-            )
-            self._cache[kind] = found
-        return found
 
 
 MAX_MEMBERS = 256  # entities listed on a group's incident: the first to join
