@@ -39,7 +39,6 @@ class QuietPeriods(KindPatterns[float]):
 
     def __init__(self, periods: dict[str, float]):
         super().__init__(periods, 0.0)
-        self.periods = periods
 
 
 MAX_MEMBERS = 256  # entities listed on a group's incident: the first to join
