@@ -4,7 +4,7 @@ The alert manager builds an :class:`Alert` from an incident (:mod:`models.incide
 (:mod:`models.routing`); it becomes JSON (ISO-8601 times) once, where it leaves: the alert store in
 Redis and its stream (which feeds ``warden.alerts``, webhooks and the console), a replay's alerts file.
 
->>> a = Alert(id="a1", event="opened", status="open", source="air", kind="pm25_over_limit", entity="st-1",
+>>> a = Alert(id="a1", event="opened", status="open", source="air", kind="aqi_polluted", entity="st-1",
 ...           ts=1767225600.0, first_seen=1767225600.0, last_seen=1767226200.0, count=2, reopened=0, score=0.9,
 ...           severity="major", detector_severity="warning", model="threshold@1", model_version="builtin",
 ...           evidence={}, location=None, area={}, departments=[], action=None, context={})

@@ -9,7 +9,7 @@ same signals always give the same alerts, live or replayed.
 
 >>> import msgspec
 >>> book = IncidentBook(QuietPeriods({"*": 600}))
->>> s = Signal.new(source="air", kind="pm25_over_limit", entity="st-1", ts=1767225600, window_start=1767225600,
+>>> s = Signal.new(source="air", kind="aqi_polluted", entity="st-1", ts=1767225600, window_start=1767225600,
 ...                window_s=0, score=0.6, severity="major", model="threshold@1", evidence={"value": 80})
 >>> [book.add(msgspec.structs.replace(s, id=i, ts=s.ts + dt, score=sc))[1] for i, dt, sc in
 ...  [("a1", 0, 0.6), ("a2", 300, 0.9), ("a3", 3600, 0.5)]]

@@ -6,7 +6,7 @@ aggravating context: a site whose registered status is closed or suspended,
 or a hazardous-goods vehicle.
 
 >>> from state.refdata.reference import RefData
->>> route({"source": "air", "kind": "pm25_over_limit", "entity": "st-9", "score": 0.95,
+>>> route({"source": "air", "kind": "aqi_polluted", "entity": "st-9", "score": 0.95,
 ...        "detector_severity": "warning", "model": "anomaly@4", "evidence": {}}, RefData.empty())["severity"]
 'major'
 """

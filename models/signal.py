@@ -6,9 +6,9 @@ Inside Warden a signal is a typed :class:`Signal` with epoch-second times; it
 becomes JSON (ISO-8601 times) once, where it leaves: ``warden.signals``, a
 replay's signals file.
 
->>> sig = Signal.new(source="air", kind="pm25_over_limit", entity="st-1", ts=1767225600.5, window_start=1767225600,
+>>> sig = Signal.new(source="air", kind="aqi_polluted", entity="st-1", ts=1767225600.5, window_start=1767225600,
 ...                  window_s=0.0, score=0.91234, severity="warning", model="threshold@1", evidence={"value": 91})
->>> sig.id == signal_id("air", "pm25_over_limit", "st-1", 1767225600.0), sig.score
+>>> sig.id == signal_id("air", "aqi_polluted", "st-1", 1767225600.0), sig.score
 (True, 0.9123)
 >>> sig.doc()["ts"]
 '2026-01-01T00:00:00.500Z'

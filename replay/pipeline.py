@@ -8,7 +8,7 @@ ids, counts, first and last seen).
 >>> from models.signal import Signal
 >>> from settings import Settings
 >>> pipeline = AlertPipeline(Settings())
->>> first = Signal.new(source="air", kind="pm25_over_limit", entity="st-1", ts=1767225600, window_start=1767225600,
+>>> first = Signal.new(source="air", kind="aqi_polluted", entity="st-1", ts=1767225600, window_start=1767225600,
 ...                    window_s=3600, score=0.9, severity="warning", model="threshold@1", evidence={})
 >>> pipeline.add(first); pipeline.add(msgspec.structs.replace(first, id="s2", ts=1767226200.0))
 >>> [(a["id"] == first.id, a["count"], a["last_seen"]) for a in pipeline.scored()]
