@@ -75,7 +75,7 @@ class Silence(Detector):
         self.factor, self.declared = source.silence_factor, float(source.expected_interval_s)
         state.store.add("silence.open", np.int8)  # its silence began at its last_ts, which stays put
         state.store.add("silence.gaps", np.uint16, (BINS,))
-        state.store.add("silence.limit", np.float32, fill=max(self.factor * self.declared, UNLEARNED_LIMIT_S))
+        state.store.add("silence.limit", np.float64, fill=max(self.factor * self.declared, UNLEARNED_LIMIT_S))
 
     def limits(self, hist: np.ndarray) -> np.ndarray:
         """Seconds without a record after which each entity (its gap histogram rows) is silent: a day for one
@@ -98,7 +98,7 @@ class Silence(Detector):
         self.remember(state, "swept", now)
         n = len(state)
         last_ts, open_ = state.store["last_ts"][:n], state.store["silence.open"][:n]
-        limit = state.store["silence.limit"][:n].astype(np.float64)
+        limit = state.store["silence.limit"][:n]
         active = np.isfinite(last_ts)
         # an entity muted by a feed outage has its silence counted from the feed's return
         since = np.where(open_ == MUTED, np.maximum(last_ts, self.recall(state, "feed_back", -np.inf)), last_ts)
