@@ -139,6 +139,10 @@ class Threshold(Detector):
         running, last_period = state.store["threshold.running"][:, k], state.store["threshold.period"][:, k]
         known = ~np.isnan(values)
         breaks = known & exceeds(rule, values)
+        period = np.floor(ts / rule.dedup_s).astype(np.int64)
+        if not breaks.any() and not running[seq.rows].any():  # the usual batch: no run to count or carry
+            last_period[seq.rows[seq.last]] = period[seq.last]
+            return []
         # breaking readings running (a reading without the field neither counts nor ends the run)
         _, last_ok = seq.run_start(known & ~breaks)
         start = np.maximum.accumulate(np.where(seq.first, np.arange(len(values)), 0))
@@ -146,7 +150,6 @@ class Threshold(Detector):
         base = np.where(last_ok >= start, counted[last_ok.clip(min=0)], np.where(start > 0, counted[start - 1], 0))
         run = counted - base + np.where(last_ok >= start, 0, running[seq.rows].astype(np.int64))
         breach = run >= rule.min_readings
-        period = np.floor(ts / rule.dedup_s).astype(np.int64)
         before = seq.previous(run, running) >= rule.min_readings
         fire = breach & known & (~before | (period != seq.previous(period, last_period)))
         running[seq.rows[seq.last]] = np.minimum(run[seq.last], np.iinfo(np.uint16).max)
@@ -184,15 +187,18 @@ class Threshold(Detector):
             done = state.store[f"threshold.closed.{window}"]
             due = state.unjudged(window, done, now) if rows is None else rows
             for r, b in state.newly_closed(due, window, done, now):
-                hour_means = day_means = None
+                hour_means, day_means = None, {}  # day means by zone: only the buckets that end a local day
                 for rule in self.window_rules:
                     if _bucket_window(rule.over) != window:
                         continue
                     if rule.over == "24h":
-                        if day_means is None:
-                            day_means = state.span_means(window, r, b, 24, DAY_MIN_HOURS)
-                        means, start = day_means, (b - 23) * seconds
-                        means = np.where(_ends_local_day(b, seconds, rule.utc_offset_h)[:, None], means, np.nan)
+                        if rule.utc_offset_h not in day_means:
+                            ends = _ends_local_day(b, seconds, rule.utc_offset_h)
+                            means = np.full((len(r), len(state.windowed)), np.nan)
+                            if ends.any():
+                                means[ends] = state.span_means(window, r[ends], b[ends], 24, DAY_MIN_HOURS)
+                            day_means[rule.utc_offset_h] = means
+                        means, start = day_means[rule.utc_offset_h], (b - 23) * seconds
                     else:
                         if hour_means is None:
                             hour_means = state.window_means(window, r, b)

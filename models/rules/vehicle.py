@@ -159,7 +159,7 @@ class Corridors:
 class Fixes:
     """A batch's GPS fixes in per-entity event order (``seq``), with what the checks read: event times,
     positions, speeds, whether each vehicle carries hazardous goods, each fix's previous time from before the
-    batch (for an entity's first fix), and the detector's state columns by name."""
+    batch (for an entity's first fix), the detector's state columns by name, and which fixes stand still."""
 
     batch: Batch
     seq: EntitySequence
@@ -170,6 +170,7 @@ class Fixes:
     hazmat: np.ndarray
     prior_ts: np.ndarray
     st: dict[str, np.ndarray]
+    standing: np.ndarray  # stopped, and within the dwell radius of the fix before
 
 
 class Vehicle(Detector):
@@ -208,6 +209,7 @@ class Vehicle(Detector):
         self.zones = ref.zones if ref.zones.ids else self.file_zones
         self.corridors = Corridors(ref)
         self.loading = [s for s in ref.sites.values() if s.category in self.settings.hazardous_sites]
+        self.loading_xy = np.array([(s.lon, s.lat) for s in self.loading]).reshape(-1, 2)
 
     def hazardous(self, entity: str) -> bool:
         """From the vehicle registry once one is loaded, else from the declared id patterns."""
@@ -244,9 +246,14 @@ class Vehicle(Detector):
                 "visits",
             )
         }
-        fx = Fixes(batch, seq, ts, lon, lat, speed, self._hazmat(seq.rows, state), ctx.prior_last_ts[seq.order], st)
+        moved = metres(seq.previous(lon, st["prev_lon"]), seq.previous(lat, st["prev_lat"]), lon, lat)
+        standing = (speed < self.settings.stationary_kmh) & ~(moved > self.settings.dwell_radius_m)
+        hazmat = self._hazmat(seq.rows, state)
+        fx = Fixes(batch, seq, ts, lon, lat, speed, hazmat, ctx.prior_last_ts[seq.order], st, standing)
         alerts = self._gaps(fx)
         alerts += self._dwell(fx)
+        if len(self.loading):
+            alerts += self._visits(fx)
         alerts += self._zones(fx)
         alerts += self._night(fx)
         alerts += self._route(fx, state)
@@ -292,15 +299,11 @@ class Vehicle(Detector):
     def _dwell(self, fx: Fixes) -> list[Signal]:
         """``dwell``: standing within ``dwell_radius_m`` for ``dwell_limit_s`` outside authorised sites, seen
         fix by fix (a logger switched off in between is no evidence of standing)."""
-        seq, lon, lat, speed, st = fx.seq, fx.lon, fx.lat, fx.speed, fx.st
-        sp = self.settings
-        moved = metres(seq.previous(lon, st["prev_lon"]), seq.previous(lat, st["prev_lat"]), lon, lat)
-        standing = (speed < sp.stationary_kmh) & ~(moved > sp.dwell_radius_m)
-        alerts = self._visits(fx, standing & ~fx.hazmat) if self.loading else []
-        still = standing & fx.hazmat if "dwell" in sp.hazardous_only else standing
+        seq, sp = fx.seq, self.settings
+        still = fx.standing & fx.hazmat if "dwell" in sp.hazardous_only else fx.standing
         hits, since = self._sustained(fx, still, "since", "dwell_alerted", sp.dwell_limit_s)
-        allowed = self.zones.inside(lon[hits], lat[hits], sp.authorised_kind)
-        return alerts + [
+        allowed = self.zones.inside(fx.lon[hits], fx.lat[hits], sp.authorised_kind)
+        return [
             self._alert(
                 "dwell",
                 fx.batch,
@@ -312,16 +315,16 @@ class Vehicle(Detector):
             if not ok
         ]
 
-    def _visits(self, fx: Fixes, standing: np.ndarray) -> list[Signal]:
+    def _visits(self, fx: Fixes) -> list[Signal]:
         """``unregistered_hazardous_transport``: a vehicle not registered for hazardous goods standing
         ``visit_s`` at a hazardous site (a chemical plant: loading) ``unregistered_visits`` times within
         ``unregistered_days``; raised at the visit that completes the count."""
         sp, seq, visits = self.settings, fx.seq, fx.st["visits"]
-        hits, since = self._sustained(fx, standing, "visit_since", "visit_alerted", sp.visit_s)
+        hits, since = self._sustained(fx, fx.standing & ~fx.hazmat, "visit_since", "visit_alerted", sp.visit_s)
         if not len(hits):
             return []
-        sites = np.array([(s.lon, s.lat) for s in self.loading])
-        near = metres(fx.lon[hits, None], fx.lat[hits, None], sites[None, :, 0], sites[None, :, 1])
+        xy = self.loading_xy
+        near = metres(fx.lon[hits, None], fx.lat[hits, None], xy[None, :, 0], xy[None, :, 1])
         alerts = []
         for j, (i, k) in enumerate(zip(hits.tolist(), near.argmin(axis=1).tolist())):
             if near[j, k] > sp.site_radius_m:
