@@ -45,9 +45,9 @@ level and the likelihood.
 >>> det, rng = AnomalyState(AnomalySettings()), np.random.default_rng(0)
 >>> ts = 1767225600 + 300 * np.arange(2001)
 >>> quiet = [det.learn_score(10.0 + np.sin(i / 5) + rng.normal(0, 0.2), ts[i]) for i in range(2000)]
->>> spike = det.learn_score(14.0, ts[2000])
->>> max(quiet[300:]) < AnomalySettings().threshold <= spike
-True
+>>> likelihood, alert = det.learn_score(14.0, ts[2000])
+>>> max(q for q, _ in quiet[300:]) < AnomalySettings().threshold <= likelihood, alert
+(True, True)
 
 References: S. Ahmad, A. Lavin, S. Purdy, Z. Agha, "Unsupervised real-time
 anomaly detection for streaming data", Neurocomputing 262 (2017) 134-147 (the
@@ -59,13 +59,13 @@ weighted level and seasonal terms.
 from __future__ import annotations
 
 import math
-import operator
 
 import numpy as np
+from numba import njit
 from pydantic import Field, model_validator
 
 from models.base import BatchContext, Detector, DetectorSettings, Severity
-from models.online.shape_memory import ShapeMemory
+from models.online.shape_memory import remember, seen_before
 from models.signal import Signal
 from state.entity_state import EntityState
 from streams.registry import Source
@@ -141,145 +141,163 @@ class AnomalySettings(DetectorSettings):
         return self
 
 
-class AnomalyState:
-    """The detector's state for one entity and field; ``learn_score`` scores a value and learns it."""
+PARAMS = (
+    "level_alpha",
+    "step_alpha",
+    "scale_floor",
+    "max_surprise",
+    "short_window",
+    "long_window",
+    "warmup",
+    "threshold",
+    "refractory",
+    "daily_slots",
+    "slot_alpha",
+    "slot_warmup",
+    "bias_alpha",
+    "beyond_range",
+    "beyond_z",
+    "shape_length",
+    "shape_tolerance",
+    "shape_phase_s",
+)
+# Per entity and field, one float64 column each: records learned, level mean/variance, previous value, step
+# mean/variance, range seen, the surprise's long-run mean/variance and short mean, the time-of-day offset, and
+# the record count at the last alert.
+COLUMNS = ("n", "mean", "var", "prev", "dmean", "dvar", "lo", "hi", "s_mean", "s_var", "s_short", "bias", "last_alert")
+FRESH = (0.0,) * (len(COLUMNS) - 1) + (-1e18,)  # the COLUMNS of an entity not seen yet
 
-    # Per entity and field, one float64 column each: records learned, level mean/variance, previous value,
-    # step mean/variance, range seen, the surprise's long-run mean/variance and short mean, the time-of-day
-    # offset, and the record count at the last alert.
-    COLUMNS = (
-        "n",
-        "mean",
-        "var",
-        "prev",
-        "dmean",
-        "dvar",
-        "lo",
-        "hi",
-        "s_mean",
-        "s_var",
-        "s_short",
-        "bias",
-        "last_alert",
-    )
-    __slots__ = ("spec", "slots", "seen", "memory", *COLUMNS)
 
-    def __init__(
-        self,
-        spec: AnomalySettings,
-        values: list[float] | None = None,
-        slots: list[float] | None = None,
-        seen: list[int] | None = None,
-        memory: tuple[np.ndarray, np.ndarray] | None = None,
-    ):
-        self.spec = spec
-        # ``memory``: the entity's rows of the shape-memory columns (values, times of day), learned in place
-        self.memory = (
-            ShapeMemory(spec.shape_memory, spec.shape_length, spec.shape_phase_s, *(memory or ()))
-            if spec.shape_memory
-            else None
-        )
-        # one unpacking, not a setattr per column: a state is built per entity and batch
-        (
-            self.n,
-            self.mean,
-            self.var,
-            self.prev,
-            self.dmean,
-            self.dvar,
-            self.lo,
-            self.hi,
-            self.s_mean,
-            self.s_var,
-            self.s_short,
-            self.bias,
-            self.last_alert,
-        ) = values if values is not None else self.fresh()
-        self.slots = slots if slots is not None else [0.0] * (spec.daily_slots * len(SLOT_STATS))
-        self.seen = seen if seen is not None else [0] * spec.daily_slots
+def params_of(spec: AnomalySettings) -> np.ndarray:
+    """The settings the compiled loop reads, in :data:`PARAMS` order."""
+    return np.array([float(getattr(spec, name)) for name in PARAMS])
 
-    @classmethod
-    def fresh(cls) -> list[float]:
-        """The :attr:`COLUMNS` of an entity not seen yet."""
-        return [0.0] * (len(cls.COLUMNS) - 1) + [-1e18]
 
-    def values(self) -> tuple[float, ...]:
-        """The :attr:`COLUMNS`, in order, as stored."""
-        return _columns_of(self)
+@njit(cache=True, nogil=True)
+def learn_score_runs(positions, rows, xs, ts, stats, slots, seen, memory, tod, p, likelihood, alert, expected):
+    """Score and learn the records at ``positions`` (grouped by entity, each entity's in event order): for each,
+    the likelihood, whether it alerts and the level expected before it, written at its position.
 
-    def learn_score(self, x: float, ts: float = 0.0) -> float:
-        """Likelihood in [0, 1] that ``x`` (at event time ``ts``) starts something unusual; then learn ``x``."""
-        n, mean, var, prev, lo0, hi0 = self.n, self.mean, self.var, self.prev, self.lo, self.hi
-        sp = self.spec
-        if n == 0:
-            mean, prev, lo0, hi0 = x, x, x, x
-        lo, hi = min(lo0, x), max(hi0, x)
-        floor = sp.scale_floor * max(hi - lo, 1e-9)
-        d = x - prev
-        z = abs(x - mean) / (math.sqrt(var) + floor)
-        zd = abs(d - self.dmean) / (math.sqrt(self.dvar) + floor)
-        near = z  # how far x is from what is expected where it lands, for beyond_range
-        k = int(ts % 86400.0 * sp.daily_slots // 86400.0) if sp.daily_slots else -1
-        at = 4 * k
-        slot = self.slots
-        if k >= 0 and self.seen[k] >= sp.slot_warmup:
-            # EW variances start from zero: unbias them by the weight learned so far
-            unbias = 1.0 / (1.0 - (1.0 - sp.slot_alpha) ** (self.seen[k] - 1))
-            z_slot = abs(x - slot[at] - self.bias) / (math.sqrt(slot[at + 1] * unbias) + floor)
-            near = min(z, z_slot)
-            z = 0.5 * (z + z_slot)  # neither model alone: early slots are noisy, all-day ones blind to the hour
-            zd = min(zd, abs(d - slot[at + 2]) / (math.sqrt(slot[at + 3] * unbias) + floor))
-            self.bias += sp.bias_alpha * (x - slot[at] - self.bias)
-        raw = min(max(z, zd), sp.max_surprise)
-        s_short = self.s_short = raw if n == 0 else self.s_short + (2.0 / (sp.short_window + 1)) * (raw - self.s_short)
-        likelihood = 0.5
-        if n >= sp.warmup:
-            spread = math.sqrt(max(self.s_var, 1e-12)) / math.sqrt(sp.short_window)
-            likelihood = 0.5 * math.erfc(-(s_short - self.s_mean) / spread / _SQRT2)
-            reach = sp.beyond_range * (hi0 - lo0)
-            if sp.beyond_range and near >= sp.beyond_z and (x > hi0 + reach or x < lo0 - reach):
-                likelihood = max(likelihood, sp.threshold)
-        a_long = 1.0 / sp.long_window
-        if n == 0:
-            self.s_mean = raw
-        else:
-            delta = raw - self.s_mean
-            self.s_mean += a_long * delta
-            self.s_var = (1 - a_long) * (self.s_var + a_long * delta * delta)
-        self.mean, self.var = _ew(mean, var, x, sp.level_alpha)
-        self.dmean, self.dvar = _ew(self.dmean, self.dvar, d, sp.step_alpha)
-        if k >= 0:
-            if self.seen[k] == 0:
-                slot[at], slot[at + 2] = x, d
+    ``rows``: each record's entity row in ``stats`` (a tuple of the :data:`COLUMNS`, float64), ``slots``
+    (float32, the :data:`SLOT_STATS` per time of day), ``seen`` (uint8, how often each time of day was learned),
+    ``memory``/``tod`` (float32, the shape memory's ring); ``p``: :func:`params_of`. An entity's time-of-day
+    models are worked in float64 while its records of the call are learned, and stored in float32 after.
+    """
+    level_alpha, step_alpha, scale_floor, max_surprise = p[0], p[1], p[2], p[3]
+    short_window, long_window, warmup, threshold, refractory = p[4], p[5], p[6], p[7], p[8]
+    daily_slots, slot_alpha, slot_warmup, bias_alpha = p[9], p[10], p[11], p[12]
+    beyond_range, beyond_z, shape_length, shape_tolerance, shape_phase_s = p[13], p[14], int(p[15]), p[16], p[17]
+    n_slots, remembers = int(daily_slots), memory.shape[1] > 0
+    slot = np.empty(4 * n_slots)
+    a_short, a_long = 2.0 / (short_window + 1), 1.0 / long_window
+    j, total = 0, len(positions)
+    while j < total:
+        row = rows[positions[j]]
+        n, mean, var, prev = stats[0][row], stats[1][row], stats[2][row], stats[3][row]
+        dmean, dvar, lo, hi = stats[4][row], stats[5][row], stats[6][row], stats[7][row]
+        s_mean, s_var, s_short = stats[8][row], stats[9][row], stats[10][row]
+        bias, last_alert = stats[11][row], stats[12][row]
+        for q in range(4 * n_slots):
+            slot[q] = slots[row, q]
+        while j < total and rows[positions[j]] == row:
+            i = positions[j]
+            j += 1
+            x, t = xs[i], ts[i]
+            expected[i] = mean
+            lo0, hi0 = lo, hi
+            if n == 0:
+                mean, prev, lo0, hi0 = x, x, x, x
+            lo = x if x < lo0 else lo0
+            hi = x if x > hi0 else hi0
+            floor = scale_floor * max(hi - lo, 1e-9)
+            d = x - prev
+            z = abs(x - mean) / (math.sqrt(var) + floor)
+            zd = abs(d - dmean) / (math.sqrt(dvar) + floor)
+            near = z  # how far x is from what is expected where it lands, for beyond_range
+            k = int(t % 86400.0 * daily_slots // 86400.0) if n_slots else -1
+            at = 4 * k
+            if k >= 0 and seen[row, k] >= slot_warmup:
+                # EW variances start from zero: unbias them by the weight learned so far
+                unbias = 1.0 / (1.0 - (1.0 - slot_alpha) ** float(seen[row, k] - 1))
+                z_slot = abs(x - slot[at] - bias) / (math.sqrt(slot[at + 1] * unbias) + floor)
+                near = z_slot if z_slot < z else z
+                z = 0.5 * (z + z_slot)  # neither model alone: early slots are noisy, all-day ones blind to the hour
+                zd_slot = abs(d - slot[at + 2]) / (math.sqrt(slot[at + 3] * unbias) + floor)
+                zd = zd_slot if zd_slot < zd else zd
+                bias += bias_alpha * (x - slot[at] - bias)
+            raw = zd if zd > z else z
+            raw = max_surprise if max_surprise < raw else raw
+            s_short = raw if n == 0 else s_short + a_short * (raw - s_short)
+            score = 0.5
+            if n >= warmup:
+                spread = math.sqrt(max(s_var, 1e-12)) / math.sqrt(short_window)
+                score = 0.5 * math.erfc(-(s_short - s_mean) / spread / _SQRT2)
+                reach = beyond_range * (hi0 - lo0)
+                if beyond_range and near >= beyond_z and (x > hi0 + reach or x < lo0 - reach):
+                    score = threshold if threshold > score else score
+            if n == 0:
+                s_mean = raw
             else:
-                slot[at], slot[at + 1] = _ew(slot[at], slot[at + 1], x, sp.slot_alpha)
-                slot[at + 2], slot[at + 3] = _ew(slot[at + 2], slot[at + 3], d, sp.slot_alpha)
-            self.seen[k] = min(self.seen[k] + 1, 255)
-        if self.memory is not None:
-            self.memory.learn_one(int(n), x, ts)
-        self.n, self.prev, self.lo, self.hi = n + 1, x, lo, hi
-        return likelihood
+                delta = raw - s_mean
+                s_mean += a_long * delta
+                s_var = (1 - a_long) * (s_var + a_long * delta * delta)
+            mean, var = _ew(mean, var, x, level_alpha)
+            dmean, dvar = _ew(dmean, dvar, d, step_alpha)
+            if k >= 0:
+                if seen[row, k] == 0:
+                    slot[at], slot[at + 2] = x, d
+                else:
+                    slot[at], slot[at + 1] = _ew(slot[at], slot[at + 1], x, slot_alpha)
+                    slot[at + 2], slot[at + 3] = _ew(slot[at + 2], slot[at + 3], d, slot_alpha)
+                seen[row, k] = min(seen[row, k] + 1, 255)
+            if remembers:
+                remember(memory[row], tod[row], int(n), x, t)
+            n, prev = n + 1, x
+            likelihood[i] = score
+            # past the threshold, outside the refractory run after the last alert, and not a shape seen before
+            fires = score >= threshold and n - last_alert > refractory
+            if fires and remembers:
+                tolerance = shape_tolerance * max(hi - lo, 1e-12)
+                fires = not seen_before(memory[row], tod[row], int(n), shape_length, shape_phase_s, tolerance)
+            if fires:
+                last_alert = n
+            alert[i] = fires
+        for c, value in enumerate((n, mean, var, prev, dmean, dvar, lo, hi, s_mean, s_var, s_short, bias, last_alert)):
+            stats[c][row] = value
+        for q in range(4 * n_slots):
+            slots[row, q] = slot[q]
 
-    def should_alert(self, likelihood: float) -> bool:
-        """Past the threshold, outside the refractory run after the last alert, and not a shape seen before."""
-        sp, n = self.spec, self.n
-        if likelihood < sp.threshold or n - self.last_alert <= sp.refractory:
-            return False
-        if self.memory is not None and self.memory.seen_before(
-            int(n), sp.shape_tolerance * max(self.hi - self.lo, 1e-12)
-        ):
-            return False
-        self.last_alert = n
-        return True
 
-
-_columns_of = operator.attrgetter(*AnomalyState.COLUMNS)
-
-
+@njit(cache=True, nogil=True, inline="always")
 def _ew(mean: float, var: float, x: float, alpha: float) -> tuple[float, float]:
     """One exponentially weighted update of a mean and variance."""
     delta = x - mean
     return mean + alpha * delta, (1 - alpha) * (var + alpha * delta * delta)
+
+
+class AnomalyState:
+    """One entity and field's state, for scoring a stream by hand; the detector keeps its entities' in columns.
+
+    ``learn_score`` scores a value and learns it: its likelihood, and whether it raises an alert.
+    """
+
+    def __init__(self, spec: AnomalySettings):
+        self.params = params_of(spec)
+        self.stats = tuple(np.array([v]) for v in FRESH)
+        self.slots = np.zeros((1, spec.daily_slots * len(SLOT_STATS)), np.float32)
+        self.seen = np.zeros((1, spec.daily_slots), np.uint8)
+        self.memory, self.tod = (np.zeros((1, spec.shape_memory), np.float32) for _ in range(2))
+
+    def learn_score(self, x: float, ts: float = 0.0) -> tuple[float, bool]:
+        """Likelihood in [0, 1] that ``x`` (at event time ``ts``) starts something unusual, and whether it
+        raises an alert; then learn ``x``."""
+        likelihood, alert, expected = np.empty(1), np.zeros(1, np.bool_), np.empty(1)
+        at = np.zeros(1, np.int64)
+        learn_score_runs(
+            at, at, np.array([x], np.float64), np.array([ts], np.float64), self.stats, self.slots, self.seen,
+            self.memory, self.tod, self.params, likelihood, alert, expected,
+        )  # fmt: skip
+        return float(likelihood[0]), bool(alert[0])
 
 
 class Anomaly(Detector):
@@ -291,14 +309,16 @@ class Anomaly(Detector):
     def __init__(self, source: Source, state: EntityState):
         super().__init__(source, state)
         self.fields = [n for n, f in source.fields.items() if f.anomaly]
+        self.params = params_of(self.settings)
+        sp = self.settings
         for name in self.fields:
-            for col, start in zip(AnomalyState.COLUMNS, AnomalyState.fresh()):
+            for col, start in zip(COLUMNS, FRESH):
                 state.store.add(f"anomaly.{name}.{col}", np.float64, fill=start)
-            if self.settings.daily_slots:
-                state.store.add(f"anomaly.{name}.slots", np.float32, (self.settings.daily_slots * len(SLOT_STATS),))
-                state.store.add(f"anomaly.{name}.seen", np.uint8, (self.settings.daily_slots,))
-            for col in ("memory", "memory_tod") if self.settings.shape_memory else ():
-                state.store.add(f"anomaly.{name}.{col}", np.float32, (self.settings.shape_memory,))
+            if sp.daily_slots:
+                state.store.add(f"anomaly.{name}.slots", np.float32, (sp.daily_slots * len(SLOT_STATS),))
+                state.store.add(f"anomaly.{name}.seen", np.uint8, (sp.daily_slots,))
+            for col in ("memory", "memory_tod") if sp.shape_memory else ():
+                state.store.add(f"anomaly.{name}.{col}", np.float32, (sp.shape_memory,))
 
     @classmethod
     def check(cls, source: Source, settings: AnomalySettings) -> None:
@@ -306,58 +326,61 @@ class Anomaly(Detector):
             raise ValueError("the anomaly detector needs a field marked anomaly = true")
 
     def detect(self, batch: Batch, rows: np.ndarray, state: EntityState, ctx: BatchContext) -> list[Signal]:
-        """Score and learn every record in event order (each entity's records of the batch by time); alerts for
-        the ones that pass."""
+        """Score and learn every record in event order (each entity's records of the batch by time), in one
+        compiled call per field; alerts for the ones that pass."""
         alerts = []
-        sp = self.settings
-        daily = sp.daily_slots > 0
+        rows = rows.astype(np.int64, copy=False)
+        order = ctx.sequence.order
         for name in self.fields:
-            cols = [state.store[f"anomaly.{name}.{c}"] for c in AnomalyState.COLUMNS]
-            slots, seen = (state.store[f"anomaly.{name}.{c}"] for c in ("slots", "seen")) if daily else (None, None)
-            memory, tod = (
-                (state.store[f"anomaly.{name}.{c}"] for c in ("memory", "memory_tod"))
-                if sp.shape_memory
-                else (None, None)
+            values = batch.columns[name].astype(np.float64, copy=False)
+            scored = order[~np.isnan(values[order])]
+            if not len(scored):
+                continue
+            likelihood, expected = np.empty(len(values)), np.empty(len(values))
+            alert = np.zeros(len(values), np.bool_)
+            column = self._column_of(state)
+            learn_score_runs(
+                scored[np.argsort(rows[scored], kind="stable")].astype(np.int64),
+                rows,
+                values,
+                batch.ts.astype(np.float64, copy=False),
+                tuple(column(f"anomaly.{name}.{c}") for c in COLUMNS),
+                *(column(f"anomaly.{name}.{c}") for c in ("slots", "seen", "memory", "memory_tod")),
+                self.params,
+                likelihood,
+                alert,
+                expected,
             )
-            values = batch.columns[name]
-            live: dict[int, AnomalyState] = {}
-            order = ctx.sequence.order
-            for i in order[~np.isnan(values[order])].tolist():
-                row = int(rows[i])
-                det = live.get(row)
-                if det is None:
-                    det = live[row] = AnomalyState(
-                        sp,
-                        [float(c[row]) for c in cols],
-                        slots[row].tolist() if daily else None,
-                        seen[row].tolist() if daily else None,
-                        (memory[row], tod[row]) if memory is not None else None,
+            for i in scored[alert[scored]].tolist():
+                x, ts = float(values[i]), float(batch.ts[i])
+                alerts.append(
+                    Signal.at(
+                        source=self.source.name,
+                        kind=f"{name}_anomaly",
+                        entity=batch.entities[i],
+                        ts=ts,
+                        score=float(likelihood[i]),
+                        severity=self.settings.severity,
+                        model=MODEL,
+                        evidence={
+                            "field": name,
+                            "value": x,
+                            "expected": round(float(expected[i]), 6),
+                            "likelihood": float(likelihood[i]),
+                        },
                     )
-                expected = det.mean
-                x = float(values[i])
-                likelihood = det.learn_score(x, float(batch.ts[i]))
-                if det.should_alert(likelihood):
-                    ts = float(batch.ts[i])
-                    alerts.append(
-                        Signal.at(
-                            source=self.source.name,
-                            kind=f"{name}_anomaly",
-                            entity=batch.entities[i],
-                            ts=ts,
-                            score=likelihood,
-                            severity=self.settings.severity,
-                            model=MODEL,
-                            evidence={
-                                "field": name,
-                                "value": x,
-                                "expected": round(expected, 6),
-                                "likelihood": likelihood,
-                            },
-                        )
-                    )
-            for row, det in live.items():
-                for c, value in zip(cols, det.values()):
-                    c[row] = value
-                if daily:
-                    slots[row], seen[row] = det.slots, det.seen
+                )
         return alerts
+
+    @staticmethod
+    def _column_of(state: EntityState):
+        """A column of the state by name; a zero-width stand-in for one switched off (no time of day, no shape
+        memory), which the compiled loop skips."""
+        empty = {"slots": np.float32, "seen": np.uint8, "memory": np.float32, "memory_tod": np.float32}
+
+        def column(name: str) -> np.ndarray:
+            if name in state.store:
+                return state.store[name]
+            return np.zeros((1, 0), empty[name.rsplit(".", 1)[1]])
+
+        return column

@@ -3,67 +3,66 @@
 A run of records that has happened before, at about the same time of day (a
 nightly batch job's spike, a daily delivery's dip), is the stream's routine,
 however unusual it looks to running statistics. The memory keeps an entity's
-last records in a ring with their times of day; a run *matches* a remembered
-one that ends within ``phase_s`` of the same time of day when no record of the
-two is further apart than a tolerance (the largest difference, so one outlier
-in the run is enough to make it new).
+last records in a ring with their times of day (float32); a run *matches* a
+remembered one that ends within ``phase_s`` of the same time of day when no
+record of the two is further apart than a tolerance (the largest difference,
+so one outlier in the run is enough to make it new).
+
+Both functions are compiled (numba) and take one entity's rows of the state's
+columns, so the detector calls them from its own compiled loop.
 
 >>> import numpy as np
->>> memory = ShapeMemory(size=1024, length=6, phase_s=3600)
+>>> values, tod = np.zeros(1024, np.float32), np.zeros(1024, np.float32)
 >>> day = np.zeros(288); day[100:104] = 5.0            # a burst at 08:20, records of five minutes
 >>> ts = 1767225600 + 300 * np.arange(3 * 288)
 >>> for n, (x, t) in enumerate(zip(np.tile(day, 3), ts)):
-...     memory.learn_one(n, float(x), float(t))
-...     if 99 < n % 288 < 106 and memory.seen_before(n + 1, tolerance=0.5):
+...     remember(values, tod, n, float(x), float(t))
+...     if 99 < n % 288 < 106 and seen_before(values, tod, n + 1, 6, 3600.0, 0.5):
 ...         print("seen on day", n // 288, "at record", n % 288)
 ...         break
 seen on day 1 at record 100
->>> memory.seen_before(3 * 288, tolerance=0.5), ShapeMemory(1024, 6, 3600).seen_before(0, 0.5)
+>>> seen_before(values, tod, 3 * 288, 6, 3600.0, 0.5), seen_before(values, tod, 0, 6, 3600.0, 0.5)
 (True, False)
 """
 
 from __future__ import annotations
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
+from numba import njit
 
 DAY = 86400.0
+# The ring's times of day are float32, and so is the arithmetic on them (as NumPy does it for float32 arrays).
+_DAY32, _HALF32 = np.float32(DAY), np.float32(DAY / 2)
 
 
-class ShapeMemory:
-    """An entity's last ``size`` records and times of day; whether its latest ``length`` were seen before."""
+@njit(cache=True, nogil=True)
+def remember(values: np.ndarray, tod: np.ndarray, n: int, x: float, ts: float) -> None:
+    """Remember ``x`` at event time ``ts`` as the entity's record number ``n`` (counted from 0)."""
+    at = n % len(values)
+    values[at] = np.float32(x)
+    tod[at] = np.float32(ts % DAY)
 
-    __slots__ = ("length", "phase_s", "tod", "values")
 
-    def __init__(
-        self, size: int, length: int, phase_s: float, values: np.ndarray | None = None, tod: np.ndarray | None = None
-    ):
-        # Given arrays are the entity's rows of the state's columns: learning writes straight into them.
-        self.values = values if values is not None else np.zeros(size, dtype=np.float32)
-        self.tod = tod if tod is not None else np.zeros(size, dtype=np.float32)
-        self.length, self.phase_s = length, phase_s
-
-    def learn_one(self, n: int, x: float, ts: float) -> None:
-        """Remember ``x`` at event time ``ts`` as the entity's record number ``n`` (counted from 0)."""
-        at = n % len(self.values)
-        self.values[at] = x
-        self.tod[at] = ts % DAY
-
-    def seen_before(self, n: int, tolerance: float) -> bool:
-        """Whether the latest ``length`` of the ``n`` records learned match an earlier run that does not
-        overlap them and ends at about the same time of day."""
-        size, m = len(self.values), self.length
-        kept = min(n, size)
-        if kept < 2 * m:
-            return False
-        start = n % size if n > size else 0
-        values = np.roll(self.values, -start)[:kept] if start else self.values[:kept]
-        tod = np.roll(self.tod, -start)[:kept] if start else self.tod[:kept]
-        recent = values[-m:]
-        ends = tod[m - 1 : -m]  # the time of day each earlier run ends at
-        apart = np.abs((ends - tod[-1] + DAY / 2) % DAY - DAY / 2)
-        near = np.flatnonzero(apart <= self.phase_s)
-        if not len(near):
-            return False
-        earlier = sliding_window_view(values[:-m], m)[near]
-        return bool(np.abs(earlier - recent).max(axis=1).min() <= tolerance)
+@njit(cache=True, nogil=True)
+def seen_before(values: np.ndarray, tod: np.ndarray, n: int, length: int, phase_s: float, tolerance: float) -> bool:
+    """Whether the latest ``length`` of the ``n`` records remembered match an earlier run that does not overlap
+    them and ends within ``phase_s`` of the same time of day, no record further apart than ``tolerance``."""
+    size, m = len(values), length
+    kept = min(n, size)
+    if kept < 2 * m:
+        return False
+    start = n % size if n > size else 0  # the oldest record kept; logical index i is at (start + i) % size
+    phase, tol = np.float32(phase_s), np.float32(tolerance)  # compared in float32, as NumPy compares them
+    last = tod[(start + kept - 1) % size]
+    for end in range(m - 1, kept - m):
+        apart = abs((tod[(start + end) % size] - last + _HALF32) % _DAY32 - _HALF32)
+        if apart > phase:
+            continue
+        alike = True
+        for j in range(m):
+            if abs(values[(start + end - m + 1 + j) % size] - values[(start + kept - m + j) % size]) > tol:
+                alike = False
+                break
+        if alike:
+            return True
+    return False
