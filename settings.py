@@ -74,6 +74,11 @@ class Settings(BaseSettings):
     # Topics and the Faust app.
     app_id: str = "warden"
     partitions: int = Field(8, ge=1, le=1024)
+    partitioner: Literal["murmur2", "crc32"] = Field(
+        "murmur2",
+        description="how the sources' producers pick a keyed record's partition, unless a source says: murmur2 "
+        "(Java, aiokafka) or crc32 (librdkafka: confluent-kafka, kcat, Quix)",
+    )
     alerts_topic: str = "warden.alerts"
     deadletter_topic: str = "warden.deadletter"
     signals_topic: str = "warden.signals"
@@ -82,6 +87,11 @@ class Settings(BaseSettings):
 
     # Sources: the shipped declarations plus any extra folders.
     sources_dirs: Annotated[list[Path], NoDecode] = Field(default_factory=list)
+    run_sources: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="run only these declared sources (names, comma-separated; default all): a worker of its "
+        "own for a heavy feed",
+    )
 
     # Fusion: patterns besides the shipped ones (models/patterns).
     fusion_patterns_dirs: Annotated[list[Path], NoDecode] = Field(default_factory=list)
@@ -107,16 +117,11 @@ class Settings(BaseSettings):
     )
     state_initial_capacity: int = 1024
 
-    # Batching: producer and agent.
+    # Batching: producer and the consumer's hand-off.
     producer_batch_records: int = Field(500, ge=1)
     producer_linger_ms: int = Field(20, ge=0)
-    agent_take_messages: int = Field(500, ge=1)
-    agent_take_within_s: float = Field(
-        0.05,
-        gt=0,
-        description="an agent gathers messages this long before a "
-        "batch; 20 ms made batches so small that per-batch work cut the worker's "
-        "throughput by a fifth; adds at most this much latency",
+    hand_off_batches: int = Field(
+        64, ge=1, description="fetched runs of messages a source's queue holds before the consumer waits"
     )
     engine_batch_records: int = Field(20_000, ge=1, description="records per engine call before yielding")
 
@@ -157,11 +162,11 @@ class Settings(BaseSettings):
     heartbeat_interval_s: float = 3.0
     fetch_max_wait_ms: int = Field(100, ge=1, description="consumer long-poll; bounds latency on Tansu")
 
-    @field_validator("sources_dirs", "fusion_patterns_dirs", mode="before")
+    @field_validator("sources_dirs", "fusion_patterns_dirs", "run_sources", mode="before")
     @classmethod
-    def _split_dirs(cls, value: object) -> object:
+    def _split_lists(cls, value: object) -> object:
         if isinstance(value, str):
-            return json.loads(value) if value.startswith("[") else [p for p in value.split(",") if p.strip()]
+            return json.loads(value) if value.startswith("[") else [p.strip() for p in value.split(",") if p.strip()]
         return value
 
     @field_validator("windows")

@@ -156,6 +156,7 @@ def replay(
     engines = Engines(registry, settings, refdata=refdata, models=models, on_signal=on_signal, on_progress=on_progress)
     pending: dict[tuple[str, int], list] = defaultdict(list)
     partitions = {name: s.partition_count(settings.partitions) for name, s in registry.items()}
+    schemes = {name: s.scheme(settings.partitioner) for name, s in registry.items()}
     entity_field = {name: s.entity_field for name, s in registry.items()}
     key_of: dict[str, dict[str, tuple[str, int]]] = {name: {} for name in registry}  # entity -> engine key
     summary = engines.summary
@@ -178,7 +179,7 @@ def replay(
         entity = record.get(entity_field[name])
         key = keys.get(entity) if type(entity) is str else (name, 0)
         if key is None:
-            key = keys[entity] = (name, partition_for(entity, partitions[name]))
+            key = keys[entity] = (name, partition_for(entity, partitions[name], schemes[name]))
         batch = pending[key]
         batch.append(record)
         if len(batch) >= CHUNK:

@@ -10,10 +10,11 @@ from __future__ import annotations
 import asyncio
 import heapq
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from itertools import chain
 
 from replay.archive import Chunk
+from streams.kafka.partitioner import Scheme
 from streams.kafka.producer import BatchingProducer
 from streams.registry import Registry
 
@@ -33,12 +34,16 @@ async def send(
     registry: Registry,
     kafka: dict,
     *,
+    partitioners: Mapping[str, Scheme] | None = None,
     speedup: float = 0.0,
     batch_records: int = 500,
     on_progress: Callable[[int], None] | None = None,
 ) -> int:
-    """Send the records of each partition's chunk stream (``kafka``: client options); returns how many went."""
-    producer = BatchingProducer(**kafka, batch_records=batch_records, linger_ms=20, client_id="warden-replay")
+    """Send the records of each partition's chunk stream (``kafka``: client options; ``partitioners``: the
+    topics' partitioners, when not murmur2); returns how many went."""
+    producer = BatchingProducer(
+        **kafka, batch_records=batch_records, linger_ms=20, client_id="warden-replay", partitioners=partitioners
+    )
     await producer.start()
     sent = 0
     try:

@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from settings import Settings, get_settings
+from streams.kafka.partitioner import Scheme
 
 SHIPPED_DIR = Path(__file__).parent / "sources"
 
@@ -82,6 +83,11 @@ class Source(BaseModel):
         description="partitions of the topic (default "
         "WARDEN_PARTITIONS); 1 for a small feed whose detectors compare its entities",
     )
+    partitioner: Literal["murmur2", "crc32"] | None = Field(
+        None,
+        description="how its producers pick a keyed record's partition: murmur2 (Java, aiokafka) or crc32 "
+        "(librdkafka: confluent-kafka, kcat, Quix); default WARDEN_PARTITIONER. Records are owned where it puts them",
+    )
     expected_interval_s: float = Field(60.0, gt=0)
     silence_factor: float = Field(5.0, gt=1, description="silent after this many expected intervals")
     detectors: list[str] = Field(default_factory=lambda: ["threshold"])
@@ -102,6 +108,10 @@ class Source(BaseModel):
     def partition_count(self, default: int) -> int:
         """Partitions of this source's topic."""
         return self.partitions or default
+
+    def scheme(self, default: Scheme) -> Scheme:
+        """The partitioner of this source's producers."""
+        return self.partitioner or default
 
     @model_validator(mode="before")
     @classmethod
@@ -186,6 +196,10 @@ class Registry(Mapping[str, Source]):
     def topics(self) -> list[str]:
         return list(self._by_topic)
 
+    def partitioners(self, settings: Settings) -> dict[str, Scheme]:
+        """Each source topic's partitioner, for a producer that writes records to them."""
+        return {s.topic: s.scheme(settings.partitioner) for s in self._by_name.values()}
+
 
 def load_registry(settings: Settings | None = None) -> Registry:
     """All sources: the shipped ones, then each configured folder (later names win)."""
@@ -197,6 +211,10 @@ def load_registry(settings: Settings | None = None) -> Registry:
         for path in sorted(folder.glob("*.toml")):
             source = load_source(path)
             sources[source.name] = source
+    if unknown := set(settings.run_sources) - set(sources):
+        raise SourceError(f"WARDEN_RUN_SOURCES names no declared source: {', '.join(sorted(unknown))}")
+    if settings.run_sources:
+        sources = {name: s for name, s in sources.items() if name in settings.run_sources}
     for source in sources.values():
         if source.groups and source.partition_count(settings.partitions) != 1:
             raise SourceError(

@@ -36,6 +36,12 @@ def test_bench_json_reports_all_figures(tmp_path):
     differ = figures["replay_differ_kinds"]
     assert figures["alerts_live"] >= 200 and figures["alerts_replayed"] == figures["alerts_live"], differ
     assert figures["replay_alerts_differ"] == 0 and differ == {}
+    # The metric source alone, a fifth of the records: one record per message from a plain client, and batched.
+    for mode in ("one_record", "metric_batched"):
+        run = figures[mode]
+        assert run["records"] == 4000 and run["entities"] == 400 and run["forwarded"] == 0, mode
+        assert run["records_per_s"] > 0 and run["worker_rss_mb"] > 0 and run["bytes_per_entity"] > 0, mode
+    assert figures["metric_replay_records_per_s"] > 0
 
 
 def test_scale_out_steps_share_the_backlog_and_raise_the_same_alerts(tmp_path):

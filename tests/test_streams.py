@@ -42,6 +42,32 @@ def test_batch_partitioner_agrees_with_the_per_key_one():
         assert partitions_of(keys, n).tolist() == [partition_for(k, n) for k in keys]
 
 
+def test_a_source_declares_its_producers_partitioner_and_the_deployment_sets_the_rest(tmp_path):
+    (tmp_path / "gateway.toml").write_text(
+        'name = "gateway"\ntopic = "telemetry.gateway"\npartitioner = "crc32"\n[fields.value]\ntype = "float"\n'
+    )
+    registry = load_sources(Settings(sources_dirs=[tmp_path]))
+    for deployment in ("murmur2", "crc32"):
+        schemes = registry.partitioners(Settings(partitioner=deployment))
+        assert schemes["telemetry.gateway"] == "crc32" and schemes["telemetry.metric"] == deployment
+    (tmp_path / "gateway.toml").write_text((tmp_path / "gateway.toml").read_text().replace("crc32", "fnv1a"))
+    with pytest.raises(SourceError, match=r"gateway.toml: partitioner: Input should be 'murmur2' or 'crc32'"):
+        load_sources(Settings(sources_dirs=[tmp_path]))
+
+
+def test_a_worker_runs_only_the_sources_it_is_told_to():
+    assert list(load_sources(Settings(run_sources="metric, power"))) == ["metric", "power"]
+    with pytest.raises(SourceError, match="WARDEN_RUN_SOURCES names no declared source: metrics"):
+        load_sources(Settings(run_sources="metrics"))
+
+
+def test_crc32_partitioner_is_librdkafkas():
+    # librdkafka's consistent_random: rd_crc32(key) % partitions, with the standard (zlib) CRC-32
+    assert [partition_for(k, 8, "crc32") for k in ("a", "power-0000001", "dev-004217")] == [3, 6, 2]
+    keys = [f"e{random.Random(3).random()}{i}" for i in range(500)]
+    assert partitions_of(keys, 7, "crc32").tolist() == [partition_for(k, 7, "crc32") for k in keys]
+
+
 def test_envelope_reads_objects_arrays_and_refuses_the_rest():
     assert decode(b'{"a": 1}').records == [{"a": 1}]
     assert decode(b'[{"a": 1}, 2]').records == [{"a": 1}, 2]

@@ -155,3 +155,38 @@ def test_killed_worker_restores_state_from_checkpoint(stack):
     st = SourceEngine(reg["metric"], stack.settings).state
     st.load_bytes(unpack(stack.redis.hget(f"warden:ckpt:warden:metric:{part}", "state")))
     assert float(st.store["mean"][0, 0]) == pytest.approx(12.0)  # mean of 0..24
+
+
+def _librdkafka_send(bootstrap: str, topic: str, entities: list[str]) -> dict[str, int]:
+    """One record per message, keyed by entity, from confluent-kafka with its default settings (librdkafka's
+    partitioner); returns the partition each entity landed on."""
+    from confluent_kafka import Producer
+
+    landed: dict[str, int] = {}
+    producer = Producer({"bootstrap.servers": bootstrap})
+    for i, entity in enumerate(entities):
+        record = {"entity": entity, "ts": TS + i, "value": float(i)}
+        producer.produce(
+            topic,
+            orjson.dumps(record),
+            key=entity,
+            on_delivery=lambda err, m: landed.update({m.key().decode(): m.partition()}),
+        )
+    assert producer.flush(30) == 0
+    return landed
+
+
+@pytest.mark.parametrize("partitioner", ["crc32", "murmur2"])
+def test_records_of_a_librdkafka_client_are_owned_where_they_land_when_the_deployment_says_crc32(stack, partitioner):
+    stack.start_worker(WARDEN_PARTITIONER=partitioner)
+    wait_until(lambda: stack.metrics(), what="worker metrics")
+    entities = [f"gw-{partitioner}-{i}" for i in range(40)]
+    landed = _librdkafka_send(stack.settings.bootstrap_servers, "telemetry.metric", entities)
+    assert landed == {e: partition_for(e, 4, "crc32") for e in entities}  # our CRC-32 is librdkafka's
+    wait_until(lambda: sum(m["accepted"].get("metric", 0) for m in stack.metrics()) == 40, what="processing")
+    forwarded = sum(m["forwarded"].get("metric", 0) for m in stack.metrics())
+    assert _processed(stack, "metric") == 40  # each counted once
+    if partitioner == "crc32":
+        assert forwarded == 0
+    else:  # murmur2 owns most of them elsewhere: each takes a second pass through Kafka
+        assert forwarded == sum(partition_for(e, 4) != landed[e] for e in entities) > 20

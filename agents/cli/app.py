@@ -360,6 +360,7 @@ def simulate(
             batch_records=settings.producer_batch_records,
             linger_ms=settings.producer_linger_ms,
             client_id="warden-simulator",
+            partitioners=registry.partitioners(settings),
         )
         await producer.start()
         try:

@@ -237,6 +237,7 @@ def _replay_to_kafka(period, registry, speedup: float) -> None:
                 period.by_partition(),
                 registry,
                 kafka_options(settings),
+                partitioners=registry.partitioners(settings),
                 speedup=speedup,
                 batch_records=settings.producer_batch_records,
                 on_progress=lambda n: progress.advance(task, n),

@@ -11,15 +11,14 @@
 6. The replay log it wrote (in a temporary folder, deleted after): bytes per record.
 7. That log replayed in this process, as ``warden replay`` does: records/s, and whether it gives the
    alerts the live worker stored (same ids).
+8. The `metric` source alone, on a fifth of the records and entities: one record per message (as any Kafka
+   client sends) and batched, each through a worker of its own, and replayed (agents/tools/bench_metric.py).
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -34,8 +33,9 @@ from rich.progress import Progress
 from rich.table import Table
 
 from agents.alerts.store import ALERT_STREAM, AlertStore
-from agents.embedded.ports import free_port
-from agents.embedded.stack import child_env, embedded_stack
+from agents.embedded.stack import embedded_stack
+from agents.tools.bench_metric import run_metric_modes
+from agents.tools.bench_workers import start_worker, wait_processed
 from agents.worker.metrics import read_all
 from replay.archive import read_records, segments
 from replay.offline import Engines, replay_archive
@@ -113,6 +113,7 @@ async def _bench(
         await producer.stop()
         await redis.aclose()
         shutil.rmtree(archive, ignore_errors=True)
+    metric = await run_metric_modes(settings, max(records // 5, 1), max(entities // 5, 1))
     known = max(snap["entities"], 1)
     return {
         "records": records,
@@ -136,6 +137,7 @@ async def _bench(
         "alerts_replayed": len(replay),
         "replay_alerts_differ": len(live.keys() ^ replay.keys()),
         "replay_differ_kinds": dict(Counter({**live, **replay}[i] for i in live.keys() ^ replay.keys())),
+        **metric,
     }
 
 
@@ -169,6 +171,7 @@ async def send_backlog(
         batch_records=settings.producer_batch_records,
         linger_ms=settings.producer_linger_ms,
         client_id="warden-bench",
+        partitioners=registry.partitioners(settings),
     )
     await producer.start()
     with Progress(console=console, transient=True) as progress:
@@ -204,43 +207,6 @@ async def raw_ceiling(settings: Settings, registry: Registry, records: int, pass
         return rates
     finally:
         await consumer.stop()
-
-
-def start_worker(settings: Settings, archive: Path, name: str = "bench-worker", **env: str) -> subprocess.Popen:
-    """One ``warden worker`` on the bench's broker and Redis; ``env``: more WARDEN_* variables."""
-    env = {
-        **os.environ,
-        **child_env(settings),
-        "WARDEN_WEB_PORT": str(free_port()),
-        "WARDEN_ARCHIVE_DIR": str(archive),
-        **env,
-    }
-    log = open(settings.data_dir / f"{name}.log", "wb")
-    return subprocess.Popen(
-        [sys.executable, "-m", "agents.cli", "worker", "--loglevel", "warn"],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-
-
-async def wait_processed(
-    redis: aioredis.Redis, records: int, workers: list[subprocess.Popen], on_poll=None
-) -> list[dict]:
-    """Every worker's snapshot once together they have processed ``records``; ``on_poll(done)`` at each look."""
-    with Progress(console=console, transient=True) as progress:
-        task = progress.add_task(f"{len(workers)} worker(s)", total=records)
-        while True:
-            if any(w.poll() is not None for w in workers):
-                raise RuntimeError("a bench worker exited; see its log in the data folder (.warden)")
-            snaps = await read_all(redis)
-            done = sum(sum(s["records"].values()) for s in snaps)
-            progress.update(task, completed=done)
-            if on_poll is not None:
-                on_poll(done)
-            if snaps and done >= records:
-                return snaps
-            await asyncio.sleep(0.25)
 
 
 async def _latency(

@@ -21,7 +21,7 @@ import tempfile
 import time
 from operator import itemgetter
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import numpy as np
 import orjson
@@ -30,7 +30,8 @@ from rich.table import Table
 
 from agents.alerts.store import AlertStore
 from agents.embedded.stack import embedded_stack
-from agents.tools.bench import console, raw_ceiling, send_backlog, start_worker, wait_processed
+from agents.tools.bench import console, raw_ceiling, send_backlog
+from agents.tools.bench_workers import start_worker, wait_processed, with_db
 from settings import Settings
 from state.redis_client import redis_client
 from streams.registry import Registry
@@ -165,7 +166,7 @@ async def _scale(settings: Settings, registry: Registry, counts: list[int], reco
 
 async def _step(settings: Settings, count: int, db: int, records: int) -> dict:
     """``count`` workers, a new consumer group, Redis database ``db``: the whole backlog once."""
-    step = settings.model_copy(update={"redis_url": _with_db(settings.redis_url, db)})
+    step = settings.model_copy(update={"redis_url": with_db(settings.redis_url, db)})
     redis = redis_client(step)
     if await redis.dbsize():
         await redis.aclose()
@@ -230,16 +231,6 @@ async def _stored_alerts(store: AlertStore) -> tuple[int, str]:
 
 def _cores(value: float | None) -> str:
     return "elsewhere" if value is None else f"{value:.2f}"
-
-
-def _with_db(url: str, db: int) -> str:
-    """The same Redis, another database.
-
-    >>> _with_db("redis://:secret@127.0.0.1:6390/0", 3)
-    'redis://:secret@127.0.0.1:6390/3'
-    """
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(path=f"/{db}"))
 
 
 class _CpuMeter:

@@ -158,6 +158,7 @@ async def _demo_loop(
         client_id="warden-simulator",
         batch_records=settings.producer_batch_records,
         linger_ms=settings.producer_linger_ms,
+        partitioners=registry.partitioners(settings),
     )
     await producer.start()
     topics = {name: s.topic for name, s in registry.items()}

@@ -102,7 +102,7 @@ class Worker:
         self.patterns = load_patterns(settings.fusion_patterns_dirs)  # a bad pattern file stops the start
         self.ready = asyncio.Event()  # agents wait for start(): Faust may start them first
         for source in registry.values():
-            self._add_agent(source)
+            self._add_ingest(source)
         self.app.on_partitions_revoked.connect(self._on_revoked)
         self.app.service(self._Lifecycle(self))
         # Periodic work, from start() on; a Redis outage skips a turn (and is reported) instead of crashing the app.
@@ -156,6 +156,7 @@ class Worker:
             batch_records=s.producer_batch_records,
             linger_ms=s.producer_linger_ms,
             client_id=f"{s.app_id}-worker",
+            partitioners=self.registry.partitioners(s),  # a forwarded record goes where it is owned
         )
         await self.producer.start()
         self.outputs = Outputs(self.producer, s)
@@ -203,7 +204,9 @@ class Worker:
             await self.health.attempt("final metrics", lambda: self.metrics.publish(self.redis))
             await self.redis.aclose()
 
-    def _add_agent(self, source: Source) -> None:
+    def _add_ingest(self, source: Source) -> None:
+        """Subscribe to the source's topic and process what the consumer hands off, a partition's run of
+        messages at a time (see agents/worker/transport.py: no agent, no per-message path)."""
         topic = self.app.topic(
             source.topic,
             key_type=bytes,
@@ -213,19 +216,28 @@ class Worker:
             acks=False,
             partitions=source.partition_count(self.settings.partitions),
         )
-        take, within = self.settings.agent_take_messages, self.settings.agent_take_within_s
+        self.app.topics.add(topic)
+        queue = self.app.hand_off[source.topic] = self.app.FlowControlQueue(
+            maxsize=self.settings.hand_off_batches, clear_on_resume=True
+        )
 
-        async def ingest(stream):
-            async for events in stream.take_events(take, within=within):
+        async def ingest() -> None:
+            while True:
+                waiting = [await queue.get()]
+                while not queue.empty():  # behind on this source: every run waiting, merged per partition
+                    waiting.append(queue.get_nowait())
                 by_partition: dict[int, list[Message]] = defaultdict(list)
-                for event in events:
-                    m = event.message
-                    by_partition[m.partition].append(Message(m.offset, m.value, m.timestamp))
+                for partition, records in waiting:  # aiokafka's records: times in milliseconds
+                    by_partition[partition] += [
+                        Message(r.offset, r.value, r.timestamp / 1000 if r.timestamp and r.timestamp > 0 else None)
+                        for r in records
+                    ]
                 for partition, messages in by_partition.items():
                     runner = await self._runner(source, partition)
                     await runner.process(messages)
 
-        self.app.agent(topic, name=f"warden.ingest.{source.name}")(ingest)
+        ingest.__name__ = f"warden.ingest.{source.name}"
+        self.app.task(ingest)
 
     def _guarded(self, name: str, work):
         async def guarded() -> None:

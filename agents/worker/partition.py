@@ -88,6 +88,7 @@ class PartitionRunner:
         self.archiving = settings.archive_enabled  # a replay log to keep (reopened after a failure)
         self._appending: tuple[asyncio.Future, int] | None = None  # the append in flight, its first offset
         self.partitions = source.partition_count(settings.partitions)  # the topic's real count, in restore()
+        self.scheme = source.scheme(settings.partitioner)
         self.lock = asyncio.Lock()
         self.restored_offset = -1  # records up to this offset are in the restored state
         self.offset = -1  # last offset processed
@@ -340,7 +341,7 @@ class PartitionRunner:
 
     def _owns(self, entities: list[str]) -> np.ndarray:
         """Which of these entities, new to the state, this partition owns (judged once, at first sight)."""
-        return partitions_of(entities, self.partitions) == self.partition
+        return partitions_of(entities, self.partitions, self.scheme) == self.partition
 
     async def _archive(
         self, records: list, starts: list[int], decoded_from: list[Message], out: Outcome, sent: str | None

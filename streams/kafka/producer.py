@@ -1,7 +1,8 @@
 """The batching producer every Warden tool sends with.
 
-Records are grouped per (topic, partition) - the partition Kafka's murmur2
-picks for the entity - and sent as one JSON array per message once a batch is
+Records are grouped per (topic, partition) - the partition the topic's
+partitioner picks for the entity (murmur2 unless ``partitioners`` names
+another) - and sent as one JSON array per message once a batch is
 full or has waited ``linger_ms``. One record alone goes as a JSON object keyed
 by its entity, so any Kafka client can read what we write.
 """
@@ -10,11 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Mapping
 
 import orjson
 from aiokafka import AIOKafkaProducer
 
-from streams.kafka.partitioner import PartitionCache
+from streams.kafka.partitioner import PartitionCache, Scheme
 
 MAX_REQUEST_BYTES = 16 * 1024 * 1024
 
@@ -29,6 +31,7 @@ class BatchingProducer:
         batch_records: int = 500,
         linger_ms: int = 20,
         client_id: str = "warden",
+        partitioners: Mapping[str, Scheme] | None = None,
         **client_options,
     ):
         self.batch_records = batch_records
@@ -41,6 +44,7 @@ class BatchingProducer:
             acks="all",
             **client_options,
         )
+        self._schemes = dict(partitioners or {})  # topic: its partitioner, when not murmur2
         self._partitioners: dict[str, PartitionCache] = {}
         self._buffers: dict[tuple[str, int], list] = {}
         self._born: dict[tuple[str, int], float] = {}
@@ -70,7 +74,7 @@ class BatchingProducer:
         cache = self._partitioners.get(topic)
         if cache is None:
             parts = await self._producer.partitions_for(topic)
-            cache = self._partitioners[topic] = PartitionCache(len(parts))
+            cache = self._partitioners[topic] = PartitionCache(len(parts), self._schemes.get(topic, "murmur2"))
         return cache
 
     async def send(self, topic: str, entity: str, record: dict) -> None:
