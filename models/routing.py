@@ -7,7 +7,7 @@ or a hazardous-goods vehicle.
 
 >>> from state.refdata.reference import RefData
 >>> route({"source": "air", "kind": "aqi_polluted", "entity": "st-9", "score": 0.95,
-...        "detector_severity": "warning", "model": "anomaly@4", "evidence": {}}, RefData.empty())["severity"]
+...        "detector_severity": "warning", "model": "anomaly@5", "evidence": {}}, RefData.empty())["severity"]
 'major'
 """
 

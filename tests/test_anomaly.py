@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +10,7 @@ import pytest
 
 from models.catalog import load_sources
 from models.engine import SourceEngine
+from models.online import anomaly
 from replay import nab
 from replay.offline import replay
 from settings import Settings
@@ -106,6 +108,14 @@ def test_entities_learn_separately_and_the_same_records_give_the_same_alerts():
     assert [x.id for x in first] == [x.id for x in second]
     learned = [x for x in first if iso(x.ts) >= "2026-01-02"]  # after the first (learning) day
     assert [(x.entity, iso(x.ts)) for x in learned] == [("a", "2026-01-12T02:40:00.000Z")]
+
+
+def test_the_compiled_loops_cache_follows_the_shape_memory_it_compiles_in():
+    """Numba checks a cached function against its own file only: anomaly.py names the shape memory's digest, so
+    an edit there is an edit here too, and the cache of the loop that inlines it is rebuilt."""
+    online = Path(anomaly.__file__).parent
+    digest = hashlib.sha256((online / "shape_memory.py").read_bytes()).hexdigest()[:16]
+    assert digest == anomaly.SHAPE_MEMORY_SHA256, f"shape_memory.py changed: set SHAPE_MEMORY_SHA256 = {digest!r}"
 
 
 def test_nab_scorer_bounds():

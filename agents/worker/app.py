@@ -234,7 +234,15 @@ class Worker:
                     ]
                 for partition, messages in by_partition.items():
                     runner = await self._runner(source, partition)
-                    await runner.process(messages)
+                    try:
+                        await runner.process(messages)
+                    except Exception as exc:  # not a detector's (dead-lettered in the runner): stop, never skip
+                        first = messages[0].offset
+                        log.exception(
+                            "%s/%d: offsets from %d not processed; the worker stops", source.name, partition, first
+                        )
+                        await self.app.crash(exc)
+                        return
 
         ingest.__name__ = f"warden.ingest.{source.name}"
         self.app.task(ingest)

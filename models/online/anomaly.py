@@ -71,7 +71,10 @@ from state.entity_state import EntityState
 from streams.registry import Source
 from streams.validation import Batch
 
-MODEL = "anomaly@4"
+MODEL = "anomaly@5"
+# Numba checks its cache of the compiled loop against this file only, not against the shape memory's functions
+# compiled into it: this digest of models/online/shape_memory.py changes with it (tests/test_anomaly.py).
+SHAPE_MEMORY_SHA256 = "a713aef398053c5f"
 # Per entity, field and time of day, in this order (float32), and how often the slot was learned (uint8).
 SLOT_STATS = ("mean", "var", "dmean", "dvar")
 _SQRT2 = math.sqrt(2.0)
@@ -168,19 +171,33 @@ COLUMNS = ("n", "mean", "var", "prev", "dmean", "dvar", "lo", "hi", "s_mean", "s
 FRESH = (0.0,) * (len(COLUMNS) - 1) + (-1e18,)  # the COLUMNS of an entity not seen yet
 
 
+def array_columns(spec: AnomalySettings) -> dict[str, tuple[type, int]]:
+    """Per entity and field, the array columns besides :data:`COLUMNS`, in the compiled loop's order: dtype and
+    width (0: switched off, not stored; the loop gets a zero-width stand-in)."""
+    ring = spec.shape_memory
+    return {
+        "slots": (np.float32, spec.daily_slots * len(SLOT_STATS)),
+        "seen": (np.uint8, spec.daily_slots),
+        "memory": (np.uint8, ring),  # the shape memory (models/online/shape_memory.py): value codes,
+        "memory_tod": (np.uint16, ring),  # times of day,
+        "memory_scale": (np.float64, 2 if ring else 0),  # and the codes' scale
+    }
+
+
 def params_of(spec: AnomalySettings) -> np.ndarray:
     """The settings the compiled loop reads, in :data:`PARAMS` order."""
     return np.array([float(getattr(spec, name)) for name in PARAMS])
 
 
 @njit(cache=True, nogil=True)
-def learn_score_runs(positions, rows, xs, ts, stats, slots, seen, memory, tod, p, likelihood, alert, expected):
+def learn_score_runs(positions, rows, xs, ts, stats, slots, seen, memory, tod, scale, p, likelihood, alert, expected):
     """Score and learn the records at ``positions`` (grouped by entity, each entity's in event order): for each,
     the likelihood, whether it alerts and the level expected before it, written at its position.
 
     ``rows``: each record's entity row in ``stats`` (a tuple of the :data:`COLUMNS`, float64), ``slots``
     (float32, the :data:`SLOT_STATS` per time of day), ``seen`` (uint8, how often each time of day was learned),
-    ``memory``/``tod`` (float32, the shape memory's ring); ``p``: :func:`params_of`. An entity's time-of-day
+    ``memory``/``tod``/``scale`` (the shape memory's ring: value codes, times of day, and the codes' scale);
+    ``p``: :func:`params_of`. An entity's time-of-day
     models are worked in float64 while its records of the call are learned, and stored in float32 after.
     """
     level_alpha, step_alpha, scale_floor, max_surprise = p[0], p[1], p[2], p[3]
@@ -251,14 +268,16 @@ def learn_score_runs(positions, rows, xs, ts, stats, slots, seen, memory, tod, p
                     slot[at + 2], slot[at + 3] = _ew(slot[at + 2], slot[at + 3], d, slot_alpha)
                 seen[row, k] = min(seen[row, k] + 1, 255)
             if remembers:
-                remember(memory[row], tod[row], int(n), x, t)
+                remember(memory[row], tod[row], scale[row], int(n), x, t, lo, hi)
             n, prev = n + 1, x
             likelihood[i] = score
             # past the threshold, outside the refractory run after the last alert, and not a shape seen before
             fires = score >= threshold and n - last_alert > refractory
             if fires and remembers:
                 tolerance = shape_tolerance * max(hi - lo, 1e-12)
-                fires = not seen_before(memory[row], tod[row], int(n), shape_length, shape_phase_s, tolerance)
+                fires = not seen_before(
+                    memory[row], tod[row], scale[row], int(n), shape_length, shape_phase_s, tolerance
+                )
             if fires:
                 last_alert = n
             alert[i] = fires
@@ -284,9 +303,7 @@ class AnomalyState:
     def __init__(self, spec: AnomalySettings):
         self.params = params_of(spec)
         self.stats = tuple(np.array([v]) for v in FRESH)
-        self.slots = np.zeros((1, spec.daily_slots * len(SLOT_STATS)), np.float32)
-        self.seen = np.zeros((1, spec.daily_slots), np.uint8)
-        self.memory, self.tod = (np.zeros((1, spec.shape_memory), np.float32) for _ in range(2))
+        self.arrays = [np.zeros((1, width), dtype) for dtype, width in array_columns(spec).values()]
 
     def learn_score(self, x: float, ts: float = 0.0) -> tuple[float, bool]:
         """Likelihood in [0, 1] that ``x`` (at event time ``ts``) starts something unusual, and whether it
@@ -294,8 +311,8 @@ class AnomalyState:
         likelihood, alert, expected = np.empty(1), np.zeros(1, np.bool_), np.empty(1)
         at = np.zeros(1, np.int64)
         learn_score_runs(
-            at, at, np.array([x], np.float64), np.array([ts], np.float64), self.stats, self.slots, self.seen,
-            self.memory, self.tod, self.params, likelihood, alert, expected,
+            at, at, np.array([x], np.float64), np.array([ts], np.float64), self.stats, *self.arrays, self.params,
+            likelihood, alert, expected,
         )  # fmt: skip
         return float(likelihood[0]), bool(alert[0])
 
@@ -314,11 +331,9 @@ class Anomaly(Detector):
         for name in self.fields:
             for col, start in zip(COLUMNS, FRESH):
                 state.store.add(f"anomaly.{name}.{col}", np.float64, fill=start)
-            if sp.daily_slots:
-                state.store.add(f"anomaly.{name}.slots", np.float32, (sp.daily_slots * len(SLOT_STATS),))
-                state.store.add(f"anomaly.{name}.seen", np.uint8, (sp.daily_slots,))
-            for col in ("memory", "memory_tod") if sp.shape_memory else ():
-                state.store.add(f"anomaly.{name}.{col}", np.float32, (sp.shape_memory,))
+            for col, (dtype, width) in array_columns(sp).items():
+                if width:
+                    state.store.add(f"anomaly.{name}.{col}", dtype, (width,))
 
     @classmethod
     def check(cls, source: Source, settings: AnomalySettings) -> None:
@@ -338,14 +353,17 @@ class Anomaly(Detector):
                 continue
             likelihood, expected = np.empty(len(values)), np.empty(len(values))
             alert = np.zeros(len(values), np.bool_)
-            column = self._column_of(state)
+            arrays = [
+                state.store[f"anomaly.{name}.{col}"] if width else np.zeros((1, 0), dtype)
+                for col, (dtype, width) in array_columns(self.settings).items()
+            ]
             learn_score_runs(
                 scored[np.argsort(rows[scored], kind="stable")].astype(np.int64),
                 rows,
                 values,
                 batch.ts.astype(np.float64, copy=False),
-                tuple(column(f"anomaly.{name}.{c}") for c in COLUMNS),
-                *(column(f"anomaly.{name}.{c}") for c in ("slots", "seen", "memory", "memory_tod")),
+                tuple(state.store[f"anomaly.{name}.{c}"] for c in COLUMNS),
+                *arrays,
                 self.params,
                 likelihood,
                 alert,
@@ -371,16 +389,3 @@ class Anomaly(Detector):
                     )
                 )
         return alerts
-
-    @staticmethod
-    def _column_of(state: EntityState):
-        """A column of the state by name; a zero-width stand-in for one switched off (no time of day, no shape
-        memory), which the compiled loop skips."""
-        empty = {"slots": np.float32, "seen": np.uint8, "memory": np.float32, "memory_tod": np.float32}
-
-        def column(name: str) -> np.ndarray:
-            if name in state.store:
-                return state.store[name]
-            return np.zeros((1, 0), empty[name.rsplit(".", 1)[1]])
-
-        return column
