@@ -121,7 +121,7 @@ class Settings(BaseSettings):
     producer_batch_records: int = Field(500, ge=1)
     producer_linger_ms: int = Field(20, ge=0)
     hand_off_batches: int = Field(
-        64, ge=1, description="fetched runs of messages a source's queue holds before the consumer waits"
+        8, ge=1, description="fetched runs of messages a source's queue holds before the consumer waits"
     )
     engine_batch_records: int = Field(20_000, ge=1, description="records per engine call before yielding")
 
