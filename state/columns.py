@@ -48,28 +48,28 @@ class ColumnStore:
         self.capacity = capacity
 
     def to_bytes(self, rows: int, prefix: bytes = b"") -> bytes:
-        """``prefix``, then the first ``rows`` rows of every column: a JSON header line and the raw arrays
-        in its order.
+        """``prefix``, then :meth:`parts` joined: a JSON header line and the raw arrays in its order."""
+        return b"".join([prefix, *self.parts(rows)])
+
+    def parts(self, rows: int) -> list:
+        """The first ``rows`` rows of every column, as the pieces of :meth:`to_bytes` (a header line, then one
+        byte view per column), for a caller that joins several stores' pieces into one blob.
 
         Each column is copied once, straight into the blob (a million entities' state is serialised on
-        every checkpoint; the caller's own header goes in as ``prefix`` rather than by copying it again).
+        every checkpoint; the caller's own header goes in as a prefix rather than by copying it again).
         """
         header = {
             "rows": rows,
             "columns": [[name, col.dtype.str, list(col.shape[1:])] for name, col in self._cols.items()],
         }
-        return b"".join(
-            [
-                prefix,
-                orjson.dumps(header),
-                b"\n",
-                *(col[:rows].reshape(-1).view(np.uint8) for col in self._cols.values()),
-            ]
-        )
+        return [orjson.dumps(header) + b"\n", *(col[:rows].reshape(-1).view(np.uint8) for col in self._cols.values())]
 
-    def load_bytes(self, blob: bytes, start: int = 0, renamed: Callable[[str], str] | None = None) -> int:
-        """Fill declared columns from :meth:`to_bytes` output that begins at ``start`` in ``blob`` (read in
-        place, not copied); returns the row count. ``renamed``: today's name of a saved column.
+    def load_bytes(
+        self, blob: bytes, start: int = 0, renamed: Callable[[str], str] | None = None, end: int | None = None
+    ) -> int:
+        """Fill declared columns from :meth:`to_bytes` output that begins at ``start`` in ``blob`` and runs to
+        ``end`` (default: the blob's end; read in place, not copied); returns the row count. ``renamed``:
+        today's name of a saved column.
 
         Raises ValueError when the blob's columns do not match the declared ones, or it is cut short.
         """
@@ -94,9 +94,9 @@ class ColumnStore:
                     f"declared {col.shape[1:]}/{col.dtype}"
                 )
         sizes = [rows * self._cols[name][0].nbytes for name in names]
-        at = cut + 1
-        if sum(sizes) != len(blob) - at:
-            raise ValueError(f"column data is {len(blob) - at} bytes, its header says {sum(sizes)}")
+        at, end = cut + 1, len(blob) if end is None else end
+        if sum(sizes) != end - at:
+            raise ValueError(f"column data is {end - at} bytes, its header says {sum(sizes)}")
         self.ensure_rows(rows)
         for name, size in zip(names, sizes):
             col = self._cols[name]

@@ -24,6 +24,7 @@ import orjson
 
 from settings import WINDOW_SECONDS, Settings
 from state import stats, windows
+from state.blocks import BlockPool
 from state.columns import ColumnStore
 from state.sequence import EntitySequence
 from state.slots import SlotMap
@@ -57,6 +58,7 @@ class EntityState:
         self.watermark = -np.inf  # the newest event time folded in
         self.notes: dict[str, object] = {}  # detectors' partition-wide values, "<detector>.<key>"
         self._lookups: list[str] = []
+        self.pools: dict[str, BlockPool] = {}  # history held in blocks (state/blocks.py), by name
         store = self.store = ColumnStore(capacity)
         store.add("last_ts", np.float64, fill=-np.inf)
         store.add("last_print", np.uint64)  # the print of the record at last_ts (Batch.prints): duplicates
@@ -98,6 +100,13 @@ class EntityState:
             settings.state_initial_capacity,
             keeps,
         )
+
+    def pool(self, name: str, block: int, blocks: int) -> BlockPool:
+        """A new pool of blocks of ``block`` values, checkpointed with the state, and each entity's table of
+        its ``blocks`` blocks (-1: not given yet), the column ``<name>.blocks``."""
+        self.store.add(f"{name}.blocks", np.int32, (blocks,), fill=-1)
+        pool = self.pools[name] = BlockPool(block)
+        return pool
 
     def __len__(self) -> int:
         return len(self.slots)
@@ -301,7 +310,11 @@ class EntityState:
             "numeric": self.numeric,
             "windowed": self.windowed,
         }
-        return self.store.to_bytes(len(self.slots), prefix=orjson.dumps(header) + b"\n")
+        pieces = [self.store.parts(len(self.slots))] + [pool.parts() for _, pool in sorted(self.pools.items())]
+        if self.pools:  # where each pool's bytes begin, after the entities' columns
+            ends = np.cumsum([sum(memoryview(p).nbytes for p in part) for part in pieces]).tolist()
+            header["pools"] = dict(zip(sorted(self.pools), ends))
+        return b"".join([orjson.dumps(header) + b"\n", *(p for part in pieces for p in part)])
 
     def load_bytes(self, blob: bytes) -> dict:
         """Restore from :meth:`to_bytes` (or an earlier release's snapshot); returns its annotations.
@@ -314,7 +327,14 @@ class EntityState:
             or header["windowed"] != self.windowed
         ):
             raise ValueError("checkpoint layout differs from the source declaration")
-        rows = self.store.load_bytes(blob, cut + 1, renamed=_renamed)
+        saved = header.get("pools", {})
+        if sorted(saved) != sorted(self.pools):
+            raise ValueError(f"block pools differ: saved {sorted(saved)}, declared {sorted(self.pools)}")
+        names = sorted(saved)  # in the order their bytes follow the entities' columns
+        bounds = [cut + 1 + saved[name] for name in names] + [len(blob)]
+        rows = self.store.load_bytes(blob, cut + 1, renamed=_renamed, end=bounds[0])
+        for name, start, end in zip(names, bounds, bounds[1:]):
+            self.pools[name].load_bytes(blob, start, end)
         if rows != len(header["entities"]):
             raise ValueError("checkpoint entity count does not match its columns")
         self.slots = SlotMap(header["entities"])

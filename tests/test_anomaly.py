@@ -132,3 +132,22 @@ def test_nab_score_of_the_generic_detector():
     replay(nab.records(streams), load_sources(settings), settings, on_signal=signals.append)
     result = nab.score(streams, [s.doc() for s in signals])["all"]
     assert result["score"] >= NAB_FLOOR, result
+
+
+def test_the_shape_memory_holds_the_history_an_entity_has_not_its_whole_ring():
+    settings = Settings()
+    source = load_sources(settings)["metric"]
+    engine = SourceEngine(source, settings)
+    few = [{"entity": f"e{i}", "ts": TS + k * 300, "value": float(k)} for k in range(5) for i in range(100)]
+    engine.process(sorted(few + _stream(_daily(3000, 1), "busy"), key=lambda r: (r["ts"], r["entity"])))
+    pool = engine.state.pools["anomaly.value.memory"]
+    assert pool.used == 100 + 2048 // 64  # a block each for five records, the whole ring for 3,000
+    restored = SourceEngine(source, settings)
+    restored.state.load_bytes(engine.state.to_bytes())
+    again = restored.state.pools["anomaly.value.memory"]
+    assert again.used == pool.used
+    for column in ("codes", "tod"):
+        assert np.array_equal(again[column][: pool.used], pool[column][: pool.used])
+    bare = SourceEngine(source.model_copy(update={"detectors": ["threshold"]}), settings)
+    with pytest.raises(ValueError, match="block pools differ"):
+        bare.state.load_bytes(engine.state.to_bytes())

@@ -144,16 +144,29 @@ def _same_state(got: bytes, expected: bytes, caches: list[str]) -> None:
 
 
 def _parts(blob: bytes) -> tuple[dict, dict[str, np.ndarray]]:
-    """A state snapshot's header and its columns."""
+    """A state snapshot's header and its columns, with the block pools' as ``<pool>/<column>``."""
     first = blob.index(b"\n")
-    second = blob.index(b"\n", first + 1)
-    layout = orjson.loads(blob[first + 1 : second])
-    columns, at = {}, second + 1
+    header = orjson.loads(blob[:first])
+    columns = _columns(blob, first + 1)
+    for pool, at in header.get("pools", {}).items():  # each entity's blocks as it holds them, wherever they lie
+        table = columns.pop(f"{pool}.blocks")
+        for name, column in _columns(blob, first + 1 + at).items():
+            held = column[table.clip(0)] if len(column) else np.zeros((*table.shape, *column.shape[1:]), column.dtype)
+            columns[f"{pool}/{name}"] = np.where((table >= 0)[..., None], held, 0)
+        columns[f"{pool}.given"] = table >= 0
+    return header, columns
+
+
+def _columns(blob: bytes, start: int) -> dict[str, np.ndarray]:
+    """The columns of a column store's bytes that begin at ``start``."""
+    cut = blob.index(b"\n", start)
+    layout = orjson.loads(blob[start:cut])
+    columns, at = {}, cut + 1
     for name, dtype, tail in layout["columns"]:
         count = layout["rows"] * int(np.prod(tail, dtype=np.int64))
-        columns[name] = np.frombuffer(blob, dtype=dtype, count=count, offset=at)
+        columns[name] = np.frombuffer(blob, dtype=dtype, count=count, offset=at).reshape(layout["rows"], *tail)
         at += count * np.dtype(dtype).itemsize
-    return orjson.loads(blob[:first]), columns
+    return columns
 
 
 SOURCES = sorted({case.source for case in CASES.values()})

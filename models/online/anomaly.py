@@ -74,7 +74,7 @@ from streams.validation import Batch
 MODEL = "anomaly@5"
 # Numba checks its cache of the compiled loop against this file only, not against the shape memory's functions
 # compiled into it: this digest of models/online/shape_memory.py changes with it (tests/test_anomaly.py).
-SHAPE_MEMORY_SHA256 = "a713aef398053c5f"
+SHAPE_MEMORY_SHA256 = "db0075b1c2de3a90"
 # Per entity, field and time of day, in this order (float32), and how often the slot was learned (uint8).
 SLOT_STATS = ("mean", "var", "dmean", "dvar")
 _SQRT2 = math.sqrt(2.0)
@@ -141,6 +141,8 @@ class AnomalySettings(DetectorSettings):
     def _check(self) -> AnomalySettings:
         if 0 < self.shape_memory < 2 * self.shape_length:
             raise ValueError(f"shape_memory must be 0 (off) or at least twice shape_length ({2 * self.shape_length})")
+        if self.shape_memory % BLOCK:
+            raise ValueError(f"shape_memory must be a multiple of {BLOCK} (the memory is held in blocks of {BLOCK})")
         return self
 
 
@@ -174,14 +176,17 @@ FRESH = (0.0,) * (len(COLUMNS) - 1) + (-1e18,)  # the COLUMNS of an entity not s
 def array_columns(spec: AnomalySettings) -> dict[str, tuple[type, int]]:
     """Per entity and field, the array columns besides :data:`COLUMNS`, in the compiled loop's order: dtype and
     width (0: switched off, not stored; the loop gets a zero-width stand-in)."""
-    ring = spec.shape_memory
     return {
         "slots": (np.float32, spec.daily_slots * len(SLOT_STATS)),
         "seen": (np.uint8, spec.daily_slots),
-        "memory": (np.uint8, ring),  # the shape memory (models/online/shape_memory.py): value codes,
-        "memory_tod": (np.uint16, ring),  # times of day,
-        "memory_scale": (np.float64, 2 if ring else 0),  # and the codes' scale
+        "memory_scale": (np.float64, 2 if spec.shape_memory else 0),  # the shape memory's codes' scale
     }
+
+
+# The shape memory (models/online/shape_memory.py) is held in blocks of BLOCK records (state/blocks.py), a pool
+# per field named "anomaly.<field>.memory": value codes and times of day.
+BLOCK = 64
+POOL_COLUMNS = {"codes": np.uint8, "tod": np.uint16}
 
 
 def params_of(spec: AnomalySettings) -> np.ndarray:
@@ -190,13 +195,16 @@ def params_of(spec: AnomalySettings) -> np.ndarray:
 
 
 @njit(cache=True, nogil=True)
-def learn_score_runs(positions, rows, xs, ts, stats, slots, seen, memory, tod, scale, p, likelihood, alert, expected):
+def learn_score_runs(
+    positions, rows, xs, ts, stats, slots, seen, scale, table, codes, tod, p, likelihood, alert, expected
+):
     """Score and learn the records at ``positions`` (grouped by entity, each entity's in event order): for each,
     the likelihood, whether it alerts and the level expected before it, written at its position.
 
     ``rows``: each record's entity row in ``stats`` (a tuple of the :data:`COLUMNS`, float64), ``slots``
     (float32, the :data:`SLOT_STATS` per time of day), ``seen`` (uint8, how often each time of day was learned),
-    ``memory``/``tod``/``scale`` (the shape memory's ring: value codes, times of day, and the codes' scale);
+    ``scale``/``table`` (each entity's shape-memory codes' scale and its blocks, those its records will write
+    given), ``codes``/``tod`` (the pool of blocks: value codes and times of day);
     ``p``: :func:`params_of`. An entity's time-of-day
     models are worked in float64 while its records of the call are learned, and stored in float32 after.
     """
@@ -204,7 +212,7 @@ def learn_score_runs(positions, rows, xs, ts, stats, slots, seen, memory, tod, s
     short_window, long_window, warmup, threshold, refractory = p[4], p[5], p[6], p[7], p[8]
     daily_slots, slot_alpha, slot_warmup, bias_alpha = p[9], p[10], p[11], p[12]
     beyond_range, beyond_z, shape_length, shape_tolerance, shape_phase_s = p[13], p[14], int(p[15]), p[16], p[17]
-    n_slots, remembers = int(daily_slots), memory.shape[1] > 0
+    n_slots, remembers = int(daily_slots), table.shape[1] > 0
     slot = np.empty(4 * n_slots)
     a_short, a_long = 2.0 / (short_window + 1), 1.0 / long_window
     j, total = 0, len(positions)
@@ -268,7 +276,7 @@ def learn_score_runs(positions, rows, xs, ts, stats, slots, seen, memory, tod, s
                     slot[at + 2], slot[at + 3] = _ew(slot[at + 2], slot[at + 3], d, slot_alpha)
                 seen[row, k] = min(seen[row, k] + 1, 255)
             if remembers:
-                remember(memory[row], tod[row], scale[row], int(n), x, t, lo, hi)
+                remember(table[row], codes, tod, scale[row], int(n), x, t, lo, hi)
             n, prev = n + 1, x
             likelihood[i] = score
             # past the threshold, outside the refractory run after the last alert, and not a shape seen before
@@ -276,7 +284,7 @@ def learn_score_runs(positions, rows, xs, ts, stats, slots, seen, memory, tod, s
             if fires and remembers:
                 tolerance = shape_tolerance * max(hi - lo, 1e-12)
                 fires = not seen_before(
-                    memory[row], tod[row], scale[row], int(n), shape_length, shape_phase_s, tolerance
+                    table[row], codes, tod, scale[row], int(n), shape_length, shape_phase_s, tolerance
                 )
             if fires:
                 last_alert = n
@@ -304,6 +312,9 @@ class AnomalyState:
         self.params = params_of(spec)
         self.stats = tuple(np.array([v]) for v in FRESH)
         self.arrays = [np.zeros((1, width), dtype) for dtype, width in array_columns(spec).values()]
+        ring = spec.shape_memory // BLOCK  # its own pool: the ring's blocks in order
+        self.pool = [np.arange(ring, dtype=np.int32)[None, :]]
+        self.pool += [np.zeros((max(ring, 1), BLOCK), dtype) for dtype in POOL_COLUMNS.values()]
 
     def learn_score(self, x: float, ts: float = 0.0) -> tuple[float, bool]:
         """Likelihood in [0, 1] that ``x`` (at event time ``ts``) starts something unusual, and whether it
@@ -311,8 +322,8 @@ class AnomalyState:
         likelihood, alert, expected = np.empty(1), np.zeros(1, np.bool_), np.empty(1)
         at = np.zeros(1, np.int64)
         learn_score_runs(
-            at, at, np.array([x], np.float64), np.array([ts], np.float64), self.stats, *self.arrays, self.params,
-            likelihood, alert, expected,
+            at, at, np.array([x], np.float64), np.array([ts], np.float64), self.stats, *self.arrays, *self.pool,
+            self.params, likelihood, alert, expected,
         )  # fmt: skip
         return float(likelihood[0]), bool(alert[0])
 
@@ -334,6 +345,10 @@ class Anomaly(Detector):
             for col, (dtype, width) in array_columns(sp).items():
                 if width:
                     state.store.add(f"anomaly.{name}.{col}", dtype, (width,))
+            if sp.shape_memory:
+                pool = state.pool(f"anomaly.{name}.memory", BLOCK, sp.shape_memory // BLOCK)
+                for col, dtype in POOL_COLUMNS.items():
+                    pool.add(col, dtype)
 
     @classmethod
     def check(cls, source: Source, settings: AnomalySettings) -> None:
@@ -357,13 +372,16 @@ class Anomaly(Detector):
                 state.store[f"anomaly.{name}.{col}"] if width else np.zeros((1, 0), dtype)
                 for col, (dtype, width) in array_columns(self.settings).items()
             ]
+            stats = tuple(state.store[f"anomaly.{name}.{c}"] for c in COLUMNS)
+            by_entity = np.argsort(rows[scored], kind="stable")
             learn_score_runs(
-                scored[np.argsort(rows[scored], kind="stable")].astype(np.int64),
+                scored[by_entity].astype(np.int64),
                 rows,
                 values,
                 batch.ts.astype(np.float64, copy=False),
-                tuple(state.store[f"anomaly.{name}.{c}"] for c in COLUMNS),
+                stats,
                 *arrays,
+                *self._blocks_for(state, name, rows[scored], by_entity, stats[0]),
                 self.params,
                 likelihood,
                 alert,
@@ -389,3 +407,27 @@ class Anomaly(Detector):
                     )
                 )
         return alerts
+
+    def _blocks_for(
+        self, state: EntityState, name: str, rows: np.ndarray, by_entity: np.ndarray, learned: np.ndarray
+    ) -> list[np.ndarray]:
+        """Give the entities of a batch's records (at ``rows``, in event order; ``by_entity``: the stable order
+        that groups them; ``learned``: each entity's record count) the shape-memory blocks their records first
+        write, in event order; returns the table and the pool's columns (zero-width stand-ins with the memory
+        off)."""
+        if not self.settings.shape_memory:
+            return [np.zeros((1, 0), np.int32)] + [np.zeros((1, 0), dtype) for dtype in POOL_COLUMNS.values()]
+        pool, table = state.pools[f"anomaly.{name}.memory"], state.store[f"anomaly.{name}.memory.blocks"]
+        size, ring = self.settings.shape_memory, self.settings.shape_memory // BLOCK
+        grouped = rows[by_entity]
+        firsts = np.flatnonzero(np.r_[True, grouped[1:] != grouped[:-1]])
+        rank = np.empty(len(rows), np.int64)  # each record's place among its entity's records of the batch
+        rank[by_entity] = np.arange(len(rows)) - np.repeat(firsts, np.diff(np.r_[firsts, len(rows)]))
+        n = learned[rows].astype(np.int64) + rank  # its record number: the slot it is remembered in
+        block = n % size // BLOCK
+        wanted = rows * ring + block
+        needs = (n < size) & (table[rows, block] < 0)  # a ring that has come round holds all its blocks
+        keys, first = np.unique(wanted[needs], return_index=True)
+        new = keys[np.argsort(first)]  # in the order the records first write them
+        table[new // ring, new % ring] = pool.take(len(new))
+        return [table] + [pool[col] for col in POOL_COLUMNS]
