@@ -280,7 +280,7 @@ def test_backlog_faster_than_the_worker_becomes_lag_not_memory(stack):
             break
         time.sleep(0.2)
     assert processed == total and lags[-1] == 0
-    assert max(lags) > 3_000  # the backlog (6,000 messages of 50) showed as lag ...
+    assert max(lags) > 1_000  # the backlog (6,000 messages of 50) showed as lag (the worker takes it in seconds) ...
     print(
         f"backlog {total:,} records: peak lag {max(lags):,.0f} messages, RSS growth {(peak - baseline) / 2**20:.0f} MiB"
     )
