@@ -19,13 +19,16 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import joblib
 import orjson
 import redis.asyncio as aioredis
 
-from models.batch.isolation import WindowOutlierModel
 from models.signal import BUILTIN
+
+if TYPE_CHECKING:  # scikit-learn (~100 MB) is imported by a worker only when it loads a trained version
+    from models.batch.isolation import WindowOutlierModel
 
 VERSIONS = "warden:models:versions"
 ACTIVE = "warden:models:active"
@@ -90,6 +93,8 @@ def load(meta: dict) -> ModelVersion:
         raise VersionError(f"model version {meta['version']}: cannot read {path} ({exc.strerror})") from None
     if hashlib.sha256(blob).hexdigest() != meta["sha256"]:
         raise VersionError(f"model version {meta['version']}: {path} does not match its registered SHA-256")
+    from models.batch.isolation import WindowOutlierModel
+
     model = joblib.load(path)
     if not isinstance(model, WindowOutlierModel):
         raise VersionError(f"model version {meta['version']}: {path} holds a {type(model).__name__}")

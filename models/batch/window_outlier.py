@@ -13,6 +13,7 @@ hours are scored), ``severity``.
 
 >>> import math
 >>> import numpy as np
+>>> from models.batch.isolation import WindowOutlierModel
 >>> from models.catalog import load_sources
 >>> from models.engine import SourceEngine
 >>> from models.versions import ModelVersion
@@ -33,16 +34,20 @@ ICDM 2008, 413-422.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 from pydantic import Field
 
 from models.base import BatchContext, Detector, DetectorSettings, Severity
-from models.batch.isolation import WindowOutlierModel
 from models.batch.window_features import CONTEXT_HOURS, hour_features, names
 from models.signal import Signal
 from state.entity_state import EntityState
 from streams.registry import Source
 from streams.validation import Batch
+
+if TYPE_CHECKING:  # scikit-learn is imported only where a trained version is loaded (models/versions.py)
+    from models.batch.isolation import WindowOutlierModel
 
 MODEL = "window_outlier@1"
 DONE = "window_outlier.closed"

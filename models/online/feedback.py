@@ -23,8 +23,6 @@ from __future__ import annotations
 import math
 from collections import Counter
 
-from river import linear_model, optim
-
 from models.signal import SEVERITIES, is_limit_breach
 
 
@@ -44,15 +42,22 @@ class StaffFeedback:
     """Online classifier of "will staff confirm this alert?", and the severity step it allows."""
 
     def __init__(self, min_labels: int = 10, reject_below: float = 0.3, learning_rate: float = 0.1):
-        self.model = linear_model.LogisticRegression(optimizer=optim.SGD(learning_rate))
+        self.model = None  # built at the first label: River (~75 MB with SciPy) only where staff label alerts
+        self.learning_rate = learning_rate
         self.min_labels, self.reject_below = min_labels, reject_below
         self.labels: Counter[str] = Counter()  # per kind
 
     def learn_one(self, alert: dict, confirmed: bool) -> None:
+        if self.model is None:
+            from river import linear_model, optim
+
+            self.model = linear_model.LogisticRegression(optimizer=optim.SGD(self.learning_rate))
         self.model.learn_one(features(alert), confirmed)
         self.labels[alert["kind"]] += 1
 
     def confirm_proba(self, alert: dict) -> float:
+        if self.model is None:  # no label yet: no opinion
+            return 0.5
         return float(self.model.predict_proba_one(features(alert)).get(True, 0.5))
 
     def adjust(self, alert: dict, severity: str) -> str:
