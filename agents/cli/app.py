@@ -17,7 +17,6 @@ from rich.table import Table
 from agents.cli import access, data
 from agents.cli.support import PERSONAL, audit, console, fail, login_name, preflight, registry_or_fail, with_redis
 from settings import ConfigError, get_settings
-from streams.kafka.client import kafka_options
 from streams.privacy import mask_alert, mask_logs
 
 cli = typer.Typer(
@@ -355,13 +354,7 @@ def simulate(
         console.print(f"incidents every {incident_every:g} simulated seconds; ground truth -> {truth}")
 
     async def run() -> int:
-        producer = BatchingProducer(
-            **kafka_options(settings),
-            batch_records=settings.producer_batch_records,
-            linger_ms=settings.producer_linger_ms,
-            client_id="warden-simulator",
-            partitioners=registry.partitioners(settings),
-        )
+        producer = BatchingProducer.for_sources(settings, registry, "warden-simulator")
         await producer.start()
         try:
             return await pump(

@@ -166,13 +166,7 @@ async def send_backlog(
     topics = {name: s.topic for name, s in registry.items()}
     await ensure_topics(settings, warden_topics(settings, registry))
     sim = CitySimulator(entities=entities, seed=7, start_ts=BENCH_START_TS, missing=0.0)
-    producer = BatchingProducer(
-        **kafka_options(settings),
-        batch_records=settings.producer_batch_records,
-        linger_ms=settings.producer_linger_ms,
-        client_id="warden-bench",
-        partitioners=registry.partitioners(settings),
-    )
+    producer = BatchingProducer.for_sources(settings, registry, "warden-bench")
     await producer.start()
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("sending", total=records)

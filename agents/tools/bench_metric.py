@@ -122,13 +122,7 @@ async def _send_single(settings: Settings, registry: Registry, topic: str, recs:
 
 async def _send_batched(settings: Settings, registry: Registry, topic: str, recs: list[dict], advance) -> None:
     """Warden's batched envelopes (per-partition JSON arrays)."""
-    producer = BatchingProducer(
-        **kafka_options(settings),
-        batch_records=settings.producer_batch_records,
-        linger_ms=settings.producer_linger_ms,
-        client_id="warden-bench",
-        partitioners=registry.partitioners(settings),
-    )
+    producer = BatchingProducer.for_sources(settings, registry, "warden-bench")
     await producer.start()
     try:
         for r in recs:

@@ -27,7 +27,6 @@ from settings import Settings
 from state.redis_client import redis_client
 from state.refdata import store as refstore
 from state.refdata.reference import RefData
-from streams.kafka.client import kafka_options
 from streams.kafka.producer import BatchingProducer
 from streams.kafka.topics import ensure_topics, warden_topics
 from streams.registry import Registry
@@ -153,13 +152,7 @@ async def _demo_loop(
     kinds = tuple(k for k in KINDS if k != "group_renting")
     scenario = Scenario(sim, ref, seed=42, first_at=sim.ts + 600, every_s=600, truth=truth, kinds=kinds)
     summary.scenario = scenario
-    producer = BatchingProducer(
-        **kafka_options(settings),
-        client_id="warden-simulator",
-        batch_records=settings.producer_batch_records,
-        linger_ms=settings.producer_linger_ms,
-        partitioners=registry.partitioners(settings),
-    )
+    producer = BatchingProducer.for_sources(settings, registry, "warden-simulator")
     await producer.start()
     topics = {name: s.topic for name, s in registry.items()}
     feeder = asyncio.create_task(pump(sim, producer, topics, speed=speed, not_after_now=True, ticks=scenario.ticks()))

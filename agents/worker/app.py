@@ -50,7 +50,6 @@ from state.checkpoint import CheckpointStore
 from state.redis_client import redis_client
 from state.refdata.reference import RefData
 from state.refdata.store import RefCache
-from streams.kafka.client import kafka_options
 from streams.kafka.producer import BatchingProducer
 from streams.kafka.topics import ensure_topics, warden_topics
 from streams.registry import Registry, Source
@@ -151,13 +150,7 @@ class Worker:
         await ensure_topics(s, warden_topics(s, self.registry))
         self.redis = redis_client(s)
         await self.health.retry("start", self.redis.ping)  # Redis down at start: wait (and say so), not die
-        self.producer = BatchingProducer(
-            **kafka_options(s),
-            batch_records=s.producer_batch_records,
-            linger_ms=s.producer_linger_ms,
-            client_id=f"{s.app_id}-worker",
-            partitioners=self.registry.partitioners(s),  # a forwarded record goes where it is owned
-        )
+        self.producer = BatchingProducer.for_sources(s, self.registry, f"{s.app_id}-worker")  # forwards land owned
         await self.producer.start()
         self.outputs = Outputs(self.producer, s)
         self.checkpoints = CheckpointStore(self.redis, s.app_id)

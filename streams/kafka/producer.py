@@ -12,11 +12,17 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import orjson
 from aiokafka import AIOKafkaProducer
 
+from settings import Settings
+from streams.kafka.client import kafka_options
 from streams.kafka.partitioner import PartitionCache, Scheme
+
+if TYPE_CHECKING:
+    from streams.registry import Registry
 
 MAX_REQUEST_BYTES = 16 * 1024 * 1024
 
@@ -51,6 +57,18 @@ class BatchingProducer:
         self._pending: set[asyncio.Future] = set()
         self._lingerer: asyncio.Task | None = None
         self.sent_records = 0
+
+    @classmethod
+    def for_sources(cls, settings: Settings, registry: Registry, client_id: str) -> BatchingProducer:
+        """A producer of the sources' records: the settings' connection and batching, each topic's partitioner
+        (records land where they are owned)."""
+        return cls(
+            **kafka_options(settings),
+            batch_records=settings.producer_batch_records,
+            linger_ms=settings.producer_linger_ms,
+            client_id=client_id,
+            partitioners=registry.partitioners(settings),
+        )
 
     async def start(self) -> None:
         await self._producer.start()
