@@ -151,3 +151,22 @@ def test_the_shape_memory_holds_the_history_an_entity_has_not_its_whole_ring():
     bare = SourceEngine(source.model_copy(update={"detectors": ["threshold"]}), settings)
     with pytest.raises(ValueError, match="block pools differ"):
         bare.state.load_bytes(engine.state.to_bytes())
+
+
+# The detector's alerts on the shipped streams, exactly: a faster or smaller form of it must give these.
+NAB_ALERTS = {
+    "art_daily_jumpsup.csv": [1396342800, 1397206800, 1397243400],
+    "ec2_cpu_utilization_825cc2.csv": [1397118540, 1397382240, 1397576640, 1397618940, 1397657940],
+    "nyc_taxi.csv": [1404414000, 1414818000, 1419498000, 1420059600, 1420905600, 1422288000],
+    "speed_7578.csv": [1441813080, 1441989840, 1442250600, 1442325840, 1442411640],
+}
+
+
+def test_the_alerts_on_the_shipped_nab_streams_are_exactly_these():
+    streams = nab.load(NAB_DIR)
+    settings, signals = Settings(), []
+    replay(nab.records(streams), load_sources(settings), settings, on_signal=signals.append)
+    got: dict[str, list[int]] = {}
+    for s in signals:
+        got.setdefault(s.entity.rsplit("/", 1)[-1], []).append(int(s.ts))
+    assert got == NAB_ALERTS
