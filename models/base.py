@@ -127,6 +127,10 @@ class Detector(ABC):
         """Raise ValueError when the source's fields cannot carry these settings."""
 
     @classmethod
+    def warm_up(cls) -> None:
+        """Work done once per process before the first batch (compiling a loop), so that batch is not slow."""
+
+    @classmethod
     def reads(cls, source: Source) -> dict[str, int]:
         """Window -> how many closed buckets this detector reads for ``source`` (sizes the state's rings)."""
         return dict(cls.windows)

@@ -114,3 +114,19 @@ def test_a_busy_partitions_clock_judges_the_hour_of_a_station_gone_quiet_and_rep
     replayed = []
     replay_archive(read_records(segments(tmp_path)), Engines(load_sources(), Settings(), on_signal=replayed.append))
     assert sorted(s.id for s in replayed) == sorted(s.id for s in outputs.sent)
+
+
+def test_messages_fetched_again_after_a_seek_are_not_processed_twice(tmp_path):
+    """A rebalance seeks the consumer back to the committed offset, so messages the runner has processed can come
+    again: they change nothing and are not counted twice."""
+
+    async def scenario():
+        runner, outputs = await kept_runner(STATION, tmp_path)
+        first = [_message(0, OWNED[0], 20.0), _message(1, OWNED[0], 300.0)]
+        await runner.process(first)
+        await runner.process([*first, _message(2, OWNED[1], 300.0)])  # 0 and 1 again, then one new
+        return outputs, runner.metrics.snapshot()
+
+    outputs, snap = asyncio.run(scenario())
+    assert [(s.entity, s.kind) for s in outputs.sent] == [(OWNED[0], "pm25_over_limit"), (OWNED[1], "pm25_over_limit")]
+    assert snap["records"]["station"] == 3

@@ -42,6 +42,7 @@ from agents.worker.model_watch import ModelWatch
 from agents.worker.outputs import Outputs
 from agents.worker.partition import Message, PartitionLinks, PartitionRunner
 from agents.worker.transport import app_class, credentials
+from models.catalog import detectors_of
 from models.fusion import load_patterns
 from models.incidents import QuietPeriods
 from models.signal import Signal
@@ -100,6 +101,8 @@ class Worker:
         self.fusion: Fusion | None = None
         self.patterns = load_patterns(settings.fusion_patterns_dirs)  # a bad pattern file stops the start
         self.ready = asyncio.Event()  # agents wait for start(): Faust may start them first
+        for detector in {d for source in registry.values() for d in detectors_of(source)}:
+            detector.warm_up()  # before any record waits on it
         for source in registry.values():
             self._add_ingest(source)
         self.app.on_partitions_revoked.connect(self._on_revoked)
@@ -225,7 +228,10 @@ class Worker:
                         Message(r.offset, r.value, r.timestamp / 1000 if r.timestamp and r.timestamp > 0 else None)
                         for r in records
                     ]
+                owned = self.app.consumer.assignment()
                 for partition, messages in by_partition.items():
+                    if TP(source.topic, partition) not in owned:  # revoked meanwhile: its owner reads them
+                        continue
                     runner = await self._runner(source, partition)
                     try:
                         await runner.process(messages)

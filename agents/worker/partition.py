@@ -90,7 +90,6 @@ class PartitionRunner:
         self.partitions = source.partition_count(settings.partitions)  # the topic's real count, in restore()
         self.scheme = source.scheme(settings.partitioner)
         self.lock = asyncio.Lock()
-        self.restored_offset = -1  # records up to this offset are in the restored state
         self.offset = -1  # last offset processed
         self.checkpointed = -1
         self.last_checkpoint = time.monotonic()
@@ -149,7 +148,7 @@ class PartitionRunner:
                 found.offset,
             )
         self.engine.use_refdata(self.links.refdata())  # lookups cached in the restored state may be stale
-        self.restored_offset = self.offset = self.checkpointed = found.offset
+        self.offset = self.checkpointed = found.offset
         self.metrics.held(self.source.name, self.partition, len(self.engine.state))
         log.info(
             "%s/%d: restored %d entities at offset %d",
@@ -168,8 +167,8 @@ class PartitionRunner:
         source = self.source.name
         dead: list[dict] = []
         fresh = messages
-        if messages and messages[0].offset <= self.restored_offset:  # some are in the restored state
-            fresh = [m for m in messages if m.offset > self.restored_offset]
+        if messages and messages[0].offset <= self.offset:  # some are in the state (restored, or fetched again)
+            fresh = [m for m in messages if m.offset > self.offset]
         await (self._process_parsed(fresh, dead) if self.schema is None else self._process_read(fresh, dead))
         dead.sort(key=itemgetter("offset"))  # whichever path read them: in the order they came
         for d in dead:

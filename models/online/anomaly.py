@@ -351,6 +351,11 @@ class Anomaly(Detector):
                     pool.add(col, dtype)
 
     @classmethod
+    def warm_up(cls) -> None:
+        """Compile the loop (or load it from numba's cache): about a second cold, and some 50 MB of LLVM."""
+        AnomalyState(AnomalySettings()).learn_score(0.0)
+
+    @classmethod
     def check(cls, source: Source, settings: AnomalySettings) -> None:
         if not any(f.anomaly for f in source.fields.values()):
             raise ValueError("the anomaly detector needs a field marked anomaly = true")
