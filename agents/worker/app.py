@@ -222,12 +222,9 @@ class Worker:
                 waiting = [await queue.get()]
                 while not queue.empty():  # behind on this source: every run waiting, merged per partition
                     waiting.append(queue.get_nowait())
-                by_partition: dict[int, list[Message]] = defaultdict(list)
-                for partition, records in waiting:  # aiokafka's records: times in milliseconds
-                    by_partition[partition] += [
-                        Message(r.offset, r.value, r.timestamp / 1000 if r.timestamp and r.timestamp > 0 else None)
-                        for r in records
-                    ]
+                by_partition: dict[int, list[Message]] = defaultdict(list)  # aiokafka's records, read as Messages
+                for partition, records in waiting:
+                    by_partition[partition] += records
                 owned = self.app.consumer.assignment()
                 for partition, messages in by_partition.items():
                     if TP(source.topic, partition) not in owned:  # revoked meanwhile: its owner reads them

@@ -49,9 +49,12 @@ SENT_TYPED = "typed"  # every message was read whole by the source schema; the r
 
 @dataclass(slots=True)
 class Message:
+    """What the runner reads of a Kafka message: the fields of aiokafka's ``ConsumerRecord`` of those names, so
+    the consumer's records are taken as they come."""
+
     offset: int
     value: bytes | None
-    timestamp: float | None = None  # Kafka append (or create) time, epoch seconds
+    timestamp: int | None = None  # Kafka append (or create) time, epoch milliseconds (-1 or None: unknown)
 
 
 @dataclass(slots=True)
@@ -177,8 +180,8 @@ class PartitionRunner:
         if messages:
             self.offset = max(self.offset, messages[-1].offset)
             self.last_message_at = time.time()
-            if messages[-1].timestamp:
-                self.metrics.batch_latency(self.last_message_at - messages[-1].timestamp)
+            if (stamped := messages[-1].timestamp) and stamped > 0:
+                self.metrics.batch_latency(self.last_message_at - stamped / 1000)
         if self._checkpoint_due():
             await self._checkpoint()
 

@@ -68,6 +68,7 @@ from models.base import BatchContext, Detector, DetectorSettings, Severity
 from models.online.shape_memory import remember, seen_before
 from models.signal import Signal
 from state.entity_state import EntityState
+from state.sequence import EntitySequence
 from streams.registry import Source
 from streams.validation import Batch
 
@@ -365,12 +366,13 @@ class Anomaly(Detector):
         compiled call per field; alerts for the ones that pass."""
         alerts = []
         rows = rows.astype(np.int64, copy=False)
-        order = ctx.sequence.order
         for name in self.fields:
             values = batch.columns[name].astype(np.float64, copy=False)
-            scored = order[~np.isnan(values[order])]
-            if not len(scored):
+            keep = ~np.isnan(values[ctx.sequence.order])
+            if not keep.any():
                 continue
+            sequence = ctx.sequence.subset(keep)  # the records with a value, grouped by entity, in event order
+            scored = sequence.order.astype(np.int64)
             likelihood, expected = np.empty(len(values)), np.empty(len(values))
             alert = np.zeros(len(values), np.bool_)
             arrays = [
@@ -378,15 +380,14 @@ class Anomaly(Detector):
                 for col, (dtype, width) in array_columns(self.settings).items()
             ]
             stats = tuple(state.store[f"anomaly.{name}.{c}"] for c in COLUMNS)
-            by_entity = np.argsort(rows[scored], kind="stable")
             learn_score_runs(
-                scored[by_entity].astype(np.int64),
+                scored,
                 rows,
                 values,
                 batch.ts.astype(np.float64, copy=False),
                 stats,
                 *arrays,
-                *self._blocks_for(state, name, rows[scored], by_entity, stats[0]),
+                *self._blocks_for(state, name, sequence, stats[0]),
                 self.params,
                 likelihood,
                 alert,
@@ -414,25 +415,20 @@ class Anomaly(Detector):
         return alerts
 
     def _blocks_for(
-        self, state: EntityState, name: str, rows: np.ndarray, by_entity: np.ndarray, learned: np.ndarray
+        self, state: EntityState, name: str, sequence: EntitySequence, learned: np.ndarray
     ) -> list[np.ndarray]:
-        """Give the entities of a batch's records (at ``rows``, in event order; ``by_entity``: the stable order
-        that groups them; ``learned``: each entity's record count) the shape-memory blocks their records first
-        write, in event order; returns the table and the pool's columns (zero-width stand-ins with the memory
-        off)."""
+        """Give the entities of a batch's records (``sequence``; ``learned``: each entity's record count) the
+        shape-memory blocks their records first write, entity by entity; returns the table and the pool's
+        columns (zero-width stand-ins with the memory off)."""
         if not self.settings.shape_memory:
             return [np.zeros((1, 0), np.int32)] + [np.zeros((1, 0), dtype) for dtype in POOL_COLUMNS.values()]
         pool, table = state.pools[f"anomaly.{name}.memory"], state.store[f"anomaly.{name}.memory.blocks"]
         size, ring = self.settings.shape_memory, self.settings.shape_memory // BLOCK
-        grouped = rows[by_entity]
-        firsts = np.flatnonzero(np.r_[True, grouped[1:] != grouped[:-1]])
-        rank = np.empty(len(rows), np.int64)  # each record's place among its entity's records of the batch
-        rank[by_entity] = np.arange(len(rows)) - np.repeat(firsts, np.diff(np.r_[firsts, len(rows)]))
-        n = learned[rows].astype(np.int64) + rank  # its record number: the slot it is remembered in
+        rows = sequence.rows
+        start, _ = sequence.run_start(np.zeros(len(rows), dtype=bool))
+        n = learned[rows].astype(np.int64) + np.arange(len(rows)) - start  # each record's number: its slot
         block = n % size // BLOCK
-        wanted = rows * ring + block
         needs = (n < size) & (table[rows, block] < 0)  # a ring that has come round holds all its blocks
-        keys, first = np.unique(wanted[needs], return_index=True)
-        new = keys[np.argsort(first)]  # in the order the records first write them
+        new = np.unique((rows * ring + block)[needs])  # by entity, then block
         table[new // ring, new % ring] = pool.take(len(new))
         return [table] + [pool[col] for col in POOL_COLUMNS]
