@@ -14,6 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit, urlunsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -30,6 +31,7 @@ class Webhook(BaseModel):
     kinds: list[str] = Field(default_factory=lambda: ["*"])
     timeout_s: float = Field(5.0, gt=0)
     max_backoff_s: float = Field(30.0, gt=0)
+    language: Literal["zh-CN", "en"] | None = Field(None, description="its annotations' language (default: language)")
 
 
 class ConfigError(RuntimeError):
@@ -148,6 +150,10 @@ class Settings(BaseSettings):
     audit_retention_s: float = Field(365 * 86_400.0, gt=0, description="audit entries older than this are deleted")
     refdata_refresh_s: float = Field(2.0, gt=0, description="how often workers look for new reference data")
 
+    # What people read: the console, the CLI and webhooks.
+    timezone: str = Field("Asia/Shanghai", description="the city's time zone (IANA): every time shown to people")
+    language: Literal["zh-CN", "en"] = Field("zh-CN", description="default language (each console user may choose)")
+
     # Replay logs (the archive) and model versions.
     archive_enabled: bool = Field(True, description="write every accepted record to replay logs")
     archive_dir: Path | None = Field(None, description="replay logs (default: <data_dir>/archive)")
@@ -167,6 +173,15 @@ class Settings(BaseSettings):
     def _split_lists(cls, value: object) -> object:
         if isinstance(value, str):
             return json.loads(value) if value.startswith("[") else [p.strip() for p in value.split(",") if p.strip()]
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (an IANA name, e.g. Asia/Shanghai)") from None
         return value
 
     @field_validator("windows")

@@ -84,6 +84,12 @@ def merge(incident: dict | None, signal: Signal, quiet_s: float) -> tuple[dict, 
     event = "merged"
     if incident["status"] == "resolved":
         incident["status"], incident["reopened"], event = "open", incident["reopened"] + 1, "reopened"
+        incident["reopened_by"] = {
+            "at": iso(t),
+            "kind": signal.kind,
+            "score": signal.score,
+            "evidence": signal.evidence,
+        }
     incident["count"] += 1
     members = incident.setdefault("members", [])
     if signal.group and len(members) < MAX_MEMBERS and signal.entity not in members:

@@ -19,6 +19,8 @@ from agents.alerts.store import ALERT_STREAM, LABEL_STREAM, AlertStore
 from agents.cli.app import cli
 from agents.embedded.ports import free_port
 from agents.embedded.redis_server import EmbeddedRedis
+from agents.present.alert_view import AlertView
+from models.catalog import load_sources
 from models.incidents import QuietPeriods
 from models.lifecycle import TransitionError
 from models.routing import route
@@ -199,8 +201,26 @@ def test_duplicates_merge_lifecycle_refuses_illegal_steps_and_recurrence_reopens
         labels = [orjson.loads(f[b"label"]) for _, f in await r.xrange(LABEL_STREAM)]
         assert [(x["id"], x["label"], x["by"]) for x in labels] == [(aid, True, "zhang.min")]
 
-        recur = await manager.handle([_signal(station, TS + 60 * 20)])  # within the quiet period
+        recurring = _signal(station, TS + 60 * 20)
+        recur = await manager.handle([recurring])  # within the quiet period
         assert [(a.id, a.event, a.status, a.reopened) for a in recur] == [(aid, "reopened", "open", 1)]
+        reopened = await store.get(aid)
+        step = reopened["history"][-1]  # the engine's step, with the signal that re-opened it
+        assert (step["action"], step["from"], step["to"], step["by"], step["at"]) == (
+            "reopen",
+            "resolved",
+            "open",
+            "engine",
+            "2026-01-01T00:20:00.000Z",
+        )
+        assert (step["signal"]["evidence"], step["signal"]["kind"]) == (recurring.evidence, recurring.kind)
+        shown = AlertView("Asia/Shanghai", load_sources(settings)).display(reopened, "zh-CN")["history"][-1]
+        assert (shown["by"], shown["action"], shown["at"], shown["to"]) == (
+            "系统",
+            "重新打开",
+            "2026-01-01 08:20:00",
+            "待处理",
+        )
         later = await manager.handle([_signal(station, TS + 60 * 20 + 1801)])  # after it: a new alert
         assert later[0].event == "opened" and later[0].id != aid
         await store.transition(later[0].id, "false_positive", "li.wei")
@@ -347,6 +367,9 @@ def test_worker_merges_routes_delivers_to_a_flaky_webhook_and_serves_the_api(sta
     for a in receiver.accepted:
         if a["labels"]["id"] in pm25:
             assert a["labels"]["department"] == "operations_centre" and a["labels"]["town"]
+            # for people: Chinese by default, units, the city's offset (RFC 3339)
+            assert a["annotations"]["summary"] == f"PM2.5超过限值: {a['labels']['entity']}"
+            assert "µg/m³" in a["annotations"]["evidence"] and a["startsAt"].endswith("+08:00")
 
     import urllib.error
     import urllib.request
@@ -366,8 +389,16 @@ def test_worker_merges_routes_delivers_to_a_flaky_webhook_and_serves_the_api(sta
 
     aid = sorted(pm25)[0]
     assert call("/api/alerts", token=None)[0] == 401 and call("/api/alerts", token="wrong")[0] == 401
-    status, listed = call("/api/alerts?status=open&kind=pm25_over_limit")
+    status, listed = call("/api/alerts?status=open&kind=pm25_over_limit&lang=en")
     assert status == 200 and {a["id"] for a in listed["alerts"]} == set(pm25)
+    assert {a["display"]["title"] for a in listed["alerts"]} == {"PM2.5 over its limit"}
+    env = {"WARDEN_REDIS_URL": stack.settings.redis_url}
+    by_cli = CliRunner().invoke(cli, ["alerts", "list", "--kind", "pm25_over_limit", "--json"], env=env)
+    assert by_cli.exit_code == 0, by_cli.output
+    shown_cli = [orjson.loads(line) for line in by_cli.output.splitlines()]
+    assert {(a["display"]["title"], a["display"]["first_seen"]) for a in shown_cli} == {
+        ("PM2.5超过限值", "2026-01-01 08:00:00")  # TS, local
+    }
     assert call(f"/api/alerts/{aid}/false-positive", {"by": "wang.fang", "note": "calibration"})[0] == 200
     status, err = call(f"/api/alerts/{aid}/resolve", {"by": "wang.fang"})
     assert status == 409 and "cannot resolve an alert that is false_positive" in err["error"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from agents.present.wording import LANGUAGES, Wording
 from models.catalog import load_sources
 from replay.evaluation import Truth, read_ground_truth, score_incidents, unexplained
 from replay.offline import replay
@@ -49,6 +50,9 @@ def test_every_incident_kind_is_detected_with_few_false_alarms(tmp_path):
     # every alert counts: normal traffic (voltage sags of a minute, a crowd of trucks, one frame) raises nothing
     false = unexplained(alerts, truths, grace_s=4200)
     assert len(alerts) >= 40 and not false, [(a["kind"], a["entity"]) for a in false]
+    # the people at the screens read every kind raised in their language (not its identifier)
+    for language in LANGUAGES:
+        assert [a["kind"] for a in alerts if not Wording.of(language).knows(a["kind"])] == [], language
 
 
 def test_illegal_fishing_during_the_ban_is_detected_and_none_is_injected_outside_it():

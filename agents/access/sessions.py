@@ -1,7 +1,8 @@
 """Console sessions: a login with the API token gives an HttpOnly cookie and a CSRF token, kept in Redis.
 
 The cookie holds a random session id; Redis holds only its SHA-256, with the
-session's CSRF token, who logged in and their role, for ``TTL_S``. State-changing requests
+session's CSRF token, who logged in, their role and language, for ``TTL_S``; a person's language
+choice outlives the session (``LANGUAGE_KEY``). State-changing requests
 made with the cookie must echo the CSRF token in ``X-CSRF-Token``.
 """
 
@@ -20,6 +21,7 @@ KEY = "warden:session:{}"
 TTL_S = 12 * 3600
 TOKEN_SESSIONS_KEY = "warden:token-sessions:{}"  # a token's name -> the session keys it opened (ended on revoke)
 FAILED_KEY = "warden:login-failures:{}"
+LANGUAGE_KEY = "warden:language:{}"  # a person (who) -> the console language they chose
 MAX_FAILURES, FAILURE_WINDOW_S = 5, 900  # per client address: 5 wrong tokens, then 15 minutes locked out
 
 
@@ -33,10 +35,17 @@ class Sessions:
     def __init__(self, redis: aioredis.Redis):
         self.redis = redis
 
-    async def create(self, who: str, role: str, token_name: str) -> tuple[str, dict]:
-        """A new session for ``who`` with ``role``, opened with the token named ``token_name``: (cookie, session)."""
+    async def create(self, who: str, role: str, token_name: str, language: str) -> tuple[str, dict]:
+        """A new session for ``who`` with ``role`` in ``language``, opened with the token named ``token_name``:
+        (cookie, session)."""
         session_id = secrets.token_urlsafe(32)
-        session = {"who": who, "role": role, "csrf": secrets.token_urlsafe(24), "since": time.time()}
+        session = {
+            "who": who,
+            "role": role,
+            "language": language,
+            "csrf": secrets.token_urlsafe(24),
+            "since": time.time(),
+        }
         opened = TOKEN_SESSIONS_KEY.format(token_name)
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.set(_key(session_id), orjson.dumps(session), ex=TTL_S)
@@ -56,6 +65,20 @@ class Sessions:
             return None
         raw = await self.redis.get(_key(session_id))
         return orjson.loads(raw) if raw else None
+
+    async def choose_language(self, session_id: str, session: dict, language: str) -> dict:
+        """Switch the session to ``language`` and remember it for the person's next logins."""
+        session = {**session, "language": language}
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.set(_key(session_id), orjson.dumps(session), keepttl=True, xx=True)
+            pipe.set(LANGUAGE_KEY.format(session["who"]), language)
+            await pipe.execute()
+        return session
+
+    async def preferred_language(self, who: str) -> str | None:
+        """The language ``who`` last chose, if any."""
+        raw = await self.redis.get(LANGUAGE_KEY.format(who))
+        return raw.decode() if raw else None
 
     async def locked_out(self, client: str) -> int:
         """Seconds ``client`` must still wait after too many failed logins (0: may try)."""

@@ -20,6 +20,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
 from agents.alerts.store import ALERT_STREAM
+from agents.present.alert_view import AlertView
 from models.signal import SEVERITIES
 from settings import Settings, Webhook
 from streams.kafka.client import kafka_options
@@ -118,8 +119,10 @@ def kafka_deliver(producer: BatchingProducer, topic: str) -> Callable[[list[dict
     return deliver
 
 
-def alertmanager_payload(hook: Webhook, alerts: list[dict]) -> dict:
-    """Prometheus Alertmanager's webhook JSON (version 4) for firing and closed alerts."""
+def alertmanager_payload(hook: Webhook, alerts: list[dict], view: AlertView, language: str) -> dict:
+    """Prometheus Alertmanager's webhook JSON (version 4) for firing and closed alerts: labels for routing,
+    annotations for people (in ``language``: the title, what it means, the evidence with units), times with
+    the city's UTC offset."""
     items = []
     for a in alerts:
         closed = a["event"] in CLOSING
@@ -133,18 +136,22 @@ def alertmanager_payload(hook: Webhook, alerts: list[dict]) -> dict:
         }
         if a.get("departments"):
             labels["department"] = a["departments"][0]
+        shown = view.display(a, language)
         items.append(
             {
                 "status": "resolved" if closed else "firing",
                 "labels": labels,
                 "annotations": {
-                    "summary": f"{a['kind']} on {a['entity']} ({a['source']})",
-                    "description": orjson.dumps(a["evidence"]).decode(),
+                    "summary": f"{shown['title']}: {a['entity']}",
+                    "description": shown["description"],
+                    "evidence": "; ".join(f"{label}: {text}" for label, text in shown["evidence"]),
+                    "evidence_json": orjson.dumps(a["evidence"]).decode(),
+                    "severity": shown["severity"],
                     "count": str(a["count"]),
-                    **({"action": a["action"]["what"]} if a.get("action") else {}),
+                    **({"action": shown["action"]} if shown["action"] else {}),
                 },
-                "startsAt": a["first_seen"],
-                "endsAt": a["last_seen"] if closed else "0001-01-01T00:00:00Z",
+                "startsAt": view.clock.iso(a["first_seen"]),
+                "endsAt": view.clock.iso(a["last_seen"]) if closed else "0001-01-01T00:00:00Z",
                 "generatorURL": f"/alerts/{a['id']}",
                 "fingerprint": a["id"],
             }
@@ -164,7 +171,9 @@ def alertmanager_payload(hook: Webhook, alerts: list[dict]) -> dict:
     }
 
 
-def webhook_deliver(hook: Webhook, session: aiohttp.ClientSession) -> Callable[[list[dict]], Awaitable[None]]:
+def webhook_deliver(
+    hook: Webhook, session: aiohttp.ClientSession, view: AlertView, language: str
+) -> Callable[[list[dict]], Awaitable[None]]:
     """Firing and closing changes that pass the hook's filters, as one POST; raises unless 2xx."""
     floor = SEVERITIES.index(hook.min_severity)
 
@@ -180,7 +189,7 @@ def webhook_deliver(hook: Webhook, session: aiohttp.ClientSession) -> Callable[[
             return
         async with session.post(
             hook.url,
-            data=orjson.dumps(alertmanager_payload(hook, wanted)),
+            data=orjson.dumps(alertmanager_payload(hook, wanted, view, language)),
             headers={"Content-Type": "application/json"},
             timeout=aiohttp.ClientTimeout(total=hook.timeout_s),
         ) as resp:
@@ -193,7 +202,7 @@ def webhook_deliver(hook: Webhook, session: aiohttp.ClientSession) -> Callable[[
 class Delivery:
     """The worker's sinks: the Kafka alerts topic and each configured webhook."""
 
-    def __init__(self, redis: aioredis.Redis, settings: Settings, consumer: str):
+    def __init__(self, redis: aioredis.Redis, settings: Settings, consumer: str, view: AlertView):
         self.session = aiohttp.ClientSession()
         # Its own producer: flushing alerts must not wait on (or hold up) the ingest path's batches.
         self.producer = BatchingProducer(
@@ -204,7 +213,13 @@ class Delivery:
         )
         self.sinks = [StreamSink(redis, "kafka", consumer, kafka_deliver(self.producer, settings.alerts_topic))]
         self.sinks += [
-            StreamSink(redis, f"webhook:{h.name}", consumer, webhook_deliver(h, self.session), h.max_backoff_s)
+            StreamSink(
+                redis,
+                f"webhook:{h.name}",
+                consumer,
+                webhook_deliver(h, self.session, view, h.language or settings.language),
+                h.max_backoff_s,
+            )
             for h in settings.webhooks
         ]
         self.tasks: list[asyncio.Task] = []

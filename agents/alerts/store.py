@@ -4,7 +4,8 @@ Keys (``<id>`` is the alert id):
 
 - ``warden:alert:<id>`` hash: ``doc`` (the alert's JSON), ``incident`` (the merge state), ``status``, ``first_seen``,
   ``stored_at``, ``updated_at`` and the ``department`` it was dispatched to (who did what: the history)
-- ``warden:alert:<id>:history`` list of transitions (JSON: action, from, to, by, at, note)
+- ``warden:alert:<id>:history`` list of transitions (JSON: action, from, to, by, at, note), and of re-openings
+  (action ``reopen`` by ``engine``, at the re-opening signal's time, with that ``signal``)
 - ``warden:situation:<source>|<kind>|<entity>`` id of the situation's latest alert
 - ``warden:signal:<signal id>`` marks a signal already merged (redelivery changes nothing)
 - ``warden:alerts:idx:{time,status:<s>,kind:<k>,area:<id>,severity:<s>}`` sorted sets by the time
@@ -54,6 +55,10 @@ for _, c in ipairs(call.changes) do
     redis.call('HSET', c.key, 'incident', c.incident, 'doc', c.doc, 'updated_at', now)
   end
   redis.call('EXPIRE', c.key, ttl)
+  if c.history then
+    redis.call('RPUSH', c.history_key, c.history)
+    redis.call('EXPIRE', c.history_key, ttl)
+  end
   redis.call('SET', c.situation, c.id, 'EX', ttl)
   redis.call('XADD', call.stream, 'MAXLEN', '~', call.maxlen, '*', 'alert', c.alert)
 end
@@ -87,6 +92,11 @@ def _index_keys(alert: dict) -> list[str]:
     keys = [IDX.format("time"), IDX.format(f"kind:{alert['kind']}"), IDX.format(f"severity:{alert['severity']}")]
     keys += [IDX.format(f"area:{v}") for k, v in alert["area"].items() if k.endswith("_id")]
     return keys
+
+
+def _reopen_step(incident: dict) -> dict:
+    signal = incident["reopened_by"]
+    return {"action": "reopen", "from": "resolved", "to": "open", "by": "engine", "at": signal["at"], "signal": signal}
 
 
 class AlertStore:
@@ -146,6 +156,9 @@ class AlertStore:
             if event != "merged":  # opened or reopened: the merge decides the status
                 row["status"] = alert.status
                 row["indexes"] = [IDX.format(f"status:{alert.status}"), *_index_keys(doc)]
+            if event == "reopened":  # the history says which signal re-opened it
+                row["history_key"] = HISTORY_KEY.format(alert.id)
+                row["history"] = orjson.dumps(_reopen_step(incident)).decode()
             rows.append(row)
         call = {
             "now": now,

@@ -15,7 +15,18 @@ from rich.markup import escape
 from rich.table import Table
 
 from agents.cli import access, data
-from agents.cli.support import PERSONAL, audit, console, fail, login_name, preflight, registry_or_fail, with_redis
+from agents.cli.support import (
+    LANGUAGE,
+    PERSONAL,
+    alert_view,
+    audit,
+    console,
+    fail,
+    login_name,
+    preflight,
+    registry_or_fail,
+    with_redis,
+)
 from settings import ConfigError, get_settings
 from streams.privacy import mask_alert, mask_logs
 
@@ -103,29 +114,24 @@ def _counted(counts: dict[str, int]) -> str:
     return ", ".join(f"{n:,} {what}" for what, n in counts.items())
 
 
-def _alert_row(a: dict) -> list[str]:
+def _town(a: dict) -> str:
     area = a.get("area") or {}
-    return [
-        a["id"],
-        a["status"],
-        a["severity"],
-        a["kind"],
-        a["entity"],
-        str(a["count"]),
-        a["first_seen"],
-        area.get("town") or area.get("county") or area.get("city") or "",
-        ", ".join(a.get("departments") or []),
-    ]
+    return area.get("town") or area.get("county") or area.get("city") or ""
 
 
-def _alerts_table(title: str, alerts: list[dict]) -> Table:
+def _alerts_table(alerts: list[dict], language: str) -> Table:
+    """Alerts with their ``display`` as a table in ``language``."""
+    from agents.present.wording import Wording
     from agents.tools.demo import SEVERITY_STYLE
 
-    table = Table(title=title)
-    for col in ("id", "status", "severity", "kind", "entity", "count", "first seen", "town", "departments"):
-        table.add_column(col, overflow="fold")
+    w = Wording.of(language)
+    table = Table(title=f"{len(alerts)}")
+    for col in ("id", "status", "severity", "kind", "entity", "count", "first_seen", "town", "departments"):
+        table.add_column(w.term("ui", col), overflow="fold")
     for a in alerts:
-        table.add_row(*_alert_row(a), style=SEVERITY_STYLE.get(a["severity"], ""))
+        d = a["display"]
+        row = [a["id"], d["status"], d["severity"], d["title"], a["entity"], str(a["count"]), d["first_seen"]]
+        table.add_row(*row, _town(a), ", ".join(d["departments"]), style=SEVERITY_STYLE.get(a["severity"], ""))
     return table
 
 
@@ -138,8 +144,9 @@ def alerts_list(
     limit: int = typer.Option(50, min=1, max=1000),
     json_out: bool = typer.Option(False, "--json", help="one JSON object per line"),
     personal: bool = PERSONAL,
+    language: str = LANGUAGE,
 ) -> None:
-    """Alerts, newest first."""
+    """Alerts, newest first (times local, in the city's zone)."""
     import orjson
 
     from agents.alerts.store import AlertStore
@@ -149,17 +156,19 @@ def alerts_list(
             status=status, kind=kind, area=area, severity=severity, limit=limit
         )
     )
-    alerts = alerts if personal else [mask_alert(a) for a in alerts]
+    view, language = alert_view(language)
+    alerts = [a if personal else mask_alert(a) for a in alerts]
+    alerts = [{**a, "display": view.display(a, language)} for a in alerts]
     if json_out:
         for a in alerts:
             print(orjson.dumps(a).decode())
     else:
-        console.print(_alerts_table(f"{len(alerts)} alerts", alerts))
+        console.print(_alerts_table(alerts, language))
 
 
 @alerts_cli.command("show")
-def alerts_show(alert_id: str = typer.Argument(...), personal: bool = PERSONAL) -> None:
-    """One alert in full, with its history."""
+def alerts_show(alert_id: str = typer.Argument(...), personal: bool = PERSONAL, language: str = LANGUAGE) -> None:
+    """One alert in full, with its history (and its ``display``: how people read it)."""
     import orjson
 
     from agents.alerts.store import AlertNotFound, AlertStore
@@ -168,20 +177,27 @@ def alerts_show(alert_id: str = typer.Argument(...), personal: bool = PERSONAL) 
         alert = with_redis(lambda r: AlertStore(r, get_settings()).get(alert_id))
     except AlertNotFound as exc:
         fail(str(exc), 1)
-    print(orjson.dumps(alert if personal else mask_alert(alert), option=orjson.OPT_INDENT_2).decode())
+    view, language = alert_view(language)
+    alert = alert if personal else mask_alert(alert)
+    print(orjson.dumps({**alert, "display": view.display(alert, language)}, option=orjson.OPT_INDENT_2).decode())
 
 
 @alerts_cli.command("tail")
 def alerts_tail(
-    history: int = typer.Option(10, help="show this many recent changes first"), personal: bool = PERSONAL
+    history: int = typer.Option(10, help="show this many recent changes first"),
+    personal: bool = PERSONAL,
+    language: str = LANGUAGE,
 ) -> None:
-    """Follow alert changes live (Ctrl-C stops)."""
+    """Follow alert changes live (Ctrl-C stops; times local)."""
     import orjson
 
     from agents.alerts.store import ALERT_STREAM
 
+    view, language = alert_view(language)
+
     def _print_change(a: dict) -> None:
-        _print_alert_change(a if personal else mask_alert(a))
+        a = a if personal else mask_alert(a)
+        _print_alert_change(a, view.display(a, language))
 
     async def follow(r):
         last = "$"
@@ -197,13 +213,12 @@ def alerts_tail(
         with_redis(follow)
 
 
-def _print_alert_change(a: dict) -> None:
+def _print_alert_change(a: dict, d: dict) -> None:
     from agents.tools.demo import SEVERITY_STYLE
 
-    area = a.get("area") or {}
     console.print(
-        f"{a['last_seen']}  {a['event']:<14} {a['severity']:<8} {a['kind']:<24} {a['entity']:<20} "
-        f"x{a['count']:<4} {area.get('town', '')}  {a['id']}",
+        f"{d['last_seen']}  {a['event']:<10} {d['severity']:<8} {d['title']:<24} {a['entity']:<20} "
+        f"x{a['count']:<4} {_town(a)}  {a['id']}",
         style=SEVERITY_STYLE.get(a["severity"], ""),
         highlight=False,
         markup=False,

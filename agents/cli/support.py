@@ -8,6 +8,8 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from agents.present.alert_view import AlertView
+from agents.present.wording import LANGUAGES
 from models.catalog import load_sources
 from settings import ConfigError, Settings, get_settings
 from state.redis_client import RedisAway, check_redis, connected
@@ -80,6 +82,18 @@ async def audit(redis, action: str, target: str, detail: dict | None = None, by:
     from agents.access.tokens import Identity
 
     await Audit(redis, get_settings()).record(Identity(by or login_name(), "admin"), action, target, "cli", detail)
+
+
+LANGUAGE = typer.Option(None, "--language", help="zh-CN or en (default: WARDEN_LANGUAGE)")
+
+
+def alert_view(language: str | None) -> tuple[AlertView, str]:
+    """How alerts read to people here: in ``language`` (else the deployment's), times in the city's zone."""
+    settings = get_settings()
+    language = language or settings.language
+    if language not in LANGUAGES:
+        fail(f"--language: one of {', '.join(LANGUAGES)}")
+    return AlertView(settings.timezone, registry_or_fail()), language
 
 
 PERSONAL = typer.Option(

@@ -22,6 +22,7 @@ from rich.table import Table
 from agents.alerts.store import ALERT_STREAM
 from agents.embedded.ports import free_port
 from agents.embedded.stack import child_env, embedded_stack
+from agents.present.alert_view import AlertView
 from agents.worker.metrics import read_all, totals
 from settings import Settings
 from state.redis_client import redis_client
@@ -40,8 +41,9 @@ SEVERITY_STYLE = {"info": "cyan", "warning": "yellow", "major": "bold red", "cri
 class Summary:
     """Turns worker metrics and the alert stream into the live panel."""
 
-    def __init__(self, console_url: str = "", token: str = "") -> None:
+    def __init__(self, view: AlertView, language: str, console_url: str = "", token: str = "") -> None:
         self.history: deque[tuple[float, dict[str, int]]] = deque(maxlen=6)
+        self.view, self.language = view, language
         self.console_url, self.token = console_url, token
         self.scenario: Scenario | None = None
 
@@ -60,26 +62,26 @@ class Summary:
         raised = sum(m["alerts"].get("opened", 0) for m in metrics)
         header = (
             f"workers {len(metrics)}   sent {sent:,}   simulated clock "
-            f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(sim_ts))} UTC   "
+            f"{self.view.clock.text(sim_ts)} ({self.view.clock.offset(sim_ts)})   "
             f"dead letters {dead:,}   alerts {raised:,}\n"
             f"web console {self.console_url}  (token {self.token})\n"
             f"incidents injected {len(self.scenario.started) if self.scenario else 0} "
             f"(ground truth in .warden/ground-truth.ndjson; the detection report prints on Ctrl-C)"
         )
         latest = Table(title="latest alert changes", expand=True)
-        for col in ("seen (UTC)", "event", "severity", "kind", "entity", "count", "town", "department"):
+        for col in ("seen", "event", "severity", "kind", "entity", "count", "town", "department"):
             latest.add_column(col, overflow="ellipsis", no_wrap=True)
         for a in alerts:
-            area = a.get("area") or {}
+            area, shown = a.get("area") or {}, self.view.display(a, self.language)
             latest.add_row(
-                a["last_seen"][11:19],
+                shown["last_seen"][11:],
                 a["event"],
-                a["severity"],
-                a["kind"],
+                shown["severity"],
+                shown["title"],
                 a["entity"],
                 str(a["count"]),
                 area.get("town", ""),
-                ", ".join(a.get("departments") or []),
+                ", ".join(shown["departments"]),
                 style=SEVERITY_STYLE.get(a["severity"], ""),
             )
         return Group(Panel(header, title="Warden - city operations demo (Ctrl-C stops)"), rates, latest)
@@ -111,7 +113,10 @@ def run_demo(settings: Settings, registry: Registry, *, entities: int, speed: fl
         )
         # A token of the user's own is a secret and is not shown; the demo's fresh one is its login, shown once.
         summary = Summary(
-            f"http://{settings.web_host}:{port}/", "your WARDEN_API_TOKEN" if settings.api_token else token
+            AlertView(settings.timezone, registry),
+            settings.language,
+            f"http://{settings.web_host}:{port}/",
+            "your WARDEN_API_TOKEN" if settings.api_token else token,
         )
         try:
             asyncio.run(_demo_loop(live, registry, entities, speed, summary, truth))

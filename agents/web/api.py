@@ -4,6 +4,10 @@ viewer:
 - ``GET  /api/alerts?status=&kind=&area=&severity=&limit=`` newest first
 - ``GET  /api/alerts/{id}`` one alert with its history
 
+Each alert served has a ``display``: its title, description, evidence, times and history as people read
+them, in ``?lang=`` (zh-CN or en; else the console session's, else ``WARDEN_LANGUAGE``), times in
+``WARDEN_TIMEZONE`` (:mod:`agents.present.alert_view`).
+
 operator:
 - ``POST /api/alerts/{id}/{action}`` with JSON ``{"note": ..., "department": ...}``; action is acknowledge,
   dispatch, resolve or false_positive; the token's name is who did it (with the shared ``WARDEN_API_TOKEN``,
@@ -33,13 +37,14 @@ from faust.web import Request, Response
 from agents.access.identity import Caller, Services, caller
 from agents.access.tokens import BOOTSTRAP_NAME, Identity
 from agents.alerts.store import AlertNotFound
-from agents.web.views import WardenView, WebContext, mount
+from agents.web.views import WardenView, mount, web_context
 from models import versions
 from models.lifecycle import TRANSITIONS, TransitionError
 from settings import Settings
 from state.refdata import store as refstore
 from state.refdata.reference import RefData, RefDataError
 from streams.privacy import mask_alert
+from streams.registry import Registry
 
 MAX_LIMIT = 1000
 
@@ -100,7 +105,8 @@ class Alerts(ApiView):
             severity=q.get("severity"),
             limit=max(limit, 1),
         )
-        return self.json({"alerts": [shown(a, who) for a in alerts]})
+        language = self.language(request, who)
+        return self.json({"alerts": [self.displayed(shown(a, who), language) for a in alerts]})
 
 
 class OneAlert(ApiView):
@@ -110,7 +116,8 @@ class OneAlert(ApiView):
         if not isinstance(who := await self.allow(request, "viewer"), Caller):
             return who
         try:
-            return self.json(shown(await self.ctx.services().store.get(alert_id), who))
+            alert = shown(await self.ctx.services().store.get(alert_id), who)
+            return self.json(self.displayed(alert, self.language(request, who)))
         except AlertNotFound as exc:
             return self.error(404, str(exc))
 
@@ -139,7 +146,7 @@ class Transition(ApiView):
         except TransitionError as exc:
             return self.error(409, str(exc))
         await self.audited(who, f"alert.{action}", alert_id, {"note": note, "status": alert["status"]})
-        return self.json(alert)
+        return self.json(self.displayed(alert, self.language(request, who)))
 
 
 class SettingsView(ApiView):
@@ -217,6 +224,6 @@ class AuditTrail(ApiView):
 VIEWS = (Alerts, OneAlert, Transition, SettingsView, Refdata, Models, ModelStep, AuditTrail)
 
 
-def register(app: faust.App, settings: Settings, services: Callable[[], Services | None]) -> None:
+def register(app: faust.App, settings: Settings, registry: Registry, services: Callable[[], Services | None]) -> None:
     """Add the API's views to ``app``; ``services()`` gives the worker's once it has started."""
-    mount(app, VIEWS, WebContext(settings, services))
+    mount(app, VIEWS, web_context(settings, services, registry))

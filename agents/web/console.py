@@ -4,10 +4,13 @@
   sent with a strict Content-Security-Policy;
 - ``POST /console/login`` ``{"token"}`` (``"name"`` too with the shared ``WARDEN_API_TOKEN``) -> session cookie
   (HttpOnly, SameSite=Strict) + CSRF token; the session carries the token's name and role
-  (after 5 wrong tokens from one address within 15 minutes: 429 until the window ends);
-  ``POST /console/logout``; ``GET /console/session``;
+  (``"language"`` optional: zh-CN or en; else the person's last choice, else ``WARDEN_LANGUAGE``);
+  after 5 wrong tokens from one address within 15 minutes its further wrong tokens get 429 until the window
+  ends (a right token still logs in);
+  ``POST /console/logout``; ``GET /console/session`` (who, role, CSRF token, language, the city's zone and the
+  page's words); ``POST /console/language`` ``{"language"}`` switches it (and remembers it for the person);
 - ``GET /console/events`` the live alert feed (server-sent events from the Redis stream, resumable
-  with ``Last-Event-ID``);
+  with ``Last-Event-ID``), each alert with its ``display`` in the session's language;
 - ``GET /console/map`` the reference data to draw (areas, zones, routes, sites);
 - ``GET /console/status`` header counters (records per source, open alerts, dead letters) and the
   latest vehicle positions, from every worker (see :mod:`agents.worker.positions`);
@@ -34,8 +37,10 @@ from agents.access.identity import Caller, Services, caller
 from agents.access.sessions import COOKIE, TTL_S
 from agents.access.tokens import BOOTSTRAP_NAME
 from agents.alerts.store import ALERT_STREAM, IDX
+from agents.present.local_time import LocalClock
+from agents.present.wording import LANGUAGES, Wording
 from agents.web.api import shown
-from agents.web.views import WardenView, WebContext, mount
+from agents.web.views import WardenView, mount, web_context
 from agents.worker import positions as vehicles
 from agents.worker.metrics import read_all, totals
 from replay.archive import read_records, segments
@@ -76,6 +81,21 @@ class ConsoleView(WardenView):
     def refused(self) -> Response:
         return self.error(401, "log in first")
 
+    def described(self, session: dict) -> dict:
+        """What the page needs of a session: who, role, CSRF token, and the words and clock of its language."""
+        language = session.get("language") or self.ctx.settings.language
+        words = Wording.of(language).text
+        clock = LocalClock(self.ctx.settings.timezone)
+        return {
+            "who": session["who"],
+            "role": session["role"],
+            "csrf": session["csrf"],
+            "language": language,
+            "timezone": self.ctx.settings.timezone,
+            "utc_offset": clock.offset(),
+            "words": {k: words[k] for k in ("ui", "severity", "status", "actions", "departments", "fields")},
+        }
+
 
 class Login(ConsoleView):
     path = "/console/login"
@@ -91,13 +111,15 @@ class Login(ConsoleView):
         if not isinstance(body, dict) or not isinstance(body.get("token"), str):
             return self.error(400, 'the body needs "token"')
         client = request.remote or "unknown"
-        wait = await sessions.locked_out(client)
-        if wait:
-            resp = self.error(429, f"too many failed logins: try again in {wait} s")
-            resp.headers["Retry-After"] = str(wait)
-            return resp
         identity = await self.ctx.services().tokens.resolve(body["token"])
         if identity is None:
+            # Guessing is locked out per address; a right token always gets in (a shared proxy's typos
+            # must not lock out every operator behind it, and a token is too long to guess).
+            wait = await sessions.locked_out(client)
+            if wait:
+                resp = self.error(429, f"too many failed logins: try again in {wait} s")
+                resp.headers["Retry-After"] = str(wait)
+                return resp
             await sessions.failed(client)
             await asyncio.sleep(0.5)  # slows guessing further
             return self.error(401, "wrong token")
@@ -107,9 +129,12 @@ class Login(ConsoleView):
             if not name:
                 return self.error(400, "say who you are (name): this token is shared")
             who = f"{name} ({BOOTSTRAP_NAME})"
-        session_id, session = await sessions.create(who, identity.role, identity.who)
+        language = body.get("language")
+        if language not in LANGUAGES:
+            language = await sessions.preferred_language(who) or self.ctx.settings.language
+        session_id, session = await sessions.create(who, identity.role, identity.who, language)
         await self.ctx.services().audit.record(identity, "console.login", who, "console", {"client": client})
-        resp = self.json({"who": who, "role": identity.role, "csrf": session["csrf"]})
+        resp = self.json(self.described(session))
         resp.set_cookie(COOKIE, session_id, max_age=TTL_S, httponly=True, samesite="Strict", path="/")
         return resp
 
@@ -134,7 +159,27 @@ class Session(ConsoleView):
         who = await self.session(request)
         if who is None:
             return self.refused()
-        return self.json({"who": who.identity.who, "role": who.identity.role, "csrf": who.session["csrf"]})
+        return self.json(self.described(who.session))
+
+
+class Language(ConsoleView):
+    path = "/console/language"
+
+    async def post(self, request: Request) -> Response:
+        if (who := await self.session(request)) is None:
+            return self.refused()
+        if not who.csrf_ok(request):
+            return self.error(403, "missing or wrong CSRF token (reload the console)")
+        try:
+            body = await request.json()
+        except ValueError:
+            return self.error(400, "the body must be JSON")
+        language = body.get("language") if isinstance(body, dict) else None
+        if language not in LANGUAGES:
+            return self.error(400, f"language must be one of {', '.join(LANGUAGES)}")
+        sessions = self.ctx.services().sessions
+        session = await sessions.choose_language(request.cookies.get(COOKIE), who.session, language)
+        return self.json(self.described(session))
 
 
 class Map(ConsoleView):
@@ -222,15 +267,16 @@ class Events(ConsoleView):
     async def get(self, request: Request):
         if (who := await self.session(request)) is None:
             return self.refused()
+        masked, language = not who.identity.may("operator"), self.language(request, who)
         return await _feed(
             request,
             self.ctx.services().store.redis,
-            masked=not who.identity.may("operator"),
+            lambda alert: self.displayed(mask_alert(alert) if masked else alert, language),
             block_ms=int(self.ctx.settings.redis_timeout_s * 1000 / 2),
         )
 
 
-VIEWS = (Login, Logout, Session, Map, Status, Readings, Events)
+VIEWS = (Login, Logout, Session, Language, Map, Status, Readings, Events)
 
 
 def register(
@@ -258,7 +304,7 @@ def register(
 
     for path in ASSETS:
         app.page(path)(asset_view(path))
-    mount(app, VIEWS, WebContext(settings, services, registry, refdata, positions))
+    mount(app, VIEWS, web_context(settings, services, registry, refdata=refdata, positions=positions))
 
 
 def _readings(settings: Settings, entity_field: str, source: str, entity: str, field: str, ts: float) -> list:
@@ -284,9 +330,9 @@ def _readings(settings: Settings, entity_field: str, source: str, entity: str, f
     return points[::step]
 
 
-async def _feed(request: Request, redis, masked: bool, block_ms: int) -> aioweb.StreamResponse:
-    """Server-sent events: recent alert changes, then each new one as it is stored (personal data masked if
-    ``masked``; otherwise the stored bytes as they are). A quiet stream gets a keep-alive every ``block_ms``
+async def _feed(request: Request, redis, shown: Callable[[dict], dict], block_ms: int) -> aioweb.StreamResponse:
+    """Server-sent events: recent alert changes, then each new one as it is stored, as ``shown`` makes it for
+    the caller (masked for viewers, with its display). A quiet stream gets a keep-alive every ``block_ms``
     (half the Redis reply timeout, so the blocking read never times out); when Redis goes away the stream ends
     and the browser reconnects with ``Last-Event-ID``, from where it was."""
     resp = aioweb.StreamResponse(
@@ -302,7 +348,7 @@ async def _feed(request: Request, redis, masked: bool, block_ms: int) -> aioweb.
         while True:
             for entry_id, fields in entries:
                 last = entry_id.decode()
-                data = orjson.dumps(mask_alert(orjson.loads(fields[b"alert"]))) if masked else fields[b"alert"]
+                data = orjson.dumps(shown(orjson.loads(fields[b"alert"])))
                 await resp.write(b"id: " + entry_id + b"\ndata: " + data + b"\n\n")
             got = await redis.xread({ALERT_STREAM: last or "$"}, block=block_ms, count=500)
             entries = [e for _, batch in got or [] for e in batch]

@@ -12,9 +12,11 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import faust
-from faust.web import View
+from faust.web import Request, View
 
-from agents.access.identity import Services
+from agents.access.identity import Caller, Services
+from agents.present.alert_view import AlertView
+from agents.present.wording import LANGUAGES
 from settings import Settings
 from state.refdata.reference import RefData
 from streams.registry import Registry
@@ -29,6 +31,12 @@ class WebContext:
     registry: Registry | None = None
     refdata: Callable[[], RefData] | None = None
     positions: Callable[[], list[dict]] | None = None
+    alert_view: AlertView | None = None
+
+
+def web_context(settings: Settings, services: Callable[[], Services | None], registry: Registry, **more) -> WebContext:
+    """The context of views that show alerts to people (in their language, the city's time)."""
+    return WebContext(settings, services, registry, alert_view=AlertView(settings.timezone, registry), **more)
 
 
 class WardenView(View):
@@ -36,6 +44,17 @@ class WardenView(View):
 
     path: ClassVar[str]
     ctx: ClassVar[WebContext]
+
+    def language(self, request: Request, who: Caller | None) -> str:
+        """``?lang=``, else the console session's language, else the deployment's."""
+        asked = request.query.get("lang")
+        if asked in LANGUAGES:
+            return asked
+        return (who and who.session and who.session.get("language")) or self.ctx.settings.language
+
+    def displayed(self, alert: dict, language: str) -> dict:
+        """``alert`` with its ``display`` (:class:`AlertView`) in ``language``."""
+        return {**alert, "display": self.ctx.alert_view.display(alert, language)}
 
 
 def mount(app: faust.App, views: Iterable[type[WardenView]], ctx: WebContext) -> None:

@@ -30,6 +30,7 @@ from agents.access.tokens import TokenStore
 from agents.alerts.delivery import Delivery
 from agents.alerts.manager import AlertManager
 from agents.alerts.store import AlertStore
+from agents.present.alert_view import AlertView
 from agents.web import api
 from agents.web import console as web_console
 from agents.web.prometheus import CONTENT_TYPE, WorkerCollector, WorkerPrometheus
@@ -125,7 +126,7 @@ class Worker:
             self.app.timer(every, name=f"warden.{name}")(self._guarded(name, work))
         self.app.page("/health")(self._health_view())
         self.app.page("/metrics")(self._metrics_view())
-        api.register(self.app, settings, lambda: self.services)
+        api.register(self.app, settings, registry, lambda: self.services)
         web_console.register(
             self.app,
             settings,
@@ -162,7 +163,7 @@ class Worker:
         self.store = AlertStore(self.redis, s)
         self.alert_manager = AlertManager(self.store, self.refdata, QuietPeriods(s.alert_quiet_s))
         await self.health.retry("start", self.alert_manager.learn_labels)
-        self.delivery = Delivery(self.redis, s, self.metrics.worker_id)
+        self.delivery = Delivery(self.redis, s, self.metrics.worker_id, AlertView(s.timezone, self.registry))
         await self.delivery.start()
         self.fusion = Fusion(self.redis, self.patterns, lambda: self.refdata.current)
         self.archiver = Archiver(s, self.redis)

@@ -4,7 +4,7 @@
 
 const SVG = "http://www.w3.org/2000/svg";
 const state = { who: null, csrf: null, alerts: new Map(), selected: null, project: null, departments: [],
-                lastRecords: null, lastAt: 0, source: null };
+                lastRecords: null, lastAt: 0, source: null, words: null, language: null };
 const $ = (id) => document.getElementById(id);
 
 function el(tag, attrs = {}, text = null, ns = null) {
@@ -26,6 +26,32 @@ async function call(method, url, body) {
   return doc;
 }
 
+// -- words: the session's language (zh-CN by default, en), from the server --------------------------------
+
+function t(key, values = {}) {
+  const word = (state.words && state.words.ui[key]) || key;
+  return word.replace(/\{(\w+)\}/g, (m, name) => (name in values ? String(values[name]) : m));
+}
+function term(section, key) { return (state.words && state.words[section][key]) || key; }
+
+function applyWords() {
+  document.documentElement.lang = state.language;
+  document.title = t("app");
+  for (const node of document.querySelectorAll("[data-ui]")) node.textContent = t(node.dataset.ui);
+  for (const node of document.querySelectorAll("[data-ui-label]")) node.setAttribute("aria-label", t(node.dataset.uiLabel));
+  for (const button of document.querySelectorAll(".actions button")) button.textContent = term("actions", button.dataset.action);
+  for (const [id, section] of [["filter-severity", "severity"], ["filter-status", "status"]]) {
+    const select = $(id);
+    for (const [key, word] of Object.entries(state.words[section])) select.appendChild(el("option", { value: key }, word));
+  }
+}
+
+function tickClock() {
+  // Swedish dates are ISO-ordered: the same "YYYY-MM-DD hh:mm:ss" as every time the server writes.
+  const now = new Date().toLocaleString("sv-SE", { timeZone: state.timezone });
+  $("clock").textContent = `${t("time_zone")} ${now} (${state.utcOffset})`;
+}
+
 // -- login ------------------------------------------------------------------------------------
 
 async function start() {
@@ -41,7 +67,9 @@ $("login-form").addEventListener("submit", async (event) => {
   event.preventDefault();
   $("login-error").textContent = "";
   try {
-    const session = await call("POST", "/console/login", { name: $("login-name").value, token: $("login-token").value });
+    const body = { name: $("login-name").value, token: $("login-token").value };
+    if ($("login-language").value) body.language = $("login-language").value;
+    const session = await call("POST", "/console/login", body);
     $("login-token").value = "";
     enter(session);
   } catch (e) {
@@ -53,9 +81,22 @@ $("logout").addEventListener("click", async () => {
   try { await call("POST", "/console/logout", {}); } finally { location.reload(); }
 });
 
+$("language").addEventListener("click", async () => {
+  try {
+    await call("POST", "/console/language", { language: state.language === "zh-CN" ? "en" : "zh-CN" });
+  } finally { location.reload(); }
+});
+
 function enter(session) {
   state.who = session.who;
   state.csrf = session.csrf;
+  state.words = session.words;
+  state.language = session.language;
+  state.timezone = session.timezone;
+  state.utcOffset = session.utc_offset;
+  applyWords();
+  tickClock();
+  setInterval(tickClock, 1000);
   $("who").textContent = session.who;
   $("role").textContent = session.role;
   const viewer = session.role === "viewer";
@@ -88,7 +129,7 @@ async function loadMap() {
   const map = await call("GET", "/console/map");
   state.departments = map.departments;
   const select = $("dispatch-to");
-  select.replaceChildren(...map.departments.map((d) => el("option", { value: d }, d)));
+  select.replaceChildren(...map.departments.map((d) => el("option", { value: d }, term("departments", d))));
   const points = [];
   for (const f of [...features(map.areas), ...features(map.zones), ...features(map.routes)]) {
     for (const ring of rings(f.geometry)) points.push(...ring);
@@ -141,7 +182,7 @@ function drawAlertMarkers() {
     const [x, y] = state.project(a.location.lon, a.location.lat);
     const c = el("circle", { cx: x, cy: y, r: a.id === state.selected ? 8 : 5, class: `alert sev-${a.severity}`,
                              "data-id": a.id }, null, SVG);
-    c.appendChild(el("title", {}, `${a.kind}: ${a.entity}`, SVG));
+    c.appendChild(el("title", {}, `${a.display.title}: ${a.entity}`, SVG));
     c.addEventListener("click", () => openAlert(a.id));
     g.appendChild(c);
   }
@@ -184,16 +225,16 @@ async function refreshStatus() {
 function connectFeed() {
   const source = new EventSource("/console/events");
   state.source = source;
-  source.onopen = () => { $("feed-state").textContent = "live"; $("feed-state").className = "feed-state live"; };
-  source.onerror = () => { $("feed-state").textContent = "reconnecting"; $("feed-state").className = "feed-state"; };
+  source.onopen = () => { $("feed-state").textContent = t("live"); $("feed-state").className = "feed-state live"; };
+  source.onerror = () => { $("feed-state").textContent = t("reconnecting"); $("feed-state").className = "feed-state"; };
   source.onmessage = (event) => {
     let alert;
     try { alert = JSON.parse(event.data); } catch (e) { return; }
     const known = state.alerts.get(alert.id);
     state.alerts.set(alert.id, known ? { ...known, ...alert } : alert);
-    addOption("filter-kind", alert.kind);
+    addOption("filter-kind", alert.kind, alert.display.title);
     const area = areaName(alert);
-    if (area) addOption("filter-area", area);
+    if (area) addOption("filter-area", area, area);
     renderFeed();
     if (state.selected === alert.id) openAlert(alert.id);
   };
@@ -201,10 +242,10 @@ function connectFeed() {
 
 function areaName(a) { return (a.area && (a.area.town || a.area.county || a.area.city)) || ""; }
 
-function addOption(id, value) {
+function addOption(id, value, label) {
   const select = $(id);
   if ([...select.options].some((o) => o.value === value)) return;
-  select.appendChild(el("option", { value }, value));
+  select.appendChild(el("option", { value }, label));
 }
 
 function visibleAlerts() {
@@ -219,9 +260,10 @@ function visibleAlerts() {
 function renderFeed() {
   const items = visibleAlerts().slice(0, 500).map((a) => {
     const li = el("li", { class: `sev-${a.severity}${a.id === state.selected ? " selected" : ""}`, "data-id": a.id });
-    li.appendChild(el("div", { class: "kind" }, `${a.kind} - ${a.entity}`));
+    const d = a.display;
+    li.appendChild(el("div", { class: "kind" }, `${d.title} - ${a.entity}`));
     li.appendChild(el("div", { class: "meta" },
-      `${a.severity} | ${a.status} | ${areaName(a) || "no area"} | x${a.count} | ${a.last_seen || a.ts}`));
+      `${d.severity} | ${d.status} | ${areaName(a) || t("no_area")} | ${t("times", { n: a.count })} | ${d.last_seen || d.ts}`));
     li.addEventListener("click", () => openAlert(a.id));
     return li;
   });
@@ -239,37 +281,88 @@ function fields(dl, pairs) {
   dl.replaceChildren();
   for (const [k, v] of pairs) {
     if (v === undefined || v === null || v === "") continue;
-    dl.appendChild(el("dt", {}, k));
+    dl.appendChild(el("dt", {}, t(k)));
     dl.appendChild(el("dd", {}, typeof v === "object" ? JSON.stringify(v) : v));
   }
 }
 
+function refuse(message) {
+  $("action-error").textContent = message;
+  $("action-refusal").hidden = !message;
+}
+
+$("action-dismiss").addEventListener("click", () => refuse(""));
+
+function lines(dl, pairs) {
+  dl.replaceChildren();
+  for (const [label, text] of pairs) {
+    dl.appendChild(el("dt", {}, label));
+    dl.appendChild(el("dd", {}, text));
+  }
+}
+
+// The departments the alert was routed to come first, preselected and marked; a choice the officer made
+// on this alert stays while it updates.
+function fillDispatch(a) {
+  const select = $("dispatch-to"), routed = a.departments || [];
+  const keep = select.dataset.alert === a.id ? select.value : null;
+  const rest = state.departments.filter((d) => !routed.includes(d));
+  select.replaceChildren(...routed.map((d) => el("option", { value: d }, term("departments", d) + t("routed"))),
+                         ...rest.map((d) => el("option", { value: d }, term("departments", d))));
+  select.value = keep || routed[0] || rest[0] || "";
+  select.dataset.alert = a.id;
+}
+
+// The steps the alert's status does not allow are disabled, the reason on hover.
+function guideActions(a) {
+  for (const button of document.querySelectorAll(".actions button")) {
+    const reason = a.display.steps[button.dataset.action];
+    button.disabled = Boolean(reason);
+    if (reason) button.title = reason; else button.removeAttribute("title");
+  }
+  $("dispatch-to").disabled = Boolean(a.display.steps.dispatch);
+}
+
 async function openAlert(id) {
+  if (state.selected !== id) refuse("");  // a refusal stays until dismissed, or another alert is opened
   state.selected = id;
   renderFeed();
   let a;
   try { a = await call("GET", `/api/alerts/${encodeURIComponent(id)}`); } catch (e) {
-    $("action-error").textContent = e.message; return;
+    refuse(e.message); return;
   }
+  if (state.selected !== id) return;
   state.alerts.set(id, { ...(state.alerts.get(id) || {}), ...a });
+  const d = a.display;
   $("detail").hidden = false;
-  $("action-error").textContent = "";
-  $("detail-title").textContent = `${a.kind}: ${a.entity}`;
-  $("detail-status").textContent = `${a.status} | severity ${a.severity}`;
+  $("detail-title").textContent = `${d.title}: ${a.entity}`;
+  $("detail-description").textContent = d.description;
+  $("detail-status").textContent = `${d.status} | ${t("severity")} ${d.severity}`;
   $("detail-status").className = `sev-${a.severity}`;
+  const reopen = (d.history || []).filter((h) => h.signal).pop();
+  $("detail-reopened").hidden = !(a.reopened && reopen);
+  if (reopen) {
+    $("reopened-at").textContent = t("signal_at", { at: reopen.at });
+    lines($("reopened-evidence"), reopen.signal);
+  }
   fields($("detail-fields"), [
-    ["id", a.id], ["source", a.source], ["first seen", a.first_seen], ["last seen", a.last_seen],
-    ["signals", a.count], ["score", a.score], ["model", a.model], ["model version", a.model_version],
-    ["area", [a.area && a.area.city, a.area && a.area.county, a.area && a.area.town].filter(Boolean).join(" / ")],
-    ["departments", (a.departments || []).join(", ")], ["proposed action", a.action && [a.action.department, a.action.what, a.action.unit_name || a.action.unit].filter(Boolean).join(": ")],
-    ["dispatched to", a.dispatched_to], ["fused from", a.evidence && a.evidence.pieces]]);
-  fields($("detail-evidence"), Object.entries(a.evidence || {}));
-  $("detail-history").replaceChildren(...(a.history || []).map((h) =>
-    el("li", {}, `${h.at} ${h.by}: ${h.action} (${h.from} -> ${h.to})${h.note ? " - " + h.note : ""}`)));
+    ["id", a.id], ["source", a.source], ["first_seen", d.first_seen], ["last_seen", d.last_seen],
+    ["signals", a.count], ["score", a.score], ["model", a.model], ["model_version", a.model_version],
+    ["area", d.area], ["departments", d.departments.join(", ")],
+    ["proposed_action", a.action && [term("departments", a.action.department), d.action, a.action.unit_name || a.action.unit].filter(Boolean).join(": ")],
+    ["dispatched_to", a.dispatched_to && term("departments", a.dispatched_to)]]);
+  lines($("detail-evidence"), d.evidence);
+  $("detail-history").replaceChildren(...(d.history || []).map((h) => {
+    const li = el("li", {}, `${h.at} ${h.by}: ${h.action} (${h.from} → ${h.to})${h.department ? " " + h.department : ""}${h.note ? " - " + h.note : ""}`);
+    if (h.signal) { const dl = el("dl", { class: "signal" }); lines(dl, h.signal); li.appendChild(dl); }
+    return li;
+  }));
+  fillDispatch(a);
+  guideActions(a);
   drawChart(a);
 }
 
-$("detail-close").addEventListener("click", () => { state.selected = null; $("detail").hidden = true; renderFeed(); });
+$("detail-close").addEventListener("click", () => { state.selected = null; $("detail").hidden = true; refuse(""); renderFeed(); });
 
 async function drawChart(a) {
   const svg = $("chart");
@@ -283,7 +376,7 @@ async function drawChart(a) {
   } catch (e) { $("chart-note").textContent = e.message; return; }
   if (state.selected !== a.id) return;
   const pts = data.points;
-  if (!pts.length) { $("chart-note").textContent = "no archived readings around this alert"; return; }
+  if (!pts.length) { $("chart-note").textContent = t("no_readings"); return; }
   const t0 = pts[0][0], t1 = Math.max(pts[pts.length - 1][0], t0 + 1);
   const vs = pts.map((p) => p[1]);
   const v0 = Math.min(...vs), v1 = Math.max(Math.max(...vs), v0 + 1e-9);
@@ -292,7 +385,7 @@ async function drawChart(a) {
   if (ts >= t0 && ts <= t1) svg.appendChild(el("line", { x1: x(ts), x2: x(ts), y1: 10, y2: 110, class: "mark" }, null, SVG));
   svg.appendChild(el("text", { x: 2, y: 15 }, v1.toPrecision(4), SVG));
   svg.appendChild(el("text", { x: 2, y: 108 }, v0.toPrecision(4), SVG));
-  $("chart-note").textContent = `${data.field}${data.unit ? " (" + data.unit + ")" : ""}, ${pts.length} readings; dashed: the alert`;
+  $("chart-note").textContent = t("chart_note", { field: term("fields", data.field), unit: data.unit ? ` (${data.unit})` : "", n: pts.length });
 }
 
 for (const button of document.querySelectorAll(".actions button")) {
@@ -302,13 +395,13 @@ for (const button of document.querySelectorAll(".actions button")) {
     const action = button.dataset.action;
     const body = { note: "" };
     if (action === "dispatch") body.department = $("dispatch-to").value;
-    $("action-error").textContent = "";
     try {
       const a = await call("POST", `/api/alerts/${encodeURIComponent(id)}/${action}`, body);
+      refuse("");
       state.alerts.set(id, { ...(state.alerts.get(id) || {}), ...a });
       openAlert(id);
     } catch (e) {
-      $("action-error").textContent = e.message;
+      refuse(e.message);
     }
   });
 }

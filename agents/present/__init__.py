@@ -1,0 +1,1 @@
+"""What people read: alerts in their language (Chinese first, English second) and the city's local time."""
