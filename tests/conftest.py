@@ -19,6 +19,8 @@ from agents.embedded.broker import EmbeddedBroker
 from agents.embedded.ports import free_port
 from agents.embedded.redis_server import EmbeddedRedis
 from settings import Settings
+from streams.sim.city import write_city
+from streams.sim.simulator import CitySimulator
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_SOURCES = ROOT / "tests" / "data" / "sources"  # the shipped sources and the tests' instant station
@@ -137,3 +139,21 @@ def stack(tmp_path):
         yield s
     finally:
         s.close()
+
+
+@pytest.fixture(scope="module")
+def city(tmp_path_factory) -> Path:
+    """A small simulated city's reference-data folder."""
+    folder = tmp_path_factory.mktemp("city")
+    write_city(folder, CitySimulator(entities=300, seed=3), seed=3)
+    return folder
+
+
+@pytest.fixture
+def redis_url():
+    """An embedded Redis of the test's own."""
+    server = EmbeddedRedis().start()
+    try:
+        yield server.url
+    finally:
+        server.stop()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from pathlib import Path
 
 import orjson
 import pytest
@@ -18,7 +17,6 @@ from agents.alerts.manager import AlertManager
 from agents.alerts.store import ALERT_STREAM, LABEL_STREAM, AlertStore
 from agents.cli.app import cli
 from agents.embedded.ports import free_port
-from agents.embedded.redis_server import EmbeddedRedis
 from agents.present.alert_view import AlertView
 from models.catalog import load_sources
 from models.incidents import QuietPeriods
@@ -29,28 +27,10 @@ from settings import Settings
 from state.refdata import store as refstore
 from state.refdata.reference import RefData, RefDataError
 from state.refdata.store import RefCache
-from streams.sim.city import write_city
-from streams.sim.simulator import CitySimulator
 from tests.conftest import run, wait_until
 from tests.test_worker_integration import _read_topic, _send
 
 TS = 1_767_225_600.0  # 2026-01-01T00:00:00Z
-
-
-@pytest.fixture(scope="module")
-def city(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("city")
-    write_city(folder, CitySimulator(entities=300, seed=3), seed=3)
-    return folder
-
-
-@pytest.fixture
-def redis_url():
-    server = EmbeddedRedis().start()
-    try:
-        yield server.url
-    finally:
-        server.stop()
 
 
 def _signal(entity: str, t: float, score: float = 0.5, kind: str = "pm25_over_limit", source: str = "air") -> Signal:

@@ -37,7 +37,32 @@ def _warden(stack, *args: str) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-def _wait_ready(base: str) -> None:
+def chromium(pw):
+    """Debian's headless Chromium, offline."""
+    return pw.chromium.launch(
+        executable_path=CHROMIUM,
+        args=[
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+        ],
+    )
+
+
+def log_in(page, url: str, token: str, name: str = "Officer Li") -> None:
+    """Open the console at ``url`` and log in."""
+    wait_ready(url.rstrip("/"))
+    page.goto(url)
+    page.fill("#login-name", name)
+    page.fill("#login-token", token)
+    page.click("#login-form button")
+
+
+def wait_ready(base: str) -> None:
     """Until the worker has started (its web server answers before its Redis client is up)."""
     deadline = time.monotonic() + 90
     while True:
@@ -73,22 +98,11 @@ def test_console_login_live_alert_lifecycle_and_escaping(stack, tmp_path):
     url = f"http://127.0.0.1:{worker.port}/"
     station = "air-0000000"  # a registered air station: its alerts have a place on the map
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-            ],
-        )
+        browser = chromium(pw)
         try:
             page = browser.new_page(viewport={"width": 1500, "height": 900})
             page.on("dialog", lambda d: d.dismiss())
-            _wait_ready(url.rstrip("/"))
+            wait_ready(url.rstrip("/"))
             page.goto(url)
             csp = page.request.get(url).headers["content-security-policy"]
             assert "script-src 'self'" in csp and "unsafe-inline" not in csp
@@ -180,7 +194,7 @@ def test_console_refuses_without_session_and_writes_without_csrf(stack):
     with sync_playwright() as pw:
         ctx = pw.request.new_context(base_url=base)
         try:
-            _wait_ready(base)
+            wait_ready(base)
             for path in ("/console/map", "/console/status", "/console/events", "/api/alerts"):
                 assert ctx.get(path).status == 401, path
             login = ctx.post("/console/login", data={"name": "a", "token": TOKEN})
@@ -212,8 +226,8 @@ def test_the_map_shows_vehicles_from_every_worker(stack):
     with sync_playwright() as pw:
         ctx = pw.request.new_context(base_url=base)
         try:
-            _wait_ready(base)
-            _wait_ready(f"http://127.0.0.1:{workers[1].port}")
+            wait_ready(base)
+            wait_ready(f"http://127.0.0.1:{workers[1].port}")
             assert ctx.post("/console/login", data={"name": "a", "token": TOKEN}).ok
             shown: set[str] = set()
             deadline = time.monotonic() + 120
@@ -248,7 +262,7 @@ def test_the_live_feed_holds_on_a_quiet_stream_and_resumes_from_the_last_event(s
 
     worker = stack.start_worker(WARDEN_API_TOKEN=TOKEN, WARDEN_REDIS_TIMEOUT_S="4")
     base = f"http://127.0.0.1:{worker.port}"
-    _wait_ready(base)
+    wait_ready(base)
 
     async def scenario() -> tuple[list[str], list[str]]:
         async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:  # (an IP address)

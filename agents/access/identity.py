@@ -9,6 +9,7 @@ from faust.web import Request
 from agents.access.audit import Audit
 from agents.access.sessions import COOKIE, Sessions, csrf_ok
 from agents.access.tokens import Identity, TokenStore
+from agents.alerts.accountability import Accountability
 from agents.alerts.store import AlertStore
 
 
@@ -20,6 +21,7 @@ class Services:
     sessions: Sessions
     tokens: TokenStore
     audit: Audit
+    accountability: Accountability
 
 
 @dataclass(frozen=True)

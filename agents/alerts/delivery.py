@@ -29,7 +29,7 @@ from streams.kafka.producer import BatchingProducer
 log = logging.getLogger(__name__)
 
 CLAIM_IDLE_MS = 30_000
-FIRING = ("opened", "reopened")
+FIRING = ("opened", "reopened", "escalated")
 CLOSING = ("resolved", "false_positive")
 
 
@@ -136,6 +136,8 @@ def alertmanager_payload(hook: Webhook, alerts: list[dict], view: AlertView, lan
         }
         if a.get("departments"):
             labels["department"] = a["departments"][0]
+        if a.get("escalation"):
+            labels["escalation"] = a["escalation"]["to"]
         shown = view.display(a, language)
         items.append(
             {
@@ -149,6 +151,7 @@ def alertmanager_payload(hook: Webhook, alerts: list[dict], view: AlertView, lan
                     "severity": shown["severity"],
                     "count": str(a["count"]),
                     **({"action": shown["action"]} if shown["action"] else {}),
+                    **({"escalation": shown["escalation"]} if "escalation" in shown else {}),
                 },
                 "startsAt": view.clock.iso(a["first_seen"]),
                 "endsAt": view.clock.iso(a["last_seen"]) if closed else "0001-01-01T00:00:00Z",

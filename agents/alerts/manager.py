@@ -69,5 +69,5 @@ class AlertManager:
                 changed[incident["id"]] = (incident, event)
         ref = self.refdata.current
         rows = [(inc, to_alert(inc, self._routed(inc, ref), event), event) for inc, event in changed.values()]
-        await self.store.commit(rows, [s.id for s in fresh])
+        await self.store.commit(rows, [s.id for s in fresh], ref.deadlines)
         return [alert for _, alert, _ in rows]

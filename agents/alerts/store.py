@@ -3,7 +3,8 @@
 Keys (``<id>`` is the alert id):
 
 - ``warden:alert:<id>`` hash: ``doc`` (the alert's JSON), ``incident`` (the merge state), ``status``, ``first_seen``,
-  ``stored_at``, ``updated_at`` and the ``department`` it was dispatched to (who did what: the history)
+  ``stored_at``, ``updated_at``, the ``department`` it was dispatched to (who did what: the history), its
+  deadlines ``ack_by`` and ``resolve_by`` and its ``escalation`` (:mod:`agents.alerts.accountability`)
 - ``warden:alert:<id>:history`` list of transitions (JSON: action, from, to, by, at, note), and of re-openings
   (action ``reopen`` by ``engine``, at the re-opening signal's time, with that ``signal``)
 - ``warden:situation:<source>|<kind>|<entity>`` id of the situation's latest alert
@@ -25,23 +26,27 @@ import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import WatchError
 
+from agents.alerts import accountability
+from agents.alerts.keys import (
+    ALERT_KEY,
+    ALERT_STREAM,
+    DUE,
+    HISTORY_KEY,
+    IDX,
+    LABEL_STREAM,
+    OVERDUE,
+    SIGNAL_KEY,
+    SITUATION_KEY,
+)
 from models.alert import Alert
 from models.incidents import situation
 from models.lifecycle import LABELS, TransitionError, next_status
 from settings import Settings
+from state.refdata.deadlines import Deadlines
 from streams.event_time import iso
 
-ALERT_KEY = "warden:alert:{}"
-HISTORY_KEY = "warden:alert:{}:history"
-SITUATION_KEY = "warden:situation:{}"
-SIGNAL_KEY = "warden:signal:{}"
-IDX = "warden:alerts:idx:{}"
-ALERT_STREAM = "warden:alerts:stream"
-LABEL_STREAM = "warden:labels"
-
-
-# AlertStore.commit's batch, atomically: each alert's hash, expiry, situation, indexes (when opened or
-# reopened) and stream entry, then the merged signals' marks.
+# AlertStore.commit's batch, atomically: each alert's hash, expiry, situation, indexes and deadlines (when
+# opened or reopened) and stream entry, then the merged signals' marks.
 _COMMIT = """
 local call = cjson.decode(ARGV[1])
 local now, ttl = call.now, call.ttl
@@ -50,7 +55,10 @@ for _, c in ipairs(call.changes) do
     redis.call('ZREM', call.resolved, c.id)
     for _, idx in ipairs(c.indexes) do redis.call('ZADD', idx, now, c.id) end
     redis.call('HSET', c.key, 'incident', c.incident, 'doc', c.doc, 'updated_at', now,
-               'status', c.status, 'stored_at', now)
+               'status', c.status, 'stored_at', now, 'ack_by', c.ack_by, 'resolve_by', c.resolve_by)
+    redis.call('HDEL', c.key, 'escalation')
+    redis.call('HDEL', call.overdue, c.id)
+    redis.call('ZADD', call.due, c.ack_by, c.id)
   else
     redis.call('HSET', c.key, 'incident', c.incident, 'doc', c.doc, 'updated_at', now)
   end
@@ -74,17 +82,22 @@ class AlertNotFound(KeyError):
         return f"no alert {self.args[0]!r}"
 
 
-_READ_FIELDS = ("doc", "status", "department")
+_READ_FIELDS = ("doc", "status", "department", "ack_by", "resolve_by", "escalation")
 
 
 def _alert(row: list) -> dict | None:
-    """An alert from its hash fields (:data:`_READ_FIELDS`), or None if it is gone."""
-    doc, status, department = row
+    """An alert from its hash fields (:data:`_READ_FIELDS`), or None if it is gone: with where it was dispatched,
+    its deadlines and its escalation, where it has them."""
+    doc, status, department, ack_by, resolve_by, escalation = row
     if doc is None:
         return None
     alert = {**orjson.loads(doc), "status": status.decode()}
     if department:
         alert["dispatched_to"] = department.decode()
+    if ack_by:
+        alert["deadlines"] = {"acknowledge_by": iso(float(ack_by)), "resolve_by": iso(float(resolve_by))}
+    if escalation:
+        alert["escalation"] = orjson.loads(escalation)
     return alert
 
 
@@ -134,14 +147,18 @@ class AlertStore:
                 out[key] = {**orjson.loads(raw), "status": status.decode()}
         return out
 
-    async def commit(self, changes: list[tuple[dict, Alert, str]], signal_ids: list[str]) -> None:
-        """Store changed incidents ``(incident, public alert, event)`` and mark their signals merged, atomically.
+    async def commit(
+        self, changes: list[tuple[dict, Alert, str]], signal_ids: list[str], deadlines: Deadlines | None = None
+    ) -> None:
+        """Store changed incidents ``(incident, public alert, event)`` and mark their signals merged, atomically;
+        an alert opened or re-opened gets its deadlines (:mod:`agents.alerts.accountability`) from ``deadlines``
+        (the shipped ones by default).
 
         One Lua call for the whole batch: a MULTI/EXEC pipeline costs ten commands an alert, each packed
         and its reply parsed in Python (2.1x the alerts/s on the embedded Redis). Documents go in as
         orjson wrote them (strings inside the call's JSON), so the stored bytes do not depend on Lua.
         """
-        now = repr(time.time())
+        now, deadlines = time.time(), deadlines or Deadlines.from_doc(None, "deadlines.toml")
         rows = []
         for incident, alert, event in changes:
             doc = alert.doc()
@@ -154,15 +171,19 @@ class AlertStore:
                 "alert": orjson.dumps(doc).decode(),
             }
             if event != "merged":  # opened or reopened: the merge decides the status
+                acknowledge_s, resolve_s = deadlines.limits(alert.kind, alert.severity)
                 row["status"] = alert.status
                 row["indexes"] = [IDX.format(f"status:{alert.status}"), *_index_keys(doc)]
+                row["ack_by"], row["resolve_by"] = repr(now + acknowledge_s), repr(now + resolve_s)
             if event == "reopened":  # the history says which signal re-opened it
                 row["history_key"] = HISTORY_KEY.format(alert.id)
                 row["history"] = orjson.dumps(_reopen_step(incident)).decode()
             rows.append(row)
         call = {
-            "now": now,
+            "now": repr(now),
             "ttl": self.retention,
+            "due": DUE,
+            "overdue": OVERDUE,
             "maxlen": self.maxlen,
             "stream": ALERT_STREAM,
             "resolved": IDX.format("status:resolved"),
@@ -223,7 +244,9 @@ class AlertStore:
             while True:
                 try:
                     await pipe.watch(key)
-                    doc, current, stored_at = await pipe.hmget(key, "doc", "status", "stored_at")
+                    doc, current, stored_at, resolve_by, dispatched, escalation = await pipe.hmget(
+                        key, "doc", "status", "stored_at", "resolve_by", "department", "escalation"
+                    )
                     if doc is None:
                         raise AlertNotFound(alert_id)
                     current = current.decode()
@@ -239,7 +262,14 @@ class AlertStore:
                         **({"department": department} if department else {}),
                     }
                     alert = {**orjson.loads(doc), "status": to, "event": to}
+                    if dispatched:
+                        alert["dispatched_to"] = dispatched.decode()
+                    if escalation:
+                        alert["escalation"] = orjson.loads(escalation)
                     pipe.multi()
+                    accountability.follow_step(
+                        pipe, alert_id, alert, step, now, float(stored_at), float(resolve_by) if resolve_by else None
+                    )
                     pipe.hset(
                         key,
                         mapping={"status": to, "updated_at": now, **({"department": department} if department else {})},

@@ -35,6 +35,14 @@ cli = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+
+
+@cli.callback()
+def _read_settings() -> None:
+    """Each command reads the settings afresh (a test's runner calls many, each with its own environment)."""
+    get_settings.cache_clear()
+
+
 sources_cli = typer.Typer(help="Declared sensor sources.", no_args_is_help=True)
 cli.add_typer(sources_cli, name="sources")
 refdata_cli = typer.Typer(help="Reference data: sites, vehicles, zones, routes, areas, units.", no_args_is_help=True)

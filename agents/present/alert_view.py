@@ -55,9 +55,19 @@ class AlertView:
             "evidence": self.evidence(alert.get("evidence") or {}, alert.get("source", ""), language),
             "steps": self.steps(alert.get("status", "open"), w),
         }
+        if deadlines := alert.get("deadlines"):
+            out["deadlines"] = {k: self.clock.text(v) for k, v in deadlines.items()}
+        if escalation := alert.get("escalation"):
+            out["escalation"] = self.escalation(escalation, w)
         if "history" in alert:
             out["history"] = [self.step(h, alert.get("source", ""), w, language) for h in alert["history"]]
         return out
+
+    def escalation(self, escalation: dict, w: Wording) -> str:
+        """What an escalation says: to which level (and its area), for which missed deadlines."""
+        area = f" {escalation['area']}" if escalation.get("area") else ""
+        reasons = ", ".join(w.term("words", f"{r}_late") for r in escalation["reasons"])
+        return w.term("ui", "escalated", level=w.term("words", escalation["to"]), area=area, reasons=reasons)
 
     def steps(self, status: str, w: Wording) -> dict[str, str | None]:
         """Each lifecycle action: None where allowed from ``status``, else why not."""
@@ -85,6 +95,8 @@ class AlertView:
             "note": h.get("note", ""),
             "department": w.text["departments"].get(h.get("department", ""), h.get("department", "")),
         }
+        if escalation := h.get("escalation"):
+            out["note"] = self.escalation(escalation, w)
         if signal := h.get("signal"):
             out["signal"] = self.evidence(signal.get("evidence") or {}, source, language)
         return out

@@ -2,7 +2,9 @@
 
 viewer:
 - ``GET  /api/alerts?status=&kind=&area=&severity=&limit=`` newest first
-- ``GET  /api/alerts/{id}`` one alert with its history
+- ``GET  /api/alerts/{id}`` one alert with its history (and its ``deadlines`` and ``escalation``, where it has them)
+- ``GET  /api/departments`` per department: alerts acknowledged and closed, median and 90th percentile seconds
+  to each, overdue now, escalated so far (:mod:`agents.alerts.accountability`)
 
 Each alert served has a ``display``: its title, description, evidence, times and history as people read
 them, in ``?lang=`` (zh-CN or en; else the console session's, else ``WARDEN_LANGUAGE``), times in
@@ -122,6 +124,15 @@ class OneAlert(ApiView):
             return self.error(404, str(exc))
 
 
+class Departments(ApiView):
+    path = "/api/departments"
+
+    async def get(self, request: Request) -> Response:
+        if not isinstance(who := await self.allow(request, "viewer"), Caller):
+            return who
+        return self.json({"departments": await self.ctx.services().accountability.figures()})
+
+
 class Transition(ApiView):
     path = "/api/alerts/{alert_id}/{action}"
 
@@ -221,7 +232,7 @@ class AuditTrail(ApiView):
         return self.json({"entries": await self.ctx.services().audit.recent(limit)})
 
 
-VIEWS = (Alerts, OneAlert, Transition, SettingsView, Refdata, Models, ModelStep, AuditTrail)
+VIEWS = (Alerts, OneAlert, Departments, Transition, SettingsView, Refdata, Models, ModelStep, AuditTrail)
 
 
 def register(app: faust.App, settings: Settings, registry: Registry, services: Callable[[], Services | None]) -> None:

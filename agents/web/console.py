@@ -93,7 +93,7 @@ class ConsoleView(WardenView):
             "language": language,
             "timezone": self.ctx.settings.timezone,
             "utc_offset": clock.offset(),
-            "words": {k: words[k] for k in ("ui", "severity", "status", "actions", "departments", "fields")},
+            "words": {k: words[k] for k in ("ui", "words", "severity", "status", "actions", "departments", "fields")},
         }
 
 

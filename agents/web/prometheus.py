@@ -19,9 +19,13 @@ class WorkerCollector:
     """Reads a worker's state when Prometheus scrapes."""
 
     def __init__(
-        self, snapshot: Callable[[], dict], lag: Callable[[], dict[tuple[str, int], int]], problems: Callable[[], dict]
+        self,
+        snapshot: Callable[[], dict],
+        lag: Callable[[], dict[tuple[str, int], int]],
+        problems: Callable[[], dict],
+        departments: Callable[[], dict[str, dict]],
     ):
-        self.snapshot, self.lag, self.problems = snapshot, lag, problems
+        self.snapshot, self.lag, self.problems, self.departments = snapshot, lag, problems, departments
 
     def collect(self):
         snap = self.snapshot()
@@ -68,6 +72,28 @@ class WorkerCollector:
         for dependency in ("redis", "broker"):
             up.add_metric([dependency], 0.0 if dependency in problems else 1.0)
         yield up
+        yield from _department_families(self.departments())
+
+
+def _department_families(departments: dict[str, dict]):
+    """Accountability per department (from Redis: every worker reports the same figures)."""
+    overdue = GaugeMetricFamily(
+        "warden_department_overdue_alerts", "escalated alerts not yet closed", labels=["department"]
+    )
+    escalated = CounterMetricFamily("warden_department_escalations", "alerts escalated", labels=["department"])
+    spans = GaugeMetricFamily(
+        "warden_department_seconds",
+        "seconds from raised to acknowledged / closed, over the latest 1,000 of each",
+        labels=["department", "span", "quantile"],
+    )
+    for department, f in sorted(departments.items()):
+        overdue.add_metric([department], f["overdue"])
+        escalated.add_metric([department], f["escalated"])
+        for span in ("acknowledge", "close"):
+            for quantile, key in (("0.5", "median"), ("0.9", "p90")):
+                if (value := f[f"{span}_{key}_s"]) is not None:
+                    spans.add_metric([department, span, quantile], value)
+    yield from (overdue, escalated, spans)
 
 
 class WorkerPrometheus:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import defaultdict
 
 import faust
@@ -26,7 +27,8 @@ from faust.types import TP
 from agents.access.audit import Audit
 from agents.access.identity import Services
 from agents.access.sessions import Sessions
-from agents.access.tokens import TokenStore
+from agents.access.tokens import Identity, TokenStore
+from agents.alerts.accountability import Accountability
 from agents.alerts.delivery import Delivery
 from agents.alerts.manager import AlertManager
 from agents.alerts.store import AlertStore
@@ -59,6 +61,8 @@ from streams.registry import Registry, Source
 log = logging.getLogger("warden.worker")
 BROKER = "broker"  # its problem's name in /health
 BROKER_PING_S = 5.0
+ESCALATE_EVERY_S = 5.0
+ENGINE = Identity("engine", "engine")  # who the audit trail names for what the engine does itself
 
 
 class Worker:
@@ -83,8 +87,9 @@ class Worker:
         )
         self.metrics = WorkerMetrics()
         self.health = Health()
+        self.departments: dict[str, dict] = {}  # per-department figures, from Redis (the same on every worker)
         self.prometheus = WorkerPrometheus(
-            WorkerCollector(self.metrics.snapshot, self._lag, lambda: self.health.problems)
+            WorkerCollector(self.metrics.snapshot, self._lag, lambda: self.health.problems, lambda: self.departments)
         )
         self.metrics.on_latency = self.prometheus.latency.observe
         self.redis: aioredis.Redis | None = None
@@ -120,6 +125,7 @@ class Worker:
             ("learn_labels", refresh, lambda: self.alert_manager.learn_labels()),
             ("refresh_models", refresh, lambda: self.models.refresh()),
             ("trim_alerts", 3600.0, lambda: self.store.trim()),
+            ("escalate", ESCALATE_EVERY_S, self._escalate),
             ("export_labels", 10.0, lambda: self.archiver.export_labels()),
             ("prune_archive", 3600.0, lambda: self.archiver.prune()),
         ):
@@ -182,7 +188,10 @@ class Worker:
             archive=self.archiver.partition,
             model=self.models.get,
         )
-        self.services = Services(self.store, Sessions(self.redis), TokenStore(self.redis, s), Audit(self.redis, s))
+        self.accountability = Accountability(self.redis, s.alert_stream_maxlen)
+        self.services = Services(
+            self.store, Sessions(self.redis), TokenStore(self.redis, s), Audit(self.redis, s), self.accountability
+        )
         self.ready.set()
 
     async def stop(self) -> None:
@@ -251,6 +260,14 @@ class Worker:
 
         guarded.__name__ = name
         return guarded
+
+    async def _escalate(self) -> None:
+        """Escalate the alerts past their deadlines (each once, whichever worker gets there first), audited; then
+        refresh the per-department figures."""
+        for alert in await self.accountability.escalate_due(time.time()):
+            esc = alert["escalation"]
+            await self.services.audit.record(ENGINE, "alert.escalate", alert["id"], "engine", esc)
+        self.departments = await self.accountability.figures()
 
     async def _manage(self, signals: list[Signal]) -> None:
         """Merge and store a batch's signals, retrying (with back-off) while Redis is unavailable."""

@@ -13,6 +13,7 @@ document (see :mod:`state.refdata.store` for Redis). Every name a file may hold:
 ``vehicles.csv``       entity (GPS device id), plate, hazard_class, operator, routes, sites
 ``units.csv``          enforcement units: id, name, department, town, lon, lat
 ``departments.toml``   which department handles which alert kinds (default: shipped)
+``deadlines.toml``     how soon alerts must be acknowledged and resolved (default: shipped, see deadlines.py)
 ``holidays.toml``      public holidays and make-up working days (default: shipped, see state/holidays.py)
 =====================  ==========================================================
 
@@ -41,6 +42,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from shapely import STRtree
 from shapely.geometry import shape
 
+from state.refdata.deadlines import DeadlineError, Deadlines
 from state.refdata.holidays import HolidayError, RestDays
 from state.refdata.zones import ZoneError, Zones, metres
 
@@ -167,11 +169,13 @@ class RefData:
         departments: list[DepartmentRule],
         version: int = 0,
         rest_days: RestDays | None = None,
+        deadlines: Deadlines | None = None,
     ):
         self.doc, self.areas, self.zones, self.routes = doc, areas, zones, routes
         self.sites, self.vehicles, self.units, self.departments = sites, vehicles, units, departments
         self.version = version
         self.rest_days = rest_days if rest_days is not None else RestDays.shipped()
+        self.deadlines = deadlines if deadlines is not None else Deadlines.from_doc(None, "deadlines.toml")
         self.device_site = {m: s for s in sites.values() for m in s.meters}  # device id -> its Site
 
     # -- building -------------------------------------------------------------------------------
@@ -195,7 +199,7 @@ class RefData:
             path = folder / f"{name}.csv"
             if path.exists():
                 doc[name] = _read_csv(path)
-        for name in ("departments", "holidays"):
+        for name in ("departments", "holidays", "deadlines"):
             path = folder / f"{name}.toml"
             if path.exists():
                 try:
@@ -222,9 +226,10 @@ class RefData:
         departments = _departments(doc.get("departments"), where("departments.toml"))
         try:
             rest_days = RestDays.from_doc(doc["holidays"], where("holidays.toml")) if "holidays" in doc else None
-        except HolidayError as exc:
+            deadlines = Deadlines.from_doc(doc.get("deadlines"), where("deadlines.toml"))
+        except (HolidayError, DeadlineError) as exc:
             raise RefDataError(str(exc)) from None
-        ref = cls(doc, areas, zones, routes, sites, vehicles, units, departments, version, rest_days)
+        ref = cls(doc, areas, zones, routes, sites, vehicles, units, departments, version, rest_days, deadlines)
         ref._cross_check(where)
         return ref
 

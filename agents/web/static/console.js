@@ -261,7 +261,10 @@ function renderFeed() {
   const items = visibleAlerts().slice(0, 500).map((a) => {
     const li = el("li", { class: `sev-${a.severity}${a.id === state.selected ? " selected" : ""}`, "data-id": a.id });
     const d = a.display;
-    li.appendChild(el("div", { class: "kind" }, `${d.title} - ${a.entity}`));
+    const kind = el("div", { class: "kind" });
+    if (a.escalation) kind.appendChild(el("span", { class: "badge" }, `${t("escalated_badge")} ${term("words", a.escalation.to)}`));
+    kind.appendChild(document.createTextNode(`${d.title} - ${a.entity}`));
+    li.appendChild(kind);
     li.appendChild(el("div", { class: "meta" },
       `${d.severity} | ${d.status} | ${areaName(a) || t("no_area")} | ${t("times", { n: a.count })} | ${d.last_seen || d.ts}`));
     li.addEventListener("click", () => openAlert(a.id));
@@ -339,6 +342,8 @@ async function openAlert(id) {
   $("detail-description").textContent = d.description;
   $("detail-status").textContent = `${d.status} | ${t("severity")} ${d.severity}`;
   $("detail-status").className = `sev-${a.severity}`;
+  $("detail-escalation").hidden = !d.escalation;
+  $("detail-escalation").textContent = d.escalation || "";
   const reopen = (d.history || []).filter((h) => h.signal).pop();
   $("detail-reopened").hidden = !(a.reopened && reopen);
   if (reopen) {
@@ -348,6 +353,7 @@ async function openAlert(id) {
   fields($("detail-fields"), [
     ["id", a.id], ["source", a.source], ["first_seen", d.first_seen], ["last_seen", d.last_seen],
     ["signals", a.count], ["score", a.score], ["model", a.model], ["model_version", a.model_version],
+    ["acknowledge_by", d.deadlines && d.deadlines.acknowledge_by], ["resolve_by", d.deadlines && d.deadlines.resolve_by],
     ["area", d.area], ["departments", d.departments.join(", ")],
     ["proposed_action", a.action && [term("departments", a.action.department), d.action, a.action.unit_name || a.action.unit].filter(Boolean).join(": ")],
     ["dispatched_to", a.dispatched_to && term("departments", a.dispatched_to)]]);
