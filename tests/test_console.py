@@ -118,7 +118,13 @@ def test_console_login_live_alert_lifecycle_and_escaping(stack, tmp_path):
             expect(page.locator("#feed-state")).to_have_text("实时", timeout=30_000)
             expect(page.locator("#clock")).to_contain_text("北京时间")
             expect(page.locator("#clock")).to_contain_text("(UTC+08:00)")
-            expect(page.locator("#map .site").first).to_be_attached()
+            expect(page.locator("#map .site, #map .site-cluster").first).to_be_attached()
+            expect(page.locator("#map .area-label").first).to_be_attached()  # towns are named on the map
+            expect(page.locator(".legend")).to_contain_text("危化品车辆")
+            page.click("#zoom-in")
+            assert page.locator("#map").get_attribute("viewBox") != "0 0 1000 800"
+            page.click("#zoom-reset")
+            assert page.locator("#map").get_attribute("viewBox") == "0 0 1000 800"
 
             # a new alert arrives live, titled in the staff's language; a record's hostile text shows as text
             sent_at = time.time()
@@ -290,3 +296,16 @@ def test_the_live_feed_holds_on_a_quiet_stream_and_resumes_from_the_last_event(s
     assert lines.count(": keep-alive") >= 3 and "st-9" in next(x for x in lines if x.startswith("data:"))
     assert resumed == [": keep-alive", ""]  # nothing again from before the id it came back with
     assert "traceback" not in worker.log.read_text().lower()
+
+
+def test_without_reference_data_the_map_says_how_to_load_it(stack):
+    worker = stack.start_worker(WARDEN_API_TOKEN=TOKEN)
+    with sync_playwright() as pw:
+        browser = chromium(pw)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            log_in(page, f"http://127.0.0.1:{worker.port}/", TOKEN)
+            expect(page.locator("#map-message")).to_contain_text("warden refdata load", timeout=30_000)
+            assert page.locator("#map path").count() == 0
+        finally:
+            browser.close()

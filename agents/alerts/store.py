@@ -231,6 +231,17 @@ class AlertStore:
         # An alert expired between index and hash is skipped; trim() drops its index entries.
         return [alert for alert in map(_alert, rows) if alert is not None]
 
+    async def raised_since(self, since: float, limit: int = 100_000) -> list[dict]:
+        """Alerts raised (or re-opened) here since ``since``, oldest first, each with its ``raised_at`` (epoch s)."""
+        ids = await self.redis.zrangebyscore(IDX.format("time"), since, "+inf", start=0, num=limit, withscores=True)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for alert_id, _ in ids:
+                pipe.hmget(ALERT_KEY.format(alert_id.decode()), *_READ_FIELDS)
+            rows = await pipe.execute()
+        return [
+            {**alert, "raised_at": raised} for (_, raised), alert in zip(ids, map(_alert, rows)) if alert is not None
+        ]
+
     async def transition(
         self, alert_id: str, action: str, by: str, note: str = "", department: str | None = None
     ) -> dict:

@@ -13,7 +13,8 @@
   with ``Last-Event-ID``), each alert with its ``display`` in the session's language;
 - ``GET /console/map`` the reference data to draw (areas, zones, routes, sites);
 - ``GET /console/status`` header counters (records per source, open alerts, dead letters) and the
-  latest vehicle positions, from every worker (see :mod:`agents.worker.positions`);
+  latest vehicle positions (heading and hazard class where known), from every worker (see
+  :mod:`agents.worker.positions`);
 - ``GET /console/readings?source=&entity=&ts=`` an entity's readings around a time, from the replay logs.
 
 Everything that came from a record is inserted by the page as text, never as markup. Viewers get
@@ -61,6 +62,8 @@ SECURITY_HEADERS = {
 }
 ASSETS = {
     "/": ("console.html", "text/html"),
+    "/console/common.js": ("common.js", "application/javascript"),
+    "/console/map.js": ("map.js", "application/javascript"),
     "/console/app.js": ("console.js", "application/javascript"),
     "/console/app.css": ("console.css", "text/css"),
 }
@@ -221,7 +224,7 @@ class Status(ConsoleView):
     async def get(self, request: Request) -> Response:
         if (who := await self.session(request)) is None:
             return self.refused()
-        redis = self.ctx.services().store.redis
+        redis, ref = self.ctx.services().store.redis, self.ctx.refdata()
         snaps = await read_all(redis)
         records, dead = totals(snaps)
         async with redis.pipeline(transaction=False) as pipe:
@@ -234,7 +237,7 @@ class Status(ConsoleView):
                 "dead_letters": dead,
                 "workers": len(snaps),
                 "alerts": {"open": open_, "acknowledged": acked, "dispatched": dispatched},
-                "vehicles": [shown(v, who) for v in await vehicles.gather(redis, self.ctx.positions())],
+                "vehicles": [shown(_classed(v, ref), who) for v in await vehicles.gather(redis, self.ctx.positions())],
             }
         )
 
@@ -305,6 +308,12 @@ def register(
     for path in ASSETS:
         app.page(path)(asset_view(path))
     mount(app, VIEWS, web_context(settings, services, registry, refdata=refdata, positions=positions))
+
+
+def _classed(vehicle: dict, ref: RefData) -> dict:
+    """A vehicle's position with its hazard class (UN class of its goods; empty: not a hazardous-goods vehicle)."""
+    registered = ref.vehicles.get(vehicle["entity"])
+    return {**vehicle, "hazard_class": registered.hazard_class if registered else ""}
 
 
 def _readings(settings: Settings, entity_field: str, source: str, entity: str, field: str, ts: float) -> list:

@@ -2,62 +2,27 @@
 // Every string that came from a record is put in the page with textContent or setAttribute, never as markup.
 "use strict";
 
-const SVG = "http://www.w3.org/2000/svg";
-const state = { who: null, csrf: null, alerts: new Map(), selected: null, project: null, departments: [],
-                lastRecords: null, lastAt: 0, source: null, words: null, language: null };
-const $ = (id) => document.getElementById(id);
-
-function el(tag, attrs = {}, text = null, ns = null) {
-  const node = ns ? document.createElementNS(ns, tag) : document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, String(v));
-  if (text !== null) node.textContent = String(text);
-  return node;
-}
-
-async function call(method, url, body) {
-  const headers = { "Accept": "application/json" };
-  if (body !== undefined) headers["Content-Type"] = "application/json";
-  if (method !== "GET" && state.csrf) headers["X-CSRF-Token"] = state.csrf;
-  const resp = await fetch(url, { method, headers, credentials: "same-origin",
-                                  body: body === undefined ? undefined : JSON.stringify(body) });
-  let doc = {};
-  try { doc = await resp.json(); } catch (e) { doc = {}; }
-  if (!resp.ok) throw new Error(doc.error || `${resp.status} ${resp.statusText}`);
-  return doc;
-}
+const state = { who: null, alerts: new Map(), selected: null, project: null, departments: [],
+                lastRecords: null, lastAt: 0, source: null };
 
 // -- words: the session's language (zh-CN by default, en), from the server --------------------------------
 
-function t(key, values = {}) {
-  const word = (state.words && state.words.ui[key]) || key;
-  return word.replace(/\{(\w+)\}/g, (m, name) => (name in values ? String(values[name]) : m));
-}
-function term(section, key) { return (state.words && state.words[section][key]) || key; }
-
 function applyWords() {
-  document.documentElement.lang = state.language;
   document.title = t("app");
-  for (const node of document.querySelectorAll("[data-ui]")) node.textContent = t(node.dataset.ui);
-  for (const node of document.querySelectorAll("[data-ui-label]")) node.setAttribute("aria-label", t(node.dataset.uiLabel));
   for (const button of document.querySelectorAll(".actions button")) button.textContent = term("actions", button.dataset.action);
   for (const [id, section] of [["filter-severity", "severity"], ["filter-status", "status"]]) {
     const select = $(id);
-    for (const [key, word] of Object.entries(state.words[section])) select.appendChild(el("option", { value: key }, word));
+    for (const [key, word] of Object.entries(session.words[section])) select.appendChild(el("option", { value: key }, word));
   }
 }
 
-function tickClock() {
-  // Swedish dates are ISO-ordered: the same "YYYY-MM-DD hh:mm:ss" as every time the server writes.
-  const now = new Date().toLocaleString("sv-SE", { timeZone: state.timezone });
-  $("clock").textContent = `${t("time_zone")} ${now} (${state.utcOffset})`;
-}
+function tickClock() { $("clock").textContent = `${t("time_zone")} ${localNow()} (${session.utcOffset})`; }
 
 // -- login ------------------------------------------------------------------------------------
 
 async function start() {
   try {
-    const session = await call("GET", "/console/session");
-    enter(session);
+    enter(await call("GET", "/console/session"));
   } catch (e) {
     $("login").hidden = false;
   }
@@ -69,9 +34,9 @@ $("login-form").addEventListener("submit", async (event) => {
   try {
     const body = { name: $("login-name").value, token: $("login-token").value };
     if ($("login-language").value) body.language = $("login-language").value;
-    const session = await call("POST", "/console/login", body);
+    const opened = await call("POST", "/console/login", body);
     $("login-token").value = "";
-    enter(session);
+    enter(opened);
   } catch (e) {
     $("login-error").textContent = e.message;
   }
@@ -83,23 +48,19 @@ $("logout").addEventListener("click", async () => {
 
 $("language").addEventListener("click", async () => {
   try {
-    await call("POST", "/console/language", { language: state.language === "zh-CN" ? "en" : "zh-CN" });
+    await call("POST", "/console/language", { language: session.language === "zh-CN" ? "en" : "zh-CN" });
   } finally { location.reload(); }
 });
 
-function enter(session) {
-  state.who = session.who;
-  state.csrf = session.csrf;
-  state.words = session.words;
-  state.language = session.language;
-  state.timezone = session.timezone;
-  state.utcOffset = session.utc_offset;
+function enter(s) {
+  state.who = s.who;
+  useSession(s);
   applyWords();
   tickClock();
   setInterval(tickClock, 1000);
-  $("who").textContent = session.who;
-  $("role").textContent = session.role;
-  const viewer = session.role === "viewer";
+  $("who").textContent = s.who;
+  $("role").textContent = s.role;
+  const viewer = s.role === "viewer";
   $("viewer-note").hidden = !viewer;
   for (const control of document.querySelectorAll(".actions button, .actions select")) control.hidden = viewer;
   $("login").hidden = true;
@@ -111,68 +72,22 @@ function enter(session) {
 
 // -- map --------------------------------------------------------------------------------------
 
-function rings(geometry) {
-  if (!geometry) return [];
-  const c = geometry.coordinates;
-  switch (geometry.type) {
-    case "Polygon": return c;
-    case "MultiPolygon": return c.flat();
-    case "LineString": return [c];
-    case "MultiLineString": return c;
-    default: return [];
-  }
-}
-
-function features(collection) { return (collection && collection.features) || []; }
-
 async function loadMap() {
   const map = await call("GET", "/console/map");
   state.departments = map.departments;
   const select = $("dispatch-to");
   select.replaceChildren(...map.departments.map((d) => el("option", { value: d }, term("departments", d))));
-  const points = [];
-  for (const f of [...features(map.areas), ...features(map.zones), ...features(map.routes)]) {
-    for (const ring of rings(f.geometry)) points.push(...ring);
-  }
-  for (const s of map.sites) points.push([s.lon, s.lat]);
-  if (!points.length) { state.project = null; return; }
-  const lons = points.map((p) => p[0]), lats = points.map((p) => p[1]);
-  const [x0, x1, y0, y1] = [Math.min(...lons), Math.max(...lons), Math.min(...lats), Math.max(...lats)];
-  const k = Math.cos(((y0 + y1) / 2) * Math.PI / 180);
-  const scale = Math.min(960 / Math.max((x1 - x0) * k, 1e-9), 760 / Math.max(y1 - y0, 1e-9));
-  state.project = (lon, lat) => [20 + (lon - x0) * k * scale, 780 - (lat - y0) * scale];
   const svg = $("map");
-  svg.replaceChildren();
-  const layer = (name) => { const g = el("g", { class: `layer-${name}` }, null, SVG); svg.appendChild(g); return g; };
-  const path = (geometry, closed) => rings(geometry).map((ring) =>
-    "M" + ring.map(([lon, lat]) => state.project(lon, lat).map((v) => v.toFixed(1)).join(",")).join("L") + (closed ? "Z" : "")).join("");
-  const areas = layer("areas"), zones = layer("zones"), routes = layer("routes"), sites = layer("sites");
-  for (const f of features(map.areas)) {
-    const level = (f.properties && f.properties.level) || "";
-    const p = el("path", { d: path(f.geometry, true), class: `area ${level}` }, null, SVG);
-    p.appendChild(el("title", {}, `${level} ${(f.properties && f.properties.name) || ""}`, SVG));
-    areas.appendChild(p);
-  }
-  for (const f of features(map.zones)) {
-    const p = el("path", { d: path(f.geometry, true), class: "zone" }, null, SVG);
-    p.appendChild(el("title", {}, `zone ${(f.properties && (f.properties.name || f.properties.id)) || ""}`, SVG));
-    zones.appendChild(p);
-  }
-  for (const f of features(map.routes)) {
-    const p = el("path", { d: path(f.geometry, false), class: "route" }, null, SVG);
-    p.appendChild(el("title", {}, `route ${(f.properties && (f.properties.name || f.properties.id)) || ""}`, SVG));
-    routes.appendChild(p);
-  }
-  for (const s of map.sites) {
-    const [x, y] = state.project(s.lon, s.lat);
-    const r = el("rect", { x: x - 2.5, y: y - 2.5, width: 5, height: 5, class: `site ${s.status}` }, null, SVG);
-    r.appendChild(el("title", {}, `${s.name || s.id} (${s.category}, ${s.status})`, SVG));
-    sites.appendChild(r);
-  }
-  layer("vehicles");
-  layer("alerts");
+  state.project = drawCityMap(svg, map, $("map-message"));
+  for (const name of ["vehicles", "alerts"]) svg.appendChild(el("g", { class: `layer-${name}` }, null, SVG));
 }
 
+$("zoom-in").addEventListener("click", () => $("map").zoomBy(1.5));
+$("zoom-out").addEventListener("click", () => $("map").zoomBy(1 / 1.5));
+$("zoom-reset").addEventListener("click", () => $("map").resetZoom());
+
+// An alert is a dot coloured by severity (larger when selected); a grouped incident (one alert for several
+// entities) is one ringed marker with its count.
 function drawAlertMarkers() {
   const g = document.querySelector("#map .layer-alerts");
   if (!g || !state.project) return;
@@ -180,22 +95,29 @@ function drawAlertMarkers() {
   for (const a of visibleAlerts()) {
     if (!a.location) continue;
     const [x, y] = state.project(a.location.lon, a.location.lat);
-    const c = el("circle", { cx: x, cy: y, r: a.id === state.selected ? 8 : 5, class: `alert sev-${a.severity}`,
-                             "data-id": a.id }, null, SVG);
-    c.appendChild(el("title", {}, `${a.display.title}: ${a.entity}`, SVG));
-    c.addEventListener("click", () => openAlert(a.id));
-    g.appendChild(c);
+    const members = (a.members || []).length;
+    const marker = el("g", { class: `alert sev-${a.severity}${members > 1 ? " grouped" : ""}`, "data-id": a.id }, null, SVG);
+    marker.appendChild(el("circle", { cx: x, cy: y, r: (a.id === state.selected ? 8 : 5) + (members > 1 ? 3 : 0) }, null, SVG));
+    if (members > 1) marker.appendChild(el("text", { x, y: y + 3 }, members, SVG));
+    marker.appendChild(el("title", {}, `${a.display.title}: ${a.entity}${members > 1 ? ` (${members})` : ""}`, SVG));
+    marker.addEventListener("click", () => openAlert(a.id));
+    g.appendChild(marker);
   }
 }
 
+// A vehicle is a triangle pointing where it heads (a dot when the heading is unknown); hazardous-goods
+// vehicles in orange, their class on hover.
 function drawVehicles(vehicles) {
   const g = document.querySelector("#map .layer-vehicles");
   if (!g || !state.project) return;
   g.replaceChildren(...vehicles.slice(0, 5000).map((v) => {
     const [x, y] = state.project(v.lon, v.lat);
-    const c = el("circle", { cx: x, cy: y, r: 2, class: "vehicle" }, null, SVG);
-    c.appendChild(el("title", {}, v.entity, SVG));
-    return c;
+    const cls = `vehicle${v.hazard_class ? " hazmat" : ""}`;
+    const mark = typeof v.heading === "number"
+      ? el("path", { d: "M0,-5L3.5,4L-3.5,4Z", transform: `translate(${x.toFixed(1)},${y.toFixed(1)}) rotate(${v.heading})`, class: cls }, null, SVG)
+      : el("circle", { cx: x, cy: y, r: 2, class: cls }, null, SVG);
+    mark.appendChild(el("title", {}, v.hazard_class ? `${v.entity} (${t("legend_hazmat")} ${v.hazard_class})` : v.entity, SVG));
+    return mark;
   }));
 }
 
