@@ -161,6 +161,7 @@ class Settings(BaseSettings):
     archive_max_bytes: int = Field(50 * 2**30, gt=0, description="oldest segments go first beyond this size")
     archive_zstd_level: int = Field(1, ge=1, le=22, description="1 compresses city records as well as 3, faster")
     models_dir: Path | None = Field(None, description="model version files (default: <data_dir>/models)")
+    reports_dir: Path | None = Field(None, description="daily reports (default: <data_dir>/reports)")
 
     # Consumer group timing (shortened automatically for the embedded broker).
     session_timeout_s: float = 30.0
@@ -274,6 +275,10 @@ class Settings(BaseSettings):
     @property
     def models_path(self) -> Path:
         return self.models_dir or self.data_dir / "models"
+
+    @property
+    def reports_path(self) -> Path:
+        return self.reports_dir or self.data_dir / "reports"
 
     @property
     def faust_broker(self) -> str:

@@ -142,6 +142,14 @@ class Accountability:
                 except WatchError:
                     continue  # a staff step or another worker got there first: look again
 
+    async def median_s(self, span: str) -> float | None:
+        """The median seconds from raised to ``span`` (acknowledge or close) over every department's latest."""
+        departments = [d.decode() for d in await self.redis.smembers(DEPARTMENTS)]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for d in departments:
+                pipe.lrange(DURATIONS.format(d, span), 0, -1)
+            return _median(await pipe.execute())
+
     async def figures(self) -> dict[str, dict]:
         """Per department: alerts acknowledged and closed (``*_count``, of the latest 1,000 each), the median
         and 90th percentile seconds from raised to each, alerts overdue now, escalations so far."""
@@ -162,6 +170,11 @@ class Accountability:
                 "escalated": int(escalations.get(d.encode(), 0)),
             }
         return out
+
+
+def _median(lists: list[list[bytes]]) -> float | None:
+    values = [float(v) for raw in lists for v in raw]
+    return statistics.median(values) if values else None
 
 
 def _spread(span: str, raw: list[bytes]) -> dict:

@@ -280,6 +280,51 @@ def alerts_false_positive(alert_id: str, by: str = BY, note: str = NOTE) -> None
 
 
 @cli.command()
+def report(
+    day: str = typer.Option(None, help="the local day, YYYY-MM-DD (default: today in WARDEN_TIMEZONE)"),
+    out: Path = typer.Option(None, help="folder to write to (default: WARDEN_REPORTS_DIR, <data_dir>/reports)"),
+    pdf: bool = typer.Option(True, "--pdf/--no-pdf", help="also print it to PDF with headless Chromium"),
+    personal: bool = PERSONAL,
+    language: str = LANGUAGE,
+) -> None:
+    """Write the day's report: counts, trends, top places and kinds, late departments, notable incidents with
+    their evidence, enforcement advice (self-contained HTML, and a PDF)."""
+    from datetime import date, datetime
+
+    from agents.alerts.accountability import Accountability
+    from agents.alerts.store import AlertStore
+    from agents.present import report as daily
+    from state.refdata import store as refstore
+
+    settings = get_settings()
+    view, language = alert_view(language)
+    try:
+        the_day = date.fromisoformat(day) if day else datetime.now(view.clock.zone).date()
+    except ValueError:
+        fail(f"--day: {day!r} is not a date (YYYY-MM-DD)")
+    start, _ = daily.day_bounds(the_day, view)
+
+    async def gather(r):
+        alerts = await AlertStore(r, settings).raised_since(start - daily.TREND_DAYS * 86_400)
+        return alerts, await Accountability(r, settings.alert_stream_maxlen).figures(), await refstore.load(r)
+
+    alerts, figures, ref = with_redis(gather)
+    alerts = alerts if personal else [mask_alert(a) for a in alerts]
+    folder = out or settings.reports_path
+    folder.mkdir(parents=True, exist_ok=True)
+    html = folder / f"report-{the_day.isoformat()}.html"
+    built = daily.build(alerts, the_day, view, ref, language, figures)
+    html.write_text(daily.render(built), encoding="utf-8")
+    console.print(f"{html}: {built['raised']} alerts raised on {the_day}", highlight=False)
+    if pdf:
+        try:
+            daily.print_pdf(html, html.with_suffix(".pdf"))
+        except RuntimeError as exc:
+            fail(str(exc))
+        console.print(f"{html.with_suffix('.pdf')}", highlight=False)
+
+
+@cli.command()
 def up() -> None:
     """Run the embedded broker and Redis in the foreground and print their URLs."""
     from agents.embedded.stack import embedded_stack

@@ -15,7 +15,10 @@
 - ``GET /console/status`` header counters (records per source, open alerts, dead letters) and the
   latest vehicle positions (heading and hazard class where known), from every worker (see
   :mod:`agents.worker.positions`);
-- ``GET /console/readings?source=&entity=&ts=`` an entity's readings around a time, from the replay logs.
+- ``GET /console/readings?source=&entity=&ts=`` an entity's readings around a time, from the replay logs;
+- ``GET /cockpit`` the leaders' wall screen (1920x1080), fed by ``GET /console/cockpit?kind=``: the city's state
+  (:mod:`agents.present.summary`), the median time to close, enforcement advice for a kind
+  (:mod:`agents.present.advice`), the latest daily reports, served at ``GET /console/reports/{name}``.
 
 Everything that came from a record is inserted by the page as text, never as markup. Viewers get
 personal data masked (plates, dwellings, person counts) in the feed and the vehicle layer.
@@ -25,6 +28,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
+import time
 from collections.abc import Callable
 from importlib.resources import files
 
@@ -38,7 +43,9 @@ from agents.access.identity import Caller, Services, caller
 from agents.access.sessions import COOKIE, TTL_S
 from agents.access.tokens import BOOTSTRAP_NAME
 from agents.alerts.store import ALERT_STREAM, IDX
+from agents.present.advice import concentrations
 from agents.present.local_time import LocalClock
+from agents.present.summary import summarise
 from agents.present.wording import LANGUAGES, Wording
 from agents.web.api import shown
 from agents.web.views import WardenView, mount, web_context
@@ -62,11 +69,17 @@ SECURITY_HEADERS = {
 }
 ASSETS = {
     "/": ("console.html", "text/html"),
+    "/cockpit": ("cockpit.html", "text/html"),
+    "/console/cockpit.js": ("cockpit.js", "application/javascript"),
+    "/console/cockpit.css": ("cockpit.css", "text/css"),
     "/console/common.js": ("common.js", "application/javascript"),
     "/console/map.js": ("map.js", "application/javascript"),
     "/console/app.js": ("console.js", "application/javascript"),
     "/console/app.css": ("console.css", "text/css"),
 }
+REPORT_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'none'"
+REPORT_NAME = re.compile(r"report-\d{4}-\d{2}-\d{2}\.(html|pdf)")
+COCKPIT_DAYS = 30
 FEED_BACKLOG = 200
 log = logging.getLogger("warden.console")
 READINGS_BEFORE_S, READINGS_AFTER_S, MAX_POINTS = 3 * 3600, 3600, 600
@@ -279,7 +292,45 @@ class Events(ConsoleView):
         )
 
 
-VIEWS = (Login, Logout, Session, Language, Map, Status, Readings, Events)
+class Cockpit(ConsoleView):
+    path = "/console/cockpit"
+
+    async def get(self, request: Request) -> Response:
+        if (who := await self.session(request)) is None:
+            return self.refused()
+        services, now = self.ctx.services(), time.time()
+        alerts = [shown(a, who) for a in await services.store.raised_since(now - (COCKPIT_DAYS + 1) * 86_400)]
+        clock, language = LocalClock(self.ctx.settings.timezone), self.language(request, who)
+        summary = await asyncio.to_thread(summarise, alerts, now, clock, COCKPIT_DAYS)
+        kind = request.query.get("kind") or next(iter(summary["trend"]), None)
+        advice = concentrations(alerts, kind, self.ctx.refdata(), clock) if kind else None
+        words = Wording.of(language)
+        kinds = sorted({a["kind"] for a in alerts})
+        return self.json(
+            {
+                "summary": summary,
+                "close_median_s": await services.accountability.median_s("close"),
+                "advice": advice,
+                "titles": {k: words.title(k) for k in kinds},
+                "reports": _reports(self.ctx.settings)[:7],
+            }
+        )
+
+
+class Report(ConsoleView):
+    path = "/console/reports/{name}"
+
+    async def get(self, request: Request, name: str) -> Response:
+        if await self.session(request) is None:
+            return self.refused()
+        if name not in _reports(self.ctx.settings):
+            return self.error(404, f"no report {name!r}")
+        body = (self.ctx.settings.reports_path / name).read_bytes()
+        ctype = "application/pdf" if name.endswith(".pdf") else "text/html"
+        return self.bytes(body, content_type=ctype, headers={**SECURITY_HEADERS, "Content-Security-Policy": REPORT_CSP})
+
+
+VIEWS = (Login, Logout, Session, Language, Map, Status, Readings, Events, Cockpit, Report)
 
 
 def register(
@@ -308,6 +359,14 @@ def register(
     for path in ASSETS:
         app.page(path)(asset_view(path))
     mount(app, VIEWS, web_context(settings, services, registry, refdata=refdata, positions=positions))
+
+
+def _reports(settings: Settings) -> list[str]:
+    """The daily reports written so far (``warden report``), newest first."""
+    folder = settings.reports_path
+    if not folder.is_dir():
+        return []
+    return sorted((p.name for p in folder.iterdir() if REPORT_NAME.fullmatch(p.name)), reverse=True)
 
 
 def _classed(vehicle: dict, ref: RefData) -> dict:
