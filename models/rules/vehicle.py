@@ -273,16 +273,19 @@ class Vehicle(Detector):
         st["lost"][r] = 0.0  # a record: the signal is back
         prev_ts = np.where(seq.first, fx.prior_ts, np.roll(ts, 1))
         prev_speed = seq.previous(speed, st["prev_speed"])
+        prev_lon, prev_lat = seq.previous(fx.lon, st["prev_lon"]), seq.previous(fx.lat, st["prev_lat"])
         with np.errstate(invalid="ignore"):
             lost = (ts - prev_ts > sp.signal_lost_s) & (prev_speed >= sp.lost_moving_kmh) & ~was_lost
         if "signal_lost_moving" in sp.hazardous_only:
             lost &= fx.hazmat
         return [
-            self._lost(batch.entities[order[i]], float(prev_ts[i]), float(prev_speed[i]))
+            self._lost(batch.entities[order[i]], float(prev_ts[i]), float(prev_speed[i]), prev_lon[i], prev_lat[i])
             for i in np.flatnonzero(lost).tolist()
         ]
 
-    def _lost(self, entity: str, last_seen: float, speed: float) -> Signal:
+    def _lost(self, entity: str, last_seen: float, speed: float, lon: float, lat: float) -> Signal:
+        """``signal_lost_moving``, with where the vehicle was last seen (its place on the map)."""
+        where = {"lon": float(lon), "lat": float(lat)} if np.isfinite(lon) and np.isfinite(lat) else {}
         return Signal.new(
             source=self.source.name,
             kind="signal_lost_moving",
@@ -293,7 +296,7 @@ class Vehicle(Detector):
             score=0.7,
             severity="major",
             model=MODEL,
-            evidence={"last_seen": last_seen, "last_speed": speed},
+            evidence={"last_seen": last_seen, "last_speed": speed, **where},
         )
 
     def _dwell(self, fx: Fixes) -> list[Signal]:
@@ -488,6 +491,7 @@ class Vehicle(Detector):
         n = len(state)
         last_ts, lost = state.store["last_ts"][:n], state.store["vehicle.lost"][:n]
         speed = state.store["last"][:n, self.speed_i]
+        lon, lat = (state.store["last"][:n, state.numeric.index(c)] for c in ("lon", "lat"))
         quiet = np.flatnonzero(
             (now - last_ts > self.settings.signal_lost_s) & (speed >= self.settings.lost_moving_kmh) & (lost == 0)
         )
@@ -497,7 +501,10 @@ class Vehicle(Detector):
         lost[quiet] = 1.0
         if "signal_lost_moving" in self.settings.hazardous_only and len(quiet):
             quiet = quiet[self._hazmat(quiet, state)]
-        return [self._lost(state.slots.entities[q], float(last_ts[q]), float(speed[q])) for q in quiet.tolist()]
+        return [
+            self._lost(state.slots.entities[q], float(last_ts[q]), float(speed[q]), lon[q], lat[q])
+            for q in quiet.tolist()
+        ]
 
     def _alert(
         self, kind: str, batch: Batch, i: int, window_start: float, evidence: dict, severity: str | None = None
