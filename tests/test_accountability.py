@@ -14,18 +14,14 @@ from playwright.sync_api import expect, sync_playwright
 from typer.testing import CliRunner
 
 from agents.alerts.accountability import DUE, Accountability
-from agents.alerts.manager import AlertManager
-from agents.alerts.store import ALERT_STREAM, AlertStore
+from agents.alerts.store import ALERT_STREAM
 from agents.cli.app import cli
 from agents.present.alert_view import AlertView
 from models.catalog import load_sources
-from models.incidents import QuietPeriods
 from settings import Settings
-from state.refdata import store as refstore
 from state.refdata.reference import RefData, RefDataError
-from state.refdata.store import RefCache
 from tests.conftest import run, wait_until
-from tests.test_alerts import TS, FlakyReceiver, _signal
+from tests.test_alerts import TS, FlakyReceiver, _signal, alert_desk
 from tests.test_console import chromium, log_in
 from tests.test_worker_integration import _send
 
@@ -38,16 +34,8 @@ def test_escalation_once_per_missed_deadline_then_figures_per_department(redis_u
     (folder / "deadlines.toml").write_text(QUICK)
 
     async def scenario():
-        import redis.asyncio as aioredis
-
-        r = aioredis.Redis.from_url(redis_url)
-        settings = Settings(redis_url=redis_url)
-        await refstore.save(r, RefData.load_dir(folder))
-        cache = RefCache(r)
-        await cache.refresh()
-        store = AlertStore(r, settings)
-        manager = AlertManager(store, cache, QuietPeriods({"*": 1800.0}))
-        station = next(s for s in cache.current.sites.values() if s.category == "air_station").meters[0]
+        r, store, manager, stations = await alert_desk(redis_url, folder)
+        settings, station = Settings(redis_url=redis_url), stations[0]
         raised = time.time()
         [opened] = await manager.handle([_signal(station, TS)])
         alert = await store.get(opened.id)

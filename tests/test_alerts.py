@@ -5,10 +5,12 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
+from pathlib import Path
 
 import orjson
 import pytest
 import redis
+import redis.asyncio as aioredis
 from aiohttp import web
 from cases import instant_signal
 from typer.testing import CliRunner
@@ -129,18 +131,25 @@ def test_reference_data_errors_name_file_line_and_field(city, tmp_path):
 # -- merging and lifecycle (real Redis) ------------------------------------------------------------
 
 
+async def alert_desk(
+    redis_url: str, city: Path, quiet_s: float = 1800.0
+) -> tuple[aioredis.Redis, AlertStore, AlertManager, list[str]]:
+    """A Redis client, an alert store and manager (every kind quiet for ``quiet_s``) over ``city``'s reference
+    data (stored), and its air stations."""
+    r = aioredis.Redis.from_url(redis_url)
+    await refstore.save(r, RefData.load_dir(city))
+    cache = RefCache(r)
+    await cache.refresh()
+    store = AlertStore(r, Settings(redis_url=redis_url))
+    manager = AlertManager(store, cache, QuietPeriods({"*": quiet_s}))
+    stations = [s.meters[0] for s in cache.current.sites.values() if s.category == "air_station"]
+    return r, store, manager, stations
+
+
 def test_duplicates_merge_lifecycle_refuses_illegal_steps_and_recurrence_reopens(redis_url, city):
     async def scenario():
-        import redis.asyncio as aioredis
-
-        r = aioredis.Redis.from_url(redis_url)
-        settings = Settings(redis_url=redis_url)
-        await refstore.save(r, RefData.load_dir(city))
-        cache = RefCache(r)
-        await cache.refresh()
-        store = AlertStore(r, settings)
-        manager = AlertManager(store, cache, QuietPeriods({"*": 1800.0}))
-        station = next(s for s in cache.current.sites.values() if s.category == "air_station").meters[0]
+        r, store, manager, stations = await alert_desk(redis_url, city)
+        settings, station = Settings(redis_url=redis_url), stations[0]
 
         burst = [_signal(station, TS + 60 * i, score=0.5 + i / 100) for i in range(12)]
         for signal in burst:
@@ -219,15 +228,9 @@ def test_a_regional_episode_is_one_alert_listing_its_stations_and_a_recovery_end
 
     async def scenario():
         import msgspec
-        import redis.asyncio as aioredis
 
-        r = aioredis.Redis.from_url(redis_url)
-        await refstore.save(r, RefData.load_dir(city))
-        cache = RefCache(r)
-        await cache.refresh()
-        store = AlertStore(r, Settings(redis_url=redis_url))
-        manager = AlertManager(store, cache, QuietPeriods({"*": 7200.0}))
-        stations = [s.meters[0] for s in cache.current.sites.values() if s.category == "air_station"][:3]
+        r, store, manager, stations = await alert_desk(redis_url, city, quiet_s=7200.0)
+        stations = stations[:3]
 
         def polluted(entity: str, t: float) -> Signal:
             signal = _signal(entity, t, kind="aqi_polluted")

@@ -11,37 +11,22 @@ import pytest
 from playwright.sync_api import expect, sync_playwright
 from typer.testing import CliRunner
 
-from agents.alerts.manager import AlertManager
-from agents.alerts.store import AlertStore
 from agents.cli.app import cli
-from models.incidents import QuietPeriods
-from settings import Settings
-from state.refdata import store as refstore
 from state.refdata.reference import RefData
-from state.refdata.store import RefCache
 from tests.conftest import run, wait_until
-from tests.test_alerts import TS, _signal
+from tests.test_alerts import TS, _signal, alert_desk
 from tests.test_console import chromium, log_in
 from tests.test_worker_integration import _send
 
 TOKEN = "cockpit-test-token-77f"
 
 
-async def _raise(redis_url: str, city, kinds: dict[str, int]) -> list[str]:
-    """Raise ``n`` alerts of each kind, each at its own air station; returns the stations."""
-    import redis.asyncio as aioredis
-
-    r = aioredis.Redis.from_url(redis_url)
-    await refstore.save(r, RefData.load_dir(city))
-    cache = RefCache(r)
-    await cache.refresh()
-    manager = AlertManager(AlertStore(r, Settings(redis_url=redis_url)), cache, QuietPeriods({"*": 1800.0}))
-    stations = [s.meters[0] for s in cache.current.sites.values() if s.category == "air_station"]
-    used = iter(stations)
-    for kind, n in kinds.items():
-        await manager.handle([_signal(next(used), TS + i, kind=kind) for i in range(n)])
+async def _raise(redis_url: str, city, kinds: dict[str, int]) -> None:
+    """Raise ``n`` alerts of each kind, each kind at its own air station."""
+    r, _, manager, stations = await alert_desk(redis_url, city)
+    for (kind, n), station in zip(kinds.items(), stations):
+        await manager.handle([_signal(station, TS + i, kind=kind) for i in range(n)])
     await r.aclose()
-    return stations
 
 
 def test_the_daily_report_in_html_and_pdf(redis_url, city, tmp_path):

@@ -16,7 +16,9 @@ import tomllib
 from fnmatch import fnmatchcase
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from state.refdata.rule_tables import rules_of
 
 DEFAULT_DEADLINES = Path(__file__).resolve().parent / "data" / "deadlines.toml"
 
@@ -55,14 +57,10 @@ class Deadlines:
         """Validate a parsed deadlines.toml (None: the shipped default)."""
         if doc is None:
             doc = tomllib.loads(DEFAULT_DEADLINES.read_text())
-        rules = []
-        for k, rule in enumerate(doc.get("rules", [])):
-            try:
-                rules.append(DeadlineRule.model_validate(rule))
-            except ValidationError as exc:
-                err = exc.errors()[0]
-                where = ".".join(map(str, err["loc"]))
-                raise DeadlineError(f"{origin}: rules[{k}]{': ' + where if where else ''}: {err['msg']}") from None
+        try:
+            rules = rules_of(DeadlineRule, doc, origin)
+        except ValueError as exc:
+            raise DeadlineError(str(exc)) from None
         if not rules or not rules[-1].matches("any_kind", "any_severity"):
             raise DeadlineError(f"{origin}: the last rule must match every kind and severity (a default)")
         return cls(rules)

@@ -44,6 +44,7 @@ from shapely.geometry import shape
 
 from state.refdata.deadlines import DeadlineError, Deadlines
 from state.refdata.holidays import HolidayError, RestDays
+from state.refdata.rule_tables import rules_of
 from state.refdata.zones import ZoneError, Zones, metres
 
 LEVELS = ("city", "county", "town")
@@ -396,11 +397,7 @@ def _routes(doc: dict | None, origin: str) -> dict[str, dict]:
 def _departments(doc: dict | None, origin: str) -> list[DepartmentRule]:
     if doc is None:
         doc = tomllib.loads(DEFAULT_DEPARTMENTS.read_text())
-    rules = []
-    for k, rule in enumerate(doc.get("rules", [])):
-        try:
-            rules.append(DepartmentRule.model_validate(rule))
-        except ValidationError as exc:
-            err = exc.errors()[0]
-            raise RefDataError(f"{origin}: rules[{k}]: {'.'.join(map(str, err['loc']))}: {err['msg']}") from None
-    return rules
+    try:
+        return rules_of(DepartmentRule, doc, origin)
+    except ValueError as exc:
+        raise RefDataError(str(exc)) from None
