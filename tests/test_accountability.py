@@ -127,6 +127,9 @@ def test_a_worker_escalates_audits_notifies_and_reports_per_department(stack, ci
             item.click()
             expect(page.locator("#detail-escalation")).to_contain_text("已升级至市级")
             expect(page.locator("#detail-escalation")).to_contain_text("超时未确认, 超时未办结")
+            page.goto(f"http://127.0.0.1:{worker.port}/cockpit")  # and the leaders see it overdue
+            expect(page.locator("#kpi-overdue")).to_have_text("1", timeout=30_000)
+            expect(page.locator("#departments tbody tr").first.locator("td.late")).to_have_text("1")
         finally:
             browser.close()
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -382,6 +385,8 @@ def test_worker_merges_routes_delivers_to_a_flaky_webhook_and_serves_the_api(sta
     assert {(a["display"]["title"], a["display"]["first_seen"]) for a in shown_cli} == {
         ("PM2.5超过限值", "2026-01-01 08:00:00")  # TS, local
     }
+    status, err = call(f"/api/alerts/{aid}/dispatch", {"by": "wang.fang", "department": "agriculture"})
+    assert status == 400 and "no department 'agriculture'" in err["error"]  # a typo is not a department
     assert call(f"/api/alerts/{aid}/false-positive", {"by": "wang.fang", "note": "calibration"})[0] == 200
     status, err = call(f"/api/alerts/{aid}/resolve", {"by": "wang.fang"})
     assert status == 409 and "cannot resolve an alert that is false_positive" in err["error"]
@@ -444,3 +449,37 @@ def test_staff_marks_lower_the_severity_of_kinds_they_reject_but_never_of_limit_
         await r.aclose()
 
     run(scenario())
+
+
+def test_the_cli_refuses_unknown_filters_and_departments_and_pipes_whole_lines(redis_url, city):
+    async def raise_one() -> str:
+        r, _, manager, stations = await alert_desk(redis_url, city)
+        [alert] = await manager.handle([_signal(stations[0], TS)])
+        await r.aclose()
+        return alert.id
+
+    aid = run(raise_one())
+    env = {"WARDEN_REDIS_URL": redis_url}
+    cli_run = lambda *args: CliRunner().invoke(cli, list(args), env=env)  # noqa: E731
+    bogus = cli_run("alerts", "list", "--severity", "bogus")
+    assert bogus.exit_code == 2 and "bogus" in bogus.output
+    unknown = cli_run("alerts", "list", "--kind", "pm25_over_limt")
+    assert (
+        unknown.exit_code == 2 and "no alert has kind 'pm25_over_limt'; with alerts: pm25_over_limit" in unknown.output
+    )
+    nowhere = cli_run("alerts", "dispatch", aid, "--to", "agriculture", "--by", "li.wei")
+    assert nowhere.exit_code == 2 and "no department 'agriculture'" in nowhere.output
+    assert cli_run("alerts", "dispatch", aid, "--to", "agriculture_rural_affairs", "--by", "li.wei").exit_code == 0
+    listed = cli_run("alerts", "list", "--language", "en")
+    row = next(line for line in listed.output.splitlines() if aid in line)  # piped: one line per alert
+    assert "PM2.5 over its limit" in row and "Ecology and Environment" in row and len(row) > 80
+    tail = subprocess.Popen(
+        [sys.executable, "-m", "agents.cli", "alerts", "tail", "--history", "0"],
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    time.sleep(4)
+    tail.terminate()
+    out = tail.communicate(timeout=10)[0].decode()
+    assert "Traceback" not in out and "must be a positive" not in out, out

@@ -420,3 +420,25 @@ def test_alert_store_and_audit_retention_delete_old_data():
             await r.aclose()
 
         asyncio.run(scenario())
+
+
+def test_the_embedded_redis_answers_only_the_processes_it_serves(tmp_path):
+    """A random password, in the URL handed to the stack's processes and in an owner-only env file: another
+    local user (no password) cannot read or write it, so cannot add a token hash and become admin."""
+    import stat
+    import urllib.parse
+
+    import redis as sync_redis
+
+    from agents.embedded.stack import child_env, embedded_stack, write_env_file
+
+    with embedded_stack(Settings(data_dir=tmp_path, broker="kafka://127.0.0.1:1")) as live:
+        parts = urllib.parse.urlsplit(live.redis_url)
+        with pytest.raises(sync_redis.exceptions.AuthenticationError):
+            sync_redis.Redis(host=parts.hostname, port=parts.port).set("warden:token:forged", "admin")
+        assert sync_redis.Redis.from_url(live.redis_url).ping()
+        assert len(parts.password) >= 24 and parts.password not in live.redis_display_url
+        env_file = write_env_file(live, tmp_path / "embedded.env")
+        assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
+        assert f"WARDEN_REDIS_URL='{live.redis_url}'" in env_file.read_text()
+        assert child_env(live)["WARDEN_REDIS_URL"] == live.redis_url

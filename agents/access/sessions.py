@@ -22,7 +22,9 @@ TTL_S = 12 * 3600
 TOKEN_SESSIONS_KEY = "warden:token-sessions:{}"  # a token's name -> the session keys it opened (ended on revoke)
 FAILED_KEY = "warden:login-failures:{}"
 LANGUAGE_KEY = "warden:language:{}"  # a person (who) -> the console language they chose
-MAX_FAILURES, FAILURE_WINDOW_S = 5, 900  # per client address: 5 wrong tokens, then 15 minutes locked out
+# Wrong tokens within 15 minutes: 5 from one address under one name, or 25 from one address under any names,
+# and that address's further wrong tokens (under that name; under any) are refused until the window ends.
+MAX_FAILURES, MAX_ADDRESS_FAILURES, FAILURE_WINDOW_S = 5, 25, 900
 
 
 def _key(session_id: str) -> str:
@@ -80,23 +82,30 @@ class Sessions:
         raw = await self.redis.get(LANGUAGE_KEY.format(who))
         return raw.decode() if raw else None
 
-    async def locked_out(self, client: str) -> int:
-        """Seconds ``client`` must still wait after too many failed logins (0: may try)."""
-        key = FAILED_KEY.format(client)
-        failures = int(await self.redis.get(key) or 0)
-        return max(int(await self.redis.ttl(key)), 1) if failures >= MAX_FAILURES else 0
+    async def locked_out(self, client: str, name: str) -> int:
+        """Seconds ``client`` must still wait to try again under ``name`` after too many failed logins (0: may)."""
+        for key, limit in _failure_keys(client, name):
+            if int(await self.redis.get(key) or 0) >= limit:
+                return max(int(await self.redis.ttl(key)), 1)
+        return 0
 
-    async def failed(self, client: str) -> None:
-        """Count a failed login; the count expires ``FAILURE_WINDOW_S`` after the first."""
-        key = FAILED_KEY.format(client)
+    async def failed(self, client: str, name: str) -> None:
+        """Count a failed login by ``client`` under ``name``; each count expires ``FAILURE_WINDOW_S`` after its
+        first failure."""
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.set(key, 0, ex=FAILURE_WINDOW_S, nx=True)  # the window starts at the first failure
-            pipe.incr(key)  # (INCR keeps the key's expiry)
+            for key, _ in _failure_keys(client, name):
+                pipe.set(key, 0, ex=FAILURE_WINDOW_S, nx=True)  # the window starts at the first failure
+                pipe.incr(key)  # (INCR keeps the key's expiry)
             await pipe.execute()
 
     async def end(self, session_id: str | None) -> None:
         if session_id:
             await self.redis.delete(_key(session_id))
+
+
+def _failure_keys(client: str, name: str) -> tuple[tuple[str, int], ...]:
+    person = name.strip().casefold()[:64]
+    return (FAILED_KEY.format(f"{client}|{person}"), MAX_FAILURES), (FAILED_KEY.format(client), MAX_ADDRESS_FAILURES)
 
 
 def csrf_ok(session: dict, given: str | None) -> bool:

@@ -242,6 +242,15 @@ class AlertStore:
             {**alert, "raised_at": raised} for (_, raised), alert in zip(ids, map(_alert, rows)) if alert is not None
         ]
 
+    async def indexed(self, name: str, value: str) -> bool:
+        """Whether any alert is indexed under ``name`` (kind, area, status, severity) ``value``."""
+        return bool(await self.redis.exists(IDX.format(f"{name}:{value}")))
+
+    async def indexed_values(self, name: str) -> list[str]:
+        """The values of ``name`` that alerts are indexed under."""
+        prefix = IDX.format(f"{name}:")
+        return sorted([k.decode()[len(prefix) :] async for k in self.redis.scan_iter(match=prefix + "*", count=500)])
+
     async def transition(
         self, alert_id: str, action: str, by: str, note: str = "", department: str | None = None
     ) -> dict:

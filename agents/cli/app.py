@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import enum
 import logging
 import signal
 import time
@@ -27,6 +28,7 @@ from agents.cli.support import (
     registry_or_fail,
     with_redis,
 )
+from models.signal import SEVERITIES
 from settings import ConfigError, get_settings
 from streams.privacy import mask_alert, mask_logs
 
@@ -47,6 +49,8 @@ sources_cli = typer.Typer(help="Declared sensor sources.", no_args_is_help=True)
 cli.add_typer(sources_cli, name="sources")
 refdata_cli = typer.Typer(help="Reference data: sites, vehicles, zones, routes, areas, units.", no_args_is_help=True)
 cli.add_typer(refdata_cli, name="refdata")
+Status = enum.Enum("Status", {s: s for s in ("open", "acknowledged", "dispatched", "resolved", "false_positive")})
+Severity = enum.Enum("Severity", {s: s for s in SEVERITIES})
 alerts_cli = typer.Typer(help="Alerts: watch, list, show, and move them through their lifecycle.", no_args_is_help=True)
 cli.add_typer(alerts_cli, name="alerts")
 data.register(cli)
@@ -145,10 +149,10 @@ def _alerts_table(alerts: list[dict], language: str) -> Table:
 
 @alerts_cli.command("list")
 def alerts_list(
-    status: str = typer.Option(None, help="open, acknowledged, dispatched, resolved, false_positive"),
-    kind: str = typer.Option(None),
+    status: Status = typer.Option(None),
+    kind: str = typer.Option(None, help="an alert kind (one that has alerts)"),
     area: str = typer.Option(None, help="city, county or town id"),
-    severity: str = typer.Option(None),
+    severity: Severity = typer.Option(None),
     limit: int = typer.Option(50, min=1, max=1000),
     json_out: bool = typer.Option(False, "--json", help="one JSON object per line"),
     personal: bool = PERSONAL,
@@ -159,11 +163,17 @@ def alerts_list(
 
     from agents.alerts.store import AlertStore
 
-    alerts = with_redis(
-        lambda r: AlertStore(r, get_settings()).list(
-            status=status, kind=kind, area=area, severity=severity, limit=limit
+    async def listed(r):
+        store = AlertStore(r, get_settings())
+        for name, value in (("kind", kind), ("area", area)):
+            if value and not await store.indexed(name, value):
+                known = await store.indexed_values(name)
+                fail(f"--{name}: no alert has {name} {value!r}; with alerts: {', '.join(known) or 'none'}")
+        return await store.list(
+            status=status and status.value, kind=kind, area=area, severity=severity and severity.value, limit=limit
         )
-    )
+
+    alerts = with_redis(listed)
     view, language = alert_view(language)
     alerts = [a if personal else mask_alert(a) for a in alerts]
     alerts = [{**a, "display": view.display(a, language)} for a in alerts]
@@ -192,7 +202,7 @@ def alerts_show(alert_id: str = typer.Argument(...), personal: bool = PERSONAL, 
 
 @alerts_cli.command("tail")
 def alerts_tail(
-    history: int = typer.Option(10, help="show this many recent changes first"),
+    history: int = typer.Option(10, min=0, help="show this many recent changes first"),
     personal: bool = PERSONAL,
     language: str = LANGUAGE,
 ) -> None:
@@ -209,7 +219,7 @@ def alerts_tail(
 
     async def follow(r):
         last = "$"
-        for entry_id, fields in reversed(await r.xrevrange(ALERT_STREAM, count=history)):
+        for entry_id, fields in reversed(await r.xrevrange(ALERT_STREAM, count=history) if history else []):
             _print_change(orjson.loads(fields[b"alert"]))
             last = entry_id
         while True:
@@ -263,7 +273,12 @@ def alerts_ack(alert_id: str, by: str = BY, note: str = NOTE) -> None:
 def alerts_dispatch(
     alert_id: str, to: str = typer.Option(..., "--to", help="department it goes to"), by: str = BY, note: str = NOTE
 ) -> None:
-    """Dispatch an alert to a department."""
+    """Dispatch an alert to a department (one the reference data knows)."""
+    from state.refdata import store as refstore
+
+    known = with_redis(refstore.load).department_names()
+    if to not in known:
+        fail(f"--to: no department {to!r}; known: {', '.join(known)}")
     _transition(alert_id, "dispatch", by or login_name(), note, to)
 
 
@@ -326,19 +341,17 @@ def report(
 
 @cli.command()
 def up() -> None:
-    """Run the embedded broker and Redis in the foreground and print their URLs."""
-    from agents.embedded.stack import embedded_stack
+    """Run the embedded broker and Redis in the foreground; print their addresses, and write the variables to
+    use them (with the Redis password) to <data_dir>/embedded.env, readable by you only."""
+    from agents.embedded.stack import embedded_stack, write_env_file
     from streams.kafka.topics import ensure_topics, warden_topics
 
     settings, registry = get_settings(), registry_or_fail()
     with embedded_stack(settings) as live:
         asyncio.run(ensure_topics(live, warden_topics(live, registry)))
         console.print(f"broker  [bold]{live.broker}[/]\nredis   [bold]{live.redis_display_url}[/]")
-        console.print(
-            f"export WARDEN_BROKER={live.broker} WARDEN_REDIS_URL={live.redis_display_url} WARDEN_EMBEDDED=true",
-            soft_wrap=True,
-            highlight=False,
-        )
+        env_file = write_env_file(live, settings.data_dir / "embedded.env")
+        console.print(f"in another shell: [bold]source {env_file}[/]", soft_wrap=True, highlight=False)
         console.print("[dim]Ctrl-C stops both.[/]")
         _wait_for_signal()
 

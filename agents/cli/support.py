@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 
 import typer
 from rich.console import Console
@@ -17,7 +18,8 @@ from streams.kafka.client import check_kafka
 from streams.registry import SourceError
 from streams.validation import parse_time
 
-console = Console()
+# Piped output keeps whole lines (a table as wide as its content, a line unwrapped) for grep and files.
+console = Console() if sys.stdout.isatty() else Console(width=1000, soft_wrap=True)
 
 
 def registry_or_fail():

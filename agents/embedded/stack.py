@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from agents.embedded.broker import EmbeddedBroker
 from agents.embedded.redis_server import EmbeddedRedis
@@ -21,7 +24,9 @@ def embedded_stack(settings: Settings) -> Iterator[Settings]:
             broker = EmbeddedBroker(log_path=settings.data_dir / "broker.log").start()
             update.update(broker=f"kafka://{broker.bootstrap_servers}", embedded=True)
         if not settings.redis_url:
-            redis = EmbeddedRedis().start()
+            # A random password, handed only to the processes it serves (their environment): no other local
+            # user can read or write it (and, say, add a token hash to become admin).
+            redis = EmbeddedRedis(password=secrets.token_urlsafe(24)).start()
             update.update(redis_url=redis.url)
         yield settings.model_copy(update=update)
     finally:
@@ -29,6 +34,17 @@ def embedded_stack(settings: Settings) -> Iterator[Settings]:
             redis.stop()
         if broker:
             broker.stop()
+
+
+def write_env_file(settings: Settings, path: Path) -> Path:
+    """The child environment as ``export`` lines in ``path``, readable by its owner only (it holds the Redis
+    password): ``source`` it in another shell to use the stack."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.writelines(f"export {k}='{v}'\n" for k, v in child_env(settings).items())
+    os.chmod(path, 0o600)
+    return path
 
 
 def child_env(settings: Settings) -> dict[str, str]:

@@ -64,7 +64,7 @@ class Summary:
             f"workers {len(metrics)}   sent {sent:,}   simulated clock "
             f"{self.view.clock.text(sim_ts)} ({self.view.clock.offset(sim_ts)})   "
             f"dead letters {dead:,}   alerts {raised:,}\n"
-            f"web console {self.console_url}  (token {self.token})\n"
+            f"web console {self.console_url}   leaders' cockpit {self.console_url}cockpit   (token {self.token})\n"
             f"incidents injected {len(self.scenario.started) if self.scenario else 0} "
             f"(ground truth in .warden/ground-truth.ndjson; the detection report prints on Ctrl-C)"
         )
@@ -161,7 +161,7 @@ async def _demo_loop(
     await producer.start()
     topics = {name: s.topic for name, s in registry.items()}
     feeder = asyncio.create_task(pump(sim, producer, topics, speed=speed, not_after_now=True, ticks=scenario.ticks()))
-    print(f"web console: {summary.console_url}  token: {summary.token}", flush=True)
+    print(f"web console: {summary.console_url}  cockpit: {summary.console_url}cockpit  token: {summary.token}", flush=True)
     try:
         with Live(refresh_per_second=2, screen=False) as view:
             while not feeder.done():

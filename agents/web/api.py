@@ -13,7 +13,7 @@ them, in ``?lang=`` (zh-CN or en; else the console session's, else ``WARDEN_LANG
 operator:
 - ``POST /api/alerts/{id}/{action}`` with JSON ``{"note": ..., "department": ...}``; action is acknowledge,
   dispatch, resolve or false_positive; the token's name is who did it (with the shared ``WARDEN_API_TOKEN``,
-  ``"by"`` must name the person)
+  ``"by"`` must name the person); a dispatch names a department the reference data knows
 
 admin:
 - ``GET  /api/settings`` the running settings (secrets shown as ``**********``)
@@ -145,13 +145,16 @@ class Transition(ApiView):
         if not isinstance(body := await self.body(request), dict):
             return body
         note, by = str(body.get("note", "")), who.identity.who
+        department = body.get("department")
+        if action == "dispatch" and department not in (known := self.ctx.refdata().department_names()):
+            return self.error(400, f"no department {department!r}; known: {', '.join(known)}")
         if by == BOOTSTRAP_NAME:  # the shared admin token: the body says which person acts
             if not isinstance(body.get("by"), str) or not body["by"].strip():
                 return self.error(400, 'the body needs "by": who is doing this (the shared token does not say)')
             by = f"{body['by'].strip()[:64]} ({BOOTSTRAP_NAME})"
             who = Caller(Identity(by, who.identity.role), who.session)
         try:
-            alert = await self.ctx.services().store.transition(alert_id, action, by, note, body.get("department"))
+            alert = await self.ctx.services().store.transition(alert_id, action, by, note, department)
         except AlertNotFound as exc:
             return self.error(404, str(exc))
         except TransitionError as exc:
@@ -235,6 +238,12 @@ class AuditTrail(ApiView):
 VIEWS = (Alerts, OneAlert, Departments, Transition, SettingsView, Refdata, Models, ModelStep, AuditTrail)
 
 
-def register(app: faust.App, settings: Settings, registry: Registry, services: Callable[[], Services | None]) -> None:
+def register(
+    app: faust.App,
+    settings: Settings,
+    registry: Registry,
+    services: Callable[[], Services | None],
+    refdata: Callable[[], RefData],
+) -> None:
     """Add the API's views to ``app``; ``services()`` gives the worker's once it has started."""
-    mount(app, VIEWS, web_context(settings, services, registry))
+    mount(app, VIEWS, web_context(settings, services, registry, refdata=refdata))

@@ -5,8 +5,9 @@
 - ``POST /console/login`` ``{"token"}`` (``"name"`` too with the shared ``WARDEN_API_TOKEN``) -> session cookie
   (HttpOnly, SameSite=Strict) + CSRF token; the session carries the token's name and role
   (``"language"`` optional: zh-CN or en; else the person's last choice, else ``WARDEN_LANGUAGE``);
-  after 5 wrong tokens from one address within 15 minutes its further wrong tokens get 429 until the window
-  ends (a right token still logs in);
+  after 5 wrong tokens from one address under one name (or 25 under any names) within 15 minutes,
+  its further wrong tokens (under that name; under any) get 429 until the window ends; a right token still
+  logs in;
   ``POST /console/logout``; ``GET /console/session`` (who, role, CSRF token, language, the city's zone and the
   page's words); ``POST /console/language`` ``{"language"}`` switches it (and remembers it for the person);
 - ``GET /console/events`` the live alert feed (server-sent events from the Redis stream, resumable
@@ -129,14 +130,15 @@ class Login(ConsoleView):
         client = request.remote or "unknown"
         identity = await self.ctx.services().tokens.resolve(body["token"])
         if identity is None:
-            # Guessing is locked out per address; a right token always gets in (a shared proxy's typos
-            # must not lock out every operator behind it, and a token is too long to guess).
-            wait = await sessions.locked_out(client)
+            # Guessing is locked out per address and name (and per address, more loosely); a right token
+            # always gets in: behind a shared proxy, one person's typos must not lock out every operator.
+            name = str(body.get("name") or "")
+            wait = await sessions.locked_out(client, name)
             if wait:
                 resp = self.error(429, f"too many failed logins: try again in {wait} s")
                 resp.headers["Retry-After"] = str(wait)
                 return resp
-            await sessions.failed(client)
+            await sessions.failed(client, name)
             await asyncio.sleep(0.5)  # slows guessing further
             return self.error(401, "wrong token")
         who = identity.who
@@ -226,7 +228,7 @@ class Map(ConsoleView):
                     )
                     for s in ref.sites.values()
                 ],
-                "departments": sorted({d for rule in ref.departments for d in rule.departments}),
+                "departments": ref.department_names(),
             }
         )
 

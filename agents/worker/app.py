@@ -132,15 +132,9 @@ class Worker:
             self.app.timer(every, name=f"warden.{name}")(self._guarded(name, work))
         self.app.page("/health")(self._health_view())
         self.app.page("/metrics")(self._metrics_view())
-        api.register(self.app, settings, registry, lambda: self.services)
-        web_console.register(
-            self.app,
-            settings,
-            registry,
-            lambda: self.services,
-            lambda: self.refdata.current if self.refdata else RefData.empty(),
-            self.positions,
-        )
+        refdata = lambda: self.refdata.current if self.refdata else RefData.empty()  # noqa: E731
+        api.register(self.app, settings, registry, lambda: self.services, refdata)
+        web_console.register(self.app, settings, registry, lambda: self.services, refdata, self.positions)
 
     class _Lifecycle(faust.Service):
         """Starts the producer and Redis client before agents run; flushes and checkpoints on stop."""

@@ -280,6 +280,10 @@ class RefData:
         )
         return pool[int(np.argmin(d))]
 
+    def department_names(self) -> list[str]:
+        """Every department the routing rules or the enforcement units name."""
+        return sorted({d for rule in self.departments for d in rule.departments} | {u.department for u in self.units})
+
     def department_rule(self, source: str, kind: str) -> DepartmentRule | None:
         for rule in self.departments:
             if any(fnmatchcase(kind, k) for k in rule.kinds) and any(fnmatchcase(source, s) for s in rule.sources):
