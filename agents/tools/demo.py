@@ -161,7 +161,8 @@ async def _demo_loop(
     await producer.start()
     topics = {name: s.topic for name, s in registry.items()}
     feeder = asyncio.create_task(pump(sim, producer, topics, speed=speed, not_after_now=True, ticks=scenario.ticks()))
-    print(f"web console: {summary.console_url}  cockpit: {summary.console_url}cockpit  token: {summary.token}", flush=True)
+    url = summary.console_url
+    print(f"web console: {url}  cockpit: {url}cockpit  token: {summary.token}", flush=True)
     try:
         with Live(refresh_per_second=2, screen=False) as view:
             while not feeder.done():
