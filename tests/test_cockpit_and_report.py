@@ -15,7 +15,7 @@ from agents.cli.app import cli
 from state.refdata.reference import RefData
 from tests.conftest import run, wait_until
 from tests.test_alerts import TS, _signal, alert_desk
-from tests.test_console import chromium, log_in
+from tests.test_console import ARTIFACTS, chromium, log_in
 from tests.test_worker_integration import _send
 
 TOKEN = "cockpit-test-token-77f"
@@ -76,7 +76,8 @@ def test_the_cockpit_shows_the_city_and_advice_and_links_the_report(stack, city,
             expect(page.locator("#departments tbody tr").first).to_contain_text("运行管理中心")
             link = page.locator("#report-links a")
             expect(link).to_have_attribute("href", f"/console/reports/report-{today}.html")
-            page.screenshot(path=str(tmp_path.parent / "cockpit.png"))
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "cockpit.png"))
             report = page.request.get(f"http://127.0.0.1:{worker.port}/console/reports/report-{today}.html")
             assert report.ok and "PM2.5超过限值" in report.text()
             assert page.request.get(f"http://127.0.0.1:{worker.port}/console/reports/..%2Fsecrets").status == 404

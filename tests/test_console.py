@@ -344,6 +344,8 @@ def test_the_feed_holds_a_quiet_minute_at_wall_and_laptop_sizes(stack):
             for part in ("#feed-panel", "#map", "#detail-title", "button[data-action=acknowledge]"):
                 expect(small.locator(part)).to_be_visible()
             assert small.evaluate("document.scrollingElement.scrollWidth") <= 1280
+            ARTIFACTS.mkdir(exist_ok=True)
+            small.screenshot(path=str(ARTIFACTS / "console-1280x720.png"))
         finally:
             browser.close()
     assert "traceback" not in worker.log.read_text().lower()
