@@ -6,12 +6,15 @@ import hashlib
 from pathlib import Path
 
 import numpy as np
+import orjson
 import pytest
+from typer.testing import CliRunner
 
+from agents.cli.app import cli
 from models.catalog import load_sources
 from models.engine import SourceEngine
 from models.online import anomaly
-from replay import nab
+from replay import nab, nab_cv
 from replay.offline import replay
 from settings import Settings
 from streams.event_time import iso
@@ -170,3 +173,31 @@ def test_the_alerts_on_the_shipped_nab_streams_are_exactly_these():
     for s in signals:
         got.setdefault(s.entity.rsplit("/", 1)[-1], []).append(int(s.ts))
     assert got == NAB_ALERTS
+
+
+def test_nab_leave_one_category_out_chooses_on_the_others_and_scores_the_held_out():
+    grid = {"threshold": [0.9999, 0.999995]}
+    done = CliRunner().invoke(
+        cli, ["evaluate", "nab", "--nab", str(NAB_DIR), "--cv", "--grid", orjson.dumps(grid).decode(), "--json"]
+    )
+    assert done.exit_code == 0, done.output
+    out = orjson.loads(done.output.strip().splitlines()[-1])
+    streams, settings = nab.load(NAB_DIR), Settings()
+    alerts = {}
+    for threshold in grid["threshold"]:
+        signals: list = []
+        registry = nab_cv.with_anomaly(load_sources(settings), {"threshold": threshold})
+        replay(nab.records(streams), registry, settings, on_signal=signals.append)
+        alerts[threshold] = [s.doc() for s in signals]
+    categories = sorted({s.name.split("/")[0] for s in streams})
+    for profile, result in out["profiles"].items():
+        assert [f["held_out"] for f in result["folds"]] == categories
+        for fold in result["folds"]:
+            seen = [s for s in streams if not s.name.startswith(fold["held_out"])]
+            held = [s for s in streams if s.name.startswith(fold["held_out"])]
+            on_seen = {t: nab.score(seen, a, profile)["all"]["score"] for t, a in alerts.items()}
+            assert on_seen[fold["chosen"]["threshold"]] == max(on_seen.values()) == fold["seen"]
+            assert fold["score"] == nab.score(held, alerts[fold["chosen"]["threshold"]], profile)["all"]["score"]
+        assert result["loco_mean"] == round(sum(f["score"] for f in result["folds"]) / len(categories), 2)
+    bad = CliRunner().invoke(cli, ["evaluate", "nab", "--nab", str(NAB_DIR), "--cv", "--grid", '{"thresold": [1]}'])
+    assert bad.exit_code == 2 and "thresold" in bad.output
