@@ -34,7 +34,7 @@ from streams.event_time import iso
 LEVELS = ("town", "county", "city")
 ACTIVE = ("open", "acknowledged", "dispatched")
 KEEP = 1000
-BATCH = 200
+BATCH, MAX_BATCHES = 200, 10
 
 
 def answering(doc: dict, dispatched: str | None) -> str:
@@ -83,13 +83,16 @@ class Accountability:
         self.redis, self.maxlen = redis, stream_maxlen
 
     async def escalate_due(self, now: float) -> list[dict]:
-        """Escalate every alert whose deadline has passed by ``now`` (at most a batch a call); returns them, as
-        the stream carries them (``event`` escalated, with their ``escalation``)."""
-        ids = await self.redis.zrangebyscore(DUE, "-inf", now, start=0, num=BATCH)
+        """Escalate every alert whose deadline has passed by ``now`` (at most ``MAX_BATCHES`` batches a call, the
+        rest the next); returns them, as the stream carries them (``event`` escalated, with their ``escalation``)."""
         escalated = []
-        for alert_id in ids:
-            if (alert := await self._escalate(alert_id.decode(), now)) is not None:
-                escalated.append(alert)
+        for _ in range(MAX_BATCHES):
+            ids = await self.redis.zrangebyscore(DUE, "-inf", now, start=0, num=BATCH)
+            for alert_id in ids:
+                if (alert := await self._escalate(alert_id.decode(), now)) is not None:
+                    escalated.append(alert)
+            if len(ids) < BATCH:
+                break
         return escalated
 
     async def _escalate(self, alert_id: str, now: float) -> dict | None:
@@ -97,7 +100,7 @@ class Accountability:
         async with self.redis.pipeline(transaction=True) as pipe:
             while True:
                 try:
-                    await pipe.watch(key, DUE)
+                    await pipe.watch(key)  # (an escalation changes the alert: a second worker looks again)
                     fields = ("doc", "status", "ack_by", "resolve_by", "escalation", "department")
                     doc, status, ack_by, resolve_by, previous, dispatched = await pipe.hmget(key, *fields)
                     if doc is None or ack_by is None:

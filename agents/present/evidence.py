@@ -38,7 +38,7 @@ FORMS: dict[str, str] = {
     "iaqi": "indices",
     "pieces": "pieces",
     "site": "site",
-    **dict.fromkeys(("direction", "category", "status"), "word"),
+    **dict.fromkeys(("direction", "category", "status", "over"), "word"),
     "heading": "degrees",
 }
 MEASURE_OF = {"last_speed": "speed"}  # evidence keys that are readings of another field
