@@ -120,7 +120,7 @@ def test_a_worker_escalates_audits_notifies_and_reports_per_department(stack, ci
     with sync_playwright() as pw:  # marked in the console: in the feed, and on the alert
         browser = chromium(pw)
         try:
-            page = browser.new_page(viewport={"width": 1500, "height": 900})
+            page = browser.new_page(viewport={"width": 1920, "height": 1080})
             log_in(page, f"http://127.0.0.1:{worker.port}/", "s3cret-token-for-tests")
             item = page.locator("#feed li", has_text="st-late")
             expect(item.locator(".badge")).to_have_text("已升级 市级", timeout=30_000)

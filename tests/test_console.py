@@ -100,7 +100,7 @@ def test_console_login_live_alert_lifecycle_and_escaping(stack, tmp_path):
     with sync_playwright() as pw:
         browser = chromium(pw)
         try:
-            page = browser.new_page(viewport={"width": 1500, "height": 900})
+            page = browser.new_page(viewport={"width": 1920, "height": 1080})
             page.on("dialog", lambda d: d.dismiss())
             wait_ready(url.rstrip("/"))
             page.goto(url)
