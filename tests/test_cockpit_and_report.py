@@ -68,6 +68,7 @@ def test_the_cockpit_shows_the_city_and_advice_and_links_the_report(stack, city,
             page.goto(f"http://127.0.0.1:{worker.port}/cockpit")
             expect(page.locator("#kpi-open")).to_have_text("3", timeout=30_000)
             expect(page.locator("#kpi-new-today")).to_have_text("3")
+            expect(page.locator("#kpi-close-time")).to_have_text("-")  # nothing closed yet
             expect(page.locator("#trends .trend")).to_have_count(1)
             expect(page.locator("#trends .trend .name")).to_contain_text("PM2.5超过限值")
             expect(page.locator("#map .heat")).to_have_count(3)

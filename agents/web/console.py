@@ -45,6 +45,7 @@ from agents.access.sessions import COOKIE, TTL_S
 from agents.access.tokens import BOOTSTRAP_NAME
 from agents.alerts.store import ALERT_STREAM, IDX
 from agents.present.advice import concentrations
+from agents.present.evidence import duration
 from agents.present.local_time import LocalClock
 from agents.present.summary import summarise
 from agents.present.wording import LANGUAGES, Wording
@@ -308,10 +309,12 @@ class Cockpit(ConsoleView):
         advice = concentrations(alerts, kind, self.ctx.refdata(), clock) if kind else None
         words = Wording.of(language)
         kinds = sorted({a["kind"] for a in alerts})
+        close_s = await services.accountability.median_s("close")
         return self.json(
             {
                 "summary": summary,
-                "close_median_s": await services.accountability.median_s("close"),
+                "close_median_s": close_s,
+                "close_median": "-" if close_s is None else duration(close_s, words),
                 "advice": advice,
                 "titles": {k: words.title(k) for k in kinds},
                 "reports": _reports(self.ctx.settings)[:7],

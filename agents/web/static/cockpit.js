@@ -31,7 +31,7 @@ async function refresh() {
   $("kpi-new-today").textContent = s.new_today;
   $("kpi-overdue").textContent = s.overdue;
   $("kpi-closure").textContent = s.closure_rate === null ? "-" : `${(100 * s.closure_rate).toFixed(1)}%`;
-  $("kpi-close-time").textContent = duration(doc.close_median_s);
+  $("kpi-close-time").textContent = doc.close_median;
   drawAreas(s.by_area.slice(0, 10));
   drawDepartments(s.by_department);
   drawTrends(s, doc.titles);

@@ -41,14 +41,3 @@ function term(section, key) { return (session.words && session.words[section][ke
 
 // Swedish dates are ISO-ordered: the same "YYYY-MM-DD hh:mm:ss" as every time the server writes.
 function localNow() { return new Date().toLocaleString("sv-SE", { timeZone: session.timezone }); }
-
-function duration(seconds) {
-  if (seconds === null || seconds === undefined) return "-";
-  const units = [[86400, "day"], [3600, "hour"], [60, "minute"], [1, "second"]];
-  let left = Math.round(seconds); const parts = [];
-  for (const [size, unit] of units) {
-    if (left >= size || (size === 1 && !parts.length)) { parts.push(`${Math.floor(left / size)}${term("words", unit)}`); left %= size; }
-    if (parts.length === 2) break;
-  }
-  return parts.join(term("words", "duration_join"));
-}
