@@ -29,7 +29,12 @@ class EmbeddedRedis:
 
     @property
     def url(self) -> str:
-        """Where clients connect, with the password when there is one."""
+        """Where clients connect (the password, if any, given apart)."""
+        return f"redis://{self.host}:{self.port}/0"
+
+    @property
+    def url_with_password(self) -> str:
+        """:attr:`url` with the password in it, for processes that get one setting."""
         auth = f":{quote(self.password, safe='')}@" if self.password else ""
         return f"redis://{auth}{self.host}:{self.port}/0"
 

@@ -27,7 +27,7 @@ def embedded_stack(settings: Settings) -> Iterator[Settings]:
             # A random password, handed only to the processes it serves (their environment): no other local
             # user can read or write it (and, say, add a token hash to become admin).
             redis = EmbeddedRedis(password=secrets.token_urlsafe(24)).start()
-            update.update(redis_url=redis.url)
+            update.update(redis_url=redis.url_with_password)
         yield settings.model_copy(update=update)
     finally:
         if redis:
