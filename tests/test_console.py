@@ -313,6 +313,7 @@ def test_without_reference_data_the_map_says_how_to_load_it(stack):
             log_in(page, f"http://127.0.0.1:{worker.port}/", TOKEN)
             expect(page.locator("#map-message")).to_contain_text("warden refdata load", timeout=30_000)
             assert page.locator("#map path").count() == 0
+            expect(page.locator(".legend")).to_be_hidden()  # nothing drawn, nothing to explain
         finally:
             browser.close()
 

@@ -79,6 +79,7 @@ async function loadMap() {
   select.replaceChildren(...map.departments.map((d) => el("option", { value: d }, term("departments", d))));
   const svg = $("map");
   state.project = drawCityMap(svg, map, $("map-message"));
+  for (const part of document.querySelectorAll("#map-panel .legend, #map-panel .zoom")) part.hidden = !state.project;
   for (const name of ["vehicles", "alerts"]) svg.appendChild(el("g", { class: `layer-${name}` }, null, SVG));
 }
 
