@@ -20,6 +20,7 @@ from agents.alerts.store import ALERT_STREAM, IDX, LABEL_STREAM, AlertNotFound, 
 from agents.embedded.broker import EmbeddedBroker
 from agents.embedded.ports import free_port
 from agents.embedded.redis_server import EmbeddedRedis
+from agents.present.local_time import LocalClock
 from settings import Settings
 from tests.conftest import ROOT, TEST_SOURCES, WorkerProcess, run, wait_until
 from tests.test_worker_integration import _send
@@ -84,6 +85,8 @@ def test_roles_allowed_and_refused_audited_and_personal_data_masked_for_viewers(
     assert bad_role.returncode == 2 and "unknown role 'root'" in bad_role.stdout
     listed = warden(env, "tokens", "list")
     assert "operator-li" in listed.stdout and not any(t in listed.stdout for t in tokens.values())
+    created = orjson.loads(stack.redis.hget("warden:tokens", "operator-li"))["created_at"]
+    assert LocalClock("Asia/Shanghai").text(created) in listed.stdout  # the city's time, not UTC
     assert not any(t[4:] in str(stack.redis.hgetall("warden:tokens")) for t in tokens.values())  # only hashes
 
     worker = stack.start_worker(WARDEN_API_TOKEN=ADMIN_TOKEN)

@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import typer
 from rich.table import Table
 
 from agents.access.tokens import ROLES, TokenError, TokenStore
 from agents.cli.support import audit, console, fail, login_name, with_redis
+from agents.present.local_time import LocalClock
 from settings import get_settings
 
 tokens_cli = typer.Typer(help="Access tokens for the API and console, each with a role.", no_args_is_help=True)
 
 
 def _when(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+    """The city's local time (``WARDEN_TIMEZONE``)."""
+    return LocalClock(get_settings().timezone).text(ts)
 
 
 @tokens_cli.command("create")
