@@ -10,12 +10,17 @@ models.lifecycle.TransitionError: cannot resolve an alert that is false_positive
 
 from __future__ import annotations
 
+# Statuses an alert is still being handled in, and those that close it.
+ACTIVE = ("open", "acknowledged", "dispatched")
+CLOSED = ("resolved", "false_positive")
+STATUSES = ACTIVE + CLOSED
+
 # action -> (statuses it may start from, status it leads to)
 TRANSITIONS: dict[str, tuple[tuple[str, ...], str]] = {
     "acknowledge": (("open",), "acknowledged"),
     "dispatch": (("open", "acknowledged"), "dispatched"),
-    "resolve": (("open", "acknowledged", "dispatched"), "resolved"),
-    "false_positive": (("open", "acknowledged", "dispatched"), "false_positive"),
+    "resolve": (ACTIVE, "resolved"),
+    "false_positive": (ACTIVE, "false_positive"),
 }
 
 # Staff marks that are training labels: was the alert a real situation?

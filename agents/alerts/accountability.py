@@ -29,10 +29,10 @@ import redis.asyncio as aioredis
 from redis.exceptions import WatchError
 
 from agents.alerts.keys import ALERT_KEY, ALERT_STREAM, DEPARTMENTS, DUE, DURATIONS, ESCALATIONS, HISTORY_KEY, OVERDUE
+from models.lifecycle import ACTIVE
 from streams.event_time import iso
 
 LEVELS = ("town", "county", "city")
-ACTIVE = ("open", "acknowledged", "dispatched")
 KEEP = 1000
 BATCH, MAX_BATCHES = 200, 10
 

@@ -21,6 +21,7 @@ from redis.exceptions import ResponseError
 
 from agents.alerts.store import ALERT_STREAM
 from agents.present.alert_view import AlertView
+from models.lifecycle import CLOSED
 from models.signal import SEVERITIES
 from settings import Settings, Webhook
 from streams.kafka.client import kafka_options
@@ -30,7 +31,7 @@ log = logging.getLogger(__name__)
 
 CLAIM_IDLE_MS = 30_000
 FIRING = ("opened", "reopened", "escalated")
-CLOSING = ("resolved", "false_positive")
+CLOSING = CLOSED
 
 
 class StreamSink:

@@ -147,18 +147,15 @@ class AlertStore:
                 out[key] = {**orjson.loads(raw), "status": status.decode()}
         return out
 
-    async def commit(
-        self, changes: list[tuple[dict, Alert, str]], signal_ids: list[str], deadlines: Deadlines | None = None
-    ) -> None:
+    async def commit(self, changes: list[tuple[dict, Alert, str]], signal_ids: list[str], deadlines: Deadlines) -> None:
         """Store changed incidents ``(incident, public alert, event)`` and mark their signals merged, atomically;
-        an alert opened or re-opened gets its deadlines (:mod:`agents.alerts.accountability`) from ``deadlines``
-        (the shipped ones by default).
+        an alert opened or re-opened gets its deadlines (:mod:`agents.alerts.accountability`) from ``deadlines``.
 
         One Lua call for the whole batch: a MULTI/EXEC pipeline costs ten commands an alert, each packed
         and its reply parsed in Python (2.1x the alerts/s on the embedded Redis). Documents go in as
         orjson wrote them (strings inside the call's JSON), so the stored bytes do not depend on Lua.
         """
-        now, deadlines = time.time(), deadlines or Deadlines.from_doc(None, "deadlines.toml")
+        now = time.time()
         rows = []
         for incident, alert, event in changes:
             doc = alert.doc()

@@ -28,6 +28,7 @@ from agents.cli.support import (
     registry_or_fail,
     with_redis,
 )
+from models.lifecycle import STATUSES
 from models.signal import SEVERITIES
 from settings import ConfigError, get_settings
 from streams.privacy import mask_alert, mask_logs
@@ -49,7 +50,7 @@ sources_cli = typer.Typer(help="Declared sensor sources.", no_args_is_help=True)
 cli.add_typer(sources_cli, name="sources")
 refdata_cli = typer.Typer(help="Reference data: sites, vehicles, zones, routes, areas, units.", no_args_is_help=True)
 cli.add_typer(refdata_cli, name="refdata")
-Status = enum.Enum("Status", {s: s for s in ("open", "acknowledged", "dispatched", "resolved", "false_positive")})
+Status = enum.Enum("Status", {s: s for s in STATUSES})
 Severity = enum.Enum("Severity", {s: s for s in SEVERITIES})
 alerts_cli = typer.Typer(help="Alerts: watch, list, show, and move them through their lifecycle.", no_args_is_help=True)
 cli.add_typer(alerts_cli, name="alerts")

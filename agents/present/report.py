@@ -19,9 +19,10 @@ from agents.present.advice import concentrations
 from agents.present.alert_view import AlertView
 from agents.present.summary import summarise
 from agents.present.wording import Wording
+from models.lifecycle import ACTIVE
+from models.signal import SEVERITIES
 from state.refdata.reference import RefData
 
-SEVERITY_RANK = {"critical": 0, "major": 1, "warning": 2, "info": 3}
 NOTABLE = 12
 TREND_DAYS = 30
 
@@ -44,7 +45,7 @@ def build(alerts: list[dict], day: date, view: AlertView, ref: RefData, language
     today = [a for a in alerts if a["raised_at"] >= start]
     kinds = Counter(a["kind"] for a in today)
     places = Counter(((a.get("area") or {}).get("town") or words.term("ui", "no_area")) for a in today)
-    notable = sorted(today, key=lambda a: (SEVERITY_RANK.get(a["severity"], 9), -a["count"], a["raised_at"]))[:NOTABLE]
+    notable = sorted(today, key=lambda a: (-SEVERITIES.index(a["severity"]), -a["count"], a["raised_at"]))[:NOTABLE]
     late = sorted(
         ({"department": words.text["departments"].get(d, d), **f} for d, f in figures.items() if f["escalated"]),
         key=lambda f: (-f["overdue"], -f["escalated"]),
@@ -57,9 +58,7 @@ def build(alerts: list[dict], day: date, view: AlertView, ref: RefData, language
         "raised": len(today),
         "by_severity": Counter(a["severity"] for a in today),
         "by_status": Counter(a["status"] for a in today),
-        "overdue": sum(
-            bool(a.get("escalation")) and a["status"] in ("open", "acknowledged", "dispatched") for a in today
-        ),
+        "overdue": sum(bool(a.get("escalation")) and a["status"] in ACTIVE for a in today),
         "kinds": [(words.title(k), n) for k, n in kinds.most_common(10)],
         "places": places.most_common(10),
         "trends": [

@@ -20,10 +20,9 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from datetime import timedelta
 
+from agents.alerts.accountability import answering
 from agents.present.local_time import LocalClock
-
-ACTIVE = ("open", "acknowledged", "dispatched")
-CLOSED = ("resolved", "false_positive")
+from models.lifecycle import ACTIVE, CLOSED
 
 
 def summarise(alerts: list[dict], now: float, clock: LocalClock, days: int = 30, top_kinds: int = 8) -> dict:
@@ -46,8 +45,7 @@ def summarise(alerts: list[dict], now: float, clock: LocalClock, days: int = 30,
         row = areas.setdefault(
             name, {"area": name, "county": area.get("county", ""), "open": 0, "today": 0, "overdue": 0}
         )
-        dept = a.get("dispatched_to") or next(iter(a.get("departments") or []), "unrouted")
-        for counter in (row, departments[dept]):
+        for counter in (row, departments[answering(a, a.get("dispatched_to"))]):
             counter["open"] += act
             counter["today"] += new
             counter["overdue"] += late

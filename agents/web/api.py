@@ -78,13 +78,6 @@ class ApiView(WardenView):
             return self.error(403, "missing or wrong CSRF token (reload the console)")
         return who
 
-    async def body(self, request: Request) -> dict | Response:
-        try:
-            body = await request.json()
-        except ValueError:
-            return self.error(400, "the body must be JSON")
-        return body if isinstance(body, dict) else self.error(400, "the body must be a JSON object")
-
     async def audited(self, who: Caller, action: str, target: str, detail: dict | None = None) -> None:
         await self.ctx.services().audit.record(who.identity, action, target, who.via, detail)
 

@@ -46,7 +46,6 @@ from agents.access.tokens import BOOTSTRAP_NAME
 from agents.alerts.store import ALERT_STREAM, IDX
 from agents.present.advice import concentrations
 from agents.present.evidence import duration
-from agents.present.local_time import LocalClock
 from agents.present.summary import summarise
 from agents.present.wording import LANGUAGES, Wording
 from agents.web.api import shown
@@ -56,7 +55,6 @@ from agents.worker.metrics import read_all, totals
 from replay.archive import read_records, segments
 from settings import Settings
 from state.refdata.reference import RefData
-from streams.privacy import mask_alert
 from streams.registry import Registry
 
 CSP = (
@@ -103,14 +101,13 @@ class ConsoleView(WardenView):
         """What the page needs of a session: who, role, CSRF token, and the words and clock of its language."""
         language = session.get("language") or self.ctx.settings.language
         words = Wording.of(language).text
-        clock = LocalClock(self.ctx.settings.timezone)
         return {
             "who": session["who"],
             "role": session["role"],
             "csrf": session["csrf"],
             "language": language,
             "timezone": self.ctx.settings.timezone,
-            "utc_offset": clock.offset(),
+            "utc_offset": self.ctx.alert_view.clock.offset(),
             "words": {k: words[k] for k in ("ui", "words", "severity", "status", "actions", "departments", "fields")},
         }
 
@@ -189,12 +186,9 @@ class Language(ConsoleView):
             return self.refused()
         if not who.csrf_ok(request):
             return self.error(403, "missing or wrong CSRF token (reload the console)")
-        try:
-            body = await request.json()
-        except ValueError:
-            return self.error(400, "the body must be JSON")
-        language = body.get("language") if isinstance(body, dict) else None
-        if language not in LANGUAGES:
+        if not isinstance(body := await self.body(request), dict):
+            return body
+        if (language := body.get("language")) not in LANGUAGES:
             return self.error(400, f"language must be one of {', '.join(LANGUAGES)}")
         sessions = self.ctx.services().sessions
         session = await sessions.choose_language(request.cookies.get(COOKIE), who.session, language)
@@ -286,11 +280,11 @@ class Events(ConsoleView):
     async def get(self, request: Request):
         if (who := await self.session(request)) is None:
             return self.refused()
-        masked, language = not who.identity.may("operator"), self.language(request, who)
+        language = self.language(request, who)
         return await _feed(
             request,
             self.ctx.services().store.redis,
-            lambda alert: self.displayed(mask_alert(alert) if masked else alert, language),
+            lambda alert: self.displayed(shown(alert, who), language),
             block_ms=int(self.ctx.settings.redis_timeout_s * 1000 / 2),
         )
 
@@ -303,7 +297,7 @@ class Cockpit(ConsoleView):
             return self.refused()
         services, now = self.ctx.services(), time.time()
         alerts = [shown(a, who) for a in await services.store.raised_since(now - (COCKPIT_DAYS + 1) * 86_400)]
-        clock, language = LocalClock(self.ctx.settings.timezone), self.language(request, who)
+        clock, language = self.ctx.alert_view.clock, self.language(request, who)
         summary = await asyncio.to_thread(summarise, alerts, now, clock, COCKPIT_DAYS)
         kind = request.query.get("kind") or next(iter(summary["trend"]), None)
         advice = concentrations(alerts, kind, self.ctx.refdata(), clock) if kind else None

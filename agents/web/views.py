@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import faust
-from faust.web import Request, View
+from faust.web import Request, Response, View
 
 from agents.access.identity import Caller, Services
 from agents.present.alert_view import AlertView
@@ -51,6 +51,14 @@ class WardenView(View):
         if asked in LANGUAGES:
             return asked
         return (who and who.session and who.session.get("language")) or self.ctx.settings.language
+
+    async def body(self, request: Request) -> dict | Response:
+        """The request's JSON object, or the 400 response saying what is wrong."""
+        try:
+            body = await request.json()
+        except ValueError:
+            return self.error(400, "the body must be JSON")
+        return body if isinstance(body, dict) else self.error(400, "the body must be a JSON object")
 
     def displayed(self, alert: dict, language: str) -> dict:
         """``alert`` with its ``display`` (:class:`AlertView`) in ``language``."""

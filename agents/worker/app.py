@@ -259,8 +259,7 @@ class Worker:
         """Escalate the alerts past their deadlines (each once, whichever worker gets there first), audited; then
         refresh the per-department figures."""
         for alert in await self.accountability.escalate_due(time.time()):
-            esc = alert["escalation"]
-            await self.services.audit.record(ENGINE, "alert.escalate", alert["id"], "engine", esc)
+            await self.services.audit.record(ENGINE, "alert.escalate", alert["id"], "engine", alert["escalation"])
         self.departments = await self.accountability.figures()
 
     async def _manage(self, signals: list[Signal]) -> None:
