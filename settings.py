@@ -103,7 +103,12 @@ class Settings(BaseSettings):
     deadletter_original_bytes: int = Field(
         65_536, ge=0, description="head of a rejected message kept in its dead letter (its length and SHA-256 always)"
     )
-    allowed_lateness_s: float = Field(600.0, ge=0)
+    allowed_lateness_s: float = Field(
+        600.0,
+        ge=0,
+        description="how far behind later records of its entity a record may arrive, for a source that does not "
+        "declare its own lateness_s, and the most any source may: alerts wait this long for event order",
+    )
     max_future_s: float = Field(86_400.0, ge=0)
     min_event_time: str = "2000-01-01T00:00:00Z"
 

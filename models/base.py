@@ -98,6 +98,7 @@ class Detector(ABC):
     settings_model: ClassVar[type[BaseModel]] = NoSettings
     windows: ClassVar[dict[str, int]] = {}  # window -> closed buckets it reads
     keeps: ClassVar[frozenset[str]] = frozenset()  # optional state columns it reads (EntityState.OPTIONAL)
+    slice_s: ClassVar[float | None] = None  # batches are cut where event time crosses a multiple of it
 
     def __init_subclass__(cls, **kwargs: Any):
         super().__init_subclass__(**kwargs)

@@ -1,15 +1,20 @@
-"""The detection core for one source on one partition: validate, fold into state, detect.
+"""The detection core for one source on one partition: validate, put in event order, fold into state, detect.
 
 Faust agents call it live; replay calls it on archived records. It has no Kafka
 in it and is deterministic: the same records in the same order give the same
-signals and state, however they are cut into batches.
+signals and state, however they are cut into batches; and any order in which
+each record arrives at most the source's lateness after its event time gives
+the signals of event-time order. Accepted records wait until no earlier one of
+their entity can still come (``EntityState.release``), so signals come the
+lateness after their event; :meth:`SourceEngine.flush` lets the rest go at the
+end of a finite input.
 
 >>> from models.catalog import load_sources
 >>> engine = SourceEngine(load_sources()["power"])
 >>> sag = [{"entity": "m-1", "ts": 1700000000 + 60 * i, "kwh": 1.0, "kw": 0.5, "voltage": 150.0} for i in range(3)]
 >>> out = engine.process([*sag, {"entity": 5}])
->>> [s.kind for s in out.signals], [r.reason for r in out.rejects]
-(['voltage_low'], ['wrong_type'])
+>>> [s.kind for s in out.signals], [r.reason for r in out.rejects], [s.kind for s in engine.flush()]
+([], ['wrong_type'], ['voltage_low'])
 """
 
 from __future__ import annotations
@@ -40,7 +45,7 @@ class Outcome:
     rejects: list[Reject] = field(default_factory=list)
     forward: list[int] = field(default_factory=list)  # positions owned by another partition
     duplicates: int = 0  # records that repeat one already taken (same entity, time and fields): changed nothing
-    accepted: int = 0
+    accepted: int = 0  # held to be released in event order (see EntityState.release)
     positions: np.ndarray | None = None  # of the accepted records, in order
     ts: np.ndarray | None = None  # their event times (epoch s)
 
@@ -65,6 +70,7 @@ class SourceEngine:
         self.detectors = catalog.build(source, self.state)
         self._numeric = source.numeric_fields
         self._max_span = min((d.max_span_s(self.state) for d in self.detectors), default=float("inf"))
+        self._slice = min((d.slice_s for d in self.detectors if d.slice_s), default=None)
         if self._max_span <= 0:
             raise ValueError(
                 f"source {source.name!r}: window rings too short for its detectors "
@@ -113,7 +119,12 @@ class SourceEngine:
         late = self.state.late(rows, batch.ts)
         if late.any():
             out.rejects += [
-                Reject(int(p), "late", f"event time more than {self.state.lateness_s:g} s behind the entity's latest")
+                Reject(
+                    int(p),
+                    "late",
+                    f"event time more than {self.state.lateness_s:g} s behind the entity's latest, "
+                    "or before a record of the entity already judged",
+                )
                 for p in batch.positions[late]
             ]
             out.rejects.sort(key=lambda r: r.position)
@@ -124,19 +135,37 @@ class SourceEngine:
             out.duplicates = int(repeated.sum())
             batch, rows, prints = batch.take(~repeated), rows[~repeated], prints[~repeated]
         out.accepted, out.positions, out.ts = len(batch), batch.positions, batch.ts
-        for piece in self._time_slices(batch, rows):
-            whole = len(piece) == len(batch)
-            out.signals += self._fold_and_detect(batch if whole else batch.take(piece), rows[piece], prints[piece])
+        self.state.hold(rows, batch.ts, prints, batch.columns, batch.strings)
+        out.signals = self._released(self.state.release())
         return out
 
     def sweep(self, now: float) -> list[Signal]:
-        """Time-driven signals (silence) at event time ``now``, for a feed that has gone quiet."""
+        """At the partition's clock ``now`` (an idle timer's tick): the records held that it lets go, then
+        time-driven signals (silence, windows of entities gone quiet) as of ``now`` less the lateness, the
+        time up to which every record has come."""
         if not len(self.state):
             return []
-        alerts = []
+        alerts = self._released(self.state.release(now, idle=True))
         for detector in self.detectors:
-            alerts += detector.sweep(self.state, now)
-        return self._stamped(alerts)
+            alerts += self._stamped(detector.sweep(self.state, now - self.state.lateness_s))
+        return alerts
+
+    def flush(self) -> list[Signal]:
+        """The end of a finite input (a file replayed, a data set scored): every record held is released."""
+        return self._released(self.state.release(np.inf))
+
+    def _released(self, released: tuple | None) -> list[Signal]:
+        """Signals of records the hold let go (``EntityState.release``), as one batch in event order."""
+        if released is None:
+            return []
+        rows, ts, prints, columns, strings = released
+        entities = self.state.slots.entities
+        batch = Batch(np.arange(len(rows)), [entities[r] for r in rows.tolist()], ts, columns, strings)
+        signals = []
+        for piece in self._time_slices(batch, rows):
+            whole = len(piece) == len(batch)
+            signals += self._fold_and_detect(batch if whole else batch.take(piece), rows[piece], prints[piece])
+        return signals
 
     def _stamped(self, signals: list[Signal]) -> list[Signal]:
         """The signals with the model version, each one's episode kind and group (:mod:`models.grouping`)."""
@@ -149,26 +178,27 @@ class SourceEngine:
         return signals
 
     def _time_slices(self, batch: Batch, rows: np.ndarray) -> list[np.ndarray]:
-        """Consecutive pieces (index ranges) of the batch, each narrow enough for the detectors.
+        """Consecutive pieces (index ranges) of the batch (in event order), each narrow enough for the detectors.
 
         Folding a piece advances each window ring to the piece's newest record;
         detectors that evaluate closed buckets say how wide a piece may be
-        before buckets they still need are evicted. Slicing keeps their results
-        independent of batching.
+        before buckets they still need are evicted, and one that reads the
+        state as of a bucket's end has pieces cut at bucket ends
+        (``Detector.slice_s``). Slicing keeps their results independent of
+        batching.
         """
         if not len(batch):
             return []
-        span = self._max_span
-        if float(batch.ts.max() - batch.ts.min()) < span or _entity_span(rows, batch.ts) < span:
+        span, ts = self._max_span, batch.ts
+        cuts = np.flatnonzero(np.diff(np.floor(ts / self._slice))) + 1 if self._slice else np.empty(0, np.int64)
+        wide = float(ts[-1] - ts[0]) >= span and _entity_span(rows, ts) >= span
+        if not len(cuts) and not wide:
             return [np.arange(len(batch))]
-        cuts, low, high = [0], batch.ts[0], batch.ts[0]
-        for i, t in enumerate(batch.ts.tolist()):
-            low, high = min(low, t), max(high, t)
-            if high - low >= span:
-                cuts.append(i)
-                low = high = t
-        cuts.append(len(batch))
-        return [np.arange(a, b) for a, b in itertools.pairwise(cuts) if b > a]
+        bounds = [0]
+        while wide and (nxt := int(np.searchsorted(ts, ts[bounds[-1]] + span))) < len(ts):
+            bounds.append(nxt)
+        bounds = sorted({*bounds, *cuts.tolist(), len(batch)})
+        return [np.arange(a, b) for a, b in itertools.pairwise(bounds) if b > a]
 
     def _fold_and_detect(self, batch: Batch, rows: np.ndarray, prints: np.ndarray) -> list[Signal]:
         numeric = (

@@ -101,6 +101,14 @@ class Engines:
             self.on_signal(sig)
         self.summary.signals += len(signals)
 
+    def flush(self) -> None:
+        """The input has ended: every engine's held records are released (``SourceEngine.flush``)."""
+        for engine in self.engines.values():
+            signals = engine.flush()
+            for sig in signals:
+                self.on_signal(sig)
+            self.summary.signals += len(signals)
+
     def run(self, source: str, partition: int, batch: list, typed: bool = False) -> None:
         """``batch``: records as dicts, or (``typed``) as the source's record structs."""
         engine = self.engine(source, partition)
@@ -123,7 +131,8 @@ class Engines:
 
 def replay_archive(chunks: Iterable[Chunk], engines: Engines) -> ReplaySummary:
     """Archived chunks through their partition's engine, in the order they were archived (a sweep where the
-    live worker swept its idle feed)."""
+    live worker swept its idle feed). What the live engines still held for event order at the log's end stays
+    held here too."""
     for chunk in chunks:
         if chunk.sweep is not None:
             if chunk.source in engines.registry:
@@ -152,6 +161,8 @@ def replay(
     Records are split by partition exactly as the live topics split them
     (``WARDEN_PARTITIONS``), each partition with its own engine, so detectors
     that compare an entity with its partition's peers see what they saw live.
+    The records are the whole input: at their end, what engines hold for event
+    order is released.
     """
     engines = Engines(registry, settings, refdata=refdata, models=models, on_signal=on_signal, on_progress=on_progress)
     pending: dict[tuple[str, int], list] = defaultdict(list)
@@ -187,5 +198,6 @@ def replay(
     for key in list(pending):
         if pending[key]:
             run(key)
+    engines.flush()
     summary.records = n
     return summary

@@ -3,20 +3,25 @@
 Per entity: last event time; tumbling-window rings (1 min, 15 min, 1 h by
 default) of every windowed field; where detectors read them, the last value of
 every numeric field and each windowed field's running count/mean/variance;
-plus any column a detector declares. Event time is
-per entity: a record more than the allowed lateness behind its entity's latest
-event time is late.
+plus any column a detector declares.
+
+Records reach the columns in event order. A source's records may arrive up to
+its lateness behind later ones of their entity; an accepted record is held
+(:mod:`state.held`) until the partition's clock, or for an entity catching up
+on its own, its entity's newest arrival, has passed it by the lateness, and is
+then released with the others in event order. A record is late, and refused,
+when it is more than the lateness behind its entity's newest arrival, or older
+than a record of its entity already released.
 
 >>> import numpy as np
 >>> st = EntityState(numeric=["value"], windowed=["value"], windows={"1m": 4}, lateness_s=60)
 >>> _ = st.update(st.locate(["m1", "m1"]), np.array([0.0, 30.0]), np.array([[1.0], [3.0]]))
->>> float(st.store["mean"][0, 0]), st.late(st.locate(["m1"]), np.array([-100.0])).tolist()
-(2.0, [True])
+>>> float(st.store["mean"][0, 0]), st.late(st.locate(["m1", "m1"]), np.array([-100.0, 40.0])).tolist()
+(2.0, [True, False])
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import numpy as np
@@ -26,6 +31,7 @@ from settings import WINDOW_SECONDS, Settings
 from state import stats, windows
 from state.blocks import BlockPool
 from state.columns import ColumnStore
+from state.held import HeldRecords, record_keys
 from state.sequence import EntitySequence
 from state.slots import SlotMap
 
@@ -34,8 +40,8 @@ NEVER = np.iinfo(np.int32).min  # a bucket marker not yet set
 # Columns kept only where a detector reads them: each windowed field's running count/mean/variance
 # (20 bytes a field), and the last value of every numeric field (4 bytes a field).
 OPTIONAL = frozenset({"running_stats", "last_values"})
-SPAN_BUCKETS = 2  # of a ring's length, the buckets one update may span beyond what is read and late
-_SPREAD = np.uint64(0x9E3779B97F4A7C15)  # spreads entity rows over 64 bits before their event time is mixed in
+SPAN_BUCKETS = 2  # of a ring's length, the buckets one update may span beyond what is read
+FRESH, BEHIND = 1, 2  # an entity's records came since the last idle sweep; they came over two latenesses behind
 
 
 class EntityState:
@@ -55,13 +61,18 @@ class EntityState:
         self.lateness_s = lateness_s
         self._windowed_idx = [self.numeric.index(f) for f in self.windowed]
         self.slots = SlotMap()
-        self.watermark = -np.inf  # the newest event time folded in
+        self.watermark = -np.inf  # the newest event time released into the columns
+        self.arrived = -np.inf  # the newest event time accepted (held or released)
+        self.held = HeldRecords()
         self.notes: dict[str, object] = {}  # detectors' partition-wide values, "<detector>.<key>"
         self._lookups: list[str] = []
         self.pools: dict[str, BlockPool] = {}  # history held in blocks (state/blocks.py), by name
         store = self.store = ColumnStore(capacity)
         store.add("last_ts", np.float64, fill=-np.inf)
         store.add("last_print", np.uint64)  # the print of the record at last_ts (Batch.prints): duplicates
+        if lateness_s > 0:
+            store.add("arrived_ts", np.float64, fill=-np.inf)  # the entity's newest accepted event time
+            store.add("arrival", np.uint8)  # FRESH | BEHIND flags of its latest arrival
         if "last_values" in keeps:
             store.add("last", np.float32, (len(self.numeric),), fill=np.nan)
         nw = len(self.windowed)
@@ -87,16 +98,12 @@ class EntityState:
         if reads is None:
             rings = dict(settings.windows)
         else:
-            rings = {
-                w: min(n, reads[w] + 2 + math.ceil(settings.allowed_lateness_s / WINDOW_SECONDS[w]) + SPAN_BUCKETS)
-                for w, n in settings.windows.items()
-                if w in reads
-            }
+            rings = {w: min(n, reads[w] + 2 + SPAN_BUCKETS) for w, n in settings.windows.items() if w in reads}
         return cls(
             source.numeric_fields,
             source.windowed_fields,
             rings,
-            settings.allowed_lateness_s,
+            source.allowed_lateness(settings),
             settings.state_initial_capacity,
             keeps,
         )
@@ -115,7 +122,7 @@ class EntityState:
         """Widest event-time span one update may cover so that each bucket closing in it still has
         its last ``needed`` buckets in the ring when it is evaluated."""
         seconds, ring = self.windows[window]
-        return seconds * (ring - needed - 2) - self.lateness_s
+        return seconds * (ring - needed - 2)
 
     def locate(self, entities: list[str], admit: Callable[[list[str]], np.ndarray] | None = None) -> np.ndarray:
         """Rows of ``entities`` (new ones that ``admit`` accepts get a row, refused ones -1), with the
@@ -125,11 +132,13 @@ class EntityState:
         return rows
 
     def late(self, rows: np.ndarray, ts: np.ndarray) -> np.ndarray:
-        """Records older than their entity's event time (earlier records of the batch included) - lateness."""
+        """Records more than the lateness behind their entity's newest arrival (earlier records of the batch
+        included), or older than a record of their entity already released."""
         n = len(rows)
         if n == 0:
             return np.zeros(0, dtype=bool)
-        prior = self.store["last_ts"][rows]
+        released = self.store["last_ts"][rows]
+        prior = np.maximum(self.store["arrived_ts"][rows], released) if "arrived_ts" in self.store else released
         # Running max per entity over the batch, exclusive of the record itself.
         _, group = np.unique(rows, return_inverse=True)
         order = np.lexsort((np.arange(n), group))
@@ -141,11 +150,11 @@ class EntityState:
         before[1:] = np.where(g[1:] == g[:-1], running[:-1], -np.inf)
         within = np.empty(n)
         within[order] = before
-        return ts < np.maximum(prior, within) - self.lateness_s
+        return (ts < np.maximum(prior, within) - self.lateness_s) | (ts < released)
 
     def duplicates(self, rows: np.ndarray, ts: np.ndarray, prints: np.ndarray) -> np.ndarray:
-        """Records that repeat their entity's latest record, or an earlier record of the batch, exactly: the same
-        event time and the same ``prints`` (see ``Batch.prints``).
+        """Records that repeat their entity's latest released record, a held one, or an earlier record of the
+        batch, exactly: the same event time and the same ``prints`` (see ``Batch.prints``).
 
         >>> st = EntityState(numeric=["v"], windowed=[], windows={}, lateness_s=60)
         >>> _ = st.update(st.locate(["a"]), np.array([10.0]), np.array([[1.0]]), np.array([7], dtype=np.uint64))
@@ -156,14 +165,54 @@ class EntityState:
         if len(rows) == 0:
             return np.zeros(0, dtype=bool)
         found = (ts == self.store["last_ts"][rows]) & (prints == self.store["last_print"][rows])
-        with np.errstate(over="ignore"):  # a cheap screen: records of one entity at one time have equal keys
-            screen = np.sort(rows.astype(np.uint64) * _SPREAD ^ ts.view(np.uint64))
+        keys = record_keys(rows, ts, prints)
+        found |= self.held.holds(keys)
+        screen = np.sort(keys)  # a cheap screen: equal records have equal keys
         if not (screen[1:] == screen[:-1]).any():
             return found
         key = np.lexsort((np.arange(len(rows)), prints, ts, rows))  # equal records together, in arrival order
         r, t, p = rows[key], ts[key], prints[key]
         found[key[1:]] |= (r[1:] == r[:-1]) & (t[1:] == t[:-1]) & (p[1:] == p[:-1])
         return found
+
+    def hold(
+        self, rows: np.ndarray, ts: np.ndarray, prints: np.ndarray, columns: dict[str, np.ndarray], strings: dict
+    ) -> None:
+        """Accept records (not late, not duplicates) into the hold until :meth:`release` lets them go."""
+        if not len(rows):
+            return
+        clock, self.arrived = self.arrived, max(self.arrived, float(ts.max()))
+        if "arrived_ts" in self.store:
+            arrived = self.store["arrived_ts"]
+            np.maximum.at(arrived, rows, ts)
+            behind = arrived[rows] < clock - 2 * self.lateness_s  # the clock as these records came
+            self.store["arrival"][rows] = FRESH | np.where(behind, BEHIND, 0)
+        self.held.add(rows, ts, prints, columns, strings)
+
+    def release(self, now: float | None = None, idle: bool = False) -> tuple | None:
+        """Take the held records no earlier record of their entity can still join, in event order (see
+        :meth:`HeldRecords.take`), or None.
+
+        ``now``: the partition's clock (default: its newest arrival; infinity: the input has ended). A record
+        goes once the clock has passed it by the lateness; for an entity whose records last came over two
+        latenesses behind the clock (catching up on its own: a buffered upload), once its own newest arrival has.
+        ``idle``: an idle timer's sweep, which also lets go all that is held of such an entity if nothing of it
+        came since the previous sweep, and starts that count again.
+        """
+        held = self.held
+        if not len(held):
+            return None
+        now = self.arrived if now is None else now
+        if "arrived_ts" not in self.store or now == np.inf:  # no lateness, or the end of the input
+            return held.take(np.ones(len(held), dtype=bool))
+        arrival = self.store["arrival"][held.rows]
+        behind = (arrival & BEHIND).astype(bool)
+        limit = np.where(behind, self.store["arrived_ts"][held.rows], now) - self.lateness_s
+        if idle:
+            limit[behind & ~(arrival & FRESH).astype(bool)] = np.inf
+            self.store["arrival"][: len(self)] &= ~np.uint8(FRESH)
+        due = held.ts <= limit
+        return held.take(due) if due.any() else None
 
     def update(
         self, rows: np.ndarray, ts: np.ndarray, numeric: np.ndarray, prints: np.ndarray | None = None
@@ -238,14 +287,14 @@ class EntityState:
         """The newest bucket of ``window`` that no record can still enter, per entity.
 
         ``now``: the partition's clock at a sweep (see ``SourceEngine.sweep``), which closes the buckets of an
-        entity that went quiet too. An entity more than two buckets and two latenesses behind it keeps its own
-        clock: it is catching up (a logger's buffered upload), and its buckets close on its own records."""
+        entity that went quiet too. An entity more than two buckets behind it keeps its own clock: it is catching
+        up (a logger's buffered upload), and its buckets close on its own records."""
         seconds, _ = self.windows[window]
         clock = self.store["last_ts"][rows]
         if now is not None:
-            keeping_up = clock >= now - 2 * (seconds + self.lateness_s)
+            keeping_up = clock >= now - 2 * seconds
             clock = np.where(keeping_up, np.maximum(clock, now), clock)
-        return np.floor((clock - self.lateness_s) / seconds).astype(np.int64) - 1
+        return np.floor(clock / seconds).astype(np.int64) - 1
 
     def unjudged(self, window: str, done: np.ndarray, now: float) -> np.ndarray:
         """Entities with records whose ``window`` buckets closed by ``now`` are not all judged (``done``, a
@@ -305,15 +354,19 @@ class EntityState:
             "v": FORMAT_VERSION,
             "entities": self.slots.entities,
             "watermark": self.watermark,
+            "arrived": self.arrived,
             "notes": self.notes,
             "annotations": annotations or {},
             "numeric": self.numeric,
             "windowed": self.windowed,
         }
         pieces = [self.store.parts(len(self.slots))] + [pool.parts() for _, pool in sorted(self.pools.items())]
+        ends = np.cumsum([sum(memoryview(p).nbytes for p in part) for part in pieces]).tolist()
         if self.pools:  # where each pool's bytes begin, after the entities' columns
-            ends = np.cumsum([sum(memoryview(p).nbytes for p in part) for part in pieces]).tolist()
             header["pools"] = dict(zip(sorted(self.pools), ends))
+        if len(self.held):  # after them, the records held
+            header["held"] = ends[-1]
+            pieces.append(self.held.parts())
         return b"".join([orjson.dumps(header) + b"\n", *(p for part in pieces for p in part)])
 
     def load_bytes(self, blob: bytes) -> dict:
@@ -331,14 +384,19 @@ class EntityState:
         if sorted(saved) != sorted(self.pools):
             raise ValueError(f"block pools differ: saved {sorted(saved)}, declared {sorted(self.pools)}")
         names = sorted(saved)  # in the order their bytes follow the entities' columns
-        bounds = [cut + 1 + saved[name] for name in names] + [len(blob)]
+        held = [cut + 1 + header["held"]] if "held" in header else []
+        bounds = [cut + 1 + saved[name] for name in names] + held + [len(blob)]
         rows = self.store.load_bytes(blob, cut + 1, renamed=_renamed, end=bounds[0])
         for name, start, end in zip(names, bounds, bounds[1:]):
             self.pools[name].load_bytes(blob, start, end)
+        self.held = HeldRecords()
+        if held:
+            self.held.load_bytes(blob, held[0], len(blob))
         if rows != len(header["entities"]):
             raise ValueError("checkpoint entity count does not match its columns")
         self.slots = SlotMap(header["entities"])
         self.watermark = -np.inf if header["watermark"] is None else float(header["watermark"])  # JSON: null
+        self.arrived = max(self.watermark, -np.inf if header.get("arrived") is None else float(header["arrived"]))
         self.notes = header["notes"]
         return header["annotations"]
 

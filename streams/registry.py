@@ -89,6 +89,13 @@ class Source(BaseModel):
         "(librdkafka: confluent-kafka, kcat, Quix); default WARDEN_PARTITIONER. Records are owned where it puts them",
     )
     expected_interval_s: float = Field(60.0, gt=0)
+    lateness_s: float | None = Field(
+        None,
+        ge=0,
+        description="how far behind later records of its entity a record may still arrive: records wait this long "
+        "to be put in event order, so its alerts come this long after their event (default and ceiling "
+        "WARDEN_ALLOWED_LATENESS_S)",
+    )
     silence_factor: float = Field(5.0, gt=1, description="silent after this many expected intervals")
     detectors: list[str] = Field(default_factory=lambda: ["threshold"])
     episodes: dict[str, str] = Field(
@@ -108,6 +115,11 @@ class Source(BaseModel):
     def partition_count(self, default: int) -> int:
         """Partitions of this source's topic."""
         return self.partitions or default
+
+    def allowed_lateness(self, settings: Settings) -> float:
+        """Seconds its records may arrive behind later ones of their entity: its own, at most the deployment's."""
+        ceiling = settings.allowed_lateness_s
+        return ceiling if self.lateness_s is None else min(self.lateness_s, ceiling)
 
     def scheme(self, default: Scheme) -> Scheme:
         """The partitioner of this source's producers."""

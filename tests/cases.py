@@ -53,13 +53,18 @@ def instant_signal(
 
 def in_batches(engine: SourceEngine, records: list[dict], cut: int | Sequence[int]) -> list[Signal]:
     """The signals of ``records`` fed to ``engine`` in batches of ``cut`` records, or cut at the given
-    positions."""
+    positions, then the end of the input (what is held for event order released)."""
     cuts = range(cut, len(records), cut) if isinstance(cut, int) else sorted(set(cut))
     bounds = [0, *(c for c in cuts if 0 < c < len(records)), len(records)]
     signals = []
     for lo, hi in itertools.pairwise(bounds):
         signals += engine.process(records[lo:hi]).signals
-    return signals
+    return signals + engine.flush()
+
+
+def to_the_end(engine: SourceEngine, records: list) -> list[Signal]:
+    """The signals of ``records`` as one batch that is the whole input."""
+    return engine.process(records).signals + engine.flush()
 
 
 def meter(n: int, entity: str = "m1", start: float = TS) -> list[dict]:
@@ -234,7 +239,7 @@ def window_model(source, quiet: list[dict]) -> ModelVersion:
     engine = SourceEngine(source.model_copy(update={"detectors": ["window_outlier"]}))
     detector = engine.detectors[0]
     detector.collect()
-    engine.process(quiet)
+    to_the_end(engine, quiet)
     model = WindowOutlierModel(trees=50, seed=1).fit(np.concatenate(detector.collected))
     return ModelVersion({"version": "test-1", "source": source.name}, model)
 

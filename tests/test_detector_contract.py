@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import orjson
 import pytest
-from cases import CASES, in_batches, meter
+from cases import CASES, in_batches, meter, to_the_end
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -26,10 +26,6 @@ from state.entity_state import EntityState
 from streams.event_time import iso
 
 NAMES = sorted(DETECTORS)
-# Its hour features read the entity's running statistics as of the end of the batch that closes the hour,
-# not as of the hour's end, so its scores move with batching (found by this suite; issue 23's ground).
-VARIANT = {"window_outlier": pytest.mark.xfail(strict=True, reason="features read running stats at batch end")}
-INVARIANT = [pytest.param(n, marks=VARIANT[n]) if n in VARIANT else n for n in NAMES]
 
 
 def _engine(name: str) -> SourceEngine:
@@ -49,7 +45,7 @@ def _records(name: str) -> list[dict]:
 def _whole(name: str) -> tuple[list[str], bytes]:
     """Signal ids and final state of the case's records in one batch."""
     engine = _engine(name)
-    signals = engine.process(_records(name)).signals
+    signals = to_the_end(engine, _records(name))
     return [s.id for s in signals], engine.state.to_bytes()
 
 
@@ -63,7 +59,7 @@ def test_file_class_name_and_columns_agree(name):
     assert Path(inspect.getfile(detector)).stem == name
     assert detector.__name__ == "".join(part.title() for part in name.split("_"))
     engine = _engine(name)
-    engine.process(_records(name))
+    to_the_end(engine, _records(name))
     bare = EntityState.for_source(
         engine.source, Settings(), catalog.windows_needed(engine.source), catalog.keeps_needed(engine.source)
     )
@@ -76,18 +72,18 @@ def test_file_class_name_and_columns_agree(name):
 def test_finds_its_incidents(name):
     """The case is not vacuous: the detector raises each kind it is there to raise."""
     engine = _engine(name)
-    kinds = {s.kind for s in engine.process(_records(name)).signals}
+    kinds = {s.kind for s in to_the_end(engine, _records(name))}
     assert kinds == CASES[name].kinds
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_quiet_on_a_normal_day(name):
     engine, case = _engine(name), CASES[name]
-    signals = engine.process(case.quiet()).signals
+    signals = to_the_end(engine, case.quiet())
     assert [(s.kind, s.entity, iso(s.ts)) for s in signals if s.ts >= case.quiet_from] == []
 
 
-@pytest.mark.parametrize("name", INVARIANT)
+@pytest.mark.parametrize("name", NAMES)
 @settings(
     max_examples=4,
     deadline=None,
@@ -115,13 +111,13 @@ def test_a_checkpoint_restored_carries_on_as_if_never_stopped(name, data):
     records = _records(name)
     at = data.draw(st.integers(1, len(records) - 1), label="checkpoint at")
     carrying_on = _engine(name)
-    expected = carrying_on.process(records[:at]).signals + carrying_on.process(records[at:]).signals
+    expected = carrying_on.process(records[:at]).signals + to_the_end(carrying_on, records[at:])
     before = _engine(name)
     signals = before.process(records[:at]).signals
     after = _engine(name)
     after.state.load_bytes(before.state.to_bytes())
     after.use_refdata(after.refdata)  # as the worker does after a restore
-    signals += after.process(records[at:]).signals
+    signals += to_the_end(after, records[at:])
     assert [s.id for s in signals] == [s.id for s in expected]
     _same_state(after.state.to_bytes(), carrying_on.state.to_bytes(), after.state.lookup_columns)
 
@@ -130,12 +126,12 @@ def _same_state(got: bytes, expected: bytes, caches: list[str]) -> None:
     """The same entities, watermark and columns, floats to float32 rounding (window sums are added up in
     another order; the anomaly detector's time-of-day models are float32 between batches). Detectors' notes
     may differ (when a sweep last ran moves with batching), and so may ``caches`` of reference data, which a
-    restore clears."""
+    restore clears, and the flags of how each entity's latest records came (``arrival``: with which others)."""
     (a_head, a_cols), (b_head, b_cols) = _parts(got), _parts(expected)
     assert (a_head["entities"], a_head["watermark"]) == (b_head["entities"], b_head["watermark"])
     assert a_cols.keys() == b_cols.keys()
     for name, column in a_cols.items():
-        if name not in caches:
+        if name not in caches and name != "arrival":
             assert (
                 np.allclose(column, b_cols[name], rtol=1e-5, atol=1e-6, equal_nan=True)
                 if column.dtype.kind == "f"
@@ -204,10 +200,8 @@ def test_a_record_sent_again_changes_nothing(name, data):
     for i, gap in sorted(zip(again, later), reverse=True):
         stream.insert(min(i + 1 + gap, len(records)), dict(records[i]))
     engine = _engine(name)
-    assert sorted(s.id for s in engine.process(stream).signals) == sorted(ids)
+    assert sorted(s.id for s in to_the_end(engine, stream)) == sorted(ids)
     _same_state(engine.state.to_bytes(), state, engine.state.lookup_columns)
-    if name in VARIANT:
-        return
     stream = [r for i, record in enumerate(records) for r in ([record, dict(record)] if i in again else [record])]
     cuts = data.draw(st.lists(st.integers(1, len(stream) - 1), max_size=12), label="cuts")
     engine = _engine(name)
@@ -219,7 +213,7 @@ def test_a_record_sent_again_changes_nothing(name, data):
 def test_readings_of_a_rising_register_out_of_order_within_the_lateness_raise_nothing(data):
     """The readings of a meter whose register only rises, each arriving up to the allowed lateness after later
     ones (some twice), in any batches: no register runs backwards."""
-    lateness = Settings().allowed_lateness_s
+    lateness = load_sources(Settings())["power"].allowed_lateness(Settings())
     readings = meter(120)
     delay = data.draw(st.lists(st.floats(0, lateness), min_size=len(readings), max_size=len(readings)))
     arrival = sorted(range(len(readings)), key=lambda i: readings[i]["ts"] + delay[i])
@@ -231,9 +225,10 @@ def test_readings_of_a_rising_register_out_of_order_within_the_lateness_raise_no
     assert [(s.kind, s.evidence) for s in signals if s.kind.startswith("kwh")] == []
 
 
-def _arrivals(records: list[dict], seed: int) -> list[dict]:
-    """The records as they might arrive: each delayed by up to the allowed lateness."""
-    delay = np.random.default_rng(seed).uniform(0, Settings().allowed_lateness_s, len(records))
+def _arrivals(name: str, seed: int) -> list[dict]:
+    """The case's records as they might arrive: each delayed by up to its source's lateness."""
+    records = _records(name)
+    delay = np.random.default_rng(seed).uniform(0, _engine(name).state.lateness_s, len(records))
     return [records[i] for i in sorted(range(len(records)), key=lambda i: records[i]["ts"] + delay[i])]
 
 
@@ -242,22 +237,14 @@ def _arrivals(records: list[dict], seed: int) -> list[dict]:
 @given(seed=st.integers(0, 2**32 - 1))
 def test_a_batch_in_any_arrival_order_within_the_lateness_gives_the_signals_of_event_time_order(name, seed):
     ids, _ = _whole(name)
-    assert sorted(s.id for s in _engine(name).process(_arrivals(_records(name), seed)).signals) == sorted(ids)
+    assert sorted(s.id for s in to_the_end(_engine(name), _arrivals(name, seed))) == sorted(ids)
 
 
-# Across batches, a record that arrives after a later one of its entity (in an earlier batch) meets state that has
-# moved on: the anomaly detector has learnt the later one, silence has judged the gap before it, health's runs and
-# registers compare with the latest reading only, vehicle's runs and zone entries have turned, site_status's
-# de-duplication has started from the later one, window_outlier reads running statistics at batch end (issue 23;
-# docs/architecture.md, known limits). Within one batch every detector takes records in event order (above).
-ACROSS_BATCHES = [
-    n for n in NAMES if n not in {"anomaly", "silence", "health", "vehicle", "site_status", "window_outlier"}
-]
-
-
-@pytest.mark.parametrize("name", ACROSS_BATCHES)
+@pytest.mark.parametrize("name", NAMES)
 @settings(max_examples=4, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 2**32 - 1), size=st.integers(50, 500))
 def test_batches_in_any_arrival_order_within_the_lateness_give_the_signals_of_event_time_order(name, seed, size):
+    """Each record delayed by up to the source's lateness, in batches of any size: each is held until no earlier
+    one of its entity can come, so every detector sees event order."""
     ids, _ = _whole(name)
-    assert sorted(s.id for s in in_batches(_engine(name), _arrivals(_records(name), seed), size)) == sorted(ids)
+    assert sorted(s.id for s in in_batches(_engine(name), _arrivals(name, seed), size)) == sorted(ids)

@@ -57,7 +57,7 @@ def good_record(source):
     return st.fixed_dictionaries(
         {
             "entity": st.sampled_from(["a", "b", "c", "测站-1"]),
-            "ts": st.floats(min_value=T0, max_value=T0 + 300, allow_nan=False),
+            "ts": st.floats(min_value=T0, max_value=T0 + source.allowed_lateness(Settings()), allow_nan=False),
             **fields,
         },
         optional=optional,

@@ -98,7 +98,7 @@ def test_a_feed_that_stops_as_a_whole_is_one_source_silent_and_its_return_ends_i
     settings = Settings()
     engine = SourceEngine(load_sources(settings)["power"], settings)
     engine.process(_meters(30, {}))
-    last = TS + 60 * 29 + 19
+    last = TS + 60 * 29 + 19 + engine.state.lateness_s  # judged the lateness after the records
     assert [s.kind for s in engine.sweep(last + 200)] == []
     stopped = engine.sweep(last + 400)  # past every meter's limit (5 minutes) with no record at all
     assert [(s.kind, s.entity, s.evidence["entities"]) for s in stopped] == [("source_silent", "power", 20)]
@@ -106,7 +106,7 @@ def test_a_feed_that_stops_as_a_whole_is_one_source_silent_and_its_return_ends_i
     back = [
         dict(r, ts=r["ts"] + 3600) for r in _meters(40, {"meter-03": (0, 40)}) if r["ts"] >= TS + 60 * 30
     ]  # an hour later, all but meter-03
-    signals = engine.process(back).signals
+    signals = engine.process(back).signals + engine.flush()
     ended = [(s.kind, s.entity, s.ends) for s in signals if s.model.startswith("silence")]
     assert ended == [("silence_recovered", "power", "source_silent"), ("silent", "meter-03", "")]
     alone = next(s for s in signals if s.kind == "silent")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import orjson
 import pytest
-from cases import in_batches
+from cases import in_batches, to_the_end
 
 from models.catalog import load_sources
 from models.engine import SourceEngine
@@ -53,10 +53,16 @@ def test_window_ring_keeps_the_last_buckets_and_clears_old_ones():
 
 
 def test_late_records_by_entity_event_time():
+    """Late: more than the lateness behind its entity's newest arrival, or older than a record of its entity
+    already released to the detectors."""
     st = _metric_state(lateness_s=60)
-    st.update(st.locate(["a", "b"]), np.array([TS + 1000.0, TS]), np.array([[1.0], [1.0]]))
+    st.hold(st.locate(["a", "b"]), np.array([TS + 1000.0, TS]), np.zeros(2, np.uint64), {"value": np.ones(2)}, {})
     late = st.late(st.locate(["a", "b", "c", "c"]), np.array([TS + 900.0, TS - 30, TS, TS - 500]))
     assert late.tolist() == [True, False, False, True]  # c's second record is behind c's first
+    rows, ts, _, columns, _ = st.release(TS + 2000.0)
+    assert st.locate(["b", "a"]).tolist() == rows.tolist() and ts.tolist() == [TS, TS + 1000.0]  # in event order
+    st.update(rows, ts, columns["value"][:, None])
+    assert st.late(st.locate(["b", "b"]), np.array([TS - 30, TS + 1.0])).tolist() == [True, False]
 
 
 def test_checkpoint_bytes_round_trip():
@@ -135,7 +141,7 @@ def test_same_records_same_alerts_and_state_however_batched(cut):
     settings = Settings(allowed_lateness_s=120)
     records = _air_records()
     whole = SourceEngine(load_sources(settings)["air"], settings)
-    expected = whole.process(records).signals
+    expected = to_the_end(whole, records)
     pieces = SourceEngine(load_sources(settings)["air"], settings)
     got = in_batches(pieces, records, cut)
     assert sorted(a.id for a in got) == sorted(a.id for a in expected)

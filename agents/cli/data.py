@@ -445,7 +445,10 @@ def incident_report(
             period.chunks(), registry, ref, patterns, {}, lambda n: progress.advance(task, n)
         )
     _report_corrupt(period.corrupt_paths())
-    last = max(s.entry["max_ts"] for s in period.found)
+    # records of the last lateness are still held for event order, as they were live: not judged yet
+    last = max(s.entry["max_ts"] for s in period.found) - max(
+        (s.allowed_lateness(get_settings()) for s in registry.values()), default=0.0
+    )
     results = score_incidents(alerts, truths, grace_s, until=last)
     table = Table(title=f"detection report: {summary.accepted:,} records, {len(alerts):,} alerts, {period.span()}")
     for col in ("incident", "incidents", "detected", "recall", "alerts", "precision", "median delay"):

@@ -409,15 +409,16 @@ class PartitionRunner:
     async def sweep_idle(self) -> None:
         """Time-driven signals and window closes at the partition's clock, every tick of the timer.
 
-        The clock is the partition's watermark: its other entities' records close the windows of one that went
-        quiet (hours judged within a tick of their end plus the lateness). When no record has come for an
+        The clock is the partition's watermark, the newest event time it accepted: it releases the records held
+        for event order (``EntityState.release``), and its other entities' records close the windows of one that
+        went quiet (hours judged within a tick of their end plus the lateness). When no record has come for an
         expected interval, it runs on with the wall clock, so a feed that dies entirely still goes silent. The
         wall clock and the timer are live only, so each sweep goes into the replay log at its place among the
         records, and replay runs it there.
         """
         async with self.lock:
             idle = time.time() - self.last_message_at
-            watermark = self.engine.state.watermark
+            watermark = self.engine.state.arrived
             if watermark == -np.inf:
                 return
             now = watermark + idle if idle >= self.source.expected_interval_s else watermark

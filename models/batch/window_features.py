@@ -32,11 +32,13 @@ def names(fields: list[str]) -> list[str]:
     return [f"{f}.{p}" for f in fields for p in PER_FIELD] + ["hour.sin", "hour.cos"]
 
 
-def hour_features(state: EntityState, rows: np.ndarray, buckets: np.ndarray) -> np.ndarray:
-    """Features (rows x :func:`names`) of 1-hour bucket ``buckets`` of entity ``rows``; NaN where absent."""
-    count = state.store["count"][rows].astype(np.float64)
-    mean = state.store["mean"][rows]
-    var = np.divide(state.store["m2"][rows], count - 1, out=np.zeros_like(mean), where=count > 1)
+def hour_features(state: EntityState, rows: np.ndarray, buckets: np.ndarray, prefix: str = "") -> np.ndarray:
+    """Features (rows x :func:`names`) of 1-hour bucket ``buckets`` of entity ``rows``; NaN where absent. The
+    entity's statistics are the state's ``count``, ``mean`` and ``m2`` columns, or copies of them named with
+    ``prefix``."""
+    count = state.store[f"{prefix}count"][rows].astype(np.float64)
+    mean = state.store[f"{prefix}mean"][rows]
+    var = np.divide(state.store[f"{prefix}m2"][rows], count - 1, out=np.zeros_like(mean), where=count > 1)
     sd = np.sqrt(var) + 0.01 * np.abs(mean) + 1e-9
     hour = state.window_means("1h", rows, buckets)
     before = state.window_means("1h", rows, buckets - 1)

@@ -17,15 +17,17 @@ hours are scored), ``severity``.
 >>> from models.catalog import load_sources
 >>> from models.engine import SourceEngine
 >>> from models.versions import ModelVersion
->>> source = load_sources()["metric"].model_copy(update={"detectors": ["window_outlier"]})
+>>> source = load_sources()["metric"].model_copy(
+...     update={"detectors": ["window_outlier"], "tables": {"window_outlier": {"min_records": 288}}})
 >>> def days(n, jump=None):
 ...     return [{"entity": f"m{k}", "ts": 1767225600 + 300 * i, "value": 10 + math.sin(i / 12 + k)
 ...              + (20 if jump and jump <= i < jump + 12 and k == 0 else 0)} for i in range(n) for k in range(3)]
 >>> trainer = SourceEngine(source)
->>> trainer.detectors[0].collect(); _ = trainer.process(days(4 * 288))
+>>> trainer.detectors[0].collect(); _ = trainer.process(days(4 * 288)), trainer.flush()
 >>> model = WindowOutlierModel(seed=1).fit(np.concatenate(trainer.detectors[0].collected))
 >>> engine = SourceEngine(source, model=ModelVersion({"version": "v1", "source": "metric"}, model))
->>> [(s.entity, s.window_start) for s in engine.process(days(2 * 288, jump=400)).signals][1:]
+>>> signals = engine.process(days(2 * 288, jump=400)).signals + engine.flush()
+>>> [(s.entity, s.window_start) for s in signals if s.entity == "m0"]
 [('m0', 1767344400.0), ('m0', 1767348000.0)]
 
 Reference: F. T. Liu, K. M. Ting and Z.-H. Zhou, "Isolation Forest", IEEE
@@ -42,6 +44,7 @@ from pydantic import Field
 from models.base import BatchContext, Detector, DetectorSettings, Severity
 from models.batch.window_features import CONTEXT_HOURS, hour_features, names
 from models.signal import Signal
+from settings import WINDOW_SECONDS
 from state.entity_state import EntityState
 from streams.registry import Source
 from streams.validation import Batch
@@ -51,6 +54,7 @@ if TYPE_CHECKING:  # scikit-learn is imported only where a trained version is lo
 
 MODEL = "window_outlier@1"
 DONE = "window_outlier.closed"
+STATS = "window_outlier.as_of_hour."  # the entity's running statistics before its latest hour's records
 
 
 class WindowOutlierSettings(DetectorSettings):
@@ -71,6 +75,7 @@ class WindowOutlier(Detector):
     settings_model = WindowOutlierSettings
     windows = {"1h": CONTEXT_HOURS + 1}
     keeps = frozenset({"running_stats"})  # its features include the entity's count/mean/variance
+    slice_s = WINDOW_SECONDS["1h"]  # so an hour is judged with the statistics as of its end
 
     def __init__(self, source: Source, state: EntityState):
         super().__init__(source, state)
@@ -79,6 +84,10 @@ class WindowOutlier(Detector):
         self.model: WindowOutlierModel | None = None
         self.collected: list[np.ndarray] | None = None  # training: feature rows of every closed hour
         state.add_marker(DONE)
+        nw = len(self.fields)
+        state.store.add(f"{STATS}count", np.uint32, (nw,))
+        state.store.add(f"{STATS}mean", np.float64, (nw,))
+        state.store.add(f"{STATS}m2", np.float64, (nw,))
 
     @classmethod
     def check(cls, source: Source, settings: WindowOutlierSettings) -> None:
@@ -97,7 +106,12 @@ class WindowOutlier(Detector):
         self.collected = []
 
     def detect(self, batch: Batch, rows: np.ndarray, state: EntityState, ctx: BatchContext) -> list[Signal]:
-        return self._judge(rows, state)
+        """Judge the hours the batch closed, with each entity's statistics as they were before the batch (the
+        engine cuts batches at hour ends, so as of the hour's end); then keep them as of the batch's end."""
+        alerts = self._judge(rows, state)
+        for name in ("count", "mean", "m2"):
+            state.store[f"{STATS}{name}"][rows] = state.store[name][rows]
+        return alerts
 
     def sweep(self, state: EntityState, now: float) -> list[Signal]:
         """The hours an idle feed's clock (``now``) has closed."""
@@ -109,14 +123,14 @@ class WindowOutlier(Detector):
         if self.model is None and self.collected is None:
             return []
         seconds, _ = state.windows["1h"]
-        counts = state.store["count"]
+        counts = state.store[f"{STATS}count"]
         alerts = []
         for r, b in state.newly_closed(rows, "1h", state.store[DONE], now):
             ready = counts[r].min(axis=1) >= self.settings.min_records
             r, b = r[ready], b[ready]
             if not len(r):
                 continue
-            x = hour_features(state, r, b)
+            x = hour_features(state, r, b, STATS)
             seen = ~np.isnan(x[:, 0])
             r, b, x = r[seen], b[seen], x[seen]
             if self.collected is not None:

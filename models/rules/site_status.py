@@ -13,13 +13,13 @@ reference data; the per-meter answer is cached in a lookup column of the state
 >>> engine = SourceEngine(load_sources()["power"], refdata=ref)
 >>> out = engine.process([{"entity": "power-7", "ts": 1767225600 + 60 * i, "kwh": 10 + i, "kw": 30.0}
 ...                       for i in range(3)] + [{"entity": "power-8", "ts": 1767225600, "kwh": 5, "kw": 30.0}])
->>> [(s.kind, s.entity, s.evidence["site"]) for s in out.signals if s.model == MODEL]
+>>> [(s.kind, s.entity, s.evidence["site"]) for s in out.signals + engine.flush() if s.model == MODEL]
 [('closed_site_consumption', 'power-7', 'plant-1')]
 >>> ref = RefData.from_doc({"sites": [{"id": "plant-2", "lon": 120.6, "lat": 31.3, "category": "chemical_plant",
 ...                                    "licence": "HG-0001", "licence_expiry": "2025-12-31", "meters": "power-9"}]})
 >>> engine = SourceEngine(load_sources()["power"], refdata=ref)
 >>> out = engine.process([{"entity": "power-9", "ts": 1767225600, "kwh": 10, "kw": 30.0}])   # 1 Jan 2026
->>> [(s.kind, s.evidence["licence_expiry"]) for s in out.signals if s.model == MODEL]
+>>> [(s.kind, s.evidence["licence_expiry"]) for s in out.signals + engine.flush() if s.model == MODEL]
 [('licence_abnormal', '2025-12-31')]
 """
 

@@ -3,9 +3,9 @@
 A station is alerted from the ``min_hours``-th consecutive hour far above them (a local source that
 persists, not a passing plume).
 
-An hour is judged once the partition's event time has passed its end by the
-allowed lateness plus ``grace_s``, so every station's mean for it is final in
-practice; stations' positions come from the reference data (the site their
+An hour is judged once the partition's event time (records come in event
+order: ``models.engine``) has passed its end by ``grace_s``, so every
+station's mean for it is final in practice; stations' positions come from the reference data (the site their
 device belongs to). It compares entities with each other, so the source
 declares one partition (``partitions = 1``) and the detector sees them all.
 
@@ -43,7 +43,7 @@ class SpatialSettings(DetectorSettings):
     min_neighbours: int = Field(2, ge=1)
     factor: float = Field(2.0, gt=1, description="times the neighbours' median")
     min_excess: float = Field(35.0, ge=0, description="and at least this much above it, in the field's unit")
-    grace_s: float = Field(3600.0, ge=0, description="wait past the lateness before judging an hour")
+    grace_s: float = Field(3600.0, ge=0, description="wait past an hour's end before judging it")
     min_hours: int = Field(3, ge=1, le=24, description="consecutive hours above the neighbours before an alert")
     severity: Severity = "warning"
 
@@ -91,7 +91,7 @@ class Spatial(Detector):
         if not ctx.refdata.sites:
             return []
         seconds, ring = state.windows["1h"]
-        due = int(np.floor((ctx.watermark - state.lateness_s - self.settings.grace_s) / seconds)) - 1
+        due = int(np.floor((ctx.watermark - self.settings.grace_s) / seconds)) - 1
         done = int(self.recall(state, "hour", due - 1))
         self.remember(state, "hour", max(done, due))
         signals = []

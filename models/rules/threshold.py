@@ -18,8 +18,9 @@ to 1 at twice it (:func:`score`). Configured by the declaration's ``[[rules]]``.
 >>> from models.catalog import load_sources
 >>> from models.engine import SourceEngine
 >>> surge = [{"entity": "m-1", "ts": 1700000000 + 60 * i, "kwh": 1.0, "kw": 0.5, "voltage": 275.0} for i in range(3)]
->>> out = SourceEngine(load_sources()["power"]).process(surge)   # three minutes running: sustained
->>> [(s.kind, s.evidence["limit"]) for s in out.signals]
+>>> engine = SourceEngine(load_sources()["power"])
+>>> _ = engine.process(surge)   # three minutes running: sustained (raised once the records are final)
+>>> [(s.kind, s.evidence["limit"]) for s in engine.flush()]
 [('voltage_high', 260.0)]
 """
 

@@ -23,7 +23,7 @@ those vehicles only.
 >>> engine = SourceEngine(load_sources()["gps"].model_copy(update={"detectors": ["vehicle"]}))
 >>> at_23h = [{"entity": "gps-0000001", "ts": 1767279600 + 10 * i, "lat": 31.2, "lon": 120.5 + 0.0001 * i,
 ...            "speed": 50.0, "heading": 90.0} for i in range(3)]   # a hazardous-goods truck at 23:00 local
->>> [(s.kind, s.entity, s.severity) for s in engine.process(at_23h).signals]
+>>> [(s.kind, s.entity, s.severity) for s in engine.process(at_23h).signals + engine.flush()]
 [('night_driving', 'gps-0000001', 'major')]
 """
 
