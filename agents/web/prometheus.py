@@ -64,6 +64,11 @@ class WorkerCollector:
         yield lag
         yield GaugeMetricFamily("warden_entities", "entities in state", value=snap["entities"])
         yield GaugeMetricFamily(
+            "warden_records_waiting",
+            "records accepted and held until no earlier one of their entity can come (each source's lateness)",
+            value=snap["waiting"],
+        )
+        yield GaugeMetricFamily(
             "warden_checkpoint_bytes", "bytes of the latest checkpoints", value=snap["checkpoint_bytes"]
         )
         yield GaugeMetricFamily("warden_resident_bytes", "resident memory of the worker", value=snap["rss"])

@@ -30,8 +30,10 @@ class WorkerMetrics:
         self.forwarded: Counter[str] = Counter()
         self.duplicates: Counter[str] = Counter()  # records repeating one already taken: no effect
         self.dead_letters: Counter[str] = Counter()
-        # per "source:partition" held here: entities in state now, and bytes and entities of the last checkpoint
+        # per "source:partition" held here: entities in state and records waiting for event order now, and bytes
+        # and entities of the last checkpoint
         self.entities: dict[str, int] = {}
+        self.waiting: dict[str, int] = {}
         self.state_bytes: dict[str, int] = {}
         self.checkpoint_entities: dict[str, int] = {}
         self.started = time.time()
@@ -62,8 +64,9 @@ class WorkerMetrics:
     def dead(self, source: str, reason: str) -> None:
         self.dead_letters[f"{source}:{reason}"] += 1
 
-    def held(self, source: str, partition: int, entities: int) -> None:
+    def held(self, source: str, partition: int, entities: int, waiting: int) -> None:
         self.entities[f"{source}:{partition}"] = entities
+        self.waiting[f"{source}:{partition}"] = waiting
 
     def checkpointed(self, source: str, partition: int, nbytes: int, entities: int) -> None:
         self.state_bytes[f"{source}:{partition}"] = nbytes
@@ -71,7 +74,7 @@ class WorkerMetrics:
 
     def released(self, source: str, partition: int) -> None:
         """The partition went to another worker: its state is no longer counted here."""
-        for counts in (self.entities, self.state_bytes, self.checkpoint_entities):
+        for counts in (self.entities, self.waiting, self.state_bytes, self.checkpoint_entities):
             counts.pop(f"{source}:{partition}", None)
 
     def snapshot(self) -> dict:
@@ -87,6 +90,7 @@ class WorkerMetrics:
             "duplicates": dict(self.duplicates),
             "dead_letters": dict(self.dead_letters),
             "entities": sum(self.entities.values()),
+            "waiting": sum(self.waiting.values()),
             "checkpoint_bytes": sum(self.state_bytes.values()),
             "checkpoint_entities": sum(self.checkpoint_entities.values()),
             "first_record_at": self.first_record_at,

@@ -4,10 +4,8 @@ while its rate says it is in use (a household water meter whose register stops w
 A source declares which fields to watch in its ``[health]`` table. Stuck: the
 same value ``stuck_after`` times in a row (one alert when the run reaches it).
 Backwards: a counter (kWh, m³) lower than the reading before it in event time;
-zeroed when it falls to 0 - both signs of tampering or a meter swap. A reading
-that arrives after a later one (out of order, within the allowed lateness) is
-compared with that later one: it is wrong only if it is higher, and then the
-later reading is the one that fell (the signal is raised at its time). So an
+zeroed when it falls to 0 - both signs of tampering or a meter swap. Readings
+come in event order however they arrived (``models.engine``), so an
 out-of-order or repeated reading of a rising register raises nothing.
 
 >>> import numpy as np
@@ -76,7 +74,6 @@ class Health(Detector):
             state.store.add(f"health.stuck.{f}.run", np.int32)
         for f in self.settings.counters:
             state.store.add(f"health.counter.{f}", np.float64, fill=np.nan)
-            state.store.add(f"health.counter.{f}.ts", np.float64, fill=-np.inf)  # the time of that reading
         for f in self.settings.counter_rates:  # the last register value, and when its frozen run began
             for col in ("value", "since", "alerted"):
                 state.store.add(f"health.frozen.{f}.{col}", np.float64, fill=np.nan)
@@ -159,31 +156,15 @@ class Health(Detector):
         if not keep.any():
             return []
         seq, values, ts = seq.subset(keep), values[keep], ts[keep]
-        stored, stored_ts = state.store[f"health.counter.{f}"], state.store[f"health.counter.{f}.ts"]
-        latest, latest_ts = stored[seq.rows], stored_ts[seq.rows]
-        behind = ts < latest_ts  # older than the stored reading: in sequence order, each entity's first ones
-        # The reading before each one in event time: the batch's previous one, or the stored one for the first
-        # that is not behind it.
-        ahead = seq.subset(~behind)
-        before = np.full(len(values), np.nan)
-        before[~behind] = ahead.previous(values[~behind], stored)
+        stored = state.store[f"health.counter.{f}"]
+        before = seq.previous(values, stored)  # the reading before each one in event time
         with np.errstate(invalid="ignore"):
             fell = values < before
-        alerts = [
+        stored[seq.rows[seq.last]] = values[seq.last]
+        return [
             self._counter_alert(f, batch.entities[int(seq.order[i])], float(ts[i]), float(values[i]), float(before[i]))
             for i in np.flatnonzero(fell)
         ]
-        # A reading behind the stored one and higher than it: the stored one fell (once per entity, the highest).
-        with np.errstate(invalid="ignore"):
-            above = behind & (values > latest)
-        for row in np.unique(seq.rows[above]).tolist():
-            highest = float(values[above & (seq.rows == row)].max())
-            entity = state.slots.entities[row]
-            alerts.append(self._counter_alert(f, entity, float(stored_ts[row]), float(stored[row]), highest))
-        newest = ahead.last
-        stored[ahead.rows[newest]] = values[~behind][newest]
-        stored_ts[ahead.rows[newest]] = ts[~behind][newest]
-        return alerts
 
     def _counter_alert(self, f: str, entity: str, ts: float, value: float, previous: float) -> Signal:
         kind = f"{f}_zeroed" if value == 0 else f"{f}_backwards"
