@@ -160,7 +160,7 @@ class SourceEngine:
             return []
         rows, ts, prints, columns, strings = released
         entities = self.state.slots.entities
-        batch = Batch(np.arange(len(rows)), [entities[r] for r in rows.tolist()], ts, columns, strings)
+        batch = Batch(np.arange(len(rows)), list(map(entities.__getitem__, rows.tolist())), ts, columns, strings)
         signals = []
         for piece in self._time_slices(batch, rows):
             whole = len(piece) == len(batch)

@@ -166,7 +166,10 @@ class EntityState:
             return np.zeros(0, dtype=bool)
         found = (ts == self.store["last_ts"][rows]) & (prints == self.store["last_print"][rows])
         keys = record_keys(rows, ts, prints)
-        found |= self.held.holds(keys)
+        if len(self.held):  # only a record no newer than its entity's newest arrival can repeat a held one
+            maybe = ts <= self.store["arrived_ts"][rows]
+            if maybe.any():
+                found[maybe] |= self.held.holds(keys[maybe])
         screen = np.sort(keys)  # a cheap screen: equal records have equal keys
         if not (screen[1:] == screen[:-1]).any():
             return found

@@ -41,6 +41,7 @@ class Stack:
             partitions=4,
             checkpoint_interval_s=0.5,
             sources_dirs=[TEST_SOURCES],
+            allowed_lateness_s=5,
         )
         self.workers: list[WorkerProcess] = []
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import orjson
 import pytest
-from cases import in_batches, to_the_end
+from cases import in_batches, meter, to_the_end
 
 from models.catalog import load_sources
 from models.engine import SourceEngine
@@ -63,6 +63,30 @@ def test_late_records_by_entity_event_time():
     assert st.locate(["b", "a"]).tolist() == rows.tolist() and ts.tolist() == [TS, TS + 1000.0]  # in event order
     st.update(rows, ts, columns["value"][:, None])
     assert st.late(st.locate(["b", "b"]), np.array([TS - 30, TS + 1.0])).tolist() == [True, False]
+
+
+def test_a_buffered_upload_waits_on_its_own_clock_and_an_idle_tick_lets_its_tail_go():
+    """A meter uploading an hour of readings two hours behind the partition's clock is released by its own newest
+    record, not the clock (its readings would otherwise meet the state out of order); once it stops, the next
+    idle tick that finds nothing new of it lets the rest go. Every reading reaches the state, once."""
+    engine = SourceEngine(load_sources(Settings())["power"], Settings())
+    lateness = engine.state.lateness_s
+    engine.process(meter(60, "live", start=TS + 3 * 3600))
+    upload = meter(60, "logger", start=TS)
+    for i in range(0, 60, 20):
+        engine.process(upload[i : i + 20])
+    row = engine.state.slots.get("logger")
+
+    def held() -> int:
+        return int((engine.state.held.rows == row).sum())
+
+    assert held() == lateness // 60  # the readings less than the lateness before its newest
+    clock = TS + 4 * 3600
+    engine.sweep(clock)  # it uploaded since the last tick: it may go on
+    assert held() == lateness // 60
+    engine.sweep(clock + 5)  # nothing of it since the last tick: the upload has ended
+    assert held() == 0 and int(engine.state.store["count"][row, 0]) == 60
+    assert engine.state.late(engine.state.locate(["logger"]), np.array([TS + 60.0])).tolist() == [True]
 
 
 def test_checkpoint_bytes_round_trip():
