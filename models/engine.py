@@ -74,7 +74,7 @@ class SourceEngine:
         if self._max_span <= 0:
             raise ValueError(
                 f"source {source.name!r}: window rings too short for its detectors "
-                "(raise the 1h ring in WARDEN_WINDOWS or lower the allowed lateness)"
+                "(raise the 1h ring in WARDEN_WINDOWS)"
             )
         self.groups, self.episodes = Groups(source.groups), Episodes(source.episodes)
         self.refdata = RefData.empty()

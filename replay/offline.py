@@ -155,14 +155,16 @@ def replay(
     models: dict[str, ModelVersion] | None = None,
     on_signal: Callable[[Signal], None],
     on_progress: Callable[[int], None] | None = None,
+    ended: bool = True,
 ) -> ReplaySummary:
     """Run ``records`` through the engines in order; ``on_signal`` gets every detector signal.
 
     Records are split by partition exactly as the live topics split them
     (``WARDEN_PARTITIONS``), each partition with its own engine, so detectors
     that compare an entity with its partition's peers see what they saw live.
-    The records are the whole input: at their end, what engines hold for event
-    order is released.
+    ``ended``: the records are the whole input, so at their end what engines
+    hold for event order is released; False for a stream that goes on (what
+    is held stays held, as in a live worker).
     """
     engines = Engines(registry, settings, refdata=refdata, models=models, on_signal=on_signal, on_progress=on_progress)
     pending: dict[tuple[str, int], list] = defaultdict(list)
@@ -198,6 +200,7 @@ def replay(
     for key in list(pending):
         if pending[key]:
             run(key)
-    engines.flush()
+    if ended:
+        engines.flush()
     summary.records = n
     return summary

@@ -159,8 +159,8 @@ def _same_as_a_clean_run(stack, backlog: list[dict], workers) -> None:
         worker.stop()  # seals the replay log
     live = _essence(run(_live(settings)).values())
 
-    clean = AlertPipeline(settings)  # the same records, no broker, no crash
-    replay(backlog, registry, settings, on_signal=clean.add)
+    clean = AlertPipeline(settings)  # the same records, no broker, no crash; a stream that goes on, as live
+    replay(backlog, registry, settings, on_signal=clean.add, ended=False)
     assert live == _essence(a.doc() for a in clean.alerts())
     assert len(live) >= 20 and {k for k, *_ in live.values()} >= {"kwh_backwards", "silent"}
 

@@ -171,7 +171,10 @@ async def _produce(bootstrap: str, topic: str, records: list[dict], pause_s: flo
 def test_worker_killed_under_load_partner_takes_over_every_alert_once_state_continues(stack):
     import threading
 
-    from tests.test_worker_integration import _checkpointed_count
+    from tests.test_worker_integration import _checkpointed
+
+    def _checkpointed_count(stack, source: str, entity: str) -> int:  # released to the state, or held for order
+        return sum(_checkpointed(stack, source, entity)[:2])
 
     first, second = stack.start_worker(), stack.start_worker()
     wait_until(lambda: len(stack.metrics()) == 2, what="two workers")

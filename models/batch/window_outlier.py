@@ -8,8 +8,9 @@ detector in collecting mode, so features are built by one piece of code.
 
 Parameters (the ``[window_outlier]`` table): ``trees``, ``max_samples``,
 ``seed`` (the forest), ``quantile`` (of the training windows' scores: above
-it, an hour is an outlier), ``min_records`` (an entity's history before its
-hours are scored), ``severity``.
+it, an hour is an outlier), ``min_records`` and ``min_hours`` (an entity's
+history before its hours are scored: its statistics, as of each hour's end,
+need a day to mean anything), ``severity``.
 
 >>> import math
 >>> import numpy as np
@@ -17,8 +18,7 @@ hours are scored), ``severity``.
 >>> from models.catalog import load_sources
 >>> from models.engine import SourceEngine
 >>> from models.versions import ModelVersion
->>> source = load_sources()["metric"].model_copy(
-...     update={"detectors": ["window_outlier"], "tables": {"window_outlier": {"min_records": 288}}})
+>>> source = load_sources()["metric"].model_copy(update={"detectors": ["window_outlier"]})
 >>> def days(n, jump=None):
 ...     return [{"entity": f"m{k}", "ts": 1767225600 + 300 * i, "value": 10 + math.sin(i / 12 + k)
 ...              + (20 if jump and jump <= i < jump + 12 and k == 0 else 0)} for i in range(n) for k in range(3)]
@@ -45,7 +45,7 @@ from models.base import BatchContext, Detector, DetectorSettings, Severity
 from models.batch.window_features import CONTEXT_HOURS, hour_features, names
 from models.signal import Signal
 from settings import WINDOW_SECONDS
-from state.entity_state import EntityState
+from state.entity_state import NEVER, EntityState
 from streams.registry import Source
 from streams.validation import Batch
 
@@ -55,6 +55,7 @@ if TYPE_CHECKING:  # scikit-learn is imported only where a trained version is lo
 MODEL = "window_outlier@1"
 DONE = "window_outlier.closed"
 STATS = "window_outlier.as_of_hour."  # the entity's running statistics before its latest hour's records
+FIRST = "window_outlier.first_hour"
 
 
 class WindowOutlierSettings(DetectorSettings):
@@ -64,6 +65,9 @@ class WindowOutlierSettings(DetectorSettings):
     max_samples: int = Field(256, ge=16)
     quantile: float = Field(0.999, gt=0.5, lt=1, description="alert above this share of training windows")
     min_records: int = Field(48, ge=2, description="records an entity has before its hours are scored")
+    min_hours: int = Field(
+        24, ge=0, description="hours an entity has reported before its hours are scored (its statistics span a day)"
+    )
     seed: int = 42
     severity: Severity = "warning"
 
@@ -84,6 +88,7 @@ class WindowOutlier(Detector):
         self.model: WindowOutlierModel | None = None
         self.collected: list[np.ndarray] | None = None  # training: feature rows of every closed hour
         state.add_marker(DONE)
+        state.add_marker(FIRST)
         nw = len(self.fields)
         state.store.add(f"{STATS}count", np.uint32, (nw,))
         state.store.add(f"{STATS}mean", np.float64, (nw,))
@@ -123,10 +128,11 @@ class WindowOutlier(Detector):
         if self.model is None and self.collected is None:
             return []
         seconds, _ = state.windows["1h"]
-        counts = state.store[f"{STATS}count"]
+        counts, first = state.store[f"{STATS}count"], state.store[FIRST]
         alerts = []
         for r, b in state.newly_closed(rows, "1h", state.store[DONE], now):
-            ready = counts[r].min(axis=1) >= self.settings.min_records
+            first[r] = np.where(first[r] == NEVER, b, first[r])
+            ready = (counts[r].min(axis=1) >= self.settings.min_records) & (b - first[r] >= self.settings.min_hours)
             r, b = r[ready], b[ready]
             if not len(r):
                 continue
