@@ -310,6 +310,9 @@ def evaluate_cmd(
     labels: list[Path] = typer.Option(None, "--labels", help="label files besides the archive's labels/"),
     plot: Path = typer.Option(None, "--plot", help="write a PNG timeline of labelled entities here"),
     grace_s: float = typer.Option(3600.0, help="an alert this long after a window's end still detects it"),
+    warm_up_s: float = typer.Option(
+        86_400.0, help="replay this long before --since first, so detectors start warm (alerts ended by then: unscored)"
+    ),
     refdata: Path = typer.Option(None, "--refdata", help="reference-data folder (site detectors, fusion)"),
     ground_truth: list[Path] = typer.Option(
         None,
@@ -334,6 +337,7 @@ def evaluate_cmd(
         return
     from replay.archive import label_files
     from replay.evaluation import LabelError, read_labels, score
+    from streams.event_time import epoch
     from replay.evaluation import plot as draw
 
     registry = registry_or_fail()
@@ -346,6 +350,11 @@ def evaluate_cmd(
         fail("compare at most two model versions")
     ref, patterns = _refdata_and_patterns(refdata)
     period = _period(archive, source, since, until)
+    replayed = (
+        period
+        if period.since is None or not warm_up_s
+        else _period(archive, source, str(period.since - warm_up_s), until)
+    )
     files = label_files(period.root) + list(labels or [])
     missing = [str(f) for f in files if not f.is_file()]
     if missing:
@@ -368,8 +377,8 @@ def evaluate_cmd(
     results, alerts_by = {}, {}
     with _progress() as progress:
         for i, name in enumerate(names):
-            task = progress.add_task(f"replaying with {name}", total=period.records)
-            chunks = period.chunks()
+            task = progress.add_task(f"replaying with {name}", total=replayed.records)
+            chunks = replayed.chunks()
             if i == 0 and field:
                 chunks = _tap(chunks, series, registry[source].entity_field, field)
             alerts, _ = _replayed_alerts(
@@ -380,9 +389,11 @@ def evaluate_cmd(
                 _models([name], registry),
                 lambda n, task=task: progress.advance(task, n),
             )
+            if period.since is not None:  # the warm-up's own alerts are not the period's
+                alerts = [a for a in alerts if epoch(a["last_seen"]) >= period.since]
             alerts_by[name] = alerts
             results[name] = score(alerts, windows, grace_s)
-    _report_corrupt(period.corrupt_paths())
+    _report_corrupt(replayed.corrupt_paths())
     table = Table(title=f"{source}: {period.span()}, {len(windows)} labelled window(s)")
     for col in ("kind", "version", "alerts", "labelled", "detected", "precision", "recall", "F1", "median delay"):
         table.add_column(col, justify="left" if col in ("kind", "version") else "right")
