@@ -337,8 +337,8 @@ def evaluate_cmd(
         return
     from replay.archive import label_files
     from replay.evaluation import LabelError, read_labels, score
-    from streams.event_time import epoch
     from replay.evaluation import plot as draw
+    from streams.event_time import epoch
 
     registry = registry_or_fail()
     if source is None:

@@ -113,6 +113,11 @@ class WindowOutlier(Detector):
     def detect(self, batch: Batch, rows: np.ndarray, state: EntityState, ctx: BatchContext) -> list[Signal]:
         """Judge the hours the batch closed, with each entity's statistics as they were before the batch (the
         engine cuts batches at hour ends, so as of the hour's end); then keep them as of the batch's end."""
+        first = state.store[FIRST]
+        new = first[rows] == NEVER
+        if new.any():  # an entity's first hour, whether or not a model is in use yet
+            first[rows[new]] = np.iinfo(np.int32).max
+            np.minimum.at(first, rows[new], np.floor(batch.ts[new] / WINDOW_SECONDS["1h"]).astype(np.int32))
         alerts = self._judge(rows, state)
         for name in ("count", "mean", "m2"):
             state.store[f"{STATS}{name}"][rows] = state.store[name][rows]
@@ -131,7 +136,6 @@ class WindowOutlier(Detector):
         counts, first = state.store[f"{STATS}count"], state.store[FIRST]
         alerts = []
         for r, b in state.newly_closed(rows, "1h", state.store[DONE], now):
-            first[r] = np.where(first[r] == NEVER, b, first[r])
             ready = (counts[r].min(axis=1) >= self.settings.min_records) & (b - first[r] >= self.settings.min_hours)
             r, b = r[ready], b[ready]
             if not len(r):
