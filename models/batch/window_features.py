@@ -37,8 +37,9 @@ def hour_features(state: EntityState, rows: np.ndarray, buckets: np.ndarray, pre
     entity's statistics are the state's ``count``, ``mean`` and ``m2`` columns, or copies of them named with
     ``prefix``."""
     count = state.store[f"{prefix}count"][rows].astype(np.float64)
-    mean = state.store[f"{prefix}mean"][rows]
-    var = np.divide(state.store[f"{prefix}m2"][rows], count - 1, out=np.zeros_like(mean), where=count > 1)
+    mean = state.store[f"{prefix}mean"][rows].astype(np.float64)
+    m2 = state.store[f"{prefix}m2"][rows].astype(np.float64)
+    var = np.divide(m2, count - 1, out=np.zeros_like(mean), where=count > 1)
     sd = np.sqrt(var) + 0.01 * np.abs(mean) + 1e-9
     hour = state.window_means("1h", rows, buckets)
     before = state.window_means("1h", rows, buckets - 1)

@@ -91,8 +91,8 @@ class WindowOutlier(Detector):
         state.add_marker(FIRST)
         nw = len(self.fields)
         state.store.add(f"{STATS}count", np.uint32, (nw,))
-        state.store.add(f"{STATS}mean", np.float64, (nw,))
-        state.store.add(f"{STATS}m2", np.float64, (nw,))
+        state.store.add(f"{STATS}mean", np.float32, (nw,))  # a feature's scale: float32 is plenty
+        state.store.add(f"{STATS}m2", np.float32, (nw,))
 
     @classmethod
     def check(cls, source: Source, settings: WindowOutlierSettings) -> None:
