@@ -342,9 +342,10 @@ def report(
 
 @cli.command()
 def up() -> None:
-    """Run the embedded broker and Redis in the foreground; print their addresses, and write the variables to
-    use them (with the Redis password) to <data_dir>/embedded.env, readable by you only."""
-    from agents.embedded.stack import embedded_stack, write_env_file
+    """Run the embedded broker and Redis in the foreground; print their addresses and one ``export`` line to use
+    them (scripts read it; it holds the Redis password, so it goes to your terminal only), and write the same
+    variables to <data_dir>/embedded.env, readable by you only."""
+    from agents.embedded.stack import child_env, embedded_stack, write_env_file
     from streams.kafka.topics import ensure_topics, warden_topics
 
     settings, registry = get_settings(), registry_or_fail()
@@ -352,6 +353,12 @@ def up() -> None:
         asyncio.run(ensure_topics(live, warden_topics(live, registry)))
         console.print(f"broker  [bold]{live.broker}[/]\nredis   [bold]{live.redis_display_url}[/]")
         env_file = write_env_file(live, settings.data_dir / "embedded.env")
+        console.print(
+            " ".join(["export", *(f"{k}={v}" for k, v in child_env(live).items())]),
+            soft_wrap=True,
+            highlight=False,
+            markup=False,
+        )
         console.print(f"in another shell: [bold]source {env_file}[/]", soft_wrap=True, highlight=False)
         console.print("[dim]Ctrl-C stops both.[/]")
         _wait_for_signal()

@@ -26,7 +26,7 @@ once its limit has passed since the feed's return.
 >>> e = SourceEngine(load_sources()["power"])
 >>> minute = lambda entity, k: {"entity": entity, "ts": 1767225600 + 60 * k, "kwh": 1 + k, "kw": 1}
 >>> _ = e.process([minute(m, k) for k in range(5) for m in "ab"])   # both show a one-minute cadence
->>> out = e.process([minute("b", k) for k in range(5, 14)])   # then "a" stops (judged the lateness later)
+>>> out = e.process([minute("b", k) for k in range(5, 21)])   # then "a" stops (judged the lateness later)
 >>> [(s.kind, s.entity, s.evidence["limit_s"]) for s in out.signals]
 [('silent', 'a', 300.0)]
 """
