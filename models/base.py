@@ -98,7 +98,6 @@ class Detector(ABC):
     settings_model: ClassVar[type[BaseModel]] = NoSettings
     windows: ClassVar[dict[str, int]] = {}  # window -> closed buckets it reads
     keeps: ClassVar[frozenset[str]] = frozenset()  # optional state columns it reads (EntityState.OPTIONAL)
-    slice_s: ClassVar[float | None] = None  # batches are cut where event time crosses a multiple of it
 
     def __init_subclass__(cls, **kwargs: Any):
         super().__init_subclass__(**kwargs)
@@ -135,6 +134,11 @@ class Detector(ABC):
     def reads(cls, source: Source) -> dict[str, int]:
         """Window -> how many closed buckets this detector reads for ``source`` (sizes the state's rings)."""
         return dict(cls.windows)
+
+    def slice_s(self) -> float | None:
+        """Batches are cut where event time crosses a multiple of this (None: anywhere), for a detector that
+        reads the state as of a window's end."""
+        return None
 
     def max_span_s(self, state: EntityState) -> float:
         """The widest event-time span one update may cover before buckets this detector still has to

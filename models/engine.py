@@ -70,7 +70,6 @@ class SourceEngine:
         self.detectors = catalog.build(source, self.state)
         self._numeric = source.numeric_fields
         self._max_span = min((d.max_span_s(self.state) for d in self.detectors), default=float("inf"))
-        self._slice = min((d.slice_s for d in self.detectors if d.slice_s), default=None)
         if self._max_span <= 0:
             raise ValueError(
                 f"source {source.name!r}: window rings too short for its detectors "
@@ -190,7 +189,8 @@ class SourceEngine:
         if not len(batch):
             return []
         span, ts = self._max_span, batch.ts
-        cuts = np.flatnonzero(np.diff(np.floor(ts / self._slice))) + 1 if self._slice else np.empty(0, np.int64)
+        cut = min((s for d in self.detectors if (s := d.slice_s())), default=None)
+        cuts = np.flatnonzero(np.diff(np.floor(ts / cut))) + 1 if cut else np.empty(0, np.int64)
         wide = float(ts[-1] - ts[0]) >= span and _entity_span(rows, ts) >= span
         if not len(cuts) and not wide:
             return [np.arange(len(batch))]

@@ -79,7 +79,6 @@ class WindowOutlier(Detector):
     settings_model = WindowOutlierSettings
     windows = {"1h": CONTEXT_HOURS + 1}
     keeps = frozenset({"running_stats"})  # its features include the entity's count/mean/variance
-    slice_s = WINDOW_SECONDS["1h"]  # so an hour is judged with the statistics as of its end
 
     def __init__(self, source: Source, state: EntityState):
         super().__init__(source, state)
@@ -101,10 +100,23 @@ class WindowOutlier(Detector):
 
     def use_model(self, model: WindowOutlierModel | None, state: EntityState) -> None:
         """Score with ``model`` from now on (hours already closed are not scored after the fact)."""
-        if model is not None and self.model is None and self.collected is None and len(state):
+        if model is not None and not self._active() and len(state):
             rows = np.arange(len(state))
             state.store[DONE][rows] = state.closed_bucket(rows, "1h")
+            self._keep_statistics(state, rows)
         self.model = model
+
+    def slice_s(self) -> float | None:
+        """Active, it judges an hour with the statistics as of its end: batches are cut at hour ends."""
+        return WINDOW_SECONDS["1h"] if self._active() else None
+
+    def _active(self) -> bool:
+        return self.model is not None or self.collected is not None
+
+    def _keep_statistics(self, state: EntityState, rows: np.ndarray) -> None:
+        """Each entity's running statistics as they are now, for the hours its next records close."""
+        for name in ("count", "mean", "m2"):
+            state.store[f"{STATS}{name}"][rows] = state.store[name][rows]
 
     def collect(self) -> None:
         """Keep the features of every closed hour (see :attr:`collected`) instead of, or as well as, scoring."""
@@ -112,26 +124,26 @@ class WindowOutlier(Detector):
 
     def detect(self, batch: Batch, rows: np.ndarray, state: EntityState, ctx: BatchContext) -> list[Signal]:
         """Judge the hours the batch closed, with each entity's statistics as they were before the batch (the
-        engine cuts batches at hour ends, so as of the hour's end); then keep them as of the batch's end."""
+        engine cuts batches at hour ends while it is active, so as of the hour's end); then keep them as of the
+        batch's end."""
         first = state.store[FIRST]
         new = first[rows] == NEVER
         if new.any():  # an entity's first hour, whether or not a model is in use yet
             first[rows[new]] = np.iinfo(np.int32).max
             np.minimum.at(first, rows[new], np.floor(batch.ts[new] / WINDOW_SECONDS["1h"]).astype(np.int32))
+        if not self._active():
+            return []
         alerts = self._judge(rows, state)
-        for name in ("count", "mean", "m2"):
-            state.store[f"{STATS}{name}"][rows] = state.store[name][rows]
+        self._keep_statistics(state, rows)
         return alerts
 
     def sweep(self, state: EntityState, now: float) -> list[Signal]:
         """The hours an idle feed's clock (``now``) has closed."""
-        if self.model is None and self.collected is None:
+        if not self._active():
             return []
         return self._judge(state.unjudged("1h", state.store[DONE], now), state, now)
 
     def _judge(self, rows: np.ndarray, state: EntityState, now: float | None = None) -> list[Signal]:
-        if self.model is None and self.collected is None:
-            return []
         seconds, _ = state.windows["1h"]
         counts, first = state.store[f"{STATS}count"], state.store[FIRST]
         alerts = []
