@@ -144,10 +144,9 @@ class SourceEngine:
         time up to which every record has come."""
         if not len(self.state):
             return []
-        alerts = self._released(self.state.release(now, idle=True))
-        for detector in self.detectors:
-            alerts += self._stamped(detector.sweep(self.state, now - self.state.lateness_s))
-        return alerts
+        released = self._released(self.state.release(now, idle=True))
+        judged = now - self.state.lateness_s
+        return released + self._stamped([s for d in self.detectors for s in d.sweep(self.state, judged)])
 
     def flush(self) -> list[Signal]:
         """The end of a finite input (a file replayed, a data set scored): every record held is released."""

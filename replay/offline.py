@@ -96,18 +96,17 @@ class Engines:
 
     def sweep(self, source: str, partition: int, now: float) -> None:
         """The time-driven signals of a partition's idle feed at event time ``now``, as live."""
-        signals = self.engine(source, partition).sweep(now)
-        for sig in signals:
-            self.on_signal(sig)
-        self.summary.signals += len(signals)
+        self._emit(self.engine(source, partition).sweep(now))
 
     def flush(self) -> None:
         """The input has ended: every engine's held records are released (``SourceEngine.flush``)."""
         for engine in self.engines.values():
-            signals = engine.flush()
-            for sig in signals:
-                self.on_signal(sig)
-            self.summary.signals += len(signals)
+            self._emit(engine.flush())
+
+    def _emit(self, signals: list[Signal]) -> None:
+        for sig in signals:
+            self.on_signal(sig)
+        self.summary.signals += len(signals)
 
     def run(self, source: str, partition: int, batch: list, typed: bool = False) -> None:
         """``batch``: records as dicts, or (``typed``) as the source's record structs."""
@@ -122,9 +121,7 @@ class Engines:
         summary.accepted += out.accepted
         summary.duplicates += out.duplicates
         summary.rejects.update(r.reason for r in out.rejects)
-        for sig in out.signals:
-            self.on_signal(sig)
-        summary.signals += len(out.signals)
+        self._emit(out.signals)
         if self.on_progress:
             self.on_progress(len(batch))
 

@@ -39,7 +39,6 @@ class HeldRecords:
         self.rows = np.empty(0, dtype=np.int64)
         self.ts = np.empty(0, dtype=np.float64)
         self.prints = np.empty(0, dtype=np.uint64)
-        self.keys = np.empty(0, dtype=np.uint64)
         self.columns: dict[str, np.ndarray] = {}
         self.strings: dict[str, np.ndarray] = {}  # object arrays
 
@@ -61,7 +60,6 @@ class HeldRecords:
         self.rows = np.concatenate((self.rows, rows))
         self.ts = np.concatenate((self.ts, ts))
         self.prints = np.concatenate((self.prints, prints))
-        self.keys = np.concatenate((self.keys, record_keys(rows, ts, prints)))
         for name, values in columns.items():
             self.columns[name] = values if fresh else np.concatenate((self.columns[name], values))
         for name, values in strings.items():
@@ -72,7 +70,7 @@ class HeldRecords:
         """Which of these record keys (:func:`record_keys`) a held record has."""
         if not len(self) or not len(keys):
             return np.zeros(len(keys), dtype=bool)
-        return np.isin(keys, self.keys)
+        return np.isin(keys, record_keys(self.rows, self.ts, self.prints))
 
     def take(self, index: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict, dict]:
         """Remove the records at ``index`` (a mask) and return them in event order (ties: as they came):
@@ -87,7 +85,7 @@ class HeldRecords:
             {name: values[order].tolist() for name, values in self.strings.items()},
         )
         keep = ~index
-        self.rows, self.ts, self.prints, self.keys = self.rows[keep], self.ts[keep], self.prints[keep], self.keys[keep]
+        self.rows, self.ts, self.prints = self.rows[keep], self.ts[keep], self.prints[keep]
         self.columns = {name: values[keep] for name, values in self.columns.items()}
         self.strings = {name: values[keep] for name, values in self.strings.items()}
         return taken
@@ -114,7 +112,6 @@ class HeldRecords:
             store.add(name, np.dtype(dtype))
         rows = store.load_bytes(blob, cut + 1, end=end)
         self.rows, self.ts, self.prints = (store[k][:rows].copy() for k in ("rows", "ts", "prints"))
-        self.keys = record_keys(self.rows, self.ts, self.prints)
         self.columns = {
             name.removeprefix("column."): store[name][:rows].copy()
             for name in store.names()

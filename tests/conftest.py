@@ -58,7 +58,7 @@ class Stack:
                 "WARDEN_DATA_DIR": str(self.tmp / "data"),
                 "WARDEN_WEB_PORT": str(free_port()),
                 # records wait at most 5 s for event order (the shipped sources wait up to 10 min, live)
-                "WARDEN_ALLOWED_LATENESS_S": "5",
+                "WARDEN_ALLOWED_LATENESS_S": str(self.settings.allowed_lateness_s),
                 **extra,
             }
         )

@@ -152,7 +152,7 @@ class PartitionRunner:
             )
         self.engine.use_refdata(self.links.refdata())  # lookups cached in the restored state may be stale
         self.offset = self.checkpointed = found.offset
-        self.metrics.held(self.source.name, self.partition, len(self.engine.state), len(self.engine.state.held))
+        self._report_held()
         log.info(
             "%s/%d: restored %d entities at offset %d",
             self.source.name,
@@ -321,7 +321,11 @@ class PartitionRunner:
         await self.outputs.signals(out.signals)
         taken = len(records) - len(out.forward)  # forwarded ones are counted where they are owned
         self.metrics.processed(source, taken, out.accepted, len(out.signals), len(out.forward), out.duplicates)
-        self.metrics.held(source, self.partition, len(self.engine.state), len(self.engine.state.held))
+        self._report_held()
+
+    def _report_held(self) -> None:
+        """Entities in state and records waiting for event order, to the metrics."""
+        self.metrics.held(self.source.name, self.partition, len(self.engine.state), len(self.engine.state.held))
 
     def _failed(self, messages: list[Message], dead: list[dict], exc: Exception) -> None:
         """Messages the engine raised on: each to the dead letters as ``internal_error`` with an error id that
@@ -438,7 +442,7 @@ class PartitionRunner:
             await self.links.alert(signals)
             await self.outputs.signals(signals)
             self.metrics.processed(self.source.name, 0, 0, len(signals), 0)
-            self.metrics.held(self.source.name, self.partition, len(self.engine.state), len(self.engine.state.held))
+            self._report_held()
 
     async def checkpoint(self) -> None:
         """Flush outputs, store the state with its offset, commit the next offset (when one is due)."""
