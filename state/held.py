@@ -22,6 +22,7 @@ import orjson
 
 from state.columns import ColumnStore
 
+_INITIAL = 1024  # rows the hold starts with
 _SPREAD = np.uint64(0x9E3779B97F4A7C15)  # spreads entity rows over 64 bits before their time and print are mixed in
 
 
@@ -33,17 +34,31 @@ def record_keys(rows: np.ndarray, ts: np.ndarray, prints: np.ndarray) -> np.ndar
 
 class HeldRecords:
     """Held records as columns: entity rows, event times, prints (``Batch.prints``), the batch's value
-    columns and its string columns."""
+    columns and its string columns. They are written in place into columns grown as needed and compacted
+    as records leave, so a steady hold costs its records' bytes and no more."""
 
     def __init__(self):
-        self.rows = np.empty(0, dtype=np.int64)
-        self.ts = np.empty(0, dtype=np.float64)
-        self.prints = np.empty(0, dtype=np.uint64)
-        self.columns: dict[str, np.ndarray] = {}
-        self.strings: dict[str, np.ndarray] = {}  # object arrays
+        self._numbers = ColumnStore(_INITIAL)  # "rows", "ts", "prints", then "column.<name>"
+        self._numbers.add("rows", np.int32)
+        self._numbers.add("ts", np.float64)
+        self._numbers.add("prints", np.uint64)
+        self._strings = ColumnStore(_INITIAL)  # object columns
+        self._n = 0
 
     def __len__(self) -> int:
-        return len(self.rows)
+        return self._n
+
+    @property
+    def rows(self) -> np.ndarray:
+        return self._numbers["rows"][: self._n]
+
+    @property
+    def ts(self) -> np.ndarray:
+        return self._numbers["ts"][: self._n]
+
+    @property
+    def prints(self) -> np.ndarray:
+        return self._numbers["prints"][: self._n]
 
     def add(
         self,
@@ -56,15 +71,20 @@ class HeldRecords:
         """Hold these records (after the ones held)."""
         if not len(rows):
             return
-        fresh = not len(self)
-        self.rows = np.concatenate((self.rows, rows))
-        self.ts = np.concatenate((self.ts, ts))
-        self.prints = np.concatenate((self.prints, prints))
         for name, values in columns.items():
-            self.columns[name] = values if fresh else np.concatenate((self.columns[name], values))
+            if f"column.{name}" not in self._numbers:
+                self._numbers.add(f"column.{name}", values.dtype)
+        for name in strings:
+            if name not in self._strings:
+                self._strings.add(name, object, fill=None)
+        at, self._n = self._n, self._n + len(rows)
+        self._numbers.ensure_rows(self._n)
+        self._strings.ensure_rows(self._n)
+        arrays = {"rows": rows, "ts": ts, "prints": prints, **{f"column.{k}": v for k, v in columns.items()}}
+        for name, values in arrays.items():
+            self._numbers[name][at : self._n] = values
         for name, values in strings.items():
-            values = _objects(values)
-            self.strings[name] = values if fresh else np.concatenate((self.strings[name], values))
+            self._strings[name][at : self._n] = _objects(values)
 
     def holds(self, keys: np.ndarray) -> np.ndarray:
         """Which of these record keys (:func:`record_keys`) a held record has."""
@@ -77,47 +97,40 @@ class HeldRecords:
         rows, times, prints, value columns and string columns (lists)."""
         order = np.flatnonzero(index)
         order = order[np.argsort(self.ts[order], kind="stable")]
+        numbers = {name: self._numbers[name][: self._n] for name in self._numbers.names()}
+        strings = {name: self._strings[name][: self._n] for name in self._strings.names()}
         taken = (
-            self.rows[order],
-            self.ts[order],
-            self.prints[order],
-            {name: values[order] for name, values in self.columns.items()},
-            {name: values[order].tolist() for name, values in self.strings.items()},
+            numbers["rows"][order].astype(np.int64),
+            numbers["ts"][order],
+            numbers["prints"][order],
+            {name.removeprefix("column."): v[order] for name, v in numbers.items() if name.startswith("column.")},
+            {name: v[order].tolist() for name, v in strings.items()},
         )
-        keep = ~index
-        self.rows, self.ts, self.prints = self.rows[keep], self.ts[keep], self.prints[keep]
-        self.columns = {name: values[keep] for name, values in self.columns.items()}
-        self.strings = {name: values[keep] for name, values in self.strings.items()}
+        keep = np.flatnonzero(~index)
+        for values in (*numbers.values(), *strings.values()):
+            values[: len(keep)] = values[keep]
+        for values in strings.values():
+            values[len(keep) :] = None  # let go of the strings that left
+        self._n = len(keep)
         return taken
 
     def parts(self) -> list:
         """A snapshot's pieces: a JSON line with the string columns, then the other columns as a
         :class:`~state.columns.ColumnStore` gives them."""
-        store = ColumnStore(max(len(self), 1))
-        arrays = {"rows": self.rows, "ts": self.ts, "prints": self.prints}
-        arrays.update({f"column.{name}": values for name, values in self.columns.items()})
-        for name, values in arrays.items():
-            store.add(name, values.dtype)
-            store[name][: len(values)] = values
-        strings = {name: values.tolist() for name, values in self.strings.items()}
-        return [orjson.dumps({"strings": strings}) + b"\n", *store.parts(len(self))]
+        strings = {name: self._strings[name][: self._n].tolist() for name in self._strings.names()}
+        return [orjson.dumps({"strings": strings}) + b"\n", *self._numbers.parts(self._n)]
 
     def load_bytes(self, blob: bytes, start: int, end: int) -> None:
-        """The held records of a snapshot (:meth:`parts`) at ``blob[start:end]``."""
+        """The held records of a snapshot (:meth:`parts`) at ``blob[start:end]``, held after any held now."""
         cut = blob.index(b"\n", start)
         strings = orjson.loads(blob[start:cut])["strings"]
         layout = orjson.loads(blob[cut + 1 : blob.index(b"\n", cut + 1)])["columns"]
-        store = ColumnStore(1)
+        saved = ColumnStore(1)
         for name, dtype, _ in layout:
-            store.add(name, np.dtype(dtype))
-        rows = store.load_bytes(blob, cut + 1, end=end)
-        self.rows, self.ts, self.prints = (store[k][:rows].copy() for k in ("rows", "ts", "prints"))
-        self.columns = {
-            name.removeprefix("column."): store[name][:rows].copy()
-            for name in store.names()
-            if name.startswith("column.")
-        }
-        self.strings = {name: _objects(values) for name, values in strings.items()}
+            saved.add(name, np.dtype(dtype))
+        n = saved.load_bytes(blob, cut + 1, end=end)
+        columns = {name.removeprefix("column."): saved[name][:n] for name in saved.names() if name.startswith("column.")}
+        self.add(saved["rows"][:n], saved["ts"][:n], saved["prints"][:n], columns, strings)
 
 
 def _objects(values: list | np.ndarray) -> np.ndarray:
