@@ -21,7 +21,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import joblib
 import orjson
 import redis.asyncio as aioredis
 
@@ -66,6 +65,8 @@ def save(root: Path, source: str, model: WindowOutlierModel, meta: dict) -> dict
     """Write a new version's files; returns its full metadata (with ``version``, ``sha256``, ``path``)."""
     tmp = root / source / ".incoming.joblib"
     tmp.parent.mkdir(parents=True, exist_ok=True)
+    import joblib  # here and in load(): a worker with no trained version never imports it
+
     joblib.dump(model, tmp)
     blob = tmp.read_bytes()
     version = new_version_id(source, blob)
@@ -93,6 +94,8 @@ def load(meta: dict) -> ModelVersion:
         raise VersionError(f"model version {meta['version']}: cannot read {path} ({exc.strerror})") from None
     if hashlib.sha256(blob).hexdigest() != meta["sha256"]:
         raise VersionError(f"model version {meta['version']}: {path} does not match its registered SHA-256")
+    import joblib
+
     from models.batch.isolation import WindowOutlierModel
 
     model = joblib.load(path)

@@ -19,7 +19,6 @@ from pathlib import Path
 import numpy as np
 import orjson
 import shapely
-from scipy.ndimage import binary_dilation
 from shapely import STRtree
 from shapely.geometry import shape
 
@@ -115,14 +114,17 @@ class CellGrid:
         self.dx, self.dy = max(x1 - x0, 1e-9) / cells, max(y1 - y0, 1e-9) / cells
         self.x0, self.y0 = x0 - self.dx, y0 - self.dy  # a cell of margin all round: see near()
         i, j = np.meshgrid(np.arange(cells + 2), np.arange(cells + 2), indexing="ij")
-        boxes = shapely.box(
-            self.x0 + i * self.dx, self.y0 + j * self.dy, self.x0 + (i + 1) * self.dx, self.y0 + (j + 1) * self.dy
+        # a cell is marked when it or a neighbour touches a polygon (a point that rounding puts in the next cell
+        # is still tested): when the 3x3 cells around it, one box, do
+        around = shapely.box(
+            self.x0 + (i - 1) * self.dx,
+            self.y0 + (j - 1) * self.dy,
+            self.x0 + (i + 2) * self.dx,
+            self.y0 + (j + 2) * self.dy,
         ).ravel()
-        hit = STRtree(polygons).query(boxes, predicate="intersects")[0]
-        touched = np.zeros(boxes.shape, dtype=bool)
-        touched[hit] = True
-        # grown by a cell each way, so a point that rounding puts in the next cell is still tested
-        self.touched = binary_dilation(touched.reshape(i.shape), structure=np.ones((3, 3), dtype=bool))
+        touched = np.zeros(around.shape, dtype=bool)
+        touched[STRtree(polygons).query(around, predicate="intersects")[0]] = True
+        self.touched = touched.reshape(i.shape)
 
     def near(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         """Indexes of the points in a marked cell (NaN and far-away points are not)."""
