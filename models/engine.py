@@ -157,8 +157,7 @@ class SourceEngine:
         if released is None:
             return []
         rows, ts, prints, columns, strings = released
-        entities = self.state.slots.entities
-        batch = Batch(np.arange(len(rows)), list(map(entities.__getitem__, rows.tolist())), ts, columns, strings)
+        batch = Batch(np.arange(len(rows)), self.state.slots.names(rows), ts, columns, strings)
         signals = []
         for piece in self._time_slices(batch, rows):
             whole = len(piece) == len(batch)

@@ -278,7 +278,7 @@ class EntityState:
         filled once from ``compute(entity id)``."""
         col = self.store[column]
         for row in np.unique(rows[np.isnan(col[rows])]).tolist():
-            col[row] = compute(self.slots.entities[row])
+            col[row] = compute(self.slots.name(row))
         return col[rows]
 
     def add_marker(self, column: str) -> None:
@@ -355,7 +355,7 @@ class EntityState:
         """
         header = {
             "v": FORMAT_VERSION,
-            "entities": self.slots.entities,
+            "entities": self.slots.names(),
             "watermark": self.watermark,
             "arrived": self.arrived,
             "notes": self.notes,

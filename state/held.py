@@ -129,7 +129,9 @@ class HeldRecords:
         for name, dtype, _ in layout:
             saved.add(name, np.dtype(dtype))
         n = saved.load_bytes(blob, cut + 1, end=end)
-        columns = {name.removeprefix("column."): saved[name][:n] for name in saved.names() if name.startswith("column.")}
+        columns = {
+            name.removeprefix("column."): saved[name][:n] for name in saved.names() if name.startswith("column.")
+        }
         self.add(saved["rows"][:n], saved["ts"][:n], saved["prints"][:n], columns, strings)
 
 

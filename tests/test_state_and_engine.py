@@ -95,7 +95,7 @@ def test_checkpoint_bytes_round_trip():
     st.notes["x"] = 1
     again = _metric_state()
     assert again.load_bytes(st.to_bytes({"run": "r1"})) == {"run": "r1"}
-    assert again.slots.entities == ["a", "b"] and again.notes == {"x": 1} and again.watermark == TS + 5.0
+    assert again.slots.names() == ["a", "b"] and again.notes == {"x": 1} and again.watermark == TS + 5.0
     assert np.array_equal(again.store["mean"][:2], st.store["mean"][:2])
     for name in st.store.names():  # every column, window rings (several axes) included
         assert np.array_equal(again.store[name][:2], st.store[name][:2], equal_nan=True), name
@@ -169,7 +169,7 @@ def test_same_records_same_alerts_and_state_however_batched(cut):
     pieces = SourceEngine(load_sources(settings)["air"], settings)
     got = in_batches(pieces, records, cut)
     assert sorted(a.id for a in got) == sorted(a.id for a in expected)
-    assert pieces.state.slots.entities == whole.state.slots.entities
+    assert pieces.state.slots.names() == whole.state.slots.names()
     names = whole.state.store.names()
     assert {"last_ts", "mean", "m2", "1h.sum", "threshold.closed.1h"} <= set(names)  # air's window model reads stats
     assert "last" not in names  # and none of its detectors reads last values

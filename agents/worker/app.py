@@ -329,14 +329,13 @@ class Worker:
             last = state.store["last"][: len(state)]
             lat, lon = last[:, state.numeric.index("lat")], last[:, state.numeric.index("lon")]
             seen = np.flatnonzero(~np.isnan(lat) & ~np.isnan(lon))[: limit - len(out)]
-            entities = state.slots.entities
             heading = (
                 last[:, state.numeric.index("heading")] if "heading" in state.numeric else np.full(len(last), np.nan)
             )
             out += [
-                {"entity": entities[i], "lat": a, "lon": o, "ts": t, **({"heading": h} if h == h else {})}
-                for i, a, o, t, h in zip(
-                    seen.tolist(),
+                {"entity": e, "lat": a, "lon": o, "ts": t, **({"heading": h} if h == h else {})}
+                for e, a, o, t, h in zip(
+                    state.slots.names(seen),
                     lat[seen].round(6).tolist(),
                     lon[seen].round(6).tolist(),
                     state.store["last_ts"][seen].tolist(),

@@ -168,7 +168,7 @@ class WindowOutlier(Detector):
                     Signal.new(
                         source=self.source.name,
                         kind="window_outlier",
-                        entity=state.slots.entities[r[i]],
+                        entity=state.slots.name(r[i]),
                         ts=float((b[i] + 1) * seconds),
                         window_start=float(b[i] * seconds),
                         window_s=float(seconds),

@@ -127,7 +127,7 @@ class Consumption(Detector):
                     Signal.new(
                         source=self.source.name,
                         kind=f"{sp.field}_consumption_abnormal",
-                        entity=state.slots.entities[r[i]],
+                        entity=state.slots.name(r[i]),
                         ts=float((b[i] + 1) * seconds),
                         window_start=float(b[i] * seconds),
                         window_s=float(seconds),

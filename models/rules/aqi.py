@@ -105,7 +105,7 @@ class Aqi(Detector):
                     Signal.new(
                         source=self.source.name,
                         kind="aqi_polluted",
-                        entity=state.slots.entities[r[i]],
+                        entity=state.slots.name(r[i]),
                         ts=float((b[i] + 1) * seconds),
                         window_start=float(b[i] * seconds),
                         window_s=float(seconds),

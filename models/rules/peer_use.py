@@ -153,7 +153,7 @@ class PeerUse(Detector):
                         streak = st["streak"][row] + 1 if st["last_excess"][row] == d - 1 else 1.0
                         st["streak"][row], st["last_excess"][row] = streak, d
                         if streak >= sp.days:
-                            out.append(self._signal(ref, state.slots.entities[row], d, mean, median, int(streak)))
+                            out.append(self._signal(ref, state.slots.name(row), d, mean, median, int(streak)))
                     else:
                         st["streak"][row] = 0.0
             hist = hists.setdefault(int(d), np.zeros(BINS, dtype=np.int64))

@@ -113,7 +113,7 @@ class Silence(Detector):
         silent = np.flatnonzero(due)
         open_[silent] = OPEN
         return [
-            self._silent(state.slots.entities[r], float(last_ts[r]), float(limit[r]), float(since[r]))
+            self._silent(state.slots.name(r), float(last_ts[r]), float(limit[r]), float(since[r]))
             for r in silent.tolist()
         ]
 
@@ -147,7 +147,7 @@ class Silence(Detector):
         alerts = self._feed_back(state, float(t.min())) if len(t) else []
         for i in np.flatnonzero(was_open | gap).tolist():
             row, start = int(r[i]), float(before[i])
-            entity = state.slots.entities[row]
+            entity = state.slots.name(row)
             if gap[i]:
                 alerts.append(self._silent(entity, start, float(limit[i])))
             alerts.append(

@@ -130,7 +130,7 @@ class Spatial(Detector):
             Signal.new(
                 source=self.source.name,
                 kind=f"{sp.field}_above_neighbours",
-                entity=state.slots.entities[rows[i]],
+                entity=state.slots.name(rows[i]),
                 ts=float((hour + 1) * seconds),
                 window_start=float(hour * seconds),
                 window_s=float(seconds),

@@ -210,7 +210,7 @@ class Threshold(Detector):
                             Signal.new(
                                 source=self.source.name,
                                 kind=rule.kind,
-                                entity=state.slots.entities[r[i]],
+                                entity=state.slots.name(r[i]),
                                 ts=float((b[i] + 1) * seconds),
                                 window_start=float(start[i]),
                                 window_s=float((b[i] + 1) * seconds - start[i]),

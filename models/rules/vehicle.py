@@ -502,8 +502,7 @@ class Vehicle(Detector):
         if "signal_lost_moving" in self.settings.hazardous_only and len(quiet):
             quiet = quiet[self._hazmat(quiet, state)]
         return [
-            self._lost(state.slots.entities[q], float(last_ts[q]), float(speed[q]), lon[q], lat[q])
-            for q in quiet.tolist()
+            self._lost(state.slots.name(q), float(last_ts[q]), float(speed[q]), lon[q], lat[q]) for q in quiet.tolist()
         ]
 
     def _alert(
