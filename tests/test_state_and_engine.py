@@ -11,6 +11,7 @@ from models.catalog import load_sources
 from models.engine import SourceEngine
 from settings import Settings
 from state.entity_state import EntityState
+from state.slots import SlotMap
 from streams.event_time import iso
 from tests.conftest import TEST_SOURCES
 
@@ -137,6 +138,48 @@ def _air_records(n_hours: int = 3, breach_hour: int = 1) -> list[dict]:
             pm25 = 90.0 if (station == "s2" and minute in (30, 31, 95)) else 30.0
             recs.append({"entity": station, "ts": TS + minute * 60 + 5, "pm25": pm25, "no2": no2})
     return recs
+
+
+class _SameHash(str):
+    """An id whose hash is every other's: the slot map must tell them apart by their bytes."""
+
+    def __hash__(self) -> int:
+        return 7
+
+
+def test_the_slot_map_tells_ids_apart_by_their_bytes_not_their_hashes_and_keeps_any_string():
+    ids = [_SameHash(e) for e in ("a", "b", "ab", "ba", "")]
+    slots = SlotMap()
+    assert slots.lookup(ids).tolist() == [0, 1, 2, 3, 4]
+    assert slots.lookup(ids[::-1]).tolist() == [4, 3, 2, 1, 0] and slots.get(_SameHash("abc")) is None
+    more = ["水表-001", "\x00nul", "\ud800", "z" * 300]
+    assert slots.lookup(more).tolist() == [5, 6, 7, 8]
+    assert slots.names() == [*map(str, ids), *more] and slots.name(5) == "水表-001"
+    restored = SlotMap(slots.names())  # as a checkpoint restores it
+    assert restored.lookup([*map(str, ids), *more]).tolist() == list(range(9)) and len(restored) == 9
+
+
+def test_a_million_entities_cost_the_slot_map_under_sixty_bytes_each():
+    slots = SlotMap()
+    for start in range(0, 1_000_000, 50_000):
+        slots.lookup([f"meter-{i:07d}" for i in range(start, start + 50_000)])
+    assert slots.get("meter-0999999") == 999_999 and slots.get("meter-1000000") is None
+    held = sum(a.nbytes for a in (slots._data, slots._bounds, slots._hashes, slots._places))
+    assert held / len(slots) < 60
+
+
+def test_held_records_are_kept_in_place_at_their_own_bytes():
+    """A steady hold (records in, the oldest out) keeps its columns; it does not copy them per batch."""
+    st = _metric_state(lateness_s=60)
+    rows = st.locate([f"e{i}" for i in range(1000)])
+    for k in range(50):
+        st.hold(rows, np.full(1000, TS + 10.0 * k), np.zeros(1000, np.uint64), {"value": np.ones(1000)}, {})
+        st.release()
+    assert len(st.held) == 6000  # the six ticks less than a minute behind the newest
+    columns = st.held._numbers
+    per_record = sum(columns[name].nbytes for name in columns.names()) / columns.capacity
+    assert per_record == 4 + 8 + 8 + 8  # row, time, print, value
+    assert columns.capacity < 2 * len(st.held)
 
 
 def test_threshold_rules_fire_once_per_period_and_on_closed_windows():
