@@ -42,6 +42,11 @@ class BlockPool:
         self.used += count
         return np.arange(self.used - count, self.used)
 
+    def reset(self) -> None:
+        """No block given (those given before zeroed, for the next to take)."""
+        self.store.reset(self.used)
+        self.used = 0
+
     def parts(self) -> list:
         """The used blocks' bytes, as :meth:`ColumnStore.parts` gives them."""
         return self.store.parts(self.used)

@@ -47,6 +47,11 @@ class ColumnStore:
             self._cols[name] = _grown(col, capacity, self._fill[name])
         self.capacity = capacity
 
+    def reset(self, rows: int) -> None:
+        """The first ``rows`` rows back to their columns' fill (as never written)."""
+        for name, col in self._cols.items():
+            col[:rows] = self._fill[name]
+
     def to_bytes(self, rows: int, prefix: bytes = b"") -> bytes:
         """``prefix``, then :meth:`parts` joined: a JSON header line and the raw arrays in its order."""
         return b"".join([prefix, *self.parts(rows)])

@@ -374,34 +374,52 @@ class EntityState:
 
     def load_bytes(self, blob: bytes) -> dict:
         """Restore from :meth:`to_bytes` (or an earlier release's snapshot); returns its annotations.
-        ValueError if the layout differs."""
+
+        ValueError, with nothing restored, if the snapshot is of another format or other numeric fields.
+        :class:`LayoutChanged` if only the detectors' columns differ (a detector changed what it keeps): the
+        entities, the clocks and the records held are restored, so no record accepted is lost; the detectors'
+        state starts empty.
+        """
         cut = blob.index(b"\n")
         header = _upgraded(orjson.loads(blob[:cut]))
-        if (
-            header.get("v") != FORMAT_VERSION
-            or header["numeric"] != self.numeric
-            or header["windowed"] != self.windowed
-        ):
+        if header.get("v") != FORMAT_VERSION or header["numeric"] != self.numeric:
             raise ValueError("checkpoint layout differs from the source declaration")
         saved = header.get("pools", {})
-        if sorted(saved) != sorted(self.pools):
-            raise ValueError(f"block pools differ: saved {sorted(saved)}, declared {sorted(self.pools)}")
         names = sorted(saved)  # in the order their bytes follow the entities' columns
         held = [cut + 1 + header["held"]] if "held" in header else []
         bounds = [cut + 1 + saved[name] for name in names] + held + [len(blob)]
-        rows = self.store.load_bytes(blob, cut + 1, renamed=_renamed, end=bounds[0])
-        for name, start, end in zip(names, bounds, bounds[1:]):
-            self.pools[name].load_bytes(blob, start, end)
+        entities = header["entities"]
+        try:
+            if header["windowed"] != self.windowed:
+                raise ValueError(f"windowed fields differ: saved {header['windowed']}, declared {self.windowed}")
+            if names != sorted(self.pools):
+                raise ValueError(f"block pools differ: saved {names}, declared {sorted(self.pools)}")
+            rows = self.store.load_bytes(blob, cut + 1, renamed=_renamed, end=bounds[0])
+            for name, start, end in zip(names, bounds, bounds[1:]):
+                self.pools[name].load_bytes(blob, start, end)
+            if rows != len(entities):
+                raise ValueError("checkpoint entity count does not match its columns")
+            changed = None
+        except ValueError as exc:
+            changed = exc
+            self.store.reset(len(entities))
+            for pool in self.pools.values():
+                pool.reset()
+        self.slots = SlotMap(entities)
+        self.store.ensure_rows(len(entities))
         self.held = HeldRecords()
         if held:
             self.held.load_bytes(blob, held[0], len(blob))
-        if rows != len(header["entities"]):
-            raise ValueError("checkpoint entity count does not match its columns")
-        self.slots = SlotMap(header["entities"])
         self.watermark = -np.inf if header["watermark"] is None else float(header["watermark"])  # JSON: null
         self.arrived = max(self.watermark, -np.inf if header.get("arrived") is None else float(header["arrived"]))
-        self.notes = header["notes"]
+        self.notes = {} if changed else header["notes"]
+        if changed:
+            raise LayoutChanged(f"{changed}; the detectors' state starts empty")
         return header["annotations"]
+
+
+class LayoutChanged(ValueError):
+    """A snapshot whose detectors' columns differ from today's: restored all but the detectors' state."""
 
 
 # Column and note prefixes of detectors renamed since release 0.1.0's checkpoints.

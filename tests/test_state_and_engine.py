@@ -10,7 +10,7 @@ from cases import in_batches, meter, to_the_end
 from models.catalog import load_sources
 from models.engine import SourceEngine
 from settings import Settings
-from state.entity_state import EntityState
+from state.entity_state import EntityState, LayoutChanged
 from state.slots import SlotMap
 from streams.event_time import iso
 from tests.conftest import TEST_SOURCES
@@ -108,6 +108,30 @@ def test_checkpoint_bytes_round_trip():
     empty = _metric_state()
     empty.load_bytes(_metric_state().to_bytes())  # a partition that has seen no entity yet
     assert len(empty.slots) == 0
+
+
+def test_a_checkpoint_from_detectors_that_kept_other_columns_keeps_its_entities_and_held_records():
+    """A release whose detector keeps other columns cannot read an earlier release's detector state, but the
+    records the earlier one accepted and held are not lost with it: they are released as if never stopped."""
+    st = _metric_state(lateness_s=60)
+    st.store.add("old_detector.level", np.float64)
+    st.pool("old_detector.memory", 4, 2).add("codes", np.uint8)
+    st.update(st.locate(["a", "b"]), np.array([TS, TS]), np.array([[1.0], [2.0]]))
+    st.store["old_detector.level"][:2] = 5.0
+    st.hold(st.locate(["b", "a"]), np.array([TS + 10.0, TS + 20.0]), np.arange(2, dtype=np.uint64),
+            {"value": np.array([3.0, 4.0])}, {})  # fmt: skip
+    st.notes["old_detector.x"] = 1
+    today = _metric_state(lateness_s=60)
+    today.store.add("new_detector.level", np.float64, fill=np.nan)
+    with pytest.raises(LayoutChanged, match="pools differ"):
+        today.load_bytes(st.to_bytes({"archive_run": "r1"}))
+    assert today.slots.names() == ["a", "b"] and today.watermark == TS and today.notes == {}
+    assert np.isnan(today.store["new_detector.level"][:2]).all() and (today.store["last_ts"][:2] == -np.inf).all()
+    rows, ts, _, columns, _ = today.release(np.inf)
+    assert today.slots.names(rows) == ["b", "a"] and ts.tolist() == [TS + 10.0, TS + 20.0]
+    assert columns["value"].tolist() == [3.0, 4.0]
+    with pytest.raises(ValueError, match="source declaration"):  # other fields: nothing can be read
+        EntityState(numeric=["v"], windowed=[], windows={}, lateness_s=1).load_bytes(st.to_bytes())
 
 
 def test_a_checkpoint_of_the_earlier_layout_restores_under_todays_names():

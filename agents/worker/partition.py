@@ -32,6 +32,7 @@ from models.signal import Signal
 from replay.archive import PartitionArchive
 from settings import Settings
 from state.checkpoint import CheckpointStore
+from state.entity_state import LayoutChanged
 from state.refdata.reference import RefData
 from streams.deadletter import dead_letter
 from streams.envelope import Decoded, decode, from_doc, parse_all
@@ -142,6 +143,17 @@ class PartitionRunner:
         """State from a checkpoint (or, for a layout change, empty state at its offset)."""
         try:
             self.archive_run = self.engine.state.load_bytes(found.state).get("archive_run")
+        except LayoutChanged as exc:  # a new replay log begins here, as the detectors' state does
+            log.warning(
+                "%s/%d: a detector keeps other columns than this checkpoint (%s); its %d entities and %d records "
+                "held are restored at offset %d",
+                self.source.name,
+                self.partition,
+                exc,
+                len(self.engine.state),
+                len(self.engine.state.held),
+                found.offset,
+            )
         except ValueError as exc:
             log.warning(
                 "%s/%d: checkpoint not restored (%s); state starts empty at offset %d",
