@@ -98,7 +98,8 @@ class AnomalySettings(DetectorSettings):
         ge=0,
         le=288,
         description="times of day with their own level and step models "
-        "(0: none; each costs 17 bytes per entity and field)",
+        "(0: none; each costs 17 bytes per entity and field, held from the entity's first record at that time, "
+        "in blocks of four)",
     )
     slot_alpha: float = Field(0.05, gt=0, lt=1, description="EW weight of a time of day's models")
     slot_warmup: int = Field(6, ge=2, le=255, description="records a time of day has learned before its models count")
@@ -177,11 +178,19 @@ FRESH = (0.0,) * (len(COLUMNS) - 1) + (-1e18,)  # the COLUMNS of an entity not s
 def array_columns(spec: AnomalySettings) -> dict[str, tuple[type, int]]:
     """Per entity and field, the array columns besides :data:`COLUMNS`, in the compiled loop's order: dtype and
     width (0: switched off, not stored; the loop gets a zero-width stand-in)."""
-    return {
-        "slots": (np.float32, spec.daily_slots * len(SLOT_STATS)),
-        "seen": (np.uint8, spec.daily_slots),
-        "memory_scale": (np.float64, 2 if spec.shape_memory else 0),  # the shape memory's codes' scale
-    }
+    return {"memory_scale": (np.float64, 2 if spec.shape_memory else 0)}  # the shape memory's codes' scale
+
+
+# The time-of-day models are held in blocks of DAILY_BLOCK times of day, a pool per field named
+# "anomaly.<field>.daily", given as an entity first reports at those times: the SLOT_STATS (float32) and how often
+# each time was learned ("seen", uint8). An entity that has reported for an hour holds one block, not the day's.
+DAILY_BLOCK = 4
+DAILY_COLUMNS = {**dict.fromkeys(SLOT_STATS, np.float32), "seen": np.uint8}
+
+
+def daily_blocks(spec: AnomalySettings) -> int:
+    """Blocks of an entity's day of time-of-day models."""
+    return -(-spec.daily_slots // DAILY_BLOCK)
 
 
 # The shape memory (models/online/shape_memory.py) is held in blocks of BLOCK records (state/blocks.py), a pool
@@ -197,14 +206,15 @@ def params_of(spec: AnomalySettings) -> np.ndarray:
 
 @njit(cache=True, nogil=True)
 def learn_score_runs(
-    positions, rows, xs, ts, stats, slots, seen, scale, table, codes, tod, p, likelihood, alert, expected
+    positions, rows, xs, ts, stats, daily, slots, seen, scale, table, codes, tod, p, likelihood, alert, expected
 ):
     """Score and learn the records at ``positions`` (grouped by entity, each entity's in event order): for each,
     the likelihood, whether it alerts and the level expected before it, written at its position.
 
-    ``rows``: each record's entity row in ``stats`` (a tuple of the :data:`COLUMNS`, float64), ``slots``
-    (float32, the :data:`SLOT_STATS` per time of day), ``seen`` (uint8, how often each time of day was learned),
-    ``scale``/``table`` (each entity's shape-memory codes' scale and its blocks, those its records will write
+    ``rows``: each record's entity row in ``stats`` (a tuple of the :data:`COLUMNS`, float64); ``daily``: each
+    entity's blocks of time-of-day models (those its records will learn given), ``slots`` a tuple of their
+    :data:`SLOT_STATS` columns (float32) and ``seen`` their uint8 column (how often each time of day was learned);
+    ``scale``/``table``: each entity's shape-memory codes' scale and its blocks (those its records will write
     given), ``codes``/``tod`` (the pool of blocks: value codes and times of day);
     ``p``: :func:`params_of`. An entity's time-of-day
     models are worked in float64 while its records of the call are learned, and stored in float32 after.
@@ -214,7 +224,8 @@ def learn_score_runs(
     daily_slots, slot_alpha, slot_warmup, bias_alpha = p[9], p[10], p[11], p[12]
     beyond_range, beyond_z, shape_length, shape_tolerance, shape_phase_s = p[13], p[14], int(p[15]), p[16], p[17]
     n_slots, remembers = int(daily_slots), table.shape[1] > 0
-    slot = np.empty(4 * n_slots)
+    width = daily.shape[1] * DAILY_BLOCK  # times of day an entity's blocks hold
+    slot, times = np.empty(4 * width), np.empty(width, np.int64)
     a_short, a_long = 2.0 / (short_window + 1), 1.0 / long_window
     j, total = 0, len(positions)
     while j < total:
@@ -223,8 +234,13 @@ def learn_score_runs(
         dmean, dvar, lo, hi = stats[4][row], stats[5][row], stats[6][row], stats[7][row]
         s_mean, s_var, s_short = stats[8][row], stats[9][row], stats[10][row]
         bias, last_alert = stats[11][row], stats[12][row]
-        for q in range(4 * n_slots):
-            slot[q] = slots[row, q]
+        for g in range(daily.shape[1]):
+            block = daily[row, g]
+            for h in range(DAILY_BLOCK):
+                at = g * DAILY_BLOCK + h
+                times[at] = seen[block, h] if block >= 0 else 0
+                for q in range(4):
+                    slot[4 * at + q] = slots[q][block, h] if block >= 0 else 0.0
         while j < total and rows[positions[j]] == row:
             i = positions[j]
             j += 1
@@ -242,9 +258,9 @@ def learn_score_runs(
             near = z  # how far x is from what is expected where it lands, for beyond_range
             k = int(t % 86400.0 * daily_slots // 86400.0) if n_slots else -1
             at = 4 * k
-            if k >= 0 and seen[row, k] >= slot_warmup:
+            if k >= 0 and times[k] >= slot_warmup:
                 # EW variances start from zero: unbias them by the weight learned so far
-                unbias = 1.0 / (1.0 - (1.0 - slot_alpha) ** float(seen[row, k] - 1))
+                unbias = 1.0 / (1.0 - (1.0 - slot_alpha) ** float(times[k] - 1))
                 z_slot = abs(x - slot[at] - bias) / (math.sqrt(slot[at + 1] * unbias) + floor)
                 near = z_slot if z_slot < z else z
                 z = 0.5 * (z + z_slot)  # neither model alone: early slots are noisy, all-day ones blind to the hour
@@ -270,12 +286,12 @@ def learn_score_runs(
             mean, var = _ew(mean, var, x, level_alpha)
             dmean, dvar = _ew(dmean, dvar, d, step_alpha)
             if k >= 0:
-                if seen[row, k] == 0:
+                if times[k] == 0:
                     slot[at], slot[at + 2] = x, d
                 else:
                     slot[at], slot[at + 1] = _ew(slot[at], slot[at + 1], x, slot_alpha)
                     slot[at + 2], slot[at + 3] = _ew(slot[at + 2], slot[at + 3], d, slot_alpha)
-                seen[row, k] = min(seen[row, k] + 1, 255)
+                times[k] = min(times[k] + 1, 255)
             if remembers:
                 remember(table[row], codes, tod, scale[row], int(n), x, t, lo, hi)
             n, prev = n + 1, x
@@ -292,8 +308,20 @@ def learn_score_runs(
             alert[i] = fires
         for c, value in enumerate((n, mean, var, prev, dmean, dvar, lo, hi, s_mean, s_var, s_short, bias, last_alert)):
             stats[c][row] = value
-        for q in range(4 * n_slots):
-            slots[row, q] = slot[q]
+        for g in range(daily.shape[1]):
+            block = daily[row, g]
+            if block >= 0:
+                for h in range(DAILY_BLOCK):
+                    at = g * DAILY_BLOCK + h
+                    seen[block, h] = times[at]
+                    for q in range(4):
+                        slots[q][block, h] = slot[4 * at + q]
+
+
+def _daily_columns(columns) -> list:
+    """The daily pool's columns as the loop takes them: the :data:`SLOT_STATS` as one tuple, then ``seen``."""
+    *stats, seen = columns
+    return [tuple(stats), seen]
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -312,8 +340,11 @@ class AnomalyState:
     def __init__(self, spec: AnomalySettings):
         self.params = params_of(spec)
         self.stats = tuple(np.array([v]) for v in FRESH)
+        days = daily_blocks(spec)  # its own pools: the day's blocks and the ring's, in order
+        self.daily = [np.arange(days, dtype=np.int32)[None, :]]
+        self.daily += _daily_columns(np.zeros((max(days, 1), DAILY_BLOCK), dtype) for dtype in DAILY_COLUMNS.values())
         self.arrays = [np.zeros((1, width), dtype) for dtype, width in array_columns(spec).values()]
-        ring = spec.shape_memory // BLOCK  # its own pool: the ring's blocks in order
+        ring = spec.shape_memory // BLOCK
         self.pool = [np.arange(ring, dtype=np.int32)[None, :]]
         self.pool += [np.zeros((max(ring, 1), BLOCK), dtype) for dtype in POOL_COLUMNS.values()]
 
@@ -323,7 +354,8 @@ class AnomalyState:
         likelihood, alert, expected = np.empty(1), np.zeros(1, np.bool_), np.empty(1)
         at = np.zeros(1, np.int64)
         learn_score_runs(
-            at, at, np.array([x], np.float64), np.array([ts], np.float64), self.stats, *self.arrays, *self.pool,
+            at, at, np.array([x], np.float64), np.array([ts], np.float64), self.stats, *self.daily, *self.arrays,
+            *self.pool,
             self.params, likelihood, alert, expected,
         )  # fmt: skip
         return float(likelihood[0]), bool(alert[0])
@@ -346,6 +378,10 @@ class Anomaly(Detector):
             for col, (dtype, width) in array_columns(sp).items():
                 if width:
                     state.store.add(f"anomaly.{name}.{col}", dtype, (width,))
+            if sp.daily_slots:
+                pool = state.pool(f"anomaly.{name}.daily", DAILY_BLOCK, daily_blocks(sp))
+                for col, dtype in DAILY_COLUMNS.items():
+                    pool.add(col, dtype)
             if sp.shape_memory:
                 pool = state.pool(f"anomaly.{name}.memory", BLOCK, sp.shape_memory // BLOCK)
                 for col, dtype in POOL_COLUMNS.items():
@@ -380,12 +416,14 @@ class Anomaly(Detector):
                 for col, (dtype, width) in array_columns(self.settings).items()
             ]
             stats = tuple(state.store[f"anomaly.{name}.{c}"] for c in COLUMNS)
+            ts = batch.ts.astype(np.float64, copy=False)
             learn_score_runs(
                 scored,
                 rows,
                 values,
-                batch.ts.astype(np.float64, copy=False),
+                ts,
                 stats,
+                *self._daily_for(state, name, sequence, ts),
                 *arrays,
                 *self._blocks_for(state, name, sequence, stats[0]),
                 self.params,
@@ -413,6 +451,19 @@ class Anomaly(Detector):
                     )
                 )
         return alerts
+
+    def _daily_for(self, state: EntityState, name: str, sequence: EntitySequence, ts: np.ndarray) -> list:
+        """Give the entities of a batch's records (``sequence``; ``ts``: the batch's times) the blocks of the
+        times of day their records learn; returns the table and the pool's columns as the loop takes them."""
+        if not self.settings.daily_slots:
+            return [np.zeros((1, 0), np.int32), *_daily_columns(np.zeros((1, 0), t) for t in DAILY_COLUMNS.values())]
+        pool, table = state.pools[f"anomaly.{name}.daily"], state.store[f"anomaly.{name}.daily.blocks"]
+        days, rows = table.shape[1], sequence.rows
+        k = (ts[sequence.order] % 86400.0 * float(self.settings.daily_slots) // 86400.0).astype(np.int64)
+        block = k // DAILY_BLOCK  # as the loop finds each record's time of day
+        new = np.unique((rows * days + block)[table[rows, block] < 0])  # by entity, then block
+        table[new // days, new % days] = pool.take(len(new))
+        return [table, *_daily_columns(pool[col] for col in DAILY_COLUMNS)]
 
     def _blocks_for(
         self, state: EntityState, name: str, sequence: EntitySequence, learned: np.ndarray
