@@ -128,13 +128,12 @@ class SourceEngine:
             ]
             out.rejects.sort(key=lambda r: r.position)
             batch, rows = batch.take(~late), rows[~late]
-        prints = batch.prints()
-        repeated = self.state.duplicates(rows, batch.ts, prints)
+        repeated = self.state.duplicates(rows, batch.ts, batch.prints())
         if repeated.any():
             out.duplicates = int(repeated.sum())
-            batch, rows, prints = batch.take(~repeated), rows[~repeated], prints[~repeated]
+            batch, rows = batch.take(~repeated), rows[~repeated]
         out.accepted, out.positions, out.ts = len(batch), batch.positions, batch.ts
-        self.state.hold(rows, batch.ts, prints, batch.columns, batch.strings)
+        self.state.hold(rows, batch.ts, batch.columns, batch.strings)
         out.signals = self._released(self.state.release())
         return out
 

@@ -178,9 +178,7 @@ class EntityState:
         found[key[1:]] |= (r[1:] == r[:-1]) & (t[1:] == t[:-1]) & (p[1:] == p[:-1])
         return found
 
-    def hold(
-        self, rows: np.ndarray, ts: np.ndarray, prints: np.ndarray, columns: dict[str, np.ndarray], strings: dict
-    ) -> None:
+    def hold(self, rows: np.ndarray, ts: np.ndarray, columns: dict[str, np.ndarray], strings: dict) -> None:
         """Accept records (not late, not duplicates) into the hold until :meth:`release` lets them go."""
         if not len(rows):
             return
@@ -190,7 +188,7 @@ class EntityState:
             np.maximum.at(arrived, rows, ts)
             behind = arrived[rows] < clock - 2 * self.lateness_s  # the clock as these records came
             self.store["arrival"][rows] = FRESH | np.where(behind, BEHIND, 0)
-        self.held.add(rows, ts, prints, columns, strings)
+        self.held.add(rows, ts, columns, strings)
 
     def release(self, now: float | None = None, idle: bool = False) -> tuple | None:
         """Take the held records no earlier record of their entity can still join, in event order (see

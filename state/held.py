@@ -9,7 +9,7 @@ are checkpointed with it: a record accepted is processed, held in a
 checkpoint, or still in Kafka.
 
 >>> held = HeldRecords()
->>> held.add(np.array([0, 1]), np.array([20.0, 10.0]), np.zeros(2, np.uint64), {"v": np.array([2.0, 1.0])}, {})
+>>> held.add(np.array([0, 1]), np.array([20.0, 10.0]), {"v": np.array([2.0, 1.0])}, {})
 >>> rows, ts, _, columns, _ = held.take(np.array([True, True]))
 >>> rows.tolist(), ts.tolist(), columns["v"].tolist(), len(held)
 ([1, 0], [10.0, 20.0], [1.0, 2.0], 0)
@@ -17,13 +17,31 @@ checkpoint, or still in Kafka.
 
 from __future__ import annotations
 
+import zlib
+
 import numpy as np
 import orjson
 
 from state.columns import ColumnStore
 
 _INITIAL = 1024  # rows the hold starts with
+_PRIME = np.uint64(0x100000001B3)  # FNV-1a's 64-bit prime: mixes one field's bits into a record's print
 _SPREAD = np.uint64(0x9E3779B97F4A7C15)  # spreads entity rows over 64 bits before their time and print are mixed in
+
+
+def record_prints(columns: dict[str, np.ndarray], strings: dict[str, list], n: int) -> np.ndarray:
+    """A 64-bit print of each of ``n`` records' fields besides its entity and time, from its value columns and
+    its string columns (NaN, an absent field, is one value): records with equal prints carry the same readings."""
+    mixed = np.zeros(n, dtype=np.uint64)
+    values = [np.nan_to_num(columns[k].astype(np.float64), nan=np.inf, posinf=np.inf) for k in sorted(columns)]
+    values += [
+        np.fromiter((zlib.crc32(repr(v).encode()) for v in strings[k]), dtype=np.float64, count=n)
+        for k in sorted(strings)
+    ]
+    with np.errstate(over="ignore"):
+        for column in values:
+            mixed = (mixed ^ column.view(np.uint64)) * _PRIME
+    return mixed
 
 
 def record_keys(rows: np.ndarray, ts: np.ndarray, prints: np.ndarray) -> np.ndarray:
@@ -33,15 +51,14 @@ def record_keys(rows: np.ndarray, ts: np.ndarray, prints: np.ndarray) -> np.ndar
 
 
 class HeldRecords:
-    """Held records as columns: entity rows, event times, prints (``Batch.prints``), the batch's value
-    columns and its string columns. They are written in place into columns grown as needed and compacted
-    as records leave, so a steady hold costs its records' bytes and no more."""
+    """Held records as columns: entity rows, event times, the batch's value columns and its string columns
+    (a record's print is computed again from them where it is wanted). They are written in place into columns
+    grown as needed and compacted as records leave, so a steady hold costs its records' bytes and no more."""
 
     def __init__(self):
-        self._numbers = ColumnStore(_INITIAL)  # "rows", "ts", "prints", then "column.<name>"
+        self._numbers = ColumnStore(_INITIAL)  # "rows", "ts", then "column.<name>"
         self._numbers.add("rows", np.int32)
         self._numbers.add("ts", np.float64)
-        self._numbers.add("prints", np.uint64)
         self._strings = ColumnStore(_INITIAL)  # object columns
         self._n = 0
 
@@ -56,18 +73,7 @@ class HeldRecords:
     def ts(self) -> np.ndarray:
         return self._numbers["ts"][: self._n]
 
-    @property
-    def prints(self) -> np.ndarray:
-        return self._numbers["prints"][: self._n]
-
-    def add(
-        self,
-        rows: np.ndarray,
-        ts: np.ndarray,
-        prints: np.ndarray,
-        columns: dict[str, np.ndarray],
-        strings: dict[str, list],
-    ) -> None:
+    def add(self, rows: np.ndarray, ts: np.ndarray, columns: dict[str, np.ndarray], strings: dict[str, list]) -> None:
         """Hold these records (after the ones held)."""
         if not len(rows):
             return
@@ -80,7 +86,7 @@ class HeldRecords:
         at, self._n = self._n, self._n + len(rows)
         self._numbers.ensure_rows(self._n)
         self._strings.ensure_rows(self._n)
-        arrays = {"rows": rows, "ts": ts, "prints": prints, **{f"column.{k}": v for k, v in columns.items()}}
+        arrays = {"rows": rows, "ts": ts, **{f"column.{k}": v for k, v in columns.items()}}
         for name, values in arrays.items():
             self._numbers[name][at : self._n] = values
         for name, values in strings.items():
@@ -90,29 +96,41 @@ class HeldRecords:
         """Which of these record keys (:func:`record_keys`) a held record has."""
         if not len(self) or not len(keys):
             return np.zeros(len(keys), dtype=bool)
-        return np.isin(keys, record_keys(self.rows, self.ts, self.prints))
+        columns, strings = self._columns(self._n)
+        return np.isin(keys, record_keys(self.rows, self.ts, record_prints(columns, strings, self._n)))
 
     def take(self, index: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict, dict]:
         """Remove the records at ``index`` (a mask) and return them in event order (ties: as they came):
         rows, times, prints, value columns and string columns (lists)."""
         order = np.flatnonzero(index)
         order = order[np.argsort(self.ts[order], kind="stable")]
-        numbers = {name: self._numbers[name][: self._n] for name in self._numbers.names()}
-        strings = {name: self._strings[name][: self._n] for name in self._strings.names()}
+        columns, strings = self._columns(self._n)
+        taken_columns = {name: values[order] for name, values in columns.items()}
+        taken_strings = {name: values[order].tolist() for name, values in strings.items()}
         taken = (
-            numbers["rows"][order].astype(np.int64),
-            numbers["ts"][order],
-            numbers["prints"][order],
-            {name.removeprefix("column."): v[order] for name, v in numbers.items() if name.startswith("column.")},
-            {name: v[order].tolist() for name, v in strings.items()},
+            self.rows[order].astype(np.int64),
+            self.ts[order],
+            record_prints(taken_columns, taken_strings, len(order)),
+            taken_columns,
+            taken_strings,
         )
         keep = np.flatnonzero(~index)
-        for values in (*numbers.values(), *strings.values()):
+        numbers = [self._numbers[name][: self._n] for name in self._numbers.names()]
+        for values in (*numbers, *strings.values()):
             values[: len(keep)] = values[keep]
         for values in strings.values():
             values[len(keep) :] = None  # let go of the strings that left
         self._n = len(keep)
         return taken
+
+    def _columns(self, n: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """The first ``n`` held records' value columns and string columns (object arrays), by field."""
+        columns = {
+            name.removeprefix("column."): self._numbers[name][:n]
+            for name in self._numbers.names()
+            if name.startswith("column.")
+        }
+        return columns, {name: self._strings[name][:n] for name in self._strings.names()}
 
     def parts(self) -> list:
         """A snapshot's pieces: a JSON line with the string columns, then the other columns as a
@@ -132,7 +150,7 @@ class HeldRecords:
         columns = {
             name.removeprefix("column."): saved[name][:n] for name in saved.names() if name.startswith("column.")
         }
-        self.add(saved["rows"][:n], saved["ts"][:n], saved["prints"][:n], columns, strings)
+        self.add(saved["rows"][:n], saved["ts"][:n], columns, strings)  # an earlier release's prints: computed again
 
 
 def _objects(values: list | np.ndarray) -> np.ndarray:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import time
-import zlib
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from itertools import repeat
@@ -23,6 +22,7 @@ from itertools import repeat
 import numpy as np
 
 from settings import Settings, get_settings
+from state.held import record_prints
 from streams.registry import FieldSpec, Source
 
 _NUMBER_TYPES = frozenset({int, float, type(None)})
@@ -32,7 +32,6 @@ MAX_ENTITY_LEN = 256
 MAX_MAGNITUDE = 1e15
 # An "auto" epoch number above this is in milliseconds (1e11 s is the year 5138; 1e11 ms is 1973).
 MS_ABOVE = 1e11
-_PRIME = np.uint64(0x100000001B3)  # FNV-1a's 64-bit prime: mixes one field's bits into a record's print
 
 
 @dataclass(slots=True)
@@ -58,20 +57,9 @@ class Batch:
         return len(self.entities)
 
     def prints(self) -> np.ndarray:
-        """A 64-bit print of each record's fields besides its entity and time (NaN, an absent field, is one
-        value): records with equal prints carry the same readings."""
-        mixed = np.zeros(len(self), dtype=np.uint64)
-        columns = [
-            np.nan_to_num(self.columns[k].astype(np.float64), nan=np.inf, posinf=np.inf) for k in sorted(self.columns)
-        ]
-        columns += [
-            np.fromiter((zlib.crc32(repr(v).encode()) for v in self.strings[k]), dtype=np.float64, count=len(self))
-            for k in sorted(self.strings)
-        ]
-        with np.errstate(over="ignore"):
-            for column in columns:
-                mixed = (mixed ^ column.view(np.uint64)) * _PRIME
-        return mixed
+        """A 64-bit print of each record's fields besides its entity and time (:func:`state.held.record_prints`):
+        records with equal prints carry the same readings."""
+        return record_prints(self.columns, self.strings, len(self))
 
     def take(self, index: np.ndarray) -> Batch:
         """The rows at ``index`` (a boolean mask or integer positions)."""

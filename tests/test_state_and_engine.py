@@ -57,7 +57,7 @@ def test_late_records_by_entity_event_time():
     """Late: more than the lateness behind its entity's newest arrival, or older than a record of its entity
     already released to the detectors."""
     st = _metric_state(lateness_s=60)
-    st.hold(st.locate(["a", "b"]), np.array([TS + 1000.0, TS]), np.zeros(2, np.uint64), {"value": np.ones(2)}, {})
+    st.hold(st.locate(["a", "b"]), np.array([TS + 1000.0, TS]), {"value": np.ones(2)}, {})
     late = st.late(st.locate(["a", "b", "c", "c"]), np.array([TS + 900.0, TS - 30, TS, TS - 500]))
     assert late.tolist() == [True, False, False, True]  # c's second record is behind c's first
     rows, ts, _, columns, _ = st.release(TS + 2000.0)
@@ -118,8 +118,7 @@ def test_a_checkpoint_from_detectors_that_kept_other_columns_keeps_its_entities_
     st.pool("old_detector.memory", 4, 2).add("codes", np.uint8)
     st.update(st.locate(["a", "b"]), np.array([TS, TS]), np.array([[1.0], [2.0]]))
     st.store["old_detector.level"][:2] = 5.0
-    st.hold(st.locate(["b", "a"]), np.array([TS + 10.0, TS + 20.0]), np.arange(2, dtype=np.uint64),
-            {"value": np.array([3.0, 4.0])}, {})  # fmt: skip
+    st.hold(st.locate(["b", "a"]), np.array([TS + 10.0, TS + 20.0]), {"value": np.array([3.0, 4.0])}, {})
     st.notes["old_detector.x"] = 1
     today = _metric_state(lateness_s=60)
     today.store.add("new_detector.level", np.float64, fill=np.nan)
@@ -197,12 +196,12 @@ def test_held_records_are_kept_in_place_at_their_own_bytes():
     st = _metric_state(lateness_s=60)
     rows = st.locate([f"e{i}" for i in range(1000)])
     for k in range(50):
-        st.hold(rows, np.full(1000, TS + 10.0 * k), np.zeros(1000, np.uint64), {"value": np.ones(1000)}, {})
+        st.hold(rows, np.full(1000, TS + 10.0 * k), {"value": np.ones(1000)}, {})
         st.release()
     assert len(st.held) == 6000  # the six ticks less than a minute behind the newest
     columns = st.held._numbers
     per_record = sum(columns[name].nbytes for name in columns.names()) / columns.capacity
-    assert per_record == 4 + 8 + 8 + 8  # row, time, print, value
+    assert per_record == 4 + 8 + 8  # row, time, value (a print is computed again where it is wanted)
     assert columns.capacity < 2 * len(st.held)
 
 
