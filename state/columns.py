@@ -23,11 +23,14 @@ class ColumnStore:
         self.capacity = max(1, capacity)
         self._cols: dict[str, np.ndarray] = {}
         self._fill: dict[str, object] = {}
+        self._filled = 0  # rows given their columns' fill so far: the rows asked for (ensure_rows)
 
     def add(self, name: str, dtype, tail: tuple[int, ...] = (), fill: object = 0) -> None:
         """Declare a column of ``dtype`` with per-entity shape ``tail``."""
-        self._cols[name] = _grown(np.empty((0, *tail), dtype=dtype), self.capacity, fill)
+        self._cols[name] = _grown(np.empty((0, *tail), dtype=dtype), self.capacity)
         self._fill[name] = fill
+        if not _zero(fill):
+            self._cols[name][: self._filled] = fill
 
     def __getitem__(self, name: str) -> np.ndarray:
         return self._cols[name]
@@ -39,13 +42,22 @@ class ColumnStore:
         return list(self._cols)
 
     def ensure_rows(self, rows: int) -> None:
-        """Grow every column so that ``rows`` entities fit."""
-        if rows <= self.capacity:
-            return
-        capacity = max(rows, int(self.capacity * GROWTH) + 1)
-        for name, col in self._cols.items():
-            self._cols[name] = _grown(col, capacity, self._fill[name])
-        self.capacity = capacity
+        """Grow every column so that ``rows`` entities fit, and give the rows up to there their fill.
+
+        Rows are filled as they are asked for, not as they are reserved: zeros come from calloc, and the OS
+        maps their pages only when a row is written, so the rows reserved past those in use (a quarter more
+        after each growth) cost no resident memory.
+        """
+        if rows > self.capacity:
+            capacity = max(rows, int(self.capacity * GROWTH) + 1)
+            for name, col in self._cols.items():
+                self._cols[name] = _grown(col[: self._filled], capacity)
+            self.capacity = capacity
+        if rows > self._filled:
+            for name, col in self._cols.items():
+                if not _zero(self._fill[name]):
+                    col[self._filled : rows] = self._fill[name]
+            self._filled = rows
 
     def reset(self, rows: int) -> None:
         """The first ``rows`` rows back to their columns' fill (as never written)."""
@@ -112,15 +124,14 @@ class ColumnStore:
         return rows
 
 
-def _grown(col: np.ndarray, capacity: int, fill: object) -> np.ndarray:
-    """``col`` with room for ``capacity`` rows, the new ones ``fill``; each row is written once (growing a
-    million entities' columns is a measurable share of taking them on). Zeros come from calloc: the OS
-    maps their pages only when a row is written, so rows reserved for entities not yet seen (a wide
-    column, such as a shape memory's 2,048 values, reserves megabytes) cost no resident memory."""
-    if fill == 0:
-        grown = np.zeros((capacity, *col.shape[1:]), dtype=col.dtype)
-    else:
-        grown = np.empty((capacity, *col.shape[1:]), dtype=col.dtype)
-        grown[len(col) :] = fill
+def _grown(col: np.ndarray, capacity: int) -> np.ndarray:
+    """``col`` in the first rows of a zeroed column of ``capacity`` rows (growing a million entities' columns is a
+    measurable share of taking them on: each row is written once)."""
+    grown = np.zeros((capacity, *col.shape[1:]), dtype=col.dtype)
     grown[: len(col)] = col
     return grown
+
+
+def _zero(fill: object) -> bool:
+    """Whether a column's fill is what a zeroed column holds already."""
+    return fill is not None and fill == 0

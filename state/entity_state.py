@@ -269,7 +269,7 @@ class EntityState:
     def forget_lookups(self) -> None:
         """Reference data changed (or state was restored): every cached fact is looked up again."""
         for column in self._lookups:
-            self.store[column][:] = np.nan
+            self.store[column][: len(self)] = np.nan
 
     def lookup(self, column: str, rows: np.ndarray, compute: Callable[[str], float]) -> np.ndarray:
         """Values of a lookup column (:meth:`add_lookup`) for ``rows``; entries not yet known are
