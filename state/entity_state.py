@@ -108,10 +108,12 @@ class EntityState:
             keeps,
         )
 
-    def pool(self, name: str, block: int, blocks: int) -> BlockPool:
+    def pool(self, name: str, block: int, blocks: int = 0) -> BlockPool:
         """A new pool of blocks of ``block`` values, checkpointed with the state, and each entity's table of
-        its ``blocks`` blocks (-1: not given yet), the column ``<name>.blocks``."""
-        self.store.add(f"{name}.blocks", np.int32, (blocks,), fill=-1)
+        its ``blocks`` blocks (-1: not given yet), the column ``<name>.blocks`` (none for 0: the caller keeps
+        its own)."""
+        if blocks:
+            self.store.add(f"{name}.blocks", np.int32, (blocks,), fill=-1)
         pool = self.pools[name] = BlockPool(block)
         return pool
 

@@ -145,6 +145,9 @@ def test_the_shape_memory_holds_the_history_an_entity_has_not_its_whole_ring():
     engine.process(sorted(few + _stream(_daily(3000, 1), "busy"), key=lambda r: (r["ts"], r["entity"])))
     pool = engine.state.pools["anomaly.value.memory"]
     assert pool.used == 100 + 2048 // 64  # a block each for five records, the whole ring for 3,000
+    tables = engine.state.pools["anomaly.value.memory.tables"]
+    assert tables.used == 1  # a table of its blocks for the entity past its first block only
+    assert (engine.state.store["anomaly.value.memory.table"][: len(engine.state)] >= 0).sum() == 1
     restored = SourceEngine(source, settings)
     restored.state.load_bytes(engine.state.to_bytes())
     again = restored.state.pools["anomaly.value.memory"]

@@ -144,8 +144,18 @@ def _parts(blob: bytes) -> tuple[dict, dict[str, np.ndarray]]:
     first = blob.index(b"\n")
     header = orjson.loads(blob[:first])
     columns = _columns(blob, first + 1)
-    for pool, at in header.get("pools", {}).items():  # each entity's blocks as it holds them, wherever they lie
-        table = columns.pop(f"{pool}.blocks")
+    pools = header.get("pools", {})
+    for pool, at in pools.items():  # each entity's blocks as it holds them, wherever they lie
+        if f"{pool}.blocks" in columns:
+            table = columns.pop(f"{pool}.blocks")
+        elif f"{pool}.first" in columns:  # the first block inline, the others in a table of the pool <pool>.tables
+            inline, row = columns.pop(f"{pool}.first"), columns.pop(f"{pool}.table")
+            tables = _columns(blob, first + 1 + pools[f"{pool}.tables"])["blocks"]
+            table = np.full((len(row), tables.shape[1]), -1, np.int32)
+            table[row >= 0] = tables[row[row >= 0]]
+            table[:, 0] = inline
+        else:  # a pool of tables, compared through the blocks they name
+            continue
         for name, column in _columns(blob, first + 1 + at).items():
             held = column[table.clip(0)] if len(column) else np.zeros((*table.shape, *column.shape[1:]), column.dtype)
             columns[f"{pool}/{name}"] = np.where((table >= 0)[..., None], held, 0)

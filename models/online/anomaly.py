@@ -194,7 +194,10 @@ def daily_blocks(spec: AnomalySettings) -> int:
 
 
 # The shape memory (models/online/shape_memory.py) is held in blocks of BLOCK records (state/blocks.py), a pool
-# per field named "anomaly.<field>.memory": value codes and times of day.
+# per field named "anomaly.<field>.memory": value codes and times of day. Which block holds each stretch of an
+# entity's ring: the first in the column "anomaly.<field>.memory.first", the others in a table of the ring's blocks
+# from the pool "anomaly.<field>.memory.tables" (its row in "anomaly.<field>.memory.table"), given with the
+# entity's second block: most entities of a city never fill one block, and hold 8 bytes of table, not 128.
 BLOCK = 64
 POOL_COLUMNS = {"codes": np.uint8, "tod": np.uint16}
 
@@ -206,16 +209,18 @@ def params_of(spec: AnomalySettings) -> np.ndarray:
 
 @njit(cache=True, nogil=True)
 def learn_score_runs(
-    positions, rows, xs, ts, stats, daily, slots, seen, scale, table, codes, tod, p, likelihood, alert, expected
-):
+    positions, rows, xs, ts, stats, daily, slots, seen, scale, first, table, tables, codes, tod, p, likelihood,
+    alert, expected,
+):  # fmt: skip
     """Score and learn the records at ``positions`` (grouped by entity, each entity's in event order): for each,
     the likelihood, whether it alerts and the level expected before it, written at its position.
 
     ``rows``: each record's entity row in ``stats`` (a tuple of the :data:`COLUMNS`, float64); ``daily``: each
     entity's blocks of time-of-day models (those its records will learn given), ``slots`` a tuple of their
     :data:`SLOT_STATS` columns (float32) and ``seen`` their uint8 column (how often each time of day was learned);
-    ``scale``/``table``: each entity's shape-memory codes' scale and its blocks (those its records will write
-    given), ``codes``/``tod`` (the pool of blocks: value codes and times of day);
+    ``scale``: each entity's shape-memory codes' scale; ``first``/``table``/``tables``: its blocks (see
+    :data:`BLOCK`; those its records will write given); ``codes``/``tod``: the pool of blocks (value codes and
+    times of day);
     ``p``: :func:`params_of`. An entity's time-of-day
     models are worked in float64 while its records of the call are learned, and stored in float32 after.
     """
@@ -223,7 +228,8 @@ def learn_score_runs(
     short_window, long_window, warmup, threshold, refractory = p[4], p[5], p[6], p[7], p[8]
     daily_slots, slot_alpha, slot_warmup, bias_alpha = p[9], p[10], p[11], p[12]
     beyond_range, beyond_z, shape_length, shape_tolerance, shape_phase_s = p[13], p[14], int(p[15]), p[16], p[17]
-    n_slots, remembers = int(daily_slots), table.shape[1] > 0
+    n_slots, remembers = int(daily_slots), tables.shape[1] > 0
+    one = np.full(tables.shape[1], -1, np.int32)  # the table of an entity that holds one block
     width = daily.shape[1] * DAILY_BLOCK  # times of day an entity's blocks hold
     slot, times = np.empty(4 * width), np.empty(width, np.int64)
     a_short, a_long = 2.0 / (short_window + 1), 1.0 / long_window
@@ -234,6 +240,12 @@ def learn_score_runs(
         dmean, dvar, lo, hi = stats[4][row], stats[5][row], stats[6][row], stats[7][row]
         s_mean, s_var, s_short = stats[8][row], stats[9][row], stats[10][row]
         bias, last_alert = stats[11][row], stats[12][row]
+        ring = one
+        if remembers:
+            if table[row] >= 0:
+                ring = tables[table[row]]
+            else:
+                one[0] = first[row]
         for g in range(daily.shape[1]):
             block = daily[row, g]
             for h in range(DAILY_BLOCK):
@@ -293,16 +305,14 @@ def learn_score_runs(
                     slot[at + 2], slot[at + 3] = _ew(slot[at + 2], slot[at + 3], d, slot_alpha)
                 times[k] = min(times[k] + 1, 255)
             if remembers:
-                remember(table[row], codes, tod, scale[row], int(n), x, t, lo, hi)
+                remember(ring, codes, tod, scale[row], int(n), x, t, lo, hi)
             n, prev = n + 1, x
             likelihood[i] = score
             # past the threshold, outside the refractory run after the last alert, and not a shape seen before
             fires = score >= threshold and n - last_alert > refractory
             if fires and remembers:
                 tolerance = shape_tolerance * max(hi - lo, 1e-12)
-                fires = not seen_before(
-                    table[row], codes, tod, scale[row], int(n), shape_length, shape_phase_s, tolerance
-                )
+                fires = not seen_before(ring, codes, tod, scale[row], int(n), shape_length, shape_phase_s, tolerance)
             if fires:
                 last_alert = n
             alert[i] = fires
@@ -345,7 +355,7 @@ class AnomalyState:
         self.daily += _daily_columns(np.zeros((max(days, 1), DAILY_BLOCK), dtype) for dtype in DAILY_COLUMNS.values())
         self.arrays = [np.zeros((1, width), dtype) for dtype, width in array_columns(spec).values()]
         ring = spec.shape_memory // BLOCK
-        self.pool = [np.arange(ring, dtype=np.int32)[None, :]]
+        self.pool = [np.zeros(1, np.int32), np.zeros(1, np.int32), np.arange(ring, dtype=np.int32)[None, :]]
         self.pool += [np.zeros((max(ring, 1), BLOCK), dtype) for dtype in POOL_COLUMNS.values()]
 
     def learn_score(self, x: float, ts: float = 0.0) -> tuple[float, bool]:
@@ -383,9 +393,12 @@ class Anomaly(Detector):
                 for col, dtype in DAILY_COLUMNS.items():
                     pool.add(col, dtype)
             if sp.shape_memory:
-                pool = state.pool(f"anomaly.{name}.memory", BLOCK, sp.shape_memory // BLOCK)
+                pool = state.pool(f"anomaly.{name}.memory", BLOCK)
                 for col, dtype in POOL_COLUMNS.items():
                     pool.add(col, dtype)
+                state.store.add(f"anomaly.{name}.memory.first", np.int32, fill=-1)
+                state.store.add(f"anomaly.{name}.memory.table", np.int32, fill=-1)
+                state.pool(f"anomaly.{name}.memory.tables", sp.shape_memory // BLOCK).add("blocks", np.int32)
 
     @classmethod
     def warm_up(cls) -> None:
@@ -469,17 +482,32 @@ class Anomaly(Detector):
         self, state: EntityState, name: str, sequence: EntitySequence, learned: np.ndarray
     ) -> list[np.ndarray]:
         """Give the entities of a batch's records (``sequence``; ``learned``: each entity's record count) the
-        shape-memory blocks their records first write, entity by entity; returns the table and the pool's
-        columns (zero-width stand-ins with the memory off)."""
+        shape-memory blocks their records first write, entity by entity; returns the tables (see :data:`BLOCK`)
+        and the pool's columns (zero-width stand-ins with the memory off)."""
         if not self.settings.shape_memory:
-            return [np.zeros((1, 0), np.int32)] + [np.zeros((1, 0), dtype) for dtype in POOL_COLUMNS.values()]
-        pool, table = state.pools[f"anomaly.{name}.memory"], state.store[f"anomaly.{name}.memory.blocks"]
+            off = [np.zeros(1, np.int32), np.zeros(1, np.int32), np.zeros((1, 0), np.int32)]
+            return off + [np.zeros((1, 0), dtype) for dtype in POOL_COLUMNS.values()]
+        memory = f"anomaly.{name}.memory"
+        pool, first, table = state.pools[memory], state.store[f"{memory}.first"], state.store[f"{memory}.table"]
         size, ring = self.settings.shape_memory, self.settings.shape_memory // BLOCK
         rows = sequence.rows
         start, _ = sequence.run_start(np.zeros(len(rows), dtype=bool))
         n = learned[rows].astype(np.int64) + np.arange(len(rows)) - start  # each record's number: its slot
         block = n % size // BLOCK
-        needs = (n < size) & (table[rows, block] < 0)  # a ring that has come round holds all its blocks
-        new = np.unique((rows * ring + block)[needs])  # by entity, then block
-        table[new // ring, new % ring] = pool.take(len(new))
-        return [table] + [pool[col] for col in POOL_COLUMNS]
+        tables = state.pools[f"{memory}.tables"]["blocks"]
+        given = np.where(
+            block == 0, first[rows] >= 0, (table[rows] >= 0) & (tables[table[rows].clip(0), block] >= 0)
+        )  # fmt: skip
+        new = np.unique((rows * ring + block)[(n < size) & ~given])  # by entity, then block
+        owners, stretch, blocks = new // ring, new % ring, pool.take(len(new))
+        first[owners[stretch == 0]] = blocks[stretch == 0]
+        later = stretch > 0
+        if later.any():
+            unlisted = np.unique(owners[later & (table[owners] < 0)])  # a second block: the entity's table
+            if len(unlisted):
+                table[unlisted] = state.pools[f"{memory}.tables"].take(len(unlisted))
+                tables = state.pools[f"{memory}.tables"]["blocks"]
+                tables[table[unlisted]] = -1
+                tables[table[unlisted], 0] = first[unlisted]
+            tables[table[owners[later]], stretch[later]] = blocks[later]
+        return [first, table, tables] + [pool[col] for col in POOL_COLUMNS]
