@@ -130,6 +130,13 @@ class Settings(BaseSettings):
     hand_off_batches: int = Field(
         8, ge=1, description="fetched runs of messages a source's queue holds before the consumer waits"
     )
+    consumer_fetch_bytes: int = Field(
+        256 * 1024,
+        ge=16 * 1024,
+        description="the most one fetch brings of a partition (a bigger message still comes, alone); the consumer "
+        "fetches ahead while the hand-off holds runs, and one-record messages are several times their bytes as "
+        "Python objects, so a bigger fetch is more memory, not more speed",
+    )
     engine_batch_records: int = Field(20_000, ge=1, description="records per engine call before yielding")
 
     # Alerts: merging, storage, delivery, API.

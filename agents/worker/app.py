@@ -78,6 +78,7 @@ class Worker:
             store="memory://",
             topic_partitions=settings.partitions,
             consumer_auto_offset_reset="earliest",
+            consumer_max_fetch_size=settings.consumer_fetch_bytes,
             broker_session_timeout=session,
             broker_rebalance_timeout=rebalance,
             broker_heartbeat_interval=heartbeat,
