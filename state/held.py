@@ -96,7 +96,7 @@ class HeldRecords:
         """Which of these record keys (:func:`record_keys`) a held record has."""
         if not len(self) or not len(keys):
             return np.zeros(len(keys), dtype=bool)
-        columns, strings = self._columns(self._n)
+        columns, strings = self._columns()
         return np.isin(keys, record_keys(self.rows, self.ts, record_prints(columns, strings, self._n)))
 
     def take(self, index: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict, dict]:
@@ -104,7 +104,7 @@ class HeldRecords:
         rows, times, prints, value columns and string columns (lists)."""
         order = np.flatnonzero(index)
         order = order[np.argsort(self.ts[order], kind="stable")]
-        columns, strings = self._columns(self._n)
+        columns, strings = self._columns()
         taken_columns = {name: values[order] for name, values in columns.items()}
         taken_strings = {name: values[order].tolist() for name, values in strings.items()}
         taken = (
@@ -123,8 +123,9 @@ class HeldRecords:
         self._n = len(keep)
         return taken
 
-    def _columns(self, n: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-        """The first ``n`` held records' value columns and string columns (object arrays), by field."""
+    def _columns(self) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """The held records' value columns and string columns (object arrays), by field."""
+        n = self._n
         columns = {
             name.removeprefix("column."): self._numbers[name][:n]
             for name in self._numbers.names()

@@ -249,10 +249,10 @@ def learn_score_runs(
         for g in range(daily.shape[1]):
             block = daily[row, g]
             for h in range(DAILY_BLOCK):
-                at = g * DAILY_BLOCK + h
-                times[at] = seen[block, h] if block >= 0 else 0
+                s = g * DAILY_BLOCK + h  # the time of day
+                times[s] = seen[block, h] if block >= 0 else 0
                 for q in range(4):
-                    slot[4 * at + q] = slots[q][block, h] if block >= 0 else 0.0
+                    slot[4 * s + q] = slots[q][block, h] if block >= 0 else 0.0
         while j < total and rows[positions[j]] == row:
             i = positions[j]
             j += 1
@@ -322,10 +322,10 @@ def learn_score_runs(
             block = daily[row, g]
             if block >= 0:
                 for h in range(DAILY_BLOCK):
-                    at = g * DAILY_BLOCK + h
-                    seen[block, h] = times[at]
+                    s = g * DAILY_BLOCK + h
+                    seen[block, h] = times[s]
                     for q in range(4):
-                        slots[q][block, h] = slot[4 * at + q]
+                        slots[q][block, h] = slot[4 * s + q]
 
 
 def _daily_columns(columns) -> list:
