@@ -43,6 +43,12 @@ class SlotMap:
     def __len__(self) -> int:
         return self._n
 
+    @classmethod
+    def warm_up(cls) -> None:
+        """Compile the map's loops (or load them from numba's cache) before a record waits on them."""
+        slots = cls(["warm"])
+        slots.names(slots.lookup(["warm", "up"]))
+
     def get(self, entity: str, default: int | None = None) -> int | None:
         row = int(self._find([entity])[0])
         return default if row < 0 else row

@@ -54,6 +54,7 @@ from state.checkpoint import CheckpointStore
 from state.redis_client import redis_client
 from state.refdata.reference import RefData
 from state.refdata.store import RefCache
+from state.slots import SlotMap
 from streams.kafka.producer import BatchingProducer
 from streams.kafka.topics import ensure_topics, warden_topics
 from streams.registry import Registry, Source
@@ -108,8 +109,9 @@ class Worker:
         self.fusion: Fusion | None = None
         self.patterns = load_patterns(settings.fusion_patterns_dirs)  # a bad pattern file stops the start
         self.ready = asyncio.Event()  # agents wait for start(): Faust may start them first
+        SlotMap.warm_up()  # the compiled parts of the state and the detectors, before any record waits on them
         for detector in {d for source in registry.values() for d in detectors_of(source)}:
-            detector.warm_up()  # before any record waits on it
+            detector.warm_up()
         for source in registry.values():
             self._add_ingest(source)
         self.app.on_partitions_revoked.connect(self._on_revoked)
