@@ -44,7 +44,7 @@ class BlockPool:
 
     def reset(self) -> None:
         """No block given (those given before zeroed, for the next to take)."""
-        self.store.reset(self.used)
+        self.store.reset()
         self.used = 0
 
     def parts(self) -> list:

@@ -59,10 +59,10 @@ class ColumnStore:
                     col[self._filled : rows] = self._fill[name]
             self._filled = rows
 
-    def reset(self, rows: int) -> None:
-        """The first ``rows`` rows back to their columns' fill (as never written)."""
+    def reset(self) -> None:
+        """Every row asked for so far back to its column's fill, as never written."""
         for name, col in self._cols.items():
-            col[:rows] = self._fill[name]
+            col[: self._filled] = self._fill[name]
 
     def to_bytes(self, rows: int, prefix: bytes = b"") -> bytes:
         """``prefix``, then :meth:`parts` joined: a JSON header line and the raw arrays in its order."""

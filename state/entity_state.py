@@ -402,7 +402,7 @@ class EntityState:
             changed = None
         except ValueError as exc:
             changed = exc
-            self.store.reset(len(entities))
+            self.store.reset()
             for pool in self.pools.values():
                 pool.reset()
         self.slots = SlotMap(entities)

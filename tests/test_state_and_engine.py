@@ -131,6 +131,13 @@ def test_a_checkpoint_from_detectors_that_kept_other_columns_keeps_its_entities_
     assert columns["value"].tolist() == [3.0, 4.0]
     with pytest.raises(ValueError, match="source declaration"):  # other fields: nothing can be read
         EntityState(numeric=["v"], windowed=[], windows={}, lateness_s=1).load_bytes(st.to_bytes())
+    retyped = _metric_state(lateness_s=60)  # the same columns, but a pool's holds another type
+    retyped.store.add("old_detector.level", np.float64)
+    retyped.pool("old_detector.memory", 4, 2).add("codes", np.uint16)
+    with pytest.raises(LayoutChanged, match="codes"):
+        retyped.load_bytes(st.to_bytes())
+    assert (retyped.store["old_detector.level"][:2] == 0).all() and (retyped.store["last_ts"][:2] == -np.inf).all()
+    assert len(retyped.held) == 2 and retyped.slots.names() == ["a", "b"]
 
 
 def test_a_checkpoint_of_the_earlier_layout_restores_under_todays_names():
