@@ -140,7 +140,8 @@ class PartitionRunner:
         return archive
 
     def _load(self, found) -> None:
-        """State from a checkpoint (or, for a layout change, empty state at its offset)."""
+        """State from a checkpoint; for a change in what the detectors keep, its entities and held records without
+        the detectors' state; for a change in the source's fields, empty state at its offset."""
         try:
             self.archive_run = self.engine.state.load_bytes(found.state).get("archive_run")
         except LayoutChanged as exc:  # a new replay log begins here, as the detectors' state does
