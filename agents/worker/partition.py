@@ -103,8 +103,8 @@ class PartitionRunner:
         self.swept_to = -np.inf  # event time of the last sweep this runner ran
 
     async def restore(self) -> None:
-        """Learn the topic's real partition count; load the partition's checkpoint, if any (a layout
-        change starts afresh from its offset)."""
+        """Learn the topic's real partition count; load the partition's checkpoint, if any (after a layout
+        change, what :meth:`_load` can keep of it)."""
         declared = self.partitions
         self.partitions = (await self.outputs.partitioner(self.source.topic)).partitions
         if self.partitions != declared:
