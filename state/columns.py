@@ -27,7 +27,7 @@ class ColumnStore:
 
     def add(self, name: str, dtype, tail: tuple[int, ...] = (), fill: object = 0) -> None:
         """Declare a column of ``dtype`` with per-entity shape ``tail``."""
-        self._cols[name] = _grown(np.empty((0, *tail), dtype=dtype), self.capacity)
+        self._cols[name] = grown(np.empty((0, *tail), dtype=dtype), self.capacity)
         self._fill[name] = fill
         if not _zero(fill):
             self._cols[name][: self._filled] = fill
@@ -51,7 +51,7 @@ class ColumnStore:
         if rows > self.capacity:
             capacity = max(rows, int(self.capacity * GROWTH) + 1)
             for name, col in self._cols.items():
-                self._cols[name] = _grown(col[: self._filled], capacity)
+                self._cols[name] = grown(col[: self._filled], capacity)
             self.capacity = capacity
         if rows > self._filled:
             for name, col in self._cols.items():
@@ -124,7 +124,7 @@ class ColumnStore:
         return rows
 
 
-def _grown(col: np.ndarray, capacity: int) -> np.ndarray:
+def grown(col: np.ndarray, capacity: int) -> np.ndarray:
     """``col`` in the first rows of a zeroed column of ``capacity`` rows (growing a million entities' columns is a
     measurable share of taking them on: each row is written once)."""
     grown = np.zeros((capacity, *col.shape[1:]), dtype=col.dtype)

@@ -23,6 +23,8 @@ from itertools import compress
 import numpy as np
 from numba import njit
 
+from state.columns import grown
+
 _EMPTY = -1  # a free place in the table
 _ERRORS = "surrogatepass"  # any str an id can be (a lone surrogate included) has bytes, and back
 
@@ -133,11 +135,7 @@ def _encoded(entities: list[str]) -> tuple[np.ndarray, np.ndarray]:
 
 def _room(array: np.ndarray, size: int) -> np.ndarray:
     """``array``, or a copy grown by half as much again, with room for ``size`` values."""
-    if size <= len(array):
-        return array
-    grown = np.zeros(max(size, len(array) * 3 // 2), dtype=array.dtype)
-    grown[: len(array)] = array
-    return grown
+    return array if size <= len(array) else grown(array, max(size, len(array) * 3 // 2))
 
 
 @njit(cache=True, nogil=True)

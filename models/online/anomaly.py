@@ -494,7 +494,8 @@ class Anomaly(Detector):
         start, _ = sequence.run_start(np.zeros(len(rows), dtype=bool))
         n = learned[rows].astype(np.int64) + np.arange(len(rows)) - start  # each record's number: its slot
         block = n % size // BLOCK
-        tables = state.pools[f"{memory}.tables"]["blocks"]
+        table_pool = state.pools[f"{memory}.tables"]
+        tables = table_pool["blocks"]
         given = np.where(
             block == 0, first[rows] >= 0, (table[rows] >= 0) & (tables[table[rows].clip(0), block] >= 0)
         )  # fmt: skip
@@ -505,8 +506,8 @@ class Anomaly(Detector):
         if later.any():
             unlisted = np.unique(owners[later & (table[owners] < 0)])  # a second block: the entity's table
             if len(unlisted):
-                table[unlisted] = state.pools[f"{memory}.tables"].take(len(unlisted))
-                tables = state.pools[f"{memory}.tables"]["blocks"]
+                table[unlisted] = table_pool.take(len(unlisted))
+                tables = table_pool["blocks"]  # taking may have grown it
                 tables[table[unlisted]] = -1
                 tables[table[unlisted], 0] = first[unlisted]
             tables[table[owners[later]], stretch[later]] = blocks[later]
