@@ -98,9 +98,8 @@ def _file_score(stream: Stream, detected: set[int], w: dict) -> tuple[float, int
     return fp_sum + sum(best.values()) - w["fn"] * fn, tp, fp, fn
 
 
-def score(streams: list[Stream], alerts: list[dict], profile: str = "standard") -> dict:
-    """Normalised score overall and per category, with tp/fp/fn counts."""
-    w = PROFILES[profile]
+def detections(streams: list[Stream], alerts: list[dict]) -> dict[str, set[int]]:
+    """Each stream's rows an alert falls on (its latest row at or before the alert's time), by stream name."""
     detected: dict[str, set[int]] = {s.name: set() for s in streams}
     by_name = {s.name: s for s in streams}
     for a in alerts:
@@ -111,17 +110,32 @@ def score(streams: list[Stream], alerts: list[dict], profile: str = "standard") 
         i = bisect.bisect_right(s.ts, t + 1e-6) - 1
         if i >= 0:
             detected[s.name].add(i)
-    groups: dict[str, list] = {}
+    return detected
+
+
+def file_scores(streams: list[Stream], detected: dict[str, set[int]], profile: str = "standard") -> list[tuple]:
+    """Per stream, in order: its raw score for the rows ``detected`` in it, the raw score of detecting
+    nothing, of detecting every window, and its tp/fp/fn counts (what :func:`normalised` adds up)."""
+    w = PROFILES[profile]
+    out = []
     for s in streams:
         raw, tp, fp, fn = _file_score(s, detected[s.name], w)
         null, _, _, _ = _file_score(s, set(), w)
-        perfect = w["tp"] * len(s.windows)
-        for g in ("all", s.name.split("/")[0]):
-            acc = groups.setdefault(g, [0.0, 0.0, 0.0, 0, 0, 0])
-            for j, v in enumerate((raw, null, perfect, tp, fp, fn)):
-                acc[j] += v
-    out = {}
-    for g, (raw, null, perfect, tp, fp, fn) in groups.items():
-        norm = 100.0 * (raw - null) / (perfect - null) if perfect != null else 0.0
-        out[g] = {"score": round(norm, 2), "tp": tp, "fp": fp, "fn": fn}
+        out.append((raw, null, w["tp"] * len(s.windows), tp, fp, fn))
     return out
+
+
+def normalised(rows: list[tuple]) -> dict:
+    """The normalised score and tp/fp/fn counts of some streams' :func:`file_scores` rows together."""
+    raw, null, perfect, tp, fp, fn = (sum(r[j] for r in rows) for j in range(6))
+    norm = 100.0 * (raw - null) / (perfect - null) if perfect != null else 0.0
+    return {"score": round(norm, 2), "tp": tp, "fp": fp, "fn": fn}
+
+
+def score(streams: list[Stream], alerts: list[dict], profile: str = "standard") -> dict:
+    """Normalised score overall and per category, with tp/fp/fn counts."""
+    groups: dict[str, list] = {}
+    for s, row in zip(streams, file_scores(streams, detections(streams, alerts), profile)):
+        for g in ("all", s.name.split("/")[0]):
+            groups.setdefault(g, []).append(row)
+    return {g: normalised(rows) for g, rows in groups.items()}

@@ -202,5 +202,8 @@ def test_nab_leave_one_category_out_chooses_on_the_others_and_scores_the_held_ou
             assert on_seen[fold["chosen"]["threshold"]] == max(on_seen.values()) == fold["seen"]
             assert fold["score"] == nab.score(held, alerts[fold["chosen"]["threshold"]], profile)["all"]["score"]
         assert result["loco_mean"] == round(sum(f["score"] for f in result["folds"]) / len(categories), 2)
+        engine = nab.score(streams, alerts[0.999995], profile)  # the shipped threshold
+        assert result["shipped"] == {c: engine[c]["score"] for c in categories} and result["all"] == engine["all"]
+        assert result["shipped_mean"] == round(sum(result["shipped"].values()) / len(categories), 2)
     bad = CliRunner().invoke(cli, ["evaluate", "nab", "--nab", str(NAB_DIR), "--cv", "--grid", '{"thresold": [1]}'])
     assert bad.exit_code == 2 and "thresold" in bad.output

@@ -344,7 +344,8 @@ def _ew(mean: float, var: float, x: float, alpha: float) -> tuple[float, float]:
 class AnomalyState:
     """One entity and field's state, for scoring a stream by hand; the detector keeps its entities' in columns.
 
-    ``learn_score`` scores a value and learns it: its likelihood, and whether it raises an alert.
+    ``learn_score`` scores a value and learns it: its likelihood, and whether it raises an alert;
+    ``learn_score_many`` does the same for a whole run of values in one compiled call.
     """
 
     def __init__(self, spec: AnomalySettings):
@@ -361,14 +362,27 @@ class AnomalyState:
     def learn_score(self, x: float, ts: float = 0.0) -> tuple[float, bool]:
         """Likelihood in [0, 1] that ``x`` (at event time ``ts``) starts something unusual, and whether it
         raises an alert; then learn ``x``."""
-        likelihood, alert, expected = np.empty(1), np.zeros(1, np.bool_), np.empty(1)
-        at = np.zeros(1, np.int64)
+        likelihood, alert = self.learn_score_many(np.array([x]), np.array([ts]))
+        return float(likelihood[0]), bool(alert[0])
+
+    def learn_score_many(self, xs: np.ndarray, ts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`learn_score` for each of ``xs`` at event times ``ts``, in order: the likelihoods and alerts.
+
+        >>> det = AnomalyState(AnomalySettings())
+        >>> xs = np.r_[np.zeros(300), 9.0]
+        >>> likelihood, alert = det.learn_score_many(xs, 300.0 * np.arange(301))
+        >>> np.flatnonzero(alert).tolist()
+        [300]
+        """
+        xs, ts = np.asarray(xs, np.float64), np.asarray(ts, np.float64)
+        n = len(xs)
+        likelihood, alert, expected = np.empty(n), np.zeros(n, np.bool_), np.empty(n)
         learn_score_runs(
-            at, at, np.array([x], np.float64), np.array([ts], np.float64), self.stats, *self.daily, *self.arrays,
+            np.arange(n, dtype=np.int64), np.zeros(n, np.int64), xs, ts, self.stats, *self.daily, *self.arrays,
             *self.pool,
             self.params, likelihood, alert, expected,
         )  # fmt: skip
-        return float(likelihood[0]), bool(alert[0])
+        return likelihood, alert
 
 
 class Anomaly(Detector):
