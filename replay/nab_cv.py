@@ -5,9 +5,10 @@ together, the best is chosen there, and scored on the held-out category. The mea
 beside the shipped configuration's mean over the same categories, says whether a configuration chosen on what
 was seen carries to what was not; nothing is chosen by its score on all files at once.
 
-Each configuration runs the detector's compiled loop over each stream alone (:func:`detections`): a stream is
-one entity, so this is what a replay through the engine alerts on, without the engine's cost per record; the
-CLI's test holds the two equal.
+Each configuration runs the anomaly detector's compiled loop over each stream alone (:func:`detections`): a
+stream is one entity, so this is what the detector alerts on in a replay through the engine, without the
+engine's cost per record (the `metric` source's other detectors raise nothing on NAB); the CLI's test holds
+the two equal.
 
 >>> grid_configs({"threshold": [0.99, 0.999], "refractory": [60]})
 [{'threshold': 0.99, 'refractory': 60}, {'threshold': 0.999, 'refractory': 60}]
@@ -101,5 +102,13 @@ def score_configs(streams: list[Stream], specs: list[AnomalySettings], processes
     configurations are spread over ``processes`` (default: one per core)."""
     processes = processes or os.cpu_count() or 1
     context = multiprocessing.get_context("fork")  # the compiled loop comes with the process, not compiled again
-    with ProcessPoolExecutor(processes, mp_context=context, initializer=_hold, initargs=(streams,)) as pool:
-        yield from pool.map(_file_scores, specs, chunksize=max(1, min(16, len(specs) // (4 * processes))))
+    pool = ProcessPoolExecutor(processes, mp_context=context, initializer=_hold, initargs=(streams,))
+    # map submits every configuration now, so the processes fork here, before the caller starts threads of its
+    # own (a progress bar's)
+    chunk = max(1, min(16, len(specs) // (4 * processes)))
+    return _closing(pool, pool.map(_file_scores, specs, chunksize=chunk))
+
+
+def _closing(pool: ProcessPoolExecutor, results: Iterator) -> Iterator:
+    with pool:
+        yield from results
