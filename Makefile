@@ -3,6 +3,9 @@ PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# The engine's loops built ahead of time (state/compiled.py), again whenever a source of them changes.
+LOOPS  := $(VENV)/.loops
+LOOP_SOURCES := state/compiled.py state/slots.py models/online/shape_memory.py models/online/anomaly.py agents/build_loops.py
 # The console's browser tests drive Debian's Chromium (Playwright's own browser download is not used).
 CHROMIUM := /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -17,22 +20,26 @@ $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-demo: $(STAMP)
+$(LOOPS): $(STAMP) $(LOOP_SOURCES)
+	$(BIN)/python -m agents.build_loops
+	touch $(LOOPS)
+
+demo: $(STAMP) $(LOOPS)
 	$(BIN)/warden demo
 
 $(CHROMIUM):
 	$(SUDO) apt-get install -y --no-install-recommends chromium || \
 	  ($(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends chromium)
 
-test: $(STAMP) $(CHROMIUM) lint
+test: $(STAMP) $(LOOPS) $(CHROMIUM) lint
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-bench: $(STAMP)
+bench: $(STAMP) $(LOOPS)
 	$(BIN)/warden bench
 
 clean:
-	rm -rf $(VENV) .warden .pytest_cache
+	rm -rf $(VENV) .warden .pytest_cache state/_loops.*.so

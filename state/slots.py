@@ -21,9 +21,9 @@ from collections.abc import Callable
 from itertools import compress
 
 import numpy as np
-from numba import njit
 
 from state.columns import grown
+from state.compiled import njit
 
 _EMPTY = -1  # a free place in the table
 _ERRORS = "surrogatepass"  # any str an id can be (a lone surrogate included) has bytes, and back
@@ -138,7 +138,7 @@ def _room(array: np.ndarray, size: int) -> np.ndarray:
     return array if size <= len(array) else grown(array, max(size, len(array) * 3 // 2))
 
 
-@njit(cache=True, nogil=True)
+@njit(export=("i8[:]", "i4[:]", "u1[:]", "i8[:]", "i8[:]", "u1[:]", "i8[:]", "i8[:]"), cache=True, nogil=True)
 def _found(hashes, places, data, bounds, wanted, query, query_bounds, rows):
     """``rows[i]``: the row of the id ``query[query_bounds[i]:query_bounds[i + 1]]`` (hash ``wanted[i]``), or -1."""
     mask = len(places) - 1
@@ -161,7 +161,7 @@ def _found(hashes, places, data, bounds, wanted, query, query_bounds, rows):
             at = (at + 1) & mask
 
 
-@njit(cache=True, nogil=True)
+@njit(export=("i8[:]", "i4[:]", "i8[:]", "i4[:]"), cache=True, nogil=True)
 def _place(hashes, places, new_hashes, new_rows):
     """Put each row in the first free place from its hash on."""
     mask = len(places) - 1
@@ -172,7 +172,7 @@ def _place(hashes, places, new_hashes, new_rows):
         hashes[at], places[at] = new_hashes[i], new_rows[i]
 
 
-@njit(cache=True, nogil=True)
+@njit(export=("u1[:]", "i8[:]", "i8[:]"), returns="u1[:]", cache=True, nogil=True)
 def _joined(data, bounds, rows):
     """The ids of ``rows``, each followed by a NUL."""
     size = 0

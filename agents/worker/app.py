@@ -50,6 +50,7 @@ from models.fusion import load_patterns
 from models.incidents import QuietPeriods
 from models.signal import Signal
 from settings import Settings
+from state import compiled
 from state.checkpoint import CheckpointStore
 from state.redis_client import redis_client
 from state.refdata.reference import RefData
@@ -109,6 +110,11 @@ class Worker:
         self.fusion: Fusion | None = None
         self.patterns = load_patterns(settings.fusion_patterns_dirs)  # a bad pattern file stops the start
         self.ready = asyncio.Event()  # agents wait for start(): Faust may start them first
+        if compiled.AHEAD is None:
+            log.warning(
+                "compiled loops: numba's JIT (state/_loops not built from these sources: run make); "
+                "some 120 MB more per worker"
+            )
         SlotMap.warm_up()  # the compiled parts of the state and the detectors, before any record waits on them
         for detector in {d for source in registry.values() for d in detectors_of(source)}:
             detector.warm_up()

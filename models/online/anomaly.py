@@ -61,12 +61,12 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
 from pydantic import Field, model_validator
 
 from models.base import BatchContext, Detector, DetectorSettings, Severity
 from models.online.shape_memory import remember, seen_before
 from models.signal import Signal
+from state.compiled import njit
 from state.entity_state import EntityState
 from state.sequence import EntitySequence
 from streams.registry import Source
@@ -75,7 +75,7 @@ from streams.validation import Batch
 MODEL = "anomaly@5"
 # Numba checks its cache of the compiled loop against this file only, not against the shape memory's functions
 # compiled into it: this digest of models/online/shape_memory.py changes with it (tests/test_anomaly.py).
-SHAPE_MEMORY_SHA256 = "db0075b1c2de3a90"
+SHAPE_MEMORY_SHA256 = "95378baae03386d6"
 # Per entity, field and time of day, in this order (float32), and how often the slot was learned (uint8).
 SLOT_STATS = ("mean", "var", "dmean", "dvar")
 _SQRT2 = math.sqrt(2.0)
@@ -207,7 +207,24 @@ def params_of(spec: AnomalySettings) -> np.ndarray:
     return np.array([float(getattr(spec, name)) for name in PARAMS])
 
 
-@njit(cache=True, nogil=True)
+# learn_score_runs' arguments, as the built loop takes them (state/compiled.py)
+LOOP_ARGS = ("i8[:]", "i8[:]", "f8[:]", "f8[:]", f"f8[:]*{len(COLUMNS)}", "i4[:,:]", f"f4[:,:]*{len(SLOT_STATS)}")
+LOOP_ARGS += (
+    "u1[:,:]",
+    "f8[:,:]",
+    "i4[:]",
+    "i4[:]",
+    "i4[:,:]",
+    "u1[:,:]",
+    "u2[:,:]",
+    "f8[:]",
+    "f8[:]",
+    "b1[:]",
+    "f8[:]",
+)
+
+
+@njit(export=LOOP_ARGS, cache=True, nogil=True)
 def learn_score_runs(
     positions, rows, xs, ts, stats, daily, slots, seen, scale, first, table, tables, codes, tod, p, likelihood,
     alert, expected,

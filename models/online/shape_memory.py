@@ -42,7 +42,8 @@ True
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+
+from state.compiled import njit
 
 DAY = 86400.0
 TOD_STEP = 2.0  # seconds per step of a remembered time of day
