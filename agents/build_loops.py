@@ -1,27 +1,29 @@
 """Build the engine's compiled loops ahead of time (``make`` runs it): ``python -m agents.build_loops``.
 
 Every loop declared with :func:`state.compiled.njit` and an export signature goes into one extension module,
-``state/_loops``, with the digest of the sources it was built from (see state/compiled.py). Where numba's
-ahead-of-time compiler is missing or fails, it says so and the engine compiles its loops by JIT as before.
+``state/_loops``, with the digest of the sources it was built from (see state/compiled.py). The loops are
+compiled from numba's form of them, so the build runs in a process of its own with ``WARDEN_JIT`` set. Where
+numba's ahead-of-time compiler is missing or fails, it says so and the engine compiles its loops by JIT as before.
 """
 
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 
-os.environ["WARDEN_JIT"] = "1"  # declare the loops as numba's, to compile them from
-
-import models.online.anomaly  # noqa: F401  (declares its loops)
-import state.slots  # noqa: F401
 from state import compiled
 
 
 def build(output_dir: Path) -> Path:
-    """Compile every exported loop and the source digest into ``output_dir``; the built file."""
+    """Compile every exported loop and the source digest into ``output_dir`` (in a process where the loops
+    are numba's: ``WARDEN_JIT`` set); the built file."""
     from numba.core.compiler import Flags
     from numba.pycc import CC, compiler
+
+    import models.online.anomaly  # noqa: F401  (declares its loops)
+    import state.slots  # noqa: F401
 
     class ReleasingGil(Flags):  # as the JIT's nogil=True: partitions' threads run loops side by side
         def __init__(self, *args, **kwargs):
@@ -31,7 +33,6 @@ def build(output_dir: Path) -> Path:
     compiler.Flags = ReleasingGil
     cc = CC(compiled.MODULE.rsplit(".", 1)[1])
     cc.output_dir = str(output_dir)
-    cc.verbose = False
     for name, (fn, specs, returns) in compiled.EXPORTS.items():
         cc.export(name, f"{returns}({', '.join(compiled.numba_type(s) for s in specs)})")(fn)
     digest = compiled.source_digest()
@@ -41,15 +42,19 @@ def build(output_dir: Path) -> Path:
 
 
 def main() -> int:
-    undeclared = compiled.DECLARED - {s.removesuffix(".py").replace("/", ".") for s in compiled.SOURCES}
-    if undeclared:
-        print(f"build_loops: {sorted(undeclared)} declare loops but are not in state.compiled.SOURCES", file=sys.stderr)
-        return 1
+    if not os.environ.get("WARDEN_JIT"):
+        env = {**os.environ, "WARDEN_JIT": "1"}
+        return subprocess.run([sys.executable, "-m", "agents.build_loops"], env=env, cwd=compiled.ROOT).returncode
     try:
         built = build(compiled.ROOT / "state")
     except Exception as exc:  # numba without its ahead-of-time compiler, no C compiler: the JIT still works
         print(f"build_loops: not built ({type(exc).__name__}: {exc}); loops will compile by JIT", file=sys.stderr)
         return 0
+    undeclared = compiled.DECLARED - {s.removesuffix(".py").replace("/", ".") for s in compiled.SOURCES}
+    if undeclared:
+        built.unlink()
+        print(f"build_loops: {sorted(undeclared)} declare loops but are not in state.compiled.SOURCES", file=sys.stderr)
+        return 1
     print(f"build_loops: {len(compiled.EXPORTS)} loops in {built.relative_to(compiled.ROOT)}")
     return 0
 

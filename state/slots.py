@@ -47,7 +47,8 @@ class SlotMap:
 
     @classmethod
     def warm_up(cls) -> None:
-        """Compile the map's loops (or load them from numba's cache) before a record waits on them."""
+        """Ready the map's loops before a record waits on them (compiled or loaded from numba's cache where they
+        were not built ahead of time)."""
         slots = cls(["warm"])
         slots.names(slots.lookup(["warm", "up"]))
 

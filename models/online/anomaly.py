@@ -433,7 +433,8 @@ class Anomaly(Detector):
 
     @classmethod
     def warm_up(cls) -> None:
-        """Compile the loop (or load it from numba's cache): about a second cold, and some 50 MB of LLVM."""
+        """Ready the loop before a record waits on it: where it was not built ahead of time (state/compiled.py),
+        compile it or load it from numba's cache (about a second cold, and some 120 MB of numba and LLVM)."""
         AnomalyState(AnomalySettings()).learn_score(0.0)
 
     @classmethod
