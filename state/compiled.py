@@ -38,8 +38,15 @@ MODULE = "state._loops"
 # Export name -> (the Python function, its argument specs, its return spec): filled as modules declare loops.
 EXPORTS: dict[str, tuple[Callable, tuple[str, ...], str]] = {}
 DECLARED: set[str] = set()  # the modules that declared a loop (a test holds them within SOURCES)
-_DTYPES = {"i8": np.int64, "i4": np.int32, "u1": np.uint8, "u2": np.uint16, "f8": np.float64, "f4": np.float32}
-_DTYPES["b1"] = np.bool_
+_DTYPES = {
+    "i8": np.int64,
+    "i4": np.int32,
+    "u1": np.uint8,
+    "u2": np.uint16,
+    "f8": np.float64,
+    "f4": np.float32,
+    "b1": np.bool_,
+}
 _SPEC = re.compile(r"(\w\w)\[(:(?:,:)*)\](?:\*(\d+))?$")
 
 
