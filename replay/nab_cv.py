@@ -5,7 +5,7 @@ together, the best is chosen there, and scored on the held-out category. The mea
 beside the shipped configuration's mean over the same categories, says whether a configuration chosen on what
 was seen carries to what was not; nothing is chosen by its score on all files at once.
 
-Each configuration runs the anomaly detector's compiled loop over each stream alone (:func:`detections`): a
+Each configuration runs the anomaly detector's compiled loop over each stream alone (:func:`detector_rows`): a
 stream is one entity, so this is what the detector alerts on in a replay through the engine, without the
 engine's cost per record (the `metric` source's other detectors raise nothing on NAB); the CLI's test holds
 the two equal.
@@ -76,7 +76,7 @@ def anomaly_settings(registry: Registry, overrides: dict) -> AnomalySettings:
     return Anomaly.settings_of(with_anomaly(registry, overrides)["metric"])
 
 
-def detections(streams: list[Stream], spec: AnomalySettings) -> dict[str, set[int]]:
+def detector_rows(streams: list[Stream], spec: AnomalySettings) -> dict[str, set[int]]:
     """Each stream's alerting rows under ``spec``, by name: the detector's loop over the stream as one entity."""
     out = {}
     for s in streams:
@@ -93,7 +93,7 @@ def _hold(streams: list[Stream]) -> None:
 
 
 def _file_scores(spec: AnomalySettings) -> dict[str, list[tuple]]:
-    found = detections(_streams, spec)
+    found = detector_rows(_streams, spec)
     return {profile: file_scores(_streams, found, profile) for profile in PROFILES}
 
 

@@ -34,6 +34,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 # Every module with a loop declared by njit: the built module is used only while these are as it was built from.
 SOURCES = ("state/slots.py", "models/online/shape_memory.py", "models/online/anomaly.py")
+MODULES = tuple(s.removesuffix(".py").replace("/", ".") for s in SOURCES)  # what the build imports
 MODULE = "state._loops"
 # Export name -> (the Python function, its argument specs, its return spec): filled as modules declare loops.
 EXPORTS: dict[str, tuple[Callable, tuple[str, ...], str]] = {}

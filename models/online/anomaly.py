@@ -208,20 +208,10 @@ def params_of(spec: AnomalySettings) -> np.ndarray:
 
 
 # learn_score_runs' arguments, as the built loop takes them (state/compiled.py)
-LOOP_ARGS = ("i8[:]", "i8[:]", "f8[:]", "f8[:]", f"f8[:]*{len(COLUMNS)}", "i4[:,:]", f"f4[:,:]*{len(SLOT_STATS)}")
-LOOP_ARGS += (
-    "u1[:,:]",
-    "f8[:,:]",
-    "i4[:]",
-    "i4[:]",
-    "i4[:,:]",
-    "u1[:,:]",
-    "u2[:,:]",
-    "f8[:]",
-    "f8[:]",
-    "b1[:]",
-    "f8[:]",
-)
+LOOP_ARGS = (
+    "i8[:]", "i8[:]", "f8[:]", "f8[:]", f"f8[:]*{len(COLUMNS)}", "i4[:,:]", f"f4[:,:]*{len(SLOT_STATS)}", "u1[:,:]",
+    "f8[:,:]", "i4[:]", "i4[:]", "i4[:,:]", "u1[:,:]", "u2[:,:]", "f8[:]", "f8[:]", "b1[:]", "f8[:]",
+)  # fmt: skip
 
 
 @njit(export=LOOP_ARGS, cache=True, nogil=True)
